@@ -1,0 +1,37 @@
+# The front door: `make dev` runs the whole stack locally, `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the tests drive as real clients.
+TEST_DEBS := swaks curl
+
+.PHONY: install dev test test-deps lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml layers/core/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[local]'
+	touch $@
+
+dev: install
+	$(BIN)/mailpipe dev $(ARGS)
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+test-deps: $(VENV)/.test-installed
+	scripts/install-sam.sh
+	scripts/install-debs.sh $(TEST_DEBS)
+
+test: test-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .venv-sam .aws-sam .mailpipe

@@ -1,0 +1,253 @@
+"""The `mailpipe` command: the local stack, the gateway, and directory administration."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailpipe import aws
+from mailpipe.addresses import AddressError
+from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
+from mailpipe.directory import Directory, DirectoryError
+
+DEMO_DOMAIN = "example.test"
+DEMO_USER = ("bob@example.test", "bob-password")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # aiosmtpd logs every command and botocore every credential lookup at INFO; our own
+    # log lines say what matters per message.
+    for chatty in ("mail.log", "botocore", "boto3"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        return int(args.run(args) or 0)
+    except (DirectoryError, AddressError, ConfigError, ValueError) as exc:
+        print(f"mailpipe: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailpipe", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="run the whole stack locally on an embedded moto server")
+    dev.add_argument("--domain", action="append", default=[], help="hosted domain (repeatable)")
+    dev.add_argument("--user", action="append", default=[], metavar="ADDR:PASSWORD", help="user (repeatable)")
+    dev.add_argument("--smtp-port", type=int, default=2525)
+    dev.add_argument("--aws-port", type=int, default=4566)
+    dev.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean it)")
+    dev.add_argument("--template", type=Path, default=None, help="template.yaml to build the stack from")
+    dev.set_defaults(run=_run_dev)
+
+    gateway = commands.add_parser(
+        "gateway", help="run the SMTP gateway alone, configured from the environment"
+    )
+    gateway.set_defaults(run=_run_gateway)
+
+    domain = commands.add_parser("domain", help="hosted domains").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    p = domain.add_parser("add")
+    p.add_argument("name")
+    p.add_argument("--catch-all", action="append", default=[], metavar="ADDR")
+    p.set_defaults(run=lambda a: _directory().add_domain(a.name, a.catch_all) and print(f"added {a.name}"))
+    domain.add_parser("list").set_defaults(run=_list_domains)
+    p = domain.add_parser("del")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="also delete the domain's users and aliases")
+    p.set_defaults(run=lambda a: _directory().delete_domain(a.name, force=a.force))
+
+    user = commands.add_parser("user", help="users").add_subparsers(required=True, metavar="ACTION")
+    p = user.add_parser("add")
+    p.add_argument("address")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(run=_add_user)
+    p = user.add_parser("list")
+    p.add_argument("--domain")
+    p.set_defaults(run=_list_users)
+    p = user.add_parser("passwd")
+    p.add_argument("address")
+    p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(run=lambda a: _directory().set_password(a.address, _read_password(a.password_stdin)))
+    for action, disabled in (("disable", True), ("enable", False)):
+        p = user.add_parser(action)
+        p.add_argument("address")
+        p.set_defaults(run=lambda a, d=disabled: _directory().set_disabled(a.address, d))
+    p = user.add_parser("del")
+    p.add_argument("address")
+    p.set_defaults(run=lambda a: _directory().delete_user(a.address))
+
+    alias = commands.add_parser("alias", help="aliases").add_subparsers(required=True, metavar="ACTION")
+    p = alias.add_parser("add")
+    p.add_argument("address")
+    p.add_argument("targets", nargs="+")
+    p.set_defaults(run=lambda a: _directory().add_alias(a.address, a.targets) and None)
+    p = alias.add_parser("list")
+    p.add_argument("--domain")
+    p.set_defaults(run=_list_aliases)
+    p = alias.add_parser("del")
+    p.add_argument("address")
+    p.set_defaults(run=lambda a: _directory().delete_alias(a.address))
+
+    mailbox = commands.add_parser("mailbox", help="look into mailboxes").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    p = mailbox.add_parser("list", help="the messages in a user's mailbox")
+    p.add_argument("address")
+    p.add_argument("--mailbox", default="INBOX")
+    p.set_defaults(run=_list_mailbox)
+    return parser
+
+
+# -- directory -------------------------------------------------------------------
+
+
+def _directory() -> Directory:
+    name = os.environ.get(ENV_DIRECTORY_TABLE)
+    if not name:
+        raise ConfigError(f"set {ENV_DIRECTORY_TABLE} (and AWS_ENDPOINT_URL for the dev stack)")
+    return Directory(aws.table(name))
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ValueError("the passwords differ")
+    if not password:
+        raise ValueError("empty password")
+    return password
+
+
+def _add_user(args: argparse.Namespace) -> None:
+    user = _directory().add_user(args.address, _read_password(args.password_stdin))
+    if os.environ.get(ENV_MAILBOX_TABLE):
+        from mailpipe.services import mail_store
+
+        mail_store().ensure_mailboxes(user.address)
+    print(f"added {user.address}")
+
+
+def _list_domains(args: argparse.Namespace) -> None:
+    for domain in _directory().list_domains():
+        extra = f"  catch-all: {', '.join(domain.catch_all)}" if domain.catch_all else ""
+        print(f"{domain.name}{extra}")
+
+
+def _list_users(args: argparse.Namespace) -> None:
+    for user in _directory().list_users(args.domain):
+        print(f"{user.address}{'  (disabled)' if user.disabled else ''}")
+
+
+def _list_aliases(args: argparse.Namespace) -> None:
+    for alias in _directory().list_aliases(args.domain):
+        print(f"{alias.address} -> {', '.join(alias.targets)}")
+
+
+def _list_mailbox(args: argparse.Namespace) -> None:
+    from mailpipe.services import mail_store
+
+    mailbox, messages = mail_store().list_messages(args.address.lower(), args.mailbox)
+    print(f"{args.address} {mailbox.name}: {len(messages)} messages, UIDVALIDITY {mailbox.uidvalidity}")
+    for message in messages:
+        subject = (message.summary.get("envelope") or {}).get("subject") or ""
+        print(f"{message.uid:>6}  {message.size:>9}  {subject}")
+
+
+# -- servers ---------------------------------------------------------------------
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def _run_dev(args: argparse.Namespace) -> None:
+    from mailpipe_gateway.local.stack import DevOptions, DevStack
+
+    users = []
+    for spec in args.user or [":".join(DEMO_USER)]:
+        address, sep, password = spec.partition(":")
+        if not sep or not password:
+            raise ValueError(f"--user wants ADDR:PASSWORD, got {spec!r}")
+        users.append((address, password))
+    domains = args.domain or sorted({address.rpartition("@")[2] for address, _ in users} | {DEMO_DOMAIN})
+    options = DevOptions(
+        host=args.host, smtp_port=args.smtp_port, aws_port=args.aws_port, domains=domains, users=users
+    )
+    if args.template:
+        options.template = args.template
+    stack = DevStack(options)
+    stack.start()
+    try:
+        env_file = options.state_dir / "dev.env"
+        env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.environment.items())))
+        print(f"SMTP      smtp://{args.host}:{stack.smtp_port}  (STARTTLS with a self-signed certificate)")
+        print(f"AWS       {stack.moto.endpoint}  (moto)")
+        print(f"domains   {', '.join(domains)}")
+        for address, password in users:
+            print(f"user      {address}  password {password}")
+        print(f"CLI env   source {env_file}   (then: mailpipe mailbox list {users[0][0]})")
+        print("mailpipe dev ready", flush=True)
+        _wait_for_interrupt()
+    finally:
+        print("stopping", flush=True)
+        stack.stop()
+
+
+def _run_gateway(args: argparse.Namespace) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mailpipe.services import spool
+    from mailpipe_gateway.recipient_check import Lookup, in_process_lookup, lambda_lookup
+    from mailpipe_gateway.smtp.app import build_smtp_gateway
+    from mailpipe_gateway.smtp.settings import GatewaySettings
+
+    settings = GatewaySettings.from_env()
+    lookup: Lookup
+    if settings.validate_function:
+        lookup = lambda_lookup(aws.client("lambda"), settings.validate_function)
+    else:
+        # No function to invoke (a bench against moto, say): run its handler in-process.
+        from mailpipe_gateway.local.functions import load_function
+        from mailpipe_gateway.local.stack import VALIDATE_FUNCTION
+        from mailpipe_gateway.local.template import Template
+
+        function = load_function(Template.load(), VALIDATE_FUNCTION, VALIDATE_FUNCTION)
+        lookup = in_process_lookup(function.handler, function.name)
+
+    async def serve() -> None:
+        executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
+        gateway = build_smtp_gateway(settings, spool(), lookup, executor)
+        await gateway.start()
+        logging.getLogger("mailpipe").info("SMTP gateway on %s:%d", settings.host, gateway.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await gateway.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

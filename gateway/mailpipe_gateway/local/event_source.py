@@ -1,0 +1,121 @@
+"""Lambda's SQS event source mapping, locally: poll a queue, call the handler with batches.
+
+As on AWS: records the handler reports in `batchItemFailures` (or all of them, if
+it raises) stay on the queue and come back after their visibility timeout; the
+rest are deleted. After `maxReceiveCount` receives SQS's redrive policy moves a
+record to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+from mailpipe_gateway.local.functions import LocalFunction
+from mailpipe_gateway.recipient_check import LocalLambdaContext
+
+log = logging.getLogger(__name__)
+
+
+class SqsPoller:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        function: LocalFunction,
+        *,
+        batch_size: int = 10,
+        wait_seconds: int = 1,
+        retry_after: int | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._queue_arn = queue_arn
+        self._function = function
+        self._batch_size = batch_size
+        self._wait_seconds = wait_seconds
+        # None keeps the queue's visibility timeout, as Lambda does; the dev stack and
+        # tests shorten it so a retried record comes back in seconds, not minutes.
+        self._retry_after = retry_after
+        self._region = region
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"poller-{function.logical_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._wait_seconds + 30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("polling %s failed", self._queue_url)
+                self._stop.wait(1)
+
+    def poll_once(self) -> int:
+        """Receive one batch and run the handler on it; returns how many records there were."""
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=min(self._batch_size, 10),
+            WaitTimeSeconds=self._wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        event = {"Records": [self._record(message) for message in messages]}
+        failed = self._invoke(event)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        if retry and self._retry_after is not None:
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "ReceiptHandle": m["ReceiptHandle"],
+                        "VisibilityTimeout": self._retry_after,
+                    }
+                    for i, m in enumerate(retry)
+                ],
+            )
+        return len(messages)
+
+    def _invoke(self, event: dict[str, Any]) -> set[str]:
+        """Message ids the function did not process."""
+        every_id = {record["messageId"] for record in event["Records"]}
+        context = LocalLambdaContext(self._function.name, self._function.timeout)
+        try:
+            response = self._function.handler(event, context)
+        except Exception:
+            log.exception("%s failed on a batch of %d", self._function.logical_id, len(every_id))
+            return every_id
+        failures = (response or {}).get("batchItemFailures", []) if isinstance(response, dict) else []
+        return {f["itemIdentifier"] for f in failures} & every_id
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        body = message["Body"]
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": body,
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody") or hashlib.md5(body.encode()).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self._queue_arn,
+            "awsRegion": self._region,
+        }

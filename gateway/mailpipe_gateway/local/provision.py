@@ -1,0 +1,111 @@
+"""Creating the template's buckets, queues and tables on moto, and resolving references to them."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailpipe_gateway.local.template import Template
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class Deployment:
+    """Local physical names of the template's resources, like a stack's outputs."""
+
+    prefix: str
+    refs: dict[str, str] = field(default_factory=dict)
+    arns: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, value: Any) -> Any:
+        """Evaluate the intrinsics the template uses in environment values (Ref, GetAtt .Arn, Sub)."""
+        if isinstance(value, dict) and len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::GetAtt" and arg[1] == "Arn":
+                return self.arns[arg[0]]
+            if key == "Fn::Sub" and isinstance(arg, str):
+                return re.sub(r"\$\{([^}]+)\}", lambda m: str(self._ref(m.group(1))), arg)
+        if isinstance(value, (str, int, float, bool)):
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        raise ValueError(f"the local runtime cannot evaluate {value!r}")
+
+    def _ref(self, name: str) -> str:
+        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": self.prefix}
+        if name in pseudo:
+            return pseudo[name]
+        return self.refs[name]
+
+
+def _physical_name(prefix: str, logical_id: str) -> str:
+    return f"{prefix}-{re.sub(r'(?<!^)(?=[A-Z])', '-', logical_id).lower()}"
+
+
+def provision(
+    template: Template, s3: Any, sqs: Any, dynamodb: Any, prefix: str = "mailpipe-dev"
+) -> Deployment:
+    deployment = Deployment(prefix)
+    for logical_id in template.of_type("AWS::S3::Bucket"):
+        name = _physical_name(prefix, logical_id)
+        s3.create_bucket(Bucket=name)
+        deployment.refs[logical_id] = name
+        deployment.arns[logical_id] = f"arn:aws:s3:::{name}"
+    queues = template.of_type("AWS::SQS::Queue")
+    for logical_id in queues:
+        url = sqs.create_queue(QueueName=_physical_name(prefix, logical_id))["QueueUrl"]
+        deployment.refs[logical_id] = url
+        deployment.arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+    for logical_id, resource in queues.items():
+        _configure_queue(sqs, deployment, logical_id, resource.get("Properties", {}))
+    for logical_id, resource in template.of_type("AWS::DynamoDB::Table").items():
+        name = _physical_name(prefix, logical_id)
+        _create_table(dynamodb, name, resource.get("Properties", {}))
+        deployment.refs[logical_id] = name
+        deployment.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    for logical_id in template.functions():
+        deployment.refs[logical_id] = _physical_name(prefix, logical_id)
+        deployment.arns[logical_id] = (
+            f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{deployment.refs[logical_id]}"
+        )
+    return deployment
+
+
+def _configure_queue(sqs: Any, deployment: Deployment, logical_id: str, props: dict[str, Any]) -> None:
+    attributes: dict[str, str] = {}
+    for name in (
+        "VisibilityTimeout",
+        "MessageRetentionPeriod",
+        "DelaySeconds",
+        "ReceiveMessageWaitTimeSeconds",
+    ):
+        if name in props:
+            attributes[name] = str(props[name])
+    redrive = props.get("RedrivePolicy")
+    if redrive:
+        attributes["RedrivePolicy"] = json.dumps(
+            {
+                "deadLetterTargetArn": deployment.resolve(redrive["deadLetterTargetArn"]),
+                "maxReceiveCount": int(redrive["maxReceiveCount"]),
+            }
+        )
+    if attributes:
+        sqs.set_queue_attributes(QueueUrl=deployment.refs[logical_id], Attributes=attributes)
+
+
+def _create_table(dynamodb: Any, name: str, props: dict[str, Any]) -> None:
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    dynamodb.create_table(**kwargs)

@@ -1,0 +1,165 @@
+"""The whole of mailpipe on one machine: moto, the resources of template.yaml, the gateway, the pollers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailpipe import aws
+from mailpipe.config import Resources
+from mailpipe.directory import Directory
+from mailpipe.spool import Spool
+from mailpipe.store import MailStore
+from mailpipe_gateway.background import BackgroundLoop
+from mailpipe_gateway.local.event_source import SqsPoller
+from mailpipe_gateway.local.functions import LocalFunction, load_function
+from mailpipe_gateway.local.moto_server import MotoServer
+from mailpipe_gateway.local.provision import REGION, Deployment, provision
+from mailpipe_gateway.local.template import DEFAULT_TEMPLATE, Template
+from mailpipe_gateway.recipient_check import in_process_lookup
+from mailpipe_gateway.smtp.app import build_smtp_gateway
+from mailpipe_gateway.smtp.server import SMTPGateway
+from mailpipe_gateway.smtp.settings import GatewaySettings
+from mailpipe_gateway.tls import write_self_signed
+
+log = logging.getLogger(__name__)
+
+VALIDATE_FUNCTION = "ValidateRecipientFunction"
+
+# What the Lambda runtime would provide, and what only makes sense on AWS.
+LOCAL_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+    "POWERTOOLS_METRICS_DISABLED": "true",  # EMF metrics would only clutter the console
+}
+
+
+@dataclass
+class DevOptions:
+    host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    aws_port: int = 4566
+    hostname: str = "mail.example.test"
+    domains: list[str] = field(default_factory=lambda: ["example.test"])
+    users: list[tuple[str, str]] = field(default_factory=list)
+    template: Path = DEFAULT_TEMPLATE
+    state_dir: Path = Path(".mailpipe")
+    retry_after: int | None = 5
+    poll_wait_seconds: int = 1
+    run_pollers: bool = True
+
+
+class DevStack:
+    def __init__(self, options: DevOptions) -> None:
+        self.options = options
+        self.moto = MotoServer(options.host, options.aws_port)
+        self.loop = BackgroundLoop()
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
+        self.template = Template.load(options.template)
+        self.deployment: Deployment | None = None
+        self.resources: Resources | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.gateway: SMTPGateway | None = None
+        self.pollers: list[SqsPoller] = []
+        self.environment: dict[str, str] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self.moto.start()
+        self.environment = {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": self.moto.endpoint}
+        os.environ.update(self.environment)
+        self.deployment = provision(
+            self.template, aws.client("s3"), aws.client("sqs"), aws.client("dynamodb")
+        )
+        function_env = {
+            k: self.deployment.resolve(v) for k, v in self.template.function_environment().items()
+        }
+        os.environ.update(function_env)
+        self.environment.update(function_env)
+        self.resources = Resources.from_env()
+        self.functions = {
+            logical_id: load_function(self.template, logical_id, self.deployment.refs[logical_id])
+            for logical_id in self.template.functions()
+        }
+        self._seed_directory()
+        self.loop.start()
+        self.gateway = self.build_gateway(self.spool(), port=self.options.smtp_port)
+        self.loop.run(self.gateway.start())
+        if self.options.run_pollers:
+            self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
+            for poller in self.pollers:
+                poller.start()
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if self.gateway is not None:
+            self.loop.run(self.gateway.stop())
+        self.loop.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.moto.stop()
+
+    # -- parts, also for tests and benchmarks ------------------------------------
+
+    def build_gateway(self, spool: Spool, port: int = 0) -> SMTPGateway:
+        """A gateway wired like the stack's own, around any spool (say one whose S3 is down)."""
+        cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
+        settings = GatewaySettings(
+            host=self.options.host, port=port, hostname=self.options.hostname, tls_cert=cert, tls_key=key
+        )
+        validate = self.functions[VALIDATE_FUNCTION]
+        return build_smtp_gateway(
+            settings, spool, in_process_lookup(validate.handler, validate.name), self.executor
+        )
+
+    def spool(self, s3_endpoint: str | None = None, sqs_endpoint: str | None = None) -> Spool:
+        assert self.resources is not None
+        return Spool(
+            aws.client("s3", s3_endpoint),
+            aws.client("sqs", sqs_endpoint),
+            self.resources.mail_bucket,
+            self.resources.inbound_queue_url,
+        )
+
+    def directory(self) -> Directory:
+        assert self.resources is not None
+        return Directory(aws.table(self.resources.directory_table))
+
+    def mail_store(self) -> MailStore:
+        assert self.resources is not None
+        return MailStore(
+            aws.table(self.resources.mailbox_table), aws.client("s3"), self.resources.mail_bucket
+        )
+
+    @property
+    def smtp_port(self) -> int:
+        assert self.gateway is not None
+        return self.gateway.port
+
+    def _poller(self, source) -> SqsPoller:
+        assert self.deployment is not None
+        return SqsPoller(
+            aws.client("sqs"),
+            self.deployment.refs[source.queue],
+            self.deployment.arns[source.queue],
+            self.functions[source.function],
+            batch_size=source.batch_size,
+            wait_seconds=self.options.poll_wait_seconds,
+            retry_after=self.options.retry_after,
+        )
+
+    def _seed_directory(self) -> None:
+        directory, store = self.directory(), self.mail_store()
+        for domain in self.options.domains:
+            directory.add_domain(domain)
+        for address, password in self.options.users:
+            directory.add_user(address, password)
+            store.ensure_mailboxes(directory.lookup(address).address)

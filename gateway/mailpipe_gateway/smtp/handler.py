@@ -1,0 +1,147 @@
+"""The SMTP gateway's application: recipient checks at RCPT, the spool at end of DATA."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+
+from mailpipe.directory import Verdict
+from mailpipe.spool import Envelope, Spool, new_queue_id, now_utc, spool_key
+from mailpipe_gateway.recipient_check import DirectoryUnavailable, RecipientChecker
+from mailpipe_gateway.smtp.trace import MAX_RECEIVED_HEADERS, count_received, protocol_name, received_header
+
+log = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: the minimum a server must accept
+
+EXTRA_EHLO_KEYWORDS = ("PIPELINING", "ENHANCEDSTATUSCODES")
+
+REPLY_RCPT_OK = "250 2.1.5 OK"
+REPLY_MAIL_OK = "250 2.1.0 OK"
+REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+REPLY_TRY_LATER = "451 4.3.0 Temporary failure, please try again later"
+REPLY_LOOP = "554 5.4.6 Too many hops: mail loop detected"
+
+
+def rcpt_reply(verdict: Verdict, address: str) -> str:
+    return {
+        Verdict.DELIVERABLE: REPLY_RCPT_OK,
+        Verdict.UNKNOWN_USER: f"550 5.1.1 <{address}>: Recipient address rejected: User unknown",
+        Verdict.DISABLED: f"550 5.2.1 <{address}>: Recipient address rejected: Mailbox disabled",
+        Verdict.NOT_LOCAL: f"554 5.7.1 <{address}>: Relay access denied",
+        Verdict.INVALID: f"553 5.1.3 <{address}>: Bad recipient address syntax",
+    }[verdict]
+
+
+class InboundHandler:
+    def __init__(
+        self,
+        spool: Spool,
+        checker: RecipientChecker,
+        *,
+        hostname: str,
+        executor: Executor | None = None,
+        max_recipients: int = MAX_RECIPIENTS,
+    ) -> None:
+        self._spool = spool
+        self._checker = checker
+        self._hostname = hostname
+        self._executor = executor
+        self._max_recipients = max_recipients
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd ends the list with "250 HELP"; our keywords go before it.
+        return responses[:-1] + [f"250-{keyword}" for keyword in EXTRA_EHLO_KEYWORDS] + responses[-1:]
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str, mail_options: list[str]
+    ) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return REPLY_MAIL_OK
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self._max_recipients:
+            return REPLY_TOO_MANY_RECIPIENTS
+        try:
+            verdict = await self._checker.check(address)
+        except DirectoryUnavailable as exc:
+            log.warning("recipient check failed for %s from %s: %s", address, _peer(session), exc)
+            return REPLY_TRY_LATER
+        reply = rcpt_reply(verdict, address)
+        if verdict is Verdict.DELIVERABLE:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        else:
+            log.info("rejected RCPT %s from %s: %s", address, _peer(session), verdict.value)
+        return reply
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SMTPEnvelope) -> str:
+        body: bytes = envelope.original_content or b""
+        if count_received(body) > MAX_RECEIVED_HEADERS:
+            log.warning(
+                "mail loop from %s: more than %d Received headers", _peer(session), MAX_RECEIVED_HEADERS
+            )
+            return REPLY_LOOP
+        queue_id = new_queue_id()
+        when = now_utc()
+        tls = session.ssl is not None
+        smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
+        trace = received_header(
+            helo=session.host_name or "unknown",
+            client_ip=_peer(session),
+            hostname=self._hostname,
+            queue_id=queue_id,
+            protocol=protocol_name(esmtp=session.extended_smtp, tls=tls, smtputf8=smtputf8),
+            recipients=envelope.rcpt_tos,
+            when=when,
+        )
+        raw = trace + body
+        spooled = Envelope(
+            id=queue_id,
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            s3_key=spool_key(queue_id, when),
+            size=len(raw),
+            received_at=when.isoformat(),
+            client_address=_peer(session),
+            helo=session.host_name or "",
+            tls=tls,
+            mail_options=list(envelope.mail_options),
+        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._spool.put, spooled, raw)
+        except Exception as exc:
+            log.error("could not spool %s from %s: %s: %s", queue_id, _peer(session), type(exc).__name__, exc)
+            return REPLY_TRY_LATER
+        log.info(
+            "queued %s from=<%s> rcpts=%d size=%d client=%s",
+            queue_id,
+            spooled.mail_from,
+            len(spooled.rcpt_tos),
+            spooled.size,
+            spooled.client_address,
+        )
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Never show a client our internals; the log has the detail.
+        log.exception("SMTP session error: %s", type(error).__name__)
+        return "451 4.3.0 Internal error, please try again later"
+
+
+def _peer(session: Session) -> str:
+    peer: Any = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "unknown")

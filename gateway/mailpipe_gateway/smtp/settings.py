@@ -1,0 +1,35 @@
+"""The SMTP gateway's settings, from the environment the ECS task definition (or `mailpipe dev`) sets."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_MESSAGE_SIZE = 40 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = 25
+    hostname: str = "localhost"
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    validate_function: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if environ is None else environ
+        cert, key = env.get("MAILPIPE_TLS_CERT"), env.get("MAILPIPE_TLS_KEY")
+        return cls(
+            host=env.get("MAILPIPE_SMTP_HOST", "0.0.0.0"),
+            port=int(env.get("MAILPIPE_SMTP_PORT", "25")),
+            hostname=env.get("MAILPIPE_HOSTNAME") or socket.getfqdn(),
+            max_message_size=int(env.get("MAILPIPE_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE)),
+            tls_cert=Path(cert) if cert else None,
+            tls_key=Path(key) if key else None,
+            validate_function=env.get("MAILPIPE_VALIDATE_FUNCTION") or None,
+        )

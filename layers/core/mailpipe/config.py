@@ -1,0 +1,49 @@
+"""Names of the cloud resources, read from the environment the template (or `mailpipe dev`) sets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+ENV_MAIL_BUCKET = "MAILPIPE_MAIL_BUCKET"
+ENV_INBOUND_QUEUE_URL = "MAILPIPE_INBOUND_QUEUE_URL"
+ENV_DIRECTORY_TABLE = "MAILPIPE_DIRECTORY_TABLE"
+ENV_MAILBOX_TABLE = "MAILPIPE_MAILBOX_TABLE"
+ENV_VALIDATE_FUNCTION = "MAILPIPE_VALIDATE_FUNCTION"
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    mail_bucket: str
+    inbound_queue_url: str
+    directory_table: str
+    mailbox_table: str
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Resources:
+        env = os.environ if environ is None else environ
+        missing = [
+            name
+            for name in (ENV_MAIL_BUCKET, ENV_INBOUND_QUEUE_URL, ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE)
+            if not env.get(name)
+        ]
+        if missing:
+            raise ConfigError(f"missing environment: {', '.join(missing)}")
+        return cls(
+            mail_bucket=env[ENV_MAIL_BUCKET],
+            inbound_queue_url=env[ENV_INBOUND_QUEUE_URL],
+            directory_table=env[ENV_DIRECTORY_TABLE],
+            mailbox_table=env[ENV_MAILBOX_TABLE],
+        )
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            ENV_MAIL_BUCKET: self.mail_bucket,
+            ENV_INBOUND_QUEUE_URL: self.inbound_queue_url,
+            ENV_DIRECTORY_TABLE: self.directory_table,
+            ENV_MAILBOX_TABLE: self.mailbox_table,
+        }

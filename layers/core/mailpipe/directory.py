@@ -1,0 +1,351 @@
+"""The directory: hosted domains, users, aliases and catch-alls, in one DynamoDB table.
+
+Item layout (pk = domain, so everything about one address is one BatchGetItem away):
+
+    pk=example.test  sk=domain          catch_all=[targets]
+    pk=example.test  sk=user#bob        password_hash, disabled, created
+    pk=example.test  sk=alias#sales     targets=[addresses]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from mailpipe.addresses import Address, AddressError, normalise_domain, parse_address
+from mailpipe.dynamo import query_all, scan_all
+from mailpipe.passwords import hash_password, verify_password
+
+DOMAIN_SK = "domain"
+USER_PREFIX = "user#"
+ALIAS_PREFIX = "alias#"
+POSTMASTER = "postmaster"
+MAX_ALIAS_DEPTH = 8
+
+
+class DirectoryError(RuntimeError):
+    """A directory change that cannot be made (unknown domain, duplicate user, ...)."""
+
+
+class Verdict(StrEnum):
+    DELIVERABLE = "deliverable"
+    UNKNOWN_USER = "unknown_user"
+    DISABLED = "disabled"
+    NOT_LOCAL = "not_local"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer to "may mail for this address be accepted here?"."""
+
+    verdict: Verdict
+    address: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class User:
+    address: str
+    disabled: bool = False
+    created: int = 0
+
+
+@dataclass(frozen=True)
+class Alias:
+    address: str
+    targets: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    catch_all: list[str] = field(default_factory=list)
+
+
+def _user_sk(local: str) -> str:
+    return USER_PREFIX + local
+
+
+def _alias_sk(local: str) -> str:
+    return ALIAS_PREFIX + local
+
+
+class Directory:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    # -- domains -----------------------------------------------------------------
+
+    def add_domain(self, name: str, catch_all: list[str] | None = None) -> Domain:
+        domain = Domain(normalise_domain(name), [parse_address(t).text for t in catch_all or []])
+        item: dict[str, Any] = {"pk": domain.name, "sk": DOMAIN_SK, "created": int(time.time())}
+        if domain.catch_all:
+            item["catch_all"] = domain.catch_all
+        self._table.put_item(Item=item)
+        return domain
+
+    def set_catch_all(self, name: str, targets: list[str]) -> None:
+        domain = normalise_domain(name)
+        self._require_domain(domain)
+        addresses = [parse_address(t).text for t in targets]
+        if addresses:
+            self._table.update_item(
+                Key={"pk": domain, "sk": DOMAIN_SK},
+                UpdateExpression="SET catch_all = :c",
+                ExpressionAttributeValues={":c": addresses},
+            )
+        else:
+            self._table.update_item(Key={"pk": domain, "sk": DOMAIN_SK}, UpdateExpression="REMOVE catch_all")
+
+    def get_domain(self, name: str) -> Domain | None:
+        item = self._table.get_item(Key={"pk": normalise_domain(name), "sk": DOMAIN_SK}).get("Item")
+        return Domain(item["pk"], list(item.get("catch_all", []))) if item else None
+
+    def list_domains(self) -> list[Domain]:
+        items = self._scan(FilterExpression=Key("sk").eq(DOMAIN_SK))
+        return sorted((Domain(i["pk"], list(i.get("catch_all", []))) for i in items), key=lambda d: d.name)
+
+    def delete_domain(self, name: str, *, force: bool = False) -> None:
+        domain = normalise_domain(name)
+        entries = self._query(domain)
+        if not any(i["sk"] == DOMAIN_SK for i in entries):
+            raise DirectoryError(f"no such domain: {domain}")
+        others = [i for i in entries if i["sk"] != DOMAIN_SK]
+        if others and not force:
+            raise DirectoryError(f"{domain} still has {len(others)} users/aliases (use --force)")
+        with self._table.batch_writer() as batch:
+            for item in entries:
+                batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+
+    # -- users -------------------------------------------------------------------
+
+    def add_user(self, address: str, password: str) -> User:
+        addr = parse_address(address)
+        self._require_domain(addr.domain)
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": addr.domain,
+                    "sk": _user_sk(addr.local),
+                    "password_hash": hash_password(password),
+                    "disabled": False,
+                    "created": int(time.time()),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise DirectoryError(f"user exists: {addr}") from None
+            raise
+        return User(addr.text)
+
+    def set_password(self, address: str, password: str) -> None:
+        addr = parse_address(address)
+        self._update_user(addr, "SET password_hash = :h", {":h": hash_password(password)})
+
+    def set_disabled(self, address: str, disabled: bool) -> None:
+        addr = parse_address(address)
+        self._update_user(addr, "SET disabled = :d", {":d": disabled})
+
+    def delete_user(self, address: str) -> None:
+        addr = parse_address(address)
+        try:
+            self._table.delete_item(
+                Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise DirectoryError(f"no such user: {addr}") from None
+            raise
+
+    def list_users(self, domain: str | None = None) -> list[User]:
+        items = self._entries(domain, USER_PREFIX)
+        return sorted(
+            (
+                User(
+                    f"{i['sk'][len(USER_PREFIX) :]}@{i['pk']}",
+                    bool(i.get("disabled")),
+                    int(i.get("created", 0)),
+                )
+                for i in items
+            ),
+            key=lambda u: u.address,
+        )
+
+    def authenticate(self, address: str, password: str) -> User | None:
+        """The user, if the password is right and the account enabled; else None."""
+        try:
+            addr = parse_address(address)
+        except AddressError:
+            verify_password(None, password)
+            return None
+        item = self._table.get_item(Key={"pk": addr.domain, "sk": _user_sk(addr.local)}).get("Item")
+        ok = verify_password(item.get("password_hash") if item else None, password)
+        if not ok or item is None or item.get("disabled"):
+            return None
+        return User(addr.text)
+
+    # -- aliases -----------------------------------------------------------------
+
+    def add_alias(self, address: str, targets: list[str]) -> Alias:
+        addr = parse_address(address)
+        self._require_domain(addr.domain)
+        if not targets:
+            raise DirectoryError("an alias needs at least one target")
+        resolved = [parse_address(t) for t in targets]
+        for target in resolved:
+            # Remote targets need the outbound queue (forwarding); until it exists an
+            # alias may only point at hosted domains, so no accepted mail is stranded.
+            if self.get_domain(target.domain) is None:
+                raise DirectoryError(f"alias target {target} is not in a hosted domain")
+        self._table.put_item(
+            Item={"pk": addr.domain, "sk": _alias_sk(addr.local), "targets": [t.text for t in resolved]}
+        )
+        return Alias(addr.text, [t.text for t in resolved])
+
+    def delete_alias(self, address: str) -> None:
+        addr = parse_address(address)
+        try:
+            self._table.delete_item(
+                Key={"pk": addr.domain, "sk": _alias_sk(addr.local)},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise DirectoryError(f"no such alias: {addr}") from None
+            raise
+
+    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        items = self._entries(domain, ALIAS_PREFIX)
+        return sorted(
+            (Alias(f"{i['sk'][len(ALIAS_PREFIX) :]}@{i['pk']}", list(i.get("targets", []))) for i in items),
+            key=lambda a: a.address,
+        )
+
+    # -- resolution --------------------------------------------------------------
+
+    def lookup(self, address: str) -> Lookup:
+        """Whether mail for `address` is accepted, answered with one BatchGetItem."""
+        try:
+            addr = parse_address(address)
+        except AddressError as exc:
+            return Lookup(Verdict.INVALID, address, str(exc))
+        entries = self._entries_for(addr)
+        if DOMAIN_SK not in entries:
+            return Lookup(Verdict.NOT_LOCAL, addr.text)
+        for local in _candidate_locals(addr):
+            user = entries.get(_user_sk(local))
+            if user is not None:
+                if user.get("disabled"):
+                    return Lookup(Verdict.DISABLED, addr.text)
+                return Lookup(Verdict.DELIVERABLE, addr.text)
+            if _alias_sk(local) in entries:
+                return Lookup(Verdict.DELIVERABLE, addr.text)
+        if entries[DOMAIN_SK].get("catch_all") or addr.base_local == POSTMASTER:
+            return Lookup(Verdict.DELIVERABLE, addr.text)
+        return Lookup(Verdict.UNKNOWN_USER, addr.text)
+
+    def expand(self, address: str) -> list[str]:
+        """The mailbox owners that mail for `address` is stored for.
+
+        Aliases expand recursively (bounded depth, loops cut); `bob+tag` lands in
+        bob's mailbox; a domain's catch-all takes what matches nothing else; mail for
+        postmaster with no such user or alias keeps a mailbox of its own. Addresses
+        that resolve to nothing (say an alias whose target was deleted) are dropped,
+        and if nothing at all is left the domain's postmaster gets the message, so an
+        accepted message is never silently lost.
+        """
+        owners: list[str] = []
+        seen: set[str] = set()
+        self._expand(parse_address(address), owners, seen, depth=0)
+        if not owners:
+            owners.append(f"{POSTMASTER}@{parse_address(address).domain}")
+        return owners
+
+    def _expand(self, addr: Address, owners: list[str], seen: set[str], depth: int) -> None:
+        if addr.text in seen or depth > MAX_ALIAS_DEPTH:
+            return
+        seen.add(addr.text)
+        entries = self._entries_for(addr)
+        if DOMAIN_SK not in entries:
+            return
+        for local in _candidate_locals(addr):
+            if _user_sk(local) in entries:
+                owner = f"{local}@{addr.domain}"
+                if owner not in owners:
+                    owners.append(owner)
+                return
+            alias = entries.get(_alias_sk(local))
+            if alias is not None:
+                for target in alias.get("targets", []):
+                    self._expand(parse_address(target), owners, seen, depth + 1)
+                return
+        if addr.base_local == POSTMASTER:
+            owner = f"{POSTMASTER}@{addr.domain}"
+            if owner not in owners:
+                owners.append(owner)
+            return
+        for target in entries[DOMAIN_SK].get("catch_all", []):
+            self._expand(parse_address(target), owners, seen, depth + 1)
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _entries_for(self, addr: Address) -> dict[str, dict[str, Any]]:
+        sort_keys = [DOMAIN_SK]
+        for local in _candidate_locals(addr):
+            sort_keys += [_user_sk(local), _alias_sk(local)]
+        # The table resource's client converts between DynamoDB's typed values and Python's.
+        keys = [{"pk": addr.domain, "sk": sk} for sk in sort_keys]
+        pending: dict[str, Any] = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(5):
+            response = self._table.meta.client.batch_get_item(RequestItems=pending)
+            for item in response.get("Responses", {}).get(self._table.name, []):
+                found[item["sk"]] = item
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                return found
+        raise RuntimeError("directory lookup throttled")
+
+    def _require_domain(self, domain: str) -> None:
+        if self.get_domain(domain) is None:
+            raise DirectoryError(f"no such domain: {domain} (add it with `mailpipe domain add`)")
+
+    def _update_user(self, addr: Address, expression: str, values: dict[str, Any]) -> None:
+        try:
+            self._table.update_item(
+                Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
+                UpdateExpression=expression,
+                ExpressionAttributeValues=values,
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise DirectoryError(f"no such user: {addr}") from None
+            raise
+
+    def _entries(self, domain: str | None, prefix: str) -> list[dict[str, Any]]:
+        if domain:
+            return self._query(normalise_domain(domain), prefix)
+        return self._scan(FilterExpression=Key("sk").begins_with(prefix))
+
+    def _query(self, domain: str, prefix: str | None = None) -> list[dict[str, Any]]:
+        condition = Key("pk").eq(domain)
+        if prefix:
+            condition = condition & Key("sk").begins_with(prefix)
+        return query_all(self._table, condition)
+
+    def _scan(self, **kwargs: Any) -> list[dict[str, Any]]:
+        return scan_all(self._table, **kwargs)
+
+
+def _candidate_locals(addr: Address) -> list[str]:
+    """`bob+tag` is tried as itself first (an account may really be named so), then as `bob`."""
+    return [addr.local] if addr.base_local == addr.local else [addr.local, addr.base_local]

@@ -1,0 +1,83 @@
+"""The spool: raw received messages in S3 plus their envelopes on the inbound queue.
+
+The gateway writes the S3 object first and the SQS envelope second, and answers
+250 only after both succeeded. Downstream reads only envelopes, so an object whose
+envelope never made it to SQS is never processed; the bucket's lifecycle rule on
+`spool/` removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SPOOL_PREFIX = "spool/"
+
+
+def new_queue_id() -> str:
+    """A time-ordered, unguessable id (ms since epoch + 64 random bits), like Postfix's long queue ids."""
+    return f"{int(time.time() * 1000):012X}{secrets.token_hex(8).upper()}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What SMTP said about a message, besides the message itself."""
+
+    id: str
+    mail_from: str
+    rcpt_tos: list[str]
+    s3_key: str
+    size: int
+    received_at: str
+    client_address: str = ""
+    helo: str = ""
+    tls: bool = False
+    auth_user: str | None = None
+    mail_options: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Envelope:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("envelope is not a JSON object")
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        envelope = cls(**known)
+        if not envelope.id or not envelope.s3_key or not isinstance(envelope.rcpt_tos, list):
+            raise ValueError("envelope lacks id, s3_key or rcpt_tos")
+        return envelope
+
+
+def spool_key(queue_id: str, when: datetime) -> str:
+    return f"{SPOOL_PREFIX}{when:%Y/%m/%d}/{queue_id}.eml"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class Spool:
+    """Writes to and reads from the spool. Clients are passed in so S3 and SQS can fail independently."""
+
+    def __init__(self, s3: Any, sqs: Any, bucket: str, queue_url: str) -> None:
+        self._s3 = s3
+        self._sqs = sqs
+        self.bucket = bucket
+        self.queue_url = queue_url
+
+    def put(self, envelope: Envelope, raw: bytes) -> None:
+        """Make the message durable, then announce it. Raises if either step fails."""
+        self._s3.put_object(Bucket=self.bucket, Key=envelope.s3_key, Body=raw, ContentType="message/rfc822")
+        # If SendMessage fails the object stays: the send may have reached SQS even
+        # though we saw an error, and then the envelope needs its object. Orphans
+        # expire with the spool lifecycle rule.
+        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=envelope.to_json())
+
+    def read(self, envelope: Envelope) -> bytes:
+        return self._s3.get_object(Bucket=self.bucket, Key=envelope.s3_key)["Body"].read()

@@ -1,0 +1,108 @@
+"""What the mail store keeps: mailboxes and the messages in them, shaped for IMAP."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+# Every user has these (RFC 6154 special-use attributes beside each).
+DEFAULT_MAILBOXES: dict[str, str | None] = {
+    "INBOX": None,
+    "Sent": "\\Sent",
+    "Drafts": "\\Drafts",
+    "Trash": "\\Trash",
+    "Junk": "\\Junk",
+    "Archive": "\\Archive",
+}
+
+USER_PREFIX = "user#"
+MAILBOX_PREFIX = "mailbox#"
+UID_PREFIX = "uid#"
+DELIVERY_PREFIX = "delivery#"
+UID_WIDTH = 10  # UIDs are 32-bit: at most 10 digits, zero-padded so sort keys sort numerically
+
+
+def owner_pk(owner: str) -> str:
+    return USER_PREFIX + owner
+
+
+def mailbox_sk(name: str) -> str:
+    return MAILBOX_PREFIX + name
+
+
+def messages_pk(mailbox_id: str) -> str:
+    return MAILBOX_PREFIX + mailbox_id
+
+
+def uid_sk(uid: int) -> str:
+    return f"{UID_PREFIX}{uid:0{UID_WIDTH}d}"
+
+
+def delivery_sk(delivery_id: str) -> str:
+    return DELIVERY_PREFIX + delivery_id
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    owner: str
+    name: str
+    mailbox_id: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None = None
+    subscribed: bool = True
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Mailbox:
+        return cls(
+            owner=item["pk"][len(USER_PREFIX) :],
+            name=item["sk"][len(MAILBOX_PREFIX) :],
+            mailbox_id=item["mailbox_id"],
+            uidvalidity=int(item["uidvalidity"]),
+            uidnext=int(item["uidnext"]),
+            highestmodseq=int(item["highestmodseq"]),
+            special_use=item.get("special_use"),
+            subscribed=bool(item.get("subscribed", True)),
+        )
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message in one mailbox: everything IMAP lists without touching S3."""
+
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+    internaldate: int
+    size: int
+    blob_key: str
+    delivery_id: str
+    summary: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> StoredMessage:
+        return cls(
+            uid=int(item["uid"]),
+            modseq=int(item["modseq"]),
+            flags=tuple(item.get("flags", [])),
+            internaldate=int(item["internaldate"]),
+            size=int(item["size"]),
+            blob_key=item["blob_key"],
+            delivery_id=item.get("delivery_id", ""),
+            summary=unpack_summary(item.get("summary")),
+        )
+
+
+def pack_summary(summary: dict[str, Any]) -> bytes:
+    # Compressed because large MIME trees would otherwise crowd DynamoDB's 400 KB item limit.
+    return zlib.compress(json.dumps(summary, separators=(",", ":")).encode(), 6)
+
+
+def unpack_summary(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    data = value.value if hasattr(value, "value") else value
+    return json.loads(zlib.decompress(bytes(data)))

@@ -1,0 +1,78 @@
+"""Shared fixtures: one real dev stack (moto server over HTTP, gateway on a socket) per test session."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailpipe_gateway.local.stack import DevOptions, DevStack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CORPUS = REPO_ROOT.parent / "shared" / "corpus"
+DOMAIN = "example.test"
+OTHER_DOMAIN = "other.test"
+PASSWORD = "correct horse battery staple"
+
+
+def require_tool(name: str) -> str:
+    """The tool's path, or a skip whose reason CI treats as a failure (see .ci/run)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"missing tool: {name} (make test installs it when run as root)")
+    return path
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    options = DevOptions(
+        smtp_port=0,
+        aws_port=0,
+        domains=[DOMAIN, OTHER_DOMAIN],
+        users=[(f"bob@{DOMAIN}", PASSWORD)],
+        state_dir=tmp_path_factory.mktemp("state"),
+        retry_after=1,
+    )
+    dev = DevStack(options)
+    dev.start()
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture
+def new_user(stack: DevStack) -> Callable[..., str]:
+    """Makes a user of its own for a test, so tests never see each other's mail."""
+
+    def make(domain: str = DOMAIN) -> str:
+        address = f"user-{secrets.token_hex(4)}@{domain}"
+        stack.directory().add_user(address, PASSWORD)
+        return address
+
+    return make
+
+
+def inbox(stack: DevStack, owner: str) -> list:
+    store = stack.mail_store()
+    if store.get_mailbox(owner, "INBOX") is None:
+        return []
+    return store.list_messages(owner, "INBOX")[1]
+
+
+def wait_for_inbox(stack: DevStack, owner: str, count: int, timeout: float = 30.0) -> list:
+    wait_for(lambda: len(inbox(stack, owner)) >= count, timeout)
+    return inbox(stack, owner)

@@ -1,0 +1,115 @@
+"""`mailpipe dev` as a user runs it: ready line, a first message sent with swaks, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, require_tool
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path):
+    smtp_port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mailpipe_gateway.cli",
+            "dev",
+            "--smtp-port",
+            str(smtp_port),
+            "--aws-port",
+            str(aws_port),
+            "--template",
+            str(REPO_ROOT / "template.yaml"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.strip() == "mailpipe dev ready":
+            break
+    else:
+        process.kill()
+    assert lines and lines[-1].strip() == "mailpipe dev ready", "".join(lines)
+    yield process, smtp_port, "".join(lines), tmp_path
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_dev_prints_endpoints_and_demo_user_then_ready(dev_stack) -> None:
+    _process, smtp_port, output, _ = dev_stack
+    assert f"smtp://127.0.0.1:{smtp_port}" in output
+    assert "example.test" in output
+    assert "bob@example.test  password bob-password" in output
+
+
+def test_first_message_with_swaks_then_ctrl_c(dev_stack) -> None:
+    swaks = require_tool("swaks")
+    process, smtp_port, _, cwd = dev_stack
+    sent = subprocess.run(
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{smtp_port}",
+            "--to",
+            "bob@example.test",
+            "--from",
+            "alice@crepes.fr",
+            "--header",
+            "Subject: first message",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "250 2.0.0 Ok: queued as" in sent.stdout
+    env = {**os.environ}
+    for line in (cwd / ".mailpipe" / "dev.env").read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+
+    def listing() -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "mailpipe_gateway.cli", "mailbox", "list", "bob@example.test"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        ).stdout
+
+    deadline = time.monotonic() + 30
+    while "first message" not in listing() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "first message" in listing()
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", smtp_port)) != 0, "the gateway must be gone"

@@ -1,0 +1,103 @@
+"""The directory against DynamoDB on moto: what is accepted at RCPT and where it is stored."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from conftest import DOMAIN, OTHER_DOMAIN, PASSWORD
+
+from mailpipe.directory import DirectoryError, Verdict
+
+
+@pytest.fixture
+def directory(stack):
+    return stack.directory()
+
+
+def test_lookup_verdicts(directory, new_user) -> None:
+    bob = new_user()
+    local = bob.split("@")[0]
+    assert directory.lookup(bob).verdict is Verdict.DELIVERABLE
+    assert directory.lookup(f"{local.upper()}@{DOMAIN.upper()}").verdict is Verdict.DELIVERABLE
+    assert directory.lookup(f"{local}+news@{DOMAIN}").verdict is Verdict.DELIVERABLE
+    assert directory.lookup(f"nobody-{secrets.token_hex(3)}@{DOMAIN}").verdict is Verdict.UNKNOWN_USER
+    assert directory.lookup("someone@not-hosted.test").verdict is Verdict.NOT_LOCAL
+    assert directory.lookup("no-at-sign").verdict is Verdict.INVALID
+    assert directory.lookup(f"postmaster@{OTHER_DOMAIN}").verdict is Verdict.DELIVERABLE
+    directory.set_disabled(bob, True)
+    assert directory.lookup(bob).verdict is Verdict.DISABLED
+
+
+def test_subaddress_lands_with_the_base_user_unless_the_full_name_exists(directory, new_user) -> None:
+    bob = new_user()
+    local = bob.split("@")[0]
+    assert directory.expand(f"{local}+tag@{DOMAIN}") == [bob]
+    exact = directory.add_user(f"{local}+tag@{DOMAIN}", PASSWORD)
+    assert directory.expand(f"{local}+tag@{DOMAIN}") == [exact.address]
+
+
+def test_aliases_nest_and_loops_are_cut(directory, new_user) -> None:
+    bob, carol = new_user(), new_user()
+    a, b = (f"{name}-{secrets.token_hex(3)}@{DOMAIN}" for name in ("a", "b"))
+    directory.add_alias(a, [bob, b])
+    directory.add_alias(b, [carol, a, bob])
+    assert directory.expand(a) == [bob, carol]
+    assert directory.lookup(a).verdict is Verdict.DELIVERABLE
+
+
+def test_alias_targets_must_be_hosted(directory) -> None:
+    with pytest.raises(DirectoryError):
+        directory.add_alias(f"fwd@{DOMAIN}", ["someone@not-hosted.test"])
+
+
+def test_catch_all_takes_what_matches_nothing_else(directory, new_user) -> None:
+    domain = f"catch-{secrets.token_hex(3)}.test"
+    directory.add_domain(domain)
+    owner = f"owner@{domain}"
+    directory.add_user(owner, PASSWORD)
+    assert directory.lookup(f"anything@{domain}").verdict is Verdict.UNKNOWN_USER
+    directory.set_catch_all(domain, [owner])
+    assert directory.lookup(f"anything@{domain}").verdict is Verdict.DELIVERABLE
+    assert directory.expand(f"anything@{domain}") == [owner]
+    directory.set_catch_all(domain, [])
+    assert directory.lookup(f"anything@{domain}").verdict is Verdict.UNKNOWN_USER
+
+
+def test_postmaster_without_a_user_keeps_its_own_mailbox(directory) -> None:
+    assert directory.expand(f"postmaster@{OTHER_DOMAIN}") == [f"postmaster@{OTHER_DOMAIN}"]
+
+
+def test_passwords(directory, new_user) -> None:
+    bob = new_user()
+    assert directory.authenticate(bob, PASSWORD) is not None
+    assert directory.authenticate(bob.upper(), PASSWORD) is not None
+    assert directory.authenticate(bob, "wrong") is None
+    assert directory.authenticate(f"nobody@{DOMAIN}", PASSWORD) is None
+    directory.set_password(bob, "new secret")
+    assert directory.authenticate(bob, PASSWORD) is None
+    assert directory.authenticate(bob, "new secret") is not None
+    directory.set_disabled(bob, True)
+    assert directory.authenticate(bob, "new secret") is None
+
+
+def test_users_need_a_hosted_domain_and_are_unique(directory, new_user) -> None:
+    with pytest.raises(DirectoryError):
+        directory.add_user("x@not-hosted.test", PASSWORD)
+    bob = new_user()
+    with pytest.raises(DirectoryError):
+        directory.add_user(bob, PASSWORD)
+    directory.delete_user(bob)
+    with pytest.raises(DirectoryError):
+        directory.delete_user(bob)
+
+
+def test_domain_delete_refuses_while_in_use(directory) -> None:
+    domain = f"del-{secrets.token_hex(3)}.test"
+    directory.add_domain(domain)
+    directory.add_user(f"u@{domain}", PASSWORD)
+    with pytest.raises(DirectoryError):
+        directory.delete_domain(domain)
+    directory.delete_domain(domain, force=True)
+    assert directory.get_domain(domain) is None
+    assert directory.list_users(domain) == []

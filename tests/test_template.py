@@ -1,0 +1,580 @@
+"""The SAM template (template.yaml) and its deployment files.
+
+- `sam validate --lint` and `sam build` (no Docker) with the SAM CLI from .venv-sam
+  (scripts/install-sam.sh; it pins boto3 versions the project cannot share);
+- the template expanded offline by aws-sam-translator, then cfn-lint on the plain CloudFormation;
+- structural checks of the contract that code and the local runtime (`mailpipe dev`) rely on:
+  logical IDs, environment variable names, queue wiring, table keys, the optional gateway.
+
+None of this needs AWS credentials or a network other than PyPI (`sam build` downloads the layer's
+dependencies with pip).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+SAMCONFIG = ROOT / "samconfig.toml"
+DOCKERFILE = ROOT / "gateway" / "Dockerfile"
+INSTALL_SAM = ROOT / "scripts" / "install-sam.sh"
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+MISSING_SAM = "missing tool: sam (run scripts/install-sam.sh)"
+REGION = "us-east-1"
+
+GLOBAL_ENV = {
+    "MAILPIPE_MAIL_BUCKET": {"Ref": "MailBucket"},
+    "MAILPIPE_INBOUND_QUEUE_URL": {"Ref": "InboundQueue"},
+    "MAILPIPE_DIRECTORY_TABLE": {"Ref": "DirectoryTable"},
+    "MAILPIPE_MAILBOX_TABLE": {"Ref": "MailboxTable"},
+    "POWERTOOLS_SERVICE_NAME": "mailpipe",
+    "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
+    "LOG_LEVEL": "INFO",
+}
+
+RESOURCE_TYPES = {
+    "MailBucket": "AWS::S3::Bucket",
+    "InboundQueue": "AWS::SQS::Queue",
+    "InboundDeadLetterQueue": "AWS::SQS::Queue",
+    "DirectoryTable": "AWS::DynamoDB::Table",
+    "MailboxTable": "AWS::DynamoDB::Table",
+    "CoreLayer": "AWS::Serverless::LayerVersion",
+    "ValidateRecipientFunction": "AWS::Serverless::Function",
+    "InboundFunction": "AWS::Serverless::Function",
+    "GatewayCluster": "AWS::ECS::Cluster",
+    "GatewayTaskDefinition": "AWS::ECS::TaskDefinition",
+    "GatewayService": "AWS::ECS::Service",
+    "GatewayLoadBalancer": "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    "GatewayListener": "AWS::ElasticLoadBalancingV2::Listener",
+    "GatewayTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "GatewaySecurityGroup": "AWS::EC2::SecurityGroup",
+    "GatewayTaskRole": "AWS::IAM::Role",
+    "GatewayLogGroup": "AWS::Logs::LogGroup",
+}
+
+FUNCTIONS = {
+    "ValidateRecipientFunction": "functions/validate_recipient/",
+    "InboundFunction": "functions/inbound/",
+}
+
+ELF_MACHINE = {"x86_64": 62, "arm64": 183}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """PyYAML loader that turns CloudFormation short tags into their long form.
+
+    `!Ref X` -> {"Ref": "X"}, `!GetAtt A.B` -> {"Fn::GetAtt": ["A", "B"]}, `!Sub s` -> {"Fn::Sub": "s"}, ...
+    """
+
+
+def _construct_cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)  # a SafeLoader subclass
+
+
+def _require(module: str, package: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        pytest.skip(f"missing tool: {package} (pip install -e '.[test]')")
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _sub_text(value: Any) -> str:
+    """The text of a `!Sub "..."` (or a plain string)."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _statements(policies: list[Any]) -> list[dict[str, Any]]:
+    """IAM statements written inline in a SAM function's Policies."""
+    found = []
+    for policy in policies:
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(_as_list(policy["Statement"]))
+    return found
+
+
+def _sam_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for the SAM CLI: a region, dummy credentials, no user AWS config, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_CONFIG_FILE=str(tmp_path / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
+        SAM_CLI_TELEMETRY="0",
+    )
+    # `sam build` without a container runs the python3.11 it finds on PATH.
+    if shutil.which("python3.11", path=env.get("PATH")) is None and sys.version_info[:2] == (3, 11):
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def _run(args: list[Any], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _elf_machine(path: Path) -> int:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", f"{path} is not an ELF file"
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+@pytest.fixture
+def sam() -> Path:
+    if not os.access(SAM, os.X_OK):
+        pytest.skip(MISSING_SAM)
+    return SAM
+
+
+# --------------------------------------------------------------------------- SAM CLI
+
+
+@pytest.mark.timeout(300)
+def test_sam_validate_lint(sam: Path, tmp_path: Path) -> None:
+    result = _run([sam, "validate", "--lint", "--template", TEMPLATE], _sam_env(tmp_path), timeout=240)
+    assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.mark.timeout(900)
+def test_sam_build_without_docker(sam: Path, tmp_path: Path, template: dict[str, Any]) -> None:
+    build_dir = tmp_path / "build"
+    result = _run(
+        [
+            sam,
+            "build",
+            "--template-file",
+            TEMPLATE,
+            "--build-dir",
+            build_dir,
+            "--cache-dir",
+            tmp_path / "cache",
+            # samconfig.toml asks for cached builds, which keep dependencies in ./.aws-sam/deps (in the
+            # work tree); the test builds from scratch and writes only under tmp_path.
+            "--no-cached",
+        ],
+        _sam_env(tmp_path),
+        timeout=840,
+    )
+    assert result.returncode == 0, f"sam build failed:\n{result.stdout}\n{result.stderr}"
+    assert (build_dir / "template.yaml").is_file()
+
+    layer = build_dir / "CoreLayer" / "python"
+    assert (layer / "mailpipe" / "__init__.py").is_file()
+    assert (layer / "argon2" / "__init__.py").is_file()
+    for name in FUNCTIONS:
+        assert (build_dir / name / "app.py").is_file(), name
+
+    # Native code in the layer must be for the functions' architecture (an arm64 function with
+    # x86_64 argon2 bindings builds fine and fails at import in Lambda).
+    (architecture,) = template["Globals"]["Function"]["Architectures"]
+    native = sorted((layer / "_argon2_cffi_bindings").glob("*.so"))
+    assert native, "argon2-cffi-bindings has no compiled module in the layer"
+    for library in native:
+        assert _elf_machine(library) == ELF_MACHINE[architecture], f"{library.name} is not {architecture}"
+
+
+@pytest.mark.timeout(300)
+def test_install_sam_is_idempotent_and_quick(sam: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(INSTALL_SAM)], capture_output=True, text=True, timeout=240, check=False, cwd=ROOT
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "already" in result.stdout, result.stdout
+    assert elapsed < 15, f"install-sam.sh took {elapsed:.1f}s with the SAM CLI already installed"
+
+
+def test_install_sam_script_syntax() -> None:
+    assert os.access(INSTALL_SAM, os.X_OK), "scripts/install-sam.sh is not executable"
+    result = subprocess.run(["bash", "-n", str(INSTALL_SAM)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert ".venv-sam" in INSTALL_SAM.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- offline SAM translation
+
+
+def _with_s3_code_uris(template: dict[str, Any]) -> dict[str, Any]:
+    """What `sam package` would upload: local CodeUri/ContentUri become s3:// URIs (checked to exist)."""
+    fragment = json.loads(json.dumps(template))
+    for logical_id, resource in fragment["Resources"].items():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str) and not properties[key].startswith("s3://"):
+                assert (ROOT / properties[key]).is_dir(), f"{logical_id}.{key} {properties[key]} is missing"
+                properties[key] = f"s3://mailpipe-artifacts/{logical_id}.zip"
+    return fragment
+
+
+def test_sam_translation_passes_cfn_lint(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    _require("samtranslator", "aws-sam-translator")
+    _require("cfnlint", "cfn-lint")
+    from cfnlint.api import ManualArgs, lint
+    from samtranslator.translator.arn_generator import ArnGenerator
+    from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
+    from samtranslator.translator.transform import transform
+
+    class OfflineManagedPolicyLoader(ManagedPolicyLoader):
+        """Never asks IAM. The translator looks AWS managed policy names up in the map bundled with it
+        first and calls the loader only for names it does not know; an unknown name stays a bare name,
+        which the ARN check below reports."""
+
+        def __init__(self) -> None:
+            super().__init__(iam_client=None)  # type: ignore[arg-type]
+            self._policy_map = {}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setattr(ArnGenerator, "BOTO_SESSION_REGION_NAME", REGION)
+
+    translated = transform(_with_s3_code_uris(template), {}, OfflineManagedPolicyLoader())
+
+    assert "Transform" not in translated
+    types = {r["Type"] for r in translated["Resources"].values()}
+    assert not {t for t in types if t.startswith("AWS::Serverless::")}, types
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for arn in resource["Properties"].get("ManagedPolicyArns", []):
+                assert not isinstance(arn, str) or arn.startswith("arn:"), (logical_id, arn)
+
+    matches = lint(json.dumps(translated), config=ManualArgs(regions=[REGION]))
+    errors = [m for m in matches if m.rule.id.startswith("E")]
+    for match in matches:
+        if match not in errors:
+            print(f"cfn-lint (translated template): {match}")
+    assert not errors, "\n".join(str(m) for m in errors)
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_logical_ids_and_types(resources: dict[str, Any]) -> None:
+    for logical_id, resource_type in RESOURCE_TYPES.items():
+        assert logical_id in resources, logical_id
+        assert resources[logical_id]["Type"] == resource_type, logical_id
+
+
+def test_transform_and_globals(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    function = template["Globals"]["Function"]
+    assert function["Runtime"] == "python3.11"
+    assert function["Architectures"] in (["arm64"], ["x86_64"])
+    assert function["Timeout"] == 30
+    assert function["MemorySize"] == 512
+    assert function["Tracing"] == "Active"
+    assert function["Layers"] == [{"Ref": "CoreLayer"}]
+    variables = function["Environment"]["Variables"]
+    for name, value in GLOBAL_ENV.items():
+        assert variables.get(name) == value, name
+
+
+def test_all_function_config_is_global(resources: dict[str, Any]) -> None:
+    """The local runtime sets the union of Globals' environment in one process."""
+    for name, code_uri in FUNCTIONS.items():
+        properties = resources[name]["Properties"]
+        assert properties["CodeUri"] == code_uri
+        assert properties["Handler"] == "app.lambda_handler"
+        assert "Environment" not in properties, f"{name}: put environment variables in Globals"
+        assert (ROOT / code_uri).is_dir()
+
+
+def test_mail_bucket(resources: dict[str, Any]) -> None:
+    properties = resources["MailBucket"]["Properties"]
+    (sse,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    block = properties["PublicAccessBlockConfiguration"]
+    for setting in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+        assert block[setting] is True, setting
+
+    rules = [r for r in properties["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
+    expiring = [r for r in rules if "ExpirationInDays" in r or "ExpirationDate" in r]
+    assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [("spool/", 14)]
+    # Nothing expires mailbox bodies: every expiring rule is limited to spool/.
+    for rule in expiring:
+        assert "Filter" not in rule or rule["Filter"].get("Prefix") == "spool/"
+
+
+def test_inbound_queue_redrive(resources: dict[str, Any]) -> None:
+    queue = resources["InboundQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["InboundDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert queue["VisibilityTimeout"] == 180
+    assert queue["SqsManagedSseEnabled"] is True
+    dead = resources["InboundDeadLetterQueue"]["Properties"]
+    assert dead["MessageRetentionPeriod"] == 1209600
+    # The DLQ keeps a message's original enqueue time, so it must keep messages longer than the queue.
+    assert queue.get("MessageRetentionPeriod", 345600) < dead["MessageRetentionPeriod"]
+
+
+def test_visibility_timeout_covers_function_timeout(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    timeout = resources["InboundFunction"]["Properties"].get(
+        "Timeout", template["Globals"]["Function"]["Timeout"]
+    )
+    assert resources["InboundQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+
+
+@pytest.mark.parametrize("table", ["DirectoryTable", "MailboxTable"])
+def test_tables(resources: dict[str, Any], table: str) -> None:
+    properties = resources[table]["Properties"]
+    assert properties["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert {(a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]} == {
+        ("pk", "S"),
+        ("sk", "S"),
+    }
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_core_layer(resources: dict[str, Any], template: dict[str, Any]) -> None:
+    layer = resources["CoreLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/core"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    architectures = template["Globals"]["Function"]["Architectures"]
+    assert layer["Properties"].get("CompatibleArchitectures", architectures) == architectures
+    assert layer["Metadata"].get("BuildArchitecture", architectures[0]) == architectures[0]
+    assert (ROOT / "layers" / "core" / "requirements.txt").is_file()
+
+
+def test_inbound_sqs_event(resources: dict[str, Any]) -> None:
+    events = resources["InboundFunction"]["Properties"]["Events"]
+    sqs = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert len(sqs) == 1
+    (event,) = sqs
+    assert event["Queue"] == {"Fn::GetAtt": ["InboundQueue", "Arn"]}
+    assert event["BatchSize"] == 10
+    assert event["MaximumBatchingWindowInSeconds"] == 1
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_validate_recipient_policies(resources: dict[str, Any]) -> None:
+    policies = resources["ValidateRecipientFunction"]["Properties"]["Policies"]
+    assert policies == [{"DynamoDBReadPolicy": {"TableName": {"Ref": "DirectoryTable"}}}]
+
+
+def test_inbound_policies_are_narrow(resources: dict[str, Any]) -> None:
+    policies = resources["InboundFunction"]["Properties"]["Policies"]
+    templates = {next(iter(p)): p[next(iter(p))] for p in policies if "Statement" not in p}
+    assert templates.get("DynamoDBReadPolicy") == {"TableName": {"Ref": "DirectoryTable"}}
+    assert templates.get("DynamoDBCrudPolicy") == {"TableName": {"Ref": "MailboxTable"}}
+    assert "SQSPollerPolicy" in templates
+    assert "S3CrudPolicy" not in templates and "S3FullAccessPolicy" not in templates
+
+    s3_access: dict[str, set[str]] = {}
+    for statement in _statements(policies):
+        assert statement["Effect"] == "Allow"
+        for resource in _as_list(statement["Resource"]):
+            arn = _sub_text(resource)
+            for action in _as_list(statement["Action"]):
+                if action.startswith("s3:"):
+                    s3_access.setdefault(arn, set()).add(action)
+    assert s3_access == {
+        "${MailBucket.Arn}/spool/*": {"s3:GetObject"},
+        "${MailBucket.Arn}/messages/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+    }
+
+
+def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    deploy = parameters["DeployGateway"]
+    assert deploy["Type"] == "String"
+    assert deploy["Default"] == "false"
+    assert sorted(deploy["AllowedValues"]) == ["false", "true"]
+    # A stack without the gateway must not need VPC values.
+    for name in ("VpcId", "SubnetIds", "GatewayImage"):
+        assert "Default" in parameters[name], name
+        assert not parameters[name]["Type"].startswith(("AWS::", "List<AWS::")), name
+    assert parameters["GatewayHostname"]["Default"] == "mail.example.com"
+    assert int(parameters["MaxMessageSize"]["Default"]) == 41943040
+    assert template["Conditions"]["GatewayEnabled"] == {"Fn::Equals": [{"Ref": "DeployGateway"}, "true"]}
+
+    gateway = {name for name, r in resources.items() if name.startswith("Gateway")}
+    assert {name for name, r in resources.items() if r.get("Condition") == "GatewayEnabled"} == gateway
+    # Nothing that always exists may point at a resource that might not.
+    for name, resource in resources.items():
+        if name in gateway:
+            continue
+        for node in _walk(resource):
+            if isinstance(node, dict):
+                target = node.get("Ref") or (node.get("Fn::GetAtt") or [None])[0]
+                assert target not in gateway, f"{name} refers to the optional {target}"
+
+
+def test_gateway_task_definition(resources: dict[str, Any]) -> None:
+    task = resources["GatewayTaskDefinition"]["Properties"]
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    assert task["NetworkMode"] == "awsvpc"
+    (container,) = task["ContainerDefinitions"]
+    assert container["Command"] == ["mailpipe", "gateway"]
+    assert container["Image"] == {"Ref": "GatewayImage"}
+    assert [p["ContainerPort"] for p in container["PortMappings"]] == [25]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["MAILPIPE_MAIL_BUCKET"] == {"Ref": "MailBucket"}
+    assert environment["MAILPIPE_INBOUND_QUEUE_URL"] == {"Ref": "InboundQueue"}
+    assert environment["MAILPIPE_DIRECTORY_TABLE"] == {"Ref": "DirectoryTable"}
+    assert environment["MAILPIPE_MAILBOX_TABLE"] == {"Ref": "MailboxTable"}
+    assert environment["MAILPIPE_VALIDATE_FUNCTION"] == {"Ref": "ValidateRecipientFunction"}
+    assert environment["MAILPIPE_HOSTNAME"] == {"Ref": "GatewayHostname"}
+    assert environment["MAILPIPE_SMTP_PORT"] == "25"
+    assert environment["MAILPIPE_MAX_MESSAGE_SIZE"] == {"Ref": "MaxMessageSize"}
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "GatewayLogGroup"}
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["GatewayTaskRole", "Arn"]}
+
+
+def test_gateway_task_role_is_least_privilege(resources: dict[str, Any]) -> None:
+    role = resources["GatewayTaskRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    grants: dict[str, set[str]] = {}
+    for policy in role["Policies"]:
+        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            assert statement["Effect"] == "Allow"
+            for resource in _as_list(statement["Resource"]):
+                grants.setdefault(_sub_text(resource), set()).update(_as_list(statement["Action"]))
+    spool = "${MailBucket.Arn}/spool/*"
+    assert "s3:PutObject" in grants.pop(spool)
+    assert grants == {
+        json.dumps({"Fn::GetAtt": ["InboundQueue", "Arn"]}): {"sqs:SendMessage"},
+        json.dumps({"Fn::GetAtt": ["ValidateRecipientFunction", "Arn"]}): {"lambda:InvokeFunction"},
+    }
+
+
+def test_gateway_network(resources: dict[str, Any]) -> None:
+    ingress = resources["GatewaySecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in ingress] == [("tcp", 25, 25)]
+    assert resources["GatewayLoadBalancer"]["Properties"]["Type"] == "network"
+    listener = resources["GatewayListener"]["Properties"]
+    assert (listener["Protocol"], listener["Port"]) == ("TCP", 25)
+    target_group = resources["GatewayTargetGroup"]["Properties"]
+    assert (target_group["Protocol"], target_group["Port"], target_group["TargetType"]) == ("TCP", 25, "ip")
+    service = resources["GatewayService"]
+    assert service["Properties"]["LaunchType"] == "FARGATE"
+    assert service["Properties"]["LoadBalancers"][0]["ContainerPort"] == 25
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    expected = {
+        "MailBucketName": {"Ref": "MailBucket"},
+        "InboundQueueUrl": {"Ref": "InboundQueue"},
+        "DirectoryTableName": {"Ref": "DirectoryTable"},
+        "MailboxTableName": {"Ref": "MailboxTable"},
+        "ValidateRecipientFunctionName": {"Ref": "ValidateRecipientFunction"},
+        "InboundFunctionName": {"Ref": "InboundFunction"},
+    }
+    for name, value in expected.items():
+        assert outputs[name]["Value"] == value, name
+    dns = outputs["GatewayLoadBalancerDnsName"]
+    assert dns["Condition"] == "GatewayEnabled"
+    assert dns["Value"] == {"Fn::GetAtt": ["GatewayLoadBalancer", "DNSName"]}
+
+
+# --------------------------------------------------------------------------- other deployment files
+
+
+def test_samconfig() -> None:
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    deploy = config["default"]["deploy"]["parameters"]
+    stack_name = deploy.get(
+        "stack_name", config["default"].get("global", {}).get("parameters", {}).get("stack_name")
+    )
+    assert stack_name == "mailpipe"
+    assert "CAPABILITY_IAM" in deploy["capabilities"].split()
+    assert 'DeployGateway="false"' in deploy.get("parameter_overrides", 'DeployGateway="false"')
+
+
+def test_gateway_dockerfile() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert instructions[0].startswith("FROM python:3.11-slim")
+    assert re.search(r"^RUN pip install \.", text, re.MULTILINE)
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert "EXPOSE 25" in instructions
+    assert instructions[-1] == 'CMD ["mailpipe", "gateway"]'
+    assert "cap_net_bind_service" in text  # how the non-root process binds port 25
