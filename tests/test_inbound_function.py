@@ -116,6 +116,10 @@ def test_duplicate_delivery_makes_one_mailbox_entry(stack, new_user, queue) -> N
     sqs.send_message(QueueUrl=url, MessageBody=envelope.to_json())
     drain(poller)
     assert subjects(stack, bob) == [envelope.id]
+    # The repeats were answered by Powertools Idempotency from the stored result.
+    table = aws.table(stack.environment["MAILPIPE_IDEMPOTENCY_TABLE"])
+    records = [item for item in table.scan()["Items"] if envelope.id in item.get("data", "")]
+    assert [record["status"] for record in records] == ["COMPLETED"]
 
 
 def test_aliases_expand_to_every_target_once(stack, new_user, queue) -> None:

@@ -188,3 +188,48 @@ def test_pipelined_commands(stack, new_user) -> None:
         assert reader.readline().startswith(b"250 2.0.0")
         assert reader.readline().startswith(b"221")
     assert len(wait_for_inbox(stack, bob, 1)) == 1
+
+
+def test_a_message_whose_summary_overflows_an_item_is_still_stored(stack, new_user) -> None:
+    bob = new_user()
+    to = ",\r\n ".join(f"r{n:06d}-{n * 7919 % 100003:05x}@x{n % 997}.test" for n in range(100_000))
+    message = f"To: {to}\r\nSubject: big header\r\n\r\nbody\r\n".encode()
+    client = connect(stack)
+    client.sendmail("alice@remote.test", [bob], message)
+    client.quit()
+    [stored] = wait_for_inbox(stack, bob, 1, timeout=60)
+    assert stored.summary == {"size": stored.size, "too_large": True}
+    assert stack.mail_store().read_body(stored).endswith(message)
+
+
+def test_oversize_data_is_refused_and_the_session_goes_on(stack, new_user) -> None:
+    bob = new_user()
+    gateway = stack.build_gateway(stack.spool(), max_message_size=10_000)
+    stack.loop.run(gateway.start())
+    try:
+        client = smtplib.SMTP("127.0.0.1", gateway.port, timeout=30)
+        client.ehlo("client.test")
+        assert client.esmtp_features["size"] == "10000"
+        client.mail("alice@remote.test")
+        client.rcpt(bob)
+        code, text = client.data(MESSAGE + b"x" * 20_000 + b"\r\n")
+        assert (code, text[:6]) == (552, b"5.3.4 ")
+        client.sendmail("alice@remote.test", [bob], MESSAGE)
+        client.quit()
+    finally:
+        stack.loop.run(gateway.stop())
+    [stored] = wait_for_inbox(stack, bob, 1)
+    assert stack.mail_store().read_body(stored).endswith(MESSAGE)
+
+
+def test_smtputf8_addresses(stack) -> None:
+    user = "jösé@example.test"
+    stack.directory().add_user(user, "pw")
+    message = "From: ana@remote.test\r\nTo: jösé@example.test\r\nSubject: olá\r\n\r\nçà\r\n".encode()
+    client = connect(stack)
+    client.sendmail("ana@remote.test", ["JÖSÉ@example.test"], message, mail_options=["SMTPUTF8"])
+    client.quit()
+    [stored] = wait_for_inbox(stack, user, 1)
+    body = stack.mail_store().read_body(stored)
+    assert body.endswith(message)
+    assert b"with UTF8SMTP id" in body

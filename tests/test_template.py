@@ -43,6 +43,7 @@ GLOBAL_ENV = {
     "MAILPIPE_INBOUND_QUEUE_URL": {"Ref": "InboundQueue"},
     "MAILPIPE_DIRECTORY_TABLE": {"Ref": "DirectoryTable"},
     "MAILPIPE_MAILBOX_TABLE": {"Ref": "MailboxTable"},
+    "MAILPIPE_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
     "POWERTOOLS_SERVICE_NAME": "mailpipe",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
@@ -53,6 +54,7 @@ RESOURCE_TYPES = {
     "InboundQueue": "AWS::SQS::Queue",
     "InboundDeadLetterQueue": "AWS::SQS::Queue",
     "DirectoryTable": "AWS::DynamoDB::Table",
+    "IdempotencyTable": "AWS::DynamoDB::Table",
     "MailboxTable": "AWS::DynamoDB::Table",
     "CoreLayer": "AWS::Serverless::LayerVersion",
     "ValidateRecipientFunction": "AWS::Serverless::Function",
@@ -441,8 +443,9 @@ def test_validate_recipient_policies(resources: dict[str, Any]) -> None:
 def test_inbound_policies_are_narrow(resources: dict[str, Any]) -> None:
     policies = resources["InboundFunction"]["Properties"]["Policies"]
     templates = {next(iter(p)): p[next(iter(p))] for p in policies if "Statement" not in p}
+    crud_tables = [p["DynamoDBCrudPolicy"]["TableName"] for p in policies if "DynamoDBCrudPolicy" in p]
     assert templates.get("DynamoDBReadPolicy") == {"TableName": {"Ref": "DirectoryTable"}}
-    assert templates.get("DynamoDBCrudPolicy") == {"TableName": {"Ref": "MailboxTable"}}
+    assert crud_tables == [{"Ref": "MailboxTable"}, {"Ref": "IdempotencyTable"}]
     assert "SQSPollerPolicy" in templates
     assert "S3CrudPolicy" not in templates and "S3FullAccessPolicy" not in templates
 

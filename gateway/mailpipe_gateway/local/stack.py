@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailpipe import aws
 from mailpipe.config import Resources
@@ -109,11 +110,16 @@ class DevStack:
 
     # -- parts, also for tests and benchmarks ------------------------------------
 
-    def build_gateway(self, spool: Spool, port: int = 0) -> SMTPGateway:
+    def build_gateway(self, spool: Spool, port: int = 0, **settings_overrides: Any) -> SMTPGateway:
         """A gateway wired like the stack's own, around any spool (say one whose S3 is down)."""
         cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
         settings = GatewaySettings(
-            host=self.options.host, port=port, hostname=self.options.hostname, tls_cert=cert, tls_key=key
+            host=self.options.host,
+            port=port,
+            hostname=self.options.hostname,
+            tls_cert=cert,
+            tls_key=key,
+            **settings_overrides,
         )
         validate = self.functions[VALIDATE_FUNCTION]
         return build_smtp_gateway(

@@ -10,6 +10,8 @@ Item layout (pk = domain, so everything about one address is one BatchGetItem aw
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -128,7 +130,7 @@ class Directory:
     def add_user(self, address: str, password: str) -> User:
         addr = parse_address(address)
         self._require_domain(addr.domain)
-        try:
+        with _or_directory_error(f"user exists: {addr}"):
             self._table.put_item(
                 Item={
                     "pk": addr.domain,
@@ -139,10 +141,6 @@ class Directory:
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise DirectoryError(f"user exists: {addr}") from None
-            raise
         return User(addr.text)
 
     def set_password(self, address: str, password: str) -> None:
@@ -155,15 +153,11 @@ class Directory:
 
     def delete_user(self, address: str) -> None:
         addr = parse_address(address)
-        try:
+        with _or_directory_error(f"no such user: {addr}"):
             self._table.delete_item(
                 Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
                 ConditionExpression="attribute_exists(pk)",
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise DirectoryError(f"no such user: {addr}") from None
-            raise
 
     def list_users(self, domain: str | None = None) -> list[User]:
         items = self._entries(domain, USER_PREFIX)
@@ -212,15 +206,11 @@ class Directory:
 
     def delete_alias(self, address: str) -> None:
         addr = parse_address(address)
-        try:
+        with _or_directory_error(f"no such alias: {addr}"):
             self._table.delete_item(
                 Key={"pk": addr.domain, "sk": _alias_sk(addr.local)},
                 ConditionExpression="attribute_exists(pk)",
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise DirectoryError(f"no such alias: {addr}") from None
-            raise
 
     def list_aliases(self, domain: str | None = None) -> list[Alias]:
         items = self._entries(domain, ALIAS_PREFIX)
@@ -319,17 +309,13 @@ class Directory:
             raise DirectoryError(f"no such domain: {domain} (add it with `mailpipe domain add`)")
 
     def _update_user(self, addr: Address, expression: str, values: dict[str, Any]) -> None:
-        try:
+        with _or_directory_error(f"no such user: {addr}"):
             self._table.update_item(
                 Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
                 UpdateExpression=expression,
                 ExpressionAttributeValues=values,
                 ConditionExpression="attribute_exists(pk)",
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise DirectoryError(f"no such user: {addr}") from None
-            raise
 
     def _entries(self, domain: str | None, prefix: str) -> list[dict[str, Any]]:
         if domain:
@@ -344,6 +330,17 @@ class Directory:
 
     def _scan(self, **kwargs: Any) -> list[dict[str, Any]]:
         return scan_all(self._table, **kwargs)
+
+
+@contextmanager
+def _or_directory_error(message: str) -> Iterator[None]:
+    """Turns a failed write condition (no such entry, or one already there) into a DirectoryError."""
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise DirectoryError(message) from None
+        raise
 
 
 def _candidate_locals(addr: Address) -> list[str]:

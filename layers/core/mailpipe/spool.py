@@ -40,11 +40,17 @@ class Envelope:
     mail_options: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
     def from_json(cls, text: str) -> Envelope:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Envelope:
         if not isinstance(data, dict):
             raise ValueError("envelope is not a JSON object")
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}

@@ -96,9 +96,20 @@ class StoredMessage:
         )
 
 
+# DynamoDB items hold at most 400 KB; the rest of the message item needs well under 100 KB.
+MAX_PACKED_SUMMARY = 300 * 1024
+
+
 def pack_summary(summary: dict[str, Any]) -> bytes:
-    # Compressed because large MIME trees would otherwise crowd DynamoDB's 400 KB item limit.
-    return zlib.compress(json.dumps(summary, separators=(",", ":")).encode(), 6)
+    """The summary compressed, or, if even that is too big for an item, a marker saying so.
+
+    Only pathological messages (say a To: with 100,000 addresses) overflow; for them the
+    store keeps just the size, and a reader that needs more summarises the body from S3.
+    """
+    packed = zlib.compress(json.dumps(summary, separators=(",", ":")).encode(), 6)
+    if len(packed) <= MAX_PACKED_SUMMARY:
+        return packed
+    return zlib.compress(json.dumps({"size": summary.get("size"), "too_large": True}).encode())
 
 
 def unpack_summary(value: Any) -> dict[str, Any]:
