@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import socket
 import ssl
+import time
 
 import pytest
 from conftest import DOMAIN, wait_for_inbox
+
+from mailpipe_gateway.smtp.limits import ConnectionLimiter
 
 MESSAGE = b"From: alice@remote.test\r\nTo: bob@example.test\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 
@@ -67,6 +71,8 @@ def test_starttls_then_delivery(stack, new_user) -> None:
     context.verify_mode = ssl.CERT_NONE
     client.starttls(context=context)
     client.ehlo("client.remote.test")
+    assert not client.has_extn("auth"), "port 25 offers no AUTH, not even after STARTTLS"
+    assert client.docmd("AUTH", "PLAIN AGJvYgBwdw==")[0] == 502
     client.sendmail("alice@remote.test", [bob], MESSAGE)
     client.quit()
     [stored] = wait_for_inbox(stack, bob, 1)
@@ -145,6 +151,10 @@ def test_too_many_recipients(stack, new_user) -> None:
         (b"RCPT TO:<bob@example.test>\r\n", b"503 5.5.1"),
         (b"DATA\r\n", b"503 5.5.1"),
         (b"MAIL FROM:<" + b"a" * 600 + b"@x.test>\r\n", b"500 5.5.2"),
+        (b"MAIL FROM:<\xff@x.test>\r\n", b"553 5.1.7"),
+        (b"MAIL FROM:<a@x.test> BODY=FOO\r\n", b"501 5.5.4"),
+        (b"\x00\x01\r\n", b"500 5.5.2"),
+        (b"AUTH PLAIN AGJvYgBwdw==\r\n", b"502 5.5.1"),
     ],
 )
 def test_malformed_commands_get_the_right_5xx(stack, line: bytes, code: bytes) -> None:
@@ -163,6 +173,7 @@ def test_malformed_commands_get_the_right_5xx(stack, line: bytes, code: bytes) -
         (b"<a@b@>", b"553 5.1.3"),
         (b"<bob@example.test", b"501 5.5.4"),
         (b"<>", b"553 5.1.3"),
+        (b"<\xff\xfe@example.test>", b"553 5.1.3"),
     ],
 )
 def test_malformed_recipient_addresses(stack, address: bytes, code: bytes) -> None:
@@ -233,3 +244,59 @@ def test_smtputf8_addresses(stack) -> None:
     body = stack.mail_store().read_body(stored)
     assert body.endswith(message)
     assert b"with UTF8SMTP id" in body
+
+
+def test_connection_limits(stack) -> None:
+    gateway = stack.build_gateway(stack.spool(), max_connections=3)
+    stack.loop.run(gateway.start())
+    try:
+        held = [connect_raw(gateway.port) for _ in range(3)]
+        assert all(greeting.startswith(b"220 ") for _, greeting in held)
+        _, refused = connect_raw(gateway.port)
+        assert refused.startswith(b"421 4.7.0")
+        held[0][0].close()
+        deadline = time.monotonic() + 10
+        while gateway.limiter.open_sessions >= 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sock, greeting = connect_raw(gateway.port)
+        assert greeting.startswith(b"220 ")
+        for s in [sock] + [s for s, _ in held[1:]]:
+            s.close()
+    finally:
+        stack.loop.run(gateway.stop())
+
+
+def test_per_address_limit_spares_loopback_only() -> None:
+    limiter = ConnectionLimiter(max_total=100, max_per_ip=2)
+    assert limiter.acquire("192.0.2.1") and limiter.acquire("192.0.2.1")
+    assert not limiter.acquire("192.0.2.1")
+    assert limiter.acquire("192.0.2.2")
+    assert all(limiter.acquire("127.0.0.1") for _ in range(10))
+    limiter.release("192.0.2.1")
+    assert limiter.acquire("192.0.2.1")
+
+
+def connect_raw(port: int) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return sock, sock.makefile("rb").readline()
+
+
+def test_stop_lets_a_transaction_finish_then_closes_idle_sessions(stack, new_user) -> None:
+    bob = new_user()
+    gateway = stack.build_gateway(stack.spool())
+    stack.loop.run(gateway.start())
+    busy = smtplib.SMTP("127.0.0.1", gateway.port, timeout=30)
+    busy.ehlo("busy.test")
+    busy.mail("alice@remote.test")
+    busy.rcpt(bob)
+    stopping = asyncio.run_coroutine_threadsafe(gateway.stop(grace=3), stack.loop.loop)
+    time.sleep(0.3)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", gateway.port), timeout=2)
+    assert busy.data(MESSAGE)[0] == 250, "a transaction in flight completes during the grace period"
+    stopping.result(timeout=10)
+    code, text = busy.noop()  # the 421 the server sent on closing is what the client reads next
+    assert (code, text[:6]) == (421, b"4.3.2 ")
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        busy.noop()
+    assert len(wait_for_inbox(stack, bob, 1)) == 1

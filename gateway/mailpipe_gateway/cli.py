@@ -19,6 +19,7 @@ from mailpipe.directory import Directory, DirectoryError
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
+SHUTDOWN_GRACE_SECONDS = 25
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,7 +244,8 @@ def _run_gateway(args: argparse.Namespace) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await gateway.stop()
+        # ECS sends SIGTERM and kills 30 s later: let sessions in flight finish first.
+        await gateway.stop(grace=SHUTDOWN_GRACE_SECONDS)
         executor.shutdown(wait=False, cancel_futures=True)
 
     asyncio.run(serve())

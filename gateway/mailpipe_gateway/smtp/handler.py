@@ -23,6 +23,7 @@ EXTRA_EHLO_KEYWORDS = ("PIPELINING", "ENHANCEDSTATUSCODES")
 
 REPLY_RCPT_OK = "250 2.1.5 OK"
 REPLY_MAIL_OK = "250 2.1.0 OK"
+REPLY_BAD_SENDER = "553 5.1.7 Bad sender address syntax"
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 REPLY_TRY_LATER = "451 4.3.0 Temporary failure, please try again later"
 REPLY_LOOP = "554 5.4.6 Too many hops: mail loop detected"
@@ -58,12 +59,17 @@ class InboundHandler:
         self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        # aiosmtpd offers AUTH after STARTTLS; this listener takes no AUTH (see protocol.py).
+        offered = [line for line in responses[:-1] if not line.startswith("250-AUTH")]
         # aiosmtpd ends the list with "250 HELP"; our keywords go before it.
-        return responses[:-1] + [f"250-{keyword}" for keyword in EXTRA_EHLO_KEYWORDS] + responses[-1:]
+        return offered + [f"250-{keyword}" for keyword in EXTRA_EHLO_KEYWORDS] + responses[-1:]
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str, mail_options: list[str]
     ) -> str:
+        if not _encodable(address):
+            log.info("rejected MAIL FROM with undecodable bytes from %s", _peer(session))
+            return REPLY_BAD_SENDER
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return REPLY_MAIL_OK
@@ -73,6 +79,8 @@ class InboundHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self._max_recipients:
             return REPLY_TOO_MANY_RECIPIENTS
+        if not _encodable(address):
+            return rcpt_reply(Verdict.INVALID, address.encode("utf-8", "replace").decode())
         try:
             verdict = await self._checker.check(address)
         except DirectoryUnavailable as exc:
@@ -138,6 +146,15 @@ class InboundHandler:
         # Never show a client our internals; the log has the detail.
         log.exception("SMTP session error: %s", type(error).__name__)
         return "451 4.3.0 Internal error, please try again later"
+
+
+def _encodable(address: str) -> bool:
+    """False for addresses carrying bytes that were not UTF-8 (aiosmtpd keeps them as surrogates)."""
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _peer(session: Session) -> str:

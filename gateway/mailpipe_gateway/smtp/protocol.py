@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import AnyStr
+import asyncio
+import logging
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
+from mailpipe_gateway.smtp.limits import ConnectionLimiter
 from mailpipe_gateway.smtp.status import with_enhanced_code
+
+log = logging.getLogger(__name__)
+
+REPLY_TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
 
 # RFC 5321 caps lines at 1000 octets, but real mail (machine-made HTML, bare-LF
 # messages that arrive as one "line") exceeds it; a mail system must store such
@@ -18,15 +25,50 @@ MAX_LINE_LENGTH = 1024 * 1024
 class MailpipeSMTP(SMTP):
     line_length_limit = MAX_LINE_LENGTH
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, limiter: ConnectionLimiter | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._greeting_reply = False
+        self._limiter = limiter
+        self._slot: str | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # aiosmtpd calls this again after STARTTLS; only the first call opens a session.
+        if self._limiter is not None and self._slot is None and self._original_transport is None:
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if peer else "unknown"
+            if not self._limiter.acquire(ip):
+                log.warning("refused connection from %s: too many connections", ip)
+                self._refused = True
+                transport.write(REPLY_TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._slot = ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._limiter is not None and self._slot is not None:
+            self._limiter.release(self._slot)
+            self._slot = None
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
 
     async def smtp_HELO(self, hostname: str) -> None:
         await self._as_greeting_reply(super().smtp_HELO(hostname))
 
     async def smtp_EHLO(self, hostname: str) -> None:
         await self._as_greeting_reply(super().smtp_EHLO(hostname))
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # Port 25 takes mail for our own users only, which needs no AUTH; authenticated
+        # submission (and relaying) is a separate listener with its own rules.
+        await self.push("502 5.5.1 Error: AUTH not available on this port")
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if not _balanced_path(arg):

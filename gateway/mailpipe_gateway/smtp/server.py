@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+import weakref
 
 from mailpipe_gateway.smtp.handler import InboundHandler
+from mailpipe_gateway.smtp.limits import ConnectionLimiter
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
 from mailpipe_gateway.smtp.settings import GatewaySettings
 
@@ -20,9 +23,12 @@ class SMTPGateway:
         self._settings = settings
         self._tls_context = tls_context
         self._server: asyncio.base_events.Server | None = None
+        self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        self._sessions: weakref.WeakSet[MailpipeSMTP] = weakref.WeakSet()
+        self._port: int | None = None
 
     def _protocol(self) -> MailpipeSMTP:
-        return MailpipeSMTP(
+        session = MailpipeSMTP(
             self._handler,
             data_size_limit=self._settings.max_message_size,
             enable_SMTPUTF8=True,
@@ -30,20 +36,37 @@ class SMTPGateway:
             ident="mailpipe",
             tls_context=self._tls_context,
             timeout=SESSION_TIMEOUT,
+            limiter=self.limiter,
         )
+        self._sessions.add(session)
+        return session
 
     async def start(self) -> None:
         self._server = await asyncio.get_running_loop().create_server(
             self._protocol, host=self._settings.host, port=self._settings.port
         )
+        self._port = int(self._server.sockets[0].getsockname()[1])
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "not started"
-        return self._server.sockets[0].getsockname()[1]
+        assert self._port is not None, "not started"
+        return self._port
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop listening, give open sessions `grace` seconds to finish, then close them with a 421.
+
+        A session cut before its 250 loses nothing: the client still holds the message and retries.
+        """
+        if self._server is None:
+            return
+        self._server.close()
+        deadline = time.monotonic() + grace
+        while self.limiter.open_sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for session in list(self._sessions):
+            transport = session.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(f"421 4.3.2 {self._settings.hostname} Service shutting down\r\n".encode())
+                transport.close()
+        await self._server.wait_closed()
+        self._server = None

@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailpipe_gateway.smtp.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP
+
 DEFAULT_MAX_MESSAGE_SIZE = 40 * 1024 * 1024
 
 
@@ -19,6 +21,8 @@ class GatewaySettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     validate_function: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -32,4 +36,8 @@ class GatewaySettings:
             tls_cert=Path(cert) if cert else None,
             tls_key=Path(key) if key else None,
             validate_function=env.get("MAILPIPE_VALIDATE_FUNCTION") or None,
+            max_connections=int(env.get("MAILPIPE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+            max_connections_per_ip=int(
+                env.get("MAILPIPE_MAX_CONNECTIONS_PER_IP", DEFAULT_MAX_CONNECTIONS_PER_IP)
+            ),
         )

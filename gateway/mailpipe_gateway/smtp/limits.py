@@ -1,0 +1,55 @@
+"""How many SMTP sessions one gateway holds open, in all and per client address."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable
+
+DEFAULT_MAX_CONNECTIONS = 1000
+# Postfix's smtpd_client_connection_count_limit default.
+DEFAULT_MAX_CONNECTIONS_PER_IP = 50
+# Like Postfix's $mynetworks exception: local clients (health checks, our own tools)
+# are not counted per address.
+DEFAULT_EXEMPT = ("127.0.0.0/8", "::1/128")
+
+
+class ConnectionLimiter:
+    def __init__(
+        self,
+        max_total: int = DEFAULT_MAX_CONNECTIONS,
+        max_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        exempt: Iterable[str] = DEFAULT_EXEMPT,
+    ) -> None:
+        self._max_total = max_total
+        self._max_per_ip = max_per_ip
+        self._exempt = [ipaddress.ip_network(net) for net in exempt]
+        self._open: Counter[str] = Counter()
+        self._total = 0
+
+    def acquire(self, ip: str) -> bool:
+        """Take a slot for a new session from `ip`; False if it would exceed a limit."""
+        if self._total >= self._max_total:
+            return False
+        if not self._is_exempt(ip) and self._open[ip] >= self._max_per_ip:
+            return False
+        self._open[ip] += 1
+        self._total += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self._open[ip] -= 1
+        if self._open[ip] <= 0:
+            del self._open[ip]
+        self._total -= 1
+
+    @property
+    def open_sessions(self) -> int:
+        return self._total
+
+    def _is_exempt(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._exempt)
