@@ -1,25 +1,27 @@
 """Mailboxes and messages: bodies in S3 under messages/<owner>/, the index in DynamoDB.
 
-How UIDs stay visible in ascending order (RFC 9051 2.3.1.1) even with concurrent
-deliveries is told in docs/mail-store.md; in short, a message's UID is taken from
-the mailbox's `uidnext` in the same DynamoDB transaction that writes the message,
-conditional on `uidnext` still being what the writer read, and readers list only
-UIDs below the `uidnext` they read first.
+Every change to a mailbox is one DynamoDB transaction guarded on the mailbox item
+(store/transactions.py), retried with backoff when another change got in first.
+docs/mail-store.md explains why this keeps UIDs visible in ascending order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from mailpipe.dynamo import query_all
+from mailpipe.mime.summary import summarize
+from mailpipe.store import transactions as tx
 from mailpipe.store.model import (
     DEFAULT_MAILBOXES,
     MAILBOX_PREFIX,
@@ -37,17 +39,45 @@ from mailpipe.store.model import (
 log = logging.getLogger(__name__)
 
 MESSAGES_PREFIX = "messages/"
-MAX_APPEND_ATTEMPTS = 200
+MAX_COMMIT_ATTEMPTS = 200
+INBOX = "INBOX"
+
+T = TypeVar("T")
+FlagMode = Literal["add", "remove", "replace"]
 
 
 class StoreError(RuntimeError):
     """The store could not do what was asked (no such mailbox, too much contention, ...)."""
 
 
+class MailboxExists(StoreError):
+    """CREATE or RENAME onto a name that is taken."""
+
+
+class NoSuchMailbox(StoreError):
+    """The mailbox is not there (any more)."""
+
+
+class _Retry(Exception):
+    """The mailbox moved on between reading it and writing: read again and redo."""
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    """What a STORE did: the messages as they are now, and those UNCHANGEDSINCE kept as they were."""
+
+    changed: list[StoredMessage]
+    modified: list[int]
+
+
 def _new_uidvalidity() -> int:
     # Seconds since the epoch: a mailbox deleted and created again gets a new value
     # (RFC 9051 2.3.1.1), and it stays within 32 bits until 2106.
     return int(time.time())
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class MailStore:
@@ -63,10 +93,11 @@ class MailStore:
     def ensure_mailboxes(self, owner: str) -> list[Mailbox]:
         """Create whichever of the default mailboxes `owner` lacks; harmless to repeat."""
         for name, special_use in DEFAULT_MAILBOXES.items():
-            self._create_mailbox(owner, name, special_use)
+            with contextlib.suppress(MailboxExists):
+                self.create_mailbox(owner, name, special_use)
         return self.list_mailboxes(owner)
 
-    def _create_mailbox(self, owner: str, name: str, special_use: str | None) -> None:
+    def create_mailbox(self, owner: str, name: str, special_use: str | None = None) -> Mailbox:
         item: dict[str, Any] = {
             "pk": owner_pk(owner),
             "sk": mailbox_sk(name),
@@ -81,8 +112,10 @@ class MailStore:
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise MailboxExists(f"mailbox {name!r} exists") from None
+            raise
+        return Mailbox.from_item(item)
 
     def get_mailbox(self, owner: str, name: str) -> Mailbox | None:
         item = self._table.get_item(
@@ -94,16 +127,94 @@ class MailStore:
         items = query_all(self._table, Key("pk").eq(owner_pk(owner)) & Key("sk").begins_with(MAILBOX_PREFIX))
         return [Mailbox.from_item(item) for item in items]
 
+    def rename_mailbox(self, owner: str, old: str, new: str) -> Mailbox:
+        """Same mailbox, new name: its id, UIDs and UIDVALIDITY stay."""
+        if old == INBOX:
+            raise StoreError("INBOX is renamed by moving its messages, not by renaming it")
+        mailbox = self._require(owner, old)
+        item = self._table.get_item(Key={"pk": owner_pk(owner), "sk": mailbox_sk(old)}, ConsistentRead=True)[
+            "Item"
+        ]
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": {**item, "sk": mailbox_sk(new)},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Delete": {
+                            "TableName": self._table.name,
+                            "Key": {"pk": owner_pk(owner), "sk": mailbox_sk(old)},
+                            "ConditionExpression": "mailbox_id = :id",
+                            "ExpressionAttributeValues": {":id": mailbox.mailbox_id},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            reasons = _cancellation_reasons(exc)
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise MailboxExists(f"mailbox {new!r} exists") from None
+            if reasons:
+                raise NoSuchMailbox(f"no mailbox {old!r}") from None
+            raise
+        return Mailbox.from_item({**item, "sk": mailbox_sk(new)})
+
+    def delete_mailbox(self, owner: str, name: str) -> None:
+        """Remove the mailbox and, after it, its messages and their bodies."""
+        if name == INBOX:
+            raise StoreError("INBOX cannot be deleted")
+        mailbox = self._require(owner, name)
+        try:
+            self._table.delete_item(
+                Key={"pk": owner_pk(owner), "sk": mailbox_sk(name)},
+                ConditionExpression="mailbox_id = :id",
+                ExpressionAttributeValues={":id": mailbox.mailbox_id},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise NoSuchMailbox(f"no mailbox {name!r}") from None
+            raise
+        # The mailbox is gone for every reader now; what follows only reclaims space.
+        items = query_all(self._table, Key("pk").eq(messages_pk(mailbox.mailbox_id)))
+        with self._table.batch_writer() as batch:
+            for item in items:
+                batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+        self._delete_blobs([item["blob_key"] for item in items if "blob_key" in item])
+
+    def set_subscribed(self, owner: str, name: str, subscribed: bool) -> None:
+        try:
+            self._table.update_item(
+                Key={"pk": owner_pk(owner), "sk": mailbox_sk(name)},
+                UpdateExpression="SET subscribed = :s",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":s": subscribed},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise NoSuchMailbox(f"no mailbox {name!r}") from None
+            raise
+
+    def _require(self, owner: str, name: str) -> Mailbox:
+        mailbox = self.get_mailbox(owner, name)
+        if mailbox is None:
+            raise NoSuchMailbox(f"no mailbox {name!r} for {owner}")
+        return mailbox
+
     def _mailbox_for_delivery(self, owner: str, name: str) -> Mailbox:
         mailbox = self.get_mailbox(owner, name)
         if mailbox is None and name in DEFAULT_MAILBOXES:
             self.ensure_mailboxes(owner)
             mailbox = self.get_mailbox(owner, name)
         if mailbox is None:
-            raise StoreError(f"no mailbox {name!r} for {owner}")
+            raise NoSuchMailbox(f"no mailbox {name!r} for {owner}")
         return mailbox
 
-    # -- messages ----------------------------------------------------------------
+    # -- new messages ------------------------------------------------------------
 
     def deliver(
         self,
@@ -133,76 +244,95 @@ class MailStore:
         self._s3.copy_object(
             Bucket=self._bucket, Key=blob_key, CopySource={"Bucket": source_bucket, "Key": source_key}
         )
-        message = {
-            "size": size,
-            "blob_key": blob_key,
-            "delivery_id": delivery_id,
-            "internaldate": internaldate if internaldate is not None else int(time.time()),
-            "flags": sorted(set(flags)),
-            "summary": pack_summary(summary),
-        }
-        return self._append_index(owner, mailbox, message, delivery_id)
+        message = _message_item(blob_key, size, summary, internaldate, flags, delivery_id)
 
-    def _append_index(self, owner: str, mailbox: Mailbox, message: dict[str, Any], delivery_id: str) -> int:
-        for attempt in range(MAX_APPEND_ATTEMPTS):
+        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
-            try:
-                self._client.transact_write_items(
-                    TransactItems=self._append_transaction(owner, mailbox, message, delivery_id, uid, modseq)
-                )
-                return uid
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed":
-                    # Another delivery of the same record got there first.
-                    duplicate = self._delivered_uid(mailbox, delivery_id)
-                    if duplicate is not None:
-                        return duplicate
-            # Someone else took this UID (or touched the mailbox): back off, reread, retry.
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 8))))
-            mailbox = self._mailbox_for_delivery(owner, mailbox.name)
-        raise StoreError(f"too much contention appending to {owner}/{mailbox.name}")
+            table = self._table.name
+            return [
+                tx.mailbox_guard(table, mailbox, new_messages=1),
+                tx.put_message(table, mailbox, uid, modseq, message),
+                tx.put_delivery_marker(table, mailbox, delivery_id, uid),
+            ], uid
 
-    def _append_transaction(
-        self, owner: str, mailbox: Mailbox, message: dict[str, Any], delivery_id: str, uid: int, modseq: int
-    ) -> list[dict[str, Any]]:
-        table = self._table.name
-        pk = messages_pk(mailbox.mailbox_id)
-        return [
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": ({"pk": owner_pk(owner), "sk": mailbox_sk(mailbox.name)}),
-                    "UpdateExpression": "SET uidnext = :next, highestmodseq = :modseq",
-                    "ConditionExpression": "uidnext = :uid AND highestmodseq = :prev AND mailbox_id = :id",
-                    "ExpressionAttributeValues": (
-                        {
-                            ":next": uid + 1,
-                            ":uid": uid,
-                            ":modseq": modseq,
-                            ":prev": mailbox.highestmodseq,
-                            ":id": mailbox.mailbox_id,
-                        }
-                    ),
-                }
-            },
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": ({"pk": pk, "sk": uid_sk(uid), "uid": uid, "modseq": modseq, **message}),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": ({"pk": pk, "sk": delivery_sk(delivery_id), "uid": uid}),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-        ]
+        def on_conflict(mailbox: Mailbox, reasons: list[str]) -> int | None:
+            # The marker's condition failed: another delivery of the same record got there first.
+            return (
+                self._delivered_uid(mailbox, delivery_id)
+                if reasons[2:3] == ["ConditionalCheckFailed"]
+                else None
+            )
+
+        return self._commit(owner, mailbox.name, build, on_conflict, mailbox=mailbox)
+
+    def append(
+        self,
+        owner: str,
+        mailbox_name: str,
+        raw: bytes,
+        *,
+        flags: Iterable[str] = (),
+        internaldate: int | None = None,
+    ) -> tuple[Mailbox, int]:
+        """IMAP APPEND: a client's message into a mailbox; returns the mailbox (for UIDVALIDITY) and UID."""
+        mailbox = self._require(owner, mailbox_name)
+        message_id = uuid.uuid4().hex
+        blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
+        self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
+        message = _message_item(blob_key, len(raw), summarize(raw), internaldate, flags, message_id)
+
+        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
+            uid = mailbox.uidnext
+            return [
+                tx.mailbox_guard(self._table.name, mailbox, new_messages=1),
+                tx.put_message(self._table.name, mailbox, uid, mailbox.highestmodseq + 1, message),
+            ], uid
+
+        uid = self._commit(owner, mailbox_name, build, mailbox=mailbox)
+        return mailbox, uid
+
+    def copy(
+        self, owner: str, source: str, uids: Iterable[int], target: str
+    ) -> tuple[Mailbox, list[tuple[int, int]]]:
+        """COPY: each message gets a body of its own (server-side S3 copy) and the target's next UIDs.
+
+        Returns the target mailbox and (source UID, target UID) pairs, for COPYUID.
+        """
+        _, messages = self.list_messages(owner, source)
+        wanted = set(uids)
+        originals = [m for m in messages if m.uid in wanted]
+        target_mailbox = self._require(owner, target)
+        copies = []
+        for original in originals:
+            copy_id = uuid.uuid4().hex
+            blob_key = f"{MESSAGES_PREFIX}{owner}/{copy_id}.eml"
+            self._s3.copy_object(
+                Bucket=self._bucket,
+                Key=blob_key,
+                CopySource={"Bucket": self._bucket, "Key": original.blob_key},
+            )
+            copies.append(
+                _message_item(
+                    blob_key, original.size, original.summary, original.internaldate, original.flags, copy_id
+                )
+            )
+        pairs: list[tuple[int, int]] = []
+        for chunk_start in range(0, len(copies), tx.MAX_MESSAGES_PER_TRANSACTION):
+            chunk = copies[chunk_start : chunk_start + tx.MAX_MESSAGES_PER_TRANSACTION]
+            sources = originals[chunk_start : chunk_start + len(chunk)]
+
+            def build(mailbox: Mailbox, chunk=chunk, sources=sources) -> tuple[list[dict[str, Any]], list]:
+                modseq = mailbox.highestmodseq + 1
+                items = [tx.mailbox_guard(self._table.name, mailbox, new_messages=len(chunk))]
+                result = []
+                for offset, (message, source_message) in enumerate(zip(chunk, sources, strict=True)):
+                    uid = mailbox.uidnext + offset
+                    items.append(tx.put_message(self._table.name, mailbox, uid, modseq, message))
+                    result.append((source_message.uid, uid))
+                return items, result
+
+            pairs += self._commit(owner, target, build)
+        return self.get_mailbox(owner, target) or target_mailbox, pairs
 
     def _delivered_uid(self, mailbox: Mailbox, delivery_id: str) -> int | None:
         item = self._table.get_item(
@@ -210,23 +340,201 @@ class MailStore:
         ).get("Item")
         return int(item["uid"]) if item else None
 
-    def list_messages(self, owner: str, mailbox_name: str) -> tuple[Mailbox, list[StoredMessage]]:
+    # -- changes to messages -----------------------------------------------------
+
+    def update_flags(
+        self,
+        owner: str,
+        mailbox_name: str,
+        uids: Iterable[int],
+        mode: FlagMode,
+        flags: Iterable[str],
+        *,
+        unchanged_since: int | None = None,
+    ) -> FlagChange:
+        """STORE: add, remove or replace flags; each message whose flags change gets a new MODSEQ.
+
+        With `unchanged_since` (CONDSTORE), messages modified after that MODSEQ are left
+        alone and reported in `modified`.
+        """
+        new_flags = set(flags)
+        modified: set[int] = set()
+
+        def change(mailbox: Mailbox, message: StoredMessage, modseq: int) -> dict[str, Any] | None:
+            if unchanged_since is not None and message.modseq > unchanged_since:
+                modified.add(message.uid)
+                return None
+            modified.discard(message.uid)
+            result = _apply_flags(set(message.flags), mode, new_flags)
+            if result == set(message.flags):
+                return None
+            return tx.set_flags(self._table.name, mailbox, message.uid, modseq, sorted(result))
+
+        changed = set(self._change_messages(owner, mailbox_name, uids, change))
+        _, messages = self.list_messages(owner, mailbox_name)
+        return FlagChange([m for m in messages if m.uid in changed], sorted(modified))
+
+    def expunge(self, owner: str, mailbox_name: str, uids: Iterable[int]) -> list[int]:
+        """Remove messages; returns the UIDs expunged. Their bodies are deleted after the index says so."""
+        blobs: dict[int, str] = {}
+
+        def change(mailbox: Mailbox, message: StoredMessage, modseq: int) -> dict[str, Any]:
+            blobs[message.uid] = message.blob_key
+            return tx.expunge(self._table.name, mailbox, message.uid, modseq)
+
+        expunged = sorted(self._change_messages(owner, mailbox_name, uids, change))
+        self._delete_blobs([blobs[uid] for uid in expunged])
+        return expunged
+
+    def _change_messages(
+        self,
+        owner: str,
+        mailbox_name: str,
+        uids: Iterable[int],
+        change: Callable[[Mailbox, StoredMessage, int], dict[str, Any] | None],
+    ) -> list[int]:
+        """Apply `change` to the listed messages, at most 99 per transaction; returns the UIDs changed.
+
+        Each transaction gives its messages the next MODSEQ. `change` sees each message
+        as it is when the transaction is built and returns its update, or None to leave it.
+        """
+        remaining = set(uids)
+        changed: list[int] = []
+
+        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], list[int]]:
+            modseq = mailbox.highestmodseq + 1
+            updates: list[tuple[int, dict[str, Any]]] = []
+            for message in self._messages(mailbox):
+                if message.uid in remaining:
+                    update = change(mailbox, message, modseq)
+                    if update is not None:
+                        updates.append((message.uid, update))
+                    if len(updates) == tx.MAX_MESSAGES_PER_TRANSACTION:
+                        break
+            if not updates:
+                return [], []
+            guard = tx.mailbox_guard(self._table.name, mailbox)
+            return [guard, *(update for _, update in updates)], [uid for uid, _ in updates]
+
+        while remaining:
+            done = self._commit(owner, mailbox_name, build)
+            if not done:
+                break
+            changed += done
+            remaining.difference_update(done)
+        return changed
+
+    # -- reading -----------------------------------------------------------------
+
+    def list_messages(
+        self, owner: str, mailbox_name: str, *, include_expunged: bool = False
+    ) -> tuple[Mailbox, list[StoredMessage]]:
         """The mailbox and its messages in UID order, as of one consistent point.
 
         Reads the mailbox first and lists only UIDs below the `uidnext` seen there:
         every such message was committed before that read, so a later listing can
         add only higher UIDs.
         """
-        mailbox = self.get_mailbox(owner, mailbox_name)
-        if mailbox is None:
-            raise StoreError(f"no mailbox {mailbox_name!r} for {owner}")
-        if mailbox.uidnext <= 1:
-            return mailbox, []
-        condition = Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("sk").between(
-            uid_sk(1), uid_sk(mailbox.uidnext - 1)
-        )
-        items = query_all(self._table, condition)
-        return mailbox, [StoredMessage.from_item(item) for item in items if item["sk"].startswith(UID_PREFIX)]
+        mailbox = self._require(owner, mailbox_name)
+        messages = self._messages(mailbox, include_expunged=include_expunged)
+        return mailbox, messages
 
     def read_body(self, message: StoredMessage) -> bytes:
         return self._s3.get_object(Bucket=self._bucket, Key=message.blob_key)["Body"].read()
+
+    def read_range(self, message: StoredMessage, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the body, with one ranged GET (for BODY[section] and partial fetches)."""
+        if end <= start:
+            return b""
+        response = self._s3.get_object(
+            Bucket=self._bucket, Key=message.blob_key, Range=f"bytes={start}-{end - 1}"
+        )
+        return response["Body"].read()
+
+    def _messages(self, mailbox: Mailbox, *, include_expunged: bool = False) -> list[StoredMessage]:
+        if mailbox.uidnext <= 1:
+            return []
+        condition = Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("sk").between(
+            uid_sk(1), uid_sk(mailbox.uidnext - 1)
+        )
+        messages = [
+            StoredMessage.from_item(item)
+            for item in query_all(self._table, condition)
+            if item["sk"].startswith(UID_PREFIX)
+        ]
+        return messages if include_expunged else [m for m in messages if not m.expunged]
+
+    # -- committing --------------------------------------------------------------
+
+    def _commit(
+        self,
+        owner: str,
+        mailbox_name: str,
+        build: Callable[[Mailbox], tuple[list[dict[str, Any]], T]],
+        on_conflict: Callable[[Mailbox, list[str]], T | None] | None = None,
+        *,
+        mailbox: Mailbox | None = None,
+    ) -> T:
+        """Run `build`'s transaction against the mailbox as read; reread and rebuild until it commits."""
+        mailbox = mailbox or self._require(owner, mailbox_name)
+        for attempt in range(MAX_COMMIT_ATTEMPTS):
+            items, result = build(mailbox)
+            if len(items) <= 1:  # only the guard: nothing to change
+                return result
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return result
+            except ClientError as exc:
+                reasons = _cancellation_reasons(exc)
+                if not reasons:
+                    raise
+                if on_conflict is not None:
+                    settled = on_conflict(mailbox, reasons)
+                    if settled is not None:
+                        return settled
+            # Someone else changed the mailbox first: back off, reread, rebuild.
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 8))))
+            mailbox = self._require(owner, mailbox_name)
+        raise StoreError(f"too much contention on {owner}/{mailbox_name}")
+
+    def _delete_blobs(self, keys: list[str]) -> None:
+        for chunk in _chunks(keys, 1000):
+            try:
+                self._s3.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+                )
+            except ClientError as exc:
+                # The index no longer points at them; an orphaned body costs space, not correctness.
+                log.warning("could not delete %d message bodies: %s", len(chunk), exc)
+
+
+def _message_item(
+    blob_key: str,
+    size: int,
+    summary: dict[str, Any],
+    internaldate: int | None,
+    flags: Iterable[str],
+    delivery_id: str,
+) -> dict[str, Any]:
+    return {
+        "size": size,
+        "blob_key": blob_key,
+        "delivery_id": delivery_id,
+        "internaldate": internaldate if internaldate is not None else int(time.time()),
+        "flags": sorted(set(flags)),
+        "summary": pack_summary(summary),
+    }
+
+
+def _apply_flags(current: set[str], mode: FlagMode, flags: set[str]) -> set[str]:
+    if mode == "add":
+        return current | flags
+    if mode == "remove":
+        return current - flags
+    return set(flags)
+
+
+def _cancellation_reasons(exc: ClientError) -> list[str]:
+    if exc.response["Error"]["Code"] != "TransactionCanceledException":
+        return []
+    return [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]

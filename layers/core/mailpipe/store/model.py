@@ -81,6 +81,7 @@ class StoredMessage:
     blob_key: str
     delivery_id: str
     summary: dict[str, Any] = field(default_factory=dict, repr=False)
+    expunged: bool = False
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> StoredMessage:
@@ -93,6 +94,7 @@ class StoredMessage:
             blob_key=item["blob_key"],
             delivery_id=item.get("delivery_id", ""),
             summary=unpack_summary(item.get("summary")),
+            expunged=bool(item.get("expunged", False)),
         )
 
 

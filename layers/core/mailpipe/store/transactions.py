@@ -1,0 +1,93 @@
+"""The DynamoDB transaction items behind every change to a mailbox.
+
+Every change (new message, flag change, expunge) carries the same guard on the
+mailbox item: `highestmodseq` (and, for new messages, `uidnext`) must still be
+what the writer read. So changes to one mailbox commit one at a time, each with the
+next MODSEQ, and a new message's UID is decided in the very transaction that makes
+it visible (docs/mail-store.md says why that keeps UIDs appearing in order).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailpipe.store.model import Mailbox, delivery_sk, mailbox_sk, messages_pk, owner_pk, uid_sk
+
+# TransactWriteItems takes at most 100 items: the mailbox guard plus 99 messages.
+MAX_MESSAGES_PER_TRANSACTION = 99
+
+
+def mailbox_guard(table: str, mailbox: Mailbox, *, new_messages: int = 0) -> dict[str, Any]:
+    """Advance the mailbox by one MODSEQ (and `new_messages` UIDs), if nobody else has meanwhile."""
+    values: dict[str, Any] = {
+        ":prev": mailbox.highestmodseq,
+        ":modseq": mailbox.highestmodseq + 1,
+        ":id": mailbox.mailbox_id,
+        ":uid": mailbox.uidnext,
+    }
+    update = "SET highestmodseq = :modseq"
+    if new_messages:
+        update += ", uidnext = :next"
+        values[":next"] = mailbox.uidnext + new_messages
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {"pk": owner_pk(mailbox.owner), "sk": mailbox_sk(mailbox.name)},
+            "UpdateExpression": update,
+            "ConditionExpression": "uidnext = :uid AND highestmodseq = :prev AND mailbox_id = :id",
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def put_message(
+    table: str, mailbox: Mailbox, uid: int, modseq: int, message: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": {
+                "pk": messages_pk(mailbox.mailbox_id),
+                "sk": uid_sk(uid),
+                "uid": uid,
+                "modseq": modseq,
+                **message,
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
+def put_delivery_marker(table: str, mailbox: Mailbox, delivery_id: str, uid: int) -> dict[str, Any]:
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": {"pk": messages_pk(mailbox.mailbox_id), "sk": delivery_sk(delivery_id), "uid": uid},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
+def set_flags(table: str, mailbox: Mailbox, uid: int, modseq: int, flags: list[str]) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {"pk": messages_pk(mailbox.mailbox_id), "sk": uid_sk(uid)},
+            "UpdateExpression": "SET flags = :flags, modseq = :modseq",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(expunged)",
+            "ExpressionAttributeValues": {":flags": flags, ":modseq": modseq},
+        }
+    }
+
+
+def expunge(table: str, mailbox: Mailbox, uid: int, modseq: int) -> dict[str, Any]:
+    """Turn a message into a tombstone: its UID and MODSEQ stay for QRESYNC's VANISHED."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {"pk": messages_pk(mailbox.mailbox_id), "sk": uid_sk(uid)},
+            "UpdateExpression": "SET expunged = :true, modseq = :modseq REMOVE flags, summary",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(expunged)",
+            "ExpressionAttributeValues": {":true": True, ":modseq": modseq},
+        }
+    }

@@ -1,0 +1,139 @@
+"""The mail store's operations for IMAP and POP3, against DynamoDB and S3 on moto."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailpipe.store import MailboxExists, NoSuchMailbox, StoreError
+
+MESSAGE = b"From: a@remote.test\r\nSubject: stored\r\n\r\nbody line\r\n"
+
+
+@pytest.fixture
+def owner(stack, new_user) -> str:
+    address = new_user()
+    stack.mail_store().ensure_mailboxes(address)
+    return address
+
+
+@pytest.fixture
+def store(stack):
+    return stack.mail_store()
+
+
+def test_append_and_read(store, owner) -> None:
+    mailbox, uid = store.append(
+        owner, "Drafts", MESSAGE, flags=["\\Draft", "$label1"], internaldate=1_700_000_000
+    )
+    assert uid == 1 and mailbox.name == "Drafts"
+    _, [message] = store.list_messages(owner, "Drafts")
+    assert message.flags == ("$label1", "\\Draft")
+    assert message.internaldate == 1_700_000_000
+    assert message.size == len(MESSAGE)
+    assert message.summary["envelope"]["subject"] == "stored"
+    assert store.read_body(message) == MESSAGE
+    assert store.read_range(message, 6, 19) == MESSAGE[6:19]
+
+
+def test_flags_change_with_new_modseqs(store, owner) -> None:
+    for _ in range(3):
+        store.append(owner, "INBOX", MESSAGE)
+    before, messages = store.list_messages(owner, "INBOX")
+    change = store.update_flags(owner, "INBOX", [1, 2], "add", ["\\Seen"])
+    assert [m.uid for m in change.changed] == [1, 2]
+    assert all(m.flags == ("\\Seen",) and m.modseq == before.highestmodseq + 1 for m in change.changed)
+    # No change, no new MODSEQ.
+    assert store.update_flags(owner, "INBOX", [1], "add", ["\\Seen"]).changed == []
+    after = store.get_mailbox(owner, "INBOX")
+    assert after.highestmodseq == before.highestmodseq + 1
+    store.update_flags(owner, "INBOX", [1, 2, 3], "replace", ["\\Flagged", "NonJunk"])
+    store.update_flags(owner, "INBOX", [2], "remove", ["NonJunk"])
+    _, messages = store.list_messages(owner, "INBOX")
+    assert [m.flags for m in messages] == [("NonJunk", "\\Flagged"), ("\\Flagged",), ("NonJunk", "\\Flagged")]
+
+
+def test_unchanged_since(store, owner) -> None:
+    store.append(owner, "INBOX", MESSAGE)
+    store.append(owner, "INBOX", MESSAGE)
+    mailbox = store.get_mailbox(owner, "INBOX")
+    store.update_flags(owner, "INBOX", [2], "add", ["\\Answered"])
+    change = store.update_flags(
+        owner, "INBOX", [1, 2], "add", ["\\Seen"], unchanged_since=mailbox.highestmodseq
+    )
+    assert [m.uid for m in change.changed] == [1]
+    assert change.modified == [2]
+
+
+def test_expunge_leaves_tombstones_and_never_reuses_uids(stack, store, owner) -> None:
+    for _ in range(3):
+        store.append(owner, "INBOX", MESSAGE)
+    _, messages = store.list_messages(owner, "INBOX")
+    assert store.expunge(owner, "INBOX", [2, 3, 99]) == [2, 3]
+    mailbox, left = store.list_messages(owner, "INBOX")
+    assert [m.uid for m in left] == [1]
+    _, everything = store.list_messages(owner, "INBOX", include_expunged=True)
+    assert [(m.uid, m.expunged) for m in everything] == [(1, False), (2, True), (3, True)]
+    assert everything[1].modseq == mailbox.highestmodseq
+    with pytest.raises(Exception, match=r"NoSuchKey|Not Found|404"):
+        store.read_body(messages[1])
+    _, uid = store.append(owner, "INBOX", MESSAGE)
+    assert uid == 4
+
+
+def test_copy_gives_new_uids_and_independent_bodies(store, owner) -> None:
+    for _ in range(2):
+        store.append(owner, "INBOX", MESSAGE, flags=["\\Seen"])
+    store.append(owner, "Archive", MESSAGE)
+    target, pairs = store.copy(owner, "INBOX", [1, 2], "Archive")
+    assert pairs == [(1, 2), (2, 3)]
+    assert target.uidnext == 4
+    store.expunge(owner, "INBOX", [1, 2])
+    _, archived = store.list_messages(owner, "Archive")
+    assert [(m.uid, m.flags) for m in archived] == [(1, ()), (2, ("\\Seen",)), (3, ("\\Seen",))]
+    assert all(store.read_body(m) == MESSAGE for m in archived)
+
+
+def test_many_messages_change_in_chunks(store, owner) -> None:
+    for _ in range(120):
+        store.append(owner, "Junk", MESSAGE)
+    before = store.get_mailbox(owner, "Junk")
+    change = store.update_flags(owner, "Junk", range(1, 121), "add", ["$Junk"])
+    assert len(change.changed) == 120
+    assert {m.modseq for m in change.changed} == {before.highestmodseq + 1, before.highestmodseq + 2}
+    assert len(store.expunge(owner, "Junk", range(1, 121))) == 120
+    assert store.list_messages(owner, "Junk")[1] == []
+
+
+def test_mailbox_create_rename_delete(store, owner) -> None:
+    created = store.create_mailbox(owner, "Projects/2026")
+    with pytest.raises(MailboxExists):
+        store.create_mailbox(owner, "Projects/2026")
+    store.append(owner, "Projects/2026", MESSAGE)
+    renamed = store.rename_mailbox(owner, "Projects/2026", "Done/2026")
+    assert (renamed.mailbox_id, renamed.uidvalidity) == (created.mailbox_id, created.uidvalidity)
+    assert store.get_mailbox(owner, "Projects/2026") is None
+    _, [message] = store.list_messages(owner, "Done/2026")
+    with pytest.raises(MailboxExists):
+        store.rename_mailbox(owner, "Done/2026", "Sent")
+    with pytest.raises(NoSuchMailbox):
+        store.rename_mailbox(owner, "Nope", "Other")
+    store.set_subscribed(owner, "Done/2026", False)
+    assert store.get_mailbox(owner, "Done/2026").subscribed is False
+    store.delete_mailbox(owner, "Done/2026")
+    assert store.get_mailbox(owner, "Done/2026") is None
+    with pytest.raises(Exception, match=r"NoSuchKey|Not Found|404"):
+        store.read_body(message)
+    with pytest.raises(StoreError):
+        store.delete_mailbox(owner, "INBOX")
+    with pytest.raises(NoSuchMailbox):
+        store.list_messages(owner, "Done/2026")
+
+
+def test_one_user_cannot_see_another_users_mailboxes(store, owner, new_user) -> None:
+    other = new_user()
+    store.ensure_mailboxes(other)
+    store.append(owner, "INBOX", MESSAGE)
+    assert store.list_messages(other, "INBOX")[1] == []
+    assert {m.mailbox_id for m in store.list_mailboxes(owner)}.isdisjoint(
+        m.mailbox_id for m in store.list_mailboxes(other)
+    )
