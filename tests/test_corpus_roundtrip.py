@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
 
 import pytest
-from conftest import CORPUS, wait_for_inbox
+from conftest import CORPUS, PASSWORD, wait_for_inbox
+
+from mailpipe.mime.lines import crlf_lines
 
 CORPUS_FILES = sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []
 
@@ -55,3 +58,39 @@ def test_every_corpus_message_is_stored_byte_exact(stack, new_user) -> None:
 
 def test_corpus_is_there() -> None:
     assert len(CORPUS_FILES) >= 100, f"the shared corpus should be at {CORPUS}"
+
+
+def pop3_retr_all(port: int, user: str, count: int) -> list[bytes]:
+    """RETR every message over a raw socket; returns each as sent on the wire, dot-unstuffed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f"USER {user}\r\nPASS {PASSWORD}\r\n".encode())
+        assert reader.readline().startswith(b"+OK") and reader.readline().startswith(b"+OK")
+        messages = []
+        for number in range(1, count + 1):
+            sock.sendall(b"RETR %d\r\n" % number)
+            assert reader.readline().startswith(b"+OK")
+            lines = []
+            while (line := reader.readline()) != b".\r\n":
+                assert line.endswith(b"\r\n"), "every POP3 line ends in CRLF"
+                lines.append(line[1:] if line.startswith(b".") else line)
+            messages.append(b"".join(lines))
+        sock.sendall(b"QUIT\r\n")
+        return messages
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")
+def test_every_corpus_message_comes_back_over_pop3(stack, new_user) -> None:
+    owner = new_user()
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
+        for path in CORPUS_FILES:
+            client.sendmail("corpus@remote.test", [owner], path.read_bytes())
+    stored = wait_for_inbox(stack, owner, len(CORPUS_FILES), timeout=120)
+    retrieved = pop3_retr_all(stack.pop3_port, owner, len(stored))
+    store = stack.mail_store()
+    for message, wire in zip(stored, retrieved, strict=True):
+        body = store.read_body(message)
+        # POP3 is line-based: what comes back is the stored bytes with every line ending CRLF.
+        assert wire == b"".join(line + b"\r\n" for line in crlf_lines(body)), message.delivery_id
+        assert len(wire) == message.crlf_size or not body.endswith(b"\n")

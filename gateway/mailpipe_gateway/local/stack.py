@@ -14,17 +14,21 @@ from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
+from mailpipe.store.locks import Leases
+from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.local.event_source import SqsPoller
 from mailpipe_gateway.local.functions import LocalFunction, load_function
 from mailpipe_gateway.local.moto_server import MotoServer
 from mailpipe_gateway.local.provision import REGION, Deployment, provision
 from mailpipe_gateway.local.template import DEFAULT_TEMPLATE, Template
+from mailpipe_gateway.pop3.server import POP3Server, executor_runner
+from mailpipe_gateway.pop3.session import POP3Context
 from mailpipe_gateway.recipient_check import in_process_lookup
 from mailpipe_gateway.smtp.app import build_smtp_gateway
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
-from mailpipe_gateway.tls import write_self_signed
+from mailpipe_gateway.tls import server_context, write_self_signed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ LOCAL_ENVIRONMENT = {
 class DevOptions:
     host: str = "127.0.0.1"
     smtp_port: int = 2525
+    pop3_port: int = 1110
     aws_port: int = 4566
     hostname: str = "mail.example.test"
     domains: list[str] = field(default_factory=lambda: ["example.test"])
@@ -68,6 +73,7 @@ class DevStack:
         self.resources: Resources | None = None
         self.functions: dict[str, LocalFunction] = {}
         self.gateway: SMTPGateway | None = None
+        self.pop3: POP3Server | None = None
         self.pollers: list[SqsPoller] = []
         self.environment: dict[str, str] = {}
 
@@ -94,6 +100,8 @@ class DevStack:
         self.loop.start()
         self.gateway = self.build_gateway(self.spool(), port=self.options.smtp_port)
         self.loop.run(self.gateway.start())
+        self.pop3 = self.build_pop3(port=self.options.pop3_port)
+        self.loop.run(self.pop3.start())
         if self.options.run_pollers:
             self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
             for poller in self.pollers:
@@ -104,6 +112,8 @@ class DevStack:
             poller.stop()
         if self.gateway is not None:
             self.loop.run(self.gateway.stop())
+        if self.pop3 is not None:
+            self.loop.run(self.pop3.stop())
         self.loop.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.moto.stop()
@@ -125,6 +135,29 @@ class DevStack:
         return build_smtp_gateway(
             settings, spool, in_process_lookup(validate.handler, validate.name), self.executor
         )
+
+    def build_pop3(self, port: int = 0, **context_overrides: Any) -> POP3Server:
+        """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback."""
+        cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
+        assert self.resources is not None
+        context = POP3Context(
+            directory=self.directory(),
+            store=self.mail_store(),
+            leases=Leases(aws.table(self.resources.mailbox_table)),
+            throttle=AuthThrottle(),
+            hostname=self.options.hostname,
+            tls_context=server_context(cert, key),
+            run=executor_runner(self.executor),
+            plaintext_loopback=True,
+        )
+        for name, value in context_overrides.items():
+            setattr(context, name, value)
+        return POP3Server(context, self.options.host, port)
+
+    @property
+    def pop3_port(self) -> int:
+        assert self.pop3 is not None
+        return self.pop3.port
 
     def spool(self, s3_endpoint: str | None = None, sqs_endpoint: str | None = None) -> Spool:
         assert self.resources is not None

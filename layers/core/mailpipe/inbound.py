@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailpipe.directory import Directory
+from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.spool import Envelope, Spool
 from mailpipe.store import MailStore
@@ -49,6 +50,7 @@ class InboundDelivery:
                 size=len(raw),
                 summary=summary,
                 internaldate=internaldate,
+                crlf_size=lines.crlf_size(raw),
             )
         return report
 

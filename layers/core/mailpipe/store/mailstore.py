@@ -20,6 +20,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from mailpipe.dynamo import query_all
+from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.store import transactions as tx
 from mailpipe.store.model import (
@@ -228,6 +229,7 @@ class MailStore:
         summary: dict[str, Any],
         internaldate: int | None = None,
         flags: Iterable[str] = (),
+        crlf_size: int | None = None,
     ) -> int:
         """Store a spooled message in a mailbox; returns its UID.
 
@@ -244,7 +246,7 @@ class MailStore:
         self._s3.copy_object(
             Bucket=self._bucket, Key=blob_key, CopySource={"Bucket": source_bucket, "Key": source_key}
         )
-        message = _message_item(blob_key, size, summary, internaldate, flags, delivery_id)
+        message = _message_item(blob_key, size, summary, internaldate, flags, delivery_id, crlf_size)
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
@@ -279,7 +281,9 @@ class MailStore:
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
         self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
-        message = _message_item(blob_key, len(raw), summarize(raw), internaldate, flags, message_id)
+        message = _message_item(
+            blob_key, len(raw), summarize(raw), internaldate, flags, message_id, lines.crlf_size(raw)
+        )
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
             uid = mailbox.uidnext
@@ -313,7 +317,13 @@ class MailStore:
             )
             copies.append(
                 _message_item(
-                    blob_key, original.size, original.summary, original.internaldate, original.flags, copy_id
+                    blob_key,
+                    original.size,
+                    original.summary,
+                    original.internaldate,
+                    original.flags,
+                    copy_id,
+                    original.crlf_size,
                 )
             )
         pairs: list[tuple[int, int]] = []
@@ -515,9 +525,11 @@ def _message_item(
     internaldate: int | None,
     flags: Iterable[str],
     delivery_id: str,
+    crlf_size: int | None,
 ) -> dict[str, Any]:
     return {
         "size": size,
+        "crlf_size": crlf_size if crlf_size is not None else size,
         "blob_key": blob_key,
         "delivery_id": delivery_id,
         "internaldate": internaldate if internaldate is not None else int(time.time()),

@@ -82,6 +82,8 @@ class StoredMessage:
     delivery_id: str
     summary: dict[str, Any] = field(default_factory=dict, repr=False)
     expunged: bool = False
+    # The size with every bare LF counted as CRLF, as POP3 and IMAP's RFC822.SIZE report it.
+    crlf_size: int = 0
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> StoredMessage:
@@ -95,6 +97,7 @@ class StoredMessage:
             delivery_id=item.get("delivery_id", ""),
             summary=unpack_summary(item.get("summary")),
             expunged=bool(item.get("expunged", False)),
+            crlf_size=int(item.get("crlf_size", item["size"])),
         )
 
 

@@ -1,0 +1,64 @@
+"""A POP3 session's view of a user's INBOX: numbered messages, deletion marks, the exclusive lock."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from mailpipe.mime.lines import crlf_lines
+from mailpipe.store import MailStore, StoredMessage
+from mailpipe.store.locks import Leases
+
+INBOX = "INBOX"
+LOCK_NAME = "pop3"
+LOCK_TTL = 15 * 60  # longer than the 10-minute autologout, renewed on every command
+
+
+class MaildropLocked(RuntimeError):
+    """Another POP3 session holds this maildrop."""
+
+
+@dataclass
+class Maildrop:
+    owner: str
+    store: MailStore
+    leases: Leases
+    uidvalidity: int = 0
+    messages: list[StoredMessage] = field(default_factory=list)
+    deleted: set[int] = field(default_factory=set)
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def open(self) -> None:
+        if not self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL):
+            raise MaildropLocked(self.owner)
+        if self.store.get_mailbox(self.owner, INBOX) is None:
+            self.store.ensure_mailboxes(self.owner)
+        mailbox, self.messages = self.store.list_messages(self.owner, INBOX)
+        self.uidvalidity = mailbox.uidvalidity
+
+    def renew(self) -> None:
+        self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL)
+
+    def close(self) -> None:
+        self.leases.release(self.owner, LOCK_NAME, self.holder)
+
+    def message(self, number: int) -> StoredMessage | None:
+        """Message `number` (1-based), unless it does not exist or is marked deleted."""
+        if 1 <= number <= len(self.messages) and number not in self.deleted:
+            return self.messages[number - 1]
+        return None
+
+    def live(self) -> list[tuple[int, StoredMessage]]:
+        return [(n, m) for n, m in enumerate(self.messages, 1) if n not in self.deleted]
+
+    def unique_id(self, message: StoredMessage) -> str:
+        # Stable across sessions for as long as the mailbox exists (RFC 1939 7: 1-70 printable chars).
+        return f"{self.uidvalidity:x}.{message.uid:x}"
+
+    def lines(self, message: StoredMessage) -> list[bytes]:
+        return crlf_lines(self.store.read_body(message))
+
+    def commit(self) -> list[int]:
+        """The UPDATE state: expunge what was marked deleted."""
+        uids = [self.messages[n - 1].uid for n in sorted(self.deleted)]
+        return self.store.expunge(self.owner, INBOX, uids) if uids else []
