@@ -43,6 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     options = DevOptions(
         smtp_port=0,
         pop3_port=0,
+        imap_port=0,
         aws_port=0,
         domains=[DOMAIN, OTHER_DOMAIN],
         users=[(f"bob@{DOMAIN}", PASSWORD)],

@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--domain", action="append", default=[], help="hosted domain (repeatable)")
     dev.add_argument("--user", action="append", default=[], metavar="ADDR:PASSWORD", help="user (repeatable)")
     dev.add_argument("--smtp-port", type=int, default=2525)
+    dev.add_argument("--imap-port", type=int, default=1143)
     dev.add_argument("--pop3-port", type=int, default=1110)
     dev.add_argument("--aws-port", type=int, default=4566)
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean it)")
@@ -194,6 +195,7 @@ def _run_dev(args: argparse.Namespace) -> None:
         host=args.host,
         smtp_port=args.smtp_port,
         pop3_port=args.pop3_port,
+        imap_port=args.imap_port,
         aws_port=args.aws_port,
         domains=domains,
         users=users,
@@ -206,6 +208,9 @@ def _run_dev(args: argparse.Namespace) -> None:
         env_file = options.state_dir / "dev.env"
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.environment.items())))
         print(f"SMTP      smtp://{args.host}:{stack.smtp_port}  (STARTTLS with a self-signed certificate)")
+        print(
+            f"IMAP      imap://{args.host}:{stack.imap_port}  (STARTTLS; plaintext login allowed on loopback)"
+        )
         print(f"POP3      pop3://{args.host}:{stack.pop3_port}  (STLS; plaintext login allowed on loopback)")
         print(f"AWS       {stack.moto.endpoint}  (moto)")
         print(f"domains   {', '.join(domains)}")

@@ -17,6 +17,8 @@ from mailpipe.store import MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
+from mailpipe_gateway.imap.server import IMAPServer
+from mailpipe_gateway.imap.state import IMAPContext
 from mailpipe_gateway.local.event_source import SqsPoller
 from mailpipe_gateway.local.functions import LocalFunction, load_function
 from mailpipe_gateway.local.moto_server import MotoServer
@@ -51,6 +53,7 @@ class DevOptions:
     host: str = "127.0.0.1"
     smtp_port: int = 2525
     pop3_port: int = 1110
+    imap_port: int = 1143
     aws_port: int = 4566
     hostname: str = "mail.example.test"
     domains: list[str] = field(default_factory=lambda: ["example.test"])
@@ -74,6 +77,7 @@ class DevStack:
         self.functions: dict[str, LocalFunction] = {}
         self.gateway: SMTPGateway | None = None
         self.pop3: POP3Server | None = None
+        self.imap: IMAPServer | None = None
         self.pollers: list[SqsPoller] = []
         self.environment: dict[str, str] = {}
 
@@ -102,6 +106,8 @@ class DevStack:
         self.loop.run(self.gateway.start())
         self.pop3 = self.build_pop3(port=self.options.pop3_port)
         self.loop.run(self.pop3.start())
+        self.imap = self.build_imap(port=self.options.imap_port)
+        self.loop.run(self.imap.start())
         if self.options.run_pollers:
             self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
             for poller in self.pollers:
@@ -114,6 +120,8 @@ class DevStack:
             self.loop.run(self.gateway.stop())
         if self.pop3 is not None:
             self.loop.run(self.pop3.stop())
+        if self.imap is not None:
+            self.loop.run(self.imap.stop())
         self.loop.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.moto.stop()
@@ -153,6 +161,27 @@ class DevStack:
         for name, value in context_overrides.items():
             setattr(context, name, value)
         return POP3Server(context, self.options.host, port)
+
+    def build_imap(self, port: int = 0, **context_overrides: Any) -> IMAPServer:
+        """An IMAP server on the stack's store; in dev, plaintext logins are allowed on loopback."""
+        cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
+        context = IMAPContext(
+            directory=self.directory(),
+            store=self.mail_store(),
+            throttle=AuthThrottle(),
+            hostname=self.options.hostname,
+            tls_context=server_context(cert, key),
+            run=executor_runner(self.executor),
+            plaintext_loopback=True,
+        )
+        for name, value in context_overrides.items():
+            setattr(context, name, value)
+        return IMAPServer(context, self.options.host, port)
+
+    @property
+    def imap_port(self) -> int:
+        assert self.imap is not None
+        return self.imap.port
 
     @property
     def pop3_port(self) -> int:

@@ -1,0 +1,57 @@
+"""Which handler runs each command, and in which states it may (RFC 9051 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailpipe_gateway.imap import mailbox_commands as mailboxes
+from mailpipe_gateway.imap import message_commands as messages
+from mailpipe_gateway.imap.session import IMAPSession
+from mailpipe_gateway.imap.state import Done, State
+
+ANY = frozenset(State) - {State.LOGOUT}
+NOT_AUTHENTICATED = frozenset({State.NOT_AUTHENTICATED})
+AUTHENTICATED = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+
+@dataclass(frozen=True)
+class Entry:
+    handler: Callable[[IMAPSession, Any], Awaitable[Done]]
+    states: frozenset[State]
+
+
+HANDLERS: dict[str, Entry] = {
+    "CAPABILITY": Entry(IMAPSession.cmd_capability, ANY),
+    "NOOP": Entry(IMAPSession.cmd_noop, ANY),
+    "LOGOUT": Entry(IMAPSession.cmd_logout, ANY),
+    "ID": Entry(IMAPSession.cmd_id, ANY),
+    "STARTTLS": Entry(IMAPSession.cmd_starttls, NOT_AUTHENTICATED),
+    "LOGIN": Entry(IMAPSession.cmd_login, NOT_AUTHENTICATED),
+    "AUTHENTICATE": Entry(IMAPSession.cmd_authenticate, NOT_AUTHENTICATED),
+    "ENABLE": Entry(IMAPSession.cmd_enable, AUTHENTICATED),
+    "NAMESPACE": Entry(IMAPSession.cmd_namespace, AUTHENTICATED),
+    "IDLE": Entry(IMAPSession.cmd_idle, AUTHENTICATED),
+    "SELECT": Entry(mailboxes.cmd_select, AUTHENTICATED),
+    "EXAMINE": Entry(mailboxes.cmd_select, AUTHENTICATED),
+    "CREATE": Entry(mailboxes.cmd_create, AUTHENTICATED),
+    "DELETE": Entry(mailboxes.cmd_delete, AUTHENTICATED),
+    "RENAME": Entry(mailboxes.cmd_rename, AUTHENTICATED),
+    "SUBSCRIBE": Entry(mailboxes.cmd_subscribe, AUTHENTICATED),
+    "UNSUBSCRIBE": Entry(mailboxes.cmd_unsubscribe, AUTHENTICATED),
+    "LIST": Entry(mailboxes.cmd_list, AUTHENTICATED),
+    "LSUB": Entry(mailboxes.cmd_list, AUTHENTICATED),
+    "STATUS": Entry(mailboxes.cmd_status, AUTHENTICATED),
+    "APPEND": Entry(messages.cmd_append, AUTHENTICATED),
+    "CHECK": Entry(messages.cmd_check, SELECTED),
+    "CLOSE": Entry(messages.cmd_close, SELECTED),
+    "UNSELECT": Entry(messages.cmd_close, SELECTED),
+    "EXPUNGE": Entry(messages.cmd_expunge, SELECTED),
+    "COPY": Entry(messages.cmd_copy, SELECTED),
+    "MOVE": Entry(messages.cmd_copy, SELECTED),
+    "STORE": Entry(messages.cmd_store, SELECTED),
+    "FETCH": Entry(messages.cmd_fetch, SELECTED),
+    "SEARCH": Entry(messages.cmd_search, SELECTED),
+}

@@ -1,0 +1,272 @@
+"""SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import TYPE_CHECKING
+
+from mailpipe.store import Mailbox, MailboxExists, NoSuchMailbox, StoreError
+from mailpipe_gateway.imap import serializer
+from mailpipe_gateway.imap.commands import FetchAttr, ListMailboxes, MailboxCommand, Rename, Select, Status
+from mailpipe_gateway.imap.state import DELIMITER, Done, State, bad, no
+from mailpipe_gateway.imap.view import MailboxView
+
+if TYPE_CHECKING:
+    from mailpipe_gateway.imap.session import IMAPSession
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_FETCH_AFTER_RESYNC = (FetchAttr("FLAGS"),)
+
+
+async def cmd_select(session: IMAPSession, command: Select) -> Done:
+    st = session.st
+    if command.qresync is not None and not st.qresync:
+        return bad("QRESYNC must be enabled first")
+    if st.view is not None:
+        st.view = None
+        st.state = State.AUTHENTICATED
+        await session.send(b"* OK [CLOSED] Previous mailbox closed\r\n")
+    try:
+        mailbox, messages = await session.call(session.ctx.store.list_messages, st.user, command.mailbox)
+    except NoSuchMailbox:
+        return no("No such mailbox", "NONEXISTENT")
+    if command.condstore:
+        st.enabled.add("CONDSTORE")
+    view = MailboxView(mailbox, messages, read_only=command.readonly)
+    keywords = sorted({flag for m in messages for flag in m.flags if not flag.startswith("\\")})
+    flags = serializer.serialize([serializer.Atom(f) for f in (*SYSTEM_FLAGS, *keywords)])
+    out = [b"* FLAGS " + flags + b"\r\n", b"* %d EXISTS\r\n" % view.exists]
+    if not st.rev2:
+        out.append(b"* 0 RECENT\r\n")
+        unseen = next((n for n, m in view.messages() if "\\Seen" not in m.flags), None)
+        if unseen is not None:
+            out.append(b"* OK [UNSEEN %d] First unseen\r\n" % unseen)
+    permanent = flags[:-1] + b" \\*)" if not command.readonly else b"()"
+    out += [
+        b"* OK [PERMANENTFLAGS " + permanent + b"] Flags permitted\r\n",
+        b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity,
+        b"* OK [UIDNEXT %d] Predicted next UID\r\n" % mailbox.uidnext,
+        b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % mailbox.highestmodseq,
+    ]
+    if st.rev2:
+        out.append(b'* LIST () "/" ' + serializer.mailbox(mailbox.name, utf8=True) + b"\r\n")
+    await session.send(b"".join(out))
+    st.view = view
+    st.state = State.SELECTED
+    st.saved_search = []
+    if command.qresync is not None and command.qresync.uid_validity == mailbox.uidvalidity:
+        await _resync(session, command, mailbox)
+    return Done(text=f"{command.name} completed", code="READ-ONLY" if command.readonly else "READ-WRITE")
+
+
+async def _resync(session: IMAPSession, command: Select, mailbox: Mailbox) -> None:
+    """QRESYNC (RFC 7162 3.2.5): what was expunged and what changed since the client's MODSEQ."""
+    from mailpipe_gateway.imap.fetch import render_fetch
+    from mailpipe_gateway.imap.session import uid_set
+
+    assert command.qresync is not None and session.st.view is not None
+    since = command.qresync.mod_seq
+    known = command.qresync.known_uids
+    known_ranges = known.resolve(max(mailbox.uidnext - 1, 1)) if known is not None else None
+    _, everything = await session.call(
+        lambda: session.ctx.store.list_messages(session.st.user, mailbox.name, include_expunged=True)
+    )
+    vanished = [
+        m.uid
+        for m in everything
+        if m.expunged
+        and m.modseq > since
+        and (known_ranges is None or any(low <= m.uid <= high for low, high in known_ranges))
+    ]
+    out = []
+    if vanished:
+        out.append(b"* VANISHED (EARLIER) " + uid_set(vanished).encode() + b"\r\n")
+    for number, message in session.st.view.messages():
+        if message.modseq > since:
+            out.append(
+                render_fetch(number, message, _FETCH_AFTER_RESYNC, None, add_uid=True, add_modseq=True)
+            )
+    if out:
+        await session.send(b"".join(out))
+
+
+async def cmd_create(session: IMAPSession, command: MailboxCommand) -> Done:
+    name = command.mailbox.rstrip(DELIMITER)
+    if not _valid_name(name):
+        return no("Bad mailbox name", "CANNOT")
+    store, owner = session.ctx.store, session.st.user
+    # RFC 9051 6.3.4: create the superiors the name implies, so the hierarchy can be listed.
+    parts = name.split(DELIMITER)
+    for depth in range(1, len(parts)):
+        parent = DELIMITER.join(parts[:depth])
+        with contextlib.suppress(MailboxExists):
+            await session.call(store.create_mailbox, owner, parent)
+    try:
+        await session.call(store.create_mailbox, owner, name)
+    except MailboxExists:
+        return no("Mailbox exists", "ALREADYEXISTS")
+    return Done(text="CREATE completed")
+
+
+async def cmd_delete(session: IMAPSession, command: MailboxCommand) -> Done:
+    if command.mailbox == "INBOX":
+        return no("INBOX cannot be deleted", "CANNOT")
+    names = {m.name for m in await session.call(session.ctx.store.list_mailboxes, session.st.user)}
+    if any(name.startswith(command.mailbox + DELIMITER) for name in names):
+        # RFC 9051 6.3.5 lets a server keep such a name as \Noselect; refusing is simpler and clear.
+        return no("Mailbox has inferior hierarchical names: delete those first", "INUSE")
+    if st_selected(session, command.mailbox):
+        session.st.view = None
+        session.st.state = State.AUTHENTICATED
+    try:
+        await session.call(session.ctx.store.delete_mailbox, session.st.user, command.mailbox)
+    except NoSuchMailbox:
+        return no("No such mailbox", "NONEXISTENT")
+    return Done(text="DELETE completed")
+
+
+async def cmd_rename(session: IMAPSession, command: Rename) -> Done:
+    store, owner = session.ctx.store, session.st.user
+    if not _valid_name(command.new):
+        return no("Bad mailbox name", "CANNOT")
+    if command.old == "INBOX":
+        return await _rename_inbox(session, command.new)
+    names = [m.name for m in await session.call(store.list_mailboxes, owner)]
+    if command.old not in names:
+        return no("No such mailbox", "NONEXISTENT")
+    if command.new in names:
+        return no("Mailbox exists", "ALREADYEXISTS")
+    # Inferiors move along (RFC 9051 6.3.6).
+    moves = [(command.old, command.new)] + [
+        (name, command.new + name[len(command.old) :])
+        for name in names
+        if name.startswith(command.old + DELIMITER)
+    ]
+    try:
+        for old, new in moves:
+            await session.call(store.rename_mailbox, owner, old, new)
+    except MailboxExists:
+        return no("Mailbox exists", "ALREADYEXISTS")
+    except StoreError as exc:
+        return no(str(exc), "CANNOT")
+    return Done(text="RENAME completed")
+
+
+async def _rename_inbox(session: IMAPSession, new: str) -> Done:
+    """RENAME INBOX moves its messages to the new mailbox and leaves INBOX empty (RFC 9051 6.3.6)."""
+    store, owner = session.ctx.store, session.st.user
+    try:
+        await session.call(store.create_mailbox, owner, new)
+    except MailboxExists:
+        return no("Mailbox exists", "ALREADYEXISTS")
+    _, messages = await session.call(store.list_messages, owner, "INBOX")
+    uids = [m.uid for m in messages]
+    await session.call(store.copy, owner, "INBOX", uids, new)
+    await session.call(store.expunge, owner, "INBOX", uids)
+    return Done(text="RENAME completed")
+
+
+async def cmd_subscribe(session: IMAPSession, command: MailboxCommand) -> Done:
+    return await _subscription(session, command, True)
+
+
+async def cmd_unsubscribe(session: IMAPSession, command: MailboxCommand) -> Done:
+    return await _subscription(session, command, False)
+
+
+async def _subscription(session: IMAPSession, command: MailboxCommand, subscribed: bool) -> Done:
+    try:
+        await session.call(session.ctx.store.set_subscribed, session.st.user, command.mailbox, subscribed)
+    except NoSuchMailbox:
+        return no("No such mailbox", "NONEXISTENT")
+    return Done(text=f"{command.name} completed")
+
+
+async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
+    lsub = command.name == "LSUB"
+    if not lsub and command.patterns == ("",):
+        await session.send(b'* LIST (\\Noselect) "/" ""\r\n')
+        return Done(text="LIST completed")
+    mailboxes = await session.call(session.ctx.store.list_mailboxes, session.st.user)
+    names = {m.name for m in mailboxes}
+    matchers = [_pattern(command.reference + pattern) for pattern in command.patterns]
+    subscribed_only = lsub or "SUBSCRIBED" in command.select_options
+    special_only = "SPECIAL-USE" in command.select_options
+    show_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
+    out = []
+    for mailbox in sorted(mailboxes, key=lambda m: (m.name != "INBOX", m.name)):
+        if not any(_matches(matcher, mailbox.name) for matcher in matchers):
+            continue
+        if (subscribed_only and not mailbox.subscribed) or (special_only and not mailbox.special_use):
+            continue
+        attributes = []
+        if not lsub:
+            has_children = any(name.startswith(mailbox.name + DELIMITER) for name in names)
+            attributes.append("\\HasChildren" if has_children else "\\HasNoChildren")
+        if show_subscribed and mailbox.subscribed:
+            attributes.append("\\Subscribed")
+        if not lsub and mailbox.special_use:  # RFC 6154: always shown, not only when asked
+            attributes.append(mailbox.special_use)
+        name = serializer.mailbox(mailbox.name, utf8=session.st.utf8)
+        out.append(f'* {command.name} ({" ".join(attributes)}) "/" '.encode() + name + b"\r\n")
+        if command.status_items:
+            out.append(await _status_line(session, mailbox.name, command.status_items))
+    await session.send(b"".join(out))
+    return Done(text=f"{command.name} completed")
+
+
+async def cmd_status(session: IMAPSession, command: Status) -> Done:
+    try:
+        line = await _status_line(session, command.mailbox, command.items)
+    except NoSuchMailbox:
+        return no("No such mailbox", "NONEXISTENT")
+    await session.send(line)
+    return Done(text="STATUS completed")
+
+
+async def _status_line(session: IMAPSession, name: str, items: tuple[str, ...]) -> bytes:
+    mailbox, messages = await session.call(session.ctx.store.list_messages, session.st.user, name)
+    values = {
+        "MESSAGES": len(messages),
+        "UIDNEXT": mailbox.uidnext,
+        "UIDVALIDITY": mailbox.uidvalidity,
+        "UNSEEN": sum(1 for m in messages if "\\Seen" not in m.flags),
+        "DELETED": sum(1 for m in messages if "\\Deleted" in m.flags),
+        "SIZE": sum(m.crlf_size for m in messages),
+        "HIGHESTMODSEQ": mailbox.highestmodseq,
+        "RECENT": 0,
+    }
+    pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    return b"* STATUS " + serializer.mailbox(name, utf8=session.st.utf8) + f" ({pairs})\r\n".encode()
+
+
+def st_selected(session: IMAPSession, name: str) -> bool:
+    return session.st.view is not None and session.st.view.mailbox.name == name
+
+
+def _valid_name(name: str) -> bool:
+    return (
+        bool(name)
+        and not name.startswith(DELIMITER)
+        and DELIMITER * 2 not in name
+        and len(name) <= 512
+        and (not any(ch in name for ch in "*%\r\n\0"))
+    )
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A LIST pattern as a regex: * matches across levels, % within one (RFC 9051 6.3.9)."""
+    regex = "".join(
+        ".*" if ch == "*" else f"[^{re.escape(DELIMITER)}]*" if ch == "%" else re.escape(ch) for ch in pattern
+    )
+    return re.compile(regex, re.DOTALL)
+
+
+def _matches(pattern: re.Pattern[str], name: str) -> bool:
+    if pattern.fullmatch(name):
+        return True
+    # INBOX is case-insensitive: "inbox" or "Inbox" in a pattern still finds it.
+    return (
+        name == "INBOX" and re.compile(pattern.pattern, re.DOTALL | re.IGNORECASE).fullmatch(name) is not None
+    )

@@ -1,0 +1,349 @@
+"""APPEND, CHECK, CLOSE, UNSELECT, EXPUNGE, COPY, MOVE, STORE, FETCH, SEARCH."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mailpipe.store import NoSuchMailbox, StoredMessage
+from mailpipe_gateway.imap import fetch as fetching
+from mailpipe_gateway.imap import search as searching
+from mailpipe_gateway.imap.commands import (
+    And,
+    Append,
+    Command,
+    Copy,
+    Expunge,
+    Fetch,
+    FetchAttr,
+    ModSeqKey,
+    Not,
+    Or,
+    Search,
+    SequenceSet,
+    Store,
+)
+from mailpipe_gateway.imap.state import Done, State, bad, no
+from mailpipe_gateway.imap.view import Updates
+
+if TYPE_CHECKING:
+    from mailpipe_gateway.imap.session import IMAPSession
+
+Targets = list[tuple[int, StoredMessage]]
+
+
+class _BadSet(Exception):
+    pass
+
+
+def resolve(session: IMAPSession, sequence_set: SequenceSet, uid: bool) -> Targets:
+    """The messages a sequence set names in the selected mailbox, in message-number order."""
+    view = session.st.view
+    assert view is not None
+    if sequence_set.saved:
+        saved = set(session.st.saved_search)
+        return [(n, m) for n, m in view.messages() if m.uid in saved]
+    if uid:
+        return view.by_uids(sequence_set.resolve(view.largest_uid))
+    if view.exists == 0:
+        raise _BadSet("No messages in the mailbox")
+    ranges = sequence_set.resolve(view.exists)
+    if any(high > view.exists or low < 1 for low, high in ranges):
+        raise _BadSet("Invalid message sequence number")
+    return view.by_numbers(ranges)
+
+
+def _uid_set(uids: list[int]) -> str:
+    from mailpipe_gateway.imap.session import uid_set
+
+    return uid_set(uids)
+
+
+# -- APPEND and mailbox-level commands ------------------------------------------------------------
+
+
+async def cmd_append(session: IMAPSession, command: Append) -> Done:
+    if len(command.message) > session.ctx.append_limit:
+        return no("Message too large", "TOOBIG")
+    flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
+    date = int(command.internal_date.timestamp()) if command.internal_date is not None else None
+    try:
+        mailbox, uid = await session.call(
+            lambda: session.ctx.store.append(
+                session.st.user, command.mailbox, command.message, flags=flags, internaldate=date
+            )
+        )
+    except NoSuchMailbox:
+        return no("No such mailbox", "TRYCREATE")
+    return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uid}")
+
+
+async def cmd_check(session: IMAPSession, command: Command) -> Done:
+    return Done(text="CHECK completed")
+
+
+async def cmd_close(session: IMAPSession, command: Command) -> Done:
+    view = session.st.view
+    assert view is not None
+    if command.name == "CLOSE" and not view.read_only:
+        # CLOSE expunges silently (RFC 9051 6.4.1): no EXPUNGE responses.
+        _, messages = await session.call(session.ctx.store.list_messages, session.st.user, view.mailbox.name)
+        deleted = [m.uid for m in messages if "\\Deleted" in m.flags]
+        if deleted:
+            await session.call(session.ctx.store.expunge, session.st.user, view.mailbox.name, deleted)
+    session.st.view = None
+    session.st.state = State.AUTHENTICATED
+    return Done(text=f"{command.name} completed")
+
+
+async def cmd_expunge(session: IMAPSession, command: Expunge) -> Done:
+    view = session.st.view
+    assert view is not None
+    if view.read_only:
+        return no("Mailbox is read-only", "READ-ONLY")
+    _, messages = await session.call(session.ctx.store.list_messages, session.st.user, view.mailbox.name)
+    deleted = [m.uid for m in messages if "\\Deleted" in m.flags]
+    if command.uids is not None:
+        wanted = {m.uid for _, m in view.by_uids(command.uids.resolve(view.largest_uid))}
+        deleted = [uid for uid in deleted if uid in wanted]
+    expunged = await session.call(session.ctx.store.expunge, session.st.user, view.mailbox.name, deleted)
+    await _announce_own_expunges(session, expunged)
+    return Done(text="EXPUNGE completed")
+
+
+async def _announce_own_expunges(session: IMAPSession, uids: list[int]) -> None:
+    view = session.st.view
+    assert view is not None
+    numbers = view.forget(uids)
+    if session.st.qresync:
+        await session.announce(Updates(vanished=sorted(uids)) if uids else Updates())
+    else:
+        await session.announce(Updates(expunged=numbers))
+
+
+# -- COPY and MOVE ---------------------------------------------------------------------------------
+
+
+async def cmd_copy(session: IMAPSession, command: Copy) -> Done:
+    view = session.st.view
+    assert view is not None
+    move = command.name == "MOVE"
+    if move and view.read_only:
+        return no("Mailbox is read-only", "READ-ONLY")
+    try:
+        targets = resolve(session, command.sequence_set, command.uid)
+    except _BadSet as exc:
+        return bad(str(exc))
+    if await session.call(session.ctx.store.get_mailbox, session.st.user, command.mailbox) is None:
+        return no("No such mailbox", "TRYCREATE")
+    uids = [m.uid for _, m in targets if not view.is_expunged(m.uid)]
+    if not uids:
+        return Done(text=f"{command.name} completed (nothing to do)")
+    target, pairs = await session.call(
+        session.ctx.store.copy, session.st.user, view.mailbox.name, uids, command.mailbox
+    )
+    code = f"COPYUID {target.uidvalidity} {_uid_set([s for s, _ in pairs])} {_uid_set([d for _, d in pairs])}"
+    if not move:
+        return Done(text="COPY completed", code=code)
+    # RFC 6851 4.3: COPYUID comes untagged, before the EXPUNGE responses.
+    await session.send(f"* OK [{code}] Moved\r\n".encode())
+    expunged = await session.call(session.ctx.store.expunge, session.st.user, view.mailbox.name, uids)
+    await _announce_own_expunges(session, expunged)
+    return Done(text="MOVE completed")
+
+
+# -- STORE -----------------------------------------------------------------------------------------
+
+
+async def cmd_store(session: IMAPSession, command: Store) -> Done:
+    view = session.st.view
+    assert view is not None
+    if view.read_only:
+        return no("Mailbox is read-only", "READ-ONLY")
+    try:
+        targets = resolve(session, command.sequence_set, command.uid)
+    except _BadSet as exc:
+        return bad(str(exc))
+    if command.unchanged_since is not None:
+        session.st.enabled.add("CONDSTORE")
+    flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
+    uids = [m.uid for _, m in targets if not view.is_expunged(m.uid)]
+    change = await session.call(
+        lambda: session.ctx.store.update_flags(
+            session.st.user,
+            view.mailbox.name,
+            uids,
+            command.operation,
+            flags,
+            unchanged_since=command.unchanged_since,
+        )
+    )
+    for message in change.changed:
+        view.apply_own_change(message)
+    changed = {m.uid for m in change.changed}
+    out = []
+    condstore = session.st.condstore
+    for number, message in targets:
+        current = view.message(message.uid)
+        # .SILENT suppresses the echo, except that CONDSTORE clients learn each new MODSEQ (RFC 7162 3.1.3).
+        if (command.silent and not (condstore and current.uid in changed)) or current.uid in change.modified:
+            continue
+        out.append(
+            fetching.render_fetch(number, current, _FLAGS, None, add_uid=command.uid, add_modseq=condstore)
+        )
+    await session.send(b"".join(out))
+    if change.modified:
+        modified = change.modified if command.uid else [view.number_of(uid) or 0 for uid in change.modified]
+        return Done(text="Some messages were modified meanwhile", code=f"MODIFIED {_uid_set(modified)}")
+    return Done(text="STORE completed")
+
+
+_FLAGS = (FetchAttr("FLAGS"),)
+
+
+# -- FETCH -----------------------------------------------------------------------------------------
+
+
+async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
+    view = session.st.view
+    assert view is not None
+    try:
+        targets = resolve(session, command.sequence_set, command.uid)
+    except _BadSet as exc:
+        return bad(str(exc))
+    if command.vanished and not (session.st.qresync and command.uid and command.changed_since is not None):
+        return bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE")
+    if command.changed_since is not None:
+        session.st.enabled.add("CONDSTORE")
+        targets = [(n, m) for n, m in targets if m.modseq > command.changed_since]
+        if command.vanished:
+            await _vanished_since(session, command)
+    items = command.items
+    if fetching.sets_seen(items) and not view.read_only:
+        targets = await _mark_seen(session, targets)
+        items = items if any(i == _FLAGS[0] for i in items) else (*items, _FLAGS[0])
+    expunged_meanwhile = False
+    for number, message in targets:
+        if view.is_expunged(message.uid):
+            expunged_meanwhile = True
+            continue
+        body = None
+        if fetching.needs_body(items, message):
+            try:
+                body = await session.call(session.ctx.store.read_body, message)
+            except Exception:
+                expunged_meanwhile = True  # its body is gone: expunged by another session just now
+                continue
+        try:
+            response = fetching.render_fetch(
+                number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
+                utf8=session.st.utf8,
+            )  # fmt: skip
+        except fetching.UnknownCTE:
+            return no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
+        await session.send(response)
+    if expunged_meanwhile:
+        return no("Some of the messages were expunged", "EXPUNGEISSUED")
+    return Done(text="FETCH completed")
+
+
+async def _mark_seen(session: IMAPSession, targets: Targets) -> Targets:
+    """Fetching a body sets \\Seen (RFC 9051 6.4.5); the FETCH response then carries the new FLAGS."""
+    view = session.st.view
+    assert view is not None
+    unseen = [m.uid for _, m in targets if "\\Seen" not in m.flags and not view.is_expunged(m.uid)]
+    if not unseen:
+        return targets
+    change = await session.call(
+        session.ctx.store.update_flags, session.st.user, view.mailbox.name, unseen, "add", ["\\Seen"]
+    )
+    for message in change.changed:
+        view.apply_own_change(message)
+    return [(n, view.message(m.uid)) for n, m in targets]
+
+
+async def _vanished_since(session: IMAPSession, command: Fetch) -> None:
+    view = session.st.view
+    assert view is not None and command.changed_since is not None
+    ranges = command.sequence_set.resolve(max(view.mailbox.uidnext - 1, 1))
+    _, everything = await session.call(
+        lambda: session.ctx.store.list_messages(session.st.user, view.mailbox.name, include_expunged=True)
+    )
+    gone = [
+        m.uid
+        for m in everything
+        if m.expunged
+        and m.modseq > command.changed_since
+        and any(low <= m.uid <= high for low, high in ranges)
+    ]
+    if gone:
+        await session.send(b"* VANISHED (EARLIER) " + _uid_set(gone).encode() + b"\r\n")
+
+
+# -- SEARCH ----------------------------------------------------------------------------------------
+
+
+async def cmd_search(session: IMAPSession, command: Search) -> Done:
+    view = session.st.view
+    assert view is not None
+    store = session.ctx.store
+    try:
+        found: Targets = await session.call(
+            lambda: searching.search(
+                command.criteria,
+                command.charset,
+                [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)],
+                store.read_body,
+                largest_number=view.exists,
+                largest_uid=view.largest_uid,
+                saved=session.st.saved_search,
+            )
+        )
+    except searching.BadCharset:
+        return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    values = [m.uid if command.uid else n for n, m in found]
+    modseq = max((m.modseq for _, m in found), default=None) if _uses_modseq(command.criteria) else None
+    options = command.return_options
+    if options is None and not session.st.rev2:
+        line = b"* SEARCH" + b"".join(b" %d" % v for v in values)
+        if modseq is not None and values:
+            line += b" (MODSEQ %d)" % modseq
+        await session.send(line + b"\r\n")
+        return Done(text="SEARCH completed")
+    options = options or ("ALL",)
+    if "SAVE" in options:
+        session.st.saved_search = [m.uid for _, m in found]
+        if options == ("SAVE",):
+            return Done(text="SEARCH completed, result saved")
+    await session.send(_esearch(command, options, values, modseq))
+    return Done(text="SEARCH completed")
+
+
+def _esearch(command: Search, options: tuple[str, ...], values: list[int], modseq: int | None) -> bytes:
+    """The ESEARCH response (RFC 4731): only the parts asked for, nothing for an empty result but COUNT."""
+    parts: list[str] = [f'(TAG "{command.tag}")']
+    if command.uid:
+        parts.append("UID")
+    if values:
+        if "MIN" in options:
+            parts.append(f"MIN {min(values)}")
+        if "MAX" in options:
+            parts.append(f"MAX {max(values)}")
+        if "ALL" in options:
+            parts.append(f"ALL {_uid_set(values)}")
+    if "COUNT" in options:
+        parts.append(f"COUNT {len(values)}")
+    if modseq is not None and values:
+        parts.append(f"MODSEQ {modseq}")
+    return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()
+
+
+def _uses_modseq(key: Any) -> bool:
+    if isinstance(key, ModSeqKey):
+        return True
+    if isinstance(key, And):
+        return any(_uses_modseq(k) for k in key.keys)
+    if isinstance(key, Or):
+        return _uses_modseq(key.left) or _uses_modseq(key.right)
+    if isinstance(key, Not):
+        return _uses_modseq(key.key)
+    return False

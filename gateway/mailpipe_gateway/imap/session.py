@@ -1,0 +1,387 @@
+"""One IMAP connection: reads commands, runs them in the right state, keeps the client up to date.
+
+The layers: reader.py frames bytes into commands, parser.py types them, this module
+owns the connection and the state machine (RFC 9051 3), the *_commands modules do
+the work against the store, view.py keeps the selected mailbox's numbering, and
+serializer.py writes the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from mailpipe_gateway.imap import serializer
+from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
+from mailpipe_gateway.imap.parser import ParseError, parse_command
+from mailpipe_gateway.imap.reader import CommandReader, ContinuationRequest, LimitExceeded, Line, RawCommand
+from mailpipe_gateway.imap.state import Done, IMAPContext, SessionState, State, bad, no
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[["IMAPSession", Any], Awaitable[Done]]
+
+_FLAGS = (FetchAttr("FLAGS"),)
+
+# Commands that must not be answered with EXPUNGE responses (RFC 9051 7.5.1), by message number.
+_NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH"}
+
+
+class _Closed(Exception):
+    """The client went away, or the session ended."""
+
+
+class IMAPSession:
+    def __init__(
+        self, context: IMAPContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+    ) -> None:
+        self.ctx = context
+        self.st = SessionState()
+        self.tls = tls
+        self._stream = reader
+        self._writer = writer
+        self._commands = CommandReader(max_literal=context.append_limit)
+        peer = writer.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else "unknown"
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.send(
+                serializer.status_response("*", "OK", "mailpipe IMAP ready", self.capability_code())
+            )
+            while self.st.state is not State.LOGOUT:
+                event = await self.next_event(self.ctx.autologout)
+                await self._handle_event(event)
+        except _Closed:
+            pass
+        except (ConnectionError, ssl.SSLError):
+            pass
+        except Exception:
+            log.exception("IMAP session from %s failed", self.peer)
+            with contextlib.suppress(Exception):
+                await self.send(b"* BYE internal error\r\n")
+        finally:
+            self._writer.close()
+
+    async def next_event(self, timeout: float) -> Any:
+        """The next thing the client said, reading more bytes as needed."""
+        while True:
+            event = self._commands.next_event()
+            if event is not None:
+                return event
+            try:
+                data = await asyncio.wait_for(self._stream.read(65536), timeout)
+            except TimeoutError:
+                await self.send(b"* BYE autologout: idle for too long\r\n")
+                raise _Closed from None
+            if not data:
+                raise _Closed
+            self._commands.feed(data)
+
+    async def _handle_event(self, event: Any) -> None:
+        if isinstance(event, ContinuationRequest):
+            await self.send(serializer.continuation("Ready for literal data"))
+        elif isinstance(event, LimitExceeded):
+            log.info("IMAP command from %s over the %s limit", self.peer, event.limit)
+            await self.send(event.response())
+        elif isinstance(event, RawCommand):
+            try:
+                command = parse_command(event, utf8=self.st.utf8)
+            except ParseError as exc:
+                await self.send(serializer.status_response(exc.tag or "*", "BAD", exc.message))
+                return
+            await self._execute(command)
+        elif isinstance(event, Line):  # a stray DONE or SASL line: not a command
+            await self.send(b"* BAD Expected a command\r\n")
+
+    async def _execute(self, command: Command) -> None:
+        from mailpipe_gateway.imap.dispatch import HANDLERS
+
+        entry = HANDLERS.get(command.name)
+        if entry is None:
+            done = bad("Unknown command")
+        elif self.st.state not in entry.states:
+            done = bad(f"{command.name} is not allowed in the {self.st.state.value} state")
+        else:
+            try:
+                done = await entry.handler(self, command)
+            except _Closed:
+                raise
+            except _Continue:
+                return
+            except _Cancelled:
+                done = bad("Authentication cancelled")
+            except Exception:
+                log.exception("IMAP %s from %s failed", command.name, self.peer)
+                done = no("Internal error, try again later", "SERVERBUG")
+        if (
+            done.status == "OK"
+            and self.st.state is State.SELECTED
+            and command.name not in ("SELECT", "EXAMINE")
+        ):
+            uid = getattr(command, "uid", False)
+            await self.refresh(may_expunge=uid or command.name not in _NO_EXPUNGE_DURING)
+        await self.send(serializer.status_response(command.tag, done.status, done.text, done.code))
+
+    # -- output --------------------------------------------------------------------
+
+    async def send(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def untagged(self, *parts: bytes | str) -> None:
+        await self.send(serializer.untagged(*parts))
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        return await self.ctx.run(function, *args)
+
+    # -- keeping the client up to date ----------------------------------------------
+
+    async def refresh(self, *, may_expunge: bool) -> None:
+        """Tell the client what changed in its mailbox since it last heard (other sessions, new mail)."""
+        view = self.st.view
+        if view is None:
+            return
+        current = await self.call(self.ctx.store.get_mailbox, self.st.user, view.mailbox.name)
+        if current is None or current.mailbox_id != view.mailbox.mailbox_id:
+            # Deleted or renamed away under us: nothing sensible remains selected.
+            self.st.view = None
+            self.st.state = State.AUTHENTICATED
+            await self.send(b"* BYE the selected mailbox was deleted or renamed\r\n")
+            raise _Closed
+        if (current.uidnext, current.highestmodseq) == (
+            view.mailbox.uidnext,
+            view.mailbox.highestmodseq,
+        ) and not (may_expunge and view.has_pending_expunges):
+            return
+        mailbox, messages = await self.call(self.ctx.store.list_messages, self.st.user, view.mailbox.name)
+        updates = view.refresh(mailbox, messages, may_expunge=may_expunge, qresync=self.st.qresync)
+        await self.announce(updates)
+
+    async def announce(self, updates: Any) -> None:
+        from mailpipe_gateway.imap.fetch import render_fetch
+
+        out = []
+        for number in updates.expunged:
+            out.append(b"* %d EXPUNGE\r\n" % number)
+        if updates.vanished:
+            out.append(b"* VANISHED " + uid_set(updates.vanished).encode() + b"\r\n")
+        if updates.exists is not None:
+            out.append(b"* %d EXISTS\r\n" % updates.exists)
+        view = self.st.view
+        for message in updates.changed:
+            number = view.number_of(message.uid) if view else None
+            if number is not None:
+                out.append(
+                    render_fetch(number, message, _FLAGS, None, add_uid=True, add_modseq=self.st.condstore)
+                )
+        if out:
+            await self.send(b"".join(out))
+
+    # -- capabilities ----------------------------------------------------------------
+
+    def may_login(self) -> bool:
+        return self.tls or (self.ctx.plaintext_loopback and self.peer in ("127.0.0.1", "::1"))
+
+    def capabilities(self) -> list[str]:
+        caps = ["IMAP4rev1", "IMAP4rev2"]
+        if self.st.state is State.NOT_AUTHENTICATED:
+            if self.ctx.tls_context is not None and not self.tls:
+                caps.append("STARTTLS")
+            if self.may_login():
+                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            else:
+                caps.append("LOGINDISABLED")
+        caps += [
+            "SASL-IR",
+            "LITERAL+",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "UIDPLUS",
+            "MOVE",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "CONDSTORE",
+            "QRESYNC",
+            "ESEARCH",
+            "SEARCHRES",
+            "STATUS=SIZE",
+            "UTF8=ACCEPT",
+            f"APPENDLIMIT={self.ctx.append_limit}",
+        ]
+        return caps
+
+    def capability_code(self) -> str:
+        return "CAPABILITY " + " ".join(self.capabilities())
+
+    # -- commands that need the connection itself --------------------------------------
+
+    async def cmd_capability(self, command: Command) -> Done:
+        await self.untagged("CAPABILITY", " ".join(self.capabilities()))
+        return Done(text="CAPABILITY completed")
+
+    async def cmd_noop(self, command: Command) -> Done:
+        return Done(text=f"{command.name} completed")
+
+    async def cmd_logout(self, command: Command) -> Done:
+        await self.send(b"* BYE mailpipe IMAP signing off\r\n")
+        self.st.state = State.LOGOUT
+        return Done(text="LOGOUT completed")
+
+    async def cmd_starttls(self, command: Command) -> Done:
+        if self.tls or self.ctx.tls_context is None:
+            return bad("TLS is not available here, or already active")
+        if self._commands.buffered:
+            # Commands pipelined behind STARTTLS would run inside TLS without having been protected.
+            return bad("Commands after STARTTLS must wait for its completion")
+        await self.send(serializer.status_response(command.tag, "OK", "Begin TLS negotiation now"))
+        await self._writer.start_tls(self.ctx.tls_context)
+        self.tls = True
+        raise _Continue
+
+    async def cmd_login(self, command: Login) -> Done:
+        if not self.may_login():
+            return no("Plaintext logins need TLS: use STARTTLS first", "PRIVACYREQUIRED")
+        return await self.authenticate(command.user, command.password)
+
+    async def cmd_authenticate(self, command: Authenticate) -> Done:
+        if not self.may_login():
+            return no("Authentication needs TLS: use STARTTLS first", "PRIVACYREQUIRED")
+        if command.mechanism == "PLAIN":
+            response = command.initial_response
+            if response is None:
+                response = await self.sasl_response("")
+            try:
+                _authzid, user, password = response.split(b"\0")
+            except ValueError:
+                return bad("Malformed PLAIN response")
+            return await self.authenticate(
+                user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
+            )
+        if command.mechanism == "LOGIN":
+            user = command.initial_response
+            if user is None:
+                user = await self.sasl_response("Username:")
+            password = await self.sasl_response("Password:")
+            return await self.authenticate(
+                user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
+            )
+        return no("Unsupported authentication mechanism")
+
+    async def sasl_response(self, challenge: str) -> bytes:
+        await self.send(b"+ " + base64.b64encode(challenge.encode()) + b"\r\n")
+        self._commands.expect_line()
+        event = await self.next_event(self.ctx.autologout)
+        if not isinstance(event, Line):
+            raise _Closed
+        if event.data.strip() == b"*":
+            raise _Cancelled
+        try:
+            return base64.b64decode(event.data.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise _Cancelled from None
+
+    async def authenticate(self, user: str, password: str) -> Done:
+        throttle = self.ctx.throttle
+        if throttle.blocked(self.peer, user):
+            log.warning("IMAP login for %s from %s throttled", user, self.peer)
+            return no("Too many failed logins, try again later", "UNAVAILABLE")
+        account = await self.call(self.ctx.directory.authenticate, user, password)
+        if account is None:
+            throttle.failed(self.peer, user)
+            log.info("IMAP login failed for %s from %s", user, self.peer)
+            return no("Invalid user name or password", "AUTHENTICATIONFAILED")
+        throttle.succeeded(self.peer, user)
+        self.st.user = account.address
+        self.st.state = State.AUTHENTICATED
+        if await self.call(self.ctx.store.get_mailbox, account.address, "INBOX") is None:
+            await self.call(self.ctx.store.ensure_mailboxes, account.address)
+        return Done(text="Logged in", code=self.capability_code())
+
+    async def cmd_enable(self, command: Enable) -> Done:
+        known = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
+        newly = [c for c in command.capabilities if c in known and c not in self.st.enabled]
+        self.st.enabled.update(newly)
+        if "QRESYNC" in newly and "CONDSTORE" not in self.st.enabled:
+            self.st.enabled.add("CONDSTORE")
+        await self.untagged("ENABLED", *newly) if newly else await self.send(b"* ENABLED\r\n")
+        return Done(text="ENABLE completed")
+
+    async def cmd_id(self, command: Id) -> Done:
+        await self.untagged("ID", serializer.serialize(["name", "mailpipe", "vendor", "mailpipe"]))
+        return Done(text="ID completed")
+
+    async def cmd_namespace(self, command: Command) -> Done:
+        await self.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+        return Done(text="NAMESPACE completed")
+
+    async def cmd_idle(self, command: Command) -> Done:
+        await self.send(serializer.continuation("idling"))
+        self._commands.expect_line()
+        loop = asyncio.get_running_loop()
+        last_keepalive = loop.time()
+        while True:
+            try:
+                event = await self.next_event_or_none(self.ctx.idle_poll)
+            except _Closed:
+                raise
+            if event is not None:
+                if isinstance(event, Line) and event.data.strip().upper() == b"DONE":
+                    return Done(text="IDLE terminated")
+                return bad("Expected DONE")
+            if self.st.state is State.SELECTED:
+                await self.refresh(may_expunge=True)
+            if loop.time() - last_keepalive >= self.ctx.idle_keepalive:
+                await self.send(b"* OK Still here\r\n")
+                last_keepalive = loop.time()
+
+    async def next_event_or_none(self, timeout: float) -> Any:
+        event = self._commands.next_event()
+        if event is not None:
+            return event
+        try:
+            data = await asyncio.wait_for(self._stream.read(65536), timeout)
+        except TimeoutError:
+            return None
+        if not data:
+            raise _Closed
+        self._commands.feed(data)
+        return self._commands.next_event()
+
+
+class _Continue(Exception):
+    """STARTTLS already answered the command itself."""
+
+
+class _Cancelled(Exception):
+    """The client cancelled a SASL exchange with "*"."""
+
+
+def uid_set(uids: list[int]) -> str:
+    """UIDs as a compact sequence set: 1:3,7,9:10."""
+    ranges: list[str] = []
+    start = previous = None
+    for uid in sorted(uids):
+        if previous is not None and uid == previous + 1:
+            previous = uid
+            continue
+        if start is not None:
+            ranges.append(f"{start}:{previous}" if start != previous else str(start))
+        start = previous = uid
+    if start is not None:
+        ranges.append(f"{start}:{previous}" if start != previous else str(start))
+    return ",".join(ranges)

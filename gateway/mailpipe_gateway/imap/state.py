@@ -1,0 +1,90 @@
+"""What IMAP command handlers share: the session's state, its context, and how they answer."""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from mailpipe.directory import Directory
+from mailpipe.store import MailStore
+from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.imap.view import MailboxView
+
+T = TypeVar("T")
+
+DELIMITER = "/"
+APPEND_LIMIT = 40 * 1024 * 1024  # the SMTP gateway's SIZE: what can arrive can be appended
+AUTOLOGOUT_SECONDS = 30 * 60  # RFC 9051 5.4: at least 30 minutes outside IDLE
+IDLE_KEEPALIVE_SECONDS = 2 * 60  # a network load balancer drops idle TCP at 350 s
+IDLE_POLL_SECONDS = 0.5  # new mail reaches an IDLE-ing client within a second
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+@dataclass
+class IMAPContext:
+    """What every session of one IMAP server shares."""
+
+    directory: Directory
+    store: MailStore
+    throttle: AuthThrottle
+    hostname: str
+    tls_context: ssl.SSLContext | None
+    run: Callable[..., Awaitable[Any]]  # runs a blocking store call off the event loop
+    plaintext_loopback: bool = False
+    autologout: float = AUTOLOGOUT_SECONDS
+    idle_keepalive: float = IDLE_KEEPALIVE_SECONDS
+    idle_poll: float = IDLE_POLL_SECONDS
+    append_limit: int = APPEND_LIMIT
+
+
+@dataclass(frozen=True)
+class Done:
+    """A command's tagged completion: OK, NO or BAD, an optional response code, and text."""
+
+    status: str = "OK"
+    text: str = "completed"
+    code: str | None = None
+
+
+def no(text: str, code: str | None = None) -> Done:
+    return Done("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> Done:
+    return Done("BAD", text, code)
+
+
+@dataclass
+class SessionState:
+    """The per-connection state command handlers read and change."""
+
+    state: State = State.NOT_AUTHENTICATED
+    user: str | None = None
+    view: MailboxView | None = None
+    enabled: set[str] = field(default_factory=set)
+    saved_search: list[int] = field(default_factory=list)  # UIDs saved by SEARCH RETURN (SAVE)
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        return "UTF8=ACCEPT" in self.enabled or self.rev2

@@ -1,0 +1,143 @@
+"""One session's picture of its selected mailbox: sequence numbers, flags, and what changed.
+
+The store is the truth; sessions learn about other sessions' and the pipeline's changes
+by comparing a fresh listing with what they last told their client. The view holds what
+the client believes (message numbers <-> UIDs, each message's flags and MODSEQ) and
+turns a fresh listing into the untagged responses that bring the client up to date:
+EXPUNGE (or VANISHED under QRESYNC), EXISTS, and FETCH for changed flags.
+
+RFC 9051 7.5.1: no EXPUNGE while a FETCH, STORE or SEARCH (by message number) runs, since
+it would change the numbers under the client's feet; such refreshes keep expunged
+messages in the view until a command that may announce them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from mailpipe.store import Mailbox, StoredMessage
+
+
+@dataclass
+class Updates:
+    """What to tell the client, in this order."""
+
+    expunged: list[int] = field(default_factory=list)  # message numbers, each as of its own EXPUNGE
+    vanished: list[int] = field(default_factory=list)  # UIDs (QRESYNC)
+    exists: int | None = None
+    changed: list[StoredMessage] = field(default_factory=list)  # flags or MODSEQ changed
+
+
+class MailboxView:
+    def __init__(self, mailbox: Mailbox, messages: list[StoredMessage], *, read_only: bool) -> None:
+        self.mailbox = mailbox
+        self.read_only = read_only
+        self._uids: list[int] = [m.uid for m in messages]
+        self._messages: dict[int, StoredMessage] = {m.uid: m for m in messages}
+        self._gone: set[int] = set()  # expunged in the store, not yet announced
+
+    # -- numbers and UIDs --------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self._uids)
+
+    @property
+    def uids(self) -> list[int]:
+        return list(self._uids)
+
+    def messages(self) -> list[tuple[int, StoredMessage]]:
+        return [(n, self._messages[uid]) for n, uid in enumerate(self._uids, 1)]
+
+    def number_of(self, uid: int) -> int | None:
+        index = bisect.bisect_left(self._uids, uid)
+        return index + 1 if index < len(self._uids) and self._uids[index] == uid else None
+
+    def message(self, uid: int) -> StoredMessage:
+        return self._messages[uid]
+
+    @property
+    def has_pending_expunges(self) -> bool:
+        return bool(self._gone)
+
+    def is_expunged(self, uid: int) -> bool:
+        """Expunged by someone else, still shown to this client until it may be told."""
+        return uid in self._gone
+
+    def by_numbers(self, ranges: list[tuple[int, int]]) -> list[tuple[int, StoredMessage]]:
+        chosen: set[int] = set()
+        for low, high in ranges:
+            chosen.update(range(max(low, 1), min(high, self.exists) + 1))
+        return [(n, self._messages[self._uids[n - 1]]) for n in sorted(chosen)]
+
+    def by_uids(self, ranges: list[tuple[int, int]]) -> list[tuple[int, StoredMessage]]:
+        result = []
+        for n, uid in enumerate(self._uids, 1):
+            if any(low <= uid <= high for low, high in ranges):
+                result.append((n, self._messages[uid]))
+        return result
+
+    @property
+    def largest_uid(self) -> int:
+        # "*" in a UID set: the largest UID in the mailbox (RFC 9051 6.4.8); in an empty one, UIDNEXT-1.
+        return self._uids[-1] if self._uids else max(self.mailbox.uidnext - 1, 1)
+
+    # -- refreshing --------------------------------------------------------------
+
+    def refresh(
+        self, mailbox: Mailbox, messages: list[StoredMessage], *, may_expunge: bool, qresync: bool = False
+    ) -> Updates:
+        """Fold a fresh listing into the view; returns what the client must be told."""
+        updates = Updates()
+        fresh = {m.uid: m for m in messages}
+        self.mailbox = mailbox
+        self._gone.update(uid for uid in self._uids if uid not in fresh)
+        if may_expunge and self._gone:
+            if qresync:
+                updates.vanished = sorted(self._gone)
+            for uid in sorted(self._gone, reverse=True):
+                number = self.number_of(uid)
+                assert number is not None
+                if not qresync:
+                    updates.expunged.append(number)
+                del self._uids[number - 1]
+                del self._messages[uid]
+            self._gone.clear()
+        for uid in self._uids:
+            if uid in fresh and self._differs(self._messages[uid], fresh[uid]):
+                self._messages[uid] = fresh[uid]
+                updates.changed.append(fresh[uid])
+        new = [
+            m for m in messages if m.uid not in self._messages and (not self._uids or m.uid > self._uids[-1])
+        ]
+        if new:
+            for message in new:
+                self._uids.append(message.uid)
+                self._messages[message.uid] = message
+            updates.exists = self.exists
+        elif updates.expunged or updates.vanished:
+            # RFC 9051 7.4.1: the client derives the new count itself; EXISTS may follow anyway.
+            updates.exists = None
+        return updates
+
+    def apply_own_change(self, message: StoredMessage) -> None:
+        """This session changed the message (STORE): the client hears of it in the reply, not later."""
+        if message.uid in self._messages:
+            self._messages[message.uid] = message
+
+    def forget(self, uids: list[int]) -> list[int]:
+        """This session expunged these UIDs; returns their message numbers in EXPUNGE order."""
+        numbers = []
+        for uid in sorted(uids, reverse=True):
+            number = self.number_of(uid)
+            if number is not None:
+                numbers.append(number)
+                del self._uids[number - 1]
+                del self._messages[uid]
+            self._gone.discard(uid)
+        return numbers
+
+    @staticmethod
+    def _differs(old: StoredMessage, new: StoredMessage) -> bool:
+        return old.flags != new.flags or old.modseq != new.modseq
