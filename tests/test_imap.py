@@ -294,3 +294,17 @@ def test_delivered_mail_is_fetched_byte_exact(stack, user) -> None:
     body = ok(client.fetch("1", "(BODY.PEEK[])"))[0][1]
     assert body == stack.mail_store().read_body(stored) and body.endswith(MESSAGE)
     client.logout()
+
+
+def test_quota_reports_usage(stack, user) -> None:
+    client = login(stack, user)
+    ok(client.append("INBOX", None, None, MESSAGE))
+    ok(client.append("Archive", None, None, MESSAGE * 20))
+    typ, data = client.getquotaroot("INBOX")
+    assert typ == "OK"
+    used = -(-(len(MESSAGE) * 21) // 1024)
+    assert data == [[b'INBOX ""'], [b'"" (STORAGE %d 10485760)' % used]]
+    assert client.getquota('""')[1] == [b'"" (STORAGE %d 10485760)' % used]
+    typ, data = client.setquota('""', "(STORAGE 1)")
+    assert typ == "NO" and b"NOPERM" in data[0]
+    client.logout()

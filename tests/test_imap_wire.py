@@ -1409,3 +1409,17 @@ def test_corpus_round_trips() -> None:
                 path
             )
     assert literals > 0  # the corpus has 8-bit headers: the literal path was exercised
+
+
+def test_quota_commands() -> None:
+    from mailpipe_gateway.imap.commands import MailboxCommand, Quota
+
+    assert parse_bytes(b'a GETQUOTA ""') == Quota(tag="a", name="GETQUOTA", root="")
+    root = parse_bytes(b"a GETQUOTAROOT inbox")
+    assert root == MailboxCommand(tag="a", name="GETQUOTAROOT", mailbox="INBOX")
+    assert parse_bytes(b'a SETQUOTA "" (STORAGE 512 MESSAGE 1000)') == Quota(
+        tag="a", name="SETQUOTA", root="", limits=(("STORAGE", 512), ("MESSAGE", 1000))
+    )
+    for bad in (b"a GETQUOTA", b'a SETQUOTA "" (STORAGE)', b'a SETQUOTA "" STORAGE 5'):
+        with pytest.raises(ParseError):
+            parse_bytes(bad)

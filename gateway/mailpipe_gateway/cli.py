@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     gateway.set_defaults(run=_run_gateway)
 
+    access = commands.add_parser(
+        "access-gateway", help="run the IMAP and POP3 gateway alone, configured from the environment"
+    )
+    access.set_defaults(run=_run_access_gateway)
+
     domain = commands.add_parser("domain", help="hosted domains").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -258,6 +263,38 @@ def _run_gateway(args: argparse.Namespace) -> None:
         await stop.wait()
         # ECS sends SIGTERM and kills 30 s later: let sessions in flight finish first.
         await gateway.stop(grace=SHUTDOWN_GRACE_SECONDS)
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    asyncio.run(serve())
+
+
+def _run_access_gateway(args: argparse.Namespace) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mailpipe.config import Resources
+    from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
+    from mailpipe_gateway.pop3.server import executor_runner
+
+    settings = AccessSettings.from_env()
+    tls = tls_from_env()
+    parts = AccessParts.from_resources(Resources.from_env())
+
+    async def serve() -> None:
+        executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
+        servers = access_servers(settings, parts, tls, executor_runner(executor))
+        for server in servers:
+            await server.start()
+            logging.getLogger("mailpipe").info(
+                "%s on %s:%s", type(server).__name__, settings.host, server.ports
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        for server in servers:
+            await server.stop()
         executor.shutdown(wait=False, cancel_futures=True)
 
     asyncio.run(serve())

@@ -110,6 +110,14 @@ class MailboxCommand(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Quota(Command):
+    """GETQUOTA root, or SETQUOTA root (resource limit ...) (RFC 9208)."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...] = ()  # SETQUOTA's resources, upper-cased
+
+
+@dataclass(frozen=True, kw_only=True)
 class Rename(Command):
     old: str
     new: str

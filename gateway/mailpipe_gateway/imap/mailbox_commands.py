@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 from mailpipe.store import Mailbox, MailboxExists, NoSuchMailbox, StoreError
 from mailpipe_gateway.imap import serializer
-from mailpipe_gateway.imap.commands import FetchAttr, ListMailboxes, MailboxCommand, Rename, Select, Status
+from mailpipe_gateway.imap.commands import (
+    FetchAttr,
+    ListMailboxes,
+    MailboxCommand,
+    Quota,
+    Rename,
+    Select,
+    Status,
+)
 from mailpipe_gateway.imap.state import DELIMITER, Done, State, bad, no
 from mailpipe_gateway.imap.view import MailboxView
 
@@ -239,6 +247,40 @@ async def _status_line(session: IMAPSession, name: str, items: tuple[str, ...]) 
     }
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + serializer.mailbox(name, utf8=session.st.utf8) + f" ({pairs})\r\n".encode()
+
+
+# -- QUOTA (RFC 9208): one quota root per user, "", covering all of the user's mailboxes ----------
+
+QUOTA_ROOT = ""
+
+
+async def cmd_getquotaroot(session: IMAPSession, command: MailboxCommand) -> Done:
+    if await session.call(session.ctx.store.get_mailbox, session.st.user, command.mailbox) is None:
+        return no("No such mailbox", "NONEXISTENT")
+    line = b"* QUOTAROOT " + serializer.mailbox(command.mailbox, utf8=session.st.utf8) + b' ""\r\n'
+    await session.send(line + await _quota_line(session))
+    return Done(text="GETQUOTAROOT completed")
+
+
+async def cmd_getquota(session: IMAPSession, command: Quota) -> Done:
+    if command.root != QUOTA_ROOT:
+        return no("No such quota root", "NONEXISTENT")
+    await session.send(await _quota_line(session))
+    return Done(text="GETQUOTA completed")
+
+
+async def cmd_setquota(session: IMAPSession, command: Quota) -> Done:
+    return no("Quotas are set by the administrator", "NOPERM")
+
+
+async def _quota_line(session: IMAPSession) -> bytes:
+    store, owner = session.ctx.store, session.st.user
+    used = 0
+    for mailbox in await session.call(store.list_mailboxes, owner):
+        _, messages = await session.call(store.list_messages, owner, mailbox.name)
+        used += sum(m.crlf_size for m in messages)
+    # STORAGE is counted in units of 1024 octets, rounded up.
+    return b'* QUOTA "" (STORAGE %d %d)\r\n' % (-(-used // 1024), session.ctx.quota_storage // 1024)
 
 
 def st_selected(session: IMAPSession, name: str) -> bool:

@@ -48,6 +48,7 @@ from mailpipe_gateway.imap.commands import (
     Not,
     Or,
     QResync,
+    Quota,
     Rename,
     Search,
     SearchKey,
@@ -556,6 +557,21 @@ class _Parser:
         self.sp()
         return MailboxCommand(tag=self.require_tag(), name=name, mailbox=self.mailbox())
 
+    def quota(self, name: str) -> Quota:
+        self.sp()
+        root = self.text(self.astring("a quota root"), "Quota root")
+        limits: list[tuple[str, int]] = []
+        if name == "SETQUOTA":
+            self.sp()
+
+            def resource() -> None:
+                resource_name = self.word("a resource name")
+                self.sp()
+                limits.append((resource_name, self.number(what="a resource limit")))
+
+            self.parenthesized(resource)
+        return Quota(tag=self.require_tag(), name=name, root=root, limits=tuple(limits))
+
     def rename(self, name: str) -> Rename:
         self.sp()
         old = self.mailbox()
@@ -907,7 +923,10 @@ _COMMANDS: dict[str, Callable[..., Command]] = {
     "ID": _Parser.id_command,
     "SELECT": _Parser.select,
     "EXAMINE": _Parser.select,
-    **dict.fromkeys(("CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE"), _Parser.mailbox_command),
+    **dict.fromkeys(
+        ("CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE", "GETQUOTAROOT"), _Parser.mailbox_command
+    ),
+    **dict.fromkeys(("GETQUOTA", "SETQUOTA"), _Parser.quota),
     "RENAME": _Parser.rename,
     "LIST": _Parser.list_command,
     "LSUB": _Parser.list_command,

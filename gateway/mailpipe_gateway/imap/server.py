@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 
 from mailpipe_gateway.imap.session import IMAPSession
 from mailpipe_gateway.imap.state import IMAPContext
@@ -22,7 +23,9 @@ class IMAPServer:
         self.ports: list[int] = []
 
     async def start(self) -> None:
-        listeners = [(self._port, None)]
+        listeners: list[tuple[int, ssl.SSLContext | None]] = []
+        if self._port is not None:
+            listeners.append((self._port, None))
         if self._tls_port is not None and self.context.tls_context is not None:
             listeners.append((self._tls_port, self.context.tls_context))
         for port, tls in listeners:

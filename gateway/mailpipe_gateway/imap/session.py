@@ -221,6 +221,8 @@ class IMAPSession:
             "SEARCHRES",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self.ctx.append_limit}",
         ]
         return caps

@@ -20,6 +20,7 @@ APPEND_LIMIT = 40 * 1024 * 1024  # the SMTP gateway's SIZE: what can arrive can 
 AUTOLOGOUT_SECONDS = 30 * 60  # RFC 9051 5.4: at least 30 minutes outside IDLE
 IDLE_KEEPALIVE_SECONDS = 2 * 60  # a network load balancer drops idle TCP at 350 s
 IDLE_POLL_SECONDS = 0.5  # new mail reaches an IDLE-ing client within a second
+QUOTA_STORAGE_BYTES = 10 * 1024**3  # what each user may store, reported by GETQUOTA (RFC 9208)
 
 
 class State(enum.Enum):
@@ -44,6 +45,7 @@ class IMAPContext:
     idle_keepalive: float = IDLE_KEEPALIVE_SECONDS
     idle_poll: float = IDLE_POLL_SECONDS
     append_limit: int = APPEND_LIMIT
+    quota_storage: int = QUOTA_STORAGE_BYTES
 
 
 @dataclass(frozen=True)

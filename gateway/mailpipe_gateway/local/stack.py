@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,18 +15,15 @@ from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
-from mailpipe.store.locks import Leases
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.access import AccessParts, imap_server, pop3_server
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
-from mailpipe_gateway.imap.state import IMAPContext
 from mailpipe_gateway.local.event_source import SqsPoller
 from mailpipe_gateway.local.functions import LocalFunction, load_function
 from mailpipe_gateway.local.moto_server import MotoServer
 from mailpipe_gateway.local.provision import REGION, Deployment, provision
 from mailpipe_gateway.local.template import DEFAULT_TEMPLATE, Template
 from mailpipe_gateway.pop3.server import POP3Server, executor_runner
-from mailpipe_gateway.pop3.session import POP3Context
 from mailpipe_gateway.recipient_check import in_process_lookup
 from mailpipe_gateway.smtp.app import build_smtp_gateway
 from mailpipe_gateway.smtp.server import SMTPGateway
@@ -144,39 +142,39 @@ class DevStack:
             settings, spool, in_process_lookup(validate.handler, validate.name), self.executor
         )
 
-    def build_pop3(self, port: int = 0, **context_overrides: Any) -> POP3Server:
-        """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback."""
-        cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
+    def access_parts(self) -> AccessParts:
         assert self.resources is not None
-        context = POP3Context(
-            directory=self.directory(),
-            store=self.mail_store(),
-            leases=Leases(aws.table(self.resources.mailbox_table)),
-            throttle=AuthThrottle(),
-            hostname=self.options.hostname,
-            tls_context=server_context(cert, key),
-            run=executor_runner(self.executor),
-            plaintext_loopback=True,
-        )
-        for name, value in context_overrides.items():
-            setattr(context, name, value)
-        return POP3Server(context, self.options.host, port)
+        return AccessParts.from_resources(self.resources)
 
-    def build_imap(self, port: int = 0, **context_overrides: Any) -> IMAPServer:
-        """An IMAP server on the stack's store; in dev, plaintext logins are allowed on loopback."""
-        cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
-        context = IMAPContext(
-            directory=self.directory(),
-            store=self.mail_store(),
-            throttle=AuthThrottle(),
-            hostname=self.options.hostname,
-            tls_context=server_context(cert, key),
-            run=executor_runner(self.executor),
-            plaintext_loopback=True,
+    def build_pop3(self, port: int = 0, **options: Any) -> POP3Server:
+        """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback."""
+        server = pop3_server(
+            self.access_parts(), self._tls(), executor_runner(self.executor), **self._listener(port)
         )
-        for name, value in context_overrides.items():
-            setattr(context, name, value)
-        return IMAPServer(context, self.options.host, port)
+        for name, value in options.items():
+            setattr(server.context, name, value)
+        return server
+
+    def build_imap(self, port: int = 0, **options: Any) -> IMAPServer:
+        """An IMAP server on the stack's store; in dev, plaintext logins are allowed on loopback."""
+        server = imap_server(
+            self.access_parts(), self._tls(), executor_runner(self.executor), **self._listener(port)
+        )
+        for name, value in options.items():
+            setattr(server.context, name, value)
+        return server
+
+    def _listener(self, port: int) -> dict[str, Any]:
+        return {
+            "host": self.options.host,
+            "port": port,
+            "hostname": self.options.hostname,
+            "plaintext_loopback": True,
+        }
+
+    def _tls(self) -> ssl.SSLContext:
+        cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
+        return server_context(cert, key)
 
     @property
     def imap_port(self) -> int:

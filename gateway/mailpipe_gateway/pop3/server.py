@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 from concurrent.futures import Executor
 from typing import Any
 
@@ -14,6 +15,7 @@ class POP3Server:
     def __init__(
         self, context: POP3Context, host: str, port: int, *, implicit_tls_port: int | None = None
     ) -> None:
+        self.context = context
         self._ctx = context
         self._host = host
         self._port = port
@@ -23,7 +25,9 @@ class POP3Server:
         self.ports: list[int] = []
 
     async def start(self) -> None:
-        listeners = [(self._port, None)]
+        listeners: list[tuple[int, ssl.SSLContext | None]] = []
+        if self._port is not None:
+            listeners.append((self._port, None))
         if self._tls_port is not None and self._ctx.tls_context is not None:
             listeners.append((self._tls_port, self._ctx.tls_context))
         for port, tls in listeners:

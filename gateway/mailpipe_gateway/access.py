@@ -1,0 +1,168 @@
+"""The access gateway: IMAP and POP3 listeners over the mail store, configured from the environment.
+
+`mailpipe access-gateway` runs this on ECS (ports 143/993 and 110/995); the dev stack builds
+the same servers on its own ports. Without a certificate it refuses to start: passwords
+never cross the network in clear text.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailpipe import aws
+from mailpipe.config import Resources
+from mailpipe.directory import Directory
+from mailpipe.store import MailStore
+from mailpipe.store.locks import Leases
+from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.imap.server import IMAPServer
+from mailpipe_gateway.imap.state import IMAPContext
+from mailpipe_gateway.pop3.server import POP3Server
+from mailpipe_gateway.pop3.session import POP3Context
+from mailpipe_gateway.tls import server_context
+
+Runner = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    host: str = "0.0.0.0"
+    imap_port: int | None = 143
+    imaps_port: int | None = 993
+    pop3_port: int | None = 110
+    pop3s_port: int | None = 995
+    hostname: str = "localhost"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> AccessSettings:
+        env = os.environ if environ is None else environ
+
+        def port(name: str, default: int) -> int | None:
+            value = env.get(name, str(default)).strip()
+            return int(value) if value else None  # an empty value turns the listener off
+
+        return cls(
+            host=env.get("MAILPIPE_ACCESS_HOST", "0.0.0.0"),
+            imap_port=port("MAILPIPE_IMAP_PORT", 143),
+            imaps_port=port("MAILPIPE_IMAPS_PORT", 993),
+            pop3_port=port("MAILPIPE_POP3_PORT", 110),
+            pop3s_port=port("MAILPIPE_POP3S_PORT", 995),
+            hostname=env.get("MAILPIPE_HOSTNAME", "localhost"),
+        )
+
+
+def tls_from_env(environ: dict[str, str] | None = None) -> ssl.SSLContext:
+    """The certificate: PEM files (MAILPIPE_TLS_CERT/KEY) or PEM text (..._PEM, as ECS secrets give it)."""
+    env = os.environ if environ is None else environ
+    cert, key = env.get("MAILPIPE_TLS_CERT"), env.get("MAILPIPE_TLS_KEY")
+    if cert and key:
+        return server_context(Path(cert), Path(key))
+    cert_pem, key_pem = env.get("MAILPIPE_TLS_CERT_PEM"), env.get("MAILPIPE_TLS_KEY_PEM")
+    if cert_pem and key_pem:
+        directory = Path(tempfile.mkdtemp(prefix="mailpipe-tls-"))
+        (directory / "cert.pem").write_text(cert_pem)
+        key_file = directory / "key.pem"
+        key_file.touch(mode=0o600)
+        key_file.write_text(key_pem)
+        return server_context(directory / "cert.pem", key_file)
+    raise ValueError(
+        "the access gateway needs a certificate: MAILPIPE_TLS_CERT/KEY or MAILPIPE_TLS_CERT_PEM/KEY_PEM"
+    )
+
+
+@dataclass
+class AccessParts:
+    """What IMAP and POP3 sessions share in one process."""
+
+    directory: Directory
+    store: MailStore
+    leases: Leases
+    throttle: AuthThrottle
+
+    @classmethod
+    def from_resources(cls, resources: Resources) -> AccessParts:
+        table = aws.table(resources.mailbox_table)
+        return cls(
+            directory=Directory(aws.table(resources.directory_table)),
+            store=MailStore(table, aws.client("s3"), resources.mail_bucket),
+            leases=Leases(table),
+            throttle=AuthThrottle(),
+        )
+
+
+def imap_server(
+    parts: AccessParts,
+    tls: ssl.SSLContext,
+    run: Runner,
+    *,
+    host: str,
+    port: int | None,
+    hostname: str,
+    implicit_tls_port: int | None = None,
+    plaintext_loopback: bool = False,
+) -> IMAPServer:
+    context = IMAPContext(
+        directory=parts.directory,
+        store=parts.store,
+        throttle=parts.throttle,
+        hostname=hostname,
+        tls_context=tls,
+        run=run,
+        plaintext_loopback=plaintext_loopback,
+    )
+    return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port)
+
+
+def pop3_server(
+    parts: AccessParts,
+    tls: ssl.SSLContext,
+    run: Runner,
+    *,
+    host: str,
+    port: int | None,
+    hostname: str,
+    implicit_tls_port: int | None = None,
+    plaintext_loopback: bool = False,
+) -> POP3Server:
+    context = POP3Context(
+        directory=parts.directory,
+        store=parts.store,
+        leases=parts.leases,
+        throttle=parts.throttle,
+        hostname=hostname,
+        tls_context=tls,
+        run=run,
+        plaintext_loopback=plaintext_loopback,
+    )
+    return POP3Server(context, host, port, implicit_tls_port=implicit_tls_port)
+
+
+def access_servers(
+    settings: AccessSettings, parts: AccessParts, tls: ssl.SSLContext, run: Runner
+) -> list[Any]:
+    """The listeners the settings ask for (a port set to None is not opened)."""
+    servers: list[Any] = []
+    for build, plain, implicit in (
+        (imap_server, settings.imap_port, settings.imaps_port),
+        (pop3_server, settings.pop3_port, settings.pop3s_port),
+    ):
+        if plain is None and implicit is None:
+            continue
+        servers.append(
+            build(
+                parts,
+                tls,
+                run,
+                host=settings.host,
+                port=plain,
+                hostname=settings.hostname,
+                implicit_tls_port=implicit,
+            )
+        )
+    return servers
