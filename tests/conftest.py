@@ -42,6 +42,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     options = DevOptions(
         smtp_port=0,
+        submission_port=0,
         pop3_port=0,
         imap_port=0,
         aws_port=0,

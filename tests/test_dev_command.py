@@ -22,7 +22,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def dev_stack(tmp_path: Path):
-    smtp_port, pop3_port, imap_port, aws_port = free_port(), free_port(), free_port(), free_port()
+    smtp_port, pop3_port, imap_port, aws_port, submission_port = (free_port() for _ in range(5))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
     process = subprocess.Popen(
         [
@@ -36,6 +36,8 @@ def dev_stack(tmp_path: Path):
             str(pop3_port),
             "--imap-port",
             str(imap_port),
+            "--submission-port",
+            str(submission_port),
             "--aws-port",
             str(aws_port),
             "--template",

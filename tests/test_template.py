@@ -4,7 +4,8 @@
   (scripts/install-sam.sh; it pins boto3 versions the project cannot share);
 - the template expanded offline by aws-sam-translator, then cfn-lint on the plain CloudFormation;
 - structural checks of the contract that code and the local runtime (`mailpipe dev`) rely on:
-  logical IDs, environment variable names, queue wiring, table keys, the optional gateway.
+  logical IDs, environment variable names, queue wiring, table keys, the optional gateways (SMTP,
+  and IMAP/POP3 access).
 
 None of this needs AWS credentials or a network other than PyPI (`sam build` downloads the layer's
 dependencies with pip).
@@ -44,6 +45,7 @@ GLOBAL_ENV = {
     "MAILPIPE_DIRECTORY_TABLE": {"Ref": "DirectoryTable"},
     "MAILPIPE_MAILBOX_TABLE": {"Ref": "MailboxTable"},
     "MAILPIPE_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
+    "MAILPIPE_OUTBOUND_QUEUE_URL": {"Ref": "OutboundQueue"},
     "POWERTOOLS_SERVICE_NAME": "mailpipe",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
@@ -53,6 +55,8 @@ RESOURCE_TYPES = {
     "MailBucket": "AWS::S3::Bucket",
     "InboundQueue": "AWS::SQS::Queue",
     "InboundDeadLetterQueue": "AWS::SQS::Queue",
+    "OutboundQueue": "AWS::SQS::Queue",
+    "OutboundDeadLetterQueue": "AWS::SQS::Queue",
     "DirectoryTable": "AWS::DynamoDB::Table",
     "IdempotencyTable": "AWS::DynamoDB::Table",
     "MailboxTable": "AWS::DynamoDB::Table",
@@ -68,6 +72,37 @@ RESOURCE_TYPES = {
     "GatewaySecurityGroup": "AWS::EC2::SecurityGroup",
     "GatewayTaskRole": "AWS::IAM::Role",
     "GatewayLogGroup": "AWS::Logs::LogGroup",
+    "AccessGatewayLogGroup": "AWS::Logs::LogGroup",
+    "AccessGatewayExecutionRole": "AWS::IAM::Role",
+    "AccessGatewayTaskRole": "AWS::IAM::Role",
+    "AccessGatewaySecurityGroup": "AWS::EC2::SecurityGroup",
+    "AccessGatewayLoadBalancer": "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    "AccessGatewayImapTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "AccessGatewayImapsTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "AccessGatewayPop3TargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "AccessGatewayPop3sTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "AccessGatewayImapListener": "AWS::ElasticLoadBalancingV2::Listener",
+    "AccessGatewayImapsListener": "AWS::ElasticLoadBalancingV2::Listener",
+    "AccessGatewayPop3Listener": "AWS::ElasticLoadBalancingV2::Listener",
+    "AccessGatewayPop3sListener": "AWS::ElasticLoadBalancingV2::Listener",
+    "AccessGatewayTaskDefinition": "AWS::ECS::TaskDefinition",
+    "AccessGatewayService": "AWS::ECS::Service",
+}
+
+# The access gateway's listeners: port -> (listener, target group), IMAP 143/993, POP3 110/995.
+ACCESS_PORTS = {
+    143: ("AccessGatewayImapListener", "AccessGatewayImapTargetGroup"),
+    993: ("AccessGatewayImapsListener", "AccessGatewayImapsTargetGroup"),
+    110: ("AccessGatewayPop3Listener", "AccessGatewayPop3TargetGroup"),
+    995: ("AccessGatewayPop3sListener", "AccessGatewayPop3sTargetGroup"),
+}
+
+# Which conditions hold whenever a resource's condition holds (None: always there).
+IMPLIED_CONDITIONS = {
+    None: {None},
+    "GatewayEnabled": {None, "GatewayEnabled", "AnyGatewayEnabled"},
+    "AccessGatewayEnabled": {None, "AccessGatewayEnabled", "AnyGatewayEnabled"},
+    "AnyGatewayEnabled": {None, "AnyGatewayEnabled"},
 }
 
 FUNCTIONS = {
@@ -137,6 +172,33 @@ def _sub_text(value: Any) -> str:
         sub = value["Fn::Sub"]
         return sub if isinstance(sub, str) else sub[0]
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _grants(role: dict[str, Any]) -> dict[str, set[str]]:
+    """An IAM role's inline policies as {resource (Sub text or JSON): actions}; all must be Allow."""
+    grants: dict[str, set[str]] = {}
+    for policy in role.get("Policies", []):
+        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            assert statement["Effect"] == "Allow"
+            assert "NotAction" not in statement and "NotResource" not in statement
+            for resource in _as_list(statement["Resource"]):
+                grants.setdefault(_sub_text(resource), set()).update(_as_list(statement["Action"]))
+    return grants
+
+
+def _refs(value: Any) -> set[str]:
+    """Logical IDs (resources or parameters) a value refers to through Ref, GetAtt or Sub."""
+    found: set[str] = set()
+    for node in _walk(value):
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get("Ref"), str):
+            found.add(node["Ref"])
+        if "Fn::GetAtt" in node:
+            found.add(node["Fn::GetAtt"][0])
+        if "Fn::Sub" in node:
+            found.update(name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", _sub_text(node)))
+    return found
 
 
 def _statements(policies: list[Any]) -> list[dict[str, Any]]:
@@ -477,16 +539,52 @@ def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]
     assert int(parameters["MaxMessageSize"]["Default"]) == 41943040
     assert template["Conditions"]["GatewayEnabled"] == {"Fn::Equals": [{"Ref": "DeployGateway"}, "true"]}
 
-    gateway = {name for name, r in resources.items() if name.startswith("Gateway")}
+    # The cluster is shared with the access gateway; every other Gateway* resource is the SMTP gateway's.
+    gateway = {name for name in resources if name.startswith("Gateway")} - {"GatewayCluster"}
     assert {name for name, r in resources.items() if r.get("Condition") == "GatewayEnabled"} == gateway
-    # Nothing that always exists may point at a resource that might not.
-    for name, resource in resources.items():
-        if name in gateway:
-            continue
-        for node in _walk(resource):
-            if isinstance(node, dict):
-                target = node.get("Ref") or (node.get("Fn::GetAtt") or [None])[0]
-                assert target not in gateway, f"{name} refers to the optional {target}"
+    assert resources["GatewayCluster"]["Condition"] == "AnyGatewayEnabled"
+    assert template["Conditions"]["AnyGatewayEnabled"] == {
+        "Fn::Or": [{"Condition": "GatewayEnabled"}, {"Condition": "AccessGatewayEnabled"}]
+    }
+
+
+def test_optional_resources_refer_only_to_what_exists_with_them(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """A resource or output may refer only to resources that exist whenever it does."""
+    conditions = {name: r.get("Condition") for name, r in resources.items()}
+    assert set(conditions.values()) <= set(IMPLIED_CONDITIONS), set(conditions.values())
+    referrers = [(name, r) for name, r in resources.items()] + [
+        (f"Outputs.{name}", o) for name, o in template["Outputs"].items()
+    ]
+    for name, body in referrers:
+        holds = IMPLIED_CONDITIONS[body.get("Condition")]
+        for target in _refs({k: v for k, v in body.items() if k != "Condition"}) | set(
+            _as_list(body.get("DependsOn", []))
+        ):
+            if target in resources:
+                assert conditions[target] in holds, f"{name} refers to {target} ({conditions[target]})"
+
+
+def test_gateway_rules(template: dict[str, Any]) -> None:
+    rules = template["Rules"]
+    smtp = rules["GatewayNeedsNetworkAndImage"]
+    assert smtp["RuleCondition"] == {"Fn::Equals": [{"Ref": "DeployGateway"}, "true"]}
+    access = rules["AccessGatewayNeedsNetworkImageAndCertificate"]
+    assert access["RuleCondition"] == {"Fn::Equals": [{"Ref": "DeployAccessGateway"}, "true"]}
+    for rule, required in (
+        (smtp, {"VpcId", "SubnetIds", "GatewayImage"}),
+        (access, {"VpcId", "SubnetIds", "GatewayImage", "AccessTlsSecretArn"}),
+    ):
+        asserted = set()
+        for assertion in rule["Assertions"]:
+            # !Not [!Equals [!Ref X, ""]] or !Not [!Contains [!Ref X, ""]]
+            (negated,) = assertion["Assert"]["Fn::Not"]
+            ((function, (ref, empty)),) = negated.items()
+            assert function in ("Fn::Equals", "Fn::Contains"), assertion
+            assert empty == "", assertion
+            asserted.add(ref["Ref"])
+        assert asserted == required
 
 
 def test_gateway_task_definition(resources: dict[str, Any]) -> None:
@@ -540,6 +638,216 @@ def test_gateway_network(resources: dict[str, Any]) -> None:
     assert service["Properties"]["LoadBalancers"][0]["ContainerPort"] == 25
 
 
+# --------------------------------------------------------------------------- access gateway (IMAP/POP3)
+
+
+def test_access_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    deploy = parameters["DeployAccessGateway"]
+    assert deploy["Type"] == "String"
+    assert deploy["Default"] == "false"
+    assert sorted(deploy["AllowedValues"]) == ["false", "true"]
+    secret = parameters["AccessTlsSecretArn"]
+    assert secret["Type"] == "String" and secret["Default"] == ""
+    pattern = re.compile(secret["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch("arn:aws:secretsmanager:us-east-1:123456789012:secret:mailpipe/tls-AbC123")
+    # ECS needs the full ARN (with Secrets Manager's 6-character suffix) to select a JSON key.
+    assert not pattern.fullmatch("arn:aws:secretsmanager:us-east-1:123456789012:secret:mailpipe/tls")
+    assert not pattern.fullmatch("mailpipe/tls")
+    assert int(parameters["AccessGatewayDesiredCount"]["Default"]) >= 1
+    assert template["Conditions"]["AccessGatewayEnabled"] == {
+        "Fn::Equals": [{"Ref": "DeployAccessGateway"}, "true"]
+    }
+
+    access = {name for name in resources if name.startswith("AccessGateway")}
+    assert {name for pair in ACCESS_PORTS.values() for name in pair} <= access
+    conditional = {name for name, r in resources.items() if r.get("Condition") == "AccessGatewayEnabled"}
+    assert conditional == access
+    # The service runs in the shared cluster.
+    assert resources["AccessGatewayService"]["Properties"]["Cluster"] == {"Ref": "GatewayCluster"}
+
+
+def test_access_gateway_task_definition(resources: dict[str, Any]) -> None:
+    task = resources["AccessGatewayTaskDefinition"]["Properties"]
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    assert task["NetworkMode"] == "awsvpc"
+    # Up to a 40 MiB APPEND literal per IMAP session is held in memory.
+    assert int(task["Cpu"]) >= 1024
+    assert int(task["Memory"]) >= 2048
+    assert task["RuntimePlatform"]["CpuArchitecture"] == {"Ref": "GatewayArchitecture"}
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["AccessGatewayTaskRole", "Arn"]}
+    assert task["ExecutionRoleArn"] == {"Fn::GetAtt": ["AccessGatewayExecutionRole", "Arn"]}
+
+    (container,) = task["ContainerDefinitions"]
+    assert container["Command"] == ["mailpipe", "access-gateway"]
+    assert container["Image"] == {"Ref": "GatewayImage"}
+    assert container["Essential"] is True
+    mappings = container["PortMappings"]
+    assert sorted(p["ContainerPort"] for p in mappings) == sorted(ACCESS_PORTS)
+    assert {p.get("Protocol", "tcp") for p in mappings} == {"tcp"}
+
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    # Resources.from_env needs all four.
+    assert environment["MAILPIPE_MAIL_BUCKET"] == {"Ref": "MailBucket"}
+    assert environment["MAILPIPE_INBOUND_QUEUE_URL"] == {"Ref": "InboundQueue"}
+    assert environment["MAILPIPE_DIRECTORY_TABLE"] == {"Ref": "DirectoryTable"}
+    assert environment["MAILPIPE_MAILBOX_TABLE"] == {"Ref": "MailboxTable"}
+    assert environment["MAILPIPE_HOSTNAME"] == {
+        "Fn::If": ["AccessGatewayHostnameSet", {"Ref": "AccessGatewayHostname"}, {"Ref": "GatewayHostname"}]
+    }
+    ports = {
+        "MAILPIPE_IMAP_PORT": "143",
+        "MAILPIPE_IMAPS_PORT": "993",
+        "MAILPIPE_POP3_PORT": "110",
+        "MAILPIPE_POP3S_PORT": "995",
+    }
+    for name, port in ports.items():
+        assert environment[name] == port, name
+        assert int(port) in ACCESS_PORTS
+    assert environment["AWS_DEFAULT_REGION"] == {"Ref": "AWS::Region"}
+    assert environment["LOG_LEVEL"] == "INFO"
+    # The certificate never appears in the task definition in clear: it comes from Secrets Manager.
+    assert not {n for n in environment if n.startswith("MAILPIPE_TLS_")}
+
+    secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
+    assert secrets == {
+        "MAILPIPE_TLS_CERT_PEM": {"Fn::Sub": "${AccessTlsSecretArn}:cert::"},
+        "MAILPIPE_TLS_KEY_PEM": {"Fn::Sub": "${AccessTlsSecretArn}:key::"},
+    }
+    logs = container["LogConfiguration"]
+    assert logs["LogDriver"] == "awslogs"
+    assert logs["Options"]["awslogs-group"] == {"Ref": "AccessGatewayLogGroup"}
+
+
+def test_access_gateway_environment_is_what_the_code_reads(resources: dict[str, Any]) -> None:
+    """The task's environment and secrets, as the container sees them, configure the real settings."""
+    config = _require("mailpipe.config", "mailpipe")
+    access = _require("mailpipe_gateway.access", "mailpipe")
+    (container,) = resources["AccessGatewayTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {
+        e["Name"]: e["Value"] if isinstance(e["Value"], str) else f"<{next(iter(e['Value']))}>"
+        for e in container["Environment"]
+    }
+    env.update({s["Name"]: "<secret>" for s in container["Secrets"]})
+    config.Resources.from_env(env)  # raises if one of the four is missing
+    settings = access.AccessSettings.from_env(env)
+    ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
+    assert ports == (143, 993, 110, 995)
+    assert settings.host == "0.0.0.0"
+    assert {"MAILPIPE_TLS_CERT_PEM", "MAILPIPE_TLS_KEY_PEM"} <= set(env)
+
+
+def test_access_gateway_task_role_is_least_privilege(resources: dict[str, Any]) -> None:
+    role = resources["AccessGatewayTaskRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    grants = _grants(role)
+    assert grants == {
+        json.dumps({"Fn::GetAtt": ["DirectoryTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+        },
+        # TransactWriteItems is authorized per item: PutItem, UpdateItem, DeleteItem.
+        json.dumps({"Fn::GetAtt": ["MailboxTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+            "dynamodb:BatchWriteItem",
+        },
+        "${MailBucket.Arn}/messages/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+    }
+    # No spool, no queue, no function, no wildcards.
+    text = json.dumps(role["Policies"])
+    assert "spool" not in text
+    assert "InboundQueue" not in text and "sqs:" not in text
+    assert "ValidateRecipientFunction" not in text and "lambda:" not in text
+    for actions in grants.values():
+        assert not {a for a in actions if "*" in a}, actions
+
+
+def test_access_gateway_execution_role_reads_only_its_secret(resources: dict[str, Any]) -> None:
+    role = resources["AccessGatewayExecutionRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}
+    ]
+    assert _grants(role) == {"${AccessTlsSecretArn}": {"secretsmanager:GetSecretValue"}}
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    # The SMTP gateway's roles are untouched by the certificate.
+    assert "secretsmanager" not in json.dumps(resources["GatewayExecutionRole"])
+    assert "secretsmanager" not in json.dumps(resources["GatewayTaskRole"])
+
+
+def test_access_gateway_network(resources: dict[str, Any]) -> None:
+    group = resources["AccessGatewaySecurityGroup"]["Properties"]
+    assert group["VpcId"] == {"Ref": "VpcId"}
+    ingress = group["SecurityGroupIngress"]
+    assert sorted((r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in ingress) == sorted(
+        ("tcp", port, port) for port in ACCESS_PORTS
+    )
+    assert {r["CidrIp"] for r in ingress} == {"0.0.0.0/0"}
+    egress = group["SecurityGroupEgress"]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in egress] == [("tcp", 443, 443)]
+
+    balancer = resources["AccessGatewayLoadBalancer"]["Properties"]
+    assert (balancer["Type"], balancer["Scheme"]) == ("network", "internet-facing")
+    assert balancer["Subnets"] == {"Ref": "SubnetIds"}
+
+    service = resources["AccessGatewayService"]
+    properties = service["Properties"]
+    assert properties["LaunchType"] == "FARGATE"
+    assert properties["DesiredCount"] == {"Ref": "AccessGatewayDesiredCount"}
+    assert properties["TaskDefinition"] == {"Ref": "AccessGatewayTaskDefinition"}
+    network = properties["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["SecurityGroups"] == [{"Ref": "AccessGatewaySecurityGroup"}]
+    assert network["Subnets"] == {"Ref": "SubnetIds"}
+    assert network["AssignPublicIp"] == {"Ref": "GatewayAssignPublicIp"}
+    service_targets = {
+        lb["ContainerPort"]: (lb["ContainerName"], lb["TargetGroupArn"]) for lb in properties["LoadBalancers"]
+    }
+    assert len(service_targets) == len(properties["LoadBalancers"]) == len(ACCESS_PORTS)
+    assert set(_as_list(service["DependsOn"])) == {listener for listener, _ in ACCESS_PORTS.values()}
+
+    for port, (listener_id, target_group_id) in ACCESS_PORTS.items():
+        listener = resources[listener_id]["Properties"]
+        assert listener["LoadBalancerArn"] == {"Ref": "AccessGatewayLoadBalancer"}
+        assert (listener["Protocol"], listener["Port"]) == ("TCP", port)
+        assert listener["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": target_group_id}}]
+
+        target_group = resources[target_group_id]["Properties"]
+        assert (target_group["Protocol"], target_group["Port"], target_group["TargetType"]) == (
+            "TCP",
+            port,
+            "ip",
+        )
+        assert target_group["VpcId"] == {"Ref": "VpcId"}
+        assert target_group["HealthCheckProtocol"] == "TCP"
+        attributes = {a["Key"]: a["Value"] for a in target_group["TargetGroupAttributes"]}
+        assert attributes["preserve_client_ip.enabled"] == "true"
+        delay = int(attributes["deregistration_delay.timeout_seconds"])
+        assert delay <= 3600  # the most an NLB allows
+        if port in (143, 993):
+            # IMAP IDLE sessions last up to 30 minutes.
+            assert delay >= 1800, (target_group_id, delay)
+        else:
+            assert delay >= 300, (target_group_id, delay)
+
+        assert service_targets[port] == ("access-gateway", {"Ref": target_group_id})
+
+
+def test_access_gateway_cfn_lint_ignores_are_narrow(resources: dict[str, Any]) -> None:
+    """Only the checks that trip on the empty defaults of the optional parameters are silenced."""
+    for name, resource in resources.items():
+        ignored = resource.get("Metadata", {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])
+        assert set(ignored) <= {"W1030", "W1031"}, (name, ignored)
+        if ignored:
+            assert resource.get("Condition") in ("GatewayEnabled", "AccessGatewayEnabled"), name
+
+
 def test_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     expected = {
@@ -555,6 +863,9 @@ def test_outputs(template: dict[str, Any]) -> None:
     dns = outputs["GatewayLoadBalancerDnsName"]
     assert dns["Condition"] == "GatewayEnabled"
     assert dns["Value"] == {"Fn::GetAtt": ["GatewayLoadBalancer", "DNSName"]}
+    access_dns = outputs["AccessGatewayLoadBalancerDnsName"]
+    assert access_dns["Condition"] == "AccessGatewayEnabled"
+    assert access_dns["Value"] == {"Fn::GetAtt": ["AccessGatewayLoadBalancer", "DNSName"]}
 
 
 # --------------------------------------------------------------------------- other deployment files

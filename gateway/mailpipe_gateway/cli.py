@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--domain", action="append", default=[], help="hosted domain (repeatable)")
     dev.add_argument("--user", action="append", default=[], metavar="ADDR:PASSWORD", help="user (repeatable)")
     dev.add_argument("--smtp-port", type=int, default=2525)
+    dev.add_argument("--submission-port", type=int, default=2587)
     dev.add_argument("--imap-port", type=int, default=1143)
     dev.add_argument("--pop3-port", type=int, default=1110)
     dev.add_argument("--aws-port", type=int, default=4566)
@@ -199,6 +200,7 @@ def _run_dev(args: argparse.Namespace) -> None:
     options = DevOptions(
         host=args.host,
         smtp_port=args.smtp_port,
+        submission_port=args.submission_port,
         pop3_port=args.pop3_port,
         imap_port=args.imap_port,
         aws_port=args.aws_port,
@@ -232,10 +234,11 @@ def _run_dev(args: argparse.Namespace) -> None:
 def _run_gateway(args: argparse.Namespace) -> None:
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
 
-    from mailpipe.services import spool
+    from mailpipe.services import directory, spool
     from mailpipe_gateway.recipient_check import Lookup, in_process_lookup, lambda_lookup
-    from mailpipe_gateway.smtp.app import build_smtp_gateway
+    from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
     from mailpipe_gateway.smtp.settings import GatewaySettings
 
     settings = GatewaySettings.from_env()
@@ -253,16 +256,33 @@ def _run_gateway(args: argparse.Namespace) -> None:
 
     async def serve() -> None:
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
-        gateway = build_smtp_gateway(settings, spool(), lookup, executor)
-        await gateway.start()
-        logging.getLogger("mailpipe").info("SMTP gateway on %s:%d", settings.host, gateway.port)
+        gateways = [build_smtp_gateway(settings, spool(), lookup, executor)]
+        # Submission listeners, when their ports are set: 587 (STARTTLS) and 465 (implicit TLS).
+        for variable, implicit_tls in (
+            ("MAILPIPE_SUBMISSION_PORT", False),
+            ("MAILPIPE_SUBMISSIONS_PORT", True),
+        ):
+            if os.environ.get(variable):
+                gateways.append(
+                    build_submission_gateway(
+                        replace(settings, port=int(os.environ[variable])),
+                        spool(),
+                        lookup,
+                        directory(),
+                        executor,
+                        implicit_tls=implicit_tls,
+                    )
+                )
+        for gateway in gateways:
+            await gateway.start()
+            logging.getLogger("mailpipe").info("SMTP listener on %s:%d", settings.host, gateway.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         # ECS sends SIGTERM and kills 30 s later: let sessions in flight finish first.
-        await gateway.stop(grace=SHUTDOWN_GRACE_SECONDS)
+        await asyncio.gather(*(gateway.stop(grace=SHUTDOWN_GRACE_SECONDS) for gateway in gateways))
         executor.shutdown(wait=False, cancel_futures=True)
 
     asyncio.run(serve())

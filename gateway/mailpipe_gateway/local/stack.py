@@ -25,7 +25,7 @@ from mailpipe_gateway.local.provision import REGION, Deployment, provision
 from mailpipe_gateway.local.template import DEFAULT_TEMPLATE, Template
 from mailpipe_gateway.pop3.server import POP3Server, executor_runner
 from mailpipe_gateway.recipient_check import in_process_lookup
-from mailpipe_gateway.smtp.app import build_smtp_gateway
+from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.tls import server_context, write_self_signed
@@ -50,6 +50,7 @@ LOCAL_ENVIRONMENT = {
 class DevOptions:
     host: str = "127.0.0.1"
     smtp_port: int = 2525
+    submission_port: int = 2587
     pop3_port: int = 1110
     imap_port: int = 1143
     aws_port: int = 4566
@@ -74,6 +75,7 @@ class DevStack:
         self.resources: Resources | None = None
         self.functions: dict[str, LocalFunction] = {}
         self.gateway: SMTPGateway | None = None
+        self.submission: SMTPGateway | None = None
         self.pop3: POP3Server | None = None
         self.imap: IMAPServer | None = None
         self.pollers: list[SqsPoller] = []
@@ -102,6 +104,8 @@ class DevStack:
         self.loop.start()
         self.gateway = self.build_gateway(self.spool(), port=self.options.smtp_port)
         self.loop.run(self.gateway.start())
+        self.submission = self.build_submission(self.spool(), port=self.options.submission_port)
+        self.loop.run(self.submission.start())
         self.pop3 = self.build_pop3(port=self.options.pop3_port)
         self.loop.run(self.pop3.start())
         self.imap = self.build_imap(port=self.options.imap_port)
@@ -114,8 +118,9 @@ class DevStack:
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stop()
-        if self.gateway is not None:
-            self.loop.run(self.gateway.stop())
+        for gateway in (self.gateway, self.submission):
+            if gateway is not None:
+                self.loop.run(gateway.stop())
         if self.pop3 is not None:
             self.loop.run(self.pop3.stop())
         if self.imap is not None:
@@ -128,19 +133,49 @@ class DevStack:
 
     def build_gateway(self, spool: Spool, port: int = 0, **settings_overrides: Any) -> SMTPGateway:
         """A gateway wired like the stack's own, around any spool (say one whose S3 is down)."""
+        return build_smtp_gateway(
+            self._smtp_settings(port, settings_overrides), spool, self._lookup(), self.executor
+        )
+
+    def build_submission(
+        self,
+        spool: Spool,
+        port: int = 0,
+        *,
+        implicit_tls: bool = False,
+        plaintext_loopback: bool = True,
+        **settings: Any,
+    ) -> SMTPGateway:
+        """The submission listener (AUTH, then mail anywhere); in dev AUTH works without TLS on loopback."""
+        return build_submission_gateway(
+            self._smtp_settings(port, settings),
+            spool,
+            self._lookup(),
+            self.directory(),
+            self.executor,
+            implicit_tls=implicit_tls,
+            plaintext_loopback=plaintext_loopback,
+        )
+
+    def _smtp_settings(self, port: int, overrides: dict[str, Any]) -> GatewaySettings:
         cert, key = write_self_signed(self.options.state_dir / "tls", self.options.hostname)
-        settings = GatewaySettings(
+        return GatewaySettings(
             host=self.options.host,
             port=port,
             hostname=self.options.hostname,
             tls_cert=cert,
             tls_key=key,
-            **settings_overrides,
+            **overrides,
         )
+
+    def _lookup(self) -> Any:
         validate = self.functions[VALIDATE_FUNCTION]
-        return build_smtp_gateway(
-            settings, spool, in_process_lookup(validate.handler, validate.name), self.executor
-        )
+        return in_process_lookup(validate.handler, validate.name)
+
+    @property
+    def submission_port(self) -> int:
+        assert self.submission is not None
+        return self.submission.port
 
     def access_parts(self) -> AccessParts:
         assert self.resources is not None

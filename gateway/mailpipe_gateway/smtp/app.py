@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from concurrent.futures import Executor
 
+from mailpipe.directory import Directory
 from mailpipe.spool import Spool
+from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
+from mailpipe_gateway.smtp.submission import SubmissionHandler, SubmissionSMTP, Throttled
 from mailpipe_gateway.tls import server_context
 
 
@@ -24,3 +29,53 @@ def build_smtp_gateway(
         else None
     )
     return SMTPGateway(handler, settings, tls)
+
+
+def build_submission_gateway(
+    settings: GatewaySettings,
+    spool: Spool,
+    lookup: Lookup,
+    directory: Directory,
+    executor: Executor | None = None,
+    *,
+    implicit_tls: bool = False,
+    plaintext_loopback: bool = False,
+    throttle: AuthThrottle | None = None,
+) -> SMTPGateway:
+    """Port 587 (or 465 with `implicit_tls`): AUTH against the directory, then mail to anywhere."""
+    throttle = throttle or AuthThrottle()
+
+    async def authenticate(login: str, password: str, peer: str) -> str | None:
+        if throttle.blocked(peer, login):
+            raise Throttled(login)
+        user = await asyncio.get_running_loop().run_in_executor(
+            executor, directory.authenticate, login, password
+        )
+        if user is None:
+            throttle.failed(peer, login)
+            return None
+        throttle.succeeded(peer, login)
+        return user.address
+
+    async def owned_addresses(user: str) -> set[str]:
+        return await asyncio.get_running_loop().run_in_executor(executor, directory.owned_addresses, user)
+
+    handler = SubmissionHandler(
+        spool,
+        RecipientChecker(lookup, executor),
+        hostname=settings.hostname,
+        executor=executor,
+        owned_addresses=owned_addresses,
+    )
+    tls = (
+        server_context(settings.tls_cert, settings.tls_key)
+        if settings.tls_cert and settings.tls_key
+        else None
+    )
+    protocol = functools.partial(
+        SubmissionSMTP,
+        authenticate=authenticate,
+        plaintext_loopback=plaintext_loopback,
+        implicit_tls=implicit_tls,
+    )
+    return SMTPGateway(handler, settings, tls, protocol=protocol, implicit_tls=implicit_tls)

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: the minimum a server must accept
 
-EXTRA_EHLO_KEYWORDS = ("PIPELINING", "ENHANCEDSTATUSCODES")
+EXTRA_EHLO_KEYWORDS = ("PIPELINING", "ENHANCEDSTATUSCODES", "DSN")
 
 REPLY_RCPT_OK = "250 2.1.5 OK"
 REPLY_MAIL_OK = "250 2.1.0 OK"
@@ -40,6 +40,10 @@ def rcpt_reply(verdict: Verdict, address: str) -> str:
 
 
 class InboundHandler:
+    """Port 25: mail for the hosted domains, from anyone; no AUTH, no relaying."""
+
+    offers_auth = False
+
     def __init__(
         self,
         spool: Spool,
@@ -59,8 +63,8 @@ class InboundHandler:
         self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
-        # aiosmtpd offers AUTH after STARTTLS; this listener takes no AUTH (see protocol.py).
-        offered = [line for line in responses[:-1] if not line.startswith("250-AUTH")]
+        # aiosmtpd offers AUTH after STARTTLS; port 25 takes no AUTH (see protocol.py).
+        offered = [line for line in responses[:-1] if self.offers_auth or not line.startswith("250-AUTH")]
         # aiosmtpd ends the list with "250 HELP"; our keywords go before it.
         return offered + [f"250-{keyword}" for keyword in EXTRA_EHLO_KEYWORDS] + responses[-1:]
 
@@ -86,13 +90,25 @@ class InboundHandler:
         except DirectoryUnavailable as exc:
             log.warning("recipient check failed for %s from %s: %s", address, _peer(session), exc)
             return REPLY_TRY_LATER
-        reply = rcpt_reply(verdict, address)
-        if verdict is Verdict.DELIVERABLE:
+        reply = self.rcpt_decision(verdict, address)
+        if reply.startswith("2"):
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
+            dsn = getattr(server, "rcpt_dsn", None)
+            rcpt_dsn = envelope.__dict__.setdefault("rcpt_dsn", [])
+            rcpt_dsn.append(
+                {"notify": list(dsn.notify) if dsn and dsn.notify else None, "orcpt": dsn and dsn.orcpt}
+            )
         else:
             log.info("rejected RCPT %s from %s: %s", address, _peer(session), verdict.value)
         return reply
+
+    def rcpt_decision(self, verdict: Verdict, address: str) -> str:
+        return rcpt_reply(verdict, address)
+
+    async def prepare(self, body: bytes, session: Session, envelope: SMTPEnvelope) -> bytes | str:
+        """The message to spool, or a reply refusing it; submission adds its own checks."""
+        return body
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SMTPEnvelope) -> str:
         body: bytes = envelope.original_content or b""
@@ -101,16 +117,22 @@ class InboundHandler:
                 "mail loop from %s: more than %d Received headers", _peer(session), MAX_RECEIVED_HEADERS
             )
             return REPLY_LOOP
+        prepared = await self.prepare(body, session, envelope)
+        if isinstance(prepared, str):
+            return prepared
+        body = prepared
         queue_id = new_queue_id()
         when = now_utc()
-        tls = session.ssl is not None
+        tls = session.ssl is not None or getattr(server, "implicit_tls", False)
         smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
         trace = received_header(
             helo=session.host_name or "unknown",
             client_ip=_peer(session),
             hostname=self._hostname,
             queue_id=queue_id,
-            protocol=protocol_name(esmtp=session.extended_smtp, tls=tls, smtputf8=smtputf8),
+            protocol=protocol_name(
+                esmtp=session.extended_smtp, tls=tls, smtputf8=smtputf8, authenticated=session.authenticated
+            ),
             recipients=envelope.rcpt_tos,
             when=when,
         )
@@ -125,7 +147,11 @@ class InboundHandler:
             client_address=_peer(session),
             helo=session.host_name or "",
             tls=tls,
+            auth_user=_auth_user(session),
             mail_options=list(envelope.mail_options),
+            dsn_ret=getattr(server, "mail_dsn", None) and server.mail_dsn.ret,
+            dsn_envid=getattr(server, "mail_dsn", None) and server.mail_dsn.envid,
+            rcpt_dsn=list(envelope.__dict__.get("rcpt_dsn", [])),
         )
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._spool.put, spooled, raw)
@@ -155,6 +181,10 @@ def _encodable(address: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _auth_user(session: Session) -> str | None:
+    return session.auth_data if isinstance(session.auth_data, str) else None
 
 
 def _peer(session: Session) -> str:

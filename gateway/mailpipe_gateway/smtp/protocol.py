@@ -8,6 +8,14 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
+from mailpipe_gateway.smtp.dsn_params import (
+    DsnSyntaxError,
+    MailDsn,
+    RcptDsn,
+    mail_dsn,
+    rcpt_dsn,
+    split_params,
+)
 from mailpipe_gateway.smtp.limits import ConnectionLimiter
 from mailpipe_gateway.smtp.status import with_enhanced_code
 
@@ -31,6 +39,8 @@ class MailpipeSMTP(SMTP):
         self._limiter = limiter
         self._slot: str | None = None
         self._refused = False
+        self.mail_dsn = MailDsn()
+        self.rcpt_dsn = RcptDsn()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # aiosmtpd calls this again after STARTTLS; only the first call opens a session.
@@ -74,11 +84,24 @@ class MailpipeSMTP(SMTP):
         if not _balanced_path(arg):
             await self.push("501 5.5.4 Syntax: MAIL FROM:<address>")
             return
+        try:
+            arg, params = split_params(arg) if arg else (arg, {})
+            self.mail_dsn = mail_dsn(params)
+        except DsnSyntaxError as exc:
+            await self.push(f"501 5.5.4 {exc}")
+            return
         await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         if not _balanced_path(arg):
             await self.push("501 5.5.4 Syntax: RCPT TO:<address>")
+            return
+        try:
+            arg, params = split_params(arg) if arg else (arg, {})
+            # The handler's RCPT hook reads this for the recipient it accepts.
+            self.rcpt_dsn = rcpt_dsn(params)
+        except DsnSyntaxError as exc:
+            await self.push(f"501 5.5.4 {exc}")
             return
         await super().smtp_RCPT(arg)
 

@@ -6,6 +6,7 @@ import asyncio
 import ssl
 import time
 import weakref
+from collections.abc import Callable
 
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.limits import ConnectionLimiter
@@ -17,9 +18,19 @@ SESSION_TIMEOUT = 300  # RFC 5321 4.5.3.2.7: the server timeout is at least 5 mi
 
 class SMTPGateway:
     def __init__(
-        self, handler: InboundHandler, settings: GatewaySettings, tls_context: ssl.SSLContext | None = None
+        self,
+        handler: InboundHandler,
+        settings: GatewaySettings,
+        tls_context: ssl.SSLContext | None = None,
+        *,
+        protocol: Callable[..., MailpipeSMTP] = MailpipeSMTP,
+        implicit_tls: bool = False,
     ) -> None:
+        """`protocol` builds each session (submission passes its AUTH-aware subclass); with
+        `implicit_tls` the listener speaks TLS from the first byte (port 465)."""
         self._handler = handler
+        self._protocol_class = protocol
+        self._implicit_tls = implicit_tls
         self._settings = settings
         self._tls_context = tls_context
         self._server: asyncio.base_events.Server | None = None
@@ -28,13 +39,14 @@ class SMTPGateway:
         self._port: int | None = None
 
     def _protocol(self) -> MailpipeSMTP:
-        session = MailpipeSMTP(
+        session = self._protocol_class(
             self._handler,
             data_size_limit=self._settings.max_message_size,
             enable_SMTPUTF8=True,
             hostname=self._settings.hostname,
             ident="mailpipe",
-            tls_context=self._tls_context,
+            # On an implicit-TLS listener there is nothing to STARTTLS into.
+            tls_context=None if self._implicit_tls else self._tls_context,
             timeout=SESSION_TIMEOUT,
             limiter=self.limiter,
         )
@@ -43,7 +55,10 @@ class SMTPGateway:
 
     async def start(self) -> None:
         self._server = await asyncio.get_running_loop().create_server(
-            self._protocol, host=self._settings.host, port=self._settings.port
+            self._protocol,
+            host=self._settings.host,
+            port=self._settings.port,
+            ssl=self._tls_context if self._implicit_tls else None,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
 

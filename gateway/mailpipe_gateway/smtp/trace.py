@@ -40,12 +40,12 @@ def received_header(
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
 
 
-def protocol_name(*, esmtp: bool, tls: bool, smtputf8: bool) -> str:
-    """The `with` keyword of RFC 3848 / RFC 6531 (ESMTPS, UTF8SMTPS, ...)."""
+def protocol_name(*, esmtp: bool, tls: bool, smtputf8: bool, authenticated: bool = False) -> str:
+    """The `with` keyword of RFC 3848 / RFC 6531 (ESMTPS, ESMTPSA, UTF8SMTPS, ...)."""
     if not esmtp:
         return "SMTP"
     name = "UTF8SMTP" if smtputf8 else "ESMTP"
-    return name + ("S" if tls else "")
+    return name + ("S" if tls else "") + ("A" if authenticated else "")
 
 
 def count_received(message: bytes) -> int:

@@ -11,6 +11,7 @@ ENV_DIRECTORY_TABLE = "MAILPIPE_DIRECTORY_TABLE"
 ENV_MAILBOX_TABLE = "MAILPIPE_MAILBOX_TABLE"
 ENV_VALIDATE_FUNCTION = "MAILPIPE_VALIDATE_FUNCTION"
 ENV_IDEMPOTENCY_TABLE = "MAILPIPE_IDEMPOTENCY_TABLE"
+ENV_OUTBOUND_QUEUE_URL = "MAILPIPE_OUTBOUND_QUEUE_URL"
 
 
 class ConfigError(RuntimeError):
@@ -23,6 +24,8 @@ class Resources:
     inbound_queue_url: str
     directory_table: str
     mailbox_table: str
+    # Only the inbound function hands mail to the outbound queue; the gateways do without it.
+    outbound_queue_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Resources:
@@ -39,6 +42,7 @@ class Resources:
             inbound_queue_url=env[ENV_INBOUND_QUEUE_URL],
             directory_table=env[ENV_DIRECTORY_TABLE],
             mailbox_table=env[ENV_MAILBOX_TABLE],
+            outbound_queue_url=env.get(ENV_OUTBOUND_QUEUE_URL) or None,
         )
 
     def as_env(self) -> dict[str, str]:
@@ -47,4 +51,5 @@ class Resources:
             ENV_INBOUND_QUEUE_URL: self.inbound_queue_url,
             ENV_DIRECTORY_TABLE: self.directory_table,
             ENV_MAILBOX_TABLE: self.mailbox_table,
+            **({ENV_OUTBOUND_QUEUE_URL: self.outbound_queue_url} if self.outbound_queue_url else {}),
         }

@@ -219,6 +219,15 @@ class Directory:
             key=lambda a: a.address,
         )
 
+    def owned_addresses(self, address: str) -> set[str]:
+        """The addresses `address` may send as: its own, and every alias that delivers to it."""
+        own = parse_address(address).text
+        owned = {own}
+        for alias in self.list_aliases():
+            if own in alias.targets:
+                owned.add(alias.address)
+        return owned
+
     # -- resolution --------------------------------------------------------------
 
     def lookup(self, address: str) -> Lookup:

@@ -8,6 +8,7 @@ from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.inbound import InboundDelivery
+from mailpipe.outbound.queue import OutboundQueue
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 
@@ -34,5 +35,11 @@ def spool() -> Spool:
 
 
 @lru_cache(maxsize=1)
+def outbound_queue() -> OutboundQueue | None:
+    url = resources().outbound_queue_url
+    return OutboundQueue(aws.client("sqs"), url) if url else None
+
+
+@lru_cache(maxsize=1)
 def inbound_delivery() -> InboundDelivery:
-    return InboundDelivery(spool(), directory(), mail_store())
+    return InboundDelivery(spool(), directory(), mail_store(), outbound_queue())

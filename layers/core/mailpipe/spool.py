@@ -38,6 +38,11 @@ class Envelope:
     tls: bool = False
     auth_user: str | None = None
     mail_options: list[str] = field(default_factory=list)
+    # The DSN extension (RFC 3461): RET and ENVID from MAIL FROM; per recipient, in the order of
+    # rcpt_tos, {"notify": [...] or None, "orcpt": "rfc822;..." or None}.
+    dsn_ret: str | None = None
+    dsn_envid: str | None = None
+    rcpt_dsn: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))

@@ -1,0 +1,185 @@
+"""Submission (RFC 6409): users send mail, on 587 with STARTTLS and 465 with implicit TLS.
+
+Differences from port 25: AUTH is required before MAIL (and offered only over TLS,
+loopback in dev excepted); a user may only send as an address they own, in MAIL FROM
+and in From:; recipients anywhere are accepted (the outbound queue delivers them);
+missing Date and Message-ID headers are added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from email.utils import format_datetime, getaddresses, make_msgid
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Session
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+
+from mailpipe.addresses import AddressError, parse_address
+from mailpipe.directory import Verdict
+from mailpipe.spool import now_utc
+from mailpipe_gateway.smtp.handler import InboundHandler, rcpt_reply
+from mailpipe_gateway.smtp.protocol import MailpipeSMTP
+
+log = logging.getLogger(__name__)
+
+# (login, password, client address) -> the authenticated address, or None; raises Throttled.
+Authenticate = Callable[[str, str, str], Awaitable[str | None]]
+# address -> every address that user may send as
+OwnedAddresses = Callable[[str], Awaitable[set[str]]]
+
+REPLY_NOT_OWNED = "553 5.7.1 Sender address is not owned by the authenticated user"
+REPLY_THROTTLED = "454 4.7.0 Too many failed authentication attempts, try again later"
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+class Throttled(Exception):
+    """Too many failed logins for this user or from this address."""
+
+
+class SubmissionSMTP(MailpipeSMTP):
+    def __init__(
+        self,
+        *args: Any,
+        authenticate: Authenticate,
+        plaintext_loopback: bool = False,
+        implicit_tls: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, auth_required=True, auth_require_tls=True, **kwargs)
+        self._authenticate_user = authenticate
+        self._plaintext_loopback = plaintext_loopback
+        self.implicit_tls = implicit_tls
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.session is None:
+            return
+        peer = self.session.peer[0] if isinstance(self.session.peer, tuple) else ""
+        if self.implicit_tls or (self._plaintext_loopback and peer in LOOPBACK):
+            # 465 is TLS from the first byte; aiosmtpd only counts STARTTLS as TLS.
+            self._auth_require_tls = False
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await SMTP.smtp_AUTH(self, arg)  # port 25 refuses AUTH; submission is where it belongs
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            response = await self.challenge_auth("")
+            if not isinstance(response, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            response = _b64(args[1])
+        parts = response.split(b"\0") if response is not None else []
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Malformed AUTH PLAIN response")
+            return AuthResult(success=False, handled=True)
+        return await self._verify(parts[1], parts[2])
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        login = _b64(args[1]) if len(args) > 1 else await self.challenge_auth(self.AuthLoginUsernameChallenge)
+        if not isinstance(login, bytes):
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._verify(login, password)
+
+    async def _verify(self, login: bytes, password: bytes) -> AuthResult:
+        assert self.session is not None
+        peer = self.session.peer[0] if isinstance(self.session.peer, tuple) else "unknown"
+        try:
+            user = await self._authenticate_user(
+                login.decode("utf-8", "replace"), password.decode("utf-8", "replace"), str(peer)
+            )
+        except Throttled:
+            return AuthResult(success=False, handled=False, message=REPLY_THROTTLED)
+        if user is None:
+            return AuthResult(
+                success=False, handled=False, message="535 5.7.8 Authentication credentials invalid"
+            )
+        return AuthResult(success=True, auth_data=user)
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+class SubmissionHandler(InboundHandler):
+    offers_auth = True
+
+    def __init__(self, *args: Any, owned_addresses: OwnedAddresses, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owned_addresses = owned_addresses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str, mail_options: list[str]
+    ) -> str:
+        if not await self._owns(session, address):
+            log.warning("%s may not send as <%s>", session.auth_data, address)
+            return REPLY_NOT_OWNED
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    def rcpt_decision(self, verdict: Verdict, address: str) -> str:
+        if verdict is Verdict.NOT_LOCAL:
+            return "250 2.1.5 OK"  # relayed for an authenticated user: the outbound queue delivers it
+        return rcpt_reply(verdict, address)
+
+    async def prepare(self, body: bytes, session: Session, envelope: SMTPEnvelope) -> bytes | str:
+        header, _ = _split(body)
+        senders = [address for _, address in getaddresses(_fields(header, b"from"))]
+        for sender in senders or [""]:
+            if not await self._owns(session, sender):
+                log.warning("%s may not send with From: %s", session.auth_data, sender)
+                return REPLY_NOT_OWNED
+        added = b""
+        if not _fields(header, b"date"):
+            added += b"Date: " + format_datetime(now_utc()).encode() + b"\r\n"
+        if not _fields(header, b"message-id"):
+            domain = str(session.auth_data).rpartition("@")[2] or self._hostname
+            added += b"Message-ID: " + make_msgid(domain=domain).encode() + b"\r\n"
+        return added + body
+
+    async def _owns(self, session: Session, address: str) -> bool:
+        user = session.auth_data
+        if not isinstance(user, str) or not address:
+            return False
+        try:
+            wanted = parse_address(address)
+        except AddressError:
+            return False
+        owned = await self._owned_addresses(user)
+        return wanted.text in owned or wanted.base.text in owned
+
+
+def _split(message: bytes) -> tuple[bytes, bytes]:
+    match = _HEADER_END.search(message)
+    return (message[: match.end()], message[match.end() :]) if match else (message, b"")
+
+
+def _fields(header: bytes, name: bytes) -> list[str]:
+    """The unfolded values of every header field called `name`."""
+    values: list[str] = []
+    current: list[bytes] | None = None
+    for line in re.split(rb"\r?\n", header):
+        if line[:1] in (b" ", b"\t") and current is not None:
+            current.append(line)
+            continue
+        if current is not None:
+            values.append(b" ".join(part.strip() for part in current).decode("utf-8", "replace"))
+            current = None
+        field_name, colon, value = line.partition(b":")
+        if colon and field_name.strip().lower() == name:
+            current = [value]
+    if current is not None:
+        values.append(b" ".join(part.strip() for part in current).decode("utf-8", "replace"))
+    return values
