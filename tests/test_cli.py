@@ -57,3 +57,12 @@ def test_errors_are_one_clear_line(stack) -> None:
     )
     empty = mailpipe(stack, "user", "add", f"y@{DOMAIN}", stdin="\n")
     assert empty.returncode == 1 and "empty password" in empty.stderr
+
+
+def test_queue_commands(stack) -> None:
+    listing = mailpipe(stack, "queue", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.strip().endswith("recipients queued")
+    for action in ("retry", "delete"):
+        missing = mailpipe(stack, "queue", action, "NO-SUCH-ID")
+        assert missing.returncode == 1 and "nothing queued for NO-SUCH-ID" in missing.stderr

@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--aws-port", type=int, default=4566)
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean it)")
     dev.add_argument("--template", type=Path, default=None, help="template.yaml to build the stack from")
+    dev.add_argument(
+        "--transport",
+        action="append",
+        default=[],
+        metavar="DOMAIN=ROUTE",
+        help="outbound route, e.g. hamburger.edu=smtp:[127.0.0.1]:2525 (repeatable; default *=mx)",
+    )
     dev.set_defaults(run=_run_dev)
 
     gateway = commands.add_parser(
@@ -109,6 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     p = alias.add_parser("del")
     p.add_argument("address")
     p.set_defaults(run=lambda a: _directory().delete_alias(a.address))
+
+    queue = commands.add_parser("queue", help="the outbound queue").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    queue.add_parser("list", help="recipients not yet delivered or bounced").set_defaults(run=_queue_list)
+    p = queue.add_parser("retry", help="try a queued message again now")
+    p.add_argument("id")
+    p.set_defaults(run=_queue_retry)
+    p = queue.add_parser("delete", help="give up on a queued message, without a bounce")
+    p.add_argument("id")
+    p.set_defaults(run=_queue_delete)
 
     mailbox = commands.add_parser("mailbox", help="look into mailboxes").add_subparsers(
         required=True, metavar="ACTION"
@@ -177,6 +195,39 @@ def _list_mailbox(args: argparse.Namespace) -> None:
         print(f"{message.uid:>6}  {message.size:>9}  {subject}")
 
 
+# -- outbound queue --------------------------------------------------------------
+
+
+def _queue_list(args: argparse.Namespace) -> None:
+    from mailpipe.services import outbound_delivery
+
+    entries = outbound_delivery().state.pending()
+    for entry in entries:
+        print(
+            f"{entry.envelope_id}  {entry.recipient}  {entry.status}  attempts={entry.attempts}"
+            f"  next={entry.next_attempt or '-'}  {entry.last_reply[:120]}"
+        )
+    print(f"{len(entries)} recipients queued")
+
+
+def _queue_retry(args: argparse.Namespace) -> None:
+    from mailpipe.services import outbound_delivery
+
+    count = outbound_delivery().retry_now(args.id)
+    if not count:
+        raise ValueError(f"nothing queued for {args.id}")
+    print(f"{count} recipients of {args.id} queued for now")
+
+
+def _queue_delete(args: argparse.Namespace) -> None:
+    from mailpipe.services import outbound_delivery
+
+    count = outbound_delivery().state.delete(args.id)
+    if not count:
+        raise ValueError(f"nothing queued for {args.id}")
+    print(f"deleted {count} recipients of {args.id}")
+
+
 # -- servers ---------------------------------------------------------------------
 
 
@@ -206,6 +257,7 @@ def _run_dev(args: argparse.Namespace) -> None:
         aws_port=args.aws_port,
         domains=domains,
         users=users,
+        transports=args.transport,
     )
     if args.template:
         options.template = args.template

@@ -50,6 +50,10 @@ def provision(
     template: Template, s3: Any, sqs: Any, dynamodb: Any, prefix: str = "mailpipe-dev"
 ) -> Deployment:
     deployment = Deployment(prefix)
+    # A reference to a parameter resolves to its default, as a deployment without overrides would.
+    for name, parameter in template.body.get("Parameters", {}).items():
+        if "Default" in parameter:
+            deployment.refs[name] = str(parameter["Default"])
     for logical_id in template.of_type("AWS::S3::Bucket"):
         name = _physical_name(prefix, logical_id)
         s3.create_bucket(Bucket=name)

@@ -60,6 +60,7 @@ class DevOptions:
     template: Path = DEFAULT_TEMPLATE
     state_dir: Path = Path(".mailpipe")
     retry_after: int | None = 5
+    transports: list[str] = field(default_factory=list)
     poll_wait_seconds: int = 1
     run_pollers: bool = True
 
@@ -93,6 +94,12 @@ class DevStack:
         function_env = {
             k: self.deployment.resolve(v) for k, v in self.template.function_environment().items()
         }
+        # Locally mail goes where DNS says (or where --transport points), not to SES.
+        transports = list(self.options.transports)
+        if not any(entry.startswith("*=") for entry in transports):
+            transports.insert(0, "*=mx")
+        function_env["MAILPIPE_TRANSPORTS"] = ",".join(transports)
+        function_env["MAILPIPE_HOSTNAME"] = self.options.hostname
         os.environ.update(function_env)
         self.environment.update(function_env)
         self.resources = Resources.from_env()

@@ -13,6 +13,7 @@ import base64
 import binascii
 import logging
 import re
+import warnings
 from collections.abc import Awaitable, Callable
 from email.utils import format_datetime, getaddresses, make_msgid
 from typing import Any
@@ -27,6 +28,9 @@ from mailpipe_gateway.smtp.handler import InboundHandler, rcpt_reply
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
 
 log = logging.getLogger(__name__)
+
+# aiosmtpd itself sets the deprecated Session.login_data after every AUTH and warns about it.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 # (login, password, client address) -> the authenticated address, or None; raises Throttled.
 Authenticate = Callable[[str, str, str], Awaitable[str | None]]

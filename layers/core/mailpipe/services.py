@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
+import dns.resolver
+
 from mailpipe import aws
-from mailpipe.config import Resources
+from mailpipe.config import (
+    ENV_DNS_SERVER,
+    ENV_HOSTNAME,
+    ENV_OUTBOUND_QUEUE_URL,
+    ENV_OUTBOUND_TABLE,
+    ENV_RETRY_SCHEDULE,
+    ENV_TRANSPORTS,
+    ConfigError,
+    Resources,
+)
 from mailpipe.directory import Directory
 from mailpipe.inbound import InboundDelivery
+from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.queue import OutboundQueue
+from mailpipe.outbound.schedule import RetrySchedule
+from mailpipe.outbound.state import QueueState
+from mailpipe.outbound.transport_map import TransportMap
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 
@@ -43,3 +59,29 @@ def outbound_queue() -> OutboundQueue | None:
 @lru_cache(maxsize=1)
 def inbound_delivery() -> InboundDelivery:
     return InboundDelivery(spool(), directory(), mail_store(), outbound_queue())
+
+
+@lru_cache(maxsize=1)
+def outbound_delivery() -> OutboundDelivery:
+    """The delivery function's engine, configured from the environment (config.py names the variables)."""
+    env = os.environ
+    queue = outbound_queue()
+    if queue is None or not env.get(ENV_OUTBOUND_TABLE):
+        raise ConfigError(f"the outbound function needs {ENV_OUTBOUND_QUEUE_URL} and {ENV_OUTBOUND_TABLE}")
+    resolver = None
+    if env.get(ENV_DNS_SERVER):
+        host, _, port = env[ENV_DNS_SERVER].rpartition(":")
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers, resolver.port = [host], int(port)
+    schedule = RetrySchedule()
+    if env.get(ENV_RETRY_SCHEDULE):
+        intervals, give_up, warn = env[ENV_RETRY_SCHEDULE].split(";")
+        schedule = RetrySchedule.from_text(intervals, give_up, warn)
+    config = OutboundConfig(
+        hostname=env.get(ENV_HOSTNAME, "localhost"),
+        transports=TransportMap.from_text(env.get(ENV_TRANSPORTS, "")),
+        schedule=schedule,
+        resolver=resolver,
+        ses_client=aws.client("sesv2"),
+    )
+    return OutboundDelivery(spool(), QueueState(aws.table(env[ENV_OUTBOUND_TABLE])), queue, config)

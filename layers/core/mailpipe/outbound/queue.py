@@ -31,6 +31,7 @@ class OutboundMessage:
     recipients: list[OutboundRecipient] = field(default_factory=list)
     dsn_ret: str | None = None
     dsn_envid: str | None = None
+    not_before: str | None = None  # ISO time: a retry waits in hops of at most 15 minutes (SQS delay)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -47,5 +48,7 @@ class OutboundQueue:
         self._sqs = sqs
         self.queue_url = queue_url
 
-    def put(self, message: OutboundMessage) -> None:
-        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=message.to_json())
+    def put(self, message: OutboundMessage, delay_seconds: int = 0) -> None:
+        self._sqs.send_message(
+            QueueUrl=self.queue_url, MessageBody=message.to_json(), DelaySeconds=delay_seconds
+        )

@@ -9,12 +9,14 @@ Hosts and what is final
 each address of each host is tried in turn, at most `max_addresses` of them (Postfix's
 `smtp_mx_address_limit`). A recipient is *final* once a server gave it a 2xx after the data
 or any 5xx. A 4xx, or a session that broke before the recipient was final (connection
-refused or timed out, a greeting other than 220, 4xx to EHLO/HELO or MAIL, a dropped
-connection, a timeout, a 421 anywhere, failed TLS or AUTH), leaves it for the next host: a
-backup MX often takes what a busy or greylisting primary defers, and Postfix likewise defers
-a soft error only at the last server. Whatever is left after the last host gets the last
-temporary status it saw. A 5xx at MAIL FROM, a message over the server's SIZE, a greeting
-naming one of `local_hosts` (a mail loop, `554 5.4.6`) fail every recipient left at once.
+refused or timed out, a greeting other than 220, EHLO/HELO refused, 4xx to MAIL or DATA, a
+dropped connection, a timeout, a 421 anywhere, failed TLS or AUTH), leaves it for the next
+host: a backup MX often takes what a busy or greylisting primary defers, and Postfix likewise
+defers a soft error only at the last server. A 5xx to the greeting or to HELO says nothing
+about the message, so it is made a 4xx (as Postfix's `smtp_skip_5xx_greeting`). Whatever is
+left after the last host gets the last temporary status it saw. A 5xx at MAIL FROM, a
+message over the server's SIZE, a greeting naming one of `local_hosts` (a mail loop,
+`554 5.4.6`) fail every recipient left at once.
 
 One exception to "try the next host": the connection lost, or a timeout, *after the end of
 the data was sent*. The server may have taken the message, so no other host gets it (that
@@ -99,8 +101,11 @@ from mailpipe.outbound.status import DeliveryError, SmtpStatus
 from mailpipe.outbound.transport_map import Route
 from mailpipe.outbound.transports import (
     LOCAL_DIAGNOSTIC,
+    MAX_TEXT,
     Recipient,
     RecipientResult,
+    ascii_address,
+    one_line,
     route_targets,
 )
 
@@ -114,16 +119,15 @@ __all__ = [
     "deliver",
 ]
 
-MAX_REPLY_TEXT = 512
+MAX_REPLY_TEXT = MAX_TEXT
 MAX_ENVID = 100  # RFC 3461 4.4, in its xtext form
 QUIT_TIMEOUT = 5.0
 TlsMode = Literal["opportunistic", "required", "none"]
 _T = TypeVar("_T")
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _DOTS = re.compile(rb"(?:\A|(?<=[\r\n]))\.")
-_BAD_PATH = re.compile(r"[\x00-\x20\x7f<>]")
+_BAD_PATH = re.compile(r"[\x00-\x1f\x7f<>]")  # what would break the command line or the <path>
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ class DsnParams:
     envid: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("ret", "envid"):
+            if getattr(self, name) == "":  # an absent parameter, however the envelope spelled it
+                object.__setattr__(self, name, None)
         if self.ret is not None:
             if self.ret.upper() not in ("FULL", "HDRS"):
                 raise ValueError(f"RET is FULL or HDRS, not {self.ret!r}")
@@ -197,7 +204,7 @@ def deliver(
     domains = {r.domain.lower().rstrip(".") for r in recipients}
     if len(domains) != 1:
         raise ValueError(f"recipients of one domain only, got {sorted(domains)}")
-    if not helo or _BAD_PATH.search(helo):
+    if not helo.isascii() or helo.split() != [helo] or _BAD_PATH.search(helo):
         raise ValueError(f"not a HELO name: {helo!r}")
     job = _Delivery(message, mail_from, list(recipients), helo, options)
     if job.pending():
@@ -316,16 +323,19 @@ class _Delivery:
         except _MessageRefused as refused:
             self.finish_all(refused.status, session.remote, refused.diagnostic_type)
         except _HostFailed as failed:
+            remote = session.remote if session.reached else None
             for index in self.pending():
                 if index not in session.answered:
-                    self.defer(index, failed.status, session.remote, failed.diagnostic_type)
+                    self.defer(index, failed.status, remote, failed.diagnostic_type)
             return isinstance(failed, _TlsFailed) and bool(self.pending())
         finally:
             session.close()
         return False
 
     def results(self) -> list[RecipientResult]:
-        return [result for result in self.final if result is not None]
+        done = [result for result in self.final if result is not None]
+        assert len(done) == len(self.final), "every recipient has a result"
+        return done
 
     @functools.cached_property
     def eight_bit(self) -> bool:
@@ -375,6 +385,7 @@ class _Session:
         self.client: _Client | None = None
         self.tls = False
         self.broken = False  # the connection is unusable: close it without QUIT
+        self.reached = False  # a server answered or hung up: it is the remote MTA of the results
         self.answered: set[int] = set()
 
     def run(self) -> None:
@@ -414,13 +425,16 @@ class _Session:
                 connect_timeout=min(self.options.connect_timeout, timeout),
             )
         except smtplib.SMTPConnectError as exc:
+            self.reached = True
             raise self._refused(exc.smtp_code, exc.smtp_error, "refused to talk to me") from exc
         except smtplib.SMTPServerDisconnected as exc:
+            self.reached = True
             raise self._lost(exc, "receiving the initial server greeting") from exc
         except OSError as exc:
             reason = "Connection timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
             text = f"connect to {self.name}:{self.port}: {reason}"
             raise _HostFailed(_status(451, "4.4.1", text)) from exc
+        self.reached = True
         self._check_loop(self.client.greeting, "greeted me with")
 
     def _hello(self) -> None:
@@ -454,7 +468,7 @@ class _Session:
             raise _TlsFailed(self._lost(exc, "sending STARTTLS").status) from exc
         except OSError as exc:
             self.broken = True
-            why = f"Cannot start TLS with host {self.name}: handshake failure ({_oneline(str(exc))})"
+            why = f"Cannot start TLS with host {self.name}: handshake failure ({one_line(str(exc))})"
             raise _TlsFailed(_status(451, "4.7.5", why)) from exc
         self.tls = True
         code, reply = self._call(lambda: client.ehlo(self.job.helo), "sending EHLO after STARTTLS")
@@ -677,7 +691,7 @@ def _verifying_context() -> ssl.SSLContext:
 
 
 def _status(code: int, enhanced: str, text: str) -> SmtpStatus:
-    return SmtpStatus(code, enhanced, _oneline(text))
+    return SmtpStatus(code, enhanced, one_line(text))
 
 
 def _reply_status(code: int, reply: bytes) -> SmtpStatus:
@@ -691,23 +705,18 @@ def _reply_status(code: int, reply: bytes) -> SmtpStatus:
             enhanced = enhanced or found.group(0)
             line = line.strip()[found.end() :]
         parts.append(line)
-    return SmtpStatus(code, enhanced or f"{klass}.0.0", _oneline(" ".join(parts)))
+    return SmtpStatus(code, enhanced or f"{klass}.0.0", one_line(" ".join(parts)))
 
 
 def _soften(status: SmtpStatus, text: str | None = None) -> SmtpStatus:
     """A 5xx made 4xx (same detail), for refusals that must not bounce mail."""
     if not status.permanent:
         return status
-    return SmtpStatus(status.code - 100, "4" + status.enhanced[1:], _oneline(text or status.text))
-
-
-def _oneline(text: str) -> str:
-    flat = " ".join(_CONTROL.sub(" ", text).split())
-    return flat if len(flat) <= MAX_REPLY_TEXT else flat[: MAX_REPLY_TEXT - 3] + "..."
+    return SmtpStatus(status.code - 100, "4" + status.enhanced[1:], one_line(text or status.text))
 
 
 def _text(reply: bytes) -> str:
-    return _oneline(reply.decode("utf-8", "replace"))
+    return one_line(reply.decode("utf-8", "replace"))
 
 
 def _timed_out(exc: BaseException | None) -> bool:
@@ -729,15 +738,7 @@ def _sender(mail_from: str) -> str:
 
 def _wire_address(address: str, smtputf8: bool) -> str | None:
     """The address as it can go to a server with or without SMTPUTF8; None when it cannot."""
-    if address.isascii() or smtputf8:
-        return address
-    local, _at, domain = address.rpartition("@")
-    if not local.isascii():
-        return None
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        return None
+    return address if smtputf8 else ascii_address(address)
 
 
 def _int(text: str) -> int:

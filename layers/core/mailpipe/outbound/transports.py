@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +31,9 @@ from mailpipe.outbound.transport_map import Route
 
 NOTIFY_VALUES = ("SUCCESS", "FAILURE", "DELAY")
 LOCAL_DIAGNOSTIC = "X-mailpipe"
+MAX_TEXT = 512
 _RDTYPES = {4: "A", 6: "AAAA"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True)
@@ -185,4 +188,26 @@ def _ip(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(inner))
     except ValueError:
+        return None
+
+
+def one_line(text: str, limit: int = MAX_TEXT) -> str:
+    """A text for a result: one line, no control characters, at most `limit` characters.
+
+    Results end up in DSNs and DynamoDB items, and remote servers choose what they say.
+    """
+    flat = " ".join(_CONTROL.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def ascii_address(address: str) -> str | None:
+    """The address for a peer without SMTPUTF8: the domain as IDNA (xn--); None for a non-ASCII local part."""
+    if address.isascii():
+        return address
+    local, _at, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
         return None

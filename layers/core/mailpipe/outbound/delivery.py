@@ -1,0 +1,232 @@
+"""The outbound delivery function's work: one queued message, its remote recipients, their fate.
+
+For each recipient still pending: group by domain, pick the transport (transport map),
+deliver, then act on each result: 2xx delivered (and a success DSN when NOTIFY asked
+for one and the next server does not report itself), 5xx bounced, 4xx retried on the
+schedule; past the schedule's end, bounced. Bounces and delay warnings are RFC 3464
+DSNs from MAILER-DAEMON with a null reverse path, spooled to the (authenticated, so
+local) sender through the normal inbound pipeline. A retry goes back on the queue with
+`not_before`, in SQS-delay hops of at most 15 minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import dns.resolver
+
+from mailpipe.outbound import smtp_client
+from mailpipe.outbound.dsn import build_dsn, notify_allows, should_send_dsn, xtext_decode
+from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
+from mailpipe.outbound.schedule import RetrySchedule, sqs_delay_until
+from mailpipe.outbound.state import DEFERRED, DELIVERED, FAILED, QueueEntry, QueueState, iso
+from mailpipe.outbound.transport_map import TransportMap
+from mailpipe.outbound.transports import Recipient, RecipientResult
+from mailpipe.spool import Envelope, Spool, new_queue_id, spool_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OutboundConfig:
+    hostname: str  # HELO name and Reporting-MTA
+    transports: TransportMap = field(default_factory=TransportMap)
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    options: smtp_client.DeliveryOptions = field(default_factory=smtp_client.DeliveryOptions)
+    resolver: dns.resolver.Resolver | None = None
+    ses_client: Any = None
+
+
+class OutboundDelivery:
+    def __init__(
+        self,
+        spool: Spool,
+        state: QueueState,
+        queue: OutboundQueue,
+        config: OutboundConfig,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._spool = spool
+        self._state = state
+        self._queue = queue
+        self._config = config
+        self._clock = clock
+
+    def process(self, message: OutboundMessage) -> None:
+        now = self._clock()
+        if message.not_before and datetime.fromisoformat(message.not_before) > now:
+            # Not due yet: SQS held it as long as it may (15 minutes); another hop.
+            delay = sqs_delay_until(datetime.fromisoformat(message.not_before), now)
+            self._queue.put(message, delay.delay_seconds)
+            return
+        entries = self._state.entries(message.envelope_id)
+        pending = [r for r in message.recipients if not (r.address in entries and entries[r.address].final)]
+        if not pending:
+            return  # a second copy of a message already dealt with
+        for recipient in pending:
+            if recipient.address not in entries:
+                entries[recipient.address] = QueueEntry(
+                    message.envelope_id,
+                    recipient.address,
+                    first_attempt=iso(now),
+                    mail_from=message.mail_from,
+                    message=replace(message, not_before=None).to_json(),
+                )
+        raw = self._spool.read(_spooled(message))
+        results = self._deliver(raw, message, pending)
+        self._record(message, raw, pending, results, entries, now)
+
+    @property
+    def state(self) -> QueueState:
+        return self._state
+
+    def retry_now(self, envelope_id: str) -> int:
+        """`mailpipe queue retry`: put the message's deferred recipients back on the queue, due now."""
+        pending = [e for e in self._state.entries(envelope_id).values() if not e.final]
+        if not pending:
+            return 0
+        message = OutboundMessage.from_json(pending[0].message)
+        wanted = {e.recipient for e in pending}
+        recipients = [r for r in message.recipients if r.address in wanted]
+        self._queue.put(replace(message, recipients=recipients, not_before=None))
+        return len(pending)
+
+    def _deliver(
+        self, raw: bytes, message: OutboundMessage, pending: list[OutboundRecipient]
+    ) -> list[RecipientResult]:
+        by_domain: dict[str, list[Recipient]] = {}
+        for r in pending:
+            recipient = Recipient(r.address, tuple(r.notify) if r.notify else None, _decoded(r.orcpt))
+            by_domain.setdefault(recipient.domain.lower(), []).append(recipient)
+        results: list[RecipientResult] = []
+        options = replace(
+            self._config.options, dsn=smtp_client.DsnParams(message.dsn_ret, _decoded(message.dsn_envid))
+        )
+        for domain, recipients in by_domain.items():
+            route = self._config.transports.lookup(domain)
+            if route.transport == "ses":
+                from mailpipe.outbound import ses
+
+                results += ses.deliver_ses(raw, message.mail_from, recipients, client=self._config.ses_client)
+            else:
+                results += smtp_client.deliver(
+                    raw,
+                    message.mail_from,
+                    recipients,
+                    route,
+                    resolver=self._config.resolver,
+                    helo=self._config.hostname,
+                    options=options,
+                )
+        return results
+
+    def _record(
+        self,
+        message: OutboundMessage,
+        raw: bytes,
+        pending: list[OutboundRecipient],
+        results: list[RecipientResult],
+        entries: dict[str, QueueEntry],
+        now: datetime,
+    ) -> None:
+        schedule = self._config.schedule
+        notify = {r.address: ",".join(r.notify) if r.notify else None for r in pending}
+        reports: dict[str, list[Any]] = {"failure": [], "delay": [], "success": []}
+        retry: list[OutboundRecipient] = []
+        next_times: list[datetime] = []
+        for recipient, result in zip(pending, results, strict=True):
+            entry = entries[recipient.address]
+            entry.attempts += 1
+            entry.last_reply = result.diagnostic
+            first = datetime.fromisoformat(entry.first_attempt)
+            later = None if not result.temporary else schedule.next_attempt(first, entry.attempts, now)
+            if result.delivered:
+                entry.status = DELIVERED
+                if not result.remote_dsn and notify_allows(notify[recipient.address], "success"):
+                    reports["success"].append(
+                        result.dsn_status(original_recipient=recipient.orcpt, action="relayed")
+                    )
+            elif later is None:
+                entry.status = FAILED
+                if notify_allows(notify[recipient.address], "failure"):
+                    reports["failure"].append(
+                        result.dsn_status(
+                            original_recipient=recipient.orcpt, action="failed", last_attempt=now
+                        )
+                    )
+            else:
+                entry.status, entry.next_attempt = DEFERRED, iso(later)
+                retry.append(recipient)
+                next_times.append(later)
+                if schedule.should_warn(first, now, warned=entry.warned) and notify_allows(
+                    notify[recipient.address], "delay"
+                ):
+                    entry.warned = True
+                    reports["delay"].append(
+                        result.dsn_status(
+                            original_recipient=_decoded(recipient.orcpt),
+                            action="delayed",
+                            last_attempt=now,
+                            will_retry_until=schedule.give_up_at(first),
+                        )
+                    )
+            self._state.save(entry)
+            log.info("outbound %s -> %s: %s", message.envelope_id, recipient.address, result.status.reply)
+        for kind, statuses in reports.items():
+            if statuses:
+                self._report(message, raw, kind, statuses, now)
+        if retry:
+            due = min(next_times)
+            follow_up = replace(message, recipients=retry, not_before=iso(due))
+            self._queue.put(follow_up, sqs_delay_until(due, now).delay_seconds)
+
+    def _report(
+        self, message: OutboundMessage, raw: bytes, kind: str, statuses: list[Any], now: datetime
+    ) -> None:
+        """A DSN to the sender, through the spool like any arriving message; never backscatter."""
+        if not should_send_dsn(message.mail_from, authenticated=bool(message.auth_user)):
+            return
+        dsn = build_dsn(
+            raw,
+            message.mail_from,
+            statuses,
+            self._config.hostname,
+            ret=message.dsn_ret or "HDRS",
+            envid=_decoded(message.dsn_envid),
+            kind=kind,
+            arrival_date=datetime.fromisoformat(message.received_at),
+            now=now,
+            queue_id=message.envelope_id,
+        )
+        queue_id = new_queue_id()
+        envelope = Envelope(
+            id=queue_id,
+            mail_from="",
+            rcpt_tos=[message.mail_from],
+            s3_key=spool_key(queue_id, now),
+            size=len(dsn),
+            received_at=now.isoformat(),
+            helo=self._config.hostname,
+        )
+        self._spool.put(envelope, dsn)
+        log.info("%s DSN for %s queued as %s", kind, message.envelope_id, queue_id)
+
+
+def _spooled(message: OutboundMessage) -> Envelope:
+    return Envelope(
+        id=message.envelope_id,
+        mail_from=message.mail_from,
+        rcpt_tos=[],
+        s3_key=message.s3_key,
+        size=message.size,
+        received_at=message.received_at,
+    )
+
+
+def _decoded(xtext: str | None) -> str | None:
+    """ENVID and ORCPT travel as the client sent them, in xtext; DSNs and the next hop want them decoded."""
+    return xtext_decode(xtext) if xtext else None
