@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MESSAGES_PREFIX = "messages/"
 MAX_COMMIT_ATTEMPTS = 200
+BATCH_READ_LIMIT = 300  # beyond this many UIDs, one Query of the mailbox is cheaper than BatchGets
 INBOX = "INBOX"
 
 T = TypeVar("T")
@@ -380,9 +381,9 @@ class MailStore:
                 return None
             return tx.set_flags(self._table.name, mailbox, message.uid, modseq, sorted(result))
 
-        changed = set(self._change_messages(owner, mailbox_name, uids, change))
-        _, messages = self.list_messages(owner, mailbox_name)
-        return FlagChange([m for m in messages if m.uid in changed], sorted(modified))
+        changed = self._change_messages(owner, mailbox_name, uids, change)
+        mailbox = self._require(owner, mailbox_name)
+        return FlagChange(self._messages_by_uid(mailbox, set(changed)), sorted(modified))
 
     def expunge(self, owner: str, mailbox_name: str, uids: Iterable[int]) -> list[int]:
         """Remove messages; returns the UIDs expunged. Their bodies are deleted after the index says so."""
@@ -414,7 +415,7 @@ class MailStore:
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], list[int]]:
             modseq = mailbox.highestmodseq + 1
             updates: list[tuple[int, dict[str, Any]]] = []
-            for message in self._messages(mailbox):
+            for message in self._messages_by_uid(mailbox, remaining):
                 if message.uid in remaining:
                     update = change(mailbox, message, modseq)
                     if update is not None:
@@ -460,6 +461,30 @@ class MailStore:
             Bucket=self._bucket, Key=message.blob_key, Range=f"bytes={start}-{end - 1}"
         )
         return response["Body"].read()
+
+    def _messages_by_uid(self, mailbox: Mailbox, uids: set[int]) -> list[StoredMessage]:
+        """The live messages among `uids`, in UID order: a few by BatchGetItem, many by one Query.
+
+        A STORE or EXPUNGE of a handful of messages then costs reads of those messages only,
+        not of the whole mailbox.
+        """
+        wanted = sorted(uid for uid in uids if 0 < uid < mailbox.uidnext)
+        if len(wanted) > BATCH_READ_LIMIT:
+            return [m for m in self._messages(mailbox) if m.uid in uids]
+        found: list[StoredMessage] = []
+        for start in range(0, len(wanted), 100):
+            keys = [
+                {"pk": messages_pk(mailbox.mailbox_id), "sk": uid_sk(uid)}
+                for uid in wanted[start : start + 100]
+            ]
+            pending: dict[str, Any] = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
+            while pending:
+                response = self._client.batch_get_item(RequestItems=pending)
+                found += [
+                    StoredMessage.from_item(item) for item in response["Responses"].get(self._table.name, [])
+                ]
+                pending = response.get("UnprocessedKeys") or {}
+        return sorted((m for m in found if not m.expunged), key=lambda m: m.uid)
 
     def _messages(self, mailbox: Mailbox, *, include_expunged: bool = False) -> list[StoredMessage]:
         if mailbox.uidnext <= 1:
