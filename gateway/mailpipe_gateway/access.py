@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import ssl
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mailpipe import aws
@@ -25,7 +23,7 @@ from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.imap.state import IMAPContext
 from mailpipe_gateway.pop3.server import POP3Server
 from mailpipe_gateway.pop3.session import POP3Context
-from mailpipe_gateway.tls import server_context
+from mailpipe_gateway.tls import certificate_from_env, server_context
 
 Runner = Callable[..., Awaitable[Any]]
 
@@ -58,22 +56,13 @@ class AccessSettings:
 
 
 def tls_from_env(environ: dict[str, str] | None = None) -> ssl.SSLContext:
-    """The certificate: PEM files (MAILPIPE_TLS_CERT/KEY) or PEM text (..._PEM, as ECS secrets give it)."""
-    env = os.environ if environ is None else environ
-    cert, key = env.get("MAILPIPE_TLS_CERT"), env.get("MAILPIPE_TLS_KEY")
-    if cert and key:
-        return server_context(Path(cert), Path(key))
-    cert_pem, key_pem = env.get("MAILPIPE_TLS_CERT_PEM"), env.get("MAILPIPE_TLS_KEY_PEM")
-    if cert_pem and key_pem:
-        directory = Path(tempfile.mkdtemp(prefix="mailpipe-tls-"))
-        (directory / "cert.pem").write_text(cert_pem)
-        key_file = directory / "key.pem"
-        key_file.touch(mode=0o600)
-        key_file.write_text(key_pem)
-        return server_context(directory / "cert.pem", key_file)
-    raise ValueError(
-        "the access gateway needs a certificate: MAILPIPE_TLS_CERT/KEY or MAILPIPE_TLS_CERT_PEM/KEY_PEM"
-    )
+    """The server certificate from the environment (see tls.certificate_from_env); required here."""
+    files = certificate_from_env(environ)
+    if files is None:
+        raise ValueError(
+            "the access gateway needs a certificate: MAILPIPE_TLS_CERT/KEY or MAILPIPE_TLS_CERT_PEM/KEY_PEM"
+        )
+    return server_context(*files)
 
 
 @dataclass

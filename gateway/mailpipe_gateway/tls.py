@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -55,3 +57,21 @@ def write_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
     )
     key_file.chmod(0o600)
     return cert_file, key_file
+
+
+def certificate_from_env(environ: dict[str, str] | None = None) -> tuple[Path, Path] | None:
+    """The certificate and key files: MAILPIPE_TLS_CERT/KEY (paths) or MAILPIPE_TLS_CERT_PEM/KEY_PEM
+    (PEM text, as ECS injects secrets), written to a private temporary directory; None if neither."""
+    env = os.environ if environ is None else environ
+    cert, key = env.get("MAILPIPE_TLS_CERT"), env.get("MAILPIPE_TLS_KEY")
+    if cert and key:
+        return Path(cert), Path(key)
+    cert_pem, key_pem = env.get("MAILPIPE_TLS_CERT_PEM"), env.get("MAILPIPE_TLS_KEY_PEM")
+    if cert_pem and key_pem:
+        directory = Path(tempfile.mkdtemp(prefix="mailpipe-tls-"))
+        (directory / "cert.pem").write_text(cert_pem)
+        key_file = directory / "key.pem"
+        key_file.touch(mode=0o600)
+        key_file.write_text(key_pem)
+        return directory / "cert.pem", key_file
+    return None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailpipe_gateway.smtp.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP
+from mailpipe_gateway.tls import certificate_from_env
 
 DEFAULT_MAX_MESSAGE_SIZE = 40 * 1024 * 1024
 
@@ -27,14 +28,14 @@ class GatewaySettings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
         env = os.environ if environ is None else environ
-        cert, key = env.get("MAILPIPE_TLS_CERT"), env.get("MAILPIPE_TLS_KEY")
+        cert, key = certificate_from_env(env) or (None, None)
         return cls(
             host=env.get("MAILPIPE_SMTP_HOST", "0.0.0.0"),
             port=int(env.get("MAILPIPE_SMTP_PORT", "25")),
             hostname=env.get("MAILPIPE_HOSTNAME") or socket.getfqdn(),
             max_message_size=int(env.get("MAILPIPE_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE)),
-            tls_cert=Path(cert) if cert else None,
-            tls_key=Path(key) if key else None,
+            tls_cert=cert,
+            tls_key=key,
             validate_function=env.get("MAILPIPE_VALIDATE_FUNCTION") or None,
             max_connections=int(env.get("MAILPIPE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
             max_connections_per_ip=int(
