@@ -346,7 +346,7 @@ def _run_access_gateway(args: argparse.Namespace) -> None:
 
     from mailpipe.config import Resources
     from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
-    from mailpipe_gateway.pop3.server import executor_runner
+    from mailpipe_gateway.listeners import executor_runner
 
     settings = AccessSettings.from_env()
     tls = tls_from_env()

@@ -3,69 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import ssl
-from concurrent.futures import Executor
-from typing import Any
 
+from mailpipe_gateway.listeners import StreamListeners
 from mailpipe_gateway.pop3.session import POP3Context, POP3Session
 
 
-class POP3Server:
+class POP3Server(StreamListeners):
     def __init__(
-        self, context: POP3Context, host: str, port: int, *, implicit_tls_port: int | None = None
+        self, context: POP3Context, host: str, port: int | None, *, implicit_tls_port: int | None = None
     ) -> None:
         self.context = context
-        self._ctx = context
-        self._host = host
-        self._port = port
-        self._tls_port = implicit_tls_port
-        self._servers: list[asyncio.base_events.Server] = []
-        self._sessions: set[asyncio.Task[None]] = set()
-        self.ports: list[int] = []
+        super().__init__(
+            self._run_session,
+            host,
+            port,
+            tls_context=context.tls_context,
+            implicit_tls_port=implicit_tls_port,
+        )
 
-    async def start(self) -> None:
-        listeners: list[tuple[int, ssl.SSLContext | None]] = []
-        if self._port is not None:
-            listeners.append((self._port, None))
-        if self._tls_port is not None and self._ctx.tls_context is not None:
-            listeners.append((self._tls_port, self._ctx.tls_context))
-        for port, tls in listeners:
-            server = await asyncio.start_server(
-                functools.partial(self._serve, tls=tls is not None), self._host, port, ssl=tls, limit=65536
-            )
-            self._servers.append(server)
-            self.ports.append(int(server.sockets[0].getsockname()[1]))
-
-    @property
-    def port(self) -> int:
-        return self.ports[0]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._sessions.add(task)
-        try:
-            await POP3Session(self._ctx, reader, writer, tls=tls).run()
-        finally:
-            self._sessions.discard(task)
-
-    async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        sessions = list(self._sessions)
-        for task in sessions:
-            task.cancel()
-        await asyncio.gather(*sessions, return_exceptions=True)
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
-
-
-def executor_runner(executor: Executor | None) -> Any:
-    """Runs blocking store and directory calls on `executor`, off the event loop."""
-
-    async def run(function: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args))
-
-    return run
+    async def _run_session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
+    ) -> None:
+        await POP3Session(self.context, reader, writer, tls=tls).run()

@@ -1,0 +1,83 @@
+"""Listeners for the access gateway: a plain port and an implicit-TLS port, one task per session.
+
+IMAP and POP3 differ only in the session they run; starting, counting and stopping
+sessions is the same, and lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+Session = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bool], Awaitable[None]]
+
+
+class StreamListeners:
+    def __init__(
+        self,
+        session: Session,
+        host: str,
+        port: int | None,
+        *,
+        tls_context: ssl.SSLContext | None,
+        implicit_tls_port: int | None = None,
+    ) -> None:
+        self._session = session
+        self._host = host
+        self._port = port
+        self._tls_context = tls_context
+        self._tls_port = implicit_tls_port
+        self._servers: list[asyncio.base_events.Server] = []
+        self._sessions: set[asyncio.Task[None]] = set()
+        self.ports: list[int] = []
+
+    async def start(self) -> None:
+        listeners: list[tuple[int, ssl.SSLContext | None]] = []
+        if self._port is not None:
+            listeners.append((self._port, None))
+        if self._tls_port is not None and self._tls_context is not None:
+            listeners.append((self._tls_port, self._tls_context))
+        for port, tls in listeners:
+            server = await asyncio.start_server(
+                functools.partial(self._serve, tls=tls is not None), self._host, port, ssl=tls, limit=65536
+            )
+            self._servers.append(server)
+            self.ports.append(int(server.sockets[0].getsockname()[1]))
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            await self._session(reader, writer, tls)
+        finally:
+            self._sessions.discard(task)
+
+    async def stop(self) -> None:
+        """Stop listening and end every session (a POP3 session that did not QUIT deletes nothing)."""
+        for server in self._servers:
+            server.close()
+        sessions = list(self._sessions)
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+
+def executor_runner(executor: Executor | None) -> Callable[..., Awaitable[Any]]:
+    """Runs blocking store and directory calls on `executor`, off the event loop."""
+
+    async def run(function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(function, *args))
+
+    return run
