@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mailpipe.mime import summarize, summary
-from mailpipe.mime.headers import MISSING_DOMAIN, MISSING_MAILBOX
+from mailpipe.mime.headers import MISSING_DOMAIN, MISSING_MAILBOX, SYNTAX_ERROR
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 MESSAGES = sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []
@@ -68,6 +68,11 @@ def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(part)
     if "bodystructure" in node:
         yield from nodes(node["bodystructure"])
+
+
+def as_sent(data: bytes) -> bytes:
+    """``data`` as IMAP sends it (gateway fetch.py): every bare LF as CRLF."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
 
 
 def leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -128,7 +133,7 @@ def check_part(raw: bytes, node: dict[str, Any], low: int, high: int) -> None:
             assert raw[line:].startswith(b"--" + boundary)
             assert part["end"] == node["end"] or re.match(rb"(\r?\n)?--", raw[part["end"] :])
         return
-    assert node["size"] == node["end"] - node["body_start"]
+    assert node["size"] == len(as_sent(section(raw, node)))  # body-fld-octets: the size of BODY[n]
     assert node["encoding"] == node["encoding"].lower()
     if node["type"] == "text" or "bodystructure" in node:
         assert node["lines"] == raw.count(b"\n", node["body_start"], node["end"])
@@ -153,7 +158,7 @@ def check_envelope(envelope: dict[str, Any]) -> None:
         in_group = False
         for address in addresses:
             assert list(address) == ["name", "adl", "mailbox", "host"]
-            assert address["adl"] is None
+            assert address["adl"] is None or address["adl"].startswith("@")
             if address["host"] is None:  # a group's start (mailbox = its name) or end (mailbox None)
                 assert in_group == (address["mailbox"] is None)
                 in_group = not in_group
@@ -240,9 +245,9 @@ def test_addresses_from_the_rfc_2822_examples() -> None:
     assert commented["from"] == [{"name": "Pete", "adl": None, "mailbox": "pete", "host": "silly.test"}]
     assert commented["message_id"] == "<testabcd.1234@silly.test>"
     obsolete = summarize(corpus("rfc2822/example11.eml"))["envelope"]
-    assert [(a["name"], a["mailbox"], a["host"]) for a in obsolete["to"]] == [
-        ("Mary Smith", "mary", "example.net"),
-        (None, "jdoe", "test.example"),
+    assert obsolete["to"] == [
+        {"name": "Mary Smith", "adl": "@machine.tld", "mailbox": "mary", "host": "example.net"},
+        {"name": None, "adl": None, "mailbox": "jdoe", "host": "test.example"},
     ]
 
 
@@ -262,6 +267,60 @@ def test_group_addresses_are_sent_the_imap_way() -> None:
     commented = summarize(corpus("rfc2822/example10.eml"))["envelope"]
     assert [a["mailbox"] for a in commented["to"]] == ["A Group", "c", "joe", "jdoe", None]
     assert commented["to"][1]["host"] == "public.example"
+
+
+def addresses(value: str) -> list[tuple[str | None, str | None, str | None, str | None]]:
+    """The From addresses of a message with this From value, as (name, adl, mailbox, host)."""
+    found = summarize(message(f"From: {value}", "", ""))["envelope"]["from"]
+    return [(a["name"], a["adl"], a["mailbox"], a["host"]) for a in found or []]
+
+
+def test_source_routes_are_the_adl() -> None:
+    assert addresses("Mary Smith <@machine.tld:mary@example.net>") == [
+        ("Mary Smith", "@machine.tld", "mary", "example.net")
+    ]
+    # obs-domain-list: commas, empty members, CFWS and obsolete domains, written as Dovecot does
+    route = ("@a.test,@b.test", "u", "h.test")
+    assert addresses("<@a.test,@b.test:u@h.test>") == [(None, *route)]
+    assert addresses("U <@a.test , ,@b . test (relay) : u@h.test>") == [("U", *route)]
+    assert addresses("<@[10.0.0.1]:u@h.test>") == [(None, "@[10.0.0.1]", "u", "h.test")]
+    # no route, or not one (no ":"; Dovecot's adl is then INVALID_ROUTE): no adl
+    assert addresses("u@h.test, <u@h.test>") == [(None, None, "u", "h.test")] * 2
+    assert addresses("<@h.test>") == [(None, None, MISSING_MAILBOX, "h.test")]
+
+
+def test_a_local_part_is_dot_separated_words() -> None:
+    # words without dots between them are no local part: a name without an address, as in Dovecot
+    assert addresses("Big Bug bb@bug.com") == [("Big Bug bb", None, MISSING_MAILBOX, MISSING_DOMAIN)]
+    assert addresses('first "last"@h.test') == [("first last", None, MISSING_MAILBOX, MISSING_DOMAIN)]
+    # atoms and quoted strings with dots between them; spaces around a dot are obsolete but valid.
+    # RFC 5322 obs-local-part, where Dovecot reads only a dot-atom or a single quoted string
+    assert addresses('first.last@h.test, "a b".c@h.test, a . b@h.test, a..b@h.test') == [
+        (None, None, "first.last", "h.test"),
+        (None, None, "a b.c", "h.test"),
+        (None, None, "a.b", "h.test"),
+        (None, None, "a..b", "h.test"),
+    ]
+    # in an angle-addr, what is not local-part "@" domain keeps the local part, with Dovecot's host
+    # (where Dovecot stops reading the list, we go on to the next member)
+    assert addresses("<Undisclosed-Recipient:@mailman.enron.com;>") == [
+        (None, None, "Undisclosed-Recipient", SYNTAX_ERROR)
+    ]
+    assert addresses("Joe <j oe@h.test>, <;>") == [
+        ("Joe", None, "j", SYNTAX_ERROR),
+        (None, None, MISSING_MAILBOX, SYNTAX_ERROR),
+    ]
+    assert addresses("<joe>") == [(None, None, "joe", MISSING_DOMAIN)]
+
+
+def test_local_parts_in_the_corpus() -> None:
+    caps = summarize(corpus("plain_emails/mix_caps_content_type.eml"))["envelope"]
+    name_only = [{"name": "Big Bug bb", "adl": None, "mailbox": MISSING_MAILBOX, "host": MISSING_DOMAIN}]
+    assert caps["from"] == caps["sender"] == caps["reply_to"] == name_only
+    undisclosed = summarize(corpus("error_emails/missing_body.eml"))["envelope"]
+    assert undisclosed["to"] == [
+        {"name": None, "adl": None, "mailbox": "Undisclosed-Recipient", "host": SYNTAX_ERROR}
+    ]
 
 
 def test_multiparts_with_boundaries_that_prefix_each_other() -> None:
@@ -309,7 +368,7 @@ def test_nested_message_rfc822() -> None:
     assert forwarded["lines"] == raw.count(b"\n", forwarded["body_start"], forwarded["end"])
 
 
-def test_bare_lf_message_is_measured_as_stored() -> None:
+def test_bare_lf_message_is_measured_as_sent() -> None:
     for crlf_name, lf_name in [
         ("plain_emails/basic_email.eml", "plain_emails/basic_email_lf.eml"),
         ("attachment_emails/attachment_pdf.eml", "attachment_emails/attachment_pdf_lf.eml"),
@@ -317,7 +376,7 @@ def test_bare_lf_message_is_measured_as_stored() -> None:
         crlf, lf = corpus(crlf_name), corpus(lf_name)
         assert b"\r" not in lf
         with_cr, without = summarize(crlf), summarize(lf)
-        assert without["size"] == len(lf) < with_cr["size"]
+        assert without["size"] == len(lf) < with_cr["size"]  # the top level: the stored size
         assert without["envelope"] == with_cr["envelope"]
         assert lf[without["body_start"] - 2 : without["body_start"]] == b"\n\n"
         pairs = list(zip(nodes(with_cr["bodystructure"]), nodes(without["bodystructure"]), strict=True))
@@ -327,8 +386,40 @@ def test_bare_lf_message_is_measured_as_stored() -> None:
                 theirs["subtype"],
                 theirs["params"],
             )
+            # the offsets are raw (fetch.py slices the stored bytes), the sizes as sent (CRLF)
             assert section(crlf, ours).replace(b"\r\n", b"\n") == section(lf, theirs)
             assert ours.get("lines") == theirs.get("lines")
+            if "size" in ours:
+                assert ours["size"] == theirs["size"] == len(as_sent(section(lf, theirs)))
+
+
+def test_part_sizes_count_a_cr_for_each_bare_lf() -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\n\n"
+        b"--b\nContent-Type: text/plain\n\none\ntwo\n\n--b\r\n"  # bare LFs
+        b"Content-Type: text/plain\r\n\r\nmixed\r\nends\nlast\r\n--b\n"  # CRLF and a bare LF
+        b"Content-Type: message/rfc822\n\nSubject: in\n\nbody\n--b--\n"
+    )
+    result = summarize(raw)
+    check_summary(raw, result)
+    assert result["size"] == len(raw)
+    lf, mixed, forwarded = result["bodystructure"]["parts"]
+    assert section(raw, lf) == b"one\ntwo\n"
+    assert (lf["size"], lf["lines"]) == (8 + 2, 2)
+    assert section(raw, mixed) == b"mixed\r\nends\nlast"
+    assert (mixed["size"], mixed["lines"]) == (16 + 1, 2)
+    assert section(raw, forwarded) == b"Subject: in\n\nbody"
+    assert (forwarded["size"], forwarded["lines"]) == (17 + 2, 2)
+    assert forwarded["bodystructure"]["size"] == 4
+    root = summarize(b"Subject: x\n\nline\n\n")["bodystructure"]
+    assert (root["body_start"], root["end"], root["size"], root["lines"]) == (12, 18, 8, 2)
+
+
+def test_fallback_part_size_counts_a_cr_for_each_bare_lf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(summary, "_part", None)  # not callable: summarize falls back
+    raw = b"Subject: x\n\none\r\ntwo\n"
+    root = summarize(raw)["bodystructure"]
+    assert (root["body_start"], root["end"], root["size"], root["lines"]) == (12, len(raw), 9 + 1, 2)
 
 
 def test_utf8_headers_keep_their_bytes() -> None:

@@ -49,7 +49,7 @@ from mailpipe_gateway.imap.fetch import UnknownCTE, decode_transfer_encoding, me
 CHARSETS = ("UTF-8", "US-ASCII")  # what BADCHARSET lists
 BodyLoader = Callable[[StoredMessage], bytes]  # the raw message of a stored one (an S3 GET)
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bB]|[qQ])\?([^?\s]*)\?=")
-_FILLERS = (None, "", headers.MISSING_MAILBOX, headers.MISSING_DOMAIN)
+_FILLERS = (None, "", headers.MISSING_MAILBOX, headers.MISSING_DOMAIN, headers.SYNTAX_ERROR)
 _ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc"}
 # Labels mail software uses for the superset their senders really meant.
 _CHARSET_SUPERSETS = {

@@ -161,7 +161,11 @@ class SubmissionHandler(InboundHandler):
             wanted = parse_address(address)
         except AddressError:
             return False
-        owned = await self._owned_addresses(user)
+        # Looked up once per session: MAIL FROM and From: of every message ask the same question.
+        owned = getattr(session, "owned_addresses", None)
+        if owned is None or session.auth_data != getattr(session, "owned_by", None):
+            owned = await self._owned_addresses(user)
+            session.owned_addresses, session.owned_by = owned, user
         return wanted.text in owned or wanted.base.text in owned
 
 

@@ -28,6 +28,9 @@ _UNQUOTED_VALUE = re.compile(r'[^;"(\s]*', re.ASCII)
 
 MISSING_MAILBOX = "MISSING_MAILBOX"  # Dovecot's fillers: a NIL host would mean group syntax in IMAP
 MISSING_DOMAIN = "MISSING_DOMAIN"
+SYNTAX_ERROR = "SYNTAX_ERROR"  # Dovecot's host for an angle-addr that is not local-part@domain
+_LOCAL_WORDS = ("atom", "quoted")  # RFC 5322 local-part: words (atoms or quoted strings) and dots
+_DOMAIN_WORDS = ("atom", "literal", "quoted")
 
 Token = tuple[str, str, bool]  # (kind, text, whitespace before it); kind is a special's own character
 Address = dict[str, str | None]
@@ -64,8 +67,13 @@ def parse_addresses(value: str | None) -> list[Address] | None:
 
     Groups become a start entry (mailbox = group name, host None), the members, and an end entry
     (mailbox and host None). Names are phrases with quotes and comments removed, not
-    2047-decoded; a bare addr-spec takes its trailing comment as name. A mailbox or host that
-    cannot be found is filled in as MISSING_MAILBOX / MISSING_DOMAIN, as Dovecot does.
+    2047-decoded; a bare addr-spec takes its trailing comment as name. An obsolete source route
+    (``<@a.test,@b.test:user@host>``) is the adl, ``"@a.test,@b.test"``; otherwise adl is None.
+    A local part is dot-separated words (atoms or quoted strings: RFC 5322 3.4.1, 4.4); as Dovecot,
+    words before an "@" that are not one (``Big Bug bb@bug.com``) are read as a name without an
+    address, and an angle-addr whose local part is followed by anything but "@" gets the host
+    SYNTAX_ERROR. A mailbox or host that cannot be found is filled in as MISSING_MAILBOX /
+    MISSING_DOMAIN, as Dovecot does.
     """
     if value is None:
         return None
@@ -82,19 +90,19 @@ def parse_addresses(value: str | None) -> list[Address] | None:
             _add_mailbox(out, tokens[i:end])
             i = end
             continue
-        out.append(_address(None, _phrase(tokens[i:colon]), None))
+        out.append(_address(None, None, _phrase(tokens[i:colon]), None))
         i = colon + 1
         while i < len(tokens) and tokens[i][0] != ";":
             end = _mailbox_end(tokens, i)
             _add_mailbox(out, tokens[i:end])
             i = end + 1 if end < len(tokens) and tokens[end][0] == "," else end
-        out.append(_address(None, None, None))
+        out.append(_address(None, None, None, None))
         i += 1
     return out or None
 
 
-def _address(name: str | None, mailbox: str | None, host: str | None) -> Address:
-    return {"name": name, "adl": None, "mailbox": mailbox, "host": host}
+def _address(name: str | None, adl: str | None, mailbox: str | None, host: str | None) -> Address:
+    return {"name": name, "adl": adl, "mailbox": mailbox, "host": host}
 
 
 def _group_colon(tokens: list[Token], i: int) -> int | None:
@@ -130,41 +138,76 @@ def _add_mailbox(out: list[Address], tokens: list[Token]) -> None:
     if not words:
         return
     kinds = [token[0] for token in words]
-    if "<" in kinds:
+    adl = None
+    if "<" in kinds:  # name-addr: [display-name] "<" [route ":"] local-part "@" domain ">"
         opening = kinds.index("<")
         name = _phrase(words[:opening])
         inner = words[opening + 1 :]
         if ">" in kinds[opening:]:
             inner = inner[: kinds[opening:].index(">") - 1]
-        if inner and inner[0][0] == "@" and any(token[0] == ":" for token in inner):  # obsolete route
-            inner = inner[[token[0] for token in inner].index(":") + 1 :]
-        mailbox, host = _addr_spec(inner)
-    else:
+        adl, inner = _route(inner)
+        mailbox, end = _dotted(inner, 0, _LOCAL_WORDS)
+        if end == len(inner):
+            host = ""
+        elif inner[end][0] == "@":
+            host = _dotted(inner, end + 1, _DOMAIN_WORDS)[0]
+        else:  # "<Undisclosed-Recipient:@host;>": not an addr-spec
+            host = SYNTAX_ERROR
+    else:  # addr-spec, or a name alone
+        at = kinds.index("@") if "@" in kinds else len(words)
+        mailbox, end = _dotted(words, 0, _LOCAL_WORDS)
         comments = [token[1] for token in tokens if token[0] == "comment"]
         name = comments[-1] if comments else None
-        mailbox, host = _addr_spec(words)
-        if "@" not in kinds and (len(words) > 1 or words[0][0] == "quoted"):
-            name, mailbox = _phrase(words), None  # "John Doe" alone: a name without an address
-    out.append(_address(name or None, mailbox or MISSING_MAILBOX, host or MISSING_DOMAIN))
+        host = _dotted(words, at + 1, _DOMAIN_WORDS)[0] if at < len(words) else ""
+        if end < at:  # "Big Bug bb@bug.com": words that are no local part are a name, as in Dovecot
+            before = next((j for j, token in enumerate(tokens) if token[0] == "@"), len(tokens))
+            name, mailbox, host = _phrase(tokens[:before]), "", ""
+        elif at == len(words) and (len(words) > 1 or words[0][0] == "quoted"):
+            name, mailbox = _phrase(words), ""  # "John Doe" alone: a name without an address
+    out.append(_address(name or None, adl, mailbox or MISSING_MAILBOX, host or MISSING_DOMAIN))
 
 
-def _addr_spec(words: list[Token]) -> tuple[str, str]:
-    """(local part, domain) of ``local@domain``; the domain stops where the dot-atom does."""
+def _route(words: list[Token]) -> tuple[str | None, list[Token]]:
+    """The obsolete source route (RFC 5322 obs-route) at the start of an angle-addr's ``words``,
+    as IMAP's adl (``"@a.test,@b.test"``, as Dovecot writes it), and the words after its ":".
+
+    Without a route the adl is None; a malformed one (no ":" where the domain list ends) is
+    skipped up to its first ":", if any, and also gives None.
+    """
+    if not words or words[0][0] != "@":
+        return None, words
+    domains: list[str] = []
+    i = 0
+    while i < len(words) and words[i][0] == "@":
+        domain, i = _dotted(words, i + 1, _DOMAIN_WORDS)
+        domains.append("@" + domain)
+        while i < len(words) and words[i][0] == ",":
+            i += 1
+    if i < len(words) and words[i][0] == ":":
+        return ",".join(domains), words[i + 1 :]
     kinds = [token[0] for token in words]
-    at = kinds.index("@") if "@" in kinds else len(words)
-    local = "".join(token[1] for token in words[:at])
-    domain: list[str] = []
+    return None, words[kinds.index(":") + 1 :] if ":" in kinds else words
+
+
+def _dotted(words: list[Token], i: int, word_kinds: tuple[str, ...]) -> tuple[str, int]:
+    """The dot-separated words of ``word_kinds`` from ``words[i]`` on (a local part or a domain),
+    as text, and the index of the first token after them.
+
+    Dots may lead, trail or repeat (``a..b``), as Dovecot allows; two words in a row end it.
+    """
+    out: list[str] = []
     want_word = True
-    for kind, text, _space in words[at + 1 :]:
+    while i < len(words):
+        kind, text, _space = words[i]
         if kind == ".":
-            domain.append(text)
             want_word = True
-        elif want_word and kind in ("atom", "literal", "quoted"):
-            domain.append(text)
+        elif want_word and kind in word_kinds:
             want_word = False
         else:
             break
-    return local, "".join(domain)
+        out.append(text)
+        i += 1
+    return "".join(out), i
 
 
 def _phrase(tokens: list[Token]) -> str:

@@ -34,8 +34,10 @@ Conventions:
   occurs twice the last one counts, as in Dovecot. Sender and Reply-To default to From.
 - Offsets index ``raw``: ``raw[header_start:body_start]`` is the part's header including the empty
   line (BODY[n.MIME], or BODY[HEADER] at the top), ``raw[body_start:end]`` its body (BODY[n],
-  BODY[TEXT]). Sizes and line counts are of the raw bytes: a bare-LF message is measured as
-  stored, where Dovecot would count each LF as CRLF.
+  BODY[TEXT]). A part's ``size`` (BODYSTRUCTURE's body-fld-octets) is that of its body as IMAP
+  sends it, with every bare LF as CRLF: ``end - body_start`` plus the body's bare LFs, as
+  Dovecot counts and as RFC822.SIZE is. ``lines`` counts the body's LFs. The top-level ``size``
+  is ``len(raw)``, the stored size.
 
 MIME structure follows Dovecot's message parser (see ``offsets``): a missing Content-Type means
 text/plain (message/rfc822 inside multipart/digest); Content-* headers count only in MIME
@@ -164,7 +166,7 @@ def _part(
         "id": content.get("content-id"),
         "description": content.get("content-description"),
         "encoding": _parsed(content, "content-transfer-encoding", headers.transfer_encoding) or "7bit",
-        "size": end - body_start,
+        "size": _crlf_size(raw, body_start, end),
         "lines": raw.count(b"\n", body_start, end) if main == "text" or container else None,
         **embedded,
         "md5": None,
@@ -205,6 +207,11 @@ def _body_end(
     return (delimiter.start if delimiter is not None else len(raw)), delimiter
 
 
+def _crlf_size(raw: bytes, start: int, end: int) -> int:
+    """The size of ``raw[start:end]`` as IMAP sends it: with every bare LF as CRLF."""
+    return end - start + raw.count(b"\n", start, end) - raw.count(b"\r\n", start, end)
+
+
 def _parsed(content: dict[str, str], name: str, parse: Callable[[str], Any]) -> Any:
     value = content.get(name)
     return None if value is None else parse(value)
@@ -220,7 +227,7 @@ def _empty_part(pos: int) -> dict[str, Any]:
     return _text_part(pos, pos, pos)
 
 
-def _text_part(header_start: int, body_start: int, end: int, lines: int = 0) -> dict[str, Any]:
+def _text_part(header_start: int, body_start: int, end: int, lines: int = 0, size: int = 0) -> dict[str, Any]:
     node = {
         "type": "text",
         "subtype": "plain",
@@ -228,7 +235,7 @@ def _text_part(header_start: int, body_start: int, end: int, lines: int = 0) -> 
         "id": None,
         "description": None,
         "encoding": "7bit",
-        "size": end - body_start,
+        "size": size,
         "lines": lines,
         "md5": None,
         "disposition": None,
@@ -255,5 +262,7 @@ def _fallback(raw: bytes) -> dict[str, Any]:
         body_start = scan_header(raw, 0, [])[1]
     except Exception:
         body_start = 0
-    root = _text_part(0, body_start, len(raw), raw.count(b"\n", body_start))
+    root = _text_part(
+        0, body_start, len(raw), raw.count(b"\n", body_start), _crlf_size(raw, body_start, len(raw))
+    )
     return _message(raw, root, dict.fromkeys(ENVELOPE_FIELDS.values()))
