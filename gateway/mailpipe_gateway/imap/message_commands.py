@@ -105,8 +105,12 @@ async def cmd_expunge(session: IMAPSession, command: Expunge) -> Done:
     if command.uids is not None:
         wanted = {m.uid for _, m in view.by_uids(command.uids.resolve(view.largest_uid))}
         deleted = [uid for uid in deleted if uid in wanted]
-    expunged = await session.call(session.ctx.store.expunge, session.st.user, view.mailbox.name, deleted)
+    commits: list[int] = []
+    expunged = await session.call(
+        lambda: session.ctx.store.expunge(session.st.user, view.mailbox.name, deleted, commits=commits)
+    )
     await _announce_own_expunges(session, expunged)
+    view.followed_own_commits(commits)
     return Done(text="EXPUNGE completed")
 
 
@@ -146,8 +150,12 @@ async def cmd_copy(session: IMAPSession, command: Copy) -> Done:
         return Done(text="COPY completed", code=code)
     # RFC 6851 4.3: COPYUID comes untagged, before the EXPUNGE responses.
     await session.send(f"* OK [{code}] Moved\r\n".encode())
-    expunged = await session.call(session.ctx.store.expunge, session.st.user, view.mailbox.name, uids)
+    commits: list[int] = []
+    expunged = await session.call(
+        lambda: session.ctx.store.expunge(session.st.user, view.mailbox.name, uids, commits=commits)
+    )
     await _announce_own_expunges(session, expunged)
+    view.followed_own_commits(commits)
     return Done(text="MOVE completed")
 
 
@@ -167,6 +175,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
         session.st.enabled.add("CONDSTORE")
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     uids = [m.uid for _, m in targets if not view.is_expunged(m.uid)]
+    commits: list[int] = []
     change = await session.call(
         lambda: session.ctx.store.update_flags(
             session.st.user,
@@ -175,10 +184,12 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
             command.operation,
             flags,
             unchanged_since=command.unchanged_since,
+            commits=commits,
         )
     )
     for message in change.changed:
         view.apply_own_change(message)
+    view.followed_own_commits(commits)
     changed = {m.uid for m in change.changed}
     out = []
     condstore = session.st.condstore
@@ -253,11 +264,15 @@ async def _mark_seen(session: IMAPSession, targets: Targets) -> Targets:
     unseen = [m.uid for _, m in targets if "\\Seen" not in m.flags and not view.is_expunged(m.uid)]
     if not unseen:
         return targets
+    commits: list[int] = []
     change = await session.call(
-        session.ctx.store.update_flags, session.st.user, view.mailbox.name, unseen, "add", ["\\Seen"]
+        lambda: session.ctx.store.update_flags(
+            session.st.user, view.mailbox.name, unseen, "add", ["\\Seen"], commits=commits
+        )
     )
     for message in change.changed:
         view.apply_own_change(message)
+    view.followed_own_commits(commits)
     return [(n, view.message(m.uid)) for n, m in targets]
 
 

@@ -14,7 +14,7 @@ messages in the view until a command that may announce them.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailpipe.store import Mailbox, StoredMessage
 
@@ -120,6 +120,16 @@ class MailboxView:
             # RFC 9051 7.4.1: the client derives the new count itself; EXISTS may follow anyway.
             updates.exists = None
         return updates
+
+    def followed_own_commits(self, commits: list[int]) -> None:
+        """This session's writes moved HIGHESTMODSEQ from where the view was, with nothing in between:
+        the view is as current as the store, and the next refresh need not list the mailbox."""
+        if (
+            commits
+            and commits[0] == self.mailbox.highestmodseq
+            and commits == list(range(commits[0], commits[0] + len(commits)))
+        ):
+            self.mailbox = replace(self.mailbox, highestmodseq=commits[-1] + 1)
 
     def apply_own_change(self, message: StoredMessage) -> None:
         """This session changed the message (STORE): the client hears of it in the reply, not later."""

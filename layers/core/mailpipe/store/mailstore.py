@@ -362,6 +362,7 @@ class MailStore:
         flags: Iterable[str],
         *,
         unchanged_since: int | None = None,
+        commits: list[int] | None = None,
     ) -> FlagChange:
         """STORE: add, remove or replace flags; each message whose flags change gets a new MODSEQ.
 
@@ -381,11 +382,13 @@ class MailStore:
                 return None
             return tx.set_flags(self._table.name, mailbox, message.uid, modseq, sorted(result))
 
-        changed = self._change_messages(owner, mailbox_name, uids, change)
+        changed = self._change_messages(owner, mailbox_name, uids, change, commits)
         mailbox = self._require(owner, mailbox_name)
         return FlagChange(self._messages_by_uid(mailbox, set(changed)), sorted(modified))
 
-    def expunge(self, owner: str, mailbox_name: str, uids: Iterable[int]) -> list[int]:
+    def expunge(
+        self, owner: str, mailbox_name: str, uids: Iterable[int], *, commits: list[int] | None = None
+    ) -> list[int]:
         """Remove messages; returns the UIDs expunged. Their bodies are deleted after the index says so."""
         blobs: dict[int, str] = {}
 
@@ -393,7 +396,7 @@ class MailStore:
             blobs[message.uid] = message.blob_key
             return tx.expunge(self._table.name, mailbox, message.uid, modseq)
 
-        expunged = sorted(self._change_messages(owner, mailbox_name, uids, change))
+        expunged = sorted(self._change_messages(owner, mailbox_name, uids, change, commits))
         self._delete_blobs([blobs[uid] for uid in expunged])
         return expunged
 
@@ -403,16 +406,20 @@ class MailStore:
         mailbox_name: str,
         uids: Iterable[int],
         change: Callable[[Mailbox, StoredMessage, int], dict[str, Any] | None],
+        commits: list[int] | None = None,
     ) -> list[int]:
         """Apply `change` to the listed messages, at most 99 per transaction; returns the UIDs changed.
 
         Each transaction gives its messages the next MODSEQ. `change` sees each message
         as it is when the transaction is built and returns its update, or None to leave it.
+        `commits` receives the HIGHESTMODSEQ each committed transaction started from: a caller
+        whose picture of the mailbox was at the first of them, with no gaps, knows that the
+        mailbox changed only through these commits (the IMAP session then need not relist it).
         """
         remaining = set(uids)
         changed: list[int] = []
 
-        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], list[int]]:
+        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], tuple[list[int], int]]:
             modseq = mailbox.highestmodseq + 1
             updates: list[tuple[int, dict[str, Any]]] = []
             for message in self._messages_by_uid(mailbox, remaining):
@@ -423,14 +430,19 @@ class MailStore:
                     if len(updates) == tx.MAX_MESSAGES_PER_TRANSACTION:
                         break
             if not updates:
-                return [], []
+                return [], ([], mailbox.highestmodseq)
             guard = tx.mailbox_guard(self._table.name, mailbox)
-            return [guard, *(update for _, update in updates)], [uid for uid, _ in updates]
+            return [guard, *(update for _, update in updates)], (
+                [uid for uid, _ in updates],
+                mailbox.highestmodseq,
+            )
 
         while remaining:
-            done = self._commit(owner, mailbox_name, build)
+            done, started_from = self._commit(owner, mailbox_name, build)
             if not done:
                 break
+            if commits is not None:
+                commits.append(started_from)
             changed += done
             remaining.difference_update(done)
         return changed
