@@ -5,7 +5,9 @@
 - the template expanded offline by aws-sam-translator, then cfn-lint on the plain CloudFormation;
 - structural checks of the contract that code and the local runtime (`mailpipe dev`) rely on:
   logical IDs, environment variable names, queue wiring, table keys, the optional gateways (SMTP,
-  and IMAP/POP3 access).
+  with submission when it has a certificate, and IMAP/POP3 access);
+- the template as CloudFormation would deploy it for given parameters (conditions evaluated, `Fn::If`
+  resolved, `AWS::NoValue` dropped), for the pieces that depend on parameters.
 
 None of this needs AWS credentials or a network other than PyPI (`sam build` downloads the layer's
 dependencies with pip).
@@ -14,12 +16,14 @@ dependencies with pip).
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -76,7 +80,12 @@ RESOURCE_TYPES = {
     "GatewayTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
     "GatewaySecurityGroup": "AWS::EC2::SecurityGroup",
     "GatewayTaskRole": "AWS::IAM::Role",
+    "GatewayExecutionRole": "AWS::IAM::Role",
     "GatewayLogGroup": "AWS::Logs::LogGroup",
+    "GatewaySubmissionTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "GatewaySubmissionsTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "GatewaySubmissionListener": "AWS::ElasticLoadBalancingV2::Listener",
+    "GatewaySubmissionsListener": "AWS::ElasticLoadBalancingV2::Listener",
     "AccessGatewayLogGroup": "AWS::Logs::LogGroup",
     "AccessGatewayExecutionRole": "AWS::IAM::Role",
     "AccessGatewayTaskRole": "AWS::IAM::Role",
@@ -102,12 +111,33 @@ ACCESS_PORTS = {
     995: ("AccessGatewayPop3sListener", "AccessGatewayPop3sTargetGroup"),
 }
 
-# Which conditions hold whenever a resource's condition holds (None: always there).
+# The SMTP gateway's submission listeners (only with GatewayTlsSecretArn): port -> (listener, target
+# group, the environment variable `mailpipe gateway` opens it for), 587 STARTTLS and 465 implicit TLS.
+SUBMISSION_PORTS = {
+    587: ("GatewaySubmissionListener", "GatewaySubmissionTargetGroup", "MAILPIPE_SUBMISSION_PORT"),
+    465: ("GatewaySubmissionsListener", "GatewaySubmissionsTargetGroup", "MAILPIPE_SUBMISSIONS_PORT"),
+}
+SUBMISSION_RESOURCES = {
+    name for listener, group, _ in SUBMISSION_PORTS.values() for name in (listener, group)
+}
+TLS_SECRET_ENV = {"MAILPIPE_TLS_CERT_PEM", "MAILPIPE_TLS_KEY_PEM"}
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mailpipe/smtp-tls-AbC123"
+
+# Which conditions hold whenever a resource's condition (or an enclosing Fn::If's) holds (None: always).
 IMPLIED_CONDITIONS = {
     None: {None},
     "GatewayEnabled": {None, "GatewayEnabled", "AnyGatewayEnabled"},
     "AccessGatewayEnabled": {None, "AccessGatewayEnabled", "AnyGatewayEnabled"},
     "AnyGatewayEnabled": {None, "AnyGatewayEnabled"},
+    "AccessGatewayHostnameSet": {None, "AccessGatewayHostnameSet"},
+    "GatewayTlsSecretSet": {None, "GatewayTlsSecretSet"},
+    "GatewaySubmissionEnabled": {
+        None,
+        "GatewaySubmissionEnabled",
+        "GatewayEnabled",
+        "GatewayTlsSecretSet",
+        "AnyGatewayEnabled",
+    },
 }
 
 FUNCTIONS = {
@@ -204,6 +234,124 @@ def _refs(value: Any) -> set[str]:
         if "Fn::Sub" in node:
             found.update(name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", _sub_text(node)))
     return found
+
+
+def _conditional_refs(
+    value: Any, holding: frozenset[str | None]
+) -> Iterator[tuple[str, frozenset[str | None]]]:
+    """Like _refs, each logical ID with the conditions that hold where it is referred to: those in
+    `holding`, plus the condition of every `Fn::If` whose true branch the reference is in."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            condition, then, otherwise = value["Fn::If"]
+            yield from _conditional_refs(then, holding | {condition})
+            yield from _conditional_refs(otherwise, holding)
+            return
+        if isinstance(value.get("Ref"), str):
+            yield value["Ref"], holding
+        if "Fn::GetAtt" in value:
+            yield value["Fn::GetAtt"][0], holding
+        if "Fn::Sub" in value:
+            for name in re.findall(r"\$\{([^}!]+)\}", _sub_text(value)):
+                yield name.split(".")[0], holding
+        for item in value.values():
+            yield from _conditional_refs(item, holding)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _conditional_refs(item, holding)
+
+
+_NO_VALUE = object()
+
+
+def _evaluate_conditions(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, bool]:
+    """The template's Conditions for these parameter values (the functions conditions may use)."""
+    definitions = template["Conditions"]
+
+    def value(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return parameters[argument]
+        if function == "Condition":
+            return value(definitions[argument])
+        if function == "Fn::Equals":
+            left, right = argument
+            return value(left) == value(right)
+        if function == "Fn::Not":
+            (operand,) = argument
+            return not value(operand)
+        if function == "Fn::And":
+            return all(value(operand) for operand in argument)
+        if function == "Fn::Or":
+            return any(value(operand) for operand in argument)
+        raise AssertionError(f"unexpected function in a condition: {function}")
+
+    return {name: bool(value(definition)) for name, definition in definitions.items()}
+
+
+def _resolve(value: Any, conditions: dict[str, bool]) -> Any:
+    """`value` with every Fn::If decided by `conditions` and every AWS::NoValue dropped."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            condition, then, otherwise = value["Fn::If"]
+            return _resolve(then if conditions[condition] else otherwise, conditions)
+        if value == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        resolved = {key: _resolve(item, conditions) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
+    if isinstance(value, list):
+        return [item for item in (_resolve(i, conditions) for i in value) if item is not _NO_VALUE]
+    return value
+
+
+def _parameters(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
+    """Parameter values: the defaults, then `overrides` (CommaDelimitedList values as lists)."""
+    values: dict[str, Any] = {}
+    for name, parameter in template["Parameters"].items():
+        value = str(overrides.pop(name, parameter.get("Default", "")))
+        values[name] = value.split(",") if parameter["Type"] == "CommaDelimitedList" else value
+    assert not overrides, f"no such parameters: {sorted(overrides)}"
+    return values
+
+
+def _deploy(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
+    """The resources CloudFormation would create for these parameters, with Fn::If resolved."""
+    conditions = _evaluate_conditions(template, _parameters(template, **overrides))
+    return {
+        name: _resolve({k: v for k, v in resource.items() if k != "Condition"}, conditions)
+        for name, resource in template["Resources"].items()
+        if resource.get("Condition") is None or conditions[resource["Condition"]]
+    }
+
+
+def _smtp_gateway(template: dict[str, Any], secret: str) -> dict[str, Any]:
+    """The deployed resources of a stack with the SMTP gateway, with or without its certificate."""
+    return _deploy(
+        template,
+        DeployGateway="true",
+        VpcId="vpc-0123456789abcdef0",
+        SubnetIds="subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+        GatewayImage="123456789012.dkr.ecr.us-east-1.amazonaws.com/mailpipe-gateway:1.0",
+        GatewayTlsSecretArn=secret,
+    )
+
+
+def _container_env(container: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, str]:
+    """A container's environment and secrets as the process sees them: parameters' values from
+    `parameters`, other references (resources, secrets) as placeholders."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if parameters is not None and isinstance(v, dict) and v.get("Ref") in parameters:
+            return str(parameters[v["Ref"]])
+        return f"<{next(iter(v))}>"
+
+    env = {e["Name"]: value(e["Value"]) for e in container["Environment"]}
+    env.update({s["Name"]: f"<secret {s['Name']}>" for s in container.get("Secrets", [])})
+    return env
 
 
 def _statements(policies: list[Any]) -> list[dict[str, Any]]:
@@ -544,9 +692,16 @@ def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]
     assert int(parameters["MaxMessageSize"]["Default"]) == 41943040
     assert template["Conditions"]["GatewayEnabled"] == {"Fn::Equals": [{"Ref": "DeployGateway"}, "true"]}
 
-    # The cluster is shared with the access gateway; every other Gateway* resource is the SMTP gateway's.
+    # The cluster is shared with the access gateway; every other Gateway* resource is the SMTP gateway's,
+    # and its submission listeners and target groups exist only when it also has a certificate.
     gateway = {name for name in resources if name.startswith("Gateway")} - {"GatewayCluster"}
-    assert {name for name, r in resources.items() if r.get("Condition") == "GatewayEnabled"} == gateway
+    assert gateway >= SUBMISSION_RESOURCES
+    assert {
+        name for name, r in resources.items() if r.get("Condition") == "GatewayEnabled"
+    } == gateway - SUBMISSION_RESOURCES
+    assert {
+        name for name, r in resources.items() if r.get("Condition") == "GatewaySubmissionEnabled"
+    } == SUBMISSION_RESOURCES
     assert resources["GatewayCluster"]["Condition"] == "AnyGatewayEnabled"
     assert template["Conditions"]["AnyGatewayEnabled"] == {
         "Fn::Or": [{"Condition": "GatewayEnabled"}, {"Condition": "AccessGatewayEnabled"}]
@@ -556,19 +711,74 @@ def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]
 def test_optional_resources_refer_only_to_what_exists_with_them(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
-    """A resource or output may refer only to resources that exist whenever it does."""
+    """A resource or output may refer only to resources that exist whenever it does (or whenever the
+    condition of the `Fn::If` branch the reference is in holds)."""
     conditions = {name: r.get("Condition") for name, r in resources.items()}
     assert set(conditions.values()) <= set(IMPLIED_CONDITIONS), set(conditions.values())
+    assert set(template["Conditions"]) <= set(IMPLIED_CONDITIONS), set(template["Conditions"])
     referrers = [(name, r) for name, r in resources.items()] + [
         (f"Outputs.{name}", o) for name, o in template["Outputs"].items()
     ]
     for name, body in referrers:
-        holds = IMPLIED_CONDITIONS[body.get("Condition")]
-        for target in _refs({k: v for k, v in body.items() if k != "Condition"}) | set(
-            _as_list(body.get("DependsOn", []))
-        ):
+        always = frozenset({body.get("Condition")})
+        references = list(
+            _conditional_refs({k: v for k, v in body.items() if k not in ("Condition", "DependsOn")}, always)
+        )
+        # DependsOn cannot be conditional: it may name only resources that always exist with this one.
+        references += [(target, always) for target in _as_list(body.get("DependsOn", []))]
+        for target, holding in references:
             if target in resources:
+                holds = set().union(*(IMPLIED_CONDITIONS[c] for c in holding))
                 assert conditions[target] in holds, f"{name} refers to {target} ({conditions[target]})"
+
+
+@pytest.mark.parametrize(
+    ("deploy_gateway", "deploy_access_gateway", "gateway_secret", "access_hostname"),
+    list(itertools.product(["false", "true"], ["false", "true"], ["", SECRET_ARN], ["", "imap.example.org"])),
+)
+def test_every_parameter_combination_deploys_a_consistent_stack(
+    template: dict[str, Any],
+    deploy_gateway: str,
+    deploy_access_gateway: str,
+    gateway_secret: str,
+    access_hostname: str,
+) -> None:
+    """With conditions evaluated and Fn::If resolved, what is deployed refers only to what is deployed,
+    and submission listeners exist exactly when the SMTP gateway has its certificate."""
+    deployed = _deploy(
+        template,
+        DeployGateway=deploy_gateway,
+        DeployAccessGateway=deploy_access_gateway,
+        GatewayTlsSecretArn=gateway_secret,
+        AccessTlsSecretArn=SECRET_ARN if deploy_access_gateway == "true" else "",
+        AccessGatewayHostname=access_hostname,
+    )
+    assert not [node for node in _walk(deployed) if isinstance(node, dict) and "Fn::If" in node]
+    assert _NO_VALUE not in list(_walk(deployed))
+    for name, body in deployed.items():
+        for target in _refs(body) | set(_as_list(body.get("DependsOn", []))):
+            assert target in deployed or target in template["Parameters"] or target.startswith("AWS::"), (
+                f"{name} refers to {target}, which is not deployed"
+            )
+
+    smtp = deploy_gateway == "true"
+    submission = smtp and bool(gateway_secret)
+    assert ("GatewayService" in deployed) is smtp
+    assert (SUBMISSION_RESOURCES & set(deployed)) == (SUBMISSION_RESOURCES if submission else set())
+    if smtp:
+        (container,) = deployed["GatewayTaskDefinition"]["Properties"]["ContainerDefinitions"]
+        env = _container_env(container)
+        # Submission (AUTH) is configured exactly when the certificate is: never without TLS.
+        assert {var for _, _, var in SUBMISSION_PORTS.values()} & set(env) == (
+            {var for _, _, var in SUBMISSION_PORTS.values()} if submission else set()
+        )
+        assert TLS_SECRET_ENV & set(env) == (TLS_SECRET_ENV if submission else set())
+        exposed = {p["ContainerPort"] for p in container["PortMappings"]}
+        exposed |= {
+            r["FromPort"] for r in deployed["GatewaySecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        }
+        exposed |= {lb["ContainerPort"] for lb in deployed["GatewayService"]["Properties"]["LoadBalancers"]}
+        assert exposed == ({25} | set(SUBMISSION_PORTS) if submission else {25})
 
 
 def test_gateway_rules(template: dict[str, Any]) -> None:
@@ -592,15 +802,19 @@ def test_gateway_rules(template: dict[str, Any]) -> None:
         assert asserted == required
 
 
-def test_gateway_task_definition(resources: dict[str, Any]) -> None:
-    task = resources["GatewayTaskDefinition"]["Properties"]
+def test_gateway_task_definition(template: dict[str, Any]) -> None:
+    """The SMTP gateway as it is without a certificate (test_gateway_with_certificate_* for the rest)."""
+    task = _smtp_gateway(template, secret="")["GatewayTaskDefinition"]["Properties"]
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     assert task["NetworkMode"] == "awsvpc"
+    assert (task["Cpu"], task["Memory"]) == ("512", "1024")
     (container,) = task["ContainerDefinitions"]
     assert container["Command"] == ["mailpipe", "gateway"]
     assert container["Image"] == {"Ref": "GatewayImage"}
     assert [p["ContainerPort"] for p in container["PortMappings"]] == [25]
+    assert "Secrets" not in container
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert not {name for name in environment if name.startswith(("MAILPIPE_TLS_", "MAILPIPE_SUBMISSION"))}
     assert environment["MAILPIPE_MAIL_BUCKET"] == {"Ref": "MailBucket"}
     assert environment["MAILPIPE_INBOUND_QUEUE_URL"] == {"Ref": "InboundQueue"}
     assert environment["MAILPIPE_DIRECTORY_TABLE"] == {"Ref": "DirectoryTable"}
@@ -613,8 +827,9 @@ def test_gateway_task_definition(resources: dict[str, Any]) -> None:
     assert task["TaskRoleArn"] == {"Fn::GetAtt": ["GatewayTaskRole", "Arn"]}
 
 
-def test_gateway_task_role_is_least_privilege(resources: dict[str, Any]) -> None:
-    role = resources["GatewayTaskRole"]["Properties"]
+def test_gateway_task_role_is_least_privilege(template: dict[str, Any]) -> None:
+    """Without a certificate (no submission) the SMTP gateway does not read the directory itself."""
+    role = _smtp_gateway(template, secret="")["GatewayTaskRole"]["Properties"]
     assert "ManagedPolicyArns" not in role
     grants: dict[str, set[str]] = {}
     for policy in role["Policies"]:
@@ -630,7 +845,10 @@ def test_gateway_task_role_is_least_privilege(resources: dict[str, Any]) -> None
     }
 
 
-def test_gateway_network(resources: dict[str, Any]) -> None:
+def test_gateway_network(template: dict[str, Any]) -> None:
+    """Without a certificate: port 25 only."""
+    resources = _smtp_gateway(template, secret="")
+    assert not SUBMISSION_RESOURCES & set(resources)
     ingress = resources["GatewaySecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in ingress] == [("tcp", 25, 25)]
     assert resources["GatewayLoadBalancer"]["Properties"]["Type"] == "network"
@@ -640,7 +858,185 @@ def test_gateway_network(resources: dict[str, Any]) -> None:
     assert (target_group["Protocol"], target_group["Port"], target_group["TargetType"]) == ("TCP", 25, "ip")
     service = resources["GatewayService"]
     assert service["Properties"]["LaunchType"] == "FARGATE"
-    assert service["Properties"]["LoadBalancers"][0]["ContainerPort"] == 25
+    assert service["Properties"]["LoadBalancers"] == [
+        {"ContainerName": "gateway", "ContainerPort": 25, "TargetGroupArn": {"Ref": "GatewayTargetGroup"}}
+    ]
+    assert _as_list(service["DependsOn"]) == ["GatewayListener"]
+    assert not _refs(service.get("Metadata", {}))
+
+
+# --------------------------------------------------------------------------- SMTP gateway: submission
+
+
+def test_gateway_tls_secret_parameter_and_conditions(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    secret = parameters["GatewayTlsSecretArn"]
+    assert secret["Type"] == "String" and secret["Default"] == ""
+    # The same shape as the access gateway's: the full ARN of a JSON secret {"cert": ..., "key": ...}.
+    assert secret["AllowedPattern"] == parameters["AccessTlsSecretArn"]["AllowedPattern"]
+    pattern = re.compile(secret["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch(SECRET_ARN)
+    assert not pattern.fullmatch("arn:aws:secretsmanager:us-east-1:123456789012:secret:mailpipe/smtp-tls")
+    assert not pattern.fullmatch("mailpipe/smtp-tls")
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    (smtp,) = [g for g in groups if g["Label"]["default"].startswith("SMTP gateway")]
+    assert "GatewayTlsSecretArn" in smtp["Parameters"]
+    # Optional: the SMTP gateway is deployable without it (port 25 only; test_gateway_rules).
+
+    conditions = template["Conditions"]
+    assert conditions["GatewayTlsSecretSet"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "GatewayTlsSecretArn"}, ""]}]
+    }
+    assert conditions["GatewaySubmissionEnabled"] == {
+        "Fn::And": [{"Condition": "GatewayEnabled"}, {"Condition": "GatewayTlsSecretSet"}]
+    }
+    for deploy, arn in itertools.product(["false", "true"], ["", SECRET_ARN]):
+        evaluated = _evaluate_conditions(
+            template, _parameters(template, DeployGateway=deploy, GatewayTlsSecretArn=arn)
+        )
+        assert evaluated["GatewaySubmissionEnabled"] is (deploy == "true" and arn != ""), (deploy, arn)
+
+    # Every conditional piece of the SMTP gateway's resources hangs on that one condition.
+    for name, resource in template["Resources"].items():
+        if name.startswith("Gateway"):
+            decided = {
+                node["Fn::If"][0] for node in _walk(resource) if isinstance(node, dict) and "Fn::If" in node
+            }
+            assert decided <= {"GatewaySubmissionEnabled"}, (name, decided)
+
+
+def test_gateway_without_certificate_offers_no_submission(template: dict[str, Any]) -> None:
+    """No secret: the SMTP gateway stays port 25 only, without STARTTLS, secrets or directory access."""
+    deployed = _smtp_gateway(template, secret="")
+    assert not SUBMISSION_RESOURCES & set(deployed)
+    smtp = {name: body for name, body in deployed.items() if name.startswith("Gateway")}
+    text = json.dumps(smtp)
+    for absent in (
+        "GatewayTlsSecretArn",
+        "secretsmanager",
+        "dynamodb:",
+        "MAILPIPE_SUBMISSION",
+        "MAILPIPE_TLS_",
+    ):
+        assert absent not in text, absent
+    assert "Policies" not in deployed["GatewayExecutionRole"]["Properties"]
+
+    settings_module = _require("mailpipe_gateway.smtp.settings", "mailpipe")
+    (container,) = deployed["GatewayTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    settings = settings_module.GatewaySettings.from_env(_container_env(container, _parameters(template)))
+    assert settings.port == 25
+    assert settings.tls_cert is None and settings.tls_key is None  # no STARTTLS
+
+
+def test_gateway_with_certificate_task_definition(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = _smtp_gateway(template, SECRET_ARN)["GatewayTaskDefinition"]["Properties"]
+    # argon2id password checks (64 MiB each) on a pool of 32 threads; a valid Fargate size for 0.5 vCPU.
+    assert task["Cpu"] == "512"
+    assert int(task["Memory"]) >= 2048 and int(task["Memory"]) in range(1024, 4097, 1024)
+    (container,) = task["ContainerDefinitions"]
+    assert container["Command"] == ["mailpipe", "gateway"]
+    mappings = container["PortMappings"]
+    assert sorted(p["ContainerPort"] for p in mappings) == sorted([25, *SUBMISSION_PORTS])
+    assert {p.get("Protocol", "tcp") for p in mappings} == {"tcp"}
+
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["MAILPIPE_SMTP_PORT"] == "25"
+    for port, (_, _, variable) in SUBMISSION_PORTS.items():
+        assert environment[variable] == str(port), variable
+    # Submission reads the directory: the task is told which table.
+    assert environment["MAILPIPE_DIRECTORY_TABLE"] == {"Ref": "DirectoryTable"}
+    # The certificate never appears in the task definition in clear: it comes from Secrets Manager.
+    assert not {name for name in environment if name.startswith("MAILPIPE_TLS_")}
+    secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
+    assert secrets == {
+        "MAILPIPE_TLS_CERT_PEM": {"Fn::Sub": "${GatewayTlsSecretArn}:cert::"},
+        "MAILPIPE_TLS_KEY_PEM": {"Fn::Sub": "${GatewayTlsSecretArn}:key::"},
+    }
+
+    # As the code reads it: the certificate (STARTTLS on 25, and what the submission listeners use,
+    # built from these settings with only the port replaced) and the submission ports.
+    settings_module = _require("mailpipe_gateway.smtp.settings", "mailpipe")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # certificate_from_env writes the PEM files
+    env = _container_env(container, _parameters(template))
+    settings = settings_module.GatewaySettings.from_env(env)
+    assert settings.port == 25
+    assert settings.tls_cert is not None and settings.tls_key is not None
+    assert settings.tls_cert.read_text() == env["MAILPIPE_TLS_CERT_PEM"]
+    assert {int(env[variable]) for _, _, variable in SUBMISSION_PORTS.values()} == set(SUBMISSION_PORTS)
+
+
+def test_gateway_with_certificate_network(template: dict[str, Any]) -> None:
+    resources = _smtp_gateway(template, SECRET_ARN)
+    ingress = resources["GatewaySecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert sorted((r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in ingress) == sorted(
+        ("tcp", port, port) for port in [25, *SUBMISSION_PORTS]
+    )
+    assert {r["CidrIp"] for r in ingress} == {"0.0.0.0/0"}
+
+    service = resources["GatewayService"]
+    load_balancers = service["Properties"]["LoadBalancers"]
+    service_targets = {
+        lb["ContainerPort"]: (lb["ContainerName"], lb["TargetGroupArn"]) for lb in load_balancers
+    }
+    assert len(service_targets) == len(load_balancers) == 1 + len(SUBMISSION_PORTS)
+    assert service_targets[25] == ("gateway", {"Ref": "GatewayTargetGroup"})
+
+    for port, (listener_id, target_group_id, _) in SUBMISSION_PORTS.items():
+        listener = resources[listener_id]["Properties"]
+        assert listener["LoadBalancerArn"] == {"Ref": "GatewayLoadBalancer"}  # the MX host's NLB
+        assert (listener["Protocol"], listener["Port"]) == ("TCP", port)  # TLS ends in the gateway
+        assert listener["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": target_group_id}}]
+
+        target_group = resources[target_group_id]["Properties"]
+        assert (target_group["Protocol"], target_group["Port"], target_group["TargetType"]) == (
+            "TCP",
+            port,
+            "ip",
+        )
+        assert target_group["VpcId"] == {"Ref": "VpcId"}
+        assert target_group["HealthCheckProtocol"] == "TCP"
+        attributes = {a["Key"]: a["Value"] for a in target_group["TargetGroupAttributes"]}
+        # Failed-login throttling works per client address.
+        assert attributes["preserve_client_ip.enabled"] == "true"
+        assert 300 <= int(attributes["deregistration_delay.timeout_seconds"]) <= 3600
+
+        assert service_targets[port] == ("gateway", {"Ref": target_group_id})
+
+    # ECS refuses a target group that no listener attaches to a load balancer yet: the service waits for
+    # every listener, the submission ones through a reference (DependsOn cannot be conditional).
+    waits_for = set(_as_list(service["DependsOn"])) | _refs(service.get("Metadata", {}))
+    assert waits_for >= {"GatewayListener"} | {listener for listener, _, _ in SUBMISSION_PORTS.values()}
+
+
+def test_gateway_with_certificate_reads_only_its_secret_and_the_directory(template: dict[str, Any]) -> None:
+    resources = _smtp_gateway(template, SECRET_ARN)
+    execution = resources["GatewayExecutionRole"]["Properties"]
+    assert execution["ManagedPolicyArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}
+    ]
+    assert _grants(execution) == {"${GatewayTlsSecretArn}": {"secretsmanager:GetSecretValue"}}
+
+    task_role = resources["GatewayTaskRole"]["Properties"]
+    assert "ManagedPolicyArns" not in task_role
+    grants = _grants(task_role)
+    spool = "${MailBucket.Arn}/spool/*"
+    assert "s3:PutObject" in grants.pop(spool)
+    # Directory.authenticate (GetItem) and Directory.owned_addresses (Scan of the aliases); reads only.
+    assert grants == {
+        json.dumps({"Fn::GetAtt": ["InboundQueue", "Arn"]}): {"sqs:SendMessage"},
+        json.dumps({"Fn::GetAtt": ["ValidateRecipientFunction", "Arn"]}): {"lambda:InvokeFunction"},
+        json.dumps({"Fn::GetAtt": ["DirectoryTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+        },
+    }
+    text = json.dumps(task_role)
+    assert "MailboxTable" not in text and "secretsmanager" not in text
 
 
 # --------------------------------------------------------------------------- access gateway (IMAP/POP3)
@@ -782,9 +1178,14 @@ def test_access_gateway_execution_role_reads_only_its_secret(resources: dict[str
     assert _grants(role) == {"${AccessTlsSecretArn}": {"secretsmanager:GetSecretValue"}}
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-    # The SMTP gateway's roles are untouched by the certificate.
-    assert "secretsmanager" not in json.dumps(resources["GatewayExecutionRole"])
+    # Each gateway reads only its own certificate (the SMTP gateway's execution role reads
+    # GatewayTlsSecretArn, when set: test_gateway_with_certificate_reads_only_its_secret); no task role
+    # reads a secret.
+    assert "AccessTlsSecretArn" not in json.dumps(resources["GatewayExecutionRole"])
     assert "secretsmanager" not in json.dumps(resources["GatewayTaskRole"])
+    for name, resource in resources.items():
+        if name.startswith("AccessGateway"):
+            assert "GatewayTlsSecretArn" not in json.dumps(resource), name
 
 
 def test_access_gateway_network(resources: dict[str, Any]) -> None:
@@ -850,7 +1251,11 @@ def test_access_gateway_cfn_lint_ignores_are_narrow(resources: dict[str, Any]) -
         ignored = resource.get("Metadata", {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])
         assert set(ignored) <= {"W1030", "W1031"}, (name, ignored)
         if ignored:
-            assert resource.get("Condition") in ("GatewayEnabled", "AccessGatewayEnabled"), name
+            assert resource.get("Condition") in (
+                "GatewayEnabled",
+                "GatewaySubmissionEnabled",
+                "AccessGatewayEnabled",
+            ), name
 
 
 def test_outputs(template: dict[str, Any]) -> None:
