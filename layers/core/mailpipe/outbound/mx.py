@@ -149,7 +149,7 @@ def resolve_targets(
     targets: list[Target] = []
     temporary: list[str] = []
     for host, pref in shuffled:
-        addresses, failures = _addresses(dns.name.from_text(host), resolver, ip_versions)
+        addresses, failures = host_addresses(dns.name.from_text(host), resolver, ip_versions)
         temporary.extend(failures)
         if addresses:
             targets.append(Target(host, pref, addresses))
@@ -166,7 +166,7 @@ def resolve_targets(
 def _implicit_mx(name: dns.name.Name, resolver: dns.resolver.Resolver, ip_versions: Sequence[int]) -> Target:
     """RFC 5321 5.1: no MX at all, so the domain itself is the exchanger, with preference 0."""
     shown = _text(name)
-    addresses, failures = _addresses(name, resolver, ip_versions)
+    addresses, failures = host_addresses(name, resolver, ip_versions)
     if addresses:
         return Target(shown, 0, addresses, implicit=True)
     if failures:
@@ -174,7 +174,7 @@ def _implicit_mx(name: dns.name.Name, resolver: dns.resolver.Resolver, ip_versio
     raise DomainNotFound(f"Host or domain name not found: {shown} has no MX and no address record")
 
 
-def _addresses(
+def host_addresses(
     name: dns.name.Name, resolver: dns.resolver.Resolver, ip_versions: Sequence[int]
 ) -> tuple[tuple[str, ...], list[str]]:
     """The host's addresses in `ip_versions` order, and a note for each lookup that failed temporarily.

@@ -25,14 +25,20 @@ import dns.name
 import dns.resolver
 
 from mailpipe.outbound.dsn import RecipientStatus
-from mailpipe.outbound.mx import DnsTemporaryFailure, InvalidDomain, NoReachableHost, Target, resolve_targets
+from mailpipe.outbound.mx import (
+    DnsTemporaryFailure,
+    InvalidDomain,
+    NoReachableHost,
+    Target,
+    host_addresses,
+    resolve_targets,
+)
 from mailpipe.outbound.status import SmtpStatus
 from mailpipe.outbound.transport_map import Route
 
 NOTIFY_VALUES = ("SUCCESS", "FAILURE", "DELAY")
 LOCAL_DIAGNOSTIC = "X-mailpipe"
 MAX_TEXT = 512
-_RDTYPES = {4: "A", 6: "AAAA"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -162,18 +168,7 @@ def _host_target(host: str, resolver: dns.resolver.Resolver, ip_versions: Sequen
         qname = dns.name.from_text(host.rstrip("."))
     except (dns.exception.DNSException, UnicodeError) as exc:
         raise InvalidDomain(f"Not a valid host name: {host}") from exc
-    found: list[str] = []
-    failures: list[str] = []
-    for version in ip_versions:
-        rdtype = _RDTYPES[version]
-        try:
-            answer = resolver.resolve(qname, rdtype)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            continue
-        except dns.exception.DNSException as exc:
-            failures.append(f"{host} {rdtype}: {type(exc).__name__}")
-            continue
-        found.extend(rr.address for rr in answer if rr.address not in found)
+    found, failures = host_addresses(qname, resolver, ip_versions)
     if found:
         return Target(host, 0, tuple(found), implicit=True)
     if failures:
