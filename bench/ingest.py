@@ -47,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from processes import Child, free_ports, process_cpu_seconds  # bench/processes.py
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
@@ -55,7 +57,6 @@ DOMAIN = "bench.test"
 SENDER = "sender@origin.test"
 RECIPIENT = f"rcpt@{DOMAIN}"
 MESSAGE_SIZE = 10 * 1024
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 REPLY_TIMEOUT = 30.0  # seconds to wait for any one SMTP reply
 START_TIMEOUT = 60.0  # seconds for a subprocess to come up
 PURGE_INTERVAL = 0.25  # seconds between purges of the inbound queue (see `purging`)
@@ -72,13 +73,6 @@ AWS_ENV = {
 
 
 # -- measuring -------------------------------------------------------------------
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields from 3 (state) on; comm may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 @dataclass
@@ -333,33 +327,6 @@ def boto3_load(
 # -- subprocesses ----------------------------------------------------------------
 
 
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; its log ends:\n{tail}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        if self.process.stdout:
-            self.process.stdout.close()
-
-
 def spawn(
     stack: contextlib.ExitStack,
     name: str,
@@ -404,12 +371,6 @@ def wait_for_smtp(child: Child, port: int) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{child.name} did not answer on port {port} within {START_TIMEOUT:.0f}s")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def helper_command(kind: str) -> list[str]:
@@ -495,7 +456,7 @@ def start_servers(stack: contextlib.ExitStack, logs: Path) -> Servers:
     aws = Aws(read_ready(moto))
     stack_env = provision_stack(aws)
     stack.enter_context(purging(aws, stack_env["MAILPIPE_INBOUND_QUEUE_URL"]))
-    port = free_port()
+    port = free_ports(1)[0]
     command = [str(VENV_BIN / "mailpipe"), "gateway"]
     gateway = spawn(stack, "gateway", command, logs, gateway_env(aws.endpoint, stack_env, port))
     wait_for_smtp(gateway, port)

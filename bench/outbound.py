@@ -41,7 +41,6 @@ import platform
 import re
 import signal
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from processes import Child, free_ports, process_cpu_seconds  # bench/processes.py
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
@@ -64,7 +65,6 @@ PASSWORD = "pw"
 SINK_DOMAIN = "sink.test"
 RECIPIENT = f"rcpt@{SINK_DOMAIN}"
 MESSAGE_SIZE = 10 * 1024
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 90.0  # seconds for a subprocess to come up
 STOP_TIMEOUT = 30.0  # seconds for the stack to stop after SIGINT
 SMTP_TIMEOUT = 30.0  # seconds for any one SMTP exchange
@@ -224,50 +224,6 @@ def smtp_load(
 # -- subprocesses ----------------------------------------------------------------
 
 
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; its log ends:\n{tail}")
-
-    def stop(self) -> None:
-        """SIGINT (Ctrl-C, which `mailpipe dev` handles by stopping everything), then wait."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields from 3 (state) on; comm may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
 
@@ -320,7 +276,7 @@ def start_stack(stack: contextlib.ExitStack, workdir: Path, sink_port: int) -> S
             cwd=stack_dir,
             env=clean_env(),
         )
-    child = Child("mailpipe dev", process, log)
+    child = Child("mailpipe dev", process, log, stop_signal=signal.SIGINT, stop_timeout=STOP_TIMEOUT)
     stack.callback(child.stop)
     deadline = time.monotonic() + START_TIMEOUT
     while b"mailpipe dev ready" not in log.read_bytes():

@@ -1,0 +1,63 @@
+"""What the benchmarks share: child processes they start and always stop, CPU time, free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Child:
+    """A server the bench started. `stop_signal` SIGINT suits `mailpipe dev` (its Ctrl-C)."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 10.0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; its log ends:\n{tail}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields from 3 (state) on; comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on loopback (held open together, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
