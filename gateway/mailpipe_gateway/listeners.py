@@ -58,6 +58,10 @@ class StreamListeners:
         self._sessions.add(task)
         try:
             await self._session(reader, writer, tls)
+        except asyncio.CancelledError:
+            # stop() ends sessions by cancelling them; Python 3.11's stream callback would log a
+            # cancelled task as an error, so the session ends here as a normal return.
+            writer.close()
         finally:
             self._sessions.discard(task)
 
