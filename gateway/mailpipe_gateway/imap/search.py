@@ -148,6 +148,14 @@ class _Candidate:
         return "\n".join(f"{name}: {value}" for name, value in self.header_fields).casefold()
 
     @cached_property
+    def part_header_text(self) -> str:
+        """Every MIME part's own header fields (Content-Type, Content-Disposition, ...), case-folded:
+        TEXT searches them too (RFC 9051 6.4.4: "the header (including MIME header fields)")."""
+        fields: list[str] = []
+        _collect_part_headers(self.body, self.summary["bodystructure"], fields, top=True)
+        return "\n".join(fields).casefold()
+
+    @cached_property
     def body_texts(self) -> list[str]:
         """The decoded text of each text part and attached message header, case-folded."""
         texts: list[str] = []
@@ -221,7 +229,11 @@ class _Context:
         if field == "BODY":
             return any(needle in text for text in m.body_texts)
         if field == "TEXT":
-            return needle in m.header_text or any(needle in text for text in m.body_texts)
+            return (
+                needle in m.header_text
+                or any(needle in text for text in m.body_texts)
+                or needle in m.part_header_text
+            )
         envelope = m.summary["envelope"]
         if field == "SUBJECT":
             subject = envelope.get("subject")
@@ -345,6 +357,19 @@ def _decode_text(data: bytes, charset: str | None) -> str:
 
 def _decoded_fields(raw: bytes, start: int, end: int) -> list[tuple[str, str]]:
     return [(name, decode_header_value(value)) for name, value in headers.header_fields(raw, start, end)]
+
+
+def _collect_part_headers(raw: bytes, node: dict[str, Any], fields: list[str], *, top: bool = False) -> None:
+    """The header fields of each MIME part below the top level (the top header is searched apart)."""
+    if not top and node.get("header_start") is not None and node["body_start"] > node["header_start"]:
+        fields += [
+            f"{name}: {value}"
+            for name, value in _decoded_fields(raw, node["header_start"], node["body_start"])
+        ]
+    for part in node.get("parts", ()):
+        _collect_part_headers(raw, part, fields)
+    if "bodystructure" in node:
+        _collect_part_headers(raw, node["bodystructure"], fields)
 
 
 def _collect_texts(raw: bytes, node: dict[str, Any], texts: list[str]) -> None:
