@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import re
 import smtplib
 import socket
@@ -94,3 +95,24 @@ def test_every_corpus_message_comes_back_over_pop3(stack, new_user) -> None:
         # POP3 is line-based: what comes back is the stored bytes with every line ending CRLF.
         assert wire == b"".join(line + b"\r\n" for line in crlf_lines(body)), message.delivery_id
         assert len(wire) == message.crlf_size or not body.endswith(b"\n")
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")
+def test_every_corpus_message_comes_back_over_imap(stack, new_user) -> None:
+    owner = new_user()
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
+        for path in CORPUS_FILES:
+            client.sendmail("corpus@remote.test", [owner], path.read_bytes())
+    stored = wait_for_inbox(stack, owner, len(CORPUS_FILES), timeout=120)
+    imap = imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=60)
+    imap.login(owner, PASSWORD)
+    imap.select("INBOX", readonly=True)
+    store = stack.mail_store()
+    for number, message in enumerate(stored, 1):
+        _, data = imap.fetch(str(number), "(RFC822.SIZE BODY.PEEK[])")
+        body = data[0][1]
+        # IMAP sends the stored bytes with every line ending in CRLF, and says so in RFC822.SIZE.
+        expected = re.sub(rb"(?<!\r)\n", b"\r\n", store.read_body(message))
+        assert body == expected, message.delivery_id
+        assert f"RFC822.SIZE {len(expected)} ".encode() in data[0][0]
+    imap.logout()

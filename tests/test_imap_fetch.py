@@ -484,3 +484,19 @@ def test_rfc822_size_prefers_crlf_size() -> None:
     assert message.crlf_size > message.size
     response = render_fetch(1, message, (FetchAttr("RFC822.SIZE"),), None, add_uid=False, add_modseq=False)
     assert response == b"* 1 FETCH (RFC822.SIZE %d)\r\n" % message.crlf_size
+
+
+@pytest.mark.parametrize("path", MESSAGES, ids=lambda p: p.name)
+def test_header_fields_from_a_ranged_read_equal_those_from_the_whole_body(path: Path) -> None:
+    from mailpipe_gateway.imap.fetch import header_only_end
+    from mailpipe_gateway.imap.parser import parse_bytes
+
+    raw = path.read_bytes()
+    message = stored(raw)
+    command = parse_bytes(b"a FETCH 1 (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM DATE)] RFC822.HEADER)")
+    end = header_only_end(command.items, message)
+    assert end is not None
+    whole = render_fetch(1, message, command.items, raw, add_uid=False, add_modseq=False)
+    assert render_fetch(1, message, command.items, raw[:end], add_uid=False, add_modseq=False) == whole
+    text = parse_bytes(b"a FETCH 1 (BODY.PEEK[HEADER] BODY[TEXT])")
+    assert header_only_end(text.items, message) is None

@@ -74,6 +74,28 @@ def needs_body(items: tuple[FetchItem, ...], message: StoredMessage | None = Non
     )
 
 
+_HEADER_SECTIONS = frozenset(("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"))
+
+
+def header_only_end(items: tuple[FetchItem, ...], message: StoredMessage) -> int | None:
+    """Where the top-level header ends, when that prefix is all the bytes `items` need; else None.
+
+    Message lists fetch BODY.PEEK[HEADER.FIELDS (...)] for every message: a ranged read of the
+    header then serves them instead of the whole body (issue 3: "ranged where possible").
+    """
+    if not has_summary(message):
+        return None
+    for item in items:
+        if isinstance(item, FetchSection):
+            if item.binary or item.section.part or item.section.text not in _HEADER_SECTIONS:
+                return None
+        elif isinstance(item, FetchBinarySize) or (
+            isinstance(item, FetchAttr) and item.name in _BODY_ATTRS - {"RFC822.HEADER"}
+        ):
+            return None
+    return int(message.summary["body_start"])
+
+
 def sets_seen(items: tuple[FetchItem, ...]) -> bool:
     """Whether fetching ``items`` sets \\Seen (RFC 9051 6.4.5): BODY[...] and BINARY[...] without
     .PEEK, RFC822 and RFC822.TEXT. The session stores the flag and should then add FLAGS to the

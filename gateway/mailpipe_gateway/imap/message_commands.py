@@ -239,8 +239,12 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
             continue
         body = None
         if fetching.needs_body(items, message):
+            header_end = fetching.header_only_end(items, message)
             try:
-                body = await session.call(session.ctx.store.read_body, message)
+                if header_end is not None:
+                    body = await session.call(session.ctx.store.read_range, message, 0, header_end)
+                else:
+                    body = await session.call(session.ctx.store.read_body, message)
             except Exception:
                 expunged_meanwhile = True  # its body is gone: expunged by another session just now
                 continue
