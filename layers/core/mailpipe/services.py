@@ -23,6 +23,7 @@ from mailpipe.inbound import InboundDelivery
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.queue import OutboundQueue
 from mailpipe.outbound.schedule import RetrySchedule
+from mailpipe.outbound.smtp_client import DeliveryOptions
 from mailpipe.outbound.state import QueueState
 from mailpipe.outbound.transport_map import TransportMap
 from mailpipe.spool import Spool
@@ -81,6 +82,9 @@ def outbound_delivery() -> OutboundDelivery:
         hostname=env.get(ENV_HOSTNAME, "localhost"),
         transports=TransportMap.from_text(env.get(ENV_TRANSPORTS, "")),
         schedule=schedule,
+        # Shorter than RFC 5321's minutes-long waits: a function has 150 s (template.yaml) and must
+        # record what happened before it ends; a slow server is simply retried later.
+        options=DeliveryOptions(timeout=60, connect_timeout=20, budget=120),
         resolver=resolver,
         ses_client=aws.client("sesv2"),
     )
