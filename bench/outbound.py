@@ -48,13 +48,19 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from processes import Child, free_ports, process_cpu_seconds  # bench/processes.py
+from processes import (  # bench/processes.py
+    Child,
+    free_ports,
+    interrupt_as_exit,
+    process_cpu_seconds,
+    raise_interrupt,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -579,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve == "sink":
         asyncio.run(_serve_sink())
         return 0
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     print_preamble(args)
     runs, duplicates = run_all(args)
     print()
@@ -589,20 +595,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if bad or duplicates else 0
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _interrupt_as_exit() -> Iterator[None]:
-    """Ctrl-C (or SIGTERM, see main) unwinds the bench, so every `finally` stops what it started."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        print("\ninterrupted; every process the bench started has been stopped", file=sys.stderr)
-        sys.exit(130)
-
-
 if __name__ == "__main__":
-    with _interrupt_as_exit():
+    with interrupt_as_exit():
         sys.exit(main())

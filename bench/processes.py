@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +64,18 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler: SIGTERM unwinds the bench like Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_as_exit() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM, see raise_interrupt) unwinds the bench: every `finally` stops its processes."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("\ninterrupted; every process the bench started has been stopped", file=sys.stderr)
+        sys.exit(130)
