@@ -11,7 +11,7 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mailpipe import aws
 from mailpipe.config import Resources
@@ -85,7 +85,8 @@ class AccessParts:
         )
 
 
-def imap_server(
+def access_server(
+    protocol: Literal["imap", "pop3"],
     parts: AccessParts,
     tls: ssl.SSLContext,
     run: Runner,
@@ -95,41 +96,22 @@ def imap_server(
     hostname: str,
     implicit_tls_port: int | None = None,
     plaintext_loopback: bool = False,
-) -> IMAPServer:
-    context = IMAPContext(
-        directory=parts.directory,
-        store=parts.store,
-        throttle=parts.throttle,
-        hostname=hostname,
-        tls_context=tls,
-        run=run,
-        plaintext_loopback=plaintext_loopback,
+) -> IMAPServer | POP3Server:
+    """An IMAP or POP3 server on the shared parts (a port set to None is not opened)."""
+    common: dict[str, Any] = {
+        "directory": parts.directory,
+        "store": parts.store,
+        "throttle": parts.throttle,
+        "hostname": hostname,
+        "tls_context": tls,
+        "run": run,
+        "plaintext_loopback": plaintext_loopback,
+    }
+    if protocol == "imap":
+        return IMAPServer(IMAPContext(**common), host, port, implicit_tls_port=implicit_tls_port)
+    return POP3Server(
+        POP3Context(leases=parts.leases, **common), host, port, implicit_tls_port=implicit_tls_port
     )
-    return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port)
-
-
-def pop3_server(
-    parts: AccessParts,
-    tls: ssl.SSLContext,
-    run: Runner,
-    *,
-    host: str,
-    port: int | None,
-    hostname: str,
-    implicit_tls_port: int | None = None,
-    plaintext_loopback: bool = False,
-) -> POP3Server:
-    context = POP3Context(
-        directory=parts.directory,
-        store=parts.store,
-        leases=parts.leases,
-        throttle=parts.throttle,
-        hostname=hostname,
-        tls_context=tls,
-        run=run,
-        plaintext_loopback=plaintext_loopback,
-    )
-    return POP3Server(context, host, port, implicit_tls_port=implicit_tls_port)
 
 
 def access_servers(
@@ -137,14 +119,15 @@ def access_servers(
 ) -> list[Any]:
     """The listeners the settings ask for (a port set to None is not opened)."""
     servers: list[Any] = []
-    for build, plain, implicit in (
-        (imap_server, settings.imap_port, settings.imaps_port),
-        (pop3_server, settings.pop3_port, settings.pop3s_port),
+    for protocol, plain, implicit in (
+        ("imap", settings.imap_port, settings.imaps_port),
+        ("pop3", settings.pop3_port, settings.pop3s_port),
     ):
         if plain is None and implicit is None:
             continue
         servers.append(
-            build(
+            access_server(
+                protocol,
                 parts,
                 tls,
                 run,

@@ -8,14 +8,14 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
-from mailpipe_gateway.access import AccessParts, imap_server, pop3_server
+from mailpipe_gateway.access import AccessParts, access_server
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.listeners import executor_runner
@@ -191,19 +191,17 @@ class DevStack:
 
     def build_pop3(self, port: int = 0, **options: Any) -> POP3Server:
         """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback."""
-        server = pop3_server(
-            self.access_parts(), self._tls(), executor_runner(self.executor), **self._listener(port)
-        )
-        for name, value in options.items():
-            setattr(server.context, name, value)
-        return server
+        return self._access_server("pop3", port, options)  # type: ignore[return-value]
 
     def build_imap(self, port: int = 0, **options: Any) -> IMAPServer:
         """An IMAP server on the stack's store; in dev, plaintext logins are allowed on loopback."""
-        server = imap_server(
-            self.access_parts(), self._tls(), executor_runner(self.executor), **self._listener(port)
+        return self._access_server("imap", port, options)  # type: ignore[return-value]
+
+    def _access_server(self, protocol: Literal["imap", "pop3"], port: int, options: dict[str, Any]) -> Any:
+        server = access_server(
+            protocol, self.access_parts(), self._tls(), executor_runner(self.executor), **self._listener(port)
         )
-        for name, value in options.items():
+        for name, value in options.items():  # test knobs, e.g. plaintext_loopback=False
             setattr(server.context, name, value)
         return server
 
