@@ -137,3 +137,14 @@ def test_one_user_cannot_see_another_users_mailboxes(store, owner, new_user) -> 
     assert {m.mailbox_id for m in store.list_mailboxes(owner)}.isdisjoint(
         m.mailbox_id for m in store.list_mailboxes(other)
     )
+
+
+def test_list_states_is_the_listing_without_summaries(store, owner) -> None:
+    for _ in range(3):
+        store.append(owner, "INBOX", MESSAGE)
+    store.update_flags(owner, "INBOX", [2], "add", ["\\Seen"])
+    store.expunge(owner, "INBOX", [3])
+    mailbox, states = store.list_states(owner, "INBOX")
+    _, messages = store.list_messages(owner, "INBOX")
+    assert [(s.uid, s.modseq, s.flags) for s in states] == [(m.uid, m.modseq, m.flags) for m in messages]
+    assert [m.uid for m in store.messages_by_uid(mailbox, [2, 3, 99])] == [2]

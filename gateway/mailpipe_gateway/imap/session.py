@@ -163,8 +163,16 @@ class IMAPSession:
             view.mailbox.highestmodseq,
         ) and not (may_expunge and view.has_pending_expunges):
             return
-        mailbox, messages = await self.call(self.ctx.store.list_messages, self.st.user, view.mailbox.name)
-        updates = view.refresh(mailbox, messages, may_expunge=may_expunge, qresync=self.st.qresync)
+        store = self.ctx.store
+        mailbox, states = await self.call(store.list_states, self.st.user, view.mailbox.name)
+        new = [state.uid for state in states if not view.knows(state.uid)]
+        arrived = {m.uid: m for m in await self.call(store.messages_by_uid, mailbox, new)} if new else {}
+        messages = [
+            view.with_state(state) if view.knows(state.uid) else arrived.get(state.uid) for state in states
+        ]
+        updates = view.refresh(
+            mailbox, [m for m in messages if m is not None], may_expunge=may_expunge, qresync=self.st.qresync
+        )
         await self.announce(updates)
 
     async def announce(self, updates: Any) -> None:

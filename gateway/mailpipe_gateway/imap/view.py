@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field, replace
 
-from mailpipe.store import Mailbox, StoredMessage
+from mailpipe.store import Mailbox, MessageState, StoredMessage
 
 
 @dataclass
@@ -56,6 +56,13 @@ class MailboxView:
 
     def message(self, uid: int) -> StoredMessage:
         return self._messages[uid]
+
+    def knows(self, uid: int) -> bool:
+        return uid in self._messages
+
+    def with_state(self, state: MessageState) -> StoredMessage:
+        """The message as the view has it, with the flags and MODSEQ a fresh listing reports."""
+        return replace(self._messages[state.uid], flags=state.flags, modseq=state.modseq)
 
     @property
     def has_pending_expunges(self) -> bool:

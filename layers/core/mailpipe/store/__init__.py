@@ -1,6 +1,13 @@
 """The mail store: message bodies in S3, the mailbox index in DynamoDB."""
 
-from mailpipe.store.mailstore import FlagChange, MailboxExists, MailStore, NoSuchMailbox, StoreError
+from mailpipe.store.mailstore import (
+    FlagChange,
+    MailboxExists,
+    MailStore,
+    MessageState,
+    NoSuchMailbox,
+    StoreError,
+)
 from mailpipe.store.model import DEFAULT_MAILBOXES, Mailbox, StoredMessage
 
 __all__ = [
@@ -9,6 +16,7 @@ __all__ = [
     "MailStore",
     "Mailbox",
     "MailboxExists",
+    "MessageState",
     "NoSuchMailbox",
     "StoreError",
     "StoredMessage",

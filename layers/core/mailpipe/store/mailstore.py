@@ -65,6 +65,15 @@ class _Retry(Exception):
 
 
 @dataclass(frozen=True)
+class MessageState:
+    """What changes about a stored message: its flags, and with them its MODSEQ."""
+
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FlagChange:
     """What a STORE did: the messages as they are now, and those UNCHANGEDSINCE kept as they were."""
 
@@ -461,6 +470,26 @@ class MailStore:
         mailbox = self._require(owner, mailbox_name)
         messages = self._messages(mailbox, include_expunged=include_expunged)
         return mailbox, messages
+
+    def list_states(self, owner: str, mailbox_name: str) -> tuple[Mailbox, list[MessageState]]:
+        """UID, MODSEQ and flags of each live message, without the summaries: enough for a session
+        to see what changed (a listing without summaries costs far less to read and decode)."""
+        mailbox = self._require(owner, mailbox_name)
+        if mailbox.uidnext <= 1:
+            return mailbox, []
+        condition = Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("sk").between(
+            uid_sk(1), uid_sk(mailbox.uidnext - 1)
+        )
+        items = query_all(self._table, condition, ProjectionExpression="sk, uid, modseq, flags, expunged")
+        return mailbox, [
+            MessageState(int(i["uid"]), int(i["modseq"]), tuple(i.get("flags", [])))
+            for i in items
+            if i["sk"].startswith(UID_PREFIX) and not i.get("expunged")
+        ]
+
+    def messages_by_uid(self, mailbox: Mailbox, uids: Iterable[int]) -> list[StoredMessage]:
+        """The live messages among `uids`, whole, in UID order."""
+        return self._messages_by_uid(mailbox, set(uids))
 
     def read_body(self, message: StoredMessage) -> bytes:
         return self._s3.get_object(Bucket=self._bucket, Key=message.blob_key)["Body"].read()
