@@ -12,7 +12,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import re
 import warnings
 from collections.abc import Awaitable, Callable
 from email.utils import format_datetime, getaddresses, make_msgid
@@ -23,6 +22,8 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from mailpipe.addresses import AddressError, parse_address
 from mailpipe.directory import Verdict
+from mailpipe.mime.headers import header_fields
+from mailpipe.mime.offsets import scan_header
 from mailpipe.spool import now_utc
 from mailpipe_gateway.smtp.handler import InboundHandler, rcpt_reply
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
@@ -39,7 +40,6 @@ OwnedAddresses = Callable[[str], Awaitable[set[str]]]
 
 REPLY_NOT_OWNED = "553 5.7.1 Sender address is not owned by the authenticated user"
 REPLY_THROTTLED = "454 4.7.0 Too many failed authentication attempts, try again later"
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 LOOPBACK = ("127.0.0.1", "::1")
 
 
@@ -139,16 +139,16 @@ class SubmissionHandler(InboundHandler):
         return rcpt_reply(verdict, address)
 
     async def prepare(self, body: bytes, session: Session, envelope: SMTPEnvelope) -> bytes | str:
-        header, _ = _split(body)
-        senders = [address for _, address in getaddresses(_fields(header, b"from"))]
+        fields = _header_fields(body)
+        senders = [address for _, address in getaddresses(fields.get("from", []))]
         for sender in senders or [""]:
             if not await self._owns(session, sender):
                 log.warning("%s may not send with From: %s", session.auth_data, sender)
                 return REPLY_NOT_OWNED
         added = b""
-        if not _fields(header, b"date"):
+        if not fields.get("date"):
             added += b"Date: " + format_datetime(now_utc()).encode() + b"\r\n"
-        if not _fields(header, b"message-id"):
+        if not fields.get("message-id"):
             domain = str(session.auth_data).rpartition("@")[2] or self._hostname
             added += b"Message-ID: " + make_msgid(domain=domain).encode() + b"\r\n"
         return added + body
@@ -169,25 +169,10 @@ class SubmissionHandler(InboundHandler):
         return wanted.text in owned or wanted.base.text in owned
 
 
-def _split(message: bytes) -> tuple[bytes, bytes]:
-    match = _HEADER_END.search(message)
-    return (message[: match.end()], message[match.end() :]) if match else (message, b"")
-
-
-def _fields(header: bytes, name: bytes) -> list[str]:
-    """The unfolded values of every header field called `name`."""
-    values: list[str] = []
-    current: list[bytes] | None = None
-    for line in re.split(rb"\r?\n", header):
-        if line[:1] in (b" ", b"\t") and current is not None:
-            current.append(line)
-            continue
-        if current is not None:
-            values.append(b" ".join(part.strip() for part in current).decode("utf-8", "replace"))
-            current = None
-        field_name, colon, value = line.partition(b":")
-        if colon and field_name.strip().lower() == name:
-            current = [value]
-    if current is not None:
-        values.append(b" ".join(part.strip() for part in current).decode("utf-8", "replace"))
-    return values
+def _header_fields(message: bytes) -> dict[str, list[str]]:
+    """The top-level header's fields by lower-cased name, read as the mail store reads them."""
+    fields: dict[str, list[str]] = {}
+    for name, value in header_fields(message, 0, scan_header(message, 0, [])[0]):
+        # header_fields decodes latin-1 (lossless); an SMTPUTF8 From: is UTF-8.
+        fields.setdefault(name, []).append(value.encode("latin-1").decode("utf-8", "replace"))
+    return fields
