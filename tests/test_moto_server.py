@@ -78,3 +78,71 @@ def test_an_operation_failing_after_the_checks_changes_nothing(table) -> None:
     with pytest.raises(ClientError):
         client.transact_write_items(TransactItems=named(name, put_b(), broken))
     assert set(items(client, name)) == {"a"} and items(client, name)["a"]["n"] == {"N": "1"}
+
+
+def test_every_failed_condition_is_named_and_the_message_is_dynamodbs(table) -> None:
+    client, name = table
+    client.put_item(TableName=name, Item={"pk": {"S": "b"}})
+    with pytest.raises(ClientError) as failed:
+        client.transact_write_items(TransactItems=named(name, update_a("7"), put_b()))
+    error = failed.value.response
+    assert [r["Code"] for r in error["CancellationReasons"]] == ["ConditionalCheckFailed"] * 2
+    assert error["Error"]["Code"] == "TransactionCanceledException"
+    assert "[ConditionalCheckFailed, ConditionalCheckFailed]" in error["Error"]["Message"]
+    assert items(client, name)["a"]["n"] == {"N": "1"}
+
+
+def test_a_failed_condition_asking_for_the_old_item_gets_it(table) -> None:
+    client, name = table
+    update = update_a("7")
+    update["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    with pytest.raises(ClientError) as failed:
+        client.transact_write_items(TransactItems=named(name, update))
+    assert failed.value.response["CancellationReasons"][0]["Item"]["n"] == {"N": "1"}
+
+
+def test_a_local_index_query_reads_its_partition_in_index_order(stack) -> None:
+    client = aws.client("dynamodb")
+    name = f"lsi-{secrets.token_hex(4)}"
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "n", "AttributeType": "N"},
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by_n",
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "n", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    try:
+        for pk, sk, n in [("a", "1", 30), ("a", "2", 10), ("a", "3", 20), ("b", "1", 25), ("a", "4", None)]:
+            item = {"pk": {"S": pk}, "sk": {"S": sk}}
+            if n is not None:
+                item["n"] = {"N": str(n)}
+            client.put_item(TableName=name, Item=item)
+        found = client.query(
+            TableName=name,
+            IndexName="by_n",
+            KeyConditionExpression="pk = :pk AND n > :low",
+            ExpressionAttributeValues={":pk": {"S": "a"}, ":low": {"N": "15"}},
+            ConsistentRead=True,
+        )["Items"]
+        assert [(i["sk"]["S"], i["n"]["N"]) for i in found] == [("3", "20"), ("1", "30")]
+        everything = client.query(
+            TableName=name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "a"}},
+        )["Items"]
+        assert [i["sk"]["S"] for i in everything] == ["1", "2", "3", "4"]  # the table itself, unchanged
+    finally:
+        client.delete_table(TableName=name)

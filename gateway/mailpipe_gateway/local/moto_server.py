@@ -33,18 +33,22 @@ class _AtomicDynamoDB:
 
 
 def _install_fast_transactions() -> None:
-    """Spare moto's copy of whole tables on every TransactWriteItems that goes through.
+    """Spare moto's copy of whole tables on every TransactWriteItems.
 
     moto deep-copies each table a transaction touches, to roll back if one of its conditions
-    fails; with a mailbox of a few hundred messages that costs ~100 ms per STORE or APPEND.
+    fails; with a mailbox of a few hundred messages that costs ~100 ms per STORE or APPEND,
+    and under contention (sessions racing for one mailbox) most transactions are cancelled.
     DynamoDB forbids two operations on one item in a transaction, so checking every condition
     against the state before the transaction, and then applying all operations, is the same
-    as moto's one-by-one run. A transaction whose checks all pass is applied directly (the
-    items it touches are copied first, and put back if applying fails anyway); any other
-    goes to moto's own code, so failures are reported exactly as moto reports them. Safe only
-    because this server runs DynamoDB requests one at a time (_AtomicDynamoDB).
+    as moto's one-by-one run. So a transaction whose checks all pass is applied directly (the
+    items it touches are copied first, and put back if applying fails anyway); one whose only
+    fault is failed conditions is cancelled with the reasons moto would give, without touching
+    anything; any other goes to moto's own code, so other errors are reported exactly as moto
+    reports them. Safe only because this server runs DynamoDB requests one at a time
+    (_AtomicDynamoDB).
     """
     from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models import DynamoDBBackend
 
     original = DynamoDBBackend.transact_write_items
@@ -52,9 +56,19 @@ def _install_fast_transactions() -> None:
         return
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        plan = _checked_plan(self, transact_items, get_filter_expression)
-        if plan is None:
+        checked = _checked_plan(self, transact_items, get_filter_expression)
+        if checked is None:
             return original(self, transact_items)
+        plan, failed = checked
+        if any(failed):
+            raise TransactionCanceledException(
+                [
+                    ("ConditionalCheckFailed", "The conditional request failed", None)
+                    if fails
+                    else (None, None, None)
+                    for fails in failed
+                ]
+            )
         saved = [
             (table_name, key, copy.deepcopy(self.get_item(table_name, key))) for table_name, key, _, _ in plan
         ]
@@ -83,9 +97,13 @@ def _install_fast_transactions() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items
 
 
-def _checked_plan(backend: Any, transact_items: list[dict[str, Any]], get_filter_expression: Any) -> Any:
-    """The operations with their keys, if every one is well-formed and its condition holds; else None."""
+def _checked_plan(
+    backend: Any, transact_items: list[dict[str, Any]], get_filter_expression: Any
+) -> tuple[list[tuple[str, dict[str, Any], str, dict[str, Any]]], list[bool]] | None:
+    """The operations with their keys, and for each entry whether its condition fails, all judged
+    on the state before the transaction; None if anything is unusual enough for moto to judge."""
     plan = []
+    failed = []
     seen = set()
     try:
         if len(transact_items) > 100:
@@ -95,6 +113,8 @@ def _checked_plan(backend: Any, transact_items: list[dict[str, Any]], get_filter
                 return None
             op_type, op = next(iter(entry.items()))
             if op_type not in ("ConditionCheck", "Put", "Delete", "Update"):
+                return None
+            if op.get("ReturnValuesOnConditionCheckFailure"):
                 return None
             table_name = op["TableName"]
             if op_type == "Put":
@@ -109,17 +129,64 @@ def _checked_plan(backend: Any, transact_items: list[dict[str, Any]], get_filter
                 return None
             seen.add(identity)
             condition = op.get("ConditionExpression")
+            holds = True
             if condition is not None:
                 check = get_filter_expression(
                     condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
                 )
-                if not check.expr(backend.get_item(table_name, key)):
-                    return None
+                holds = bool(check.expr(backend.get_item(table_name, key)))
+            failed.append(not holds)
             if op_type != "ConditionCheck":
                 plan.append((table_name, key, op_type, op))
     except Exception:
         return None
-    return plan
+    return plan, failed
+
+
+def _install_partitioned_local_index_queries() -> None:
+    """Let a Query of a local secondary index read only its partition, as DynamoDB does.
+
+    moto answers a Query of any index by sorting and filtering every item of the table, so the
+    cost of a session's refresh (MailStore.changes_since) would grow with every mailbox in the
+    dev stack. A local index holds only items of the partition key it is asked for, so the
+    table's other partitions are hidden from moto for the length of that Query. Safe only
+    because this server runs DynamoDB requests one at a time (_AtomicDynamoDB).
+    """
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+    if getattr(original, "mailpipe_partitioned", False):
+        return
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if hash_key is None or index_name not in {index.name for index in self.indexes or []}:
+            return original(self, hash_key, *args, **kwargs)
+        partition = list(self.items.get(hash_key, {}).values())
+        self.all_items = lambda: sorted(partition, key=lambda item: item.range_key)
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    query.mailpipe_partitioned = True  # type: ignore[attr-defined]
+    Table.query = query
+
+
+def _remember_moto_modules() -> None:
+    """moto looks for its service packages on disk at every request (to route it); they do not
+    change while the server runs, so the list is read once."""
+    from moto import backends
+
+    if getattr(backends.list_of_moto_modules, "mailpipe_cached", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    list_of_moto_modules.mailpipe_cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules
 
 
 class MotoServer:
@@ -133,6 +200,8 @@ class MotoServer:
         # One access-log line per AWS call drowns out the mail system's own logs.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         _install_fast_transactions()
+        _install_partitioned_local_index_queries()
+        _remember_moto_modules()
         app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=MotoRequestHandler
