@@ -486,7 +486,7 @@ def preamble(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if find_dovecot() is None:
+    if find_dovecot() is None and args.only != "mailpipe":
         print("bench/imap.py: dovecot is not installed (Debian package dovecot-imapd)", file=sys.stderr)
         return 2
     preamble(args)
@@ -494,11 +494,13 @@ def run(args: argparse.Namespace) -> int:
     messages = (corpus * (args.messages // len(corpus) + 1))[: args.messages]
     users = [f"bench{i}@{DOMAIN}" for i in range(1, args.users + 1)]
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as workdir, contextlib.ExitStack() as stack:
-        print("starting mailpipe dev and Dovecot ...", flush=True)
-        servers = [
-            stack.enter_context(mailpipe_dev(users, Path(workdir))),
-            stack.enter_context(dovecot(users, args.dovecot_scheme)),
-        ]
+        wanted = [name for name in ("mailpipe", "Dovecot") if args.only in (None, name)]
+        print(f"starting {' and '.join(wanted)} ...", flush=True)
+        servers = []
+        if "mailpipe" in wanted:
+            servers.append(stack.enter_context(mailpipe_dev(users, Path(workdir))))
+        if "Dovecot" in wanted:
+            servers.append(stack.enter_context(dovecot(users, args.dovecot_scheme)))
         for server in servers:
             began = time.monotonic()
             asyncio.run(seed(server.port, users, messages))
@@ -525,6 +527,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="how Dovecot stores passwords (default ARGON2ID, mailpipe's cost per LOGIN)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the random message choices")
+    parser.add_argument(
+        "--only",
+        choices=["mailpipe", "Dovecot"],
+        help="measure one server (no ratio): for profiling one side while changing it",
+    )
     args = parser.parse_args(argv)
     defaults = {
         "clients": (16, 8),

@@ -139,12 +139,53 @@ def test_one_user_cannot_see_another_users_mailboxes(store, owner, new_user) -> 
     )
 
 
-def test_list_states_is_the_listing_without_summaries(store, owner) -> None:
+def test_changes_since_a_modseq_are_new_mail_flag_changes_and_expunges(store, owner) -> None:
     for _ in range(3):
         store.append(owner, "INBOX", MESSAGE)
+    seen = store.get_mailbox(owner, "INBOX")
     store.update_flags(owner, "INBOX", [2], "add", ["\\Seen"])
+    store.update_flags(owner, "INBOX", [2], "add", ["\\Flagged"])  # twice: reported once, as it is now
     store.expunge(owner, "INBOX", [3])
-    mailbox, states = store.list_states(owner, "INBOX")
-    _, messages = store.list_messages(owner, "INBOX")
-    assert [(s.uid, s.modseq, s.flags) for s in states] == [(m.uid, m.modseq, m.flags) for m in messages]
+    store.append(owner, "INBOX", MESSAGE)
+    mailbox = store.get_mailbox(owner, "INBOX")
+    changes = store.changes_since(mailbox, seen.highestmodseq)
+    _, messages = store.list_messages(owner, "INBOX", include_expunged=True)
+    now = {m.uid: m for m in messages}
+    assert [(c.uid, c.flags, c.expunged) for c in changes] == [
+        (2, ("\\Flagged", "\\Seen"), False),
+        (3, (), True),
+        (4, (), False),
+    ]
+    assert all(c.modseq == now[c.uid].modseq for c in changes)
+    assert store.changes_since(mailbox, mailbox.highestmodseq) == []
     assert [m.uid for m in store.messages_by_uid(mailbox, [2, 3, 99])] == [2]
+
+
+def test_changes_leave_mail_newer_than_the_mailbox_as_read_for_next_time(store, owner) -> None:
+    store.append(owner, "INBOX", MESSAGE)
+    seen = store.get_mailbox(owner, "INBOX")
+    store.append(owner, "INBOX", MESSAGE)
+    read = store.get_mailbox(owner, "INBOX")
+    store.append(owner, "INBOX", MESSAGE)  # uid 3 commits after `read`: not yet known to be in order
+    store.update_flags(owner, "INBOX", [1], "add", ["\\Seen"])  # a change after `read` is reported
+    assert [(c.uid, c.flags) for c in store.changes_since(read, seen.highestmodseq)] == [
+        (1, ("\\Seen",)),
+        (2, ()),
+    ]
+
+
+def test_expunge_of_deleted_messages_spares_one_whose_flag_was_taken_off(store, owner) -> None:
+    for _ in range(3):
+        store.append(owner, "INBOX", MESSAGE)
+    store.update_flags(owner, "INBOX", [1, 2], "add", ["\\Deleted"])
+    store.update_flags(owner, "INBOX", [2], "remove", ["\\Deleted"])  # another session, meanwhile
+    assert store.expunge(owner, "INBOX", [1, 2, 3], only_deleted=True) == [1]
+    assert [m.uid for m in store.list_messages(owner, "INBOX")[1]] == [2, 3]
+
+
+def test_a_flag_change_reports_messages_as_the_store_now_has_them(store, owner) -> None:
+    for _ in range(2):
+        store.append(owner, "INBOX", MESSAGE)
+    change = store.update_flags(owner, "INBOX", [1, 2], "add", ["\\Seen", "$label2"])
+    _, messages = store.list_messages(owner, "INBOX")
+    assert change.changed == messages and change.modified == []

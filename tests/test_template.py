@@ -34,6 +34,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mailpipe.store.model import CHANGES_INDEX
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -619,13 +621,29 @@ def test_tables(resources: dict[str, Any], table: str) -> None:
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
+    indexed = {("modseq", "N")} if table == "MailboxTable" else set()
     assert {(a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]} == {
         ("pk", "S"),
         ("sk", "S"),
+        *indexed,
     }
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_mailbox_table_indexes_messages_by_modseq_for_the_store(resources: dict[str, Any]) -> None:
+    (index,) = resources["MailboxTable"]["Properties"]["LocalSecondaryIndexes"]
+    assert index["IndexName"] == CHANGES_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "modseq", "KeyType": "RANGE"},
+    ]
+    # What MailStore.changes_since reads: the Query must not fall back to the table for more.
+    assert index["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["uid", "flags", "expunged"],
+    }
 
 
 def test_core_layer(resources: dict[str, Any], template: dict[str, Any]) -> None:
@@ -1153,12 +1171,14 @@ def test_access_gateway_task_role_is_least_privilege(resources: dict[str, Any]) 
         # TransactWriteItems is authorized per item: PutItem, UpdateItem, DeleteItem.
         json.dumps({"Fn::GetAtt": ["MailboxTable", "Arn"]}): {
             "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
             "dynamodb:Query",
             "dynamodb:BatchWriteItem",
         },
+        "${MailboxTable.Arn}/index/by_modseq": {"dynamodb:Query"},
         "${MailBucket.Arn}/messages/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
     }
     # No spool, no queue, no function, no wildcards.

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
-from mailpipe.store import MailStore
+from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.imap.server import IMAPServer
@@ -71,15 +71,18 @@ class AccessParts:
 
     directory: Directory
     store: MailStore
+    snapshots: MailboxSnapshots
     leases: Leases
     throttle: AuthThrottle
 
     @classmethod
     def from_resources(cls, resources: Resources) -> AccessParts:
         table = aws.table(resources.mailbox_table)
+        store = MailStore(table, aws.client("s3"), resources.mail_bucket)
         return cls(
             directory=Directory(aws.table(resources.directory_table)),
-            store=MailStore(table, aws.client("s3"), resources.mail_bucket),
+            store=store,
+            snapshots=MailboxSnapshots(store),
             leases=Leases(table),
             throttle=AuthThrottle(),
         )
@@ -108,7 +111,8 @@ def access_server(
         "plaintext_loopback": plaintext_loopback,
     }
     if protocol == "imap":
-        return IMAPServer(IMAPContext(**common), host, port, implicit_tls_port=implicit_tls_port)
+        context = IMAPContext(snapshots=parts.snapshots, **common)
+        return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port)
     return POP3Server(
         POP3Context(leases=parts.leases, **common), host, port, implicit_tls_port=implicit_tls_port
     )

@@ -36,7 +36,7 @@ async def cmd_select(session: IMAPSession, command: Select) -> Done:
         st.state = State.AUTHENTICATED
         await session.send(b"* OK [CLOSED] Previous mailbox closed\r\n")
     try:
-        mailbox, messages = await session.call(session.ctx.store.list_messages, st.user, command.mailbox)
+        mailbox, messages = await session.call(session.ctx.snapshots.list_messages, st.user, command.mailbox)
     except NoSuchMailbox:
         return no("No such mailbox", "NONEXISTENT")
     if command.condstore:
@@ -234,7 +234,7 @@ async def cmd_status(session: IMAPSession, command: Status) -> Done:
 
 
 async def _status_line(session: IMAPSession, name: str, items: tuple[str, ...]) -> bytes:
-    mailbox, messages = await session.call(session.ctx.store.list_messages, session.st.user, name)
+    mailbox, messages = await session.call(session.ctx.snapshots.list_messages, session.st.user, name)
     values = {
         "MESSAGES": len(messages),
         "UIDNEXT": mailbox.uidnext,
@@ -277,7 +277,7 @@ async def _quota_line(session: IMAPSession) -> bytes:
     store, owner = session.ctx.store, session.st.user
     used = 0
     for mailbox in await session.call(store.list_mailboxes, owner):
-        _, messages = await session.call(store.list_messages, owner, mailbox.name)
+        _, messages = await session.call(session.ctx.snapshots.list_messages, owner, mailbox.name)
         used += sum(m.crlf_size for m in messages)
     # STORAGE is counted in units of 1024 octets, rounded up.
     return b'* QUOTA "" (STORAGE %d %d)\r\n' % (-(-used // 1024), session.ctx.quota_storage // 1024)

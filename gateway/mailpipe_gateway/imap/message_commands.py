@@ -67,13 +67,20 @@ async def cmd_append(session: IMAPSession, command: Append) -> Done:
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     date = int(command.internal_date.timestamp()) if command.internal_date is not None else None
     try:
-        mailbox, uid = await session.call(
-            lambda: session.ctx.store.append(
+        appended = await session.call(
+            lambda: session.ctx.store.append_message(
                 session.st.user, command.mailbox, command.message, flags=flags, internaldate=date
             )
         )
     except NoSuchMailbox:
         return no("No such mailbox", "TRYCREATE")
+    view, mailbox, uid = session.st.view, appended.mailbox, appended.message.uid
+    if (
+        view is not None
+        and view.mailbox.mailbox_id == mailbox.mailbox_id
+        and view.followed_own_append(appended.message, appended.started_from)
+    ):
+        await session.send(b"* %d EXISTS\r\n" % view.exists)
     return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uid}")
 
 
@@ -86,10 +93,13 @@ async def cmd_close(session: IMAPSession, command: Command) -> Done:
     assert view is not None
     if command.name == "CLOSE" and not view.read_only:
         # CLOSE expunges silently (RFC 9051 6.4.1): no EXPUNGE responses.
-        _, messages = await session.call(session.ctx.store.list_messages, session.st.user, view.mailbox.name)
-        deleted = [m.uid for m in messages if "\\Deleted" in m.flags]
+        deleted = await _flagged_deleted(session)
         if deleted:
-            await session.call(session.ctx.store.expunge, session.st.user, view.mailbox.name, deleted)
+            await session.call(
+                lambda: session.ctx.store.expunge(
+                    session.st.user, view.mailbox.name, deleted, only_deleted=True
+                )
+            )
     session.st.view = None
     session.st.state = State.AUTHENTICATED
     return Done(text=f"{command.name} completed")
@@ -100,18 +110,29 @@ async def cmd_expunge(session: IMAPSession, command: Expunge) -> Done:
     assert view is not None
     if view.read_only:
         return no("Mailbox is read-only", "READ-ONLY")
-    _, messages = await session.call(session.ctx.store.list_messages, session.st.user, view.mailbox.name)
-    deleted = [m.uid for m in messages if "\\Deleted" in m.flags]
-    if command.uids is not None:
-        wanted = {m.uid for _, m in view.by_uids(command.uids.resolve(view.largest_uid))}
-        deleted = [uid for uid in deleted if uid in wanted]
+    if command.uids is None:
+        deleted = await _flagged_deleted(session)
+    else:
+        # The store expunges only those that have \\Deleted as it commits: no need to list them first.
+        deleted = [m.uid for _, m in view.by_uids(command.uids.resolve(view.largest_uid))]
     commits: list[int] = []
     expunged = await session.call(
-        lambda: session.ctx.store.expunge(session.st.user, view.mailbox.name, deleted, commits=commits)
+        lambda: session.ctx.store.expunge(
+            session.st.user, view.mailbox.name, deleted, only_deleted=True, commits=commits
+        )
     )
     await _announce_own_expunges(session, expunged)
     view.followed_own_commits(commits)
     return Done(text="EXPUNGE completed")
+
+
+async def _flagged_deleted(session: IMAPSession) -> list[int]:
+    """The UIDs with \\Deleted in the selected mailbox as it is now (the store checks again as it
+    expunges them: another session may take the flag off meanwhile)."""
+    assert session.st.view is not None
+    name = session.st.view.mailbox.name
+    _, messages = await session.call(session.ctx.snapshots.list_messages, session.st.user, name)
+    return [m.uid for m in messages if "\\Deleted" in m.flags]
 
 
 async def _announce_own_expunges(session: IMAPSession, uids: list[int]) -> None:

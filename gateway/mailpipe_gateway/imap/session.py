@@ -163,15 +163,13 @@ class IMAPSession:
             view.mailbox.highestmodseq,
         ) and not (may_expunge and view.has_pending_expunges):
             return
-        store = self.ctx.store
-        mailbox, states = await self.call(store.list_states, self.st.user, view.mailbox.name)
-        new = [state.uid for state in states if not view.knows(state.uid)]
-        arrived = {m.uid: m for m in await self.call(store.messages_by_uid, mailbox, new)} if new else {}
-        messages = [
-            view.with_state(state) if view.knows(state.uid) else arrived.get(state.uid) for state in states
-        ]
+        changes = await self.call(self.ctx.snapshots.changes, current, view.mailbox.highestmodseq)
         updates = view.refresh(
-            mailbox, [m for m in messages if m is not None], may_expunge=may_expunge, qresync=self.st.qresync
+            changes.mailbox,
+            changes.states,
+            changes.messages,
+            may_expunge=may_expunge,
+            qresync=self.st.qresync,
         )
         await self.announce(updates)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mailpipe.directory import Directory
-from mailpipe.store import MailStore
+from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.imap.view import MailboxView
 
@@ -36,6 +36,7 @@ class IMAPContext:
 
     directory: Directory
     store: MailStore
+    snapshots: MailboxSnapshots  # the mailboxes as this process last read them, shared by sessions
     throttle: AuthThrottle
     hostname: str
     tls_context: ssl.SSLContext | None

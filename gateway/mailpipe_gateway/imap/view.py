@@ -1,9 +1,9 @@
 """One session's picture of its selected mailbox: sequence numbers, flags, and what changed.
 
 The store is the truth; sessions learn about other sessions' and the pipeline's changes
-by comparing a fresh listing with what they last told their client. The view holds what
+by asking the store what changed since the HIGHESTMODSEQ they last saw. The view holds what
 the client believes (message numbers <-> UIDs, each message's flags and MODSEQ) and
-turns a fresh listing into the untagged responses that bring the client up to date:
+turns those changes into the untagged responses that bring the client up to date:
 EXPUNGE (or VANISHED under QRESYNC), EXISTS, and FETCH for changed flags.
 
 RFC 9051 7.5.1: no EXPUNGE while a FETCH, STORE or SEARCH (by message number) runs, since
@@ -60,10 +60,6 @@ class MailboxView:
     def knows(self, uid: int) -> bool:
         return uid in self._messages
 
-    def with_state(self, state: MessageState) -> StoredMessage:
-        """The message as the view has it, with the flags and MODSEQ a fresh listing reports."""
-        return replace(self._messages[state.uid], flags=state.flags, modseq=state.modseq)
-
     @property
     def has_pending_expunges(self) -> bool:
         return bool(self._gone)
@@ -93,13 +89,27 @@ class MailboxView:
     # -- refreshing --------------------------------------------------------------
 
     def refresh(
-        self, mailbox: Mailbox, messages: list[StoredMessage], *, may_expunge: bool, qresync: bool = False
+        self,
+        mailbox: Mailbox,
+        changes: list[MessageState],
+        arrived: dict[int, StoredMessage],
+        *,
+        may_expunge: bool,
+        qresync: bool = False,
     ) -> Updates:
-        """Fold a fresh listing into the view; returns what the client must be told."""
+        """Fold the store's changes since the view's HIGHESTMODSEQ into the view (`arrived` holds
+        the new messages among them, whole); returns what the client must be told."""
         updates = Updates()
-        fresh = {m.uid: m for m in messages}
         self.mailbox = mailbox
-        self._gone.update(uid for uid in self._uids if uid not in fresh)
+        for state in changes:
+            if state.expunged:
+                if state.uid in self._messages:
+                    self._gone.add(state.uid)
+            elif state.uid in self._messages:
+                current = self._messages[state.uid]
+                if current.flags != state.flags or current.modseq != state.modseq:
+                    self._messages[state.uid] = replace(current, flags=state.flags, modseq=state.modseq)
+                    updates.changed.append(self._messages[state.uid])
         if may_expunge and self._gone:
             if qresync:
                 updates.vanished = sorted(self._gone)
@@ -111,21 +121,14 @@ class MailboxView:
                 del self._uids[number - 1]
                 del self._messages[uid]
             self._gone.clear()
-        for uid in self._uids:
-            if uid in fresh and self._differs(self._messages[uid], fresh[uid]):
-                self._messages[uid] = fresh[uid]
-                updates.changed.append(fresh[uid])
-        new = [
-            m for m in messages if m.uid not in self._messages and (not self._uids or m.uid > self._uids[-1])
-        ]
+            updates.changed = [m for m in updates.changed if m.uid in self._messages]
+        last = self._uids[-1] if self._uids else 0
+        new = [arrived[s.uid] for s in changes if s.uid > last and not s.expunged and s.uid in arrived]
         if new:
             for message in new:
                 self._uids.append(message.uid)
                 self._messages[message.uid] = message
             updates.exists = self.exists
-        elif updates.expunged or updates.vanished:
-            # RFC 9051 7.4.1: the client derives the new count itself; EXISTS may follow anyway.
-            updates.exists = None
         return updates
 
     def followed_own_commits(self, commits: list[int]) -> None:
@@ -137,6 +140,17 @@ class MailboxView:
             and commits == list(range(commits[0], commits[0] + len(commits)))
         ):
             self.mailbox = replace(self.mailbox, highestmodseq=commits[-1] + 1)
+
+    def followed_own_append(self, message: StoredMessage, started_from: int) -> bool:
+        """This session appended `message` to this mailbox by a commit from `started_from`: if the
+        view was there, it takes the message in without asking the store (the caller announces
+        EXISTS) and returns True."""
+        if started_from != self.mailbox.highestmodseq or message.uid != self.mailbox.uidnext:
+            return False
+        self._uids.append(message.uid)
+        self._messages[message.uid] = message
+        self.mailbox = replace(self.mailbox, uidnext=message.uid + 1, highestmodseq=started_from + 1)
+        return True
 
     def apply_own_change(self, message: StoredMessage) -> None:
         """This session changed the message (STORE): the client hears of it in the reply, not later."""
@@ -154,7 +168,3 @@ class MailboxView:
                 del self._messages[uid]
             self._gone.discard(uid)
         return numbers
-
-    @staticmethod
-    def _differs(old: StoredMessage, new: StoredMessage) -> bool:
-        return old.flags != new.flags or old.modseq != new.modseq

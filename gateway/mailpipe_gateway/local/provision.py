@@ -110,6 +110,7 @@ def _create_table(dynamodb: Any, name: str, props: dict[str, Any]) -> None:
         "AttributeDefinitions": props["AttributeDefinitions"],
         "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
     }
-    if props.get("GlobalSecondaryIndexes"):
-        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    for indexes in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if props.get(indexes):
+            kwargs[indexes] = props[indexes]
     dynamodb.create_table(**kwargs)

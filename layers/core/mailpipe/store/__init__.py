@@ -4,18 +4,20 @@ from mailpipe.store.mailstore import (
     FlagChange,
     MailboxExists,
     MailStore,
-    MessageState,
     NoSuchMailbox,
     StoreError,
 )
-from mailpipe.store.model import DEFAULT_MAILBOXES, Mailbox, StoredMessage
+from mailpipe.store.model import DEFAULT_MAILBOXES, Mailbox, MessageState, StoredMessage
+from mailpipe.store.snapshots import Changes, MailboxSnapshots
 
 __all__ = [
     "DEFAULT_MAILBOXES",
+    "Changes",
     "FlagChange",
     "MailStore",
     "Mailbox",
     "MailboxExists",
+    "MailboxSnapshots",
     "MessageState",
     "NoSuchMailbox",
     "StoreError",

@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from boto3.dynamodb.conditions import Key
@@ -24,10 +24,12 @@ from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.store import transactions as tx
 from mailpipe.store.model import (
+    CHANGES_INDEX,
     DEFAULT_MAILBOXES,
     MAILBOX_PREFIX,
     UID_PREFIX,
     Mailbox,
+    MessageState,
     StoredMessage,
     delivery_sk,
     mailbox_sk,
@@ -65,12 +67,13 @@ class _Retry(Exception):
 
 
 @dataclass(frozen=True)
-class MessageState:
-    """What changes about a stored message: its flags, and with them its MODSEQ."""
+class Appended:
+    """What an APPEND did: the mailbox as it was read (for UIDVALIDITY), the message as stored,
+    and the HIGHESTMODSEQ its commit started from."""
 
-    uid: int
-    modseq: int
-    flags: tuple[str, ...]
+    mailbox: Mailbox
+    message: StoredMessage
+    started_from: int
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class MailStore:
         """Same mailbox, new name: its id, UIDs and UIDVALIDITY stay."""
         if old == INBOX:
             raise StoreError("INBOX is renamed by moving its messages, not by renaming it")
-        mailbox = self._require(owner, old)
+        mailbox = self.require_mailbox(owner, old)
         item = self._table.get_item(Key={"pk": owner_pk(owner), "sk": mailbox_sk(old)}, ConsistentRead=True)[
             "Item"
         ]
@@ -179,7 +182,7 @@ class MailStore:
         """Remove the mailbox and, after it, its messages and their bodies."""
         if name == INBOX:
             raise StoreError("INBOX cannot be deleted")
-        mailbox = self._require(owner, name)
+        mailbox = self.require_mailbox(owner, name)
         try:
             self._table.delete_item(
                 Key={"pk": owner_pk(owner), "sk": mailbox_sk(name)},
@@ -210,7 +213,7 @@ class MailStore:
                 raise NoSuchMailbox(f"no mailbox {name!r}") from None
             raise
 
-    def _require(self, owner: str, name: str) -> Mailbox:
+    def require_mailbox(self, owner: str, name: str) -> Mailbox:
         mailbox = self.get_mailbox(owner, name)
         if mailbox is None:
             raise NoSuchMailbox(f"no mailbox {name!r} for {owner}")
@@ -287,7 +290,21 @@ class MailStore:
         internaldate: int | None = None,
     ) -> tuple[Mailbox, int]:
         """IMAP APPEND: a client's message into a mailbox; returns the mailbox (for UIDVALIDITY) and UID."""
-        mailbox = self._require(owner, mailbox_name)
+        appended = self.append_message(owner, mailbox_name, raw, flags=flags, internaldate=internaldate)
+        return appended.mailbox, appended.message.uid
+
+    def append_message(
+        self,
+        owner: str,
+        mailbox_name: str,
+        raw: bytes,
+        *,
+        flags: Iterable[str] = (),
+        internaldate: int | None = None,
+    ) -> Appended:
+        """APPEND, telling the caller the message as stored and the HIGHESTMODSEQ its commit started
+        from: a session whose view was there knows the mailbox changed by this alone."""
+        mailbox = self.require_mailbox(owner, mailbox_name)
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
         self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
@@ -295,15 +312,15 @@ class MailStore:
             blob_key, len(raw), summarize(raw), internaldate, flags, message_id, lines.crlf_size(raw)
         )
 
-        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
-            uid = mailbox.uidnext
+        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], Appended]:
+            uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
+            stored = StoredMessage.from_item({**message, "uid": uid, "modseq": modseq})
             return [
                 tx.mailbox_guard(self._table.name, mailbox, new_messages=1),
-                tx.put_message(self._table.name, mailbox, uid, mailbox.highestmodseq + 1, message),
-            ], uid
+                tx.put_message(self._table.name, mailbox, uid, modseq, message),
+            ], Appended(mailbox, stored, mailbox.highestmodseq)
 
-        uid = self._commit(owner, mailbox_name, build, mailbox=mailbox)
-        return mailbox, uid
+        return self._commit(owner, mailbox_name, build, mailbox=mailbox)
 
     def copy(
         self, owner: str, source: str, uids: Iterable[int], target: str
@@ -315,7 +332,7 @@ class MailStore:
         _, messages = self.list_messages(owner, source)
         wanted = set(uids)
         originals = [m for m in messages if m.uid in wanted]
-        target_mailbox = self._require(owner, target)
+        target_mailbox = self.require_mailbox(owner, target)
         copies = []
         for original in originals:
             copy_id = uuid.uuid4().hex
@@ -380,28 +397,41 @@ class MailStore:
         """
         new_flags = set(flags)
         modified: set[int] = set()
+        after: dict[int, StoredMessage] = {}  # each message as its committed update leaves it
 
         def change(mailbox: Mailbox, message: StoredMessage, modseq: int) -> dict[str, Any] | None:
             if unchanged_since is not None and message.modseq > unchanged_since:
                 modified.add(message.uid)
                 return None
             modified.discard(message.uid)
-            result = _apply_flags(set(message.flags), mode, new_flags)
-            if result == set(message.flags):
+            result = sorted(_apply_flags(set(message.flags), mode, new_flags))
+            if result == sorted(message.flags):
                 return None
-            return tx.set_flags(self._table.name, mailbox, message.uid, modseq, sorted(result))
+            after[message.uid] = replace(message, flags=tuple(result), modseq=modseq)
+            return tx.set_flags(self._table.name, mailbox, message.uid, modseq, result)
 
         changed = self._change_messages(owner, mailbox_name, uids, change, commits)
-        mailbox = self._require(owner, mailbox_name)
-        return FlagChange(self._messages_by_uid(mailbox, set(changed)), sorted(modified))
+        return FlagChange([after[uid] for uid in sorted(changed)], sorted(modified))
 
     def expunge(
-        self, owner: str, mailbox_name: str, uids: Iterable[int], *, commits: list[int] | None = None
+        self,
+        owner: str,
+        mailbox_name: str,
+        uids: Iterable[int],
+        *,
+        only_deleted: bool = False,
+        commits: list[int] | None = None,
     ) -> list[int]:
-        """Remove messages; returns the UIDs expunged. Their bodies are deleted after the index says so."""
+        """Remove messages; returns the UIDs expunged. Their bodies are deleted after the index says so.
+
+        With `only_deleted` (IMAP EXPUNGE), a message is removed only if it has the \\Deleted flag
+        when the transaction is built: another session may have taken the flag off meanwhile.
+        """
         blobs: dict[int, str] = {}
 
-        def change(mailbox: Mailbox, message: StoredMessage, modseq: int) -> dict[str, Any]:
+        def change(mailbox: Mailbox, message: StoredMessage, modseq: int) -> dict[str, Any] | None:
+            if only_deleted and "\\Deleted" not in message.flags:
+                return None
             blobs[message.uid] = message.blob_key
             return tx.expunge(self._table.name, mailbox, message.uid, modseq)
 
@@ -467,25 +497,35 @@ class MailStore:
         every such message was committed before that read, so a later listing can
         add only higher UIDs.
         """
-        mailbox = self._require(owner, mailbox_name)
-        messages = self._messages(mailbox, include_expunged=include_expunged)
+        mailbox = self.require_mailbox(owner, mailbox_name)
+        messages = self.messages_in(mailbox, include_expunged=include_expunged)
         return mailbox, messages
 
-    def list_states(self, owner: str, mailbox_name: str) -> tuple[Mailbox, list[MessageState]]:
-        """UID, MODSEQ and flags of each live message, without the summaries: enough for a session
-        to see what changed (a listing without summaries costs far less to read and decode)."""
-        mailbox = self._require(owner, mailbox_name)
-        if mailbox.uidnext <= 1:
-            return mailbox, []
-        condition = Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("sk").between(
-            uid_sk(1), uid_sk(mailbox.uidnext - 1)
+    def changes_since(self, mailbox: Mailbox, modseq: int) -> list[MessageState]:
+        """Each message changed after `modseq` (new, flags changed, or expunged), in UID order, as of
+        `mailbox` (just read): one Query of the MODSEQ index, of the changes only.
+
+        A message changed again while the Query runs moves up the index, never down, so it
+        is seen at least once (the latest state wins). The index is read to its end, not to
+        the mailbox's HIGHESTMODSEQ, for that reason; new messages from `mailbox.uidnext` on
+        are left for the next call, since only those below it were all committed before
+        `mailbox` was read (docs/mail-store.md).
+        """
+        if mailbox.highestmodseq <= modseq:
+            return []
+        items = query_all(
+            self._table,
+            Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("modseq").gt(modseq),
+            IndexName=CHANGES_INDEX,
+            ProjectionExpression="uid, modseq, flags, expunged",
         )
-        items = query_all(self._table, condition, ProjectionExpression="sk, uid, modseq, flags, expunged")
-        return mailbox, [
-            MessageState(int(i["uid"]), int(i["modseq"]), tuple(i.get("flags", [])))
-            for i in items
-            if i["sk"].startswith(UID_PREFIX) and not i.get("expunged")
-        ]
+        latest: dict[int, MessageState] = {}
+        for item in items:
+            uid, item_modseq = int(item["uid"]), int(item["modseq"])
+            if uid < mailbox.uidnext and (uid not in latest or latest[uid].modseq < item_modseq):
+                flags = tuple(item.get("flags", []))
+                latest[uid] = MessageState(uid, item_modseq, flags, bool(item.get("expunged")))
+        return [latest[uid] for uid in sorted(latest)]
 
     def messages_by_uid(self, mailbox: Mailbox, uids: Iterable[int]) -> list[StoredMessage]:
         """The live messages among `uids`, whole, in UID order."""
@@ -511,7 +551,7 @@ class MailStore:
         """
         wanted = sorted(uid for uid in uids if 0 < uid < mailbox.uidnext)
         if len(wanted) > BATCH_READ_LIMIT:
-            return [m for m in self._messages(mailbox) if m.uid in uids]
+            return [m for m in self.messages_in(mailbox) if m.uid in uids]
         found: list[StoredMessage] = []
         for start in range(0, len(wanted), 100):
             keys = [
@@ -527,7 +567,7 @@ class MailStore:
                 pending = response.get("UnprocessedKeys") or {}
         return sorted((m for m in found if not m.expunged), key=lambda m: m.uid)
 
-    def _messages(self, mailbox: Mailbox, *, include_expunged: bool = False) -> list[StoredMessage]:
+    def messages_in(self, mailbox: Mailbox, *, include_expunged: bool = False) -> list[StoredMessage]:
         if mailbox.uidnext <= 1:
             return []
         condition = Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("sk").between(
@@ -552,7 +592,7 @@ class MailStore:
         mailbox: Mailbox | None = None,
     ) -> T:
         """Run `build`'s transaction against the mailbox as read; reread and rebuild until it commits."""
-        mailbox = mailbox or self._require(owner, mailbox_name)
+        mailbox = mailbox or self.require_mailbox(owner, mailbox_name)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             items, result = build(mailbox)
             if len(items) <= 1:  # only the guard: nothing to change
@@ -570,7 +610,7 @@ class MailStore:
                         return settled
             # Someone else changed the mailbox first: back off, reread, rebuild.
             time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 8))))
-            mailbox = self._require(owner, mailbox_name)
+            mailbox = self.require_mailbox(owner, mailbox_name)
         raise StoreError(f"too much contention on {owner}/{mailbox_name}")
 
     def _delete_blobs(self, keys: list[str]) -> None:

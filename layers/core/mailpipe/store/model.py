@@ -22,6 +22,8 @@ MAILBOX_PREFIX = "mailbox#"
 UID_PREFIX = "uid#"
 DELIVERY_PREFIX = "delivery#"
 UID_WIDTH = 10  # UIDs are 32-bit: at most 10 digits, zero-padded so sort keys sort numerically
+# The local index of a mailbox's messages by MODSEQ (template.yaml): what changed since a MODSEQ.
+CHANGES_INDEX = "by_modseq"
 
 
 def owner_pk(owner: str) -> str:
@@ -67,6 +69,16 @@ class Mailbox:
             special_use=item.get("special_use"),
             subscribed=bool(item.get("subscribed", True)),
         )
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """What changes about a stored message: its flags, and with them its MODSEQ; or its expunge."""
+
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+    expunged: bool = False
 
 
 @dataclass(frozen=True)

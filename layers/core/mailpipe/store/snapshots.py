@@ -1,0 +1,157 @@
+"""Mailboxes as one gateway process last read them, shared by its sessions, kept up to date by changes.
+
+Several IMAP sessions of a process often watch one mailbox (a client opens a few connections,
+STATUS polls every folder, IDLE polls the selected one). What a stored message is (summary,
+size, body) never changes under its UID, and a mailbox id is never reused, so a process keeps
+each mailbox's messages as of one HIGHESTMODSEQ and brings them forward with
+MailStore.changes_since: one Query of what changed, read once for every session of the
+process. It also keeps the last batches of changes it read, so a session that is a little
+behind learns what changed since its own MODSEQ from memory (Dovecot's transaction log plays
+that part beside its index).
+
+Every snapshot keeps the store's promise for listings (docs/mail-store.md): it holds every live
+message with a UID below its mailbox's UIDNEXT, with every change up to its HIGHESTMODSEQ.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from mailpipe.store.model import Mailbox, MessageState, StoredMessage
+
+if TYPE_CHECKING:
+    from mailpipe.store.mailstore import MailStore
+
+MAX_CACHED_MESSAGES = 200_000  # about 2 KB each with its summary: a few hundred MB at most
+MAX_LOGGED_BATCHES = 512  # batches of changes kept per mailbox for sessions that are behind
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The messages changed after `since` up to `until` (each as read then, maybe newer)."""
+
+    since: int
+    until: int
+    uids: frozenset[int]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    mailbox: Mailbox
+    messages: dict[int, StoredMessage]  # by UID, ascending; never changed once published
+    log: tuple[_Batch, ...]
+
+    @property
+    def log_start(self) -> int:
+        return self.log[0].since if self.log else self.mailbox.highestmodseq
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a session behind the store must learn: `mailbox` as now known, each changed message's
+    state (expunged ones as tombstones), and the changed messages that are live, whole."""
+
+    mailbox: Mailbox
+    states: list[MessageState]
+    messages: dict[int, StoredMessage]
+
+
+class MailboxSnapshots:
+    """The per-process cache of mailboxes; every method is safe to call from many threads."""
+
+    def __init__(self, store: MailStore, *, max_messages: int = MAX_CACHED_MESSAGES) -> None:
+        self._store = store
+        self._max_messages = max_messages
+        self._lock = threading.Lock()
+        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()  # least recently used first
+        self._updating: dict[str, threading.Lock] = {}
+
+    def list_messages(self, owner: str, name: str) -> tuple[Mailbox, list[StoredMessage]]:
+        """The mailbox and its live messages in UID order, like MailStore.list_messages."""
+        mailbox = self._store.require_mailbox(owner, name)
+        snapshot = self._current(mailbox)
+        return _as_of(mailbox, snapshot), list(snapshot.messages.values())
+
+    def changes(self, mailbox: Mailbox, since: int) -> Changes:
+        """What changed after MODSEQ `since` in `mailbox` (just read), from memory when the log
+        reaches back that far, else from the store."""
+        snapshot = self._current(mailbox)
+        if snapshot.log_start <= since:
+            uids = sorted({uid for batch in snapshot.log if batch.until > since for uid in batch.uids})
+            messages = {uid: snapshot.messages[uid] for uid in uids if uid in snapshot.messages}
+            states = [_state(uid, messages.get(uid), snapshot.mailbox) for uid in uids]
+            return Changes(_as_of(mailbox, snapshot), states, messages)
+        states = self._store.changes_since(mailbox, since)
+        new = [s.uid for s in states if not s.expunged]
+        found = {m.uid: m for m in self._store.messages_by_uid(mailbox, new)} if new else {}
+        return Changes(mailbox, states, found)
+
+    def _current(self, mailbox: Mailbox) -> _Snapshot:
+        """The snapshot of this mailbox at least as new as `mailbox`, read from the store if need be."""
+        key = mailbox.mailbox_id
+        with self._lock:
+            updating = self._updating.setdefault(key, threading.Lock())
+        # One reader per mailbox at a time: sessions arriving meanwhile find its result.
+        with updating:
+            snapshot = self._get(key)
+            if snapshot is not None and snapshot.mailbox.highestmodseq >= mailbox.highestmodseq:
+                return snapshot
+            snapshot = self._read(mailbox, snapshot)
+            self._put(key, snapshot)
+            return snapshot
+
+    def _read(self, mailbox: Mailbox, old: _Snapshot | None) -> _Snapshot:
+        if old is None:
+            messages = self._store.messages_in(mailbox)
+            return _Snapshot(mailbox, {m.uid: m for m in messages}, ())
+        since = old.mailbox.highestmodseq
+        states = self._store.changes_since(mailbox, since)
+        messages = dict(old.messages)
+        new: list[int] = []
+        last = max(messages, default=0)
+        for state in states:
+            if state.expunged:
+                messages.pop(state.uid, None)
+            elif state.uid in messages:
+                messages[state.uid] = replace(messages[state.uid], flags=state.flags, modseq=state.modseq)
+            elif state.uid > last:
+                new.append(state.uid)
+        for message in self._store.messages_by_uid(mailbox, new) if new else []:
+            messages[message.uid] = message  # ascending, after every UID already there
+        batch = _Batch(since, mailbox.highestmodseq, frozenset(s.uid for s in states))
+        return _Snapshot(mailbox, messages, (*old.log, batch)[-MAX_LOGGED_BATCHES:])
+
+    def _get(self, key: str) -> _Snapshot | None:
+        with self._lock:
+            snapshot = self._snapshots.get(key)
+            if snapshot is not None:
+                self._snapshots.move_to_end(key)
+            return snapshot
+
+    def _put(self, key: str, snapshot: _Snapshot) -> None:
+        with self._lock:
+            there = self._snapshots.get(key)
+            if there is not None and there.mailbox.highestmodseq > snapshot.mailbox.highestmodseq:
+                return  # a reader that started later finished first: keep the newer
+            self._snapshots[key] = snapshot
+            self._snapshots.move_to_end(key)
+            total = sum(len(s.messages) for s in self._snapshots.values())
+            while total > self._max_messages and len(self._snapshots) > 1:
+                evicted, dropped = self._snapshots.popitem(last=False)
+                self._updating.pop(evicted, None)
+                total -= len(dropped.messages)
+
+
+def _as_of(mailbox: Mailbox, snapshot: _Snapshot) -> Mailbox:
+    """`mailbox` as just read (its name, subscription: a RENAME keeps the id), with the counters
+    of the snapshot, which may be newer."""
+    return replace(mailbox, uidnext=snapshot.mailbox.uidnext, highestmodseq=snapshot.mailbox.highestmodseq)
+
+
+def _state(uid: int, message: StoredMessage | None, mailbox: Mailbox) -> MessageState:
+    if message is None:  # changed, and no longer live: expunged (at or before the snapshot's MODSEQ)
+        return MessageState(uid, mailbox.highestmodseq, (), expunged=True)
+    return MessageState(uid, message.modseq, message.flags)
