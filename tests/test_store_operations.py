@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from mailpipe.store import MailboxExists, NoSuchMailbox, StoreError
@@ -189,3 +191,37 @@ def test_a_flag_change_reports_messages_as_the_store_now_has_them(store, owner) 
     change = store.update_flags(owner, "INBOX", [1, 2], "add", ["\\Seen", "$label2"])
     _, messages = store.list_messages(owner, "INBOX")
     assert change.changed == messages and change.modified == []
+
+
+def test_racing_flag_changes_lose_no_update(store, owner) -> None:
+    for _ in range(2):
+        store.append(owner, "INBOX", MESSAGE)
+    before = store.get_mailbox(owner, "INBOX")
+    keywords = [f"$race{i}" for i in range(8)]
+    with ThreadPoolExecutor(len(keywords)) as pool:
+        changes = list(pool.map(lambda k: store.update_flags(owner, "INBOX", [1, 2], "add", [k]), keywords))
+    _, messages = store.list_messages(owner, "INBOX")
+    assert all(set(m.flags) == set(keywords) for m in messages)
+    # Each change committed once, with a MODSEQ of its own, and reported what it left.
+    mailbox = store.get_mailbox(owner, "INBOX")
+    assert mailbox.highestmodseq == before.highestmodseq + len(keywords)
+    assert sorted({m.modseq for change in changes for m in change.changed}) == list(
+        range(before.highestmodseq + 1, mailbox.highestmodseq + 1)
+    )
+
+
+KEYWORDS = ("$k0", "$k1", "$k2")
+
+
+def test_an_expunge_racing_flag_changes_wins_or_loses_cleanly(store, owner) -> None:
+    for _ in range(3):
+        store.append(owner, "INBOX", MESSAGE)
+    with ThreadPoolExecutor(4) as pool:
+        flag = [pool.submit(store.update_flags, owner, "INBOX", [1, 2, 3], "add", [k]) for k in KEYWORDS]
+        expunged = pool.submit(store.expunge, owner, "INBOX", [2])
+        for change in flag:
+            change.result()  # none fails, whichever came first
+    assert expunged.result() == [2]
+    _, messages = store.list_messages(owner, "INBOX")
+    assert [m.uid for m in messages] == [1, 3]
+    assert all(set(m.flags) == set(KEYWORDS) for m in messages)

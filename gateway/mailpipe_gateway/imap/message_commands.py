@@ -118,7 +118,12 @@ async def cmd_expunge(session: IMAPSession, command: Expunge) -> Done:
     commits: list[int] = []
     expunged = await session.call(
         lambda: session.ctx.store.expunge(
-            session.st.user, view.mailbox.name, deleted, only_deleted=True, commits=commits
+            session.st.user,
+            view.mailbox.name,
+            deleted,
+            only_deleted=True,
+            commits=commits,
+            mailbox=view.mailbox,
         )
     )
     await _announce_own_expunges(session, expunged)
@@ -173,7 +178,9 @@ async def cmd_copy(session: IMAPSession, command: Copy) -> Done:
     await session.send(f"* OK [{code}] Moved\r\n".encode())
     commits: list[int] = []
     expunged = await session.call(
-        lambda: session.ctx.store.expunge(session.st.user, view.mailbox.name, uids, commits=commits)
+        lambda: session.ctx.store.expunge(
+            session.st.user, view.mailbox.name, uids, commits=commits, mailbox=view.mailbox
+        )
     )
     await _announce_own_expunges(session, expunged)
     view.followed_own_commits(commits)
@@ -206,6 +213,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
             flags,
             unchanged_since=command.unchanged_since,
             commits=commits,
+            mailbox=view.mailbox,
         )
     )
     for message in change.changed:
@@ -292,7 +300,13 @@ async def _mark_seen(session: IMAPSession, targets: Targets) -> Targets:
     commits: list[int] = []
     change = await session.call(
         lambda: session.ctx.store.update_flags(
-            session.st.user, view.mailbox.name, unseen, "add", ["\\Seen"], commits=commits
+            session.st.user,
+            view.mailbox.name,
+            unseen,
+            "add",
+            ["\\Seen"],
+            commits=commits,
+            mailbox=view.mailbox,
         )
     )
     for message in change.changed:

@@ -42,10 +42,10 @@ def _install_fast_transactions() -> None:
     against the state before the transaction, and then applying all operations, is the same
     as moto's one-by-one run. So a transaction whose checks all pass is applied directly (the
     items it touches are copied first, and put back if applying fails anyway); one whose only
-    fault is failed conditions is cancelled with the reasons moto would give, without touching
-    anything; any other goes to moto's own code, so other errors are reported exactly as moto
-    reports them. Safe only because this server runs DynamoDB requests one at a time
-    (_AtomicDynamoDB).
+    fault is failed conditions is cancelled with the reasons (and, if asked, the items) moto
+    would give, without touching anything; any other goes to moto's own code, so other errors
+    are reported exactly as moto reports them. Safe only because this server runs DynamoDB
+    requests one at a time (_AtomicDynamoDB).
     """
     from moto.dynamodb.comparisons import get_filter_expression
     from moto.dynamodb.exceptions import TransactionCanceledException
@@ -59,14 +59,14 @@ def _install_fast_transactions() -> None:
         checked = _checked_plan(self, transact_items, get_filter_expression)
         if checked is None:
             return original(self, transact_items)
-        plan, failed = checked
-        if any(failed):
+        plan, failures = checked
+        if any(failure is not None for failure in failures):
             raise TransactionCanceledException(
                 [
-                    ("ConditionalCheckFailed", "The conditional request failed", None)
-                    if fails
+                    ("ConditionalCheckFailed", "The conditional request failed", failure or None)
+                    if failure is not None
                     else (None, None, None)
-                    for fails in failed
+                    for failure in failures
                 ]
             )
         saved = [
@@ -99,11 +99,12 @@ def _install_fast_transactions() -> None:
 
 def _checked_plan(
     backend: Any, transact_items: list[dict[str, Any]], get_filter_expression: Any
-) -> tuple[list[tuple[str, dict[str, Any], str, dict[str, Any]]], list[bool]] | None:
-    """The operations with their keys, and for each entry whether its condition fails, all judged
-    on the state before the transaction; None if anything is unusual enough for moto to judge."""
+) -> tuple[list[tuple[str, dict[str, Any], str, dict[str, Any]]], list[dict[str, Any] | None]] | None:
+    """The operations with their keys, and for each entry None if its condition holds, else the
+    item to return with the failure ({} for none), all judged on the state before the
+    transaction; None if anything is unusual enough for moto to judge."""
     plan = []
-    failed = []
+    failures: list[dict[str, Any] | None] = []
     seen = set()
     try:
         if len(transact_items) > 100:
@@ -114,7 +115,8 @@ def _checked_plan(
             op_type, op = next(iter(entry.items()))
             if op_type not in ("ConditionCheck", "Put", "Delete", "Update"):
                 return None
-            if op.get("ReturnValuesOnConditionCheckFailure"):
+            return_values = op.get("ReturnValuesOnConditionCheckFailure")
+            if return_values not in (None, "NONE", "ALL_OLD"):
                 return None
             table_name = op["TableName"]
             if op_type == "Put":
@@ -129,18 +131,21 @@ def _checked_plan(
                 return None
             seen.add(identity)
             condition = op.get("ConditionExpression")
-            holds = True
+            failure = None
             if condition is not None:
                 check = get_filter_expression(
                     condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
                 )
-                holds = bool(check.expr(backend.get_item(table_name, key)))
-            failed.append(not holds)
+                current = backend.get_item(table_name, key)
+                if not check.expr(current):
+                    wants_item = return_values == "ALL_OLD" and current is not None
+                    failure = current.to_json()["Attributes"] if wants_item else {}
+            failures.append(failure)
             if op_type != "ConditionCheck":
                 plan.append((table_name, key, op_type, op))
     except Exception:
         return None
-    return plan, failed
+    return plan, failures
 
 
 def _install_partitioned_local_index_queries() -> None:
@@ -160,9 +165,19 @@ def _install_partitioned_local_index_queries() -> None:
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        if hash_key is None or index_name not in {index.name for index in self.indexes or []}:
+        index = next((i for i in self.indexes or [] if i.name == index_name), None)
+        if hash_key is None or index is None:
             return original(self, hash_key, *args, **kwargs)
         partition = list(self.items.get(hash_key, {}).values())
+        comparison, bounds = (args[0], args[1]) if len(args) > 1 else (None, None)
+        sort_keys = [key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE"]
+        if comparison and bounds and len(sort_keys) == 1:
+            # The same test moto applies to each item, done first: moto then sorts only the matches.
+            partition = [
+                item
+                for item in partition
+                if (value := item.attrs.get(sort_keys[0])) is not None and value.compare(comparison, bounds)
+            ]
         self.all_items = lambda: sorted(partition, key=lambda item: item.range_key)
         try:
             return original(self, hash_key, *args, **kwargs)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from mailpipe.dynamo import query_all
@@ -47,6 +48,7 @@ BATCH_READ_LIMIT = 300  # beyond this many UIDs, one Query of the mailbox is che
 INBOX = "INBOX"
 
 T = TypeVar("T")
+_DESERIALIZE = TypeDeserializer()
 FlagMode = Literal["add", "remove", "replace"]
 
 
@@ -389,11 +391,13 @@ class MailStore:
         *,
         unchanged_since: int | None = None,
         commits: list[int] | None = None,
+        mailbox: Mailbox | None = None,
     ) -> FlagChange:
         """STORE: add, remove or replace flags; each message whose flags change gets a new MODSEQ.
 
         With `unchanged_since` (CONDSTORE), messages modified after that MODSEQ are left
-        alone and reported in `modified`.
+        alone and reported in `modified`. `mailbox`, if given, is the caller's last picture of
+        the mailbox item, tried before reading it (see _change_messages).
         """
         new_flags = set(flags)
         modified: set[int] = set()
@@ -410,7 +414,7 @@ class MailStore:
             after[message.uid] = replace(message, flags=tuple(result), modseq=modseq)
             return tx.set_flags(self._table.name, mailbox, message.uid, modseq, result)
 
-        changed = self._change_messages(owner, mailbox_name, uids, change, commits)
+        changed = self._change_messages(owner, mailbox_name, uids, change, commits, mailbox=mailbox)
         return FlagChange([after[uid] for uid in sorted(changed)], sorted(modified))
 
     def expunge(
@@ -421,6 +425,7 @@ class MailStore:
         *,
         only_deleted: bool = False,
         commits: list[int] | None = None,
+        mailbox: Mailbox | None = None,
     ) -> list[int]:
         """Remove messages; returns the UIDs expunged. Their bodies are deleted after the index says so.
 
@@ -435,7 +440,7 @@ class MailStore:
             blobs[message.uid] = message.blob_key
             return tx.expunge(self._table.name, mailbox, message.uid, modseq)
 
-        expunged = sorted(self._change_messages(owner, mailbox_name, uids, change, commits))
+        expunged = sorted(self._change_messages(owner, mailbox_name, uids, change, commits, mailbox=mailbox))
         self._delete_blobs([blobs[uid] for uid in expunged])
         return expunged
 
@@ -446,44 +451,68 @@ class MailStore:
         uids: Iterable[int],
         change: Callable[[Mailbox, StoredMessage, int], dict[str, Any] | None],
         commits: list[int] | None = None,
+        *,
+        mailbox: Mailbox | None = None,
     ) -> list[int]:
         """Apply `change` to the listed messages, at most 99 per transaction; returns the UIDs changed.
 
-        Each transaction gives its messages the next MODSEQ. `change` sees each message
-        as it is when the transaction is built and returns its update, or None to leave it.
+        Each transaction gives its messages the next MODSEQ. `change` sees each message as it
+        is when the transaction commits and returns its update, or None to leave it: messages
+        are read once, and each update is conditioned on the MODSEQ the message was read with.
+        So when another change to the mailbox commits first, the next attempt needs only the
+        mailbox item DynamoDB returns with the cancellation, and rereads just the messages that
+        changed: losing a race costs one request, not three. `mailbox` is a first guess of the
+        mailbox item (a session's view); the guard corrects a stale one.
+
         `commits` receives the HIGHESTMODSEQ each committed transaction started from: a caller
         whose picture of the mailbox was at the first of them, with no gaps, knows that the
         mailbox changed only through these commits (the IMAP session then need not relist it).
         """
-        remaining = set(uids)
+        current = mailbox or self.require_mailbox(owner, mailbox_name)
+        known = {m.uid: m for m in self._messages_by_uid(current, set(uids))}
+        remaining = set(known)
         changed: list[int] = []
-
-        def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], tuple[list[int], int]]:
-            modseq = mailbox.highestmodseq + 1
+        attempt = 0
+        while remaining:
+            modseq = current.highestmodseq + 1
             updates: list[tuple[int, dict[str, Any]]] = []
-            for message in self._messages_by_uid(mailbox, remaining):
-                if message.uid in remaining:
-                    update = change(mailbox, message, modseq)
-                    if update is not None:
-                        updates.append((message.uid, update))
+            for uid in sorted(remaining):
+                update = change(current, known[uid], modseq)
+                if update is not None:
+                    updates.append((uid, tx.unless_changed(update, known[uid].modseq)))
                     if len(updates) == tx.MAX_MESSAGES_PER_TRANSACTION:
                         break
             if not updates:
-                return [], ([], mailbox.highestmodseq)
-            guard = tx.mailbox_guard(self._table.name, mailbox)
-            return [guard, *(update for _, update in updates)], (
-                [uid for uid, _ in updates],
-                mailbox.highestmodseq,
-            )
-
-        while remaining:
-            done, started_from = self._commit(owner, mailbox_name, build)
-            if not done:
                 break
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[tx.mailbox_guard(self._table.name, current), *(u for _, u in updates)]
+                )
+            except ClientError as exc:
+                reasons = _cancellation_reasons(exc)
+                if not reasons:
+                    raise
+                attempt += 1
+                if attempt >= MAX_COMMIT_ATTEMPTS:
+                    raise StoreError(f"too much contention on {owner}/{mailbox_name}") from None
+                outcomes = zip(updates, reasons[1:], strict=False)
+                stale = {uid for (uid, _), reason in outcomes if reason != "None"}
+                if stale:
+                    fresh = {m.uid: m for m in self._messages_by_uid(current, stale)}
+                    for uid in stale:
+                        if uid in fresh:
+                            known[uid] = fresh[uid]
+                        else:  # expunged meanwhile
+                            remaining.discard(uid)
+                _back_off(attempt)
+                current = _mailbox_in(exc) or self.require_mailbox(owner, mailbox_name)
+                continue
             if commits is not None:
-                commits.append(started_from)
+                commits.append(current.highestmodseq)
+            done = [uid for uid, _ in updates]
             changed += done
             remaining.difference_update(done)
+            current = replace(current, highestmodseq=modseq)
         return changed
 
     # -- reading -----------------------------------------------------------------
@@ -608,9 +637,10 @@ class MailStore:
                     settled = on_conflict(mailbox, reasons)
                     if settled is not None:
                         return settled
-            # Someone else changed the mailbox first: back off, reread, rebuild.
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 8))))
-            mailbox = self.require_mailbox(owner, mailbox_name)
+                # Someone else changed the mailbox first: back off, and rebuild on the mailbox
+                # as the cancellation returned it (or as read again).
+                _back_off(attempt + 1)
+                mailbox = _mailbox_in(exc) or self.require_mailbox(owner, mailbox_name)
         raise StoreError(f"too much contention on {owner}/{mailbox_name}")
 
     def _delete_blobs(self, keys: list[str]) -> None:
@@ -650,6 +680,23 @@ def _apply_flags(current: set[str], mode: FlagMode, flags: set[str]) -> set[str]
     if mode == "remove":
         return current - flags
     return set(flags)
+
+
+def _back_off(attempt: int) -> None:
+    """A jittered pause before retrying a lost race, growing with the attempts."""
+    time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt - 1, 8))))
+
+
+def _mailbox_in(exc: ClientError) -> Mailbox | None:
+    """The mailbox item as a cancelled transaction's guard found it (the guard asks for it with
+    ReturnValuesOnConditionCheckFailure), or None if the guard held or the mailbox is gone."""
+    reasons = exc.response.get("CancellationReasons") or []
+    item = reasons[0].get("Item") if reasons and reasons[0].get("Code") == "ConditionalCheckFailed" else None
+    if not item:
+        return None
+    # The error is not run through the table resource's type conversion: values come typed.
+    plain = {key: _DESERIALIZE.deserialize(value) for key, value in item.items()}
+    return Mailbox.from_item(plain)
 
 
 def _cancellation_reasons(exc: ClientError) -> list[str]:

@@ -36,6 +36,8 @@ def mailbox_guard(table: str, mailbox: Mailbox, *, new_messages: int = 0) -> dic
             "UpdateExpression": update,
             "ConditionExpression": "uidnext = :uid AND highestmodseq = :prev AND mailbox_id = :id",
             "ExpressionAttributeValues": values,
+            # A writer that lost the race learns the mailbox as it now is without reading it again.
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
     }
 
@@ -76,6 +78,19 @@ def set_flags(table: str, mailbox: Mailbox, uid: int, modseq: int, flags: list[s
             "UpdateExpression": "SET flags = :flags, modseq = :modseq",
             "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(expunged)",
             "ExpressionAttributeValues": {":flags": flags, ":modseq": modseq},
+        }
+    }
+
+
+def unless_changed(update: dict[str, Any], modseq: int) -> dict[str, Any]:
+    """`update` (set_flags or expunge), on the further condition that the message still has the
+    MODSEQ it was read with: a writer may then keep what it read across attempts."""
+    body = update["Update"]
+    return {
+        "Update": {
+            **body,
+            "ConditionExpression": f"({body['ConditionExpression']}) AND modseq = :seen",
+            "ExpressionAttributeValues": {**body["ExpressionAttributeValues"], ":seen": modseq},
         }
     }
 
