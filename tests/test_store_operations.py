@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mailpipe.store import MailboxExists, NoSuchMailbox, StoreError
+from mailpipe.store import DEFAULT_MAILBOXES, MailboxExists, NoSuchMailbox, StoreError
 
 MESSAGE = b"From: a@remote.test\r\nSubject: stored\r\n\r\nbody line\r\n"
 
@@ -225,3 +225,11 @@ def test_an_expunge_racing_flag_changes_wins_or_loses_cleanly(store, owner) -> N
     _, messages = store.list_messages(owner, "INBOX")
     assert [m.uid for m in messages] == [1, 3]
     assert all(set(m.flags) == set(KEYWORDS) for m in messages)
+
+
+def test_a_user_without_mailboxes_gets_them_at_login(store, new_user) -> None:
+    owner = new_user()  # in the directory only, as if its mailboxes had never been made
+    assert store.list_mailboxes(owner) == []
+    store.ensure_inbox(owner)
+    store.ensure_inbox(owner)  # remembered: no second look
+    assert {m.name for m in store.list_mailboxes(owner)} == set(DEFAULT_MAILBOXES)

@@ -316,8 +316,7 @@ class IMAPSession:
         throttle.succeeded(self.peer, user)
         self.st.user = account.address
         self.st.state = State.AUTHENTICATED
-        if await self.call(self.ctx.store.get_mailbox, account.address, "INBOX") is None:
-            await self.call(self.ctx.store.ensure_mailboxes, account.address)
+        await self.call(self.ctx.store.ensure_inbox, account.address)
         return Done(text="Logged in", code=self.capability_code())
 
     async def cmd_enable(self, command: Enable) -> Done:

@@ -31,8 +31,7 @@ class Maildrop:
     def open(self) -> None:
         if not self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL):
             raise MaildropLocked(self.owner)
-        if self.store.get_mailbox(self.owner, INBOX) is None:
-            self.store.ensure_mailboxes(self.owner)
+        self.store.ensure_inbox(self.owner)
         mailbox, self.messages = self.store.list_messages(self.owner, INBOX)
         self.uidvalidity = mailbox.uidvalidity
 

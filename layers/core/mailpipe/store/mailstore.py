@@ -39,6 +39,7 @@ from mailpipe.store.model import (
     pack_summary,
     uid_sk,
 )
+from mailpipe.store.writers import MailboxWriters
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ MESSAGES_PREFIX = "messages/"
 MAX_COMMIT_ATTEMPTS = 200
 BATCH_READ_LIMIT = 300  # beyond this many UIDs, one Query of the mailbox is cheaper than BatchGets
 INBOX = "INBOX"
+REMEMBERED_OWNERS = 100_000
 
 T = TypeVar("T")
 _DESERIALIZE = TypeDeserializer()
@@ -103,6 +105,8 @@ class MailStore:
         self._client = table.meta.client
         self._s3 = s3
         self._bucket = bucket
+        self._writers = MailboxWriters()
+        self._provisioned: set[str] = set()  # owners known to have their default mailboxes
 
     # -- mailboxes ---------------------------------------------------------------
 
@@ -112,6 +116,17 @@ class MailStore:
             with contextlib.suppress(MailboxExists):
                 self.create_mailbox(owner, name, special_use)
         return self.list_mailboxes(owner)
+
+    def ensure_inbox(self, owner: str) -> None:
+        """At login: give `owner` the default mailboxes if they were never made (users are given
+        them when added; this is the fallback). Remembered per process: INBOX cannot be deleted."""
+        if owner in self._provisioned:
+            return
+        if self.get_mailbox(owner, INBOX) is None:
+            self.ensure_mailboxes(owner)
+        if len(self._provisioned) >= REMEMBERED_OWNERS:
+            self._provisioned.clear()
+        self._provisioned.add(owner)
 
     def create_mailbox(self, owner: str, name: str, special_use: str | None = None) -> Mailbox:
         item: dict[str, Any] = {
@@ -468,7 +483,20 @@ class MailStore:
         whose picture of the mailbox was at the first of them, with no gaps, knows that the
         mailbox changed only through these commits (the IMAP session then need not relist it).
         """
-        current = mailbox or self.require_mailbox(owner, mailbox_name)
+        with self._writers.turn(owner, mailbox_name):
+            return self._change_in_turn(owner, mailbox_name, uids, change, commits, mailbox)
+
+    def _change_in_turn(
+        self,
+        owner: str,
+        mailbox_name: str,
+        uids: Iterable[int],
+        change: Callable[[Mailbox, StoredMessage, int], dict[str, Any] | None],
+        commits: list[int] | None,
+        mailbox: Mailbox | None,
+    ) -> list[int]:
+        current = self._writers.newest(owner, mailbox_name, mailbox) if mailbox else None
+        current = current or self.require_mailbox(owner, mailbox_name)
         known = {m.uid: m for m in self._messages_by_uid(current, set(uids))}
         remaining = set(known)
         changed: list[int] = []
@@ -513,6 +541,7 @@ class MailStore:
             changed += done
             remaining.difference_update(done)
             current = replace(current, highestmodseq=modseq)
+            self._writers.committed(current)
         return changed
 
     # -- reading -----------------------------------------------------------------
@@ -620,7 +649,20 @@ class MailStore:
         *,
         mailbox: Mailbox | None = None,
     ) -> T:
-        """Run `build`'s transaction against the mailbox as read; reread and rebuild until it commits."""
+        """Run `build`'s transaction against the mailbox as read; rebuild until it commits. Writers
+        in this process take turns (store/writers.py)."""
+        with self._writers.turn(owner, mailbox_name):
+            return self._commit_in_turn(owner, mailbox_name, build, on_conflict, mailbox)
+
+    def _commit_in_turn(
+        self,
+        owner: str,
+        mailbox_name: str,
+        build: Callable[[Mailbox], tuple[list[dict[str, Any]], T]],
+        on_conflict: Callable[[Mailbox, list[str]], T | None] | None,
+        mailbox: Mailbox | None,
+    ) -> T:
+        mailbox = self._writers.newest(owner, mailbox_name, mailbox) if mailbox else None
         mailbox = mailbox or self.require_mailbox(owner, mailbox_name)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             items, result = build(mailbox)
@@ -628,6 +670,7 @@ class MailStore:
                 return result
             try:
                 self._client.transact_write_items(TransactItems=items)
+                self._writers.committed(tx.advanced(mailbox, items[0]))
                 return result
             except ClientError as exc:
                 reasons = _cancellation_reasons(exc)

@@ -9,6 +9,7 @@ it visible (docs/mail-store.md says why that keeps UIDs appearing in order).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from mailpipe.store.model import Mailbox, delivery_sk, mailbox_sk, messages_pk, owner_pk, uid_sk
@@ -40,6 +41,12 @@ def mailbox_guard(table: str, mailbox: Mailbox, *, new_messages: int = 0) -> dic
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
     }
+
+
+def advanced(mailbox: Mailbox, guard: dict[str, Any]) -> Mailbox:
+    """The mailbox item as `guard` (from mailbox_guard) leaves it when its transaction commits."""
+    values = guard["Update"]["ExpressionAttributeValues"]
+    return replace(mailbox, highestmodseq=values[":modseq"], uidnext=values.get(":next", mailbox.uidnext))
 
 
 def put_message(
