@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import secrets
 
 import pytest
@@ -146,3 +147,30 @@ def test_a_local_index_query_reads_its_partition_in_index_order(stack) -> None:
         assert [i["sk"]["S"] for i in everything] == ["1", "2", "3", "4"]  # the table itself, unchanged
     finally:
         client.delete_table(TableName=name)
+
+
+LIST_TABLES = {
+    "X-Amz-Target": "DynamoDB_20120810.ListTables",
+    "Content-Type": "application/x-amz-json-1.0",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261127/us-east-1/dynamodb/aws4_request",
+}
+
+
+def test_connections_are_kept_open_between_requests(stack) -> None:
+    """Each AWS call of the dev stack must not pay for a new TCP connection and server thread."""
+    host, port = stack.moto.endpoint.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(3):
+            connection.request("POST", "/", body=b"{}", headers=LIST_TABLES)
+            response = connection.getresponse()
+            assert b"TableNames" in response.read()
+            assert response.status == 200
+            assert response.getheader("Connection", "").lower() != "close"
+            assert not response.will_close
+        sockets = {id(connection.sock)}
+        connection.request("POST", "/", body=b"{}", headers=LIST_TABLES)
+        connection.getresponse().read()
+        assert sockets == {id(connection.sock)}  # the same socket all along
+    finally:
+        connection.close()

@@ -8,7 +8,12 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+# Threads answering requests: the gateways' calls (DynamoDB ones queue in _AtomicDynamoDB anyway)
+# and the SQS long polls of the local event sources, which hold one each for up to 20 s.
+WORKER_THREADS = 64
+# Connections kept open: every boto3 client keeps a pool of up to 64 (mailpipe.aws).
+CONNECTION_LIMIT = 2000
+CHANNEL_TIMEOUT_SECONDS = 300  # idle keep-alive connections closed after this
 
 
 class _AtomicDynamoDB:
@@ -205,37 +210,51 @@ def _remember_moto_modules() -> None:
 
 
 class MotoServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+    """moto's WSGI app served by waitress, with HTTP keep-alive.
 
-        # One access-log line per AWS call drowns out the mail system's own logs.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto's own server (werkzeug's development server) closes the connection after every
+    response and starts a thread per connection, so each AWS call of the dev stack paid for a
+    TCP connection and a thread on both sides: with the IMAP gateway's many small DynamoDB
+    calls that was a fifth of the dev stack's CPU. waitress keeps connections open and serves
+    them from a fixed pool of threads, as the real endpoints would be used.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from waitress.server import create_server
+
+        # waitress warns at every queue build-up; the dev stack's logs are for the mail system.
+        logging.getLogger("waitress").setLevel(logging.ERROR)
         _install_fast_transactions()
         _install_partitioned_local_index_queries()
         _remember_moto_modules()
         app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=MotoRequestHandler
+        self._server: Any = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=WORKER_THREADS,
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=CHANNEL_TIMEOUT_SECONDS,
+            ident="moto",
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name="moto", daemon=True)
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.effective_host}:{self.port}"
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._server.effective_port)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        from waitress import wasyncore
+
+        # Close every connection and the listener from the server's own loop, which then ends.
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
         self._thread.join(timeout=10)
+        self._server.task_dispatcher.shutdown(timeout=5)
