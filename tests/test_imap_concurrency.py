@@ -91,3 +91,24 @@ def test_sessions_follow_deliveries_and_each_others_expunges(stack, new_user) ->
         assert client.count == len(expected)
         assert client.uids() == expected
         client.close()
+
+
+def test_a_change_made_before_a_write_is_announced_with_the_write(stack, new_user) -> None:
+    """A session's own write may spare it a read of the mailbox only if nothing came between its
+    picture and its commit: a change another session made first must be in the write's reply."""
+    owner = new_user()
+    store = stack.mail_store()
+    store.ensure_mailboxes(owner)
+    for _ in range(3):
+        store.append(owner, "INBOX", MESSAGE)
+    first, second = TrackingClient(stack.imap_port, owner), TrackingClient(stack.imap_port, owner)
+    try:
+        second.command("STORE 2 +FLAGS.SILENT ($fromsecond)")
+        reply = b"".join(first.command("STORE 1 +FLAGS.SILENT ($fromfirst)"))
+        assert re.search(rb"\* 2 FETCH \(.*FLAGS \(\$fromsecond\)", reply), reply
+        # And a write with nothing in between is followed by no untagged news.
+        assert first.command("STORE 3 +FLAGS.SILENT ($fromfirst)") == []
+        assert re.search(rb"\* [13] FETCH \(.*\$fromfirst", b"".join(second.command("NOOP")))
+    finally:
+        first.close()
+        second.close()

@@ -112,6 +112,8 @@ class IMAPSession:
         elif self.st.state not in entry.states:
             done = bad(f"{command.name} is not allowed in the {self.st.state.value} state")
         else:
+            if self.st.view is not None:
+                self.st.view.current_by_own_writes = False
             try:
                 done = await entry.handler(self, command)
             except _Closed:
@@ -150,6 +152,9 @@ class IMAPSession:
         """Tell the client what changed in its mailbox since it last heard (other sessions, new mail)."""
         view = self.st.view
         if view is None:
+            return
+        if view.current_by_own_writes and not (may_expunge and view.has_pending_expunges):
+            view.current_by_own_writes = False
             return
         current = await self.call(self.ctx.store.get_mailbox, self.st.user, view.mailbox.name)
         if current is None or current.mailbox_id != view.mailbox.mailbox_id:

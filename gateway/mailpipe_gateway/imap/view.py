@@ -36,6 +36,10 @@ class MailboxView:
         self._uids: list[int] = [m.uid for m in messages]
         self._messages: dict[int, StoredMessage] = {m.uid: m for m in messages}
         self._gone: set[int] = set()  # expunged in the store, not yet announced
+        # Set when this command's own commits brought the view exactly up to the store: nothing
+        # committed between its picture and them, and what commits meanwhile is concurrent with
+        # the command, for the next one to announce. The session's refresh then needs no read.
+        self.current_by_own_writes = False
 
     # -- numbers and UIDs --------------------------------------------------------
 
@@ -140,6 +144,7 @@ class MailboxView:
             and commits == list(range(commits[0], commits[0] + len(commits)))
         ):
             self.mailbox = replace(self.mailbox, highestmodseq=commits[-1] + 1)
+            self.current_by_own_writes = True
 
     def followed_own_append(self, message: StoredMessage, started_from: int) -> bool:
         """This session appended `message` to this mailbox by a commit from `started_from`: if the
@@ -150,6 +155,7 @@ class MailboxView:
         self._uids.append(message.uid)
         self._messages[message.uid] = message
         self.mailbox = replace(self.mailbox, uidnext=message.uid + 1, highestmodseq=started_from + 1)
+        self.current_by_own_writes = True
         return True
 
     def apply_own_change(self, message: StoredMessage) -> None:
