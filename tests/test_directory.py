@@ -101,3 +101,38 @@ def test_domain_delete_refuses_while_in_use(directory) -> None:
     directory.delete_domain(domain, force=True)
     assert directory.get_domain(domain) is None
     assert directory.list_users(domain) == []
+
+
+def test_a_password_hashed_the_old_way_still_works_and_is_rehashed(stack, directory, new_user) -> None:
+    from argon2 import PasswordHasher
+
+    from mailpipe import aws
+    from mailpipe.passwords import needs_rehash
+
+    bob = new_user()
+    local, domain = bob.split("@")
+    table = aws.table(stack.resources.directory_table)
+    old = PasswordHasher().hash(PASSWORD)  # argon2-cffi's defaults: four lanes, as hashes used to be
+    table.update_item(
+        Key={"pk": domain, "sk": f"user#{local}"},
+        UpdateExpression="SET password_hash = :h",
+        ExpressionAttributeValues={":h": old},
+    )
+    assert directory.authenticate(bob, "wrong") is None
+    assert table.get_item(Key={"pk": domain, "sk": f"user#{local}"})["Item"]["password_hash"] == old
+    assert directory.authenticate(bob, PASSWORD) is not None
+    new = table.get_item(Key={"pk": domain, "sk": f"user#{local}"})["Item"]["password_hash"]
+    assert new != old and not needs_rehash(new) and ",p=1$" in new
+    assert directory.authenticate(bob, PASSWORD) is not None
+    assert directory.authenticate(bob, "wrong") is None
+
+
+def test_password_hashes_are_argon2id_with_the_declared_cost() -> None:
+    from mailpipe.passwords import hash_password, needs_rehash, verify_password
+
+    hashed = hash_password("s3cret")
+    assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=1$") and not needs_rehash(hashed)
+    assert verify_password(hashed, "s3cret") and not verify_password(hashed, "s3cret!")
+    assert not verify_password(None, "s3cret")
+    assert not verify_password("$argon2id$v=19$m=65536,t=3,p=1$broken", "s3cret")
+    assert not verify_password("not a hash", "s3cret")

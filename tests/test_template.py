@@ -462,10 +462,13 @@ def test_sam_build_without_docker(sam: Path, tmp_path: Path, template: dict[str,
         assert (build_dir / name / "app.py").is_file(), name
 
     # Native code in the layer must be for the functions' architecture (an arm64 function with
-    # x86_64 argon2 bindings builds fine and fails at import in Lambda).
+    # x86_64 argon2 or libsodium bindings builds fine and fails at import in Lambda).
     (architecture,) = template["Globals"]["Function"]["Architectures"]
     native = sorted((layer / "_argon2_cffi_bindings").glob("*.so"))
     assert native, "argon2-cffi-bindings has no compiled module in the layer"
+    sodium = sorted((layer / "nacl").glob("*.so"))
+    assert sodium, "PyNaCl (libsodium) has no compiled module in the layer"
+    native += sodium
     for library in native:
         assert _elf_machine(library) == ELF_MACHINE[architecture], f"{library.name} is not {architecture}"
 

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from mailpipe.addresses import Address, AddressError, normalise_domain, parse_address
 from mailpipe.dynamo import query_all, scan_all
-from mailpipe.passwords import hash_password, verify_password
+from mailpipe.passwords import hash_password, needs_rehash, verify_password
 
 DOMAIN_SK = "domain"
 USER_PREFIX = "user#"
@@ -181,10 +181,27 @@ class Directory:
             verify_password(None, password)
             return None
         item = self._table.get_item(Key={"pk": addr.domain, "sk": _user_sk(addr.local)}).get("Item")
-        ok = verify_password(item.get("password_hash") if item else None, password)
+        stored = item.get("password_hash") if item else None
+        ok = verify_password(stored, password)
         if not ok or item is None or item.get("disabled"):
             return None
+        if stored and needs_rehash(stored):
+            self._rehash(addr, stored, password)
         return User(addr.text)
+
+    def _rehash(self, addr: Address, stored: str, password: str) -> None:
+        """Replace a hash made the old way, now that the password is known to be right; unless
+        the password changed meanwhile."""
+        try:
+            self._table.update_item(
+                Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
+                UpdateExpression="SET password_hash = :new",
+                ConditionExpression="password_hash = :old",
+                ExpressionAttributeValues={":new": hash_password(password), ":old": stored},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     # -- aliases -----------------------------------------------------------------
 
