@@ -252,6 +252,27 @@ def test_condstore_and_qresync(stack, user) -> None:
     client.logout()
 
 
+def test_vanished_earlier_names_only_expunges_since_the_modseq_and_in_the_set(stack, user) -> None:
+    store = stack.mail_store()
+    for _ in range(5):
+        store.append(user, "INBOX", MESSAGE)
+    store.expunge(user, "INBOX", [1])  # before the client's MODSEQ: not to be reported
+    since = store.get_mailbox(user, "INBOX").highestmodseq
+    store.expunge(user, "INBOX", [2, 4])
+    uidvalidity = store.get_mailbox(user, "INBOX").uidvalidity
+    client = login(stack, user)
+    ok(client._simple_command("ENABLE", "QRESYNC"))
+    # SELECT with QRESYNC and the UIDs the client knows (RFC 7162 3.2.5): 4 is outside them.
+    ok(client._simple_command("SELECT", "INBOX", f"(QRESYNC ({uidvalidity} {since} 1:3))"))
+    assert client.untagged_responses["VANISHED"][-1] == b"(EARLIER) 2"
+    client.state = "SELECTED"  # imaplib does not follow a SELECT sent as a raw command
+    # UID FETCH ... (CHANGEDSINCE m VANISHED): the same, within the UID set asked for.
+    typ, _ = client._simple_command("UID", "FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {since} VANISHED)")
+    assert typ == "OK"
+    assert client.untagged_responses["VANISHED"][-1] == b"(EARLIER) 2,4"
+    client.logout()
+
+
 def test_bad_commands_do_not_end_the_session(stack, user) -> None:
     with socket.create_connection(("127.0.0.1", stack.imap_port), timeout=30) as sock:
         reader = sock.makefile("rb")

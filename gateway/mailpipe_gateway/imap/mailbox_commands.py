@@ -77,16 +77,7 @@ async def _resync(session: IMAPSession, command: Select, mailbox: Mailbox) -> No
     since = command.qresync.mod_seq
     known = command.qresync.known_uids
     known_ranges = known.resolve(max(mailbox.uidnext - 1, 1)) if known is not None else None
-    _, everything = await session.call(
-        lambda: session.ctx.store.list_messages(session.st.user, mailbox.name, include_expunged=True)
-    )
-    vanished = [
-        m.uid
-        for m in everything
-        if m.expunged
-        and m.modseq > since
-        and (known_ranges is None or any(low <= m.uid <= high for low, high in known_ranges))
-    ]
+    vanished = await session.vanished_since(mailbox, since, known_ranges)
     out = []
     if vanished:
         out.append(b"* VANISHED (EARLIER) " + uid_set(vanished).encode() + b"\r\n")

@@ -319,16 +319,7 @@ async def _vanished_since(session: IMAPSession, command: Fetch) -> None:
     view = session.st.view
     assert view is not None and command.changed_since is not None
     ranges = command.sequence_set.resolve(max(view.mailbox.uidnext - 1, 1))
-    _, everything = await session.call(
-        lambda: session.ctx.store.list_messages(session.st.user, view.mailbox.name, include_expunged=True)
-    )
-    gone = [
-        m.uid
-        for m in everything
-        if m.expunged
-        and m.modseq > command.changed_since
-        and any(low <= m.uid <= high for low, high in ranges)
-    ]
+    gone = await session.vanished_since(view.mailbox, command.changed_since, ranges)
     if gone:
         await session.send(b"* VANISHED (EARLIER) " + _uid_set(gone).encode() + b"\r\n")
 

@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from mailpipe.store import Mailbox
 from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
 from mailpipe_gateway.imap.parser import ParseError, parse_command
@@ -177,6 +178,18 @@ class IMAPSession:
             qresync=self.st.qresync,
         )
         await self.announce(updates)
+
+    async def vanished_since(
+        self, mailbox: Mailbox, modseq: int, ranges: list[tuple[int, int]] | None
+    ) -> list[int]:
+        """UIDs expunged after `modseq` (within `ranges`, if given), for VANISHED (EARLIER): the
+        tombstones among the store's changes since then, not a listing of the mailbox."""
+        changes = await self.call(self.ctx.store.changes_since, mailbox, modseq)
+        return [
+            c.uid
+            for c in changes
+            if c.expunged and (ranges is None or any(low <= c.uid <= high for low, high in ranges))
+        ]
 
     async def announce(self, updates: Any) -> None:
         from mailpipe_gateway.imap.fetch import render_fetch
