@@ -8,6 +8,7 @@ the dev stack and the tests point everything at moto.
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -22,13 +23,28 @@ _CONFIG = Config(
 )
 
 
-@cache
+# Making a client costs ~0.1 s of CPU (botocore loads its service models): when the first burst of
+# SMTP sessions all need one at once, one thread makes it and the others wait for it.
+_MAKING = threading.Lock()
+
+
 def client(service: str, endpoint_url: str | None = None) -> Any:
     """A shared, thread-safe client per (service, endpoint)."""
+    with _MAKING:
+        return _client(service, endpoint_url)
+
+
+def table(name: str, endpoint_url: str | None = None) -> Any:
+    with _MAKING:
+        return _table(name, endpoint_url)
+
+
+@cache
+def _client(service: str, endpoint_url: str | None) -> Any:
     return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=_CONFIG)
 
 
 @cache
-def table(name: str, endpoint_url: str | None = None) -> Any:
+def _table(name: str, endpoint_url: str | None) -> Any:
     resource = boto3.session.Session().resource("dynamodb", endpoint_url=endpoint_url, config=_CONFIG)
     return resource.Table(name)
