@@ -1054,6 +1054,7 @@ def test_gateway_with_certificate_reads_only_its_secret_and_the_directory(templa
             "dynamodb:BatchGetItem",
             "dynamodb:Query",
             "dynamodb:Scan",
+            "dynamodb:UpdateItem",  # password rehash only: see test_gateways_may_only_rehash_passwords
         },
     }
     text = json.dumps(task_role)
@@ -1170,6 +1171,7 @@ def test_access_gateway_task_role_is_least_privilege(resources: dict[str, Any]) 
             "dynamodb:BatchGetItem",
             "dynamodb:Query",
             "dynamodb:Scan",
+            "dynamodb:UpdateItem",  # password rehash only: see test_gateways_may_only_rehash_passwords
         },
         # TransactWriteItems is authorized per item: PutItem, UpdateItem, DeleteItem.
         json.dumps({"Fn::GetAtt": ["MailboxTable", "Arn"]}): {
@@ -1191,6 +1193,28 @@ def test_access_gateway_task_role_is_least_privilege(resources: dict[str, Any]) 
     assert "ValidateRecipientFunction" not in text and "lambda:" not in text
     for actions in grants.values():
         assert not {a for a in actions if "*" in a}, actions
+
+
+def test_gateways_may_only_rehash_passwords(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """A login may replace its user's password hash, and the gateways may write nothing else
+    in the directory (mailpipe.directory.Directory._rehash)."""
+    roles = [
+        _smtp_gateway(template, SECRET_ARN)["GatewayTaskRole"]["Properties"],
+        resources["AccessGatewayTaskRole"]["Properties"],
+    ]
+    for role in roles:
+        statements = [
+            statement
+            for policy in role["Policies"]
+            for statement in _as_list(policy["PolicyDocument"]["Statement"])
+            if "dynamodb:UpdateItem" in _as_list(statement["Action"])
+            and "DirectoryTable" in json.dumps(statement["Resource"])
+        ]
+        assert len(statements) == 1
+        assert statements[0]["Condition"] == {
+            "ForAllValues:StringEquals": {"dynamodb:Attributes": ["pk", "sk", "password_hash"]},
+            "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
+        }
 
 
 def test_access_gateway_execution_role_reads_only_its_secret(resources: dict[str, Any]) -> None:

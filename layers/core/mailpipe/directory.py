@@ -9,6 +9,7 @@ Item layout (pk = domain, so everything about one address is one BatchGetItem aw
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from mailpipe.dynamo import query_all, scan_all
 from mailpipe.passwords import hash_password, needs_rehash, verify_password
 
 DOMAIN_SK = "domain"
+log = logging.getLogger(__name__)
+
 USER_PREFIX = "user#"
 ALIAS_PREFIX = "alias#"
 POSTMASTER = "postmaster"
@@ -200,8 +203,9 @@ class Directory:
                 ExpressionAttributeValues={":new": hash_password(password), ":old": stored},
             )
         except ClientError as exc:
+            # The login stands either way; the old hash keeps working, at its old cost.
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+                log.warning("could not rehash the password of %s: %s", addr, exc)
 
     # -- aliases -----------------------------------------------------------------
 
