@@ -15,6 +15,7 @@ import pytest
 from mailpipe.mime import summarize
 from mailpipe.mime.lines import crlf_size
 from mailpipe.store import StoredMessage
+from mailpipe.store.model import pack_summary
 from mailpipe_gateway.imap.commands import Fetch, FetchAttr, FetchItem
 from mailpipe_gateway.imap.fetch import UnknownCTE, find_part, needs_body, render_fetch, sets_seen
 from mailpipe_gateway.imap.parser import parse_command
@@ -45,6 +46,7 @@ def stored(raw: bytes, **fields: Any) -> StoredMessage:
         "crlf_size": crlf_size(raw),
     }
     values.update(fields)
+    values["packed_summary"] = pack_summary(values.pop("summary"))
     return StoredMessage(**values)
 
 

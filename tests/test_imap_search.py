@@ -13,6 +13,7 @@ import pytest
 from mailpipe.mime import summarize
 from mailpipe.mime.lines import crlf_size
 from mailpipe.store import StoredMessage
+from mailpipe.store.model import pack_summary
 from mailpipe_gateway.imap.commands import Contains, Search
 from mailpipe_gateway.imap.parser import parse_command
 from mailpipe_gateway.imap.reader import Literal, RawCommand
@@ -68,6 +69,7 @@ def stored(raw: bytes, uid: int, **fields: Any) -> StoredMessage:
         "crlf_size": crlf_size(raw),
     }
     values.update(fields)
+    values["packed_summary"] = pack_summary(values.pop("summary"))
     return StoredMessage(**values)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -92,10 +93,18 @@ class StoredMessage:
     size: int
     blob_key: str
     delivery_id: str
-    summary: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The MIME summary as stored (zlib JSON, ~0.5 KB): unpacked (~7 KB of Python objects) only when
+    # used, so a session or snapshot holding a mailbox of 100,000 messages does not hold 700 MB.
+    packed_summary: bytes = field(default=b"", repr=False)
     expunged: bool = False
     # The size with every bare LF counted as CRLF, as POP3 and IMAP's RFC822.SIZE report it.
     crlf_size: int = 0
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """ENVELOPE and BODYSTRUCTURE fields and part offsets (mailpipe.mime.summary); shared with
+        other holders of the same summary, so never to be changed."""
+        return _unpacked(self.packed_summary) if self.packed_summary else {}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> StoredMessage:
@@ -107,7 +116,7 @@ class StoredMessage:
             size=int(item["size"]),
             blob_key=item["blob_key"],
             delivery_id=item.get("delivery_id", ""),
-            summary=unpack_summary(item.get("summary")),
+            packed_summary=_as_bytes(item.get("summary")),
             expunged=bool(item.get("expunged", False)),
             crlf_size=int(item.get("crlf_size", item["size"])),
         )
@@ -129,8 +138,17 @@ def pack_summary(summary: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps({"size": summary.get("size"), "too_large": True}).encode())
 
 
-def unpack_summary(value: Any) -> dict[str, Any]:
+# Unpacked summaries kept for the messages in use (a FETCH of envelopes, a SEARCH): ~7 KB each.
+UNPACKED_SUMMARIES = 4096
+
+
+@functools.lru_cache(maxsize=UNPACKED_SUMMARIES)
+def _unpacked(packed: bytes) -> dict[str, Any]:
+    return json.loads(zlib.decompress(packed))  # type: ignore[no-any-return]
+
+
+def _as_bytes(value: Any) -> bytes:
+    """A binary attribute as boto3 gives it (a Binary wrapper, or bytes), or b"" if absent."""
     if value is None:
-        return {}
-    data = value.value if hasattr(value, "value") else value
-    return json.loads(zlib.decompress(bytes(data)))
+        return b""
+    return bytes(value.value if hasattr(value, "value") else value)

@@ -25,9 +25,9 @@ from mailpipe.store.model import Mailbox, MessageState, StoredMessage
 if TYPE_CHECKING:
     from mailpipe.store.mailstore import MailStore
 
-# A message in memory is ~7 KB with its summary unpacked (the corpus's average): ~350 MB at
-# most, within the access gateway task's 2 GB (template.yaml).
-MAX_CACHED_MESSAGES = 50_000
+# A message in memory is ~1 KB with its summary packed (StoredMessage.packed_summary): ~200 MB
+# at most, within the access gateway task's 2 GB (template.yaml).
+MAX_CACHED_MESSAGES = 200_000
 MAX_LOGGED_BATCHES = 512  # batches of changes kept per mailbox for sessions that are behind
 
 
