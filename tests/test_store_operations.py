@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -233,3 +235,61 @@ def test_a_user_without_mailboxes_gets_them_at_login(store, new_user) -> None:
     store.ensure_inbox(owner)
     store.ensure_inbox(owner)  # remembered: no second look
     assert {m.name for m in store.list_mailboxes(owner)} == set(DEFAULT_MAILBOXES)
+
+
+def test_a_write_to_a_mailbox_replaced_under_its_name_touches_neither(stack, store, owner) -> None:
+    store.create_mailbox(owner, "Foo")
+    store.append(owner, "Foo", MESSAGE)
+    seen = store.get_mailbox(owner, "Foo")  # a session's picture of the mailbox
+    other = stack.mail_store()  # another gateway process
+    other.rename_mailbox(owner, "Foo", "Bar")
+    other.create_mailbox(owner, "Foo")
+    other.append(owner, "Foo", MESSAGE)
+    with pytest.raises(NoSuchMailbox):
+        store.update_flags(owner, "Foo", [1], "add", ["\\Deleted"], mailbox=seen)
+    with pytest.raises(NoSuchMailbox):
+        store.expunge(owner, "Foo", [1], mailbox=seen)
+    _, [new] = store.list_messages(owner, "Foo")
+    _, [moved] = store.list_messages(owner, "Bar")
+    assert new.flags == () and moved.flags == ()
+    assert store.read_body(moved) == MESSAGE
+
+
+def test_racing_flag_changes_from_two_processes_stay_serialisable(stack, store, owner) -> None:
+    """One process adds \\Seen to 1:2 while another removes it: whichever goes last, both
+    messages end alike; a writer must not keep a "nothing to do" it decided before the other
+    writer's change."""
+    other = stack.mail_store()
+    for _ in range(2):
+        store.append(owner, "INBOX", MESSAGE)
+    for _ in range(25):
+        store.update_flags(owner, "INBOX", [1], "remove", ["\\Seen"])
+        store.update_flags(owner, "INBOX", [2], "add", ["\\Seen"])
+        with ThreadPoolExecutor(2) as pool:
+            adding = pool.submit(store.update_flags, owner, "INBOX", [1, 2], "add", ["\\Seen"])
+            removing = pool.submit(other.update_flags, owner, "INBOX", [1, 2], "remove", ["\\Seen"])
+            adding.result(), removing.result()
+        _, messages = store.list_messages(owner, "INBOX")
+        assert messages[0].flags == messages[1].flags, [m.flags for m in messages]
+
+
+def test_a_rename_racing_appends_loses_none_of_them(stack, store, owner) -> None:
+    store.create_mailbox(owner, "Moving")
+    other = stack.mail_store()
+    appended: list[int] = []
+
+    def append_until_renamed() -> None:
+        with contextlib.suppress(NoSuchMailbox):
+            while True:
+                appended.append(other.append(owner, "Moving", MESSAGE)[1])
+
+    with ThreadPoolExecutor(1) as pool:
+        appending = pool.submit(append_until_renamed)
+        while len(appended) < 3:
+            time.sleep(0.01)
+        store.rename_mailbox(owner, "Moving", "Moved")
+        appending.result()
+    mailbox, messages = store.list_messages(owner, "Moved")
+    assert [m.uid for m in messages] == appended == list(range(1, len(appended) + 1))
+    assert mailbox.uidnext == len(appended) + 1
+    assert store.append(owner, "Moved", MESSAGE)[1] == len(appended) + 1

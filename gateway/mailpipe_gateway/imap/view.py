@@ -104,7 +104,8 @@ class MailboxView:
         """Fold the store's changes since the view's HIGHESTMODSEQ into the view (`arrived` holds
         the new messages among them, whole); returns what the client must be told."""
         updates = Updates()
-        self.mailbox = mailbox
+        # Never behind what the view already covers (its own commits may have moved it on).
+        self.mailbox = replace(mailbox, highestmodseq=max(mailbox.highestmodseq, self.mailbox.highestmodseq))
         for state in changes:
             if state.expunged:
                 if state.uid in self._messages:

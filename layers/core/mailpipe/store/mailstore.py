@@ -159,41 +159,54 @@ class MailStore:
         return [Mailbox.from_item(item) for item in items]
 
     def rename_mailbox(self, owner: str, old: str, new: str) -> Mailbox:
-        """Same mailbox, new name: its id, UIDs and UIDVALIDITY stay."""
+        """Same mailbox, new name: its id, UIDs and UIDVALIDITY stay.
+
+        The item moves with the counters it had when read, so the move is conditioned on them:
+        a change committed meanwhile (which advanced them) makes it read again and retry, instead
+        of putting UIDNEXT and HIGHESTMODSEQ back.
+        """
         if old == INBOX:
             raise StoreError("INBOX is renamed by moving its messages, not by renaming it")
-        mailbox = self.require_mailbox(owner, old)
-        item = self._table.get_item(Key={"pk": owner_pk(owner), "sk": mailbox_sk(old)}, ConsistentRead=True)[
-            "Item"
-        ]
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table.name,
-                            "Item": {**item, "sk": mailbox_sk(new)},
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Delete": {
-                            "TableName": self._table.name,
-                            "Key": {"pk": owner_pk(owner), "sk": mailbox_sk(old)},
-                            "ConditionExpression": "mailbox_id = :id",
-                            "ExpressionAttributeValues": {":id": mailbox.mailbox_id},
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            reasons = _cancellation_reasons(exc)
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                raise MailboxExists(f"mailbox {new!r} exists") from None
-            if reasons:
-                raise NoSuchMailbox(f"no mailbox {old!r}") from None
-            raise
-        return Mailbox.from_item({**item, "sk": mailbox_sk(new)})
+        key = {"pk": owner_pk(owner), "sk": mailbox_sk(old)}
+        with self._writers.turn(owner, old):
+            for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+                item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+                if item is None:
+                    raise NoSuchMailbox(f"no mailbox {old!r}")
+                try:
+                    self._client.transact_write_items(
+                        TransactItems=[
+                            {
+                                "Put": {
+                                    "TableName": self._table.name,
+                                    "Item": {**item, "sk": mailbox_sk(new)},
+                                    "ConditionExpression": "attribute_not_exists(pk)",
+                                }
+                            },
+                            {
+                                "Delete": {
+                                    "TableName": self._table.name,
+                                    "Key": key,
+                                    "ConditionExpression": "mailbox_id = :id AND uidnext = :uid"
+                                    " AND highestmodseq = :modseq",
+                                    "ExpressionAttributeValues": {
+                                        ":id": item["mailbox_id"],
+                                        ":uid": item["uidnext"],
+                                        ":modseq": item["highestmodseq"],
+                                    },
+                                }
+                            },
+                        ]
+                    )
+                    return Mailbox.from_item({**item, "sk": mailbox_sk(new)})
+                except ClientError as exc:
+                    reasons = _cancellation_reasons(exc)
+                    if reasons and reasons[0] == "ConditionalCheckFailed":
+                        raise MailboxExists(f"mailbox {new!r} exists") from None
+                    if not reasons:
+                        raise
+                _back_off(attempt)  # the mailbox changed (or went) meanwhile: read it again
+        raise StoreError(f"too much contention on {owner}/{old}")
 
     def delete_mailbox(self, owner: str, name: str) -> None:
         """Remove the mailbox and, after it, its messages and their bodies."""
@@ -455,9 +468,15 @@ class MailStore:
             blobs[message.uid] = message.blob_key
             return tx.expunge(self._table.name, mailbox, message.uid, modseq)
 
-        expunged = sorted(self._change_messages(owner, mailbox_name, uids, change, commits, mailbox=mailbox))
-        self._delete_blobs([blobs[uid] for uid in expunged])
-        return expunged
+        expunged: list[int] = []
+        try:
+            self._change_messages(
+                owner, mailbox_name, uids, change, commits, mailbox=mailbox, committed=expunged
+            )
+        finally:
+            # Even if a later transaction failed: the bodies of what was expunged go.
+            self._delete_blobs([blobs[uid] for uid in expunged])
+        return sorted(expunged)
 
     def _change_messages(
         self,
@@ -468,6 +487,7 @@ class MailStore:
         commits: list[int] | None = None,
         *,
         mailbox: Mailbox | None = None,
+        committed: list[int] | None = None,
     ) -> list[int]:
         """Apply `change` to the listed messages, at most 99 per transaction; returns the UIDs changed.
 
@@ -479,12 +499,17 @@ class MailStore:
         changed: losing a race costs one request, not three. `mailbox` is a first guess of the
         mailbox item (a session's view); the guard corrects a stale one.
 
+        `committed`, if given, receives the UIDs changed as each transaction commits, so a caller
+        learns of them even if a later transaction fails.
+
         `commits` receives the HIGHESTMODSEQ each committed transaction started from: a caller
         whose picture of the mailbox was at the first of them, with no gaps, knows that the
         mailbox changed only through these commits (the IMAP session then need not relist it).
         """
         with self._writers.turn(owner, mailbox_name):
-            return self._change_in_turn(owner, mailbox_name, uids, change, commits, mailbox)
+            return self._change_in_turn(
+                owner, mailbox_name, uids, change, commits, mailbox, [] if committed is None else committed
+            )
 
     def _change_in_turn(
         self,
@@ -494,12 +519,12 @@ class MailStore:
         change: Callable[[Mailbox, StoredMessage, int], dict[str, Any] | None],
         commits: list[int] | None,
         mailbox: Mailbox | None,
+        changed: list[int],
     ) -> list[int]:
         current = self._writers.newest(owner, mailbox_name, mailbox) if mailbox else None
         current = current or self.require_mailbox(owner, mailbox_name)
         known = {m.uid: m for m in self._messages_by_uid(current, set(uids))}
         remaining = set(known)
-        changed: list[int] = []
         attempt = 0
         while remaining:
             modseq = current.highestmodseq + 1
@@ -523,17 +548,25 @@ class MailStore:
                 attempt += 1
                 if attempt >= MAX_COMMIT_ATTEMPTS:
                     raise StoreError(f"too much contention on {owner}/{mailbox_name}") from None
+                _back_off(attempt)
+                now = _mailbox_in(exc) or self.require_mailbox(owner, mailbox_name)
+                if now.mailbox_id != current.mailbox_id:
+                    # Deleted or renamed away, and another mailbox took the name: the messages
+                    # read belong to the one that is gone.
+                    raise NoSuchMailbox(f"mailbox {mailbox_name!r} was replaced") from None
+                # Reread what changed meanwhile: the messages whose own condition failed, and any
+                # other still to decide (one whose decision was "nothing to do" may now need it).
                 outcomes = zip(updates, reasons[1:], strict=False)
                 stale = {uid for (uid, _), reason in outcomes if reason != "None"}
+                stale |= {c.uid for c in self.changes_since(now, current.highestmodseq)} & remaining
                 if stale:
-                    fresh = {m.uid: m for m in self._messages_by_uid(current, stale)}
+                    fresh = {m.uid: m for m in self._messages_by_uid(now, stale)}
                     for uid in stale:
                         if uid in fresh:
                             known[uid] = fresh[uid]
                         else:  # expunged meanwhile
                             remaining.discard(uid)
-                _back_off(attempt)
-                current = _mailbox_in(exc) or self.require_mailbox(owner, mailbox_name)
+                current = now
                 continue
             if commits is not None:
                 commits.append(current.highestmodseq)
@@ -542,6 +575,7 @@ class MailStore:
             remaining.difference_update(done)
             current = replace(current, highestmodseq=modseq)
             self._writers.committed(current)
+            attempt = 0  # each transaction of a large change has its own budget
         return changed
 
     # -- reading -----------------------------------------------------------------

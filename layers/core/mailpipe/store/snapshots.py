@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # at most, within the access gateway task's 2 GB (template.yaml).
 MAX_CACHED_MESSAGES = 200_000
 MAX_LOGGED_BATCHES = 512  # batches of changes kept per mailbox for sessions that are behind
+MAX_SNAPSHOTS = 20_000  # mailboxes, however small (STATUS and GETQUOTA touch every one)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class _Snapshot:
     mailbox: Mailbox
     messages: dict[int, StoredMessage]  # by UID, ascending; never changed once published
     log: tuple[_Batch, ...]
+
+    @property
+    def weight(self) -> int:
+        """What the snapshot holds, in messages: its messages and the UIDs in its log."""
+        return 1 + len(self.messages) + sum(len(batch.uids) for batch in self.log)
 
     @property
     def log_start(self) -> int:
@@ -69,6 +75,7 @@ class MailboxSnapshots:
         self._max_messages = max_messages
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()  # least recently used first
+        self._weight = 0  # messages and logged UIDs held, against max_messages
         self._updating: dict[str, threading.Lock] = {}
 
     def list_messages(self, owner: str, name: str) -> tuple[Mailbox, list[StoredMessage]]:
@@ -138,13 +145,17 @@ class MailboxSnapshots:
             there = self._snapshots.get(key)
             if there is not None and there.mailbox.highestmodseq > snapshot.mailbox.highestmodseq:
                 return  # a reader that started later finished first: keep the newer
+            if there is not None:
+                self._weight -= there.weight
             self._snapshots[key] = snapshot
             self._snapshots.move_to_end(key)
-            total = sum(len(s.messages) for s in self._snapshots.values())
-            while total > self._max_messages and len(self._snapshots) > 1:
+            self._weight += snapshot.weight
+            while len(self._snapshots) > 1 and (
+                self._weight > self._max_messages or len(self._snapshots) > MAX_SNAPSHOTS
+            ):
                 evicted, dropped = self._snapshots.popitem(last=False)
                 self._updating.pop(evicted, None)
-                total -= len(dropped.messages)
+                self._weight -= dropped.weight
 
 
 def _as_of(mailbox: Mailbox, snapshot: _Snapshot) -> Mailbox:
