@@ -66,10 +66,6 @@ class NoSuchMailbox(StoreError):
     """The mailbox is not there (any more)."""
 
 
-class _Retry(Exception):
-    """The mailbox moved on between reading it and writing: read again and redo."""
-
-
 @dataclass(frozen=True)
 class Appended:
     """What an APPEND did: the mailbox as it was read (for UIDVALIDITY), the message as stored,
@@ -521,8 +517,7 @@ class MailStore:
         mailbox: Mailbox | None,
         changed: list[int],
     ) -> list[int]:
-        current = self._writers.newest(owner, mailbox_name, mailbox) if mailbox else None
-        current = current or self.require_mailbox(owner, mailbox_name)
+        current = self._starting_point(owner, mailbox_name, mailbox)
         known = {m.uid: m for m in self._messages_by_uid(current, set(uids))}
         remaining = set(known)
         attempt = 0
@@ -696,8 +691,7 @@ class MailStore:
         on_conflict: Callable[[Mailbox, list[str]], T | None] | None,
         mailbox: Mailbox | None,
     ) -> T:
-        mailbox = self._writers.newest(owner, mailbox_name, mailbox) if mailbox else None
-        mailbox = mailbox or self.require_mailbox(owner, mailbox_name)
+        mailbox = self._starting_point(owner, mailbox_name, mailbox)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             items, result = build(mailbox)
             if len(items) <= 1:  # only the guard: nothing to change
@@ -719,6 +713,14 @@ class MailStore:
                 _back_off(attempt + 1)
                 mailbox = _mailbox_in(exc) or self.require_mailbox(owner, mailbox_name)
         raise StoreError(f"too much contention on {owner}/{mailbox_name}")
+
+    def _starting_point(self, owner: str, mailbox_name: str, guess: Mailbox | None) -> Mailbox:
+        """The mailbox item a writer first tries: the caller's guess, or the item as this process's
+        last writer left it if that is newer; without a guess, the item as read now (a caller
+        with no picture of the mailbox gets no stale one)."""
+        if guess is None:
+            return self.require_mailbox(owner, mailbox_name)
+        return self._writers.newest(owner, mailbox_name, guess)
 
     def _delete_blobs(self, keys: list[str]) -> None:
         for chunk in _chunks(keys, 1000):

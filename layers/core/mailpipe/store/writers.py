@@ -35,15 +35,13 @@ class MailboxWriters:
         with self._stripes[hash((owner, name)) % LOCK_STRIPES]:
             yield
 
-    def newest(self, owner: str, name: str, guess: Mailbox | None) -> Mailbox | None:
+    def newest(self, owner: str, name: str, guess: Mailbox) -> Mailbox:
         """The newer of `guess` and the item as this process's last writer left it."""
         with self._latest_lock:
             latest = self._latest.get((owner, name))
-        if latest is None or (guess is not None and latest.mailbox_id != guess.mailbox_id):
+        if latest is None or latest.mailbox_id != guess.mailbox_id:
             return guess
-        if guess is None or latest.highestmodseq > guess.highestmodseq:
-            return latest
-        return guess
+        return latest if latest.highestmodseq > guess.highestmodseq else guess
 
     def committed(self, mailbox: Mailbox) -> None:
         """`mailbox` is the item as a commit of this process left it."""
