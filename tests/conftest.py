@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mailpipe.store import MailStore
 from mailpipe_gateway.local.stack import DevOptions, DevStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,20 @@ def new_user(stack: DevStack) -> Callable[..., str]:
         return address
 
     return make
+
+
+@pytest.fixture
+def owner(stack: DevStack, new_user: Callable[..., str]) -> str:
+    """A user of the test's own, with its default mailboxes, for tests of the mail store."""
+    address = new_user()
+    stack.mail_store().ensure_mailboxes(address)
+    return address
+
+
+@pytest.fixture
+def store(stack: DevStack) -> MailStore:
+    """The dev stack's mail store, as a process of its own (its own writers; see store/writers.py)."""
+    return stack.mail_store()
 
 
 def inbox(stack: DevStack, owner: str) -> list:

@@ -55,13 +55,19 @@ class TrackingClient:
         self.sock.close()
 
 
-def test_sessions_follow_deliveries_and_each_others_expunges(stack, new_user) -> None:
+def two_sessions(stack, new_user, messages: int) -> tuple[str, TrackingClient, TrackingClient]:
+    """A user with `messages` messages in INBOX, and two sessions with it selected."""
     owner = new_user()
     store = stack.mail_store()
     store.ensure_mailboxes(owner)
-    for _ in range(5):
+    for _ in range(messages):
         store.append(owner, "INBOX", MESSAGE)
-    first, second = TrackingClient(stack.imap_port, owner), TrackingClient(stack.imap_port, owner)
+    return owner, TrackingClient(stack.imap_port, owner), TrackingClient(stack.imap_port, owner)
+
+
+def test_sessions_follow_deliveries_and_each_others_expunges(stack, new_user) -> None:
+    store = stack.mail_store()
+    owner, first, second = two_sessions(stack, new_user, messages=5)
     done = threading.Event()
 
     def deliver() -> None:
@@ -96,12 +102,7 @@ def test_sessions_follow_deliveries_and_each_others_expunges(stack, new_user) ->
 def test_a_change_made_before_a_write_is_announced_with_the_write(stack, new_user) -> None:
     """A session's own write may spare it a read of the mailbox only if nothing came between its
     picture and its commit: a change another session made first must be in the write's reply."""
-    owner = new_user()
-    store = stack.mail_store()
-    store.ensure_mailboxes(owner)
-    for _ in range(3):
-        store.append(owner, "INBOX", MESSAGE)
-    first, second = TrackingClient(stack.imap_port, owner), TrackingClient(stack.imap_port, owner)
+    _, first, second = two_sessions(stack, new_user, messages=3)
     try:
         second.command("STORE 2 +FLAGS.SILENT ($fromsecond)")
         reply = b"".join(first.command("STORE 1 +FLAGS.SILENT ($fromfirst)"))

@@ -13,18 +13,6 @@ from mailpipe.store import DEFAULT_MAILBOXES, MailboxExists, NoSuchMailbox, Stor
 MESSAGE = b"From: a@remote.test\r\nSubject: stored\r\n\r\nbody line\r\n"
 
 
-@pytest.fixture
-def owner(stack, new_user) -> str:
-    address = new_user()
-    stack.mail_store().ensure_mailboxes(address)
-    return address
-
-
-@pytest.fixture
-def store(stack):
-    return stack.mail_store()
-
-
 def test_append_and_read(store, owner) -> None:
     mailbox, uid = store.append(
         owner, "Drafts", MESSAGE, flags=["\\Draft", "$label1"], internaldate=1_700_000_000

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from mailpipe.store import MailboxSnapshots
 
 MESSAGE = b"From: a@remote.test\r\nSubject: cached\r\n\r\nbody line\r\n"
-
-
-@pytest.fixture
-def owner(stack, new_user) -> str:
-    address = new_user()
-    stack.mail_store().ensure_mailboxes(address)
-    return address
-
-
-@pytest.fixture
-def store(stack):
-    return stack.mail_store()
 
 
 def listing(messages) -> list[tuple]:
