@@ -117,5 +117,9 @@ def test_first_message_with_swaks_then_ctrl_c(dev_stack) -> None:
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
+    assert process.stdout is not None
+    log = process.stdout.read()
+    # The gateway's own log lines reach the dev log (Powertools once filtered every "mailpipe*" logger).
+    assert "mailpipe_gateway.smtp.handler: queued" in log, log
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", smtp_port)) != 0, "the gateway must be gone"

@@ -55,7 +55,7 @@ GLOBAL_ENV = {
     "MAILPIPE_OUTBOUND_TABLE": {"Ref": "OutboundTable"},
     "MAILPIPE_TRANSPORTS": {"Ref": "OutboundTransports"},
     "MAILPIPE_HOSTNAME": {"Ref": "GatewayHostname"},
-    "POWERTOOLS_SERVICE_NAME": "mailpipe",
+    "POWERTOOLS_SERVICE_NAME": "mailpipe-functions",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
 }
