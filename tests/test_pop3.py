@@ -224,3 +224,24 @@ def test_curl_pop3(stack, mailbox) -> None:
     assert run(base + "/1") == MESSAGE
     assert run(base + "/", "-X", "UIDL").splitlines()[0].startswith(b"1 ")
     assert run(base + "/", "-X", "TOP 1 0").splitlines() == [b"From: a@remote.test", b"Subject: pop", b""]
+
+
+def exchange(port: int, lines: list[bytes]) -> list[bytes]:
+    """Sends `lines` pipelined on a fresh connection; the first line of each answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"".join(line + b"\r\n" for line in lines))
+        return [reader.readline() for _ in lines]
+
+
+def test_message_numbers_are_ascii_digits_only(stack, mailbox) -> None:
+    # int() takes any Unicode digit: Arabic-Indic one was message 1, superscript two crashed the session.
+    one, two, nine = "\u0661", "\u00b2", "\uff19"  # ARABIC-INDIC ONE, SUPERSCRIPT TWO, FULLWIDTH NINE
+    hostile = [f"RETR {two}", f"LIST 1{two}", f"UIDL 2{two}", f"RETR {one}", f"DELE {one}"]
+    hostile += [f"TOP 1 {two}", f"TOP {one} 1", f"LIST {nine}"]
+    lines = [f"USER {mailbox}", f"PASS {PASSWORD}", *hostile, "LIST 1", "STAT"]
+    answers = exchange(stack.pop3_port, [line.encode() for line in lines])
+    assert [a[:3] for a in answers] == [b"+OK"] * 2 + [b"-ER"] * len(hostile) + [b"+OK"] * 2
+    assert all(b"ASCII digits" in answer for answer in answers[2 : 2 + len(hostile)])
+    assert answers[-1] == b"+OK 2 %d\r\n" % (len(MESSAGE) + len(BARE_LF) + 4)  # DELE deleted nothing

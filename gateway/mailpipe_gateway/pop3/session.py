@@ -17,6 +17,7 @@ from mailpipe.store import MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.pop3.maildrop import Maildrop, MaildropLocked
+from mailpipe_gateway.wire_numbers import ascii_number
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +255,11 @@ class POP3Session:
 
     async def cmd_top(self, argument: str) -> None:
         number_text, _, lines_text = argument.strip().partition(" ")
-        if not lines_text.strip().isdigit():
-            await self._send("-ERR usage: TOP msg n")
+        body_lines = ascii_number(lines_text.strip())
+        if body_lines is None:
+            await self._send("-ERR usage: TOP msg n (n in ASCII digits)")
             return
-        await self._retrieve(number_text, int(lines_text))
+        await self._retrieve(number_text, body_lines)
 
     async def _retrieve(self, argument: str, body_lines: int | None) -> None:
         assert self._maildrop is not None
@@ -288,11 +290,10 @@ class POP3Session:
 
     async def _number(self, argument: str) -> int | None:
         assert self._maildrop is not None
-        text = argument.strip()
-        if not text.isdigit():
-            await self._send("-ERR a message number is needed")
+        number = ascii_number(argument.strip())
+        if number is None:
+            await self._send("-ERR a message number is needed (ASCII digits)")
             return None
-        number = int(text)
         if self._maildrop.message(number) is None:
             await self._send(f"-ERR no such message: {number}")
             return None
