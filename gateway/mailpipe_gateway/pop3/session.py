@@ -138,9 +138,25 @@ class POP3Session:
             await self._send("-ERR STLS not available")
             return
         await self._send("+OK begin TLS negotiation")
+        await self._discard_pipelined()
         await self._writer.start_tls(self._ctx.tls_context)
         self._tls = True
         self._user = None
+
+    async def _discard_pipelined(self) -> None:
+        """Drop what the client sent after STLS before the handshake (RFC 2595 3.1).
+
+        Those bytes came in clear text, maybe from a man in the middle; read after the
+        handshake they would run as if TLS had protected them (CVE-2011-0411). They can only
+        be in the stream reader's buffer: this session keeps no buffer of its own, and from
+        here to start_tls pausing the socket nothing yields to the loop, so nothing more
+        arrives in clear text (what is still in the socket then is read as TLS records).
+        """
+        buffered = len(getattr(self._reader, "_buffer", b""))  # asyncio has no public "available"
+        if buffered:
+            # readexactly does not wait when the bytes are there, and resumes a paused socket.
+            await self._reader.readexactly(buffered)
+            log.warning("POP3 STLS from %s: dropped %d octets sent in clear text", self._peer, buffered)
 
     async def cmd_user(self, argument: str) -> None:
         if not self._may_authenticate():
