@@ -214,14 +214,12 @@ class POP3Session:
 
     async def _login(self, user: str, password: str) -> None:
         throttle = self._ctx.throttle
-        if throttle.blocked(self._peer, user):
-            log.warning("POP3 login for %s from %s throttled", user, self._peer)
+        if throttle.blocked(self._peer, user, "pop3"):
             await self._send("-ERR [AUTH] too many failed logins, try again later")
             return
         account = await self._call(self._ctx.directory.authenticate, user, password)
         if account is None:
-            throttle.failed(self._peer, user)
-            log.info("POP3 login failed for %s from %s", user, self._peer)
+            throttle.failed(self._peer, user, "pop3")
             await self._send("-ERR [AUTH] invalid user name or password")
             return
         throttle.succeeded(self._peer, user)
