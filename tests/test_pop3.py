@@ -270,3 +270,13 @@ def test_commands_pipelined_after_stls_are_discarded(stack, filler: int) -> None
         with tls_client_context().wrap_socket(sock) as tls:
             tls.sendall(b"QUIT\r\n")
             assert tls.makefile("rb").readline().endswith(b" mailpipe POP3 signing off\r\n")
+
+
+def test_a_line_without_end_is_cut_off_before_login(stack) -> None:
+    # What a client may make the server hold is bounded by the line limit (2,048 octets), not 64 KiB.
+    with socket.create_connection(("127.0.0.1", stack.pop3_port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"USER " + b"x" * 3000)
+        assert reader.readline() == b"-ERR line too long\r\n"
+        assert reader.readline() == b""  # and the session is over

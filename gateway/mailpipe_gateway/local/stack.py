@@ -212,7 +212,12 @@ class DevStack:
 
     def _access_server(self, protocol: Literal["imap", "pop3"], port: int, options: dict[str, Any]) -> Any:
         server = access_server(
-            protocol, self.access_parts(), self._tls(), executor_runner(self.executor), **self._listener(port)
+            protocol,
+            self.access_parts(),
+            self._tls(),
+            executor_runner(self.executor),
+            limiter=options.pop("limiter", None),  # say ConnectionLimiter(2, 1, exempt=()) to test caps
+            **self._listener(port),
         )
         for name, value in options.items():  # test knobs, e.g. plaintext_loopback=False
             setattr(server.context, name, value)
