@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import smtplib
 import socket
+import ssl
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
 from conftest import PASSWORD
+from test_gateway_command import free_port, wait_listening
 
 from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.tls import write_self_signed
 
 FAILED, THROTTLED, OK = "failed", "throttled", "ok"
 
@@ -119,3 +126,49 @@ def test_failed_logins_are_logged_for_fail2ban(stack, new_user, servers, caplog)
         "auth failed: client=127.0.0.1 protocol=imap user=x\\x0d\\x0aauth\\x20failed:\\x20client=192.0.2.9"
         "\\x20protocol=imap\\x20user=y",
     ]
+
+
+def test_mailpipe_gateway_counts_failures_on_587_and_465_together(stack, new_user, tmp_path) -> None:
+    user = new_user()
+    cert, key = write_self_signed(tmp_path, "smtp.example.test")
+    ports = {"SMTP": free_port(), "SUBMISSION": free_port(), "SUBMISSIONS": free_port()}
+    env = {
+        **os.environ,
+        **stack.environment,
+        "MAILPIPE_SMTP_HOST": "127.0.0.1",
+        **{f"MAILPIPE_{name}_PORT": str(port) for name, port in ports.items()},
+        "MAILPIPE_TLS_CERT_PEM": cert.read_text(),
+        "MAILPIPE_TLS_KEY_PEM": key.read_text(),
+    }
+    env.pop("MAILPIPE_VALIDATE_FUNCTION", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailpipe_gateway.cli", "gateway"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    def auth(port_name: str, password: str) -> int:
+        if port_name == "SUBMISSIONS":
+            client = smtplib.SMTP_SSL("127.0.0.1", ports[port_name], context=context, timeout=30)
+        else:
+            client = smtplib.SMTP("127.0.0.1", ports[port_name], timeout=30)
+            client.starttls(context=context)
+        with client:
+            client.ehlo("client.test")
+            return client.docmd("AUTH", "PLAIN " + plain(user, password).decode())[0]
+
+    try:
+        for port in ports.values():
+            wait_listening(process, port)
+        assert [auth(name, "wrong") for name in ["SUBMISSION", "SUBMISSIONS"] * 2 + ["SUBMISSION"]] == [
+            535
+        ] * 5
+        assert auth("SUBMISSIONS", PASSWORD) == 454
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
