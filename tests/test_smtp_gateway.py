@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import DOMAIN, wait_for_inbox
 
-from mailpipe_gateway.smtp.limits import ConnectionLimiter
+from mailpipe_gateway.connection_limits import ConnectionLimiter
 
 MESSAGE = b"From: alice@remote.test\r\nTo: bob@example.test\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 

@@ -289,6 +289,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from mailpipe.services import directory, spool
+    from mailpipe_gateway.auth_throttle import AuthThrottle
     from mailpipe_gateway.recipient_check import Lookup, in_process_lookup, lambda_lookup
     from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
     from mailpipe_gateway.smtp.settings import GatewaySettings
@@ -309,6 +310,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
     async def serve() -> None:
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         gateways = [build_smtp_gateway(settings, spool(), lookup, executor)]
+        throttle = AuthThrottle()  # 587 and 465 count failed logins together
         # Submission listeners, when their ports are set: 587 (STARTTLS) and 465 (implicit TLS).
         for variable, implicit_tls in (
             ("MAILPIPE_SUBMISSION_PORT", False),
@@ -323,6 +325,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
                         directory(),
                         executor,
                         implicit_tls=implicit_tls,
+                        throttle=throttle,
                     )
                 )
         for gateway in gateways:

@@ -323,13 +323,11 @@ class IMAPSession:
 
     async def authenticate(self, user: str, password: str) -> Done:
         throttle = self.ctx.throttle
-        if throttle.blocked(self.peer, user):
-            log.warning("IMAP login for %s from %s throttled", user, self.peer)
+        if throttle.blocked(self.peer, user, "imap"):
             return no("Too many failed logins, try again later", "UNAVAILABLE")
         account = await self.call(self.ctx.directory.authenticate, user, password)
         if account is None:
-            throttle.failed(self.peer, user)
-            log.info("IMAP login failed for %s from %s", user, self.peer)
+            throttle.failed(self.peer, user, "imap")
             return no("Invalid user name or password", "AUTHENTICATIONFAILED")
         throttle.succeeded(self.peer, user)
         self.st.user = account.address

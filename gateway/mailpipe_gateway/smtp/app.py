@@ -46,13 +46,13 @@ def build_submission_gateway(
     throttle = throttle or AuthThrottle()
 
     async def authenticate(login: str, password: str, peer: str) -> str | None:
-        if throttle.blocked(peer, login):
+        if throttle.blocked(peer, login, "submission"):
             raise Throttled(login)
         user = await asyncio.get_running_loop().run_in_executor(
             executor, directory.authenticate, login, password
         )
         if user is None:
-            throttle.failed(peer, login)
+            throttle.failed(peer, login, "submission")
             return None
         throttle.succeeded(peer, login)
         return user.address

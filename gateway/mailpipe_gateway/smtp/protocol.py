@@ -8,6 +8,7 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
+from mailpipe_gateway.connection_limits import ConnectionLimiter
 from mailpipe_gateway.smtp.dsn_params import (
     DsnSyntaxError,
     MailDsn,
@@ -16,7 +17,6 @@ from mailpipe_gateway.smtp.dsn_params import (
     rcpt_dsn,
     split_params,
 )
-from mailpipe_gateway.smtp.limits import ConnectionLimiter
 from mailpipe_gateway.smtp.status import with_enhanced_code
 
 log = logging.getLogger(__name__)

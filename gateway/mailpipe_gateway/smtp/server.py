@@ -8,8 +8,8 @@ import time
 import weakref
 from collections.abc import Callable
 
+from mailpipe_gateway.connection_limits import ConnectionLimiter
 from mailpipe_gateway.smtp.handler import InboundHandler
-from mailpipe_gateway.smtp.limits import ConnectionLimiter
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
 from mailpipe_gateway.smtp.settings import GatewaySettings
 

@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailpipe_gateway.smtp.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP
+from mailpipe_gateway.connection_limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP
 from mailpipe_gateway.tls import certificate_from_env
 
 DEFAULT_MAX_MESSAGE_SIZE = 40 * 1024 * 1024

@@ -1,4 +1,8 @@
-"""How many SMTP sessions one gateway holds open, in all and per client address."""
+"""How many sessions one listener holds open, in all and per client address.
+
+Shared by the SMTP gateway (per port) and the access gateway (per protocol: IMAP's and POP3's
+plain and implicit-TLS ports count together).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ DEFAULT_MAX_CONNECTIONS = 1000
 # Postfix's smtpd_client_connection_count_limit default.
 DEFAULT_MAX_CONNECTIONS_PER_IP = 50
 # Like Postfix's $mynetworks exception: local clients (health checks, our own tools)
-# are not counted per address.
+# are not counted per address (they still count toward the total).
 DEFAULT_EXEMPT = ("127.0.0.0/8", "::1/128")
 
 
