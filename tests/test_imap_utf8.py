@@ -8,62 +8,17 @@ sends. Each stored message is compared byte for byte with what was sent.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 
 import pytest
 from conftest import CORPUS, PASSWORD
+from raw_imap import Client, login
 
 from mailpipe.store import MailStore
 
 UTF8_MESSAGE = (CORPUS / "rfc6532" / "utf8_headers.eml").read_bytes().replace(b"\n", b"\r\n")
 # Octets only a literal8 may carry: NUL, a bare LF and a bare CR, after UTF-8 headers.
 BINARY_MESSAGE = "Subject: Grüße\r\nFrom: jürgen@example.test\r\n\r\nnul \0 lf \n cr \r end\r\n".encode()
-
-
-class Client:
-    """A line-level IMAP client: sends exactly the bytes a test gives, reads responses as sent."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.file = self.sock.makefile("rb")
-        assert self.file.readline().startswith(b"* OK")
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-    def response_line(self) -> bytes:
-        """One response line, its literals inlined (so a LIST name in a literal stays on its line)."""
-        line = self.file.readline()
-        assert line, "connection closed"
-        while (found := re.search(rb"~?\{(\d+)\}\r\n$", line)) is not None:
-            line += self.file.read(int(found.group(1))) + self.file.readline()
-        return line
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def command(self, tag: str, data: bytes) -> list[bytes]:
-        """Sends ``tag data`` CRLF; every response line up to and including the tagged one."""
-        self.send(tag.encode() + b" " + data + b"\r\n")
-        return self.until(tag)
-
-    def until(self, tag: str) -> list[bytes]:
-        lines = []
-        while True:
-            lines.append(self.response_line())
-            if lines[-1].startswith(tag.encode() + b" "):
-                return lines
-
-    def ok(self, tag: str, data: bytes) -> list[bytes]:
-        lines = self.command(tag, data)
-        assert lines[-1].startswith(f"{tag} OK".encode()), lines
-        return lines
-
-    def continuation(self) -> None:
-        line = self.file.readline()
-        assert line.startswith(b"+"), line
 
 
 @pytest.fixture
@@ -75,8 +30,7 @@ def user(stack, new_user) -> str:
 
 @pytest.fixture
 def client(stack, user) -> Iterator[Client]:
-    connection = Client(stack.imap_port)
-    connection.ok("l", b'LOGIN "%s" "%s"' % (user.encode(), PASSWORD.encode()))
+    connection = login(stack.imap_port, user, PASSWORD)
     yield connection
     connection.close()
 
@@ -223,9 +177,8 @@ def test_mailbox_names_are_utf8_once_enabled(stack, user, client) -> None:
     assert stack.mail_store().get_mailbox(user, "&AOQ-") is not None
 
     # A client that did not enable UTF8=ACCEPT sees the same names in modified UTF-7.
-    other = Client(stack.imap_port)
+    other = login(stack.imap_port, user, PASSWORD)
     try:
-        other.ok("l", b'LOGIN "%s" "%s"' % (user.encode(), PASSWORD.encode()))
         names = b"".join(other.ok("a", b'LIST "" "*"'))
         assert b'"/" Entw&APw-rfe/&BB8EQAQ4BDIENQRC-\r\n' in names
         assert b'"/" &-AOQ-\r\n' in names
