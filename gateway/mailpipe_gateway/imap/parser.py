@@ -657,7 +657,7 @@ class _Parser:
             literal = self.literal()
             if literal is None:
                 self.fail("Expected the message as a literal")
-            message, binary = literal  # a literal8 too: RFC 3516's APPEND, in RFC 9051 as well
+            message, binary = literal  # a literal8 (~{n}, ~{n+}) too: RFC 3516 and RFC 7888
         if not self.at_end():
             self.fail("Only one message per APPEND")  # no MULTIAPPEND
         return Append(
