@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _FETCH_AFTER_RESYNC = (FetchAttr("FLAGS"),)
+# RFC 6855 3: names (UTF-8 or modified UTF-7 alike) hold no C0 or C1 control, DEL, U+2028 or U+2029.
+_NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 async def cmd_select(session: IMAPSession, command: Select) -> Done:
@@ -284,7 +286,8 @@ def _valid_name(name: str) -> bool:
         and not name.startswith(DELIMITER)
         and DELIMITER * 2 not in name
         and len(name) <= 512
-        and (not any(ch in name for ch in "*%\r\n\0"))
+        and (not any(ch in name for ch in "*%"))
+        and not _NOT_IN_NAMES.search(name)
     )
 
 

@@ -96,7 +96,7 @@ class IMAPSession:
             await self.send(event.response())
         elif isinstance(event, RawCommand):
             try:
-                command = parse_command(event, utf8=self.st.utf8)
+                command = parse_command(event, utf8=self.st.utf8, utf8_accept=self.st.utf8_accept)
             except ParseError as exc:
                 await self.send(serializer.status_response(exc.tag or "*", "BAD", exc.message))
                 return

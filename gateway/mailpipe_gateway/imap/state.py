@@ -89,5 +89,10 @@ class SessionState:
         return "IMAP4REV2" in self.enabled
 
     @property
+    def utf8_accept(self) -> bool:
+        return "UTF8=ACCEPT" in self.enabled
+
+    @property
     def utf8(self) -> bool:
-        return "UTF8=ACCEPT" in self.enabled or self.rev2
+        """Mailbox names and strings in UTF-8: UTF8=ACCEPT, or IMAP4rev2 which includes that much."""
+        return self.utf8_accept or self.rev2

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import warnings
 from collections.abc import Awaitable, Callable
 from email.utils import format_datetime, getaddresses, make_msgid
 from typing import Any
@@ -30,9 +29,6 @@ from mailpipe_gateway.smtp.protocol import MailpipeSMTP
 
 log = logging.getLogger(__name__)
 
-# aiosmtpd itself sets the deprecated Session.login_data after every AUTH and warns about it.
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
-
 # (login, password, client address) -> the authenticated address, or None; raises Throttled.
 Authenticate = Callable[[str, str, str], Awaitable[str | None]]
 # address -> every address that user may send as
@@ -45,6 +41,19 @@ LOOPBACK = ("127.0.0.1", "::1")
 
 class Throttled(Exception):
     """Too many failed logins for this user or from this address."""
+
+
+class _Session(Session):
+    """aiosmtpd 1.4's Session without its deprecated ``login_data`` property.
+
+    aiosmtpd's own smtp_AUTH assigns ``login_data`` after every AUTH, and the property logs
+    "Session.login_data is deprecated" each time (a log record, not a Python warning, so no
+    warnings filter hides it). Nothing here reads it: the authenticated user is ``auth_data``,
+    from our AuthResult. A plain attribute takes the assignment silently; aiosmtpd 2.0 drops
+    both the property and the assignment, and then this class changes nothing.
+    """
+
+    login_data: Any = None
 
 
 class SubmissionSMTP(MailpipeSMTP):
@@ -60,6 +69,9 @@ class SubmissionSMTP(MailpipeSMTP):
         self._authenticate_user = authenticate
         self._plaintext_loopback = plaintext_loopback
         self.implicit_tls = implicit_tls
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
