@@ -17,6 +17,7 @@ from conftest import DOMAIN, inbox, wait_for_inbox
 from queues import function_queue, in_spool, spooled, upload_raw
 
 from mailpipe import aws
+from mailpipe.outbound.queue import OutboundMessage, OutboundRecipient
 from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF, Backoff
 from mailpipe.redrive import dead_letter_queue_url, redrive
 
@@ -117,24 +118,50 @@ def test_dead_lettered_mail_is_redriven_and_then_delivered(stack, new_user, monk
     monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
     bob = new_user()
     envelope, raw = spooled(stack, [bob], upload=False)  # fails on every receive
+    lost, _ = spooled(stack, [bob], upload=False)  # and this one's object never comes
     with function_queue(stack, "InboundFunction", max_receives=3) as queue:
         queue.send(envelope.to_json())
+        queue.send(lost.to_json())
         queue.drain(rounds=5)
         assert queue.depth() == 0
-        assert queue.depth(queue.dlq) == 1
+        assert queue.depth(queue.dlq) == 2
         assert dead_letter_queue_url(queue.sqs, queue.url) == queue.dlq
         upload_raw(stack, envelope, raw)  # the cause is fixed
         before = aws.client("s3").head_object(Bucket=stack.resources.mail_bucket, Key=envelope.s3_key)
         result = redrive(queue.sqs, queue.url, stack.spool())
-        assert (result.moved, result.failed, result.without_object) == (1, 0, 0)
+        assert (result.moved, result.failed, result.without_object) == (2, 0, 1)
         assert queue.depth(queue.dlq) == 0
         # Touched: the lifecycle backstop counts the object's age from the redrive.
         after = aws.client("s3").head_object(Bucket=stack.resources.mail_bucket, Key=envelope.s3_key)
         touched = [{key.lower() for key in head["Metadata"]} for head in (before, after)]
         assert touched == [set(), {"touched"}]
-        queue.drain()
-        assert queue.depth() == queue.depth(queue.dlq) == 0
+        queue.drain(rounds=5)
+        # The one without an object failed its receives again: back in the DLQ, not lost.
+        assert queue.depth() == 0
+        assert queue.depth(queue.dlq) == 1
     assert subjects(stack, bob) == [envelope.id]
+
+
+def test_the_outbound_function_holds_back_what_it_failed_on(stack, new_user, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, f"{SLOW.first};{SLOW.cap}")
+    alice = new_user()
+    envelope, _ = spooled(stack, [], upload=False, mail_from=alice, auth_user=alice)  # S3 lacks it
+    message = OutboundMessage(
+        envelope_id=envelope.id,
+        s3_key=envelope.s3_key,
+        mail_from=alice,
+        auth_user=alice,
+        received_at=envelope.received_at,
+        size=envelope.size,
+        recipients=[OutboundRecipient("friend@remote.test")],
+    )
+    with function_queue(stack, "OutboundFunction", max_receives=5) as queue:
+        queue.send(message.to_json())
+        poll = queue.poller.poll_once()
+        [received] = poll.messages
+        assert poll.failed == {received["MessageId"]}
+        assert SLOW.delay(1) - 30 < queue.seconds_hidden(received["MessageId"]) <= SLOW.delay(1)
+        assert not queue.poller.poll_once().messages
 
 
 def test_mailpipe_queue_redrive_puts_the_stacks_dead_letters_back(stack, new_user) -> None:
