@@ -29,9 +29,6 @@ class Poll:
     messages: list[dict[str, Any]] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)
 
-    def __len__(self) -> int:
-        return len(self.messages)
-
 
 class SqsPoller:
     def __init__(
