@@ -112,8 +112,8 @@ RESOURCE_TYPES = {
 
 SQS_MAX_RETENTION = 14 * 24 * 3600
 
-# Every AWS call each function's code makes, as (IAM action, resource: a queue's logical id, or
-# the mail bucket's ARN with a key prefix). A new call in the code goes here, and the template's
+# Every AWS call each function's code makes, as (IAM action, resource: a queue's or table's logical
+# id, or the mail bucket's ARN with a key prefix). A new call in the code goes here, and the template's
 # policy for that function must allow it (test_functions_may_make_every_call_they_make).
 FUNCTION_CALLS = {
     "InboundFunction": {
@@ -128,6 +128,16 @@ FUNCTION_CALLS = {
         ("sqs:ChangeMessageVisibility", "InboundQueue"),  # Redelivery.hold
         ("sqs:SendMessage", "InboundQueue"),  # PoisonReports: the report's envelope
         ("sqs:SendMessage", "OutboundQueue"),  # OutboundQueue.put
+        ("dynamodb:BatchGetItem", "DirectoryTable"),  # Directory.lookup, expand
+        ("dynamodb:Scan", "DirectoryTable"),  # PoisonReports: the hosted domains' postmasters
+        ("dynamodb:Query", "MailboxTable"),  # MailStore
+        ("dynamodb:GetItem", "MailboxTable"),
+        ("dynamodb:PutItem", "MailboxTable"),
+        ("dynamodb:UpdateItem", "MailboxTable"),
+        ("dynamodb:GetItem", "IdempotencyTable"),  # Powertools Idempotency
+        ("dynamodb:PutItem", "IdempotencyTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"),
+        ("dynamodb:DeleteItem", "IdempotencyTable"),
     },
     "OutboundFunction": {
         ("s3:GetObject", "spool/"),
@@ -139,6 +149,8 @@ FUNCTION_CALLS = {
         ("sqs:ChangeMessageVisibility", "OutboundQueue"),  # Redelivery.hold
         ("sqs:SendMessage", "OutboundQueue"),  # retries
         ("sqs:SendMessage", "InboundQueue"),  # the DSN's envelope
+        ("dynamodb:Query", "OutboundTable"),  # QueueState.entries
+        ("dynamodb:PutItem", "OutboundTable"),  # QueueState.save
     },
 }
 
@@ -696,14 +708,17 @@ def _policy_template_statements(name: str, arguments: dict[str, Any]) -> list[di
     path = Path(samtranslator.__file__).parent / "policy_templates_data" / "policy_templates.json"
     definition = json.loads(path.read_text(encoding="utf-8"))["Templates"][name]["Definition"]
     statements = json.loads(json.dumps(definition["Statement"]))
+
+    def substituted(resource: Any) -> Any:
+        if not (isinstance(resource, dict) and "Fn::Sub" in resource):
+            return resource
+        text, variables = resource["Fn::Sub"]
+        for variable, value in variables.items():
+            text = text.replace("${" + variable + "}", json.dumps(arguments[value["Ref"]]))
+        return text
+
     for statement in statements:
-        resource = statement["Resource"]
-        if isinstance(resource, dict) and "Fn::Sub" in resource:
-            text, variables = resource["Fn::Sub"]
-            for variable, value in variables.items():
-                parameter = value["Ref"]
-                text = text.replace("${" + variable + "}", json.dumps(arguments[parameter]))
-            statement["Resource"] = text
+        statement["Resource"] = [substituted(r) for r in _as_list(statement["Resource"])]
     return statements
 
 
@@ -716,7 +731,10 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bo
             text = _sub_text(granted)
             if resource.endswith("/") and text == "${MailBucket.Arn}/" + resource + "*":
                 return True
-            if not resource.endswith("/") and json.dumps({"Fn::GetAtt": [resource, "QueueName"]}) in text:
+            if not resource.endswith("/") and any(
+                json.dumps(reference) in text
+                for reference in ({"Fn::GetAtt": [resource, "QueueName"]}, {"Ref": resource})
+            ):
                 return True
     return False
 
