@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 log = logging.getLogger(__name__)
 
 SPOOL_PREFIX = "spool/"
@@ -111,7 +113,8 @@ class Spool:
         removes a leftover object later.
         """
         if not envelope.s3_key.startswith(SPOOL_PREFIX):
-            raise ValueError(f"not a spool object: {envelope.s3_key}")
+            log.warning("%s names %s, outside the spool: not deleted", envelope.id, envelope.s3_key)
+            return
         try:
             self._s3.delete_object(Bucket=self.bucket, Key=envelope.s3_key)
         except Exception:
@@ -130,10 +133,8 @@ class Spool:
                 ContentType="message/rfc822",
                 Metadata={"touched": now_utc().isoformat()},
             )
-        except self._s3.exceptions.NoSuchKey:
-            return False
-        except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return False
             raise
         return True
