@@ -102,7 +102,8 @@ class SqsPoller:
         every_id = {record["messageId"] for record in event["Records"]}
         context = LocalLambdaContext(self._function.name, self._function.timeout)
         try:
-            response = self._function.handler(event, context)
+            with self._function.invocation:
+                response = self._function.handler(event, context)
         except Exception:
             log.exception("%s failed on a batch of %d", self._function.logical_id, len(every_id))
             return every_id
