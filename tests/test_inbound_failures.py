@@ -189,3 +189,14 @@ def test_mailpipe_queue_redrive_puts_the_stacks_dead_letters_back(stack, new_use
 def test_the_default_back_off_retries_for_days(receives: int) -> None:
     days = Backoff().window(receives) / 86400
     assert 3.5 < days < 4.5
+
+
+def test_back_off_settings() -> None:
+    assert Backoff.from_text("5;300") == Backoff(5, 300)
+    assert [Backoff(5, 300).delay(n) for n in (1, 2, 6, 7, 1000)] == [5, 10, 160, 300, 300]
+    assert Backoff.from_text("0;0").window(18) == 0
+    assert Backoff.from_text("60") == Backoff()
+    # SQS refuses a hold ending over 12 hours after the receive: settings that could ask for one fail.
+    for text in ("60;43200", "600;60", "-1;60"):
+        with pytest.raises(ValueError):
+            Backoff.from_text(text)
