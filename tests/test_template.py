@@ -27,6 +27,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mailpipe.outbound.schedule import RetrySchedule
 from mailpipe.redelivery import MAX_HOLD_SECONDS, Backoff
 from mailpipe.store.model import CHANGES_INDEX
 
@@ -639,6 +641,19 @@ def test_mail_bucket(resources: dict[str, Any]) -> None:
     rules = [r for r in properties["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
     expiring = [r for r in rules if "ExpirationInDays" in r or "ExpirationDate" in r]
     assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [("spool/", 60)]
+    # A backstop only: longer than an envelope can be queued for its object (docs/architecture.md,
+    # "Never lost"): the inbound queue or its DLQ, the outbound queue before a first attempt, the
+    # retry schedule, and the last retry on the outbound queue or its DLQ.
+    retention_days = {
+        name: resources[name]["Properties"]["MessageRetentionPeriod"] / 86400
+        for name in ("InboundQueue", "OutboundQueue")
+    }
+    longest_queued = (
+        retention_days["InboundQueue"]
+        + 2 * retention_days["OutboundQueue"]
+        + RetrySchedule().give_up_after / timedelta(days=1)
+    )
+    assert expiring[0]["ExpirationInDays"] > longest_queued + 7
     # Nothing expires mailbox bodies: every expiring rule is limited to spool/.
     for rule in expiring:
         assert "Filter" not in rule or rule["Filter"].get("Prefix") == "spool/"
