@@ -79,7 +79,7 @@ def test_an_unreadable_queue_entry_is_reported_to_the_postmaster(stack, monkeypa
 def test_poison_from_a_local_sender_bounces_to_the_sender(stack, new_user, monkeypatch) -> None:
     monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
     bob, carol = new_user(), new_user()
-    envelope, _ = spooled(stack, [carol, "no address at all"], mail_from=bob, auth_user=bob)
+    envelope, _ = spooled(stack, [carol, "no address\r\nStatus: 2.0.0"], mail_from=bob, auth_user=bob)
     with function_queue(stack, "InboundFunction", max_receives=5) as queue:
         queue.send(envelope.to_json())
         queue.drain(rounds=2)
@@ -90,6 +90,7 @@ def test_poison_from_a_local_sender_bounces_to_the_sender(stack, new_user, monke
     assert report["Subject"] == "Undelivered Mail Returned to Sender"
     assert report.get_content_type() == "multipart/report"
     assert b"Status: 5.1.3" in bounce and f"X-Mailpipe-Queue-ID: {envelope.id}".encode() in bounce
+    assert b"\r\nStatus: 2.0.0" not in bounce  # the recipient's line break added no field
     assert f"Subject: {envelope.id}".encode() in bounce  # the original's header, as RET=HDRS says
     assert inbox(stack, carol) == []  # an envelope is returned whole, never half delivered
     assert not in_spool(stack, envelope)

@@ -53,7 +53,8 @@ class PoisonReports:
         now = datetime.now(UTC)
         statuses = [
             RecipientStatus(
-                final_recipient=rcpt,
+                # A malformed recipient may hold line breaks: never let it add fields to the DSN.
+                final_recipient=" ".join(str(rcpt).split()) or "unknown",
                 status=reason.enhanced,
                 diagnostic=reason.text,
                 diagnostic_type="X-mailpipe",
