@@ -8,6 +8,7 @@ dead-letter queue until `mailpipe queue redrive` puts it back.
 from __future__ import annotations
 
 import email
+import json
 import os
 import subprocess
 import sys
@@ -74,6 +75,19 @@ def test_an_unreadable_queue_entry_is_reported_to_the_postmaster(stack, monkeypa
     # The report goes through the spool like any message, to the stack's own inbound function.
     wait_for_inbox(stack, postmaster, before + 1)
     assert any(entry.encode() in body for body in bodies(stack, postmaster))
+
+
+def test_an_unreadable_outbound_entry_is_reported_to_the_postmaster(stack, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
+    postmaster = f"postmaster@{stack.directory().list_domains()[0].name}"
+    before = len(inbox(stack, postmaster))
+    entry = json.dumps({"envelope_id": os.urandom(4).hex(), "unexpected": "field"})
+    with function_queue(stack, "OutboundFunction", max_receives=5) as queue:
+        queue.send(entry)
+        queue.drain(rounds=2)
+        assert queue.depth() == queue.depth(queue.dlq) == 0
+    wait_for_inbox(stack, postmaster, before + 1)
+    assert any(entry.encode() in body and b"outbound queue" in body for body in bodies(stack, postmaster))
 
 
 def test_poison_from_a_local_sender_bounces_to_the_sender(stack, new_user, monkeypatch) -> None:

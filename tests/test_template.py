@@ -153,6 +153,7 @@ FUNCTION_CALLS = {
         ("sqs:SendMessage", "InboundQueue"),  # the DSN's envelope
         ("dynamodb:Query", "OutboundTable"),  # QueueState.entries
         ("dynamodb:PutItem", "OutboundTable"),  # QueueState.save
+        ("dynamodb:Scan", "DirectoryTable"),  # PoisonReports: the hosted domains' postmasters
     },
 }
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailpipe.config import ENV_IDEMPOTENCY_TABLE
-from mailpipe.services import inbound_delivery, sqs_batch_processor
+from mailpipe.services import inbound_delivery, poison_reports, sqs_batch_processor
 from mailpipe.spool import Envelope
 
 logger = Logger()
@@ -44,7 +44,7 @@ def record_handler(record: SQSRecord) -> None:
     try:
         envelope = Envelope.from_json(record.body)
     except (ValueError, TypeError) as exc:
-        queue_id = inbound_delivery().reject_unreadable(record.body, str(exc))
+        queue_id = poison_reports().report_unreadable(record.body, str(exc), queue="inbound")
         logger.warning("unreadable queue entry reported", extra={"reported_as": queue_id})
         return
     result = store_envelope(envelope=envelope.to_dict())

@@ -74,12 +74,6 @@ class InboundDelivery:
             self._spool.discard(envelope)
             return report
 
-    def reject_unreadable(self, body: str, reason: str) -> str:
-        """A queue entry that is no envelope: reported to a postmaster (see poison.py)."""
-        if self._reports is None:
-            raise PoisonEnvelope(reason)
-        return self._reports.report_unreadable(body, reason)
-
     def deliver(self, envelope: Envelope) -> DeliveryReport:
         """Store the message for every recipient; safe to call again for the same envelope.
 

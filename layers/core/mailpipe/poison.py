@@ -79,8 +79,8 @@ class PoisonReports:
         log.warning("%s returned to %s as %s: %s", envelope.id, target, queue_id, reason.text)
         return queue_id
 
-    def report_unreadable(self, body: str, reason: str) -> str:
-        """Spool a notice with a queue entry that is not an envelope at all to a postmaster."""
+    def report_unreadable(self, body: str, reason: str, queue: str) -> str:
+        """Spool a notice with an entry of `queue` that cannot be read at all to a postmaster."""
         target = self._postmaster([])
         now = datetime.now(UTC)
         notice = EmailMessage(policy=SMTP)
@@ -92,7 +92,7 @@ class PoisonReports:
         notice["Auto-Submitted"] = "auto-replied"
         notice.set_content(
             f"This is the mail system at host {self._hostname}.\n\n"
-            f"An entry of the inbound queue could not be read as an envelope ({reason}).\n"
+            f"An entry of the {queue} queue could not be read ({reason}).\n"
             "If it stood for a message, that message is in the spool (spool/ in the mail bucket)\n"
             "under an id the entry may show. The entry follows.\n\n" + body[:100_000] + "\n"
         )

@@ -61,8 +61,12 @@ def outbound_queue() -> OutboundQueue | None:
 
 @lru_cache(maxsize=1)
 def inbound_delivery() -> InboundDelivery:
-    reports = PoisonReports(spool(), directory(), os.environ.get(ENV_HOSTNAME, "localhost"))
-    return InboundDelivery(spool(), directory(), mail_store(), outbound_queue(), reports)
+    return InboundDelivery(spool(), directory(), mail_store(), outbound_queue(), poison_reports())
+
+
+@lru_cache(maxsize=1)
+def poison_reports() -> PoisonReports:
+    return PoisonReports(spool(), directory(), os.environ.get(ENV_HOSTNAME, "localhost"))
 
 
 @lru_cache(maxsize=1)
