@@ -13,6 +13,7 @@ from typing import Any, Literal
 from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
+from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 from mailpipe_gateway.access import AccessParts, access_server
@@ -62,6 +63,9 @@ class DevOptions:
     template: Path = DEFAULT_TEMPLATE
     state_dir: Path = Path(".mailpipe")
     retry_after: int | None = 5
+    # The functions' back-off for failed records ("FIRST;CAP" seconds, mailpipe/redelivery.py):
+    # in dev a failed record comes back within minutes, not the hours it waits on AWS.
+    redelivery_backoff: str = "5;300"
     transports: list[str] = field(default_factory=list)
     poll_wait_seconds: int = 1
     run_pollers: bool = True
@@ -104,6 +108,7 @@ class DevStack:
             transports.insert(0, "*=mx")
         function_env["MAILPIPE_TRANSPORTS"] = ",".join(transports)
         function_env["MAILPIPE_HOSTNAME"] = self.options.hostname
+        function_env[ENV_REDELIVERY_BACKOFF] = self.options.redelivery_backoff
         os.environ.update(function_env)
         self.environment.update(function_env)
         self.resources = Resources.from_env()
