@@ -21,6 +21,7 @@ from mailpipe.store import Mailbox
 from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
 from mailpipe_gateway.imap.parser import ParseError, parse_command
+from mailpipe_gateway.imap.ranges import contains, merged
 from mailpipe_gateway.imap.reader import CommandReader, ContinuationRequest, LimitExceeded, Line, RawCommand
 from mailpipe_gateway.imap.state import Done, IMAPContext, SessionState, State, bad, no
 
@@ -185,11 +186,8 @@ class IMAPSession:
         """UIDs expunged after `modseq` (within `ranges`, if given), for VANISHED (EARLIER): the
         tombstones among the store's changes since then, not a listing of the mailbox."""
         changes = await self.call(self.ctx.store.changes_since, mailbox, modseq)
-        return [
-            c.uid
-            for c in changes
-            if c.expunged and (ranges is None or any(low <= c.uid <= high for low, high in ranges))
-        ]
+        known = None if ranges is None else merged(ranges)
+        return [c.uid for c in changes if c.expunged and (known is None or contains(known, c.uid))]
 
     async def announce(self, updates: Any) -> None:
         from mailpipe_gateway.imap.fetch import render_fetch
