@@ -23,6 +23,7 @@ from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchA
 from mailpipe_gateway.imap.parser import ParseError, parse_command
 from mailpipe_gateway.imap.ranges import contains, merged
 from mailpipe_gateway.imap.reader import CommandReader, ContinuationRequest, LimitExceeded, Line, RawCommand
+from mailpipe_gateway.imap.starttls import start_tls
 from mailpipe_gateway.imap.state import Done, IMAPContext, SessionState, State, bad, no
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,11 @@ class IMAPSession:
             # Commands pipelined behind STARTTLS would run inside TLS without having been protected.
             return bad("Commands after STARTTLS must wait for its completion")
         await self.send(serializer.status_response(command.tag, "OK", "Begin TLS negotiation now"))
-        await self._writer.start_tls(self.ctx.tls_context)
+        try:
+            self._stream, self._writer = await start_tls(self._writer, self.ctx.tls_context)
+        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            log.info("IMAP STARTTLS from %s failed: %s", self.peer, exc)
+            raise _Closed from None
         self.tls = True
         raise _Continue
 
