@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import PASSWORD
+import base64
+import ssl
+
+from conftest import PASSWORD, wait_for
 from imap_raw import RawIMAP
 
 
@@ -70,7 +73,11 @@ def starttls_with_injection(stack, before: bytes, after: bytes | None) -> list[b
             # The injection reached the command reader before STARTTLS finished: refused in plaintext.
             assert answers[-1].startswith(b"z BAD"), answers[-1]
             return []
-        imap.upgrade()
+        try:
+            imap.upgrade()
+        except (ssl.SSLError, ConnectionError):
+            # The injection reached the server after the switch, as a broken TLS record.
+            return []
         return imap.command(b"own", b"NOOP")[:-1]
 
 
@@ -83,3 +90,69 @@ def test_starttls_discards_what_was_sent_before_the_handshake(stack) -> None:
     assert starttls_with_injection(stack, boundary + b"INJ CAPABILITY\r\n", None) == []
     assert starttls_with_injection(stack, b"z STARTTLS\r\nINJ CAPABILITY\r\n", None) == []
     assert starttls_with_injection(stack, noop_lines(2 * 65536, b"z STARTTLS\r\n"), b"INJ LOGOUT\r\n") == []
+
+
+def test_before_login_a_large_synchronizing_literal_is_refused_without_a_continuation(stack) -> None:
+    with RawIMAP(stack.imap_port) as imap:
+        imap.send(b"a LOGIN {41943040}\r\n")
+        assert imap.line() == b"a BAD [TOOBIG] Literal larger than 8192 octets\r\n"
+        assert imap.command(b"b", b"NOOP") == [b"b OK NOOP completed\r\n"]
+
+
+def test_before_login_a_large_non_synchronizing_literal_ends_the_connection(stack) -> None:
+    # The report: "a LOGIN {41943040+}" and 40 MiB that never end held 41 MB per connection.
+    with RawIMAP(stack.imap_port) as imap:
+        imap.send(b"a LOGIN {41943040+}\r\n" + b"x" * 65536)
+        assert imap.line() == b"a BAD [TOOBIG] Literal larger than 8192 octets\r\n"
+        assert imap.line() == b"* BYE Too much data\r\n"
+        assert imap.line() == b""
+
+
+def test_before_login_a_long_line_is_refused(stack) -> None:
+    with RawIMAP(stack.imap_port) as imap:
+        assert imap.command(b"a", b"ID (" + b'"x" ' * 3000 + b")") == [b"a BAD Command line too long\r\n"]
+        assert imap.command(b"b", b"NOOP") == [b"b OK NOOP completed\r\n"]
+
+
+def test_small_literals_log_in_and_large_ones_follow_login(stack, new_user) -> None:
+    owner = new_user()
+    with RawIMAP(stack.imap_port) as imap:
+        user, password = owner.encode(), PASSWORD.encode()
+        imap.send(b"a LOGIN {%d}\r\n" % len(user))
+        assert imap.line().startswith(b"+ ")
+        imap.send(user + b" {%d+}\r\n" % len(password) + password + b"\r\n")
+        assert imap.until(b"a")[-1].startswith(b"a OK")
+        message = b"Subject: big\r\n\r\n" + b"x" * 100_000 + b"\r\n"
+        imap.send(b"b APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n")
+        assert imap.until(b"b")[-1].startswith(b"b OK")
+
+
+def test_sessions_per_user_are_capped(stack, new_user) -> None:
+    from mailpipe_gateway.imap.user_sessions import UserSessions
+
+    imap_server = stack.build_imap(user_sessions=UserSessions(3))
+    stack.loop.run(imap_server.start())
+    owner, other = new_user(), new_user()
+    sessions: list[RawIMAP] = []
+    try:
+        for _ in range(3):
+            sessions.append(RawIMAP(imap_server.port))
+            sessions[-1].login(owner, PASSWORD)
+        with RawIMAP(imap_server.port) as fourth:
+            answer = fourth.command(b"L", f'LOGIN {owner} "{PASSWORD}"'.encode())
+            assert answer == [b"L NO [LIMIT] Too many sessions for this user (at most 3)\r\n"]
+            plain = f"\0{owner}\0{PASSWORD}".encode()
+            answer = fourth.command(b"A", b"AUTHENTICATE PLAIN " + base64.b64encode(plain))
+            assert answer[-1].startswith(b"A NO [LIMIT]")
+            with RawIMAP(imap_server.port) as someone_else:
+                someone_else.login(other, PASSWORD)
+            leaving = sessions.pop()
+            leaving.command(b"z", b"LOGOUT")
+            assert leaving.line() == b""  # the server closes after it stops counting the session
+            leaving.close()
+            wait_for(lambda: imap_server.context.user_sessions.count(owner) == 2)
+            fourth.login(owner, PASSWORD)
+    finally:
+        for session in sessions:
+            session.close()
+        stack.loop.run(imap_server.stop())

@@ -22,7 +22,16 @@ from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
 from mailpipe_gateway.imap.parser import ParseError, parse_command
 from mailpipe_gateway.imap.ranges import contains, merged
-from mailpipe_gateway.imap.reader import CommandReader, ContinuationRequest, LimitExceeded, Line, RawCommand
+from mailpipe_gateway.imap.reader import (
+    MAX_LINE,
+    PREAUTH_MAX_LINE,
+    PREAUTH_MAX_LITERAL,
+    CommandReader,
+    ContinuationRequest,
+    LimitExceeded,
+    Line,
+    RawCommand,
+)
 from mailpipe_gateway.imap.starttls import start_tls
 from mailpipe_gateway.imap.state import Done, IMAPContext, SessionState, State, bad, no
 
@@ -50,7 +59,11 @@ class IMAPSession:
         self.tls = tls
         self._stream = reader
         self._writer = writer
-        self._commands = CommandReader(max_literal=context.append_limit)
+        # Until login, a stranger's commands get Dovecot's imap-login limits, not APPENDLIMIT's.
+        self._commands = CommandReader(
+            max_line=PREAUTH_MAX_LINE, max_literal=PREAUTH_MAX_LITERAL, skip_oversize=False
+        )
+        self._counted_as: str | None = None  # the user whose session count this session holds
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "unknown"
 
@@ -73,6 +86,8 @@ class IMAPSession:
             with contextlib.suppress(Exception):
                 await self.send(b"* BYE internal error\r\n")
         finally:
+            if self._counted_as is not None:
+                self.ctx.user_sessions.release(self._counted_as)
             self._writer.close()
 
     async def next_event(self, timeout: float) -> Any:
@@ -96,6 +111,9 @@ class IMAPSession:
         elif isinstance(event, LimitExceeded):
             log.info("IMAP command from %s over the %s limit", self.peer, event.limit)
             await self.send(event.response())
+            if event.fatal:
+                await self.send(b"* BYE Too much data\r\n")
+                raise _Closed
         elif isinstance(event, RawCommand):
             try:
                 command = parse_command(event, utf8=self.st.utf8)
@@ -335,6 +353,17 @@ class IMAPSession:
             log.info("IMAP login failed for %s from %s", user, self.peer)
             return no("Invalid user name or password", "AUTHENTICATIONFAILED")
         throttle.succeeded(self.peer, user)
+        sessions = self.ctx.user_sessions
+        if not sessions.acquire(account.address):
+            log.warning(
+                "IMAP login for %s from %s refused: %d sessions open, the limit",
+                account.address,
+                self.peer,
+                sessions.count(account.address),
+            )
+            return no(f"Too many sessions for this user (at most {sessions.limit})", "LIMIT")
+        self._counted_as = account.address
+        self._commands.set_limits(max_line=MAX_LINE, max_literal=self.ctx.append_limit, skip_oversize=True)
         self.st.user = account.address
         self.st.state = State.AUTHENTICATED
         await self.call(self.ctx.store.ensure_inbox, account.address)
