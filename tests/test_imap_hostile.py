@@ -156,3 +156,16 @@ def test_sessions_per_user_are_capped(stack, new_user) -> None:
         for session in sessions:
             session.close()
         stack.loop.run(imap_server.stop())
+
+
+def test_an_empty_append_is_refused(stack, new_user) -> None:
+    # Found by the fuzzer: "APPEND INBOX ~{0+}" and an empty line hung the session (and a thread).
+    owner = new_user()
+    with RawIMAP(stack.imap_port) as imap:
+        imap.login(owner, PASSWORD)
+        imap.send(b"a APPEND INBOX (\\Seen) ~{0+}\r\n\r\n")
+        assert imap.until(b"a") == [b"a NO Can't save a zero-byte message\r\n"]
+        imap.send(b"b APPEND INBOX {0}\r\n")
+        assert imap.line().startswith(b"+")
+        imap.send(b"\r\n")
+        assert imap.until(b"b") == [b"b NO Can't save a zero-byte message\r\n"]

@@ -65,6 +65,9 @@ def _uid_set(uids: list[int]) -> str:
 async def cmd_append(session: IMAPSession, command: Append) -> Done:
     if len(command.message) > session.ctx.append_limit:
         return no("Message too large", "TOOBIG")
+    if not command.message:
+        # As Dovecot: an empty message is no message (and moto's S3 never answers an empty PUT).
+        return no("Can't save a zero-byte message")
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     date = int(command.internal_date.timestamp()) if command.internal_date is not None else None
     try:
