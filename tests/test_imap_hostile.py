@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import ssl
 
+import pytest
 from conftest import PASSWORD, wait_for
 from imap_raw import RawIMAP
 
@@ -169,3 +170,13 @@ def test_an_empty_append_is_refused(stack, new_user) -> None:
         assert imap.line().startswith(b"+")
         imap.send(b"\r\n")
         assert imap.until(b"b") == [b"b NO Can't save a zero-byte message\r\n"]
+
+
+def test_the_session_cap_comes_from_the_environment() -> None:
+    from mailpipe_gateway.imap.user_sessions import DEFAULT_LIMIT, ENV, limit_from_env
+
+    assert limit_from_env({}) == DEFAULT_LIMIT == 20
+    assert limit_from_env({ENV: " 7 "}) == 7
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(ValueError):
+            limit_from_env({ENV: bad})
