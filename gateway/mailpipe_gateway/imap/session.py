@@ -59,6 +59,7 @@ class IMAPSession:
         self.tls = tls
         self._stream = reader
         self._writer = writer
+        self._plaintext_writer: asyncio.StreamWriter | None = None  # the writer before STARTTLS
         # Until login, a stranger's commands get Dovecot's imap-login limits, not APPENDLIMIT's.
         self._commands = CommandReader(
             max_line=PREAUTH_MAX_LINE, max_literal=PREAUTH_MAX_LITERAL, skip_oversize=False
@@ -292,6 +293,8 @@ class IMAPSession:
             # Commands pipelined behind STARTTLS would run inside TLS without having been protected.
             return bad("Commands after STARTTLS must wait for its completion")
         await self.send(serializer.status_response(command.tag, "OK", "Begin TLS negotiation now"))
+        # Kept for the session's life: StreamWriter.__del__ closes its transport, now under TLS.
+        self._plaintext_writer = self._writer
         try:
             self._stream, self._writer = await start_tls(self._writer, self.ctx.tls_context)
         except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
