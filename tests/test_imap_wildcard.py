@@ -72,3 +72,13 @@ def test_a_huge_pattern_costs_nothing_per_short_name() -> None:
     assert not fixed.matches("a" * 512) and fixed.steps == 0
     stars = Wildcard("*%" * 500_000)
     assert stars.matches("x/y") and stars.steps <= 1 + len("x/y")
+
+
+def test_one_pattern_over_many_long_names_takes_work_linear_in_their_total_length() -> None:
+    # What one LIST does: a pattern against every mailbox of the user (names up to 512 characters).
+    pattern = "*a" * 40 + "*aZ"
+    names = ["a" * (300 + n) for n in range(200)] + ["a/" * 200 + "Z" for _ in range(50)]
+    wildcard = Wildcard(pattern)
+    assert not any(wildcard.matches(name) for name in names[:200])
+    assert not any(wildcard.matches(name) for name in names[200:])  # "a/a/...Z": no "aZ" at the end
+    assert wildcard.steps <= 2 * (sum(len(name) for name in names) + len(pattern))
