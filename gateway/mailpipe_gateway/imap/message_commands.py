@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import NoSuchMailbox, StoredMessage
@@ -64,6 +65,9 @@ def _uid_set(uids: list[int]) -> str:
 async def cmd_append(session: IMAPSession, command: Append) -> Done:
     if len(command.message) > session.ctx.append_limit:
         return no("Message too large", "TOOBIG")
+    if not command.message:
+        # As Dovecot: an empty message is no message (and moto's S3 never answers an empty PUT).
+        return no("Can't save a zero-byte message")
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     date = int(command.internal_date.timestamp()) if command.internal_date is not None else None
     try:
@@ -238,6 +242,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
 
 
 _FLAGS = (FetchAttr("FLAGS"),)
+_RENDER_INLINE = 256 * 1024  # bodies below this are rendered on the loop: a thread hop costs more
 
 
 # -- FETCH -----------------------------------------------------------------------------------------
@@ -277,11 +282,14 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
             except Exception:
                 expunged_meanwhile = True  # its body is gone: expunged by another session just now
                 continue
+        render = functools.partial(
+            fetching.render_fetch,
+            number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
+            utf8=session.st.utf8,
+        )  # fmt: skip
         try:
-            response = fetching.render_fetch(
-                number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
-                utf8=session.st.utf8,
-            )  # fmt: skip
+            # Decoding and parsing a message of megabytes is CPU work: off the event loop.
+            response = render() if body is None or len(body) < _RENDER_INLINE else await session.call(render)
         except fetching.UnknownCTE:
             return no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
         await session.send(response)

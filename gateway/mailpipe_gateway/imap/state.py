@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from mailpipe.directory import Directory
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.imap.user_sessions import UserSessions
 from mailpipe_gateway.imap.view import MailboxView
 
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class IMAPContext:
     idle_poll: float = IDLE_POLL_SECONDS
     append_limit: int = APPEND_LIMIT
     quota_storage: int = QUOTA_STORAGE_BYTES
+    user_sessions: UserSessions = field(default_factory=UserSessions.from_env)  # the per-user cap
 
 
 @dataclass(frozen=True)
