@@ -51,6 +51,7 @@ MIB = 2**20
 def serve() -> None:
     """The dev stack with a loop meter; answers "lag" on stdin with the longest stall since the last."""
     from mailpipe_gateway.auth_throttle import AuthThrottle
+    from mailpipe_gateway.connection_limits import ConnectionLimiter
     from mailpipe_gateway.local.stack import DevOptions, DevStack
 
     with tempfile.TemporaryDirectory(prefix="hostile-imap-") as state:
@@ -67,16 +68,20 @@ def serve() -> None:
         )
         stack = DevStack(options)
         stack.start()
-        assert stack.imap is not None
         store = stack.mail_store()
         store.ensure_mailboxes(USER)
         for n in range(5):  # something for the fuzzer's FETCH, STORE, SEARCH and COPY to work on
             store.append(USER, "INBOX", b"Subject: hostile %d\r\n\r\nbody\r\n" % n)
-        # The fuzzer's wrong passwords must not lock the bench out of its own logins.
-        stack.imap.context.throttle = AuthThrottle(max_per_user=10**9, max_per_address=10**9)
+        # The fuzzer's wrong passwords must not lock the bench out of its own logins, and the held
+        # connections, the pushes and the fuzzer together exceed the default cap of 1,000.
+        imap = stack.build_imap(
+            limiter=ConnectionLimiter(max_total=100_000, max_per_ip=100_000),
+            throttle=AuthThrottle(max_per_user=10**9, max_per_address=10**9),
+        )
+        stack.loop.run(imap.start())
         lag = LoopLag()
         stack.loop.run(lag.start())
-        print(f"ready {stack.imap_port}", flush=True)
+        print(f"ready {imap.port}", flush=True)
         try:
             for line in sys.stdin:
                 if line.strip() == "lag":
@@ -86,6 +91,7 @@ def serve() -> None:
                     break
         finally:
             stack.loop.run(lag.stop())
+            stack.loop.run(imap.stop())
             stack.stop()
 
 
