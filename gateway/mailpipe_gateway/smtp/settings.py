@@ -7,10 +7,17 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailpipe_gateway.smtp.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP
+from mailpipe_gateway.smtp.harvest import DEFAULT_MAX_REJECTED, DEFAULT_WINDOW
+from mailpipe_gateway.smtp.limits import (
+    DEFAULT_EXEMPT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+)
+from mailpipe_gateway.smtp.protocol import DEFAULT_MAX_ERRORS
 from mailpipe_gateway.tls import certificate_from_env
 
 DEFAULT_MAX_MESSAGE_SIZE = 40 * 1024 * 1024
+SESSION_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: the server timeout is at least 5 minutes
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,12 @@ class GatewaySettings:
     validate_function: str | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
+    # Client networks the per-address limits (connections, rejected recipients) do not count.
+    limit_exempt: tuple[str, ...] = DEFAULT_EXEMPT
+    max_errors: int = DEFAULT_MAX_ERRORS
+    max_rejected_recipients: int = DEFAULT_MAX_REJECTED
+    rejected_recipients_window: float = DEFAULT_WINDOW
+    session_timeout: float = SESSION_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -41,4 +54,12 @@ class GatewaySettings:
             max_connections_per_ip=int(
                 env.get("MAILPIPE_MAX_CONNECTIONS_PER_IP", DEFAULT_MAX_CONNECTIONS_PER_IP)
             ),
+            limit_exempt=tuple(
+                net.strip()
+                for net in env.get("MAILPIPE_LIMIT_EXEMPT", ",".join(DEFAULT_EXEMPT)).split(",")
+                if net.strip()
+            ),
+            max_errors=int(env.get("MAILPIPE_SMTP_MAX_ERRORS", DEFAULT_MAX_ERRORS)),
+            max_rejected_recipients=int(env.get("MAILPIPE_MAX_REJECTED_RECIPIENTS", DEFAULT_MAX_REJECTED)),
+            rejected_recipients_window=float(env.get("MAILPIPE_REJECTED_RECIPIENTS_WINDOW", DEFAULT_WINDOW)),
         )
