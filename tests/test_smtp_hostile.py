@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DOMAIN, wait_for_inbox
+from conftest import DOMAIN, wait_for, wait_for_inbox
 
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
 
@@ -126,6 +126,29 @@ def test_long_lines_within_the_limits_are_still_taken(stack, new_user) -> None:
     client.quit()
     [stored] = wait_for_inbox(stack, bob, 1)
     assert stack.mail_store().read_body(stored).endswith(b"\r\n\r\n" + long_line + b"\r\n.dot\r\n")
+
+
+def test_message_data_in_memory_is_bounded_across_sessions(stack, gateway, new_user) -> None:
+    bob = new_user()
+    server = gateway(data_memory=3 * 1024 * 1024)
+    lines = b"".join(b"%07d " % n + b"m" * 1000 + b"\r\n" for n in range(2000))  # 2 MB
+    first, second = Session(server.port), Session(server.port)
+    for session in (first, second):
+        session.send(b"EHLO client.test\r\n")
+        session.send(b"MAIL FROM:<a@remote.test>\r\n")
+        session.send(f"RCPT TO:<{bob}>\r\n".encode())
+        assert session.send(b"DATA\r\n").startswith(b"354 ")
+    first.sock.sendall(b"Subject: first\r\n\r\n" + lines)
+    wait_for(lambda: server.data_budget.used > len(lines))
+    second.sock.sendall(b"Subject: second\r\n\r\n" + lines)
+    assert second.send(b".\r\n").startswith(b"452 4.3.1 "), "no room left: try again later"
+    assert first.send(b".\r\n").startswith(b"250 2.0.0 ")
+    assert second.send(b"RSET\r\n").startswith(b"250 ")
+    assert server.data_budget.used == 0
+    for session in (first, second):
+        session.close()
+    [stored] = wait_for_inbox(stack, bob, 1)
+    assert stored.summary["envelope"]["subject"] == "first"
 
 
 def test_an_endless_command_line_is_refused_and_the_session_goes_on(stack, logged_errors) -> None:

@@ -11,6 +11,7 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP, _Missing
 
+from mailpipe_gateway.smtp.budget import MemoryBudget
 from mailpipe_gateway.smtp.dsn_params import (
     DsnSyntaxError,
     MailDsn,
@@ -41,7 +42,10 @@ REPLY_TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r
 MAX_LINE_LENGTH = 1024 * 1024
 # How much the stream reader buffers before it hands over a piece of a line without a line
 # end: command lines are far shorter, longer DATA lines are joined in reading.read_data.
-READ_LIMIT = 64 * 1024
+READ_LIMIT = 32 * 1024
+# asyncio's socket transport reads up to 256 KiB from every ready socket in a turn of the loop
+# before any session runs: 1,000 connections sending at once made that 256 MB of buffers.
+READ_CHUNK = 64 * 1024
 # RFC 4954 4: an AUTH command line and the responses to challenges are at most 12288 octets.
 MAX_AUTH_LINE = 12288 + 2
 # Postfix's smtpd_hard_error_limit: a client making this many errors without delivering a
@@ -59,6 +63,7 @@ class MailpipeSMTP(SMTP):
         *args: Any,
         limiter: ConnectionLimiter | None = None,
         max_errors: int = DEFAULT_MAX_ERRORS,
+        data_budget: MemoryBudget | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -68,6 +73,7 @@ class MailpipeSMTP(SMTP):
         self._refused = False
         self._max_errors = max_errors
         self._errors = 0
+        self._data_budget = data_budget or MemoryBudget()
         self.mail_dsn = MailDsn()
         self.rcpt_dsn = RcptDsn()
 
@@ -83,6 +89,8 @@ class MailpipeSMTP(SMTP):
                 transport.close()
                 return
             self._slot = ip
+        if self._original_transport is None and hasattr(transport, "max_size"):
+            transport.max_size = READ_CHUNK  # type: ignore[attr-defined]
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -197,14 +205,19 @@ class MailpipeSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content = await read_data(self._reader, max_size=self.data_size_limit, max_line=MAX_LINE_LENGTH)
+        content = await read_data(
+            self._reader, max_size=self.data_size_limit, max_line=MAX_LINE_LENGTH, budget=self._data_budget
+        )
         if isinstance(content, str):
             self._set_post_data_state()
             await self.push(content)
             return
         self.envelope.content = self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self._set_post_data_state()
+            self._data_budget.give_back(len(content))
         if isinstance(status, str) and status.startswith("250"):
             self._errors = 0  # like Postfix: the error limit is on errors without delivering mail
         await self.push("250 OK" if status is MISSING else status)

@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from mailpipe_gateway.smtp.budget import MemoryBudget
+
 REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+REPLY_NO_MEMORY = "452 4.3.1 Insufficient system storage, try again later"
 
 
 @dataclass
 class _Message:
     max_size: int | None
     max_line: int
+    budget: MemoryBudget
+    held: int = 0  # bytes taken from the budget
     lines: list[bytes] = field(default_factory=list)
     line: list[bytes] = field(default_factory=list)  # fragments of the line not yet ended
     line_length: int = 0
@@ -37,7 +42,11 @@ class _Message:
         if self.error is None and self.line_length > self.max_line:
             self._fail(REPLY_LINE_TOO_LONG)
         if self.error is None:
-            self.line.append(piece)
+            if not self.budget.take(len(piece)):
+                self._fail(REPLY_NO_MEMORY)
+            else:
+                self.held += len(piece)
+                self.line.append(piece)
         if piece.endswith(b"\r\n"):
             if self.error is None:
                 line = b"".join(self.line)
@@ -49,27 +58,41 @@ class _Message:
 
     def _fail(self, reply: str) -> None:
         self.error = reply
+        self.release()
+
+    def release(self) -> None:
         self.lines.clear()
         self.line.clear()
+        self.budget.give_back(self.held)
+        self.held = 0
 
 
-async def read_data(reader: asyncio.StreamReader, *, max_size: int | None, max_line: int) -> bytes | str:
+async def read_data(
+    reader: asyncio.StreamReader, *, max_size: int | None, max_line: int, budget: MemoryBudget
+) -> bytes | str:
     """The message up to the lone dot, dot-unstuffed, or the reply refusing it.
 
     The reader's own limit only bounds how much it buffers before handing over a piece; lines
-    longer than that arrive here in pieces and are joined up to `max_line`.
+    longer than that arrive here in pieces and are joined up to `max_line`. The message's bytes
+    stay taken from `budget`: the caller gives back len(message) when it is done with it.
     """
-    message = _Message(max_size, max_line)
-    while True:
-        try:
-            piece = await reader.readuntil(b"\r\n")
-        except asyncio.LimitOverrunError as overrun:
-            piece = await reader.read(overrun.consumed)
-        if message.add(piece):
-            break
+    message = _Message(max_size, max_line, budget)
+    try:
+        while True:
+            try:
+                piece = await reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as overrun:
+                piece = await reader.read(overrun.consumed)
+            if message.add(piece):
+                break
+    except BaseException:
+        message.release()  # the session ended mid-DATA
+        raise
     if message.error is not None:
         return message.error
-    return b"".join(message.lines)
+    content = b"".join(message.lines)
+    budget.give_back(message.held - len(content))  # the unstuffed dots
+    return content
 
 
 async def read_line(reader: asyncio.StreamReader, max_length: int) -> bytes | None:

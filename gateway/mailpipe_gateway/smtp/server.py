@@ -8,6 +8,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from mailpipe_gateway.smtp.budget import MemoryBudget
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.limits import ConnectionLimiter
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
@@ -35,6 +36,7 @@ class SMTPGateway:
         self.limiter = ConnectionLimiter(
             settings.max_connections, settings.max_connections_per_ip, settings.limit_exempt
         )
+        self.data_budget = MemoryBudget(settings.data_memory)
         self._sessions: weakref.WeakSet[MailpipeSMTP] = weakref.WeakSet()
         self._port: int | None = None
 
@@ -50,6 +52,7 @@ class SMTPGateway:
             timeout=self._settings.session_timeout,
             limiter=self.limiter,
             max_errors=self._settings.max_errors,
+            data_budget=self.data_budget,
         )
         self._sessions.add(session)
         return session

@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailpipe_gateway.smtp.budget import DEFAULT_DATA_MEMORY
 from mailpipe_gateway.smtp.harvest import DEFAULT_MAX_REJECTED, DEFAULT_WINDOW
 from mailpipe_gateway.smtp.limits import (
     DEFAULT_EXEMPT,
@@ -37,6 +38,8 @@ class GatewaySettings:
     max_rejected_recipients: int = DEFAULT_MAX_REJECTED
     rejected_recipients_window: float = DEFAULT_WINDOW
     session_timeout: float = SESSION_TIMEOUT
+    # Message data all sessions in DATA may hold at once (see budget.py).
+    data_memory: int = DEFAULT_DATA_MEMORY
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -61,5 +64,6 @@ class GatewaySettings:
             ),
             max_errors=int(env.get("MAILPIPE_SMTP_MAX_ERRORS", DEFAULT_MAX_ERRORS)),
             max_rejected_recipients=int(env.get("MAILPIPE_MAX_REJECTED_RECIPIENTS", DEFAULT_MAX_REJECTED)),
+            data_memory=int(env.get("MAILPIPE_SMTP_DATA_MEMORY", DEFAULT_DATA_MEMORY)),
             rejected_recipients_window=float(env.get("MAILPIPE_REJECTED_RECIPIENTS_WINDOW", DEFAULT_WINDOW)),
         )
