@@ -245,6 +245,20 @@ def test_errors_are_forgiven_once_a_message_is_delivered(gateway, new_user) -> N
     client.close()
 
 
+def test_our_own_failures_do_not_count_as_the_clients_errors(gateway, new_user) -> None:
+    bob = new_user()
+    server = gateway(max_errors=2, data_memory=1024)  # every message is refused: no room
+    client = smtplib.SMTP("127.0.0.1", server.port, timeout=30)
+    client.ehlo("client.test")
+    for _ in range(3):
+        client.mail("alice@remote.test")
+        client.rcpt(bob)
+        code, text = client.data(b"Subject: big\r\n\r\n" + b"x" * 2000 + b"\r\n")
+        assert (code, text[:6]) == (452, b"4.3.1 ")
+    assert client.noop()[0] == 250, "still open after three 452s from our side"
+    client.quit()
+
+
 def test_rejected_recipients_are_rate_limited_per_client_address(gateway, new_user) -> None:
     bob = new_user()
     server = gateway(max_rejected_recipients=5)

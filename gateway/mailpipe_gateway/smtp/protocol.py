@@ -51,6 +51,9 @@ MAX_AUTH_LINE = 12288 + 2
 # Postfix's smtpd_hard_error_limit: a client making this many errors without delivering a
 # message is a harvester or a broken robot.
 DEFAULT_MAX_ERRORS = 20
+# Replies that count against no one: closing notices, and our own failures (directory or spool
+# unreachable, data budget spent) that a well-behaved client retries.
+NOT_THE_CLIENTS_ERRORS = ("421", "451", "452 4.3.1")
 
 
 class MailpipeSMTP(SMTP):
@@ -255,7 +258,7 @@ class MailpipeSMTP(SMTP):
         if not (self._greeting_reply and text.startswith("250")):
             text = with_enhanced_code(text)
         await super().push(printable(text))
-        if text[:1] in ("4", "5") and not text.startswith("421"):
+        if text[:1] in ("4", "5") and not text.startswith(NOT_THE_CLIENTS_ERRORS):
             self._count_error()
 
     def _count_error(self) -> None:
