@@ -70,7 +70,7 @@ def test_own_addresses_may_appear_anywhere_in_the_sender_fields(stack, new_user,
         f'From: "{alice}" <{alice}>',
         f"From: Sales <{sales}>\r\nSender: {alice}",
         f"From: {alice}\r\nResent-From: =?utf-8?q?Alice_=C3=A9?= <{alice}>\r\nResent-Sender: {sales}",
-        f"From: Alice at work <{alice}>",
+        f"From: Alice @ Work <{alice}>",
     ):
         smtp.sendmail(alice, ["friend@elsewhere.test"], headers + "\r\n" + BODY)
     smtp.quit()

@@ -56,9 +56,12 @@ def addresses_in_text(text: str) -> list[str]:
         if "@" not in word:
             continue
         try:
-            found.append(parse_address(word.strip(".")).text)
+            address = parse_address(word.strip("."))
         except AddressError:
             continue
+        # "Alice @ Work" is a name; what passes for an address has a dotted domain.
+        if "." in address.domain:
+            found.append(address.text)
     return found
 
 
