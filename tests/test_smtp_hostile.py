@@ -12,6 +12,7 @@ import pytest
 from conftest import DOMAIN, wait_for, wait_for_inbox
 
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
+from mailpipe_gateway.smtp.settings import GatewaySettings
 
 
 class Errors(logging.Handler):
@@ -315,3 +316,21 @@ def test_idle_sessions_get_a_421_before_the_close(gateway) -> None:
     assert reply.startswith(b"421 4.4.2 mail.example.test "), reply
     assert session.reply() == b""
     session.close()
+
+
+def test_the_limits_are_set_from_the_environment() -> None:
+    defaults = GatewaySettings.from_env({"MAILPIPE_HOSTNAME": "mx.test"})
+    assert defaults.limit_exempt == ("127.0.0.0/8", "::1/128") and defaults.max_errors == 20
+    settings = GatewaySettings.from_env(
+        {
+            "MAILPIPE_HOSTNAME": "mx.test",
+            "MAILPIPE_LIMIT_EXEMPT": "10.0.0.0/8, 192.0.2.0/24",
+            "MAILPIPE_SMTP_MAX_ERRORS": "5",
+            "MAILPIPE_MAX_REJECTED_RECIPIENTS": "7",
+            "MAILPIPE_REJECTED_RECIPIENTS_WINDOW": "60",
+            "MAILPIPE_SMTP_DATA_MEMORY": "1000000",
+        }
+    )
+    assert settings.limit_exempt == ("10.0.0.0/8", "192.0.2.0/24")
+    assert (settings.max_errors, settings.max_rejected_recipients) == (5, 7)
+    assert (settings.rejected_recipients_window, settings.data_memory) == (60.0, 1_000_000)
