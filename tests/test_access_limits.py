@@ -86,12 +86,12 @@ def test_caps_come_from_the_environment_per_protocol_over_both_ports(stack, tmp_
             **{f"MAILPIPE_{name}_PORT": "0" for name in ("IMAP", "IMAPS", "POP3", "POP3S")},
             "MAILPIPE_MAX_CONNECTIONS": "10",
             "MAILPIPE_MAX_CONNECTIONS_PER_IP": "1",
-            "MAILPIPE_CONNECTION_LIMIT_EXEMPT": "",
+            "MAILPIPE_LIMIT_EXEMPT": "",
         }
     )
     assert (settings.max_connections, settings.max_connections_per_ip) == (10, 1)
-    assert settings.connection_limit_exempt == ()
-    assert AccessSettings.from_env({}).connection_limit_exempt == ("127.0.0.0/8", "::1/128")
+    assert settings.limit_exempt == ()
+    assert AccessSettings.from_env({}).limit_exempt == ("127.0.0.0/8", "::1/128")
     tls = server_context(*write_self_signed(tmp_path, "mail.example.test"))
     servers = access_servers(settings, stack.access_parts(), tls, executor_runner(stack.executor))
     for server in servers:

@@ -24,6 +24,7 @@ from mailpipe_gateway.connection_limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP,
     ConnectionLimiter,
+    exempt_from_env,
 )
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.imap.state import IMAPContext
@@ -45,8 +46,8 @@ class AccessSettings:
     # Per protocol (IMAP, POP3), each counting its plain and implicit-TLS ports together.
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
-    # Networks not counted per address; an empty MAILPIPE_CONNECTION_LIMIT_EXEMPT exempts none.
-    connection_limit_exempt: tuple[str, ...] = DEFAULT_EXEMPT
+    # Networks not counted per address; an empty MAILPIPE_LIMIT_EXEMPT exempts none.
+    limit_exempt: tuple[str, ...] = DEFAULT_EXEMPT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> AccessSettings:
@@ -67,17 +68,13 @@ class AccessSettings:
             max_connections_per_ip=int(
                 env.get("MAILPIPE_MAX_CONNECTIONS_PER_IP", DEFAULT_MAX_CONNECTIONS_PER_IP)
             ),
-            connection_limit_exempt=tuple(
-                net.strip()
-                for net in env.get("MAILPIPE_CONNECTION_LIMIT_EXEMPT", ",".join(DEFAULT_EXEMPT)).split(",")
-                if net.strip()
-            ),
+            limit_exempt=exempt_from_env(env),
         )
 
     def limiter(self) -> ConnectionLimiter:
         """A fresh limiter with these limits (one per protocol)."""
         return ConnectionLimiter(
-            self.max_connections, self.max_connections_per_ip, self.connection_limit_exempt
+            self.max_connections, self.max_connections_per_ip, self.limit_exempt
         )
 
 
