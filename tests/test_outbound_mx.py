@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import dns.resolver
 import pytest
-from dnslib import QTYPE, RCODE, RR, DNSLabel, DNSRecord
-from dnslib.server import DNSLogger, DNSServer
+from dns_zone import ZoneResolver, serving
+from dnslib import RR, DNSLabel, DNSRecord
 
 from mailpipe.outbound.mx import (
     DnsTemporaryFailure,
@@ -85,57 +85,11 @@ backup.loop.test.    60 IN A 192.0.2.73
 onlyme.test.         60 IN MX 10 me.loop.test.
 """
 
-SERVFAIL_SUFFIX = "servfail.test."
-
-
-class ZoneResolver:
-    """Answers like a recursive server would: records, CNAME chains followed within the answer,
-    NXDOMAIN for unknown names, SERVFAIL for every name under servfail.test."""
-
-    def __init__(self, zone: str) -> None:
-        self.records: dict[str, list[RR]] = {}
-        for rr in RR.fromZone(zone):
-            self.records.setdefault(str(rr.rname).lower(), []).append(rr)
-        self.queries: list[tuple[str, str]] = []
-
-    def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
-        reply = request.reply()
-        qname = str(request.q.qname).lower()
-        qtype = QTYPE[request.q.qtype]
-        self.queries.append((qname, qtype))
-        if qname.endswith(SERVFAIL_SUFFIX):
-            reply.header.rcode = RCODE.SERVFAIL
-            return reply
-        for _hop in range(8):
-            records = self.records.get(qname)
-            if records is None:
-                reply.header.rcode = RCODE.NXDOMAIN
-                return reply
-            cnames = [rr for rr in records if rr.rtype == QTYPE.CNAME]
-            if cnames and qtype != "CNAME":
-                reply.add_answer(cnames[0])
-                qname = str(cnames[0].rdata.label).lower()
-                continue
-            for rr in records:
-                if QTYPE[rr.rtype] == qtype:
-                    reply.add_answer(rr)
-            return reply
-        reply.header.rcode = RCODE.SERVFAIL
-        return reply
-
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[tuple[int, ZoneResolver]]:
-    zone = ZoneResolver(ZONE)
-    server = DNSServer(
-        zone, address="127.0.0.1", port=0, logger=DNSLogger("-request,-reply,-truncated,-error")
-    )
-    server.start_thread()
-    try:
-        yield server.server.server_address[1], zone
-    finally:
-        server.stop()
-        server.server.server_close()
+    with serving(ZONE) as served:
+        yield served
 
 
 def make_resolver(port: int, lifetime: float = 3.0) -> dns.resolver.Resolver:

@@ -73,9 +73,7 @@ class AccessSettings:
 
     def limiter(self) -> ConnectionLimiter:
         """A fresh limiter with these limits (one per protocol)."""
-        return ConnectionLimiter(
-            self.max_connections, self.max_connections_per_ip, self.limit_exempt
-        )
+        return ConnectionLimiter(self.max_connections, self.max_connections_per_ip, self.limit_exempt)
 
 
 def tls_from_env(environ: dict[str, str] | None = None) -> ssl.SSLContext:

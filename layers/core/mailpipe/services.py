@@ -5,11 +5,8 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-import dns.resolver
-
-from mailpipe import aws
+from mailpipe import aws, dns_resolver
 from mailpipe.config import (
-    ENV_DNS_SERVER,
     ENV_HOSTNAME,
     ENV_OUTBOUND_QUEUE_URL,
     ENV_OUTBOUND_TABLE,
@@ -76,11 +73,6 @@ def outbound_delivery() -> OutboundDelivery:
     queue = outbound_queue()
     if queue is None or not env.get(ENV_OUTBOUND_TABLE):
         raise ConfigError(f"the outbound function needs {ENV_OUTBOUND_QUEUE_URL} and {ENV_OUTBOUND_TABLE}")
-    resolver = None
-    if env.get(ENV_DNS_SERVER):
-        host, _, port = env[ENV_DNS_SERVER].rpartition(":")
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers, resolver.port = [host], int(port)
     schedule = RetrySchedule()
     if env.get(ENV_RETRY_SCHEDULE):
         intervals, give_up, warn = env[ENV_RETRY_SCHEDULE].split(";")
@@ -92,7 +84,7 @@ def outbound_delivery() -> OutboundDelivery:
         # Shorter than RFC 5321's minutes-long waits: a function has 150 s (template.yaml) and must
         # record what happened before it ends; a slow server is simply retried later.
         options=DeliveryOptions(timeout=60, connect_timeout=20, budget=120),
-        resolver=resolver,
+        resolver=dns_resolver.resolver(env),
         ses_client=aws.client("sesv2"),
     )
     return OutboundDelivery(spool(), QueueState(aws.table(env[ENV_OUTBOUND_TABLE])), queue, config)
