@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 
 import pytest
@@ -52,6 +53,18 @@ def test_a_stored_message_leaves_the_spool_and_a_relayed_one_stays(stack, new_us
     assert not in_spool(stack, local)
     # The outbound function still has to read it; it deletes it when carol's copy is final.
     assert in_spool(stack, relayed)
+
+
+def test_a_suspect_message_goes_to_junk(stack, store, new_user, queue) -> None:
+    bob = new_user()
+    clean, _ = spooled(stack, [bob])
+    suspect = dataclasses.replace(spooled(stack, [bob])[0], junk=True)
+    queue.send(clean.to_json())
+    queue.send(suspect.to_json())
+    queue.drain()
+    assert subjects(stack, bob) == [clean.id]
+    junk = [m.summary["envelope"]["subject"] for m in store.list_messages(bob, "Junk")[1]]
+    assert junk == [suspect.id]
 
 
 def test_duplicate_delivery_makes_one_mailbox_entry(stack, new_user, queue) -> None:

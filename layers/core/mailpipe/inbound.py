@@ -1,4 +1,4 @@
-"""Inbound delivery: a spooled message into the INBOX of every local recipient.
+"""Inbound delivery: a spooled message into the INBOX (or Junk) of every local recipient.
 
 Failures are of two kinds. Transient ones (S3, SQS or DynamoDB unreachable, the spool object
 not readable yet) raise, and the queue brings the envelope back later (redelivery.py). Permanent
@@ -29,6 +29,7 @@ from mailpipe.store import MailStore
 log = logging.getLogger(__name__)
 
 INBOX = "INBOX"
+JUNK = "Junk"
 
 
 class UnexpectedRelay(PoisonEnvelope):
@@ -111,7 +112,7 @@ class InboundDelivery:
         for owner in owners:
             report.uids[owner] = self._store.deliver(
                 owner,
-                INBOX,
+                JUNK if envelope.junk else INBOX,
                 delivery_id=envelope.id,
                 source_bucket=self._spool.bucket,
                 source_key=envelope.s3_key,

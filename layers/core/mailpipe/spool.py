@@ -53,6 +53,9 @@ class Envelope:
     dsn_ret: str | None = None
     dsn_envid: str | None = None
     rcpt_dsn: list[dict[str, Any]] = field(default_factory=list)
+    # The gateway's checks (DMARC p=quarantine, the spam filter) found the message suspect: local
+    # copies go to each recipient's Junk mailbox instead of the INBOX.
+    junk: bool = False
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
