@@ -312,6 +312,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
 
     from mailpipe.services import directory, spool
     from mailpipe_gateway.auth_throttle import AuthThrottle
+    from mailpipe_gateway.loop_watch import LoopWatch
     from mailpipe_gateway.recipient_check import Lookup, in_process_lookup, lambda_lookup
     from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
     from mailpipe_gateway.smtp.settings import GatewaySettings
@@ -330,6 +331,8 @@ def _run_gateway(args: argparse.Namespace) -> None:
         lookup = in_process_lookup(function.handler, function.name)
 
     async def serve() -> None:
+        watch = LoopWatch.from_env()
+        await watch.start()
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         gateways = [build_smtp_gateway(settings, spool(), lookup, executor)]
         throttle = AuthThrottle()  # 587 and 465 count failed logins together
@@ -361,6 +364,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
         # ECS sends SIGTERM and kills 30 s later: let sessions in flight finish first.
         await asyncio.gather(*(gateway.stop(grace=SHUTDOWN_GRACE_SECONDS) for gateway in gateways))
         executor.shutdown(wait=False, cancel_futures=True)
+        await watch.stop()
 
     asyncio.run(serve())
 
@@ -372,12 +376,15 @@ def _run_access_gateway(args: argparse.Namespace) -> None:
     from mailpipe.config import Resources
     from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
     from mailpipe_gateway.listeners import executor_runner
+    from mailpipe_gateway.loop_watch import LoopWatch
 
     settings = AccessSettings.from_env()
     tls = tls_from_env()
     parts = AccessParts.from_resources(Resources.from_env())
 
     async def serve() -> None:
+        watch = LoopWatch.from_env()
+        await watch.start()
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         servers = access_servers(settings, parts, tls, executor_runner(executor))
         for server in servers:
@@ -393,6 +400,7 @@ def _run_access_gateway(args: argparse.Namespace) -> None:
         for server in servers:
             await server.stop()
         executor.shutdown(wait=False, cancel_futures=True)
+        await watch.stop()
 
     asyncio.run(serve())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -258,3 +259,17 @@ class MotoServer:
         self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
         self._thread.join(timeout=10)
         self._server.task_dispatcher.shutdown(timeout=5)
+
+
+def main() -> None:
+    """`python -m mailpipe_gateway.local.moto_server [PORT]`: the dev stack's moto in a process of its
+    own (see DevOptions.aws_endpoint). Prints the endpoint, then serves until stdin closes."""
+    server = MotoServer("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    server.start()
+    print(server.endpoint, flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
