@@ -80,8 +80,9 @@ _HEADER_SECTIONS = frozenset(("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"))
 def header_only_end(items: tuple[FetchItem, ...], message: StoredMessage) -> int | None:
     """Where the top-level header ends, when that prefix is all the bytes `items` need; else None.
 
-    Message lists fetch BODY.PEEK[HEADER.FIELDS (...)] for every message: a ranged read of the
-    header then serves them instead of the whole body (issue 3: "ranged where possible").
+    Message lists fetch BODY.PEEK[HEADER.FIELDS (...)] for every message: the header block kept
+    in the index (MailStore.read_headers) then serves them instead of the body (issue 14). Only
+    the top-level header: BODY[n.HEADER] of a message/rfc822 part is another message's header.
     """
     if not has_summary(message):
         return None

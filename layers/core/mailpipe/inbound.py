@@ -12,6 +12,7 @@ from mailpipe.mime.summary import summarize
 from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
 from mailpipe.spool import Envelope, Spool
 from mailpipe.store import MailStore
+from mailpipe.store.headers import header_end
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class InboundDelivery:
             return report
         raw = self._spool.read(envelope)
         summary = summarize(raw)
+        header = raw[: header_end(raw, summary)]
         internaldate = _epoch(envelope.received_at)
         for owner in self.mailbox_owners(local):
             report.uids[owner] = self._store.deliver(
@@ -65,6 +67,7 @@ class InboundDelivery:
                 summary=summary,
                 internaldate=internaldate,
                 crlf_size=lines.crlf_size(raw),
+                header=header,
             )
         return report
 

@@ -1,0 +1,270 @@
+"""Headers kept in the index (mailpipe.store.headers): byte for byte the header block in S3, read
+without S3, and served identically over IMAP whether the item has them or not (issue 14)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import smtplib
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from conftest import CORPUS, PASSWORD, wait_for_inbox
+
+from mailpipe import aws
+from mailpipe.store import MailStore, StoredMessage
+from mailpipe.store.headers import header_end
+from mailpipe.store.model import MAX_PACKED_HEADER, messages_pk, uid_sk
+
+CORPUS_FILES = sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []
+needs_corpus = pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")
+
+
+# -- observing real requests --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def requests_made(client: Any, prefix: str = "") -> Iterator[Counter[str]]:
+    """Counts the requests `client` makes meanwhile, by operation (botocore's before-parameter-build
+    event: every real call, none faked); with `prefix`, only S3 requests for keys that start with it."""
+    counts: Counter[str] = Counter()
+
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        key = params.get("Key") or (params.get("CopySource") or {}).get("Key") or ""
+        if not prefix or str(key).startswith(prefix):
+            counts[model.name] += 1
+
+    client.meta.events.register("before-parameter-build.*.*", count)
+    try:
+        yield counts
+    finally:
+        client.meta.events.unregister("before-parameter-build.*.*", count)
+
+
+def own_store(stack) -> MailStore:
+    """A store with clients of its own, so that counting its requests counts no one else's."""
+    endpoint = stack.moto.endpoint
+    session = boto3.session.Session()
+    table = session.resource("dynamodb", endpoint_url=endpoint).Table(stack.resources.mailbox_table)
+    return MailStore(table, session.client("s3", endpoint_url=endpoint), stack.resources.mail_bucket)
+
+
+def item(store: MailStore, mailbox_id: str, uid: int) -> dict[str, Any]:
+    return store._table.get_item(Key={"pk": messages_pk(mailbox_id), "sk": uid_sk(uid)})["Item"]
+
+
+def forget_headers(store: MailStore, mailbox_id: str, messages: list[StoredMessage]) -> None:
+    """Make messages look stored before headers were kept: the attribute removed, as it never was."""
+    for message in messages:
+        store._table.update_item(
+            Key={"pk": messages_pk(mailbox_id), "sk": uid_sk(message.uid)}, UpdateExpression="REMOVE header"
+        )
+
+
+def big_header_message() -> bytes:
+    """A message whose header compresses to more than MAX_PACKED_HEADER (random, folded)."""
+    rng = random.Random(14)
+    junk = "".join(
+        rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(16000)
+    )
+    folded = "\r\n\t".join(junk[i : i + 76] for i in range(0, len(junk), 76))
+    return f"From: a@remote.test\r\nSubject: big header\r\nX-Junk: {folded}\r\n\r\nbody\r\n".encode()
+
+
+# -- the store --------------------------------------------------------------------------------------
+
+
+@needs_corpus
+def test_every_corpus_header_from_the_index_is_the_header_in_s3(stack, owner) -> None:
+    store = own_store(stack)
+    for path in CORPUS_FILES:
+        store.append(owner, "INBOX", path.read_bytes())
+    mailbox, messages = store.list_messages(owner, "INBOX")
+    reader = own_store(stack)  # nothing cached
+    with requests_made(reader._s3) as s3_requests:
+        headers = reader.read_headers(mailbox.mailbox_id, messages)
+    assert s3_requests == Counter()
+    for path, message in zip(CORPUS_FILES, messages, strict=True):
+        raw = path.read_bytes()
+        in_s3 = store.read_range(message, 0, message.summary["body_start"])
+        assert in_s3 == raw[: header_end(raw)], path
+        assert headers[message.uid] == in_s3, path
+        assert "header" in item(store, mailbox.mailbox_id, message.uid), path
+
+
+def test_a_header_beyond_the_bound_is_read_from_s3(stack, owner) -> None:
+    store = own_store(stack)
+    raw = big_header_message()
+    _, uid = store.append(owner, "INBOX", raw)
+    mailbox, [message] = store.list_messages(owner, "INBOX")
+    assert "header" not in item(store, mailbox.mailbox_id, uid)
+    reader = own_store(stack)
+    with requests_made(reader._s3) as s3_requests:
+        headers = reader.read_headers(mailbox.mailbox_id, [message])
+    assert headers == {uid: raw[: header_end(raw)]}
+    assert len(headers[uid]) > MAX_PACKED_HEADER
+    assert s3_requests == Counter(GetObject=1)
+    with requests_made(reader._s3) as again:
+        assert reader.read_headers(mailbox.mailbox_id, [message]) == headers
+    assert again == Counter()  # kept in the process once read
+
+
+def test_messages_stored_without_headers_are_read_from_s3(stack, owner) -> None:
+    store = own_store(stack)
+    raws = [b"Subject: %d\r\nFrom: a@remote.test\r\n\r\nbody %d\r\n" % (n, n) for n in range(3)]
+    for raw in raws:
+        store.append(owner, "Archive", raw)
+    mailbox, messages = store.list_messages(owner, "Archive")
+    forget_headers(store, mailbox.mailbox_id, messages[1:])
+    reader = own_store(stack)
+    with requests_made(reader._s3) as s3_requests:
+        headers = reader.read_headers(mailbox.mailbox_id, messages)
+    assert [headers[m.uid] for m in messages] == [raw[: header_end(raw)] for raw in raws]
+    assert s3_requests == Counter(GetObject=2)
+
+
+def test_copies_keep_the_header_and_expunge_drops_it(stack, owner) -> None:
+    store = own_store(stack)
+    raw = b"Subject: copied\r\nFrom: a@remote.test\r\n\r\nbody\r\n"
+    store.append(owner, "INBOX", raw)
+    target, [(_, copy_uid)] = store.copy(owner, "INBOX", [1], "Archive")
+    assert "header" in item(store, target.mailbox_id, copy_uid)
+    store.expunge(owner, "Archive", [copy_uid])
+    tombstone = item(store, target.mailbox_id, copy_uid)
+    assert tombstone.get("expunged") and "header" not in tombstone
+
+
+def test_listings_do_not_carry_headers(stack, owner) -> None:
+    """Snapshots of big mailboxes hold what listings read: headers stay in the index."""
+    store = own_store(stack)
+    for n in range(3):
+        store.append(owner, "INBOX", b"Subject: %d\r\n\r\nbody\r\n" % n)
+    seen: list[dict[str, Any]] = []
+
+    def keep(parsed: dict[str, Any], **_: Any) -> None:
+        seen.extend(parsed.get("Items", []))
+        for items in parsed.get("Responses", {}).values():
+            seen.extend(items)
+
+    client = store._client
+    client.meta.events.register("after-call.dynamodb.*", keep)
+    try:
+        mailbox, messages = store.list_messages(owner, "INBOX")
+        store.messages_by_uid(mailbox, [1, 2])
+    finally:
+        client.meta.events.unregister("after-call.dynamodb.*", keep)
+    assert len(messages) == 3 and len(seen) >= 5
+    assert not [i for i in seen if "header" in i]
+
+
+# -- IMAP ---------------------------------------------------------------------------------------------
+
+
+class Imap:
+    """A plain IMAP connection that returns each command's untagged responses as raw bytes."""
+
+    def __init__(self, port: int, user: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.reader = self.sock.makefile("rb")
+        self.tags = 0
+        assert self.reader.readline().startswith(b"* OK")
+        self.command(f'LOGIN "{user}" "{PASSWORD}"')
+
+    def command(self, text: str) -> bytes:
+        self.tags += 1
+        tag = b"t%d" % self.tags
+        self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
+        out = b""
+        while True:
+            line = self.reader.readline()
+            assert line, "connection closed"
+            if line.startswith(tag + b" "):
+                assert line.startswith(tag + b" OK"), line
+                return out
+            out += line
+            literal = re.search(rb"\{(\d+)\}\r\n$", line)
+            if literal:
+                out += self.reader.read(int(literal[1]))
+
+    def close(self) -> None:
+        self.command("LOGOUT")
+        self.sock.close()
+
+
+HEADER_ITEMS = (
+    "UID BODY.PEEK[HEADER] BODY.PEEK[HEADER.FIELDS (From Subject Date Message-ID X-Absent)]"
+    " BODY.PEEK[HEADER.FIELDS.NOT (Received Subject)] RFC822.HEADER"
+)
+
+
+def crlf(data: bytes) -> bytes:
+    """As IMAP sends message data: every bare LF as CRLF."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+@needs_corpus
+def test_header_fetches_are_the_same_with_and_without_the_attribute(stack, new_user) -> None:
+    owner = new_user()
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
+        for path in CORPUS_FILES:
+            client.sendmail("corpus@remote.test", [owner], path.read_bytes())
+    delivered = wait_for_inbox(stack, owner, len(CORPUS_FILES), timeout=120)
+    store = stack.mail_store()
+    inbox = store.get_mailbox(owner, "INBOX")
+    assert all("header" in item(store, inbox.mailbox_id, m.uid) for m in delivered)  # the inbound path
+    copies, _ = store.copy(owner, "INBOX", [m.uid for m in delivered], "Archive")
+    _, copied = store.list_messages(owner, "Archive")
+    forget_headers(store, copies.mailbox_id, copied)
+
+    imap = Imap(stack.imap_port, owner)
+    gateway_s3 = aws.client("s3")
+    try:
+        imap.command("EXAMINE INBOX")
+        with requests_made(gateway_s3, f"messages/{owner}/") as from_index:
+            indexed = imap.command(f"UID FETCH 1:* ({HEADER_ITEMS})")
+        imap.command("EXAMINE Archive")
+        with requests_made(gateway_s3, f"messages/{owner}/") as from_s3:
+            fallback = imap.command(f"UID FETCH 1:* ({HEADER_ITEMS})")
+        bodies = imap.command("UID FETCH 1:* (UID BODY.PEEK[])")
+    finally:
+        imap.close()
+    assert from_index == Counter()
+    assert from_s3 == Counter(GetObject=len(copied))
+    assert indexed == fallback
+    assert indexed.count(b" FETCH (") == len(delivered)
+    # BODY[HEADER] is the header block in S3, as IMAP sends it (CRLF line ends).
+    for message in delivered:
+        header = store.read_range(message, 0, message.summary["body_start"])
+        assert b"BODY[HEADER] {%d}\r\n" % len(crlf(header)) + crlf(header) in indexed, message.delivery_id
+    # Bodies of many messages come back in order, byte for byte.
+    expected = b"".join(
+        b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (n, m.uid, len(crlf(body))) + crlf(body) + b")\r\n"
+        for n, m in enumerate(copied, 1)
+        for body in [store.read_body(m)]
+    )
+    assert bodies == expected
+
+
+def test_a_folder_of_a_thousand_messages_opens_without_s3(stack, owner) -> None:
+    store = stack.mail_store()
+    for path in CORPUS_FILES[:8] or [None] * 8:
+        store.append(owner, "INBOX", path.read_bytes() if path else b"Subject: x\r\n\r\nbody\r\n")
+    while len(uids := [m.uid for m in store.list_messages(owner, "INBOX")[1]]) < 1000:
+        store.copy(owner, "INBOX", uids, "INBOX")  # doubles it: server-side copies, 99 per transaction
+    imap = Imap(stack.imap_port, owner)
+    try:
+        imap.command("EXAMINE INBOX")
+        with requests_made(aws.client("s3"), f"messages/{owner}/") as s3:
+            listing = imap.command(
+                "UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To Cc Subject Date"
+                " Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)])"
+            )
+    finally:
+        imap.close()
+    assert listing.count(b" FETCH (UID ") == len(uids) >= 1000
+    assert s3 == Counter()
