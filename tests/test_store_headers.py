@@ -1,5 +1,6 @@
 """Headers kept in the index (mailpipe.store.headers): byte for byte the header block in S3, read
-without S3, and served identically over IMAP whether the item has them or not (issue 14)."""
+without S3, and served identically over IMAP whether the item has them or not (issue 14); and
+what an APPEND costs in requests."""
 
 from __future__ import annotations
 
@@ -160,6 +161,29 @@ def test_listings_do_not_carry_headers(stack, owner) -> None:
         client.meta.events.unregister("after-call.dynamodb.*", keep)
     assert len(messages) == 3 and len(seen) >= 5
     assert not [i for i in seen if "header" in i]
+
+
+def test_append_costs_the_put_and_one_transaction(stack, owner) -> None:
+    store = own_store(stack)
+    store.append(owner, "INBOX", b"Subject: first\r\n\r\nbody\r\n")
+    with requests_made(store._client) as dynamodb, requests_made(store._s3) as s3:
+        store.append(owner, "INBOX", b"Subject: second\r\n\r\nbody\r\n")
+    assert dynamodb == Counter(TransactWriteItems=1)
+    assert s3 == Counter(PutObject=1)
+
+
+def test_append_to_a_mailbox_deleted_meanwhile_leaves_no_body(stack, owner) -> None:
+    store = own_store(stack)
+    store.create_mailbox(owner, "Gone")
+    store.append(owner, "Gone", b"Subject: one\r\n\r\nbody\r\n")
+    other = own_store(stack)  # another process deletes it
+    other.delete_mailbox(owner, "Gone")
+    with requests_made(store._s3) as s3, pytest.raises(Exception, match="no mailbox"):
+        store.append(owner, "Gone", b"Subject: two\r\n\r\nbody\r\n")
+    assert s3 == Counter(PutObject=1, DeleteObjects=1)
+    assert "Contents" not in store._s3.list_objects_v2(
+        Bucket=stack.resources.mail_bucket, Prefix=f"messages/{owner}/"
+    )
 
 
 # -- IMAP ---------------------------------------------------------------------------------------------
