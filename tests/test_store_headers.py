@@ -5,6 +5,7 @@ what an APPEND costs in requests."""
 from __future__ import annotations
 
 import contextlib
+import poplib
 import random
 import re
 import smtplib
@@ -292,3 +293,30 @@ def test_a_folder_of_a_thousand_messages_opens_without_s3(stack, owner) -> None:
         imap.close()
     assert listing.count(b" FETCH (UID ") == len(uids) >= 1000
     assert s3 == Counter()
+
+
+# -- POP3 ---------------------------------------------------------------------------------------------
+
+
+def test_pop3_top_0_reads_the_header_from_the_index(stack, owner) -> None:
+    store = stack.mail_store()
+    raws = [path.read_bytes() for path in CORPUS_FILES[:20]] or [b"Subject: x\r\n\r\nbody\r\n"]
+    raws.append(b"From: a@remote.test\nSubject: no body\n")  # no empty line: all header
+    for raw in raws:
+        store.append(owner, "INBOX", raw)
+    client = poplib.POP3("127.0.0.1", stack.pop3_port, timeout=60)
+    client.user(owner)
+    client.pass_(PASSWORD)
+    try:
+        with requests_made(aws.client("s3"), f"messages/{owner}/") as s3:
+            tops = [client.top(n, 0)[1] for n in range(1, len(raws) + 1)]
+        retrieved = [client.retr(n)[1] for n in range(1, len(raws) + 1)]
+        first_lines = client.top(1, 2)[1]
+    finally:
+        client.quit()
+    assert s3 == Counter()
+    for raw, top, whole in zip(raws, tops, retrieved, strict=True):
+        # The header and the empty line after it, as RETR sends them.
+        end = whole.index(b"") + 1 if b"" in whole else len(whole)
+        assert top == whole[:end], raw[:60]
+    assert first_lines == retrieved[0][: retrieved[0].index(b"") + 3]
