@@ -5,11 +5,14 @@ what an APPEND costs in requests."""
 from __future__ import annotations
 
 import contextlib
+import os
 import poplib
 import random
 import re
 import smtplib
 import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +23,7 @@ from conftest import CORPUS, PASSWORD, wait_for_inbox
 
 from mailpipe import aws
 from mailpipe.store import MailStore, StoredMessage
+from mailpipe.store.backfill import HeaderBackfill
 from mailpipe.store.headers import header_end
 from mailpipe.store.model import MAX_PACKED_HEADER, messages_pk, uid_sk
 
@@ -320,3 +324,62 @@ def test_pop3_top_0_reads_the_header_from_the_index(stack, owner) -> None:
         end = whole.index(b"") + 1 if b"" in whole else len(whole)
         assert top == whole[:end], raw[:60]
     assert first_lines == retrieved[0][: retrieved[0].index(b"") + 3]
+
+
+# -- backfill -----------------------------------------------------------------------------------------
+
+
+def backfill(stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mailpipe store backfill-headers` as an operator runs it, against the stack's moto."""
+    return subprocess.run(
+        [sys.executable, "-m", "mailpipe_gateway.cli", "store", "backfill-headers", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **stack.environment},
+        timeout=120,
+    )
+
+
+def test_backfill_gives_old_messages_their_headers_once(stack, owner) -> None:
+    store = own_store(stack)
+    raws = [path.read_bytes() for path in CORPUS_FILES[:30]] or [b"Subject: x\r\n\r\nbody\r\n"] * 3
+    for raw in raws:
+        store.append(owner, "INBOX", raw)
+    store.append(owner, "Archive", big_header_message())
+    store.append(owner, "Archive", b"Subject: expunged\r\n\r\nbody\r\n")
+    inbox, messages = store.list_messages(owner, "INBOX")
+    archive, archived = store.list_messages(owner, "Archive")
+    forget_headers(store, inbox.mailbox_id, messages)  # as stored before headers were indexed
+    store.expunge(owner, "Archive", [archived[1].uid])
+
+    first = backfill(stack, "--owner", owner.upper())
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == (
+        f"{len(raws) + 1} messages had no header in the index: {len(raws)} written, "
+        "1 too large (read from S3 as before), 0 expunged or done meanwhile"
+    )
+    assert first.stderr.strip().endswith(f"{len(raws) + 1}/{len(raws) + 1} messages")  # not a TTY
+    reader = own_store(stack)
+    with requests_made(reader._s3) as s3:
+        headers = reader.read_headers(inbox.mailbox_id, messages)
+    assert s3 == Counter()
+    assert [headers[m.uid] for m in messages] == [raw[: header_end(raw)] for raw in raws]
+    tombstone = item(store, archive.mailbox_id, archived[1].uid)
+    assert "header" not in tombstone and "summary" not in tombstone
+
+    second = backfill(stack, "--owner", owner)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("1 messages had no header in the index: 0 written, 1 too large")
+
+
+def test_backfill_of_every_mailbox(stack, owner) -> None:
+    store = own_store(stack)
+    store.append(owner, "Drafts", b"Subject: draft\r\n\r\nbody\r\n")
+    drafts, messages = store.list_messages(owner, "Drafts")
+    forget_headers(store, drafts.mailbox_id, messages)
+    seen: list[tuple[int, int]] = []
+    report = HeaderBackfill(store._table, store._s3, stack.resources.mail_bucket).run(
+        progress=lambda done, total: seen.append((done, total))
+    )
+    assert report.written >= 1 and seen[0] == (0, report.found) and seen[-1][0] == report.done
+    assert "header" in item(store, drafts.mailbox_id, messages[0].uid)

@@ -170,6 +170,12 @@ def pack_summary(summary: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps({"size": summary.get("size"), "too_large": True}).encode())
 
 
+def unpack_summary(value: Any) -> dict[str, Any]:
+    """The summary of an item's `summary` attribute as boto3 gives it; {} if there is none."""
+    packed = _as_bytes(value)
+    return _unpacked(packed) if packed else {}
+
+
 # Unpacked summaries kept for the messages in use (a FETCH of envelopes, a SEARCH): ~7 KB each.
 UNPACKED_SUMMARIES = 4096
 
