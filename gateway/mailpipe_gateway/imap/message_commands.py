@@ -304,7 +304,7 @@ def _bytes_needed(items: tuple[FetchItem, ...], message: StoredMessage) -> loadi
     index), its whole body, or nothing."""
     if not fetching.needs_body(items, message):
         return None
-    return "header" if fetching.header_only_end(items, message) is not None else "body"
+    return "header" if fetching.header_suffices(items, message) else "body"
 
 
 async def _mark_seen(session: IMAPSession, targets: Targets) -> Targets:
