@@ -1,10 +1,11 @@
-"""The message bytes a FETCH of many messages needs, read ahead and handed out in message order.
+"""The message bytes a FETCH or SEARCH of many messages needs, read ahead and handed out in order.
 
 Reading one message's bytes after another made opening a folder take seconds per thousand
 messages (issue 14). Headers (what clients fetch to list a folder) are read HEADER_CHUNK messages
 at a time with one MailStore.read_headers call, mostly from the index, the next chunk while the
 current one is sent; whole bodies are read BODIES_AHEAD at a time. Every read runs off the event
 loop (`call`, the session's executor), and the responses still go out in the order asked.
+SEARCH BODY/TEXT reads bodies ahead of the message it tests (BodiesAhead).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, Literal
 
 from mailpipe.store import MailStore, StoredMessage
@@ -77,6 +79,36 @@ async def in_order(
                 task.exception()  # retrieved, so asyncio does not log it as forgotten
             else:
                 task.cancel()
+
+
+class BodiesAhead:
+    """SEARCH's body loader for `messages`, which it tests in their order.
+
+    While the search asks for the bodies of one message after another, the next BODIES_AHEAD are
+    read meanwhile (MailStore.read_ahead); after a message it decided without its body, only the
+    next one is, so a search that needs few bodies (UNSEEN BODY x) reads few more than those.
+    """
+
+    def __init__(self, store: MailStore, messages: Sequence[StoredMessage]) -> None:
+        self._store = store
+        self._messages = list(messages)
+        self._positions = {m.uid: i for i, m in enumerate(self._messages)}
+        self._ahead: dict[int, Future[bytes]] = {}  # by position
+        self._last = -2
+
+    def __call__(self, message: StoredMessage) -> bytes:
+        position = self._positions.get(message.uid)
+        if position is None:
+            return self._store.read_body(message)
+        for skipped in [p for p in self._ahead if p < position]:
+            self._ahead.pop(skipped).cancel()
+        ahead = BODIES_AHEAD if position == self._last + 1 else 1
+        self._last = position
+        for later in range(position + 1, min(position + 1 + ahead, len(self._messages))):
+            if later not in self._ahead:
+                self._ahead[later] = self._store.read_ahead(self._messages[later])
+        body = self._ahead.pop(position, None)
+        return body.result() if body is not None else self._store.read_body(message)
 
 
 def _chunks(items: list[StoredMessage], size: int) -> list[list[StoredMessage]]:

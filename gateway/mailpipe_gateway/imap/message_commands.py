@@ -348,13 +348,18 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
     view = session.st.view
     assert view is not None
     store = session.ctx.store
+    candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
+    if searching.needs_body(command.criteria):
+        load_body: searching.BodyLoader = loading.BodiesAhead(store, [m for _, m in candidates])
+    else:
+        load_body = store.read_body
     try:
         found: Targets = await session.call(
             lambda: searching.search(
                 command.criteria,
                 command.charset,
-                [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)],
-                store.read_body,
+                candidates,
+                load_body,
                 largest_number=view.exists,
                 largest_uid=view.largest_uid,
                 saved=session.st.saved_search,

@@ -8,8 +8,7 @@ not push out hundreds of ordinary messages.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -18,7 +17,6 @@ from mailpipe.store.model import StoredMessage
 
 CACHED_BODY_BYTES = 32 * 1024 * 1024
 CACHED_BODY_LIMIT = 2 * 1024 * 1024
-BODIES_IN_FLIGHT = 8
 
 
 class BodyReader:
@@ -46,18 +44,6 @@ class BodyReader:
         )
         return bytes(response["Body"].read())
 
-    def read_many(self, messages: Sequence[StoredMessage]) -> Iterator[Future[bytes]]:
-        """A future of each body, in order, with at most BODIES_IN_FLIGHT reads running ahead of
-        the consumer (so memory holds a few bodies, not the mailbox)."""
-        ahead: deque[Future[bytes]] = deque()
-        pending = iter(messages)
-        try:
-            for message in pending:
-                ahead.append(self._pool().submit(self.read, message))
-                if len(ahead) >= BODIES_IN_FLIGHT:
-                    yield ahead.popleft()
-            while ahead:
-                yield ahead.popleft()
-        finally:
-            for future in ahead:
-                future.cancel()
+    def read_ahead(self, message: StoredMessage) -> Future[bytes]:
+        """The body, read on the store's reader threads: for a caller that will want it soon."""
+        return self._pool().submit(self.read, message)

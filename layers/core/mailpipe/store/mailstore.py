@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
@@ -664,9 +664,9 @@ class MailStore:
     def read_body(self, message: StoredMessage) -> bytes:
         return self._bodies.read(message)
 
-    def read_bodies(self, messages: Sequence[StoredMessage]) -> Iterator[Future[bytes]]:
-        """A future of each message's body, in order, read a few at a time ahead (store/bodies.py)."""
-        return self._bodies.read_many(messages)
+    def read_ahead(self, message: StoredMessage) -> Future[bytes]:
+        """The body, read meanwhile on the store's reader threads (store/bodies.py)."""
+        return self._bodies.read_ahead(message)
 
     def read_range(self, message: StoredMessage, start: int, end: int) -> bytes:
         """Bytes [start, end) of the body, with one ranged GET (for BODY[section] and partial fetches)."""
