@@ -54,7 +54,6 @@ class InboundDelivery:
             return report
         raw = self._spool.read(envelope)
         summary = summarize(raw)
-        header = raw[: header_end(raw, summary)]
         internaldate = _epoch(envelope.received_at)
         for owner in self.mailbox_owners(local):
             report.uids[owner] = self._store.deliver(
@@ -65,9 +64,9 @@ class InboundDelivery:
                 source_key=envelope.s3_key,
                 size=len(raw),
                 summary=summary,
+                header=raw[: header_end(raw, summary)],
                 internaldate=internaldate,
                 crlf_size=lines.crlf_size(raw),
-                header=header,
             )
         return report
 
