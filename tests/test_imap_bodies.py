@@ -94,3 +94,17 @@ def test_search_reads_bodies_ahead_only_while_it_needs_them(stack, owner) -> Non
     assert 5 <= few.started <= 10
     assert re.findall(rb"\d+", every_body) == [b"%d" % (n + 1) for n in range(60) if n % 10 == 3]
     assert every.started <= 60 - 5 and every.most_at_once > 1
+
+
+def test_fetch_stopped_by_an_unknown_encoding_still_sends_the_responses_before_it(stack, owner) -> None:
+    store = stack.mail_store()
+    store.append(owner, "INBOX", message(1))
+    odd = b"Subject: odd\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nbody\r\n"
+    store.append(owner, "INBOX", odd)
+    imap = Imap(stack.imap_port, owner)
+    try:
+        imap.command("EXAMINE INBOX")
+        sent = imap.command("FETCH 1:2 (BINARY.PEEK[1])", status=b"NO [UNKNOWN-CTE]")
+    finally:
+        imap.close()
+    assert sent.startswith(b"* 1 FETCH (BINARY[1] ") and b"* 2 FETCH" not in sent

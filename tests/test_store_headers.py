@@ -204,7 +204,8 @@ class Imap:
         assert self.reader.readline().startswith(b"* OK")
         self.command(f'LOGIN "{user}" "{PASSWORD}"')
 
-    def command(self, text: str) -> bytes:
+    def command(self, text: str, status: bytes = b"OK") -> bytes:
+        """The untagged responses to `text`, which must end in `status` (OK, NO, BAD)."""
         self.tags += 1
         tag = b"t%d" % self.tags
         self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
@@ -213,7 +214,7 @@ class Imap:
             line = self.reader.readline()
             assert line, "connection closed"
             if line.startswith(tag + b" "):
-                assert line.startswith(tag + b" OK"), line
+                assert line.startswith(tag + b" " + status), line
                 return out
             out += line
             literal = re.search(rb"\{(\d+)\}\r\n$", line)

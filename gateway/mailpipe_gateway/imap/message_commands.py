@@ -283,6 +283,7 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
                     utf8=session.st.utf8,
                 )  # fmt: skip
             except fetching.UnknownCTE:
+                await session.send(bytes(out))  # the responses before it, as they would have gone
                 return no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
             if len(out) >= _SEND_AT:
                 await session.send(bytes(out))
