@@ -13,6 +13,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from mailpipe import aws
 from mailpipe.store import MailStore, StoredMessage
 from mailpipe.store.backfill import HeaderBackfill
 from mailpipe.store.headers import header_end
+from mailpipe.store.mailstore import READ_THREADS
 from mailpipe.store.model import MAX_PACKED_HEADER, messages_pk, uid_sk
 
 CORPUS_FILES = sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []
@@ -384,3 +386,16 @@ def test_backfill_of_every_mailbox(stack, owner) -> None:
     )
     assert report.written >= 1 and seen[0] == (0, report.found) and seen[-1][0] == report.done
     assert "header" in item(store, drafts.mailbox_id, messages[0].uid)
+
+
+def test_every_store_of_a_process_reads_on_the_same_few_threads(stack, owner) -> None:
+    """Tests and tools make many MailStores in one process: their reader threads must not add up."""
+    store = own_store(stack)
+    for n in range(3):
+        store.append(owner, "Archive", b"Subject: %d\r\n\r\nbody\r\n" % n)
+    mailbox, messages = store.list_messages(owner, "Archive")
+    forget_headers(store, mailbox.mailbox_id, messages)  # so that reads run on the reader threads
+    for _ in range(4):
+        own_store(stack).read_headers(mailbox.mailbox_id, messages)
+    readers = [t for t in threading.enumerate() if t.name.startswith("mailstore-read")]
+    assert 0 < len(readers) <= READ_THREADS

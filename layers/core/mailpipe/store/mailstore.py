@@ -54,9 +54,20 @@ BATCH_READ_LIMIT = 300  # beyond this many UIDs, one Query of the mailbox is che
 INBOX = "INBOX"
 REMEMBERED_OWNERS = 100_000
 # Threads reading many headers or bodies at once for one caller (BatchGetItems, S3 GETs), shared by
-# all callers of the process: enough to hide request latency, few enough to bound what it asks of
-# S3 and DynamoDB at a time.
+# every store and caller of the process: enough to hide request latency, few enough to bound what
+# the process asks of S3 and DynamoDB at a time.
 READ_THREADS = 8
+_reader_pool: Executor | None = None  # made when first needed: a Lambda never reads many at once
+_reader_pool_lock = threading.Lock()
+
+
+def _readers() -> Executor:
+    global _reader_pool
+    with _reader_pool_lock:
+        if _reader_pool is None:
+            _reader_pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="mailstore-read")
+        return _reader_pool
+
 
 T = TypeVar("T")
 _DESERIALIZE = TypeDeserializer()
@@ -112,18 +123,10 @@ class MailStore:
         self._bucket = bucket
         self._writers = MailboxWriters()
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
-        self._pool: Executor | None = None  # made when first needed: a Lambda never reads many
-        self._pool_lock = threading.Lock()
-        self._bodies = BodyReader(s3, bucket, self._reader_pool)
+        self._bodies = BodyReader(s3, bucket, _readers)
         self._headers = HeaderReader(
-            self._client, table.name, self._bodies.read_range, self._bodies.read, self._reader_pool
+            self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
         )
-
-    def _reader_pool(self) -> Executor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="mailstore-read")
-            return self._pool
 
     # -- mailboxes ---------------------------------------------------------------
 
