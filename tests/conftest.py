@@ -51,6 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         users=[(f"bob@{DOMAIN}", PASSWORD)],
         state_dir=tmp_path_factory.mktemp("state"),
         retry_after=1,
+        redelivery_backoff="1;1",
         # Tests never use real DNS: remote mail goes to a loopback port where nothing listens
         # (a temporary failure); outbound tests bring their own servers and resolvers.
         transports=["*=smtp:[127.0.0.1]:1"],

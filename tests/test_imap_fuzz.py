@@ -7,6 +7,10 @@ import random
 import socket
 
 from conftest import PASSWORD
+from imap_fuzzer import Fuzzer
+from loop_lag import LoopLag
+
+from mailpipe_gateway.auth_throttle import AuthThrottle
 
 COMMANDS = [
     b"FETCH 1:* (FLAGS BODY[1.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.10> BINARY[1] BINARY.SIZE[1])",
@@ -79,3 +83,37 @@ def test_random_and_mangled_commands(stack, new_user) -> None:
     finally:
         logging.getLogger("mailpipe_gateway").removeHandler(errors)
     assert errors.records == []
+
+
+def test_seeded_fuzzer_before_and_after_login(stack, new_user) -> None:
+    """Every command answered (or closed with BYE where that is right), nothing logged as an error.
+
+    The event loop's longest stall while it runs is printed, not asserted (no timed assertions).
+    """
+    # A server of its own: the fuzzer's failed logins must not throttle the shared stack's loopback.
+    permissive = AuthThrottle(max_per_user=10**9, max_per_address=10**9)
+    imap = stack.build_imap(throttle=permissive)
+    stack.loop.run(imap.start())
+    owner = new_user()
+    store = stack.mail_store()
+    store.ensure_mailboxes(owner)
+    for n in range(5):
+        store.append(owner, "INBOX", b"Subject: fuzz %d\r\n\r\nbody\r\n" % n)
+    errors = Errors()
+    logging.getLogger("mailpipe_gateway").addHandler(errors)
+    lag = LoopLag()
+    stack.loop.run(lag.start())
+    fuzzer = Fuzzer(seed=20261205)
+    try:
+        for _ in range(8):
+            fuzzer.session(imap.port, 40, login=None)
+            fuzzer.session(imap.port, 40, login=(owner, PASSWORD))
+        with socket.create_connection(("127.0.0.1", imap.port), timeout=10) as sock:
+            assert sock.makefile("rb").readline().startswith(b"* OK")
+    finally:
+        stack.loop.run(lag.stop())
+        logging.getLogger("mailpipe_gateway").removeHandler(errors)
+        stack.loop.run(imap.stop())
+    print(f"fuzzer: {dict(fuzzer.counts)}; longest event loop stall {lag.longest * 1000:.1f} ms")
+    assert errors.records == []
+    assert fuzzer.counts["answered"] > 500 and fuzzer.counts["bye"] > 0

@@ -871,6 +871,30 @@ def test_mailbox_names_in_utf8_mode() -> None:
         parse_bytes(b'a SELECT "Entw\xfcrfe"', utf8=True)
 
 
+def test_utf8_append_data_and_search_charsets_under_utf8_accept() -> None:
+    """RFC 6855 3 and 4: what ENABLE UTF8=ACCEPT adds to the grammar, and what it takes away."""
+    message = "Subject: Grüße\r\n\r\n\x00".encode()
+    wire = b'15 append "Sent" (\\Seen) UTF8 (~{%d+}\r\n%s)' % (len(message), message)
+    assert parse_bytes(wire, utf8_accept=True) == Append(
+        tag="15", name="APPEND", mailbox="Sent", flags=("\\Seen",), message=message, binary=True
+    )
+    for utf8 in (False, True):  # before ENABLE, and under IMAP4rev2 alone: no such data item
+        with pytest.raises(ParseError, match="ENABLE UTF8=ACCEPT"):
+            parse_bytes(wire, utf8=utf8)
+    with pytest.raises(ParseError, match="literal8"):
+        parse_bytes(b"a APPEND x UTF8 ({1+}\r\nx)", utf8_accept=True)
+    with pytest.raises(ParseError, match="closing parenthesis"):
+        parse_bytes(b"a APPEND x UTF8 (~{1+}\r\nx", utf8_accept=True)
+    with pytest.raises(ParseError, match="can only be UTF-8"):
+        parse_bytes(b"a SEARCH CHARSET ISO-8859-1 ALL", utf8_accept=True)
+    assert parse_bytes(b"a SEARCH CHARSET utf-8 ALL", utf8_accept=True) == Search(
+        tag="a", name="SEARCH", charset="UTF-8"
+    )
+    assert parse_bytes(b"a SEARCH CHARSET ISO-8859-1 ALL", utf8=True) == Search(
+        tag="a", name="SEARCH", charset="ISO-8859-1"
+    )
+
+
 def test_fetch_item_labels_for_the_response() -> None:
     command = parse_bytes(
         b"a FETCH 1 (BODY.PEEK[HEADER.FIELDS (DATE FROM)]<0.2048> BINARY.PEEK[1.2] BINARY.SIZE[3] "

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from queues import in_spool
 from smtp_sink import SmtpSink
 
 from mailpipe import aws
@@ -119,8 +120,15 @@ def test_delivered_first_time(stack, new_user, outbound) -> None:
     assert transaction.data == MESSAGE and transaction.mail_from == alice
     assert engine.state.entries(message.envelope_id)["friend@remote.test"].status == DELIVERED
     assert requeued(queue_url) == []
+    assert not in_spool(stack, spooled(message))  # every recipient final: the spool is done with it
     engine.process(message)  # a duplicate SQS delivery sends nothing twice
     assert len(sink.transactions) == 1
+
+
+def spooled(message: OutboundMessage) -> Envelope:
+    return Envelope(
+        message.envelope_id, message.mail_from, [], message.s3_key, message.size, START.isoformat()
+    )
 
 
 def test_five_days_of_retries_then_a_bounce(stack, new_user, outbound) -> None:
@@ -136,6 +144,7 @@ def test_five_days_of_retries_then_a_bounce(stack, new_user, outbound) -> None:
         if entry.status == FAILED:
             break
         assert entry.status == DEFERRED and attempts < 60
+        assert in_spool(stack, spooled(message))  # a deferred recipient still needs the message
         assert delayed(queue_url) >= 1, "the retry waits on the queue with an SQS delay"
         due = datetime.fromisoformat(entry.next_attempt)
         # What SQS hands back: the same recipients, not before `due`. Early, it only goes back.
@@ -158,6 +167,7 @@ def test_five_days_of_retries_then_a_bounce(stack, new_user, outbound) -> None:
     assert "Action: failed" in status and "Status: 4.2.0" in status
     assert "451 4.2.0 mailbox busy" in status
     assert len(sink.transactions) == 0
+    assert not in_spool(stack, spooled(message))  # bounced with its copy: the spool is done with it
 
 
 def delayed(queue_url: str) -> int:

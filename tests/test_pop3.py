@@ -224,3 +224,59 @@ def test_curl_pop3(stack, mailbox) -> None:
     assert run(base + "/1") == MESSAGE
     assert run(base + "/", "-X", "UIDL").splitlines()[0].startswith(b"1 ")
     assert run(base + "/", "-X", "TOP 1 0").splitlines() == [b"From: a@remote.test", b"Subject: pop", b""]
+
+
+def exchange(port: int, lines: list[bytes]) -> list[bytes]:
+    """Sends `lines` pipelined on a fresh connection; the first line of each answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"".join(line + b"\r\n" for line in lines))
+        return [reader.readline() for _ in lines]
+
+
+def test_message_numbers_are_ascii_digits_only(stack, mailbox) -> None:
+    # int() takes any Unicode digit: Arabic-Indic one was message 1, superscript two crashed the session.
+    one, two, nine = "\u0661", "\u00b2", "\uff19"  # ARABIC-INDIC ONE, SUPERSCRIPT TWO, FULLWIDTH NINE
+    hostile = [f"RETR {two}", f"LIST 1{two}", f"UIDL 2{two}", f"RETR {one}", f"DELE {one}"]
+    hostile += [f"TOP 1 {two}", f"TOP {one} 1", f"LIST {nine}"]
+    lines = [f"USER {mailbox}", f"PASS {PASSWORD}", *hostile, "LIST 1", "STAT"]
+    answers = exchange(stack.pop3_port, [line.encode() for line in lines])
+    assert [a[:3] for a in answers] == [b"+OK"] * 2 + [b"-ER"] * len(hostile) + [b"+OK"] * 2
+    assert all(b"ASCII digits" in answer for answer in answers[2 : 2 + len(hostile)])
+    assert answers[-1] == b"+OK 2 %d\r\n" % (len(MESSAGE) + len(BARE_LF) + 4)  # DELE deleted nothing
+
+
+def tls_client_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@pytest.mark.parametrize("filler", [0, 65536 - len(b"STLS\r\n")], ids=["one-packet", "64KiB-boundary"])
+def test_commands_pipelined_after_stls_are_discarded(stack, filler: int) -> None:
+    # A man in the middle appends CAPA to the client's STLS; the server must not answer it inside
+    # TLS as if the client had sent it there (RFC 2595 3.1, CVE-2011-0411). With `filler`, lines of
+    # junk put STLS at the end of the first 64 KiB, so the injected line arrives in a later read.
+    junk = b"".join(b"X" * 998 + b"\r\n" for _ in range(filler // 1000))
+    junk += b"Y" * (filler - len(junk) - 2) + b"\r\n" if filler else b""
+    with socket.create_connection(("127.0.0.1", stack.pop3_port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(junk + b"STLS\r\nCAPA\r\n")
+        while not (line := reader.readline()).startswith(b"+OK begin TLS"):
+            assert line.startswith(b"-ERR"), line
+        with tls_client_context().wrap_socket(sock) as tls:
+            tls.sendall(b"QUIT\r\n")
+            assert tls.makefile("rb").readline().endswith(b" mailpipe POP3 signing off\r\n")
+
+
+def test_a_line_without_end_is_cut_off_before_login(stack) -> None:
+    # What a client may make the server hold is bounded by the line limit (2,048 octets), not 64 KiB.
+    with socket.create_connection(("127.0.0.1", stack.pop3_port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"USER " + b"x" * 3000)
+        assert reader.readline() == b"-ERR line too long\r\n"
+        assert reader.readline() == b""  # and the session is over

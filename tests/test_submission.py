@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import smtplib
 import ssl
 
@@ -64,6 +65,16 @@ def test_auth_is_required_and_mail_relays(stack, new_user, spooled) -> None:
     assert envelope.auth_user == alice and envelope.rcpt_tos == ["friend@elsewhere.test"]
     assert b"with ESMTPA id" in raw  # authenticated, no TLS (loopback in dev)
     assert b"\r\nDate: " in raw and b"\r\nMessage-ID: <" in raw  # added, as they were missing
+
+
+def test_login_logs_no_deprecation(stack, new_user, spooled, caplog) -> None:
+    """aiosmtpd 1.4 logged "Session.login_data is deprecated" at every login (issue 13)."""
+    gateway, _ = spooled
+    alice = new_user()
+    with caplog.at_level(logging.DEBUG), client(gateway.port) as smtp:
+        smtp.login(alice, PASSWORD)
+        smtp.noop()
+    assert [r.getMessage() for r in caplog.records if "login_data" in r.getMessage()] == []
 
 
 def test_unknown_local_recipients_are_still_refused(stack, new_user, spooled) -> None:

@@ -27,6 +27,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,6 +35,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mailpipe.outbound.schedule import RetrySchedule
+from mailpipe.redelivery import MAX_HOLD_SECONDS, Backoff
 from mailpipe.store.model import CHANGES_INDEX
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +106,55 @@ RESOURCE_TYPES = {
     "AccessGatewayPop3sListener": "AWS::ElasticLoadBalancingV2::Listener",
     "AccessGatewayTaskDefinition": "AWS::ECS::TaskDefinition",
     "AccessGatewayService": "AWS::ECS::Service",
+    "AlertTopic": "AWS::SNS::Topic",
+    "AlertEmailSubscription": "AWS::SNS::Subscription",
+    "InboundDeadLetterAlarm": "AWS::CloudWatch::Alarm",
+    "OutboundDeadLetterAlarm": "AWS::CloudWatch::Alarm",
+}
+
+SQS_MAX_RETENTION = 14 * 24 * 3600
+
+# Every AWS call each function's code makes, as (IAM action, resource: a queue's or table's logical
+# id, or the mail bucket's ARN with a key prefix). A new call in the code goes here, and the template's
+# policy for that function must allow it (test_functions_may_make_every_call_they_make).
+FUNCTION_CALLS = {
+    "InboundFunction": {
+        ("s3:GetObject", "spool/"),  # Spool.read
+        ("s3:DeleteObject", "spool/"),  # Spool.discard, once stored
+        ("s3:PutObject", "spool/"),  # PoisonReports: bounces and postmaster reports
+        ("s3:GetObject", "messages/"),  # MailStore.deliver (server-side copy from the spool)
+        ("s3:PutObject", "messages/"),
+        ("sqs:ReceiveMessage", "InboundQueue"),  # the event source mapping, with the role's rights
+        ("sqs:DeleteMessage", "InboundQueue"),
+        ("sqs:GetQueueAttributes", "InboundQueue"),
+        ("sqs:ChangeMessageVisibility", "InboundQueue"),  # Redelivery.hold
+        ("sqs:SendMessage", "InboundQueue"),  # PoisonReports: the report's envelope
+        ("sqs:SendMessage", "OutboundQueue"),  # OutboundQueue.put
+        ("dynamodb:BatchGetItem", "DirectoryTable"),  # Directory.lookup, expand
+        ("dynamodb:Scan", "DirectoryTable"),  # PoisonReports: the hosted domains' postmasters
+        ("dynamodb:Query", "MailboxTable"),  # MailStore
+        ("dynamodb:GetItem", "MailboxTable"),
+        ("dynamodb:PutItem", "MailboxTable"),
+        ("dynamodb:UpdateItem", "MailboxTable"),
+        ("dynamodb:GetItem", "IdempotencyTable"),  # Powertools Idempotency
+        ("dynamodb:PutItem", "IdempotencyTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"),
+        ("dynamodb:DeleteItem", "IdempotencyTable"),
+    },
+    "OutboundFunction": {
+        ("s3:GetObject", "spool/"),
+        ("s3:PutObject", "spool/"),  # bounces (DSNs)
+        ("s3:DeleteObject", "spool/"),  # Spool.discard, once every recipient is final
+        ("sqs:ReceiveMessage", "OutboundQueue"),
+        ("sqs:DeleteMessage", "OutboundQueue"),
+        ("sqs:GetQueueAttributes", "OutboundQueue"),
+        ("sqs:ChangeMessageVisibility", "OutboundQueue"),  # Redelivery.hold
+        ("sqs:SendMessage", "OutboundQueue"),  # retries
+        ("sqs:SendMessage", "InboundQueue"),  # the DSN's envelope
+        ("dynamodb:Query", "OutboundTable"),  # QueueState.entries
+        ("dynamodb:PutItem", "OutboundTable"),  # QueueState.save
+        ("dynamodb:Scan", "DirectoryTable"),  # PoisonReports: the hosted domains' postmasters
+    },
 }
 
 # The access gateway's listeners: port -> (listener, target group), IMAP 143/993, POP3 110/995.
@@ -132,6 +184,7 @@ IMPLIED_CONDITIONS = {
     "AccessGatewayEnabled": {None, "AccessGatewayEnabled", "AnyGatewayEnabled"},
     "AnyGatewayEnabled": {None, "AnyGatewayEnabled"},
     "AccessGatewayHostnameSet": {None, "AccessGatewayHostnameSet"},
+    "AlertEmailSet": {None, "AlertEmailSet"},
     "GatewayTlsSecretSet": {None, "GatewayTlsSecretSet"},
     "GatewaySubmissionEnabled": {
         None,
@@ -588,24 +641,132 @@ def test_mail_bucket(resources: dict[str, Any]) -> None:
 
     rules = [r for r in properties["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
     expiring = [r for r in rules if "ExpirationInDays" in r or "ExpirationDate" in r]
-    assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [("spool/", 14)]
+    assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [("spool/", 60)]
+    # A backstop only: longer than an envelope can be queued for its object (docs/architecture.md,
+    # "Never lost"): the inbound queue or its DLQ, the outbound queue before a first attempt, the
+    # retry schedule, and the last retry on the outbound queue or its DLQ.
+    retention_days = {
+        name: resources[name]["Properties"]["MessageRetentionPeriod"] / 86400
+        for name in ("InboundQueue", "OutboundQueue")
+    }
+    longest_queued = (
+        retention_days["InboundQueue"]
+        + 2 * retention_days["OutboundQueue"]
+        + RetrySchedule().give_up_after / timedelta(days=1)
+    )
+    assert expiring[0]["ExpirationInDays"] > longest_queued + 7
     # Nothing expires mailbox bodies: every expiring rule is limited to spool/.
     for rule in expiring:
         assert "Filter" not in rule or rule["Filter"].get("Prefix") == "spool/"
 
 
-def test_inbound_queue_redrive(resources: dict[str, Any]) -> None:
-    queue = resources["InboundQueue"]["Properties"]
+@pytest.mark.parametrize("name", ["InboundQueue", "OutboundQueue"])
+def test_queues_retry_for_days_and_leave_days_to_redrive(resources: dict[str, Any], name: str) -> None:
+    queue = resources[name]["Properties"]
+    dead_letter = name.replace("Queue", "DeadLetterQueue")
     assert queue["RedrivePolicy"] == {
-        "deadLetterTargetArn": {"Fn::GetAtt": ["InboundDeadLetterQueue", "Arn"]},
-        "maxReceiveCount": 5,
+        "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter, "Arn"]},
+        "maxReceiveCount": 18,
     }
     assert queue["VisibilityTimeout"] == 180
     assert queue["SqsManagedSseEnabled"] is True
-    dead = resources["InboundDeadLetterQueue"]["Properties"]
-    assert dead["MessageRetentionPeriod"] == 1209600
-    # The DLQ keeps a message's original enqueue time, so it must keep messages longer than the queue.
-    assert queue.get("MessageRetentionPeriod", 345600) < dead["MessageRetentionPeriod"]
+    dead = resources[dead_letter]["Properties"]
+    assert dead["SqsManagedSseEnabled"] is True
+    # A message in the DLQ keeps its original enqueue time: both keep it as long as SQS can.
+    assert queue["MessageRetentionPeriod"] == dead["MessageRetentionPeriod"] == SQS_MAX_RETENTION
+    # With the functions' back-off (its default is what AWS runs), an outage of days is retried
+    # through, and a week is left in the DLQ to answer its alarm and redrive.
+    retrying = Backoff().window(queue["RedrivePolicy"]["maxReceiveCount"])
+    assert 3 * 86400 <= retrying <= SQS_MAX_RETENTION - 7 * 86400
+    assert Backoff().cap <= MAX_HOLD_SECONDS < 12 * 3600
+
+
+def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    dead_letter_queues = {
+        r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]
+    }
+    assert dead_letter_queues == {"InboundDeadLetterQueue", "OutboundDeadLetterQueue"}
+    alarmed = {}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        alarm = resource["Properties"]
+        if alarm["MetricName"] != "ApproximateNumberOfMessagesVisible":
+            continue
+        assert "Condition" not in resource, name
+        assert alarm["Namespace"] == "AWS/SQS"
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert alarm["Statistic"] == "Maximum"
+        assert alarm["EvaluationPeriods"] == 1
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert {"Ref": "AlertTopic"} in alarm["AlarmActions"]
+        ((dimension),) = alarm["Dimensions"]
+        assert dimension["Name"] == "QueueName"
+        alarmed[dimension["Value"]["Fn::GetAtt"][0]] = name
+    assert set(alarmed) == dead_letter_queues
+    # The alert address is optional; without it the topic has no subscription (and the stack deploys).
+    assert template["Parameters"]["AlertEmail"]["Default"] == ""
+    subscription = resources["AlertEmailSubscription"]
+    assert subscription["Condition"] == "AlertEmailSet"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlertEmail"}
+    assert subscription["Properties"]["TopicArn"] == {"Ref": "AlertTopic"}
+    assert "AlertEmailSubscription" not in _deploy(template)
+    assert "AlertEmailSubscription" in _deploy(template, AlertEmail="ops@example.com")
+    # CloudWatch cannot publish to a topic encrypted with the AWS managed SNS key.
+    assert "KmsMasterKeyId" not in resources["AlertTopic"].get("Properties", {})
+
+
+def _policy_template_statements(name: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """A SAM policy template's statements, from aws-sam-translator's own definitions."""
+    samtranslator = _require("samtranslator", "aws-sam-translator")
+    path = Path(samtranslator.__file__).parent / "policy_templates_data" / "policy_templates.json"
+    definition = json.loads(path.read_text(encoding="utf-8"))["Templates"][name]["Definition"]
+    statements = json.loads(json.dumps(definition["Statement"]))
+
+    def substituted(resource: Any) -> Any:
+        if not (isinstance(resource, dict) and "Fn::Sub" in resource):
+            return resource
+        text, variables = resource["Fn::Sub"]
+        for variable, value in variables.items():
+            text = text.replace("${" + variable + "}", json.dumps(arguments[value["Ref"]]))
+        return text
+
+    for statement in statements:
+        statement["Resource"] = [substituted(r) for r in _as_list(statement["Resource"])]
+    return statements
+
+
+def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
+    for statement in statements:
+        actions = _as_list(statement["Action"])
+        if not any(re.fullmatch(a.replace("*", ".*"), action) for a in actions):
+            continue
+        for granted in _as_list(statement["Resource"]):
+            text = _sub_text(granted)
+            if resource.endswith("/") and text == "${MailBucket.Arn}/" + resource + "*":
+                return True
+            if not resource.endswith("/") and any(
+                json.dumps(reference) in text
+                for reference in ({"Fn::GetAtt": [resource, "QueueName"]}, {"Ref": resource})
+            ):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_CALLS))
+def test_functions_may_make_every_call_they_make(resources: dict[str, Any], function: str) -> None:
+    """moto checks no permissions: this is where a call the role does not allow is caught."""
+    statements = []
+    for policy in resources[function]["Properties"]["Policies"]:
+        (name, body), *_ = policy.items()
+        if name == "Statement":
+            statements += _as_list(body)
+        else:
+            statements += _policy_template_statements(name, body)
+    missing = [call for call in sorted(FUNCTION_CALLS[function]) if not _allowed(statements, *call)]
+    assert not missing, f"{function} may not make these calls: {missing}"
 
 
 def test_visibility_timeout_covers_function_timeout(
@@ -694,7 +855,7 @@ def test_inbound_policies_are_narrow(resources: dict[str, Any]) -> None:
                 if action.startswith("s3:"):
                     s3_access.setdefault(arn, set()).add(action)
     assert s3_access == {
-        "${MailBucket.Arn}/spool/*": {"s3:GetObject"},
+        "${MailBucket.Arn}/spool/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         "${MailBucket.Arn}/messages/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
     }
 

@@ -19,6 +19,13 @@ from mailpipe.directory import Directory
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.connection_limits import (
+    DEFAULT_EXEMPT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    ConnectionLimiter,
+    exempt_from_env,
+)
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.imap.state import IMAPContext
 from mailpipe_gateway.pop3.server import POP3Server
@@ -36,6 +43,11 @@ class AccessSettings:
     pop3_port: int | None = 110
     pop3s_port: int | None = 995
     hostname: str = "localhost"
+    # Per protocol (IMAP, POP3), each counting its plain and implicit-TLS ports together.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
+    # Networks not counted per address; an empty MAILPIPE_LIMIT_EXEMPT exempts none.
+    limit_exempt: tuple[str, ...] = DEFAULT_EXEMPT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> AccessSettings:
@@ -52,7 +64,16 @@ class AccessSettings:
             pop3_port=port("MAILPIPE_POP3_PORT", 110),
             pop3s_port=port("MAILPIPE_POP3S_PORT", 995),
             hostname=env.get("MAILPIPE_HOSTNAME", "localhost"),
+            max_connections=int(env.get("MAILPIPE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+            max_connections_per_ip=int(
+                env.get("MAILPIPE_MAX_CONNECTIONS_PER_IP", DEFAULT_MAX_CONNECTIONS_PER_IP)
+            ),
+            limit_exempt=exempt_from_env(env),
         )
+
+    def limiter(self) -> ConnectionLimiter:
+        """A fresh limiter with these limits (one per protocol)."""
+        return ConnectionLimiter(self.max_connections, self.max_connections_per_ip, self.limit_exempt)
 
 
 def tls_from_env(environ: dict[str, str] | None = None) -> ssl.SSLContext:
@@ -99,8 +120,12 @@ def access_server(
     hostname: str,
     implicit_tls_port: int | None = None,
     plaintext_loopback: bool = False,
+    limiter: ConnectionLimiter | None = None,
 ) -> IMAPServer | POP3Server:
-    """An IMAP or POP3 server on the shared parts (a port set to None is not opened)."""
+    """An IMAP or POP3 server on the shared parts (a port set to None is not opened).
+
+    Without `limiter` it has one with the default limits, as the SMTP gateway does.
+    """
     common: dict[str, Any] = {
         "directory": parts.directory,
         "store": parts.store,
@@ -112,9 +137,13 @@ def access_server(
     }
     if protocol == "imap":
         context = IMAPContext(snapshots=parts.snapshots, **common)
-        return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port)
+        return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port, limiter=limiter)
     return POP3Server(
-        POP3Context(leases=parts.leases, **common), host, port, implicit_tls_port=implicit_tls_port
+        POP3Context(leases=parts.leases, **common),
+        host,
+        port,
+        implicit_tls_port=implicit_tls_port,
+        limiter=limiter,
     )
 
 
@@ -139,6 +168,7 @@ def access_servers(
                 port=plain,
                 hostname=settings.hostname,
                 implicit_tls_port=implicit,
+                limiter=settings.limiter(),
             )
         )
     return servers

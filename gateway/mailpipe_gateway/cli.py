@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("address")
     p.set_defaults(run=lambda a: _directory().delete_alias(a.address))
 
-    queue = commands.add_parser("queue", help="the outbound queue").add_subparsers(
+    queue = commands.add_parser("queue", help="the outbound queue and the dead-letter queues").add_subparsers(
         required=True, metavar="ACTION"
     )
     queue.add_parser("list", help="recipients not yet delivered or bounced").set_defaults(run=_queue_list)
@@ -128,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     p = queue.add_parser("delete", help="give up on a queued message, without a bounce")
     p.add_argument("id")
     p.set_defaults(run=_queue_delete)
+    p = queue.add_parser("redrive", help="put dead-lettered messages back on their queue")
+    p.add_argument("queue", choices=["inbound", "outbound", "all"])
+    p.set_defaults(run=_queue_redrive)
 
     mailbox = commands.add_parser("mailbox", help="look into mailboxes").add_subparsers(
         required=True, metavar="ACTION"
@@ -273,6 +276,25 @@ def _queue_delete(args: argparse.Namespace) -> None:
     print(f"deleted {count} recipients of {args.id}")
 
 
+def _queue_redrive(args: argparse.Namespace) -> int:
+    from mailpipe.redrive import redrive
+    from mailpipe.services import resources, spool
+
+    urls = {"inbound": resources().inbound_queue_url, "outbound": resources().outbound_queue_url}
+    names = ["inbound", "outbound"] if args.queue == "all" else [args.queue]
+    failed = 0
+    for name in names:
+        if not urls[name]:
+            raise ConfigError(f"no {name} queue configured")
+        result = redrive(aws.client("sqs"), urls[name], spool())
+        failed += result.failed
+        notes = [f"{result.failed} left in the dead-letter queue"] if result.failed else []
+        if result.without_object:
+            notes.append(f"{result.without_object} without a spool object")
+        print(f"{name}: {result.moved} messages redriven" + (f" ({'; '.join(notes)})" if notes else ""))
+    return 1 if failed else 0
+
+
 # -- servers ---------------------------------------------------------------------
 
 
@@ -334,6 +356,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from mailpipe.services import directory, spool
+    from mailpipe_gateway.auth_throttle import AuthThrottle
     from mailpipe_gateway.recipient_check import Lookup, in_process_lookup, lambda_lookup
     from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
     from mailpipe_gateway.smtp.settings import GatewaySettings
@@ -354,6 +377,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
     async def serve() -> None:
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         gateways = [build_smtp_gateway(settings, spool(), lookup, executor)]
+        throttle = AuthThrottle()  # 587 and 465 count failed logins together
         # Submission listeners, when their ports are set: 587 (STARTTLS) and 465 (implicit TLS).
         for variable, implicit_tls in (
             ("MAILPIPE_SUBMISSION_PORT", False),
@@ -368,6 +392,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
                         directory(),
                         executor,
                         implicit_tls=implicit_tls,
+                        throttle=throttle,
                     )
                 )
         for gateway in gateways:

@@ -1,17 +1,25 @@
 """Listeners for the access gateway: a plain port and an implicit-TLS port, one task per session.
 
-IMAP and POP3 differ only in the session they run; starting, counting and stopping
-sessions is the same, and lives here.
+IMAP and POP3 differ only in the session they run (and what they answer a client over the
+connection limits); starting, counting, limiting and stopping sessions is the same, and lives here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
+
+from mailpipe_gateway.connection_limits import ConnectionLimiter
+
+log = logging.getLogger(__name__)
+
+# asyncio's default: what a session's reader may buffer while looking for a line end.
+DEFAULT_LINE_LIMIT = 65536
 
 Session = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bool], Awaitable[None]]
 
@@ -25,7 +33,14 @@ class StreamListeners:
         *,
         tls_context: ssl.SSLContext | None,
         implicit_tls_port: int | None = None,
+        name: str,
+        limiter: ConnectionLimiter | None = None,
+        refusal: bytes = b"",
+        line_limit: int = DEFAULT_LINE_LIMIT,
     ) -> None:
+        """`limiter` caps the sessions of both ports together; a client over it gets `refusal`
+        (the protocol's "too many connections" line) and is closed. `line_limit` bounds what
+        each session's reader buffers before a line end."""
         self._session = session
         self._host = host
         self._port = port
@@ -33,6 +48,10 @@ class StreamListeners:
         self._tls_port = implicit_tls_port
         self._servers: list[asyncio.base_events.Server] = []
         self._sessions: set[asyncio.Task[None]] = set()
+        self._name = name
+        self.limiter = limiter or ConnectionLimiter()
+        self._refusal = refusal
+        self._line_limit = line_limit
         self.ports: list[int] = []
 
     async def start(self) -> None:
@@ -43,7 +62,11 @@ class StreamListeners:
             listeners.append((self._tls_port, self._tls_context))
         for port, tls in listeners:
             server = await asyncio.start_server(
-                functools.partial(self._serve, tls=tls is not None), self._host, port, ssl=tls, limit=65536
+                functools.partial(self._serve, tls=tls is not None),
+                self._host,
+                port,
+                ssl=tls,
+                limit=self._line_limit,
             )
             self._servers.append(server)
             self.ports.append(int(server.sockets[0].getsockname()[1]))
@@ -53,6 +76,13 @@ class StreamListeners:
         return self.ports[0]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool) -> None:
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if peer else "unknown"
+        if not self.limiter.acquire(client):
+            log.warning("%s: refused connection from %s: too many connections", self._name, client)
+            writer.write(self._refusal)  # a few octets: the transport flushes them as it closes
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._sessions.add(task)
@@ -64,6 +94,7 @@ class StreamListeners:
             writer.close()
         finally:
             self._sessions.discard(task)
+            self.limiter.release(client)
 
     async def stop(self) -> None:
         """Stop listening and end every session (a POP3 session that did not QUIT deletes nothing)."""

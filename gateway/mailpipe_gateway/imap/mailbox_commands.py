@@ -19,12 +19,16 @@ from mailpipe_gateway.imap.commands import (
 )
 from mailpipe_gateway.imap.state import DELIMITER, Done, State, bad, no
 from mailpipe_gateway.imap.view import MailboxView
+from mailpipe_gateway.imap.wildcard import Wildcard
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _FETCH_AFTER_RESYNC = (FetchAttr("FLAGS"),)
+# RFC 6855 3: names (UTF-8 or modified UTF-7 alike) hold no C0 or C1 control, DEL, U+2028 or U+2029.
+_NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_LIST_PATTERNS = 64  # RFC 5258 lets a LIST name several; clients send one to three
 
 
 async def cmd_select(session: IMAPSession, command: Select) -> Done:
@@ -187,22 +191,22 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
     if not lsub and command.patterns == ("",):
         await session.send(b'* LIST (\\Noselect) "/" ""\r\n')
         return Done(text="LIST completed")
+    patterns = {command.reference + pattern for pattern in command.patterns}
+    if len(patterns) > MAX_LIST_PATTERNS:
+        return bad(f"At most {MAX_LIST_PATTERNS} mailbox patterns in one LIST")
     mailboxes = await session.call(session.ctx.store.list_mailboxes, session.st.user)
-    names = {m.name for m in mailboxes}
-    matchers = [_pattern(command.reference + pattern) for pattern in command.patterns]
+    # Matching costs a step per character of each name for each pattern: off the event loop.
+    mailboxes, parents = await session.call(_matching, mailboxes, patterns)
     subscribed_only = lsub or "SUBSCRIBED" in command.select_options
     special_only = "SPECIAL-USE" in command.select_options
     show_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
     out = []
-    for mailbox in sorted(mailboxes, key=lambda m: (m.name != "INBOX", m.name)):
-        if not any(_matches(matcher, mailbox.name) for matcher in matchers):
-            continue
+    for mailbox in mailboxes:
         if (subscribed_only and not mailbox.subscribed) or (special_only and not mailbox.special_use):
             continue
         attributes = []
         if not lsub:
-            has_children = any(name.startswith(mailbox.name + DELIMITER) for name in names)
-            attributes.append("\\HasChildren" if has_children else "\\HasNoChildren")
+            attributes.append("\\HasChildren" if mailbox.name in parents else "\\HasNoChildren")
         if show_subscribed and mailbox.subscribed:
             attributes.append("\\Subscribed")
         if not lsub and mailbox.special_use:  # RFC 6154: always shown, not only when asked
@@ -213,6 +217,27 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
             out.append(await _status_line(session, mailbox.name, command.status_items))
     await session.send(b"".join(out))
     return Done(text=f"{command.name} completed")
+
+
+def _matching(mailboxes: list[Mailbox], patterns: set[str]) -> tuple[list[Mailbox], frozenset[str]]:
+    """The mailboxes a LIST shows, in its order, and the names that have inferiors."""
+    wildcards = [Wildcard(pattern) for pattern in patterns]
+    found = [
+        m
+        for m in sorted(mailboxes, key=lambda m: (m.name != "INBOX", m.name))
+        if any(w.matches(m.name) for w in wildcards)
+    ]
+    # A name has children if a longer one starts with it and the delimiter. The immediate parent of
+    # each name is not enough (a superior may have been created after its inferiors were deleted),
+    # so: every prefix ending before a delimiter, collected in one pass over each name.
+    parents: set[str] = set()
+    for mailbox in mailboxes:
+        name = mailbox.name
+        end = name.rfind(DELIMITER)
+        while end > 0 and name[:end] not in parents:
+            parents.add(name[:end])
+            end = name.rfind(DELIMITER, 0, end)
+    return found, frozenset(parents)
 
 
 async def cmd_status(session: IMAPSession, command: Status) -> Done:
@@ -284,22 +309,6 @@ def _valid_name(name: str) -> bool:
         and not name.startswith(DELIMITER)
         and DELIMITER * 2 not in name
         and len(name) <= 512
-        and (not any(ch in name for ch in "*%\r\n\0"))
-    )
-
-
-def _pattern(pattern: str) -> re.Pattern[str]:
-    """A LIST pattern as a regex: * matches across levels, % within one (RFC 9051 6.3.9)."""
-    regex = "".join(
-        ".*" if ch == "*" else f"[^{re.escape(DELIMITER)}]*" if ch == "%" else re.escape(ch) for ch in pattern
-    )
-    return re.compile(regex, re.DOTALL)
-
-
-def _matches(pattern: re.Pattern[str], name: str) -> bool:
-    if pattern.fullmatch(name):
-        return True
-    # INBOX is case-insensitive: "inbox" or "Inbox" in a pattern still finds it.
-    return (
-        name == "INBOX" and re.compile(pattern.pattern, re.DOTALL | re.IGNORECASE).fullmatch(name) is not None
+        and (not any(ch in name for ch in "*%"))
+        and not _NOT_IN_NAMES.search(name)
     )

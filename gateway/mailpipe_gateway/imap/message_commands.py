@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import NoSuchMailbox, StoredMessage
@@ -67,6 +68,9 @@ def _uid_set(uids: list[int]) -> str:
 async def cmd_append(session: IMAPSession, command: Append) -> Done:
     if len(command.message) > session.ctx.append_limit:
         return no("Message too large", "TOOBIG")
+    if not command.message:
+        # As Dovecot: an empty message is no message (and moto's S3 never answers an empty PUT).
+        return no("Can't save a zero-byte message")
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     date = int(command.internal_date.timestamp()) if command.internal_date is not None else None
     try:
@@ -241,6 +245,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
 
 
 _FLAGS = (FetchAttr("FLAGS"),)
+_RENDER_INLINE = 256 * 1024  # bodies below this are rendered on the loop: a thread hop costs more
 
 
 # -- FETCH -----------------------------------------------------------------------------------------
@@ -277,11 +282,14 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
             if isinstance(body, loading.Gone):
                 expunged_meanwhile = True
                 continue
+            render = functools.partial(
+                fetching.render_fetch,
+                number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
+                utf8=session.st.utf8,
+            )  # fmt: skip
             try:
-                out += fetching.render_fetch(
-                    number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
-                    utf8=session.st.utf8,
-                )  # fmt: skip
+                # Decoding and parsing a message of megabytes is CPU work: off the event loop.
+                out += render() if body is None or len(body) < _RENDER_INLINE else await session.call(render)
             except fetching.UnknownCTE:
                 await session.send(bytes(out))  # the responses before it, as they would have gone
                 return no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")

@@ -8,7 +8,8 @@ Extensions understood besides the base grammar: LITERAL+/- and BINARY literals (
 CONDSTORE/QRESYNC (RFC 7162: SELECT parameters, CHANGEDSINCE, VANISHED, UNCHANGEDSINCE, MODSEQ),
 ESEARCH and SEARCHRES (RFC 4731, 5182: RETURN, ``$``), LIST-EXTENDED, LIST-STATUS and
 SPECIAL-USE (RFC 5258, 5819, 6154), ENABLE, ID (RFC 2971), SASL-IR (RFC 4959), MOVE, UNSELECT,
-UIDPLUS's UID EXPUNGE, APPENDLIMIT's STATUS item.
+UIDPLUS's UID EXPUNGE, APPENDLIMIT's STATUS item, and UTF8=ACCEPT (RFC 6855: APPEND's
+``UTF8 (literal8)``, no SEARCH CHARSET but UTF-8 once enabled).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ _FLAG_KEYS = {
     "UNFLAGGED": ("\\Flagged", False),
     "UNSEEN": ("\\Seen", False),
 }
+_UTF8_LABELS = frozenset(("UTF-8", "US-ASCII"))  # SEARCH charsets that agree with UTF8=ACCEPT
 _TEXT_KEYS = frozenset(("BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"))
 _DATE_KEYS: dict[str, tuple[Literal["BEFORE", "ON", "SINCE"], bool]] = {
     "BEFORE": ("BEFORE", False),
@@ -169,13 +171,14 @@ class ParseError(Exception):
         self.tag = tag  # None when the command has no valid tag: answer "* BAD"
 
 
-def parse_command(raw: RawCommand, *, utf8: bool = False) -> Command:
+def parse_command(raw: RawCommand, *, utf8: bool = False, utf8_accept: bool = False) -> Command:
     """The command in ``raw``.
 
     ``utf8``: the client enabled IMAP4rev2 or UTF8=ACCEPT, so mailbox names are UTF-8 rather than
-    modified UTF-7.
+    modified UTF-7. ``utf8_accept``: it enabled UTF8=ACCEPT itself, which alone allows APPEND's
+    ``UTF8 (literal8)`` and forbids SEARCH charsets other than UTF-8 (RFC 6855 3 and 4).
     """
-    parser = _Parser(raw, utf8)
+    parser = _Parser(raw, utf8 or utf8_accept, utf8_accept)
     try:
         return parser.command()
     except ParseError:
@@ -184,7 +187,7 @@ def parse_command(raw: RawCommand, *, utf8: bool = False) -> Command:
         raise ParseError("Internal error reading the command", parser.tag) from exc
 
 
-def parse_bytes(data: bytes, *, utf8: bool = False) -> Command:
+def parse_bytes(data: bytes, *, utf8: bool = False, utf8_accept: bool = False) -> Command:
     """The one command in ``data``: its bytes as sent, literals included, without the final CRLF.
 
     Meant for tests and tools; a server reads through a ``CommandReader``.
@@ -196,18 +199,19 @@ def parse_bytes(data: bytes, *, utf8: bool = False) -> Command:
         event = reader.next_event()
     if not isinstance(event, RawCommand) or reader.in_command:
         raise ParseError("Expected exactly one complete command")
-    return parse_command(event, utf8=utf8)
+    return parse_command(event, utf8=utf8, utf8_accept=utf8_accept)
 
 
 class _Parser:
     """A cursor over a command's lines and literals, with one method per grammar rule."""
 
-    def __init__(self, raw: RawCommand, utf8: bool) -> None:
+    def __init__(self, raw: RawCommand, utf8: bool, utf8_accept: bool) -> None:
         if len(raw.lines) != len(raw.literals) + 1:
             raise ParseError("Malformed command: lines and literals do not alternate")
         self.lines = raw.lines
         self.literals = raw.literals
         self.utf8 = utf8
+        self.utf8_accept = utf8_accept
         self.index = 0  # the line being read
         self.line = raw.lines[0]
         self.pos = 0
@@ -647,10 +651,13 @@ class _Parser:
         if self.peek() == b'"':
             internal_date = self.date_time()
             self.sp()
-        literal = self.literal()
-        if literal is None:
-            self.fail("Expected the message as a literal")
-        message, binary = literal
+        if self.peek_word() == "UTF8":
+            message, binary = self.utf8_append_data(), True
+        else:
+            literal = self.literal()
+            if literal is None:
+                self.fail("Expected the message as a literal")
+            message, binary = literal  # a literal8 (~{n}, ~{n+}) too: RFC 3516 and RFC 7888
         if not self.at_end():
             self.fail("Only one message per APPEND")  # no MULTIAPPEND
         return Append(
@@ -662,6 +669,19 @@ class _Parser:
             message=message,
             binary=binary,
         )
+
+    def utf8_append_data(self) -> bytes:
+        """RFC 6855 4: ``"UTF8" SP "(" literal8 ")"``, a message whose headers may be UTF-8."""
+        if not self.utf8_accept:  # the data item exists only for a client that enabled it
+            self.fail("APPEND's UTF8 data item needs ENABLE UTF8=ACCEPT first")
+        self.pos += len("UTF8")
+        self.sp()
+        self.expect(b"(")
+        literal = self.literal()
+        if literal is None or not literal[1]:
+            self.fail("Expected the message as a literal8 (~{n}) inside UTF8 ( )")
+        self.expect(b")", "a closing parenthesis after the UTF8 message")
+        return literal[0]
 
     def copy(self, name: str, uid: bool) -> Copy:
         self.sp()
@@ -835,6 +855,11 @@ class _Parser:
             self.pos += len("CHARSET")
             self.sp()
             charset = self.astring("a charset").decode("ascii", "replace").upper()
+            if self.utf8_accept and charset not in _UTF8_LABELS:
+                # RFC 6855 3: after ENABLE UTF8=ACCEPT a CHARSET contradicts the UTF-8 the strings
+                # are in, and SHOULD get BAD. One that says UTF-8 (or its subset US-ASCII) is no
+                # contradiction, and clients that always name it keep working.
+                self.fail("SEARCH CHARSET after ENABLE UTF8=ACCEPT can only be UTF-8")
             self.sp()
         keys = [self.search_key(0)]
         while not self.at_end():

@@ -33,17 +33,24 @@ stored: the reader discards the rest of the command (skipping the octets of non-
 literals, which the client sends anyway) and then reports ``LimitExceeded``. An oversize
 synchronizing literal is reported as soon as it is announced, so the server refuses it before
 the client sends a byte of it; the command ends there (the client sends nothing more for it).
+
+Before login the limits are Dovecot's imap-login ones (``PREAUTH_MAX_LINE``,
+``PREAUTH_MAX_LITERAL``): a stranger gets no 40 MiB buffers. An oversize non-synchronizing
+literal is then not skipped but reported at once as ``fatal``: its octets come whether
+or not they are wanted, so the server answers and closes rather than read megabytes for nothing.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MAX_LINE = 64 * 1024
 MAX_LITERAL = 40 * 1024 * 1024
 LITERAL_MINUS_MAX = 4096  # RFC 7888 4: the largest non-synchronizing literal under LITERAL-
+PREAUTH_MAX_LINE = 8192  # Dovecot's imap-login: MAX_IMAP_LINE
+PREAUTH_MAX_LITERAL = 8192  # room for any LOGIN, AUTHENTICATE or ID a real client sends
 
 _ANNOUNCEMENT = re.compile(rb"\{(\d{1,20})(\+?)\}")  # 20 digits cover number64; more is no literal
 _TAG_AND_NAME = re.compile(rb'([^\x00-\x20\x7f-\xff(){%*"\\+]+) (?:([A-Za-z]{1,16})\b)?')
@@ -105,6 +112,7 @@ class LimitExceeded:
     command: str | None
     maximum: int
     size: int | None = None  # the announced literal size, for the literal limits
+    fatal: bool = False  # octets of an oversize literal are coming: answer, then close
 
     def response(self) -> bytes:
         """The answer RFC 9051, 7888 and 7889 suggest: BAD, or NO [TOOBIG] for an APPEND message."""
@@ -131,12 +139,19 @@ class CommandReader:
     """Cuts the client's byte stream into commands, asking for literals and enforcing limits."""
 
     def __init__(
-        self, max_line: int = MAX_LINE, max_literal: int = MAX_LITERAL, literal_plus: bool = True
+        self,
+        max_line: int = MAX_LINE,
+        max_literal: int = MAX_LITERAL,
+        literal_plus: bool = True,
+        *,
+        skip_oversize: bool = True,
     ) -> None:
         self.max_line = max_line
         self.max_literal = max_literal
         # False: we advertise LITERAL- instead of LITERAL+, and enforce its 4096-octet limit.
         self.literal_plus = literal_plus
+        # False: an oversize non-synchronizing literal is a fatal LimitExceeded, not skipped.
+        self.skip_oversize = skip_oversize
         self._buffer = bytearray()
         self._scanned = 0  # bytes at the start of _buffer known to hold no line feed
         self._want_line = False
@@ -165,6 +180,10 @@ class CommandReader:
     def in_command(self) -> bool:
         """Whether a command has begun but not ended (at end of input: the client was cut off)."""
         return bool(self._buffer or self._lines or self._literal or self._error)
+
+    def set_limits(self, *, max_line: int, max_literal: int, skip_oversize: bool) -> None:
+        """New limits for the commands still to come (after login: the full ones)."""
+        self.max_line, self.max_literal, self.skip_oversize = max_line, max_literal, skip_oversize
 
     def expect_line(self) -> None:
         """Make the next event a ``Line``: an AUTHENTICATE response, or IDLE's DONE."""
@@ -245,6 +264,8 @@ class CommandReader:
         announced = _announcement(line)
         if self._error is not None:
             if announced is not None and not announced.synchronizing:
+                if not self.skip_oversize:
+                    return replace(self._finish_error(), fatal=True)
                 self._literal, self._left = announced, announced.size
                 return None
             return self._finish_error()  # no literal, or one we never ask for: the command ends
@@ -261,6 +282,8 @@ class CommandReader:
             self._fail(Limit.NONSYNC, LITERAL_MINUS_MAX, b"", size)
         if self._error is not None and announced.synchronizing:
             return self._finish_error()
+        if self._error is not None and not self.skip_oversize:
+            return replace(self._finish_error(), fatal=True)
         self._stored += size
         self._literal, self._left = announced, size
         if announced.synchronizing:

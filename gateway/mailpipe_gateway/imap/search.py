@@ -45,6 +45,7 @@ from mailpipe_gateway.imap.commands import (
     SizeKey,
 )
 from mailpipe_gateway.imap.fetch import UnknownCTE, decode_transfer_encoding, message_summary
+from mailpipe_gateway.imap.ranges import contains, merged
 
 CHARSETS = ("UTF-8", "US-ASCII")  # what BADCHARSET lists
 BodyLoader = Callable[[StoredMessage], bytes]  # the raw message of a stored one (an S3 GET)
@@ -214,10 +215,9 @@ class _Context:
             return m.message.uid in self.saved
         ranges = self._ranges.get(id(key))
         if ranges is None:
-            ranges = key.sequence_set.resolve(self.largest_uid if key.uid else self.largest_number)
+            ranges = merged(key.sequence_set.resolve(self.largest_uid if key.uid else self.largest_number))
             self._ranges[id(key)] = ranges
-        value = m.message.uid if key.uid else m.number
-        return any(low <= value <= high for low, high in ranges)
+        return contains(ranges, m.message.uid if key.uid else m.number)
 
     def _needle(self, value: bytes) -> str:
         needle = self._needles.get(value)

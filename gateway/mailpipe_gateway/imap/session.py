@@ -21,7 +21,18 @@ from mailpipe.store import Mailbox
 from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
 from mailpipe_gateway.imap.parser import ParseError, parse_command
-from mailpipe_gateway.imap.reader import CommandReader, ContinuationRequest, LimitExceeded, Line, RawCommand
+from mailpipe_gateway.imap.ranges import contains, merged
+from mailpipe_gateway.imap.reader import (
+    MAX_LINE,
+    PREAUTH_MAX_LINE,
+    PREAUTH_MAX_LITERAL,
+    CommandReader,
+    ContinuationRequest,
+    LimitExceeded,
+    Line,
+    RawCommand,
+)
+from mailpipe_gateway.imap.starttls import start_tls
 from mailpipe_gateway.imap.state import Done, IMAPContext, SessionState, State, bad, no
 
 log = logging.getLogger(__name__)
@@ -48,7 +59,12 @@ class IMAPSession:
         self.tls = tls
         self._stream = reader
         self._writer = writer
-        self._commands = CommandReader(max_literal=context.append_limit)
+        self._plaintext_writer: asyncio.StreamWriter | None = None  # the writer before STARTTLS
+        # Until login, a stranger's commands get Dovecot's imap-login limits, not APPENDLIMIT's.
+        self._commands = CommandReader(
+            max_line=PREAUTH_MAX_LINE, max_literal=PREAUTH_MAX_LITERAL, skip_oversize=False
+        )
+        self._counted_as: str | None = None  # the user whose session count this session holds
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "unknown"
 
@@ -71,6 +87,8 @@ class IMAPSession:
             with contextlib.suppress(Exception):
                 await self.send(b"* BYE internal error\r\n")
         finally:
+            if self._counted_as is not None:
+                self.ctx.user_sessions.release(self._counted_as)
             self._writer.close()
 
     async def next_event(self, timeout: float) -> Any:
@@ -94,9 +112,12 @@ class IMAPSession:
         elif isinstance(event, LimitExceeded):
             log.info("IMAP command from %s over the %s limit", self.peer, event.limit)
             await self.send(event.response())
+            if event.fatal:
+                await self.send(b"* BYE Too much data\r\n")
+                raise _Closed
         elif isinstance(event, RawCommand):
             try:
-                command = parse_command(event, utf8=self.st.utf8)
+                command = parse_command(event, utf8=self.st.utf8, utf8_accept=self.st.utf8_accept)
             except ParseError as exc:
                 await self.send(serializer.status_response(exc.tag or "*", "BAD", exc.message))
                 return
@@ -185,11 +206,8 @@ class IMAPSession:
         """UIDs expunged after `modseq` (within `ranges`, if given), for VANISHED (EARLIER): the
         tombstones among the store's changes since then, not a listing of the mailbox."""
         changes = await self.call(self.ctx.store.changes_since, mailbox, modseq)
-        return [
-            c.uid
-            for c in changes
-            if c.expunged and (ranges is None or any(low <= c.uid <= high for low, high in ranges))
-        ]
+        known = None if ranges is None else merged(ranges)
+        return [c.uid for c in changes if c.expunged and (known is None or contains(known, c.uid))]
 
     async def announce(self, updates: Any) -> None:
         from mailpipe_gateway.imap.fetch import render_fetch
@@ -275,7 +293,13 @@ class IMAPSession:
             # Commands pipelined behind STARTTLS would run inside TLS without having been protected.
             return bad("Commands after STARTTLS must wait for its completion")
         await self.send(serializer.status_response(command.tag, "OK", "Begin TLS negotiation now"))
-        await self._writer.start_tls(self.ctx.tls_context)
+        # Kept for the session's life: StreamWriter.__del__ closes its transport, now under TLS.
+        self._plaintext_writer = self._writer
+        try:
+            self._stream, self._writer = await start_tls(self._writer, self.ctx.tls_context)
+        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            log.info("IMAP STARTTLS from %s failed: %s", self.peer, exc)
+            raise _Closed from None
         self.tls = True
         raise _Continue
 
@@ -323,15 +347,24 @@ class IMAPSession:
 
     async def authenticate(self, user: str, password: str) -> Done:
         throttle = self.ctx.throttle
-        if throttle.blocked(self.peer, user):
-            log.warning("IMAP login for %s from %s throttled", user, self.peer)
+        if throttle.blocked(self.peer, user, "imap"):
             return no("Too many failed logins, try again later", "UNAVAILABLE")
         account = await self.call(self.ctx.directory.authenticate, user, password)
         if account is None:
-            throttle.failed(self.peer, user)
-            log.info("IMAP login failed for %s from %s", user, self.peer)
+            throttle.failed(self.peer, user, "imap")
             return no("Invalid user name or password", "AUTHENTICATIONFAILED")
         throttle.succeeded(self.peer, user)
+        sessions = self.ctx.user_sessions
+        if not sessions.acquire(account.address):
+            log.warning(
+                "IMAP login for %s from %s refused: %d sessions open, the limit",
+                account.address,
+                self.peer,
+                sessions.count(account.address),
+            )
+            return no(f"Too many sessions for this user (at most {sessions.limit})", "LIMIT")
+        self._counted_as = account.address
+        self._commands.set_limits(max_line=MAX_LINE, max_literal=self.ctx.append_limit, skip_oversize=True)
         self.st.user = account.address
         self.st.state = State.AUTHENTICATED
         await self.call(self.ctx.store.ensure_inbox, account.address)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from mailpipe.directory import Directory
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.imap.user_sessions import UserSessions
 from mailpipe_gateway.imap.view import MailboxView
 
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class IMAPContext:
     idle_poll: float = IDLE_POLL_SECONDS
     append_limit: int = APPEND_LIMIT
     quota_storage: int = QUOTA_STORAGE_BYTES
+    user_sessions: UserSessions = field(default_factory=UserSessions.from_env)  # the per-user cap
 
 
 @dataclass(frozen=True)
@@ -89,5 +91,10 @@ class SessionState:
         return "IMAP4REV2" in self.enabled
 
     @property
+    def utf8_accept(self) -> bool:
+        return "UTF8=ACCEPT" in self.enabled
+
+    @property
     def utf8(self) -> bool:
-        return "UTF8=ACCEPT" in self.enabled or self.rev2
+        """Mailbox names and strings in UTF-8: UTF8=ACCEPT, or IMAP4rev2 which includes that much."""
+        return self.utf8_accept or self.rev2

@@ -17,6 +17,7 @@ import bisect
 from dataclasses import dataclass, field, replace
 
 from mailpipe.store import Mailbox, MessageState, StoredMessage
+from mailpipe_gateway.imap.ranges import indexes_within, merged
 
 
 @dataclass
@@ -73,17 +74,11 @@ class MailboxView:
         return uid in self._gone
 
     def by_numbers(self, ranges: list[tuple[int, int]]) -> list[tuple[int, StoredMessage]]:
-        chosen: set[int] = set()
-        for low, high in ranges:
-            chosen.update(range(max(low, 1), min(high, self.exists) + 1))
-        return [(n, self._messages[self._uids[n - 1]]) for n in sorted(chosen)]
+        chosen = (n for low, high in merged(ranges) for n in range(max(low, 1), min(high, self.exists) + 1))
+        return [(n, self._messages[self._uids[n - 1]]) for n in chosen]
 
     def by_uids(self, ranges: list[tuple[int, int]]) -> list[tuple[int, StoredMessage]]:
-        result = []
-        for n, uid in enumerate(self._uids, 1):
-            if any(low <= uid <= high for low, high in ranges):
-                result.append((n, self._messages[uid]))
-        return result
+        return [(i + 1, self._messages[self._uids[i]]) for i in indexes_within(self._uids, merged(ranges))]
 
     @property
     def largest_uid(self) -> int:

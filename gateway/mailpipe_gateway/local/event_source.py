@@ -2,7 +2,9 @@
 
 As on AWS: records the handler reports in `batchItemFailures` (or all of them, if
 it raises) stay on the queue and come back after their visibility timeout; the
-rest are deleted. After `maxReceiveCount` receives SQS's redrive policy moves a
+rest are deleted. The poller never changes a record's visibility itself, so one the
+handler held back (ChangeMessageVisibility, mailpipe/redelivery.py) comes back when
+the handler said. After `maxReceiveCount` receives SQS's redrive policy moves a
 record to the dead-letter queue.
 """
 
@@ -11,12 +13,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailpipe_gateway.local.functions import LocalFunction
 from mailpipe_gateway.recipient_check import LocalLambdaContext
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Poll:
+    """One receive: the SQS messages (with receipt handles) and the ids the function failed."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
 
 
 class SqsPoller:
@@ -38,8 +49,9 @@ class SqsPoller:
         self._function = function
         self._batch_size = batch_size
         self._wait_seconds = wait_seconds
-        # None keeps the queue's visibility timeout, as Lambda does; the dev stack and
-        # tests shorten it so a retried record comes back in seconds, not minutes.
+        # Stands in for the queue's visibility timeout (None keeps the queue's, as Lambda does):
+        # the dev stack and tests shorten it so that a record whose batch crashed comes back in
+        # seconds, not minutes. It is given at receive time, so the handler can still change it.
         self._retry_after = retry_after
         self._region = region
         self._stop = threading.Event()
@@ -60,46 +72,38 @@ class SqsPoller:
                 log.exception("polling %s failed", self._queue_url)
                 self._stop.wait(1)
 
-    def poll_once(self) -> int:
-        """Receive one batch and run the handler on it; returns how many records there were."""
+    def poll_once(self) -> Poll:
+        """Receive one batch and run the handler on it."""
+        receive: dict[str, Any] = {}
+        if self._retry_after is not None:
+            receive["VisibilityTimeout"] = self._retry_after
         messages = self._sqs.receive_message(
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=min(self._batch_size, 10),
             WaitTimeSeconds=self._wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
+            **receive,
         ).get("Messages", [])
         if not messages:
-            return 0
+            return Poll()
         event = {"Records": [self._record(message) for message in messages]}
         failed = self._invoke(event)
         done = [m for m in messages if m["MessageId"] not in failed]
-        retry = [m for m in messages if m["MessageId"] in failed]
         if done:
             self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
-        if retry and self._retry_after is not None:
-            self._sqs.change_message_visibility_batch(
-                QueueUrl=self._queue_url,
-                Entries=[
-                    {
-                        "Id": str(i),
-                        "ReceiptHandle": m["ReceiptHandle"],
-                        "VisibilityTimeout": self._retry_after,
-                    }
-                    for i, m in enumerate(retry)
-                ],
-            )
-        return len(messages)
+        return Poll(messages, failed)
 
     def _invoke(self, event: dict[str, Any]) -> set[str]:
         """Message ids the function did not process."""
         every_id = {record["messageId"] for record in event["Records"]}
         context = LocalLambdaContext(self._function.name, self._function.timeout)
         try:
-            response = self._function.handler(event, context)
+            with self._function.invocation:
+                response = self._function.handler(event, context)
         except Exception:
             log.exception("%s failed on a batch of %d", self._function.logical_id, len(every_id))
             return every_id

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailpipe_gateway.local.template import Template
@@ -18,6 +19,10 @@ class LocalFunction:
     name: str
     handler: Handler
     timeout: int
+    # A Lambda execution environment runs one invocation at a time, and handlers rely on it
+    # (Powertools' BatchProcessor keeps the batch on the module-level processor): pollers of
+    # the same function (the stack's, a test's) take turns.
+    invocation: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
 def load_function(template: Template, logical_id: str, name: str) -> LocalFunction:

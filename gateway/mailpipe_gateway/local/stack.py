@@ -13,9 +13,11 @@ from typing import Any, Literal
 from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
+from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 from mailpipe_gateway.access import AccessParts, access_server
+from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.listeners import executor_runner
@@ -61,6 +63,9 @@ class DevOptions:
     template: Path = DEFAULT_TEMPLATE
     state_dir: Path = Path(".mailpipe")
     retry_after: int | None = 5
+    # The functions' back-off for failed records ("FIRST;CAP" seconds, mailpipe/redelivery.py):
+    # in dev a failed record comes back within minutes, not the hours it waits on AWS.
+    redelivery_backoff: str = "5;300"
     transports: list[str] = field(default_factory=list)
     poll_wait_seconds: int = 1
     run_pollers: bool = True
@@ -82,6 +87,8 @@ class DevStack:
         self.imap: IMAPServer | None = None
         self.pollers: list[SqsPoller] = []
         self.environment: dict[str, str] = {}
+        # One per process, as in production: submission, POP3 and IMAP count failed logins together.
+        self.throttle = AuthThrottle()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -101,6 +108,7 @@ class DevStack:
             transports.insert(0, "*=mx")
         function_env["MAILPIPE_TRANSPORTS"] = ",".join(transports)
         function_env["MAILPIPE_HOSTNAME"] = self.options.hostname
+        function_env[ENV_REDELIVERY_BACKOFF] = self.options.redelivery_backoff
         os.environ.update(function_env)
         self.environment.update(function_env)
         self.resources = Resources.from_env()
@@ -112,11 +120,13 @@ class DevStack:
         self.loop.start()
         self.gateway = self.build_gateway(self.spool(), port=self.options.smtp_port)
         self.loop.run(self.gateway.start())
-        self.submission = self.build_submission(self.spool(), port=self.options.submission_port)
+        self.submission = self.build_submission(
+            self.spool(), port=self.options.submission_port, throttle=self.throttle
+        )
         self.loop.run(self.submission.start())
-        self.pop3 = self.build_pop3(port=self.options.pop3_port)
+        self.pop3 = self.build_pop3(port=self.options.pop3_port, throttle=self.throttle)
         self.loop.run(self.pop3.start())
-        self.imap = self.build_imap(port=self.options.imap_port)
+        self.imap = self.build_imap(port=self.options.imap_port, throttle=self.throttle)
         self.loop.run(self.imap.start())
         if self.options.run_pollers:
             self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
@@ -152,9 +162,13 @@ class DevStack:
         *,
         implicit_tls: bool = False,
         plaintext_loopback: bool = True,
+        throttle: AuthThrottle | None = None,
         **settings: Any,
     ) -> SMTPGateway:
-        """The submission listener (AUTH, then mail anywhere); in dev AUTH works without TLS on loopback."""
+        """The submission listener (AUTH, then mail anywhere); in dev AUTH works without TLS on loopback.
+
+        Without `throttle` it counts failed logins on its own (tests that fail logins on purpose).
+        """
         return build_submission_gateway(
             self._smtp_settings(port, settings),
             spool,
@@ -163,6 +177,7 @@ class DevStack:
             self.executor,
             implicit_tls=implicit_tls,
             plaintext_loopback=plaintext_loopback,
+            throttle=throttle,
         )
 
     def _smtp_settings(self, port: int, overrides: dict[str, Any]) -> GatewaySettings:
@@ -190,7 +205,10 @@ class DevStack:
         return AccessParts.from_resources(self.resources)
 
     def build_pop3(self, port: int = 0, **options: Any) -> POP3Server:
-        """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback."""
+        """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback.
+
+        It has a login throttle of its own unless given the stack's (`throttle=stack.throttle`).
+        """
         return self._access_server("pop3", port, options)  # type: ignore[return-value]
 
     def build_imap(self, port: int = 0, **options: Any) -> IMAPServer:
@@ -199,7 +217,12 @@ class DevStack:
 
     def _access_server(self, protocol: Literal["imap", "pop3"], port: int, options: dict[str, Any]) -> Any:
         server = access_server(
-            protocol, self.access_parts(), self._tls(), executor_runner(self.executor), **self._listener(port)
+            protocol,
+            self.access_parts(),
+            self._tls(),
+            executor_runner(self.executor),
+            limiter=options.pop("limiter", None),  # say ConnectionLimiter(2, 1, exempt=()) to test caps
+            **self._listener(port),
         )
         for name, value in options.items():  # test knobs, e.g. plaintext_loopback=False
             setattr(server.context, name, value)

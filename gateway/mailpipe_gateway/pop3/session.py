@@ -17,6 +17,7 @@ from mailpipe.store import MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.pop3.maildrop import Maildrop, MaildropLocked
+from mailpipe_gateway.wire_numbers import ascii_number
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,25 @@ class POP3Session:
             await self._send("-ERR STLS not available")
             return
         await self._send("+OK begin TLS negotiation")
+        await self._discard_pipelined()
         await self._writer.start_tls(self._ctx.tls_context)
         self._tls = True
         self._user = None
+
+    async def _discard_pipelined(self) -> None:
+        """Drop what the client sent after STLS before the handshake (RFC 2595 3.1).
+
+        Those bytes came in clear text, maybe from a man in the middle; read after the
+        handshake they would run as if TLS had protected them (CVE-2011-0411). They can only
+        be in the stream reader's buffer: this session keeps no buffer of its own, and from
+        here to start_tls pausing the socket nothing yields to the loop, so nothing more
+        arrives in clear text (what is still in the socket then is read as TLS records).
+        """
+        buffered = len(getattr(self._reader, "_buffer", b""))  # asyncio has no public "available"
+        if buffered:
+            # readexactly does not wait when the bytes are there, and resumes a paused socket.
+            await self._reader.readexactly(buffered)
+            log.warning("POP3 STLS from %s: dropped %d octets sent in clear text", self._peer, buffered)
 
     async def cmd_user(self, argument: str) -> None:
         if not self._may_authenticate():
@@ -197,14 +214,12 @@ class POP3Session:
 
     async def _login(self, user: str, password: str) -> None:
         throttle = self._ctx.throttle
-        if throttle.blocked(self._peer, user):
-            log.warning("POP3 login for %s from %s throttled", user, self._peer)
+        if throttle.blocked(self._peer, user, "pop3"):
             await self._send("-ERR [AUTH] too many failed logins, try again later")
             return
         account = await self._call(self._ctx.directory.authenticate, user, password)
         if account is None:
-            throttle.failed(self._peer, user)
-            log.info("POP3 login failed for %s from %s", user, self._peer)
+            throttle.failed(self._peer, user, "pop3")
             await self._send("-ERR [AUTH] invalid user name or password")
             return
         throttle.succeeded(self._peer, user)
@@ -254,10 +269,11 @@ class POP3Session:
 
     async def cmd_top(self, argument: str) -> None:
         number_text, _, lines_text = argument.strip().partition(" ")
-        if not lines_text.strip().isdigit():
-            await self._send("-ERR usage: TOP msg n")
+        body_lines = ascii_number(lines_text.strip())
+        if body_lines is None:
+            await self._send("-ERR usage: TOP msg n (n in ASCII digits)")
             return
-        await self._retrieve(number_text, int(lines_text))
+        await self._retrieve(number_text, body_lines)
 
     async def _retrieve(self, argument: str, body_lines: int | None) -> None:
         assert self._maildrop is not None
@@ -288,11 +304,10 @@ class POP3Session:
 
     async def _number(self, argument: str) -> int | None:
         assert self._maildrop is not None
-        text = argument.strip()
-        if not text.isdigit():
-            await self._send("-ERR a message number is needed")
+        number = ascii_number(argument.strip())
+        if number is None:
+            await self._send("-ERR a message number is needed (ASCII digits)")
             return None
-        number = int(text)
         if self._maildrop.message(number) is None:
             await self._send(f"-ERR no such message: {number}")
             return None

@@ -11,6 +11,7 @@ from mailpipe.spool import Spool
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
 from mailpipe_gateway.smtp.handler import InboundHandler
+from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.smtp.submission import SubmissionHandler, SubmissionSMTP, Throttled
@@ -21,7 +22,11 @@ def build_smtp_gateway(
     settings: GatewaySettings, spool: Spool, lookup: Lookup, executor: Executor | None = None
 ) -> SMTPGateway:
     handler = InboundHandler(
-        spool, RecipientChecker(lookup, executor), hostname=settings.hostname, executor=executor
+        spool,
+        RecipientChecker(lookup, executor),
+        hostname=settings.hostname,
+        executor=executor,
+        rejections=rejection_limiter(settings),
     )
     tls = (
         server_context(settings.tls_cert, settings.tls_key)
@@ -29,6 +34,12 @@ def build_smtp_gateway(
         else None
     )
     return SMTPGateway(handler, settings, tls)
+
+
+def rejection_limiter(settings: GatewaySettings) -> RejectionLimiter:
+    return RejectionLimiter(
+        settings.max_rejected_recipients, settings.rejected_recipients_window, settings.limit_exempt
+    )
 
 
 def build_submission_gateway(
@@ -46,13 +57,13 @@ def build_submission_gateway(
     throttle = throttle or AuthThrottle()
 
     async def authenticate(login: str, password: str, peer: str) -> str | None:
-        if throttle.blocked(peer, login):
+        if throttle.blocked(peer, login, "submission"):
             raise Throttled(login)
         user = await asyncio.get_running_loop().run_in_executor(
             executor, directory.authenticate, login, password
         )
         if user is None:
-            throttle.failed(peer, login)
+            throttle.failed(peer, login, "submission")
             return None
         throttle.succeeded(peer, login)
         return user.address
@@ -66,6 +77,7 @@ def build_submission_gateway(
         hostname=settings.hostname,
         executor=executor,
         owned_addresses=owned_addresses,
+        rejections=rejection_limiter(settings),
     )
     tls = (
         server_context(settings.tls_cert, settings.tls_key)

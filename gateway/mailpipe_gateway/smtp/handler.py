@@ -13,6 +13,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from mailpipe.directory import Verdict
 from mailpipe.spool import Envelope, Spool, new_queue_id, now_utc, spool_key
 from mailpipe_gateway.recipient_check import DirectoryUnavailable, RecipientChecker
+from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.trace import MAX_RECEIVED_HEADERS, count_received, protocol_name, received_header
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ REPLY_BAD_SENDER = "553 5.1.7 Bad sender address syntax"
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 REPLY_TRY_LATER = "451 4.3.0 Temporary failure, please try again later"
 REPLY_LOOP = "554 5.4.6 Too many hops: mail loop detected"
+REPLY_HARVEST = "450 4.7.1 Too many rejected recipients from your address, try again later"
 
 
 def rcpt_reply(verdict: Verdict, address: str) -> str:
@@ -52,12 +54,14 @@ class InboundHandler:
         hostname: str,
         executor: Executor | None = None,
         max_recipients: int = MAX_RECIPIENTS,
+        rejections: RejectionLimiter | None = None,
     ) -> None:
         self._spool = spool
         self._checker = checker
         self._hostname = hostname
         self._executor = executor
         self._max_recipients = max_recipients
+        self._rejections = rejections or RejectionLimiter()
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str, responses: list[str]
@@ -85,6 +89,10 @@ class InboundHandler:
             return REPLY_TOO_MANY_RECIPIENTS
         if not _encodable(address):
             return rcpt_reply(Verdict.INVALID, address.encode("utf-8", "replace").decode())
+        if self._rejections.blocked(_peer(session)):
+            # Refused before the lookup: each guess would be a call of the validation function.
+            log.warning("RCPT %s from %s: too many rejected recipients", address, _peer(session))
+            return REPLY_HARVEST
         try:
             verdict = await self._checker.check(address)
         except DirectoryUnavailable as exc:
@@ -100,6 +108,7 @@ class InboundHandler:
                 {"notify": list(dsn.notify) if dsn and dsn.notify else None, "orcpt": dsn and dsn.orcpt}
             )
         else:
+            self._rejections.rejected(_peer(session))
             log.info("rejected RCPT %s from %s: %s", address, _peer(session), verdict.value)
         return reply
 

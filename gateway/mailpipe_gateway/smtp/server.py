@@ -8,12 +8,11 @@ import time
 import weakref
 from collections.abc import Callable
 
+from mailpipe_gateway.connection_limits import ConnectionLimiter
+from mailpipe_gateway.smtp.budget import MemoryBudget
 from mailpipe_gateway.smtp.handler import InboundHandler
-from mailpipe_gateway.smtp.limits import ConnectionLimiter
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
 from mailpipe_gateway.smtp.settings import GatewaySettings
-
-SESSION_TIMEOUT = 300  # RFC 5321 4.5.3.2.7: the server timeout is at least 5 minutes
 
 
 class SMTPGateway:
@@ -34,7 +33,10 @@ class SMTPGateway:
         self._settings = settings
         self._tls_context = tls_context
         self._server: asyncio.base_events.Server | None = None
-        self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        self.limiter = ConnectionLimiter(
+            settings.max_connections, settings.max_connections_per_ip, settings.limit_exempt
+        )
+        self.data_budget = MemoryBudget(settings.data_memory)
         self._sessions: weakref.WeakSet[MailpipeSMTP] = weakref.WeakSet()
         self._port: int | None = None
 
@@ -47,8 +49,10 @@ class SMTPGateway:
             ident="mailpipe",
             # On an implicit-TLS listener there is nothing to STARTTLS into.
             tls_context=None if self._implicit_tls else self._tls_context,
-            timeout=SESSION_TIMEOUT,
+            timeout=self._settings.session_timeout,
             limiter=self.limiter,
+            max_errors=self._settings.max_errors,
+            data_budget=self.data_budget,
         )
         self._sessions.add(session)
         return session

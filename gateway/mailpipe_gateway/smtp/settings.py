@@ -7,10 +7,19 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailpipe_gateway.smtp.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP
+from mailpipe_gateway.connection_limits import (
+    DEFAULT_EXEMPT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    exempt_from_env,
+)
+from mailpipe_gateway.smtp.budget import DEFAULT_DATA_MEMORY
+from mailpipe_gateway.smtp.harvest import DEFAULT_MAX_REJECTED, DEFAULT_WINDOW
+from mailpipe_gateway.smtp.protocol import DEFAULT_MAX_ERRORS
 from mailpipe_gateway.tls import certificate_from_env
 
 DEFAULT_MAX_MESSAGE_SIZE = 40 * 1024 * 1024
+SESSION_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: the server timeout is at least 5 minutes
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,14 @@ class GatewaySettings:
     validate_function: str | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
+    # Client networks the per-address limits (connections, rejected recipients) do not count.
+    limit_exempt: tuple[str, ...] = DEFAULT_EXEMPT
+    max_errors: int = DEFAULT_MAX_ERRORS
+    max_rejected_recipients: int = DEFAULT_MAX_REJECTED
+    rejected_recipients_window: float = DEFAULT_WINDOW
+    session_timeout: float = SESSION_TIMEOUT
+    # Message data all sessions in DATA may hold at once (see budget.py).
+    data_memory: int = DEFAULT_DATA_MEMORY
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -41,4 +58,9 @@ class GatewaySettings:
             max_connections_per_ip=int(
                 env.get("MAILPIPE_MAX_CONNECTIONS_PER_IP", DEFAULT_MAX_CONNECTIONS_PER_IP)
             ),
+            limit_exempt=exempt_from_env(env),
+            max_errors=int(env.get("MAILPIPE_SMTP_MAX_ERRORS", DEFAULT_MAX_ERRORS)),
+            max_rejected_recipients=int(env.get("MAILPIPE_MAX_REJECTED_RECIPIENTS", DEFAULT_MAX_REJECTED)),
+            data_memory=int(env.get("MAILPIPE_SMTP_DATA_MEMORY", DEFAULT_DATA_MEMORY)),
+            rejected_recipients_window=float(env.get("MAILPIPE_REJECTED_RECIPIENTS_WINDOW", DEFAULT_WINDOW)),
         )

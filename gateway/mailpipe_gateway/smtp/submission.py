@@ -2,7 +2,8 @@
 
 Differences from port 25: AUTH is required before MAIL (and offered only over TLS,
 loopback in dev excepted); a user may only send as an address they own, in MAIL FROM
-and in From:; recipients anywhere are accepted (the outbound queue delivers them);
+and in From:, Sender:, Resent-From: and Resent-Sender: (display names included, see
+sender_fields.py); recipients anywhere are accepted (the outbound queue delivers them);
 missing Date and Message-ID headers are added.
 """
 
@@ -12,9 +13,8 @@ import asyncio
 import base64
 import binascii
 import logging
-import warnings
 from collections.abc import Awaitable, Callable
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import format_datetime
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Session
@@ -22,16 +22,15 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from mailpipe.addresses import AddressError, parse_address
 from mailpipe.directory import Verdict
+from mailpipe.message_ids import new_message_id
 from mailpipe.mime.headers import header_fields
 from mailpipe.mime.offsets import scan_header
 from mailpipe.spool import now_utc
 from mailpipe_gateway.smtp.handler import InboundHandler, rcpt_reply
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
+from mailpipe_gateway.smtp.sender_fields import Unreadable, claimed_senders
 
 log = logging.getLogger(__name__)
-
-# aiosmtpd itself sets the deprecated Session.login_data after every AUTH and warns about it.
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 # (login, password, client address) -> the authenticated address, or None; raises Throttled.
 Authenticate = Callable[[str, str, str], Awaitable[str | None]]
@@ -47,6 +46,19 @@ class Throttled(Exception):
     """Too many failed logins for this user or from this address."""
 
 
+class _Session(Session):
+    """aiosmtpd 1.4's Session without its deprecated ``login_data`` property.
+
+    aiosmtpd's own smtp_AUTH assigns ``login_data`` after every AUTH, and the property logs
+    "Session.login_data is deprecated" each time (a log record, not a Python warning, so no
+    warnings filter hides it). Nothing here reads it: the authenticated user is ``auth_data``,
+    from our AuthResult. A plain attribute takes the assignment silently; aiosmtpd 2.0 drops
+    both the property and the assignment, and then this class changes nothing.
+    """
+
+    login_data: Any = None
+
+
 class SubmissionSMTP(MailpipeSMTP):
     def __init__(
         self,
@@ -60,6 +72,9 @@ class SubmissionSMTP(MailpipeSMTP):
         self._authenticate_user = authenticate
         self._plaintext_loopback = plaintext_loopback
         self.implicit_tls = implicit_tls
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -140,18 +155,30 @@ class SubmissionHandler(InboundHandler):
 
     async def prepare(self, body: bytes, session: Session, envelope: SMTPEnvelope) -> bytes | str:
         fields = _header_fields(body)
-        senders = [address for _, address in getaddresses(fields.get("from", []))]
-        for sender in senders or [""]:
-            if not await self._owns(session, sender):
-                log.warning("%s may not send with From: %s", session.auth_data, sender)
-                return REPLY_NOT_OWNED
+        if refusal := await self._sender_refusal(session, fields):
+            return refusal
         added = b""
         if not fields.get("date"):
             added += b"Date: " + format_datetime(now_utc()).encode() + b"\r\n"
         if not fields.get("message-id"):
             domain = str(session.auth_data).rpartition("@")[2] or self._hostname
-            added += b"Message-ID: " + make_msgid(domain=domain).encode() + b"\r\n"
+            added += b"Message-ID: " + new_message_id(domain).encode() + b"\r\n"
         return added + body
+
+    async def _sender_refusal(self, session: Session, fields: dict[str, list[str]]) -> str | None:
+        """Why the message may not go out with these sender fields, or None if it may."""
+        try:
+            claimed = claimed_senders(fields)
+        except Unreadable as exc:
+            return f"553 5.7.1 {exc}"
+        for name, address in claimed:
+            if not await self._owns(session, address):
+                log.warning("%s may not send with %s: %s", session.auth_data, name, address)
+                return (
+                    f"553 5.7.1 {_title(name)}: shows <{address}>,"
+                    " an address the authenticated user does not own"
+                )
+        return None
 
     async def _owns(self, session: Session, address: str) -> bool:
         user = session.auth_data
@@ -167,6 +194,10 @@ class SubmissionHandler(InboundHandler):
             owned = await self._owned_addresses(user)
             session.owned_addresses, session.owned_by = owned, user
         return wanted.text in owned or wanted.base.text in owned
+
+
+def _title(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
 
 
 def _header_fields(message: bytes) -> dict[str, list[str]]:

@@ -1,4 +1,15 @@
-"""Inbound delivery: a spooled message into the INBOX of every local recipient."""
+"""Inbound delivery: a spooled message into the INBOX of every local recipient.
+
+Failures are of two kinds. Transient ones (S3, SQS or DynamoDB unreachable, the spool object
+not readable yet) raise, and the queue brings the envelope back later (redelivery.py). Permanent
+ones (poison.py: a malformed envelope or recipient, relaying for nobody, a message that cannot
+be read as mail) are answered at once with a bounce or a report to the postmaster, because no
+retry would ever store them.
+
+The spool object is deleted once nothing needs it any more: here when every recipient is
+local and stored (or the envelope was returned), and by the outbound function when the
+last remote recipient is delivered or bounced.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailpipe.addresses import AddressError
 from mailpipe.directory import Directory, Verdict
 from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
+from mailpipe.poison import PoisonEnvelope, PoisonReports
 from mailpipe.spool import Envelope, Spool
 from mailpipe.store import MailStore
 from mailpipe.store.headers import header_end
@@ -19,8 +32,11 @@ log = logging.getLogger(__name__)
 INBOX = "INBOX"
 
 
-class UnexpectedRelay(RuntimeError):
+class UnexpectedRelay(PoisonEnvelope):
     """An envelope with remote recipients that nobody authenticated: never relayed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, "5.7.1")
 
 
 @dataclass
@@ -28,34 +44,72 @@ class DeliveryReport:
     envelope_id: str
     uids: dict[str, int] = field(default_factory=dict)
     remote: list[str] = field(default_factory=list)
+    returned_as: str | None = None  # the queue id of the bounce or report, for a poison envelope
 
 
 class InboundDelivery:
     def __init__(
-        self, spool: Spool, directory: Directory, store: MailStore, outbound: OutboundQueue | None = None
+        self,
+        spool: Spool,
+        directory: Directory,
+        store: MailStore,
+        outbound: OutboundQueue | None = None,
+        reports: PoisonReports | None = None,
     ) -> None:
         self._spool = spool
         self._directory = directory
         self._store = store
         self._outbound = outbound
+        self._reports = reports
+
+    def handle(self, envelope: Envelope) -> DeliveryReport:
+        """Deliver, or return a poison envelope; raises only for what a retry may fix."""
+        try:
+            return self.deliver(envelope)
+        except PoisonEnvelope as poison:
+            if self._reports is None:
+                raise
+            raw = self._readable_raw(envelope)
+            report = DeliveryReport(envelope.id)
+            report.returned_as = self._reports.return_envelope(envelope, raw, poison)
+            self._spool.discard(envelope)
+            return report
 
     def deliver(self, envelope: Envelope) -> DeliveryReport:
         """Store the message for every recipient; safe to call again for the same envelope.
 
-        Raises when any recipient's copy could not be stored, so the queue retries the
-        whole envelope; copies already stored are recognised by the envelope id and
-        not stored twice.
+        Raises PoisonEnvelope for what can never be stored, and anything else when any
+        recipient's copy could not be stored yet, so the queue retries the whole envelope;
+        copies already stored are recognised by the envelope id and not stored twice.
+        Local copies are made before remote recipients are handed on: the outbound function
+        deletes the spool object when it is done, and a retry here may still need it.
         """
-        local, remote = self.split_recipients(envelope)
+        try:
+            local, remote = self.split_recipients(envelope)
+            owners = self.mailbox_owners(local)
+        except AddressError as exc:
+            raise PoisonEnvelope(f"malformed recipient: {exc}", "5.1.3") from exc
+        if remote and not envelope.auth_user:
+            # Port 25 refuses such recipients at RCPT; one here is a bug, never a reason to relay.
+            raise UnexpectedRelay(f"{envelope.id}: remote recipients without an authenticated sender")
         report = DeliveryReport(envelope.id, remote=[r.address for r in remote])
+        if owners:
+            self._store_copies(envelope, owners, report)
         if remote:
             self._hand_to_outbound(envelope, remote)
-        if not local:
-            return report
+        else:
+            self._spool.discard(envelope)
+        return report
+
+    def _store_copies(self, envelope: Envelope, owners: list[str], report: DeliveryReport) -> None:
         raw = self._spool.read(envelope)
-        summary = summarize(raw)
+        try:
+            summary = summarize(raw)
+        except Exception as exc:
+            # summarize reads anything that looks like mail; what it cannot read never will be.
+            raise PoisonEnvelope(f"the message cannot be read as mail: {exc}", "5.6.0") from exc
         internaldate = _epoch(envelope.received_at)
-        for owner in self.mailbox_owners(local):
+        for owner in owners:
             report.uids[owner] = self._store.deliver(
                 owner,
                 INBOX,
@@ -68,7 +122,6 @@ class InboundDelivery:
                 internaldate=internaldate,
                 crlf_size=lines.crlf_size(raw),
             )
-        return report
 
     def split_recipients(self, envelope: Envelope) -> tuple[list[str], list[OutboundRecipient]]:
         """Recipients in hosted domains, and the others (with their DSN parameters)."""
@@ -82,10 +135,15 @@ class InboundDelivery:
                 local.append(rcpt)
         return local, remote
 
+    def _readable_raw(self, envelope: Envelope) -> bytes | None:
+        """The message for the bounce, if the spool still has it (a poison envelope may not)."""
+        try:
+            return self._spool.read(envelope)
+        except Exception:
+            log.warning("%s: spool object unreadable for the bounce", envelope.id, exc_info=True)
+            return None
+
     def _hand_to_outbound(self, envelope: Envelope, remote: list[OutboundRecipient]) -> None:
-        if not envelope.auth_user:
-            # Port 25 refuses such recipients at RCPT; one here is a bug, never a reason to relay.
-            raise UnexpectedRelay(f"{envelope.id}: remote recipients without an authenticated sender")
         if self._outbound is None:
             raise RuntimeError("remote recipients but no outbound queue configured")
         self._outbound.put(

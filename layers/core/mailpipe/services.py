@@ -26,6 +26,8 @@ from mailpipe.outbound.schedule import RetrySchedule
 from mailpipe.outbound.smtp_client import DeliveryOptions
 from mailpipe.outbound.state import QueueState
 from mailpipe.outbound.transport_map import TransportMap
+from mailpipe.poison import PoisonReports
+from mailpipe.redelivery import Backoff, RedeliveringBatchProcessor, Redelivery
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 
@@ -59,7 +61,12 @@ def outbound_queue() -> OutboundQueue | None:
 
 @lru_cache(maxsize=1)
 def inbound_delivery() -> InboundDelivery:
-    return InboundDelivery(spool(), directory(), mail_store(), outbound_queue())
+    return InboundDelivery(spool(), directory(), mail_store(), outbound_queue(), poison_reports())
+
+
+@lru_cache(maxsize=1)
+def poison_reports() -> PoisonReports:
+    return PoisonReports(spool(), directory(), os.environ.get(ENV_HOSTNAME, "localhost"))
 
 
 @lru_cache(maxsize=1)
@@ -89,3 +96,8 @@ def outbound_delivery() -> OutboundDelivery:
         ses_client=aws.client("sesv2"),
     )
     return OutboundDelivery(spool(), QueueState(aws.table(env[ENV_OUTBOUND_TABLE])), queue, config)
+
+
+def sqs_batch_processor() -> RedeliveringBatchProcessor:
+    """Powertools' partial-batch processor for an SQS-triggered function, with the growing back-off."""
+    return RedeliveringBatchProcessor(lambda: Redelivery(aws.client("sqs"), Backoff.from_env()))

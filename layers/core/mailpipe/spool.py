@@ -3,17 +3,27 @@
 The gateway writes the S3 object first and the SQS envelope second, and answers
 250 only after both succeeded. Downstream reads only envelopes, so an object whose
 envelope never made it to SQS is never processed; the bucket's lifecycle rule on
-`spool/` removes it.
+`spool/` removes it, long after any envelope could still be queued for it.
+
+The functions delete an object once its message is fully handled (stored, or delivered
+and bounced). A redrive from a dead-letter queue `touch`es the object, restarting its
+lifecycle age, so that the backstop rule never removes an object whose envelope was put
+back on a queue (docs/architecture.md, "Never lost").
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
 
 SPOOL_PREFIX = "spool/"
 
@@ -62,6 +72,9 @@ class Envelope:
         envelope = cls(**known)
         if not envelope.id or not envelope.s3_key or not isinstance(envelope.rcpt_tos, list):
             raise ValueError("envelope lacks id, s3_key or rcpt_tos")
+        if not str(envelope.s3_key).startswith(SPOOL_PREFIX):
+            # The functions delete an envelope's object once done: never one outside the spool.
+            raise ValueError(f"envelope's s3_key is outside {SPOOL_PREFIX}")
         return envelope
 
 
@@ -92,3 +105,36 @@ class Spool:
 
     def read(self, envelope: Envelope) -> bytes:
         return self._s3.get_object(Bucket=self.bucket, Key=envelope.s3_key)["Body"].read()
+
+    def discard(self, envelope: Envelope) -> None:
+        """Delete the object of a message nobody needs any more.
+
+        A failure is only logged: the message is safe either way, and the lifecycle rule
+        removes a leftover object later.
+        """
+        if not envelope.s3_key.startswith(SPOOL_PREFIX):
+            log.warning("%s names %s, outside the spool: not deleted", envelope.id, envelope.s3_key)
+            return
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=envelope.s3_key)
+        except Exception:
+            log.warning("could not delete %s; the lifecycle rule will", envelope.s3_key, exc_info=True)
+
+    def touch(self, key: str) -> bool:
+        """Restart the object's lifecycle age (a copy onto itself); False if there is no such object."""
+        if not key.startswith(SPOOL_PREFIX):
+            return False
+        try:
+            self._s3.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                MetadataDirective="REPLACE",
+                ContentType="message/rfc822",
+                Metadata={"touched": now_utc().isoformat()},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return False
+            raise
+        return True

@@ -183,6 +183,11 @@ class OutboundDelivery:
             due = min(next_times)
             follow_up = replace(message, recipients=retry, not_before=iso(due))
             self._queue.put(follow_up, sqs_delay_until(due, now).delay_seconds)
+        elif all(entry.final for entry in entries.values()):
+            # Every recipient delivered or bounced (the bounces carry their copy): the spool
+            # object has done its job. The inbound function stored local copies before it
+            # handed the message over, so nothing else reads it.
+            self._spool.discard(_spooled(message))
 
     def _report(
         self, message: OutboundMessage, raw: bytes, kind: str, statuses: list[Any], now: datetime

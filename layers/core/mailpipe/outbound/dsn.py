@@ -43,7 +43,9 @@ from datetime import UTC, datetime
 from email.generator import BytesGenerator
 from email.message import Message
 from email.policy import compat32
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
+
+from mailpipe.message_ids import new_message_id
 
 KINDS = {"failure": "failed", "delay": "delayed", "success": "relayed"}
 ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
@@ -160,7 +162,7 @@ def build_dsn(
     report["To"] = _raw(f"<{envelope_from.strip().strip('<>')}>")
     report["Subject"] = _SUBJECTS[kind]
     report["Date"] = format_datetime(now)
-    report["Message-ID"] = make_msgid(domain=reporting_mta)
+    report["Message-ID"] = new_message_id(reporting_mta)
     report["Auto-Submitted"] = "auto-replied"
     report["MIME-Version"] = "1.0"
     boundary = _boundary(reporting_mta, original)
