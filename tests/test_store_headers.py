@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import poplib
+import pty
 import random
 import re
 import smtplib
@@ -399,3 +400,40 @@ def test_every_store_of_a_process_reads_on_the_same_few_threads(stack, owner) ->
         own_store(stack).read_headers(mailbox.mailbox_id, messages)
     readers = [t for t in threading.enumerate() if t.name.startswith("mailstore-read")]
     assert 0 < len(readers) <= READ_THREADS
+
+
+def test_backfill_draws_a_progress_bar_on_a_terminal(stack, owner) -> None:
+    store = own_store(stack)
+    store.append(owner, "Drafts", b"Subject: draft\r\n\r\nbody\r\n")
+    drafts, messages = store.list_messages(owner, "Drafts")
+    forget_headers(store, drafts.mailbox_id, messages)
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "mailpipe_gateway.cli", "store", "backfill-headers", "--owner", owner],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env={**os.environ, **stack.environment},
+            timeout=120,
+        )
+        os.close(terminal)
+        terminal = -1
+        drawn = b""
+        while chunk := _read_or_empty(controller):
+            drawn += chunk
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith("1 messages had no header in the index: 1 written")
+    assert b"\r[" + b"#" * 40 + b"] 1/1" in drawn
+
+
+def _read_or_empty(fd: int) -> bytes:
+    """What a pty holds; b"" once the other side is closed (Linux says EIO then)."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
