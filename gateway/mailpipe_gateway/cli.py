@@ -9,8 +9,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from mailpipe import aws
 from mailpipe.addresses import AddressError
@@ -138,6 +139,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("address")
     p.add_argument("--mailbox", default="INBOX")
     p.set_defaults(run=_list_mailbox)
+
+    store = commands.add_parser("store", help="mail store maintenance").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    p = store.add_parser(
+        "backfill-headers",
+        help="keep the header of messages stored before headers were indexed in the index too "
+        "(safe to run again, and while mail flows)",
+    )
+    p.add_argument("--owner", metavar="ADDR", help="only this user's mailboxes (default: every message)")
+    p.set_defaults(run=_backfill_headers)
     return parser
 
 
@@ -196,6 +208,39 @@ def _list_mailbox(args: argparse.Namespace) -> None:
     for message in messages:
         subject = (message.summary.get("envelope") or {}).get("subject") or ""
         print(f"{message.uid:>6}  {message.size:>9}  {subject}")
+
+
+def _backfill_headers(args: argparse.Namespace) -> None:
+    from mailpipe.services import resources
+    from mailpipe.store.backfill import HeaderBackfill
+
+    backfill = HeaderBackfill(aws.table(resources().mailbox_table), aws.client("s3"), resources().mail_bucket)
+    report = backfill.run(args.owner.lower() if args.owner else None, _progress(sys.stderr))
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")  # below the progress bar
+    print(
+        f"{report.found} messages had no header in the index: {report.written} written, "
+        f"{report.too_large} too large (read from S3 as before), {report.gone} expunged or done meanwhile"
+    )
+
+
+def _progress(stream: TextIO) -> Callable[[int, int], None]:
+    """A progress bar redrawn in place on a terminal; elsewhere (a log) a line now and then."""
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        if stream.isatty():
+            width = 40
+            filled = width * done // total if total else width
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        elif done >= total or done - last[0] >= 1000:
+            stream.write(f"{done}/{total} messages\n")
+        else:
+            return
+        last[0] = done
+        stream.flush()
+
+    return show
 
 
 # -- outbound queue --------------------------------------------------------------
