@@ -98,22 +98,24 @@ class OutboundDelivery:
     def _deliver(
         self, raw: bytes, message: OutboundMessage, pending: list[OutboundRecipient]
     ) -> list[RecipientResult]:
-        by_domain: dict[str, list[Recipient]] = {}
-        for r in pending:
+        """One result per pending recipient, in `pending`'s order (transports go domain by domain)."""
+        by_domain: dict[str, list[tuple[int, Recipient]]] = {}
+        for index, r in enumerate(pending):
             recipient = Recipient(r.address, tuple(r.notify) if r.notify else None, _decoded(r.orcpt))
-            by_domain.setdefault(recipient.domain.lower(), []).append(recipient)
-        results: list[RecipientResult] = []
+            by_domain.setdefault(recipient.domain.lower(), []).append((index, recipient))
+        results: list[RecipientResult | None] = [None] * len(pending)
         options = replace(
             self._config.options, dsn=smtp_client.DsnParams(message.dsn_ret, _decoded(message.dsn_envid))
         )
-        for domain, recipients in by_domain.items():
+        for domain, indexed in by_domain.items():
+            recipients = [recipient for _index, recipient in indexed]
             route = self._config.transports.lookup(domain)
             if route.transport == "ses":
                 from mailpipe.outbound import ses
 
-                results += ses.deliver_ses(raw, message.mail_from, recipients, client=self._config.ses_client)
+                sent = ses.deliver_ses(raw, message.mail_from, recipients, client=self._config.ses_client)
             else:
-                results += smtp_client.deliver(
+                sent = smtp_client.deliver(
                     raw,
                     message.mail_from,
                     recipients,
@@ -122,7 +124,9 @@ class OutboundDelivery:
                     helo=self._config.hostname,
                     options=options,
                 )
-        return results
+            for (index, _recipient), result in zip(indexed, sent, strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
 
     def _record(
         self,
