@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from conftest import DOMAIN, REPO_ROOT, wait_for_inbox
+from conftest import DOMAIN, REPO_ROOT, wait_for, wait_for_inbox
 
 from mailpipe import aws
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
@@ -345,3 +345,17 @@ def test_ses_account_level_suppression_list() -> None:
         assert listed.remove("a@x.test") is True
         assert listed.remove("a@x.test") is False
         stubber.assert_no_pending_responses()
+
+
+def test_the_dev_stack_runs_the_function_from_its_queue(stack) -> None:
+    """`mailpipe dev` creates the configuration set the functions name, and polls the SES event
+    queue as Lambda's event source mapping does: an SNS notification put there is applied."""
+    configuration_set = stack.environment["MAILPIPE_SES_CONFIGURATION_SET"]
+    assert aws.client("sesv2").get_configuration_set(ConfigurationSetName=configuration_set)
+    address = f"polled-{secrets.token_hex(3)}@hamburger.edu"
+    body = json.loads(json.loads(SAMPLE.read_text())["Records"][0]["body"])
+    body["Message"] = json.dumps(ses_event("Bounce", None, [address], **hard_bounce(address)))
+    queue_url = stack.deployment.refs["SesEventQueue"]
+    aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    suppressions = SuppressionList(aws.table(stack.environment["MAILPIPE_OUTBOUND_TABLE"]))
+    assert wait_for(lambda: suppressions.get(address), timeout=30)

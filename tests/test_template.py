@@ -1679,3 +1679,23 @@ def test_ses_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     assert outputs["SesConfigurationSetName"]["Value"] == {"Ref": "SesConfigurationSet"}
     assert outputs["SesEventDeadLetterQueueUrl"]["Value"] == {"Ref": "SesEventDeadLetterQueue"}
+
+
+@pytest.mark.parametrize(
+    ("domain", "selector"), [("", ""), ("", "mp2026"), ("crepes.fr", ""), ("crepes.fr", "mp2026")]
+)
+def test_every_ses_parameter_combination_deploys_a_consistent_stack(
+    template: dict[str, Any], domain: str, selector: str
+) -> None:
+    deployed = _deploy(template, SesDomain=domain, SesDkimSelector=selector)
+    for name, body in deployed.items():
+        for target in _refs(body) | set(_as_list(body.get("DependsOn", []))):
+            assert target in deployed or target in template["Parameters"] or target.startswith("AWS::"), (
+                f"{name} refers to {target}, which is not deployed"
+            )
+    assert ("SesEmailIdentity" in deployed) is bool(domain)
+    if domain:
+        byo = "DkimSigningAttributes" in deployed["SesEmailIdentity"]["Properties"]
+        assert byo is bool(selector)
+    # The event path exists whatever the domain: the transport names the set in every send.
+    assert {"SesConfigurationSet", "SesEventDestination", "SesEventsFunction"} <= set(deployed)
