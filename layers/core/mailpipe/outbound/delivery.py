@@ -5,8 +5,9 @@ deliver, then act on each result: 2xx delivered (and a success DSN when NOTIFY a
 for one and the next server does not report itself), 5xx bounced, 4xx retried on the
 schedule; past the schedule's end, bounced. Bounces and delay warnings are RFC 3464
 DSNs from MAILER-DAEMON with a null reverse path, spooled to the (authenticated, so
-local) sender through the normal inbound pipeline. A retry goes back on the queue with
-`not_before`, in SQS-delay hops of at most 15 minutes.
+local) sender through the normal inbound pipeline (reports.py). A retry goes back on the
+queue with `not_before`, in SQS-delay hops of at most 15 minutes. A suppressed address (a hard
+bounce or complaint reported by SES, suppression.py) is bounced without a transport call.
 """
 
 from __future__ import annotations
