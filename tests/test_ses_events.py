@@ -359,3 +359,27 @@ def test_the_dev_stack_runs_the_function_from_its_queue(stack) -> None:
     aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
     suppressions = SuppressionList(aws.table(stack.environment["MAILPIPE_OUTBOUND_TABLE"]))
     assert wait_for(lambda: suppressions.get(address), timeout=30)
+
+
+def test_ses_bounce_honours_notify_and_orcpt(stack, new_user, ses_outbound: SesOutbound) -> None:
+    """As for mx: NOTIFY=NEVER gets no report, ORCPT comes back xtext-decoded (once)."""
+    alice = new_user()
+    token = secrets.token_hex(3)
+    quiet, loud = f"quiet-{token}@hamburger.edu", f"loud-{token}@hamburger.edu"
+    message = queued(
+        stack,
+        alice,
+        OutboundRecipient(quiet, ["NEVER"]),
+        OutboundRecipient(loud, ["FAILURE"], f"rfc822;x+2B41-{token}@hamburger.edu"),
+    )
+    ses_outbound.engine.process(message)
+    entry = ses_outbound.state.entries(message.envelope_id)[loud]
+    bounce = hard_bounce(quiet)
+    bounce["bounce"]["bouncedRecipients"] += hard_bounce(loud)["bounce"]["bouncedRecipients"]
+    assert deliver(stack, ses_event("Bounce", entry, [quiet, loud], **bounce)) == {"batchItemFailures": []}
+    [stored] = wait_for_inbox(stack, alice, 1)
+    status, _ = report_parts(email.message_from_bytes(stack.mail_store().read_body(stored)))
+    assert f"Final-Recipient: rfc822; {loud}" in status and quiet not in status
+    assert f"Original-Recipient: rfc822; x+41-{token}@hamburger.edu" in status
+    entries = ses_outbound.state.entries(message.envelope_id)
+    assert entries[quiet].status == entries[loud].status == FAILED

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailpipe.outbound.dsn import RecipientStatus, notify_allows, xtext_decode
-from mailpipe.outbound.queue import OutboundMessage
+from mailpipe.outbound.queue import OutboundMessage, OutboundRecipient
 from mailpipe.outbound.reports import DsnReporter
 from mailpipe.outbound.ses import ENVELOPE_TAG
 from mailpipe.outbound.state import FAILED, QueueEntry, QueueState
@@ -177,28 +177,32 @@ class SesEvents:
                 failed.append((entry, failure))
         if not failed:
             return
-        message = next((m for m in (_message(entry) for entry, _ in failed) if m is not None), None)
+        # Each entry keeps the queued message it first came in (its NOTIFY and ORCPT among them).
+        messages = [(entry, failure, _message(entry)) for entry, failure in failed]
+        message = next((m for _, _, m in messages if m is not None), None)
         if message is None:
             log.warning("SES event for %s: the queue entry lacks its message, no bounce", envelope_id)
         else:
-            notify = {r.address: ",".join(r.notify) if r.notify else None for r in message.recipients}
-            orcpt = {r.address: xtext_decode(r.orcpt) for r in message.recipients if r.orcpt}
-            statuses = [
-                RecipientStatus(
-                    final_recipient=entry.recipient,
-                    status=failure.status,
-                    action="failed",
-                    original_recipient=xtext_decode(orcpt[entry.recipient])
-                    if orcpt.get(entry.recipient)
-                    else None,
-                    remote_mta=failure.remote_mta,
-                    diagnostic=failure.diagnostic,
-                    diagnostic_type=failure.diagnostic_type,
-                    last_attempt=when,
+            statuses = []
+            for entry, failure, queued in messages:
+                recipient = _recipient(queued or message, entry.recipient)
+                notify = ",".join(recipient.notify) if recipient and recipient.notify else None
+                if not notify_allows(notify, "failure"):
+                    continue
+                statuses.append(
+                    RecipientStatus(
+                        final_recipient=entry.recipient,
+                        status=failure.status,
+                        action="failed",
+                        original_recipient=xtext_decode(recipient.orcpt)
+                        if recipient and recipient.orcpt
+                        else None,
+                        remote_mta=failure.remote_mta,
+                        diagnostic=failure.diagnostic,
+                        diagnostic_type=failure.diagnostic_type,
+                        last_attempt=when,
+                    )
                 )
-                for entry, failure in failed
-                if notify_allows(notify.get(entry.recipient), "failure")
-            ]
             self._reports.report(message, _header_section(mail), "failure", statuses, self._clock())
         for entry, failure in failed:
             entry.status = FAILED
@@ -247,6 +251,10 @@ def _entry_for(entries: dict[str, QueueEntry], address: str) -> QueueEntry | Non
         if wanted in (recipient.lower(), (ascii_address(recipient) or "").lower()):
             return entry
     return None
+
+
+def _recipient(message: OutboundMessage, address: str) -> OutboundRecipient | None:
+    return next((r for r in message.recipients if r.address == address), None)
 
 
 def _message(entry: QueueEntry) -> OutboundMessage | None:
