@@ -174,14 +174,14 @@ class OutboundDelivery:
                 entry.status = DELIVERED
                 if not result.remote_dsn and notify_allows(notify[recipient.address], "success"):
                     reports["success"].append(
-                        result.dsn_status(original_recipient=recipient.orcpt, action="relayed")
+                        result.dsn_status(original_recipient=_decoded(recipient.orcpt), action="relayed")
                     )
             elif later is None:
                 entry.status = FAILED
                 if notify_allows(notify[recipient.address], "failure"):
                     reports["failure"].append(
                         result.dsn_status(
-                            original_recipient=recipient.orcpt, action="failed", last_attempt=now
+                            original_recipient=_decoded(recipient.orcpt), action="failed", last_attempt=now
                         )
                     )
             else:
