@@ -11,16 +11,18 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from mailpipe import aws
 from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Directory, DirectoryError
+from mailpipe.outbound.suppression import SesSuppressionList
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
 SHUTDOWN_GRACE_SECONDS = 25
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     p = queue.add_parser("delete", help="give up on a queued message, without a bounce")
     p.add_argument("id")
     p.set_defaults(run=_queue_delete)
+    p = queue.add_parser("suppressed", help="addresses mail is no longer sent to (hard bounces, complaints)")
+    p.add_argument("--ses", action="store_true", help="also list SES's account-level suppression list")
+    p.set_defaults(run=_queue_suppressed)
+    p = queue.add_parser("unsuppress", help="send to a suppressed address again")
+    p.add_argument("address")
+    p.add_argument("--ses", action="store_true", help="also remove it from SES's account-level list")
+    p.set_defaults(run=_queue_unsuppress)
     p = queue.add_parser("redrive", help="put dead-lettered messages back on their queue")
     p.add_argument("queue", choices=["inbound", "outbound", "all"])
     p.set_defaults(run=_queue_redrive)
@@ -274,6 +283,42 @@ def _queue_delete(args: argparse.Namespace) -> None:
     if not count:
         raise ValueError(f"nothing queued for {args.id}")
     print(f"deleted {count} recipients of {args.id}")
+
+
+def _queue_suppressed(args: argparse.Namespace) -> None:
+    from mailpipe.services import suppressions
+
+    entries = suppressions().all()
+    for entry in entries:
+        print(f"{entry.address}  {entry.reason}  since={entry.since}  {entry.detail[:120]}")
+    print(f"{len(entries)} addresses suppressed")
+    if args.ses:
+        ses = _ses_suppressions(lambda listed: listed.all())
+        for found in ses:
+            print(f"{found.address}  {found.reason}  since={found.since}  (SES account-level list)")
+        print(f"{len(ses)} addresses on SES's account-level suppression list")
+
+
+def _queue_unsuppress(args: argparse.Namespace) -> None:
+    from mailpipe.services import suppressions
+
+    ours = suppressions().remove(args.address)
+    theirs = _ses_suppressions(lambda listed: listed.remove(args.address)) if args.ses else False
+    if not (ours or theirs):
+        raise ValueError(f"{args.address} is not suppressed")
+    where = [name for name, removed in (("mailpipe", ours), ("SES", theirs)) if removed]
+    print(f"{args.address} no longer suppressed ({', '.join(where)})")
+
+
+def _ses_suppressions(action: Callable[[SesSuppressionList], T]) -> T:
+    """Run `action` on SES's account-level list; SES's refusal (permissions, region) as one line."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return action(SesSuppressionList(aws.client("sesv2")))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise ConfigError(f"SES: {error.get('Code')}: {error.get('Message')}") from None
 
 
 def _queue_redrive(args: argparse.Namespace) -> int:

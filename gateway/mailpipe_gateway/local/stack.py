@@ -102,7 +102,11 @@ class DevStack:
         self.environment = {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint}
         os.environ.update(self.environment)
         self.deployment = provision(
-            self.template, aws.client("s3"), aws.client("sqs"), aws.client("dynamodb")
+            self.template,
+            aws.client("s3"),
+            aws.client("sqs"),
+            aws.client("dynamodb"),
+            sesv2=aws.client("sesv2"),
         )
         function_env = {
             k: self.deployment.resolve(v) for k, v in self.template.function_environment().items()
