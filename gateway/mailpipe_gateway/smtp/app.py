@@ -7,9 +7,11 @@ import functools
 from concurrent.futures import Executor
 
 from mailpipe.directory import Directory
+from mailpipe.dns_resolver import async_resolver
 from mailpipe.spool import Spool
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
+from mailpipe_gateway.smtp.dnsbl import Blocklists
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.rspamd_client import RspamdClient
@@ -30,6 +32,9 @@ def build_smtp_gateway(
         executor=executor,
         rejections=rejection_limiter(settings),
         spam_filter=spam_filter(settings),
+        blocklists=Blocklists(settings.dnsbl_zones, async_resolver(), settings.dnsbl_exempt)
+        if settings.dnsbl_zones
+        else None,
     )
     tls = (
         server_context(settings.tls_cert, settings.tls_key)

@@ -13,6 +13,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from mailpipe.directory import Verdict
 from mailpipe.spool import Envelope, Spool, new_queue_id, now_utc, spool_key
 from mailpipe_gateway.recipient_check import DirectoryUnavailable, RecipientChecker
+from mailpipe_gateway.smtp.dnsbl import Blocklists
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.spam_filter import SpamFilter, SpamVerdict
 from mailpipe_gateway.smtp.trace import MAX_RECEIVED_HEADERS, count_received, protocol_name, received_header
@@ -57,9 +58,11 @@ class InboundHandler:
         max_recipients: int = MAX_RECIPIENTS,
         rejections: RejectionLimiter | None = None,
         spam_filter: SpamFilter | None = None,
+        blocklists: Blocklists | None = None,
     ) -> None:
         self._spool = spool
         self._spam_filter = spam_filter
+        self._blocklists = blocklists
         self._checker = checker
         self._hostname = hostname
         self._executor = executor
@@ -92,6 +95,8 @@ class InboundHandler:
             return REPLY_TOO_MANY_RECIPIENTS
         if not _encodable(address):
             return rcpt_reply(Verdict.INVALID, address.encode("utf-8", "replace").decode())
+        if self._blocklists is not None and (listed := await self._blocklists.refusal(session)):
+            return listed
         if self._rejections.blocked(_peer(session)):
             # Refused before the lookup: each guess would be a call of the validation function.
             log.warning("RCPT %s from %s: too many rejected recipients", address, _peer(session))

@@ -14,6 +14,9 @@ from mailpipe_gateway.connection_limits import (
     exempt_from_env,
 )
 from mailpipe_gateway.smtp.budget import DEFAULT_DATA_MEMORY
+from mailpipe_gateway.smtp.dnsbl import EXEMPT_ENV as DNSBL_EXEMPT_ENV
+from mailpipe_gateway.smtp.dnsbl import ZONES_ENV as DNSBL_ZONES_ENV
+from mailpipe_gateway.smtp.dnsbl import zones_from_env
 from mailpipe_gateway.smtp.harvest import DEFAULT_MAX_REJECTED, DEFAULT_WINDOW
 from mailpipe_gateway.smtp.protocol import DEFAULT_MAX_ERRORS
 from mailpipe_gateway.smtp.rspamd_client import DEFAULT_TIMEOUT as DEFAULT_RSPAMD_TIMEOUT
@@ -45,6 +48,9 @@ class GatewaySettings:
     # The spam filter (spam_filter.py): rspamd's normal worker, e.g. http://127.0.0.1:11333; None: off.
     rspamd_url: str | None = None
     rspamd_timeout: float = DEFAULT_RSPAMD_TIMEOUT
+    # DNS blocklists asked about port 25's clients (dnsbl.py), and the networks never looked up.
+    dnsbl_zones: tuple[str, ...] = ()
+    dnsbl_exempt: tuple[str, ...] = DEFAULT_EXEMPT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -69,4 +75,6 @@ class GatewaySettings:
             rejected_recipients_window=float(env.get("MAILPIPE_REJECTED_RECIPIENTS_WINDOW", DEFAULT_WINDOW)),
             rspamd_url=env.get("MAILPIPE_RSPAMD_URL") or None,
             rspamd_timeout=float(env.get("MAILPIPE_RSPAMD_TIMEOUT", DEFAULT_RSPAMD_TIMEOUT)),
+            dnsbl_zones=zones_from_env(env.get(DNSBL_ZONES_ENV, "")),
+            dnsbl_exempt=exempt_from_env(env, DNSBL_EXEMPT_ENV),
         )
