@@ -26,7 +26,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 DEBIAN_PACKAGE = "rspamd"
 HOST = "127.0.0.1"
@@ -85,6 +88,17 @@ rspamd_config:register_symbol({
 """
 
 
+@pytest.fixture(scope="module", name="rspamd")
+def rspamd_fixture() -> Iterator[Rspamd]:
+    """One rspamd for a test module (import this fixture into it), resolving through a DNS server of
+    its own on loopback that knows no names (SPF, DMARC, reverse DNS: all NXDOMAIN, at once)."""
+    from dns_zone import serving
+
+    require_rspamd()
+    with serving("") as (dns_port, _zone), Rspamd(f"127.0.0.1:{dns_port}") as server:
+        yield server
+
+
 def find_rspamd() -> str | None:
     found = shutil.which("rspamd")
     if found is None and os.access("/usr/bin/rspamd", os.X_OK):
@@ -96,8 +110,6 @@ def require_rspamd() -> str:
     """The rspamd binary, or a pytest skip whose reason CI turns into a failure (see .ci/run)."""
     found = find_rspamd()
     if found is None:
-        import pytest
-
         pytest.skip(SKIP_REASON)
     return found
 

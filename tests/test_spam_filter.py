@@ -5,12 +5,10 @@ from __future__ import annotations
 import smtplib
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 from conftest import PASSWORD, wait_for
-from dns_zone import serving
-from rspamd import GTUBE_REJECT, Rspamd, free_port, require_rspamd
+from rspamd import GTUBE_REJECT, Rspamd, free_port, rspamd_fixture  # noqa: F401 (the fixture "rspamd")
 
 from mailpipe_gateway.smtp.rspamd_client import RspamdClient, RspamdUnavailable, http_body, parse_result
 from mailpipe_gateway.smtp.settings import GatewaySettings
@@ -33,14 +31,6 @@ def with_body_line(message: bytes, line: str) -> bytes:
 
 def with_header(message: bytes, header: str) -> bytes:
     return header.encode() + b"\r\n" + message
-
-
-@pytest.fixture(scope="module")
-def rspamd() -> Iterator[Rspamd]:
-    require_rspamd()
-    # rspamd resolves (SPF, DMARC, reverse DNS) through the tests' own server: never real DNS.
-    with serving("") as (dns_port, _zone), Rspamd(f"127.0.0.1:{dns_port}") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,8 @@ class DevOptions:
     transports: list[str] = field(default_factory=list)
     poll_wait_seconds: int = 1
     run_pollers: bool = True
+    # The spam filter (`mailpipe dev --rspamd URL`): rspamd's normal worker; None: no filter.
+    rspamd_url: str | None = None
 
 
 class DevStack:
@@ -188,7 +190,7 @@ class DevStack:
             hostname=self.options.hostname,
             tls_cert=cert,
             tls_key=key,
-            **overrides,
+            **{"rspamd_url": self.options.rspamd_url, **overrides},
         )
 
     def _lookup(self) -> Any:
