@@ -234,6 +234,12 @@ def test_submission_add_header_gets_no_spam_headers(stack, new_user, filtered_su
         b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]",
         b'HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{"action": false}',
+        b'HTTP/1.1 200 OK\r\n\r\n{"action": "reject", "score": "high"}',
+        b'HTTP/1.1 200 OK\r\n\r\n{"action": "reject", "symbols": {"A": {"score": "x"}}}',
+        b'HTTP/1.1 200 OK\r\n\r\n{"action": "reject", "symbols": ["A"]}',
+        b'HTTP/1.1 200 OK\r\n\r\n{"action": "reject", "messages": "no"}',
+        b'HTTP/1.1 200 OK\r\n\r\n{"action": "reject", "symbols": {"A": {"options": "x"}}}',
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{}",
     ],
 )
 def test_broken_answers_count_as_unavailable(answer: bytes) -> None:

@@ -144,33 +144,29 @@ def _unchunk(body: bytes) -> bytes:
 
 
 def parse_result(body: bytes) -> ScanResult:
+    """rspamd's JSON answer; RspamdUnavailable for anything else (a filter answering nonsense is a
+    filter that could not be asked: the message is accepted unscanned, never refused by accident)."""
     try:
-        data = json.loads(body)
-        action = data["action"]
-        score = float(data.get("score", 0.0))
-        required = float(data.get("required_score", 0.0))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RspamdUnavailable(f"not an rspamd result: {body[:200]!r}") from exc
+        return _result(json.loads(body))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RspamdUnavailable(f"not an rspamd result ({type(exc).__name__}): {body[:200]!r}") from exc
+
+
+def _result(data: Any) -> ScanResult:
+    action = data["action"]
     if not isinstance(action, str):
-        raise RspamdUnavailable(f"not an rspamd result: {body[:200]!r}")
+        raise TypeError("action is not a string")
     symbols = []
     for name, symbol in (data.get("symbols") or {}).items():
-        if not isinstance(symbol, dict):
-            continue
         options = symbol.get("options") or []
-        symbols.append(
-            Symbol(
-                str(name),
-                float(symbol.get("score", 0.0) or 0.0),
-                tuple(str(option) for option in options) if isinstance(options, list) else (),
-            )
-        )
-    messages = data.get("messages") or {}
-    smtp_message = messages.get("smtp_message") if isinstance(messages, dict) else None
+        if not isinstance(options, list):
+            raise TypeError("symbol options are not a list")
+        symbols.append(Symbol(str(name), float(symbol.get("score") or 0.0), tuple(map(str, options))))
+    smtp_message = (data.get("messages") or {}).get("smtp_message")
     return ScanResult(
         action=action,
-        score=score,
-        required_score=required,
+        score=float(data.get("score") or 0.0),
+        required_score=float(data.get("required_score") or 0.0),
         symbols=tuple(symbols),
         smtp_message=smtp_message if isinstance(smtp_message, str) and smtp_message else None,
         raw=data,
