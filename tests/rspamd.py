@@ -9,7 +9,8 @@ lists) are switched off, so a scan takes milliseconds and depends on nothing out
 
 ``rspamd.local.lua`` adds one test rule: a message with ``X-Test-Action: <action>`` (and optionally
 ``X-Test-Message: <text>``) gets that action as rspamd's pre-result, so tests can ask for every
-action (``soft reject``, ``greylist``, ``add header``, ...) a real rspamd can answer with.
+action (``soft reject``, ``greylist``, ``add header``, ...) a real rspamd can answer with; one with
+``X-Test-Echo`` is rejected with the envelope rspamd was given (ip, helo, from, rcpt, user, qid).
 
 As root (CI) rspamd refuses to run its workers as root; it is started with ``-u _rspamd -g _rspamd``
 (Debian's package creates that user) and its directory is handed to that user, as Debian's own
@@ -82,6 +83,18 @@ rspamd_config:register_symbol({
     if action then
       task:insert_result('MAILPIPE_TEST_ACTION', 1.0, action)
       task:set_pre_result(action, task:get_header('X-Test-Message') or 'test action')
+    end
+    -- X-Test-Echo: rejected with the envelope as rspamd read it from the request's headers.
+    if task:get_header('X-Test-Echo') then
+      local from = task:get_from('smtp')
+      local rcpts = {}
+      for _, rcpt in ipairs(task:get_recipients('smtp') or {}) do
+        table.insert(rcpts, rcpt.addr)
+      end
+      task:set_pre_result('reject', string.format('ip=%s helo=%s from=%s rcpt=%s user=%s qid=%s',
+        tostring(task:get_from_ip()), tostring(task:get_helo()),
+        from and from[1] and from[1].addr or '', table.concat(rcpts, ','),
+        tostring(task:get_user()), tostring(task:get_queue_id())))
     end
   end,
 })

@@ -222,6 +222,47 @@ def test_submission_add_header_gets_no_spam_headers(stack, new_user, filtered_su
     assert b"X-Spam" not in body
 
 
+def test_rspamd_is_given_the_envelope(new_user, filtered) -> None:
+    bob, carol = new_user(), new_user()
+    client = smtplib.SMTP("127.0.0.1", filtered.port, timeout=60)
+    client.ehlo("client.remote.test")
+    client.mail("alice@remote.test")
+    client.rcpt(bob)
+    client.rcpt(carol)
+    code, text = client.data(with_header(CLEAN, "X-Test-Echo: 1"))
+    client.quit()
+    assert code == 550
+    echoed = dict(item.split("=", 1) for item in text.decode().split(" ", 1)[1].split(" "))
+    assert echoed["ip"] == "127.0.0.1"
+    assert echoed["helo"] == "client.remote.test"
+    assert echoed["from"] == "alice@remote.test"
+    assert echoed["rcpt"] == f"{bob},{carol}"
+    assert echoed["user"] == "nil", "port 25 has no authenticated user"
+    assert len(echoed["qid"]) == 28, "our queue id, as in the Received header and the logs"
+
+
+def test_submission_tells_rspamd_the_user(new_user, filtered_submission) -> None:
+    alice, bob = new_user(), new_user()
+    message = with_header(CLEAN.replace(b"alice@remote.test", alice.encode()), "X-Test-Echo: 1")
+    code, text = send(filtered_submission.port, bob, message, login=alice)
+    assert code == 550
+    assert f"user={alice} ".encode() in text
+
+
+def test_submission_with_rspamd_down_is_accepted_without_our_header(stack, new_user) -> None:
+    alice, bob = new_user(), new_user()
+    gateway = stack.build_submission(stack.spool(), rspamd_url=f"http://127.0.0.1:{free_port()}")
+    stack.loop.run(gateway.start())
+    try:
+        message = CLEAN.replace(b"alice@remote.test", alice.encode())
+        assert send(gateway.port, bob, message, login=alice)[0] == 250
+    finally:
+        stack.loop.run(gateway.stop())
+    [body] = delivered(stack, bob, "INBOX")
+    assert body.endswith(message)
+    assert b"X-Mailpipe-Spam-Check" not in body, "a user's mail says nothing about our filter's health"
+
+
 # -- the client's parsing, on answers rspamd does not give on request -----------------------------
 
 
