@@ -80,7 +80,7 @@ class Blocklists:
             answer = await self._resolver.resolve(qname, "A", search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return False
-        except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.exception.DNSException) as exc:
+        except dns.exception.DNSException as exc:  # timeout, SERVFAIL (NoNameservers), malformed
             log.warning("blocklist %s for %s: lookup failed (%s): not listed", zone, ip, type(exc).__name__)
             return False
         addresses = [ipaddress.ip_address(record.address) for record in answer]

@@ -15,7 +15,7 @@ from mailpipe.spool import Envelope, Spool, new_queue_id, now_utc, spool_key
 from mailpipe_gateway.recipient_check import DirectoryUnavailable, RecipientChecker
 from mailpipe_gateway.smtp.dnsbl import Blocklists
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
-from mailpipe_gateway.smtp.spam_filter import SpamFilter, SpamVerdict
+from mailpipe_gateway.smtp.spam_filter import NO_FILTER, SpamCheck
 from mailpipe_gateway.smtp.trace import MAX_RECEIVED_HEADERS, count_received, protocol_name, received_header
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,11 @@ class InboundHandler:
         executor: Executor | None = None,
         max_recipients: int = MAX_RECIPIENTS,
         rejections: RejectionLimiter | None = None,
-        spam_filter: SpamFilter | None = None,
+        spam_filter: SpamCheck | None = None,
         blocklists: Blocklists | None = None,
     ) -> None:
         self._spool = spool
-        self._spam_filter = spam_filter
+        self._spam_filter = spam_filter or NO_FILTER
         self._blocklists = blocklists
         self._checker = checker
         self._hostname = hostname
@@ -139,11 +139,7 @@ class InboundHandler:
             return prepared
         body = prepared
         queue_id = new_queue_id()
-        spam = (
-            await self._spam_filter.check(body, session, envelope, queue_id)
-            if self._spam_filter
-            else SpamVerdict()
-        )
+        spam = await self._spam_filter.check(body, session, envelope, queue_id)
         if spam.reply:
             return spam.reply
         body = spam.headers + body

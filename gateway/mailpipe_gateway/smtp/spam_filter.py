@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session
@@ -101,6 +102,24 @@ class SpamFilter:
         if isinstance(session.auth_data, str):
             headers.append(("User", session.auth_data))
         return headers
+
+
+class SpamCheck(Protocol):
+    async def check(
+        self, message: bytes, session: Session, envelope: SMTPEnvelope, queue_id: str
+    ) -> SpamVerdict: ...
+
+
+class _NoFilter:
+    """No spam filter configured: every message passes, untouched."""
+
+    async def check(
+        self, message: bytes, session: Session, envelope: SMTPEnvelope, queue_id: str
+    ) -> SpamVerdict:
+        return SpamVerdict()
+
+
+NO_FILTER: SpamCheck = _NoFilter()
 
 
 def verdict(result: ScanResult, *, authenticated: bool) -> SpamVerdict:
