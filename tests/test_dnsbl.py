@@ -45,8 +45,8 @@ def gateway_with(stack, dns, monkeypatch):
     def build(*zones: str, resolver: str | None = None, submission: bool = False):
         if resolver:
             monkeypatch.setenv(ENV_DNS_SERVER, resolver)
-        build = stack.build_submission if submission else stack.build_gateway
-        gateway = build(stack.spool(), dnsbl_zones=zones, dnsbl_exempt=("127.0.0.1/32",))
+        make = stack.build_submission if submission else stack.build_gateway
+        gateway = make(stack.spool(), dnsbl_zones=zones, dnsbl_exempt=("127.0.0.1/32",))
         stack.loop.run(gateway.start())
         started.append(gateway)
         return gateway
