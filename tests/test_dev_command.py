@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, require_tool
+from rspamd import GTUBE_REJECT, Rspamd, rspamd_fixture  # noqa: F401 (the fixture "rspamd")
 
 
 def free_port() -> int:
@@ -21,7 +23,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def dev_stack(tmp_path: Path):
+def dev_args() -> list[str]:
+    """Options of `mailpipe dev` besides the ports (a test class may override this)."""
+    return []
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path, dev_args: list[str]):
     smtp_port, pop3_port, imap_port, aws_port, submission_port = (free_port() for _ in range(5))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
     process = subprocess.Popen(
@@ -42,6 +50,7 @@ def dev_stack(tmp_path: Path):
             str(aws_port),
             "--template",
             str(REPO_ROOT / "template.yaml"),
+            *dev_args,
         ],
         cwd=tmp_path,
         env=env,
@@ -123,3 +132,21 @@ def test_first_message_with_swaks_then_ctrl_c(dev_stack) -> None:
     assert "mailpipe_gateway.smtp.handler: queued" in log, log
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", smtp_port)) != 0, "the gateway must be gone"
+
+
+class TestWithRspamd:
+    @pytest.fixture
+    def dev_args(self, rspamd: Rspamd) -> list[str]:
+        return ["--rspamd", rspamd.url]
+
+    def test_rspamd_option_turns_the_filter_on(self, dev_stack, rspamd: Rspamd) -> None:
+        _process, smtp_port, output, _ = dev_stack
+        assert f"rspamd    {rspamd.url}" in output
+        message = "From: alice@remote.test\r\nSubject: spam\r\n\r\n" + GTUBE_REJECT + "\r\n"
+        client = smtplib.SMTP("127.0.0.1", smtp_port, timeout=60)
+        client.ehlo("client.remote.test")
+        client.mail("alice@remote.test")
+        assert client.rcpt("bob@example.test")[0] == 250
+        code, text = client.data(message.encode())
+        client.quit()
+        assert (code, text[:6]) == (550, b"5.7.1 ")

@@ -222,6 +222,7 @@ IMPLIED_CONDITIONS = {
     },
     "SesDomainSet": {None, "SesDomainSet"},
     "SesByoDkim": {None, "SesByoDkim", "SesDomainSet"},
+    "GatewayRspamdEnabled": {None, "GatewayRspamdEnabled", "GatewayEnabled", "AnyGatewayEnabled"},
 }
 
 FUNCTIONS = {
@@ -437,6 +438,13 @@ def _container_env(container: dict[str, Any], parameters: dict[str, Any] | None 
     env = {e["Name"]: value(e["Value"]) for e in container["Environment"]}
     env.update({s["Name"]: f"<secret {s['Name']}>" for s in container.get("Secrets", [])})
     return env
+
+
+def _container(task: dict[str, Any], name: str) -> dict[str, Any]:
+    """The container `name` of a deployed task definition (resource or its Properties)."""
+    properties = task.get("Properties", task)
+    (container,) = [c for c in properties["ContainerDefinitions"] if c["Name"] == name]
+    return container
 
 
 def _statements(policies: list[Any]) -> list[dict[str, Any]]:
@@ -988,7 +996,7 @@ def test_every_parameter_combination_deploys_a_consistent_stack(
     assert ("GatewayService" in deployed) is smtp
     assert (SUBMISSION_RESOURCES & set(deployed)) == (SUBMISSION_RESOURCES if submission else set())
     if smtp:
-        (container,) = deployed["GatewayTaskDefinition"]["Properties"]["ContainerDefinitions"]
+        container = _container(deployed["GatewayTaskDefinition"], "gateway")
         env = _container_env(container)
         # Submission (AUTH) is configured exactly when the certificate is: never without TLS.
         assert {var for _, _, var in SUBMISSION_PORTS.values()} & set(env) == (
@@ -1029,8 +1037,9 @@ def test_gateway_task_definition(template: dict[str, Any]) -> None:
     task = _smtp_gateway(template, secret="")["GatewayTaskDefinition"]["Properties"]
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     assert task["NetworkMode"] == "awsvpc"
-    assert (task["Cpu"], task["Memory"]) == ("512", "1024")
-    (container,) = task["ContainerDefinitions"]
+    # With the rspamd sidecar (on by default; test_rspamd_sidecar_* for it).
+    assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
+    container = _container(task, "gateway")
     assert container["Command"] == ["mailpipe", "gateway"]
     assert container["Image"] == {"Ref": "GatewayImage"}
     assert [p["ContainerPort"] for p in container["PortMappings"]] == [25]
@@ -1087,6 +1096,103 @@ def test_gateway_network(template: dict[str, Any]) -> None:
     assert not _refs(service.get("Metadata", {}))
 
 
+# --------------------------------------------------------------------------- SMTP gateway: rspamd sidecar
+
+
+def test_rspamd_parameters(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    assert parameters["DeployRspamd"]["Default"] == "true", "the spam filter is on unless turned off"
+    assert parameters["DeployRspamd"]["AllowedValues"] == ["true", "false"]
+    image = parameters["RspamdImage"]["Default"]
+    assert image.startswith("docker.io/rspamd/rspamd:") and not image.endswith(":latest"), "a pinned tag"
+    assert parameters["GatewayDnsblZones"]["Default"] == "", "no blocklists unless configured"
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    (smtp,) = [g for g in groups if g["Label"]["default"].startswith("SMTP gateway")]
+    assert {"DeployRspamd", "RspamdImage", "GatewayDnsblZones"} <= set(smtp["Parameters"])
+    assert template["Conditions"]["GatewayRspamdEnabled"] == {
+        "Fn::And": [{"Condition": "GatewayEnabled"}, {"Fn::Equals": [{"Ref": "DeployRspamd"}, "true"]}]
+    }
+
+
+@pytest.mark.parametrize("secret", ["", SECRET_ARN])
+def test_rspamd_sidecar_in_the_gateway_task(template: dict[str, Any], secret: str) -> None:
+    deployed = _smtp_gateway(template, secret)
+    task = deployed["GatewayTaskDefinition"]["Properties"]
+    assert [c["Name"] for c in task["ContainerDefinitions"]] == ["gateway", "rspamd"]
+    rspamd = _container(task, "rspamd")
+    assert rspamd["Image"] == {"Ref": "RspamdImage"}
+    assert rspamd["Essential"] is True
+    assert "PortMappings" not in rspamd, "rspamd is for the gateway on loopback, not for the network"
+    check = rspamd["HealthCheck"]
+    assert check["Command"][0] == "CMD" and "127.0.0.1:11333" in check["Command"]
+    assert check["StartPeriod"] >= 60 and check["Timeout"] < check["Interval"]
+    assert rspamd["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "GatewayLogGroup"}
+    assert rspamd["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "rspamd"
+
+    gateway = _container(task, "gateway")
+    assert gateway["DependsOn"] == [{"ContainerName": "rspamd", "Condition": "HEALTHY"}]
+    # As the code reads it: the filter asks the sidecar's normal worker.
+    settings_module = _require("mailpipe_gateway.smtp.settings", "mailpipe")
+    env = _container_env(gateway, _parameters(template))
+    settings = settings_module.GatewaySettings.from_env(
+        {k: v for k, v in env.items() if not k.startswith("MAILPIPE_TLS_")}
+    )
+    assert settings.rspamd_url == "http://127.0.0.1:11333"
+    assert settings.dnsbl_zones == ()
+
+    # A valid Fargate size for the CPU, and a gigabyte more than without the sidecar.
+    without = _deploy(
+        template,
+        DeployGateway="true",
+        VpcId="vpc-0123456789abcdef0",
+        SubnetIds="subnet-0123456789abcdef0",
+        GatewayImage="image",
+        GatewayTlsSecretArn=secret,
+        DeployRspamd="false",
+    )["GatewayTaskDefinition"]["Properties"]
+    assert task["Cpu"] == "1024" and int(task["Memory"]) in range(2048, 8193, 1024)
+    assert int(task["Memory"]) == int(without["Memory"]) + 1024
+
+    egress = deployed["GatewaySecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert ("udp", 11335) in {(r["IpProtocol"], r["FromPort"]) for r in egress}, "fuzzy hash lookups"
+    ingress = deployed["GatewaySecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert not {11333, 11334} & {r["FromPort"] for r in ingress}
+
+
+def test_without_rspamd_the_gateway_runs_alone(template: dict[str, Any]) -> None:
+    deployed = _deploy(
+        template,
+        DeployGateway="true",
+        VpcId="vpc-0123456789abcdef0",
+        SubnetIds="subnet-0123456789abcdef0",
+        GatewayImage="image",
+        DeployRspamd="false",
+    )
+    task = deployed["GatewayTaskDefinition"]["Properties"]
+    (container,) = task["ContainerDefinitions"]
+    assert container["Name"] == "gateway" and "DependsOn" not in container
+    assert "MAILPIPE_RSPAMD_URL" not in _container_env(container)
+    assert (task["Cpu"], task["Memory"]) == ("512", "1024")
+    egress = deployed["GatewaySecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert [(r["IpProtocol"], r["FromPort"]) for r in egress] == [("tcp", 443)]
+
+
+def test_dnsbl_zones_reach_the_gateway(template: dict[str, Any]) -> None:
+    deployed = _deploy(
+        template,
+        DeployGateway="true",
+        VpcId="vpc-0123456789abcdef0",
+        SubnetIds="subnet-0123456789abcdef0",
+        GatewayImage="image",
+        GatewayDnsblZones="zen.spamhaus.org,bl.example.org",
+    )
+    gateway = _container(deployed["GatewayTaskDefinition"], "gateway")
+    settings_module = _require("mailpipe_gateway.smtp.settings", "mailpipe")
+    env = _container_env(gateway, _parameters(template, GatewayDnsblZones="zen.spamhaus.org,bl.example.org"))
+    settings = settings_module.GatewaySettings.from_env(env)
+    assert settings.dnsbl_zones == ("zen.spamhaus.org", "bl.example.org")
+
+
 # --------------------------------------------------------------------------- SMTP gateway: submission
 
 
@@ -1125,7 +1231,7 @@ def test_gateway_tls_secret_parameter_and_conditions(template: dict[str, Any]) -
             decided = {
                 node["Fn::If"][0] for node in _walk(resource) if isinstance(node, dict) and "Fn::If" in node
             }
-            assert decided <= {"GatewaySubmissionEnabled"}, (name, decided)
+            assert decided <= {"GatewaySubmissionEnabled", "GatewayRspamdEnabled"}, (name, decided)
 
 
 def test_gateway_without_certificate_offers_no_submission(template: dict[str, Any]) -> None:
@@ -1145,7 +1251,7 @@ def test_gateway_without_certificate_offers_no_submission(template: dict[str, An
     assert "Policies" not in deployed["GatewayExecutionRole"]["Properties"]
 
     settings_module = _require("mailpipe_gateway.smtp.settings", "mailpipe")
-    (container,) = deployed["GatewayTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    container = _container(deployed["GatewayTaskDefinition"], "gateway")
     settings = settings_module.GatewaySettings.from_env(_container_env(container, _parameters(template)))
     assert settings.port == 25
     assert settings.tls_cert is None and settings.tls_key is None  # no STARTTLS
@@ -1155,10 +1261,11 @@ def test_gateway_with_certificate_task_definition(
     template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = _smtp_gateway(template, SECRET_ARN)["GatewayTaskDefinition"]["Properties"]
-    # argon2id password checks (64 MiB each) on a pool of 32 threads; a valid Fargate size for 0.5 vCPU.
-    assert task["Cpu"] == "512"
-    assert int(task["Memory"]) >= 2048 and int(task["Memory"]) in range(1024, 4097, 1024)
-    (container,) = task["ContainerDefinitions"]
+    # argon2id password checks (64 MiB each) on a pool of 32 threads, and the rspamd sidecar's 1 GB;
+    # a valid Fargate size for 1 vCPU.
+    assert task["Cpu"] == "1024"
+    assert int(task["Memory"]) >= 3072 and int(task["Memory"]) in range(2048, 8193, 1024)
+    container = _container(task, "gateway")
     assert container["Command"] == ["mailpipe", "gateway"]
     mappings = container["PortMappings"]
     assert sorted(p["ContainerPort"] for p in mappings) == sorted([25, *SUBMISSION_PORTS])

@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DOMAIN=ROUTE",
         help="outbound route, e.g. hamburger.edu=smtp:[127.0.0.1]:2525 (repeatable; default *=mx)",
     )
+    dev.add_argument(
+        "--rspamd",
+        metavar="URL",
+        help="scan mail with rspamd's normal worker at URL, e.g. http://127.0.0.1:11333 (default: no filter)",
+    )
     dev.set_defaults(run=_run_dev)
 
     gateway = commands.add_parser(
@@ -370,6 +375,7 @@ def _run_dev(args: argparse.Namespace) -> None:
         domains=domains,
         users=users,
         transports=args.transport,
+        rspamd_url=args.rspamd,
     )
     if args.template:
         options.template = args.template
@@ -384,6 +390,8 @@ def _run_dev(args: argparse.Namespace) -> None:
         )
         print(f"POP3      pop3://{args.host}:{stack.pop3_port}  (STLS; plaintext login allowed on loopback)")
         print(f"AWS       {stack.moto.endpoint}  (moto)")
+        if args.rspamd:
+            print(f"rspamd    {args.rspamd}  (spam filter on ports 25 and 587)")
         print(f"domains   {', '.join(domains)}")
         for address, password in users:
             print(f"user      {address}  password {password}")

@@ -19,11 +19,10 @@ DEFAULT_EXEMPT = ("127.0.0.0/8", "::1/128")
 EXEMPT_ENV = "MAILPIPE_LIMIT_EXEMPT"
 
 
-def exempt_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
-    """The networks per-address limits skip, from MAILPIPE_LIMIT_EXEMPT (comma-separated; empty: none)."""
-    return tuple(
-        net.strip() for net in env.get(EXEMPT_ENV, ",".join(DEFAULT_EXEMPT)).split(",") if net.strip()
-    )
+def exempt_from_env(env: Mapping[str, str], name: str = EXEMPT_ENV) -> tuple[str, ...]:
+    """The networks per-address limits skip, from MAILPIPE_LIMIT_EXEMPT (comma-separated; empty: none);
+    or another such list of networks, from the variable `name`."""
+    return tuple(net.strip() for net in env.get(name, ",".join(DEFAULT_EXEMPT)).split(",") if net.strip())
 
 
 class ConnectionLimiter:

@@ -72,6 +72,8 @@ class DevOptions:
     # An AWS endpoint already running (moto in a process of its own, as the hostile benches use, so
     # that moto's threads do not compete with the gateways for this process's GIL): none is started.
     aws_endpoint: str | None = None
+    # The spam filter (`mailpipe dev --rspamd URL`): rspamd's normal worker; None: no filter.
+    rspamd_url: str | None = None
 
 
 class DevStack:
@@ -198,7 +200,7 @@ class DevStack:
             hostname=self.options.hostname,
             tls_cert=cert,
             tls_key=key,
-            **overrides,
+            **{"rspamd_url": self.options.rspamd_url, **overrides},
         )
 
     def _lookup(self) -> Any:

@@ -7,13 +7,17 @@ import functools
 from concurrent.futures import Executor
 
 from mailpipe.directory import Directory
+from mailpipe.dns_resolver import async_resolver
 from mailpipe.spool import Spool
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
+from mailpipe_gateway.smtp.dnsbl import Blocklists
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
+from mailpipe_gateway.smtp.rspamd_client import RspamdClient
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
+from mailpipe_gateway.smtp.spam_filter import SpamFilter
 from mailpipe_gateway.smtp.submission import SubmissionHandler, SubmissionSMTP, Throttled
 from mailpipe_gateway.tls import server_context
 
@@ -27,6 +31,10 @@ def build_smtp_gateway(
         hostname=settings.hostname,
         executor=executor,
         rejections=rejection_limiter(settings),
+        spam_filter=spam_filter(settings),
+        blocklists=Blocklists(settings.dnsbl_zones, async_resolver(), settings.dnsbl_exempt)
+        if settings.dnsbl_zones
+        else None,
     )
     tls = (
         server_context(settings.tls_cert, settings.tls_key)
@@ -34,6 +42,12 @@ def build_smtp_gateway(
         else None
     )
     return SMTPGateway(handler, settings, tls)
+
+
+def spam_filter(settings: GatewaySettings) -> SpamFilter | None:
+    if not settings.rspamd_url:
+        return None
+    return SpamFilter(RspamdClient(settings.rspamd_url, settings.rspamd_timeout), settings.hostname)
 
 
 def rejection_limiter(settings: GatewaySettings) -> RejectionLimiter:
@@ -78,6 +92,7 @@ def build_submission_gateway(
         executor=executor,
         owned_addresses=owned_addresses,
         rejections=rejection_limiter(settings),
+        spam_filter=spam_filter(settings),
     )
     tls = (
         server_context(settings.tls_cert, settings.tls_key)

@@ -13,7 +13,9 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from mailpipe.directory import Verdict
 from mailpipe.spool import Envelope, Spool, new_queue_id, now_utc, spool_key
 from mailpipe_gateway.recipient_check import DirectoryUnavailable, RecipientChecker
+from mailpipe_gateway.smtp.dnsbl import Blocklists
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
+from mailpipe_gateway.smtp.spam_filter import NO_FILTER, SpamCheck
 from mailpipe_gateway.smtp.trace import MAX_RECEIVED_HEADERS, count_received, protocol_name, received_header
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,12 @@ class InboundHandler:
         executor: Executor | None = None,
         max_recipients: int = MAX_RECIPIENTS,
         rejections: RejectionLimiter | None = None,
+        spam_filter: SpamCheck | None = None,
+        blocklists: Blocklists | None = None,
     ) -> None:
         self._spool = spool
+        self._spam_filter = spam_filter or NO_FILTER
+        self._blocklists = blocklists
         self._checker = checker
         self._hostname = hostname
         self._executor = executor
@@ -89,6 +95,8 @@ class InboundHandler:
             return REPLY_TOO_MANY_RECIPIENTS
         if not _encodable(address):
             return rcpt_reply(Verdict.INVALID, address.encode("utf-8", "replace").decode())
+        if self._blocklists is not None and (listed := await self._blocklists.refusal(session)):
+            return listed
         if self._rejections.blocked(_peer(session)):
             # Refused before the lookup: each guess would be a call of the validation function.
             log.warning("RCPT %s from %s: too many rejected recipients", address, _peer(session))
@@ -131,6 +139,10 @@ class InboundHandler:
             return prepared
         body = prepared
         queue_id = new_queue_id()
+        spam = await self._spam_filter.check(body, session, envelope, queue_id)
+        if spam.reply:
+            return spam.reply
+        body = spam.headers + body
         when = now_utc()
         tls = session.ssl is not None or getattr(server, "implicit_tls", False)
         smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
@@ -161,6 +173,7 @@ class InboundHandler:
             dsn_ret=getattr(server, "mail_dsn", None) and server.mail_dsn.ret,
             dsn_envid=getattr(server, "mail_dsn", None) and server.mail_dsn.envid,
             rcpt_dsn=list(envelope.__dict__.get("rcpt_dsn", [])),
+            junk=spam.junk,
         )
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._spool.put, spooled, raw)

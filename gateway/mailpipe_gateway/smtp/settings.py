@@ -14,8 +14,12 @@ from mailpipe_gateway.connection_limits import (
     exempt_from_env,
 )
 from mailpipe_gateway.smtp.budget import DEFAULT_DATA_MEMORY
+from mailpipe_gateway.smtp.dnsbl import EXEMPT_ENV as DNSBL_EXEMPT_ENV
+from mailpipe_gateway.smtp.dnsbl import ZONES_ENV as DNSBL_ZONES_ENV
+from mailpipe_gateway.smtp.dnsbl import zones_from_env
 from mailpipe_gateway.smtp.harvest import DEFAULT_MAX_REJECTED, DEFAULT_WINDOW
 from mailpipe_gateway.smtp.protocol import DEFAULT_MAX_ERRORS
+from mailpipe_gateway.smtp.rspamd_client import DEFAULT_TIMEOUT as DEFAULT_RSPAMD_TIMEOUT
 from mailpipe_gateway.tls import certificate_from_env
 
 DEFAULT_MAX_MESSAGE_SIZE = 40 * 1024 * 1024
@@ -41,6 +45,12 @@ class GatewaySettings:
     session_timeout: float = SESSION_TIMEOUT
     # Message data all sessions in DATA may hold at once (see budget.py).
     data_memory: int = DEFAULT_DATA_MEMORY
+    # The spam filter (spam_filter.py): rspamd's normal worker, e.g. http://127.0.0.1:11333; None: off.
+    rspamd_url: str | None = None
+    rspamd_timeout: float = DEFAULT_RSPAMD_TIMEOUT
+    # DNS blocklists asked about port 25's clients (dnsbl.py), and the networks never looked up.
+    dnsbl_zones: tuple[str, ...] = ()
+    dnsbl_exempt: tuple[str, ...] = DEFAULT_EXEMPT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -63,4 +73,8 @@ class GatewaySettings:
             max_rejected_recipients=int(env.get("MAILPIPE_MAX_REJECTED_RECIPIENTS", DEFAULT_MAX_REJECTED)),
             data_memory=int(env.get("MAILPIPE_SMTP_DATA_MEMORY", DEFAULT_DATA_MEMORY)),
             rejected_recipients_window=float(env.get("MAILPIPE_REJECTED_RECIPIENTS_WINDOW", DEFAULT_WINDOW)),
+            rspamd_url=env.get("MAILPIPE_RSPAMD_URL") or None,
+            rspamd_timeout=float(env.get("MAILPIPE_RSPAMD_TIMEOUT", DEFAULT_RSPAMD_TIMEOUT)),
+            dnsbl_zones=zones_from_env(env.get(DNSBL_ZONES_ENV, "")),
+            dnsbl_exempt=exempt_from_env(env, DNSBL_EXEMPT_ENV),
         )
