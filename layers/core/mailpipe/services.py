@@ -16,6 +16,8 @@ from mailpipe.config import (
     Resources,
 )
 from mailpipe.directory import Directory
+from mailpipe.dkim_signing.signer import MessageSigner
+from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.inbound import InboundDelivery
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.queue import OutboundQueue
@@ -86,6 +88,7 @@ def outbound_delivery() -> OutboundDelivery:
         options=DeliveryOptions(timeout=60, connect_timeout=20, budget=120),
         resolver=dns_resolver.resolver(env),
         ses_client=aws.client("sesv2"),
+        sign=MessageSigner(KeyStore(aws.client("secretsmanager"))).sign,
     )
     return OutboundDelivery(spool(), QueueState(aws.table(env[ENV_OUTBOUND_TABLE])), queue, config)
 

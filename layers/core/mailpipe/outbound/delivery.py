@@ -39,6 +39,8 @@ class OutboundConfig:
     options: smtp_client.DeliveryOptions = field(default_factory=smtp_client.DeliveryOptions)
     resolver: dns.resolver.Resolver | None = None
     ses_client: Any = None
+    # DKIM: the message as it leaves, signed (dkim_signing.MessageSigner.sign); None sends it as spooled.
+    sign: Callable[[bytes], bytes] | None = None
 
 
 class OutboundDelivery:
@@ -77,7 +79,10 @@ class OutboundDelivery:
                     message=replace(message, not_before=None).to_json(),
                 )
         raw = self._spool.read(_spooled(message))
-        results = self._deliver(raw, message, pending)
+        # Signed here, where the message leaves for other servers, once for every transport: the
+        # spooled bytes (and the copy a DSN returns) stay as the sender wrote them.
+        outgoing = self._config.sign(raw) if self._config.sign else raw
+        results = self._deliver(outgoing, message, pending)
         self._record(message, raw, pending, results, entries, now)
 
     @property
