@@ -12,10 +12,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from mailpipe import aws
 from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Directory, DirectoryError
+from mailpipe_gateway import dns_commands
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
@@ -35,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (DirectoryError, AddressError, ConfigError, ValueError) as exc:
+        print(f"mailpipe: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:  # AWS (or the dev stack's moto) unreachable or refusing
         print(f"mailpipe: {exc}", file=sys.stderr)
         return 1
 
@@ -138,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("address")
     p.add_argument("--mailbox", default="INBOX")
     p.set_defaults(run=_list_mailbox)
+
+    dns_commands.register(commands)
     return parser
 
 
