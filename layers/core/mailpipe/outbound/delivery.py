@@ -21,6 +21,7 @@ import dns.resolver
 
 from mailpipe.outbound import smtp_client
 from mailpipe.outbound.dsn import build_dsn, notify_allows, should_send_dsn, xtext_decode
+from mailpipe.outbound.mta_sts import MtaSts
 from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
 from mailpipe.outbound.schedule import RetrySchedule, sqs_delay_until
 from mailpipe.outbound.state import DEFERRED, DELIVERED, FAILED, QueueEntry, QueueState, iso
@@ -41,6 +42,8 @@ class OutboundConfig:
     ses_client: Any = None
     # DKIM: the message as it leaves, signed (dkim_signing.MessageSigner.sign); None sends it as spooled.
     sign: Callable[[bytes], bytes] | None = None
+    # MTA-STS (RFC 8461) for `mx` routes; None delivers as the TLS options say.
+    mta_sts: MtaSts | None = None
 
 
 class OutboundDelivery:
@@ -126,6 +129,7 @@ class OutboundDelivery:
                     resolver=self._config.resolver,
                     helo=self._config.hostname,
                     options=options,
+                    mta_sts=self._config.mta_sts,
                 )
         return results
 
