@@ -257,3 +257,28 @@ def test_unsigned_when_the_from_domain_has_no_key(stack, engine, domain) -> None
     raw = message_from(domain)
     delivery.process(spooled_message(stack, f"alice@{domain}", raw, "friend@remote.test"))
     assert sink.transactions[0].data == raw
+
+
+def test_keys_are_read_once_per_ttl_and_never_for_a_domain_without_keys(stack, domain) -> None:
+    client = aws.client("secretsmanager")
+    calls: list[str] = []
+
+    def count(model, **kwargs) -> None:
+        calls.append(model.name)
+
+    client.meta.events.register("before-call.secrets-manager", count)
+    try:
+        KeyStore(client).create(domain)
+        calls.clear()
+        clock = Clock()
+        signer = MessageSigner(KeyStore(client), ttl=60, clock=clock)
+        for _ in range(3):
+            signer.sign(message_from(domain))
+            signer.sign(message_from(f"elsewhere-{domain}"))  # relayed mail from a domain without keys
+        assert calls.count("ListSecrets") == 2  # the domains with keys, then this domain's selectors
+        assert calls.count("GetSecretValue") == 2  # its two keys, once
+        clock.now = 61
+        signer.sign(message_from(domain))
+        assert calls.count("GetSecretValue") == 4
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager", count)

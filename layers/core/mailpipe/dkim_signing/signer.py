@@ -12,8 +12,10 @@ add a second `From:` or a missing `Cc:` after signing ("oversigning", RFC 6376 8
 Canonicalisation relaxed/relaxed: it survives the header refolding and whitespace changes
 that relays make. No `l=`: a body tag would let anyone append content.
 
-Keys are read through `KeyStore` and kept per domain for `ttl` seconds, so a busy function asks
-Secrets Manager once in a while, not per message, and a rotation takes effect within `ttl`.
+Keys are read through `KeyStore` and kept for `ttl` seconds, so a busy function asks Secrets
+Manager once in a while, not per message, and a rotation takes effect within `ttl`: one listing
+says which domains have keys (mail relayed from other domains costs no further call), and a
+domain's keys are read when its mail is first signed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from mailpipe.dkim_signing.store import KeyStore
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 300.0
+MAX_LOGGED_DOMAINS = 10_000  # the "logged once" memory of a long-lived process stays bounded
 OVERSIGNED = (
     b"from",
     b"to",
@@ -61,6 +64,7 @@ class MessageSigner:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, list[DkimKey]]] = {}
+        self._domains: tuple[float, set[str]] | None = None
         self._unsigned_logged: set[str] = set()
         self._lock = threading.Lock()
 
@@ -94,6 +98,14 @@ class MessageSigner:
     def _cached(self, domain: str) -> list[DkimKey]:
         now = self._clock()
         with self._lock:
+            listed = self._domains
+        if listed is None or now - listed[0] >= self._ttl:
+            listed = (now, self._store.domains())
+            with self._lock:
+                self._domains = listed
+        if domain not in listed[1]:
+            return []
+        with self._lock:
             hit = self._cache.get(domain)
             if hit is not None and now - hit[0] < self._ttl:
                 return hit[1]
@@ -104,7 +116,7 @@ class MessageSigner:
 
     def _log_unsigned(self, domain: str) -> None:
         with self._lock:
-            if domain in self._unsigned_logged:
+            if domain in self._unsigned_logged or len(self._unsigned_logged) >= MAX_LOGGED_DOMAINS:
                 return
             self._unsigned_logged.add(domain)
         log.warning(

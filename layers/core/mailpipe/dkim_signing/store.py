@@ -55,13 +55,20 @@ class KeyStore:
     def keys(self, domain: str | None = None) -> list[DkimKey]:
         """Every stored key of `domain` (or of every domain), by domain then selector."""
         prefix = PREFIX + (check_domain(domain) + "/" if domain else "")
+        found = [self._read(name) for name in self._names(prefix)]
+        return sorted((key for key in found if key is not None), key=lambda k: (k.domain, k.selector))
+
+    def domains(self) -> set[str]:
+        """The domains that have keys, from names alone (one listing, no secret read)."""
+        return {name[len(PREFIX) :].rpartition("/")[0] for name in self._names(PREFIX)}
+
+    def _names(self, prefix: str) -> list[str]:
         names: list[str] = []
         paginator = self._sm.get_paginator("list_secrets")
         for page in paginator.paginate(Filters=[{"Key": "name", "Values": [prefix]}]):
             # The name filter matches a prefix of words; keep exactly ours.
             names += [s["Name"] for s in page.get("SecretList", []) if s["Name"].startswith(prefix)]
-        found = [self._read(name) for name in sorted(set(names))]
-        return sorted((key for key in found if key is not None), key=lambda k: (k.domain, k.selector))
+        return sorted(set(names))
 
     def get(self, domain: str, selector: str) -> DkimKey | None:
         return self._read(secret_name(domain, selector))
