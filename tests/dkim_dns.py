@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import dkim
+import dns.exception
 import dns.resolver
 
 from mailpipe import dns_resolver

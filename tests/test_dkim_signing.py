@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import socket
 from datetime import UTC, datetime
 
 import pytest
@@ -282,3 +283,14 @@ def test_keys_are_read_once_per_ttl_and_never_for_a_domain_without_keys(stack, d
         assert calls.count("GetSecretValue") == 4
     finally:
         client.meta.events.unregister("before-call.secrets-manager", count)
+
+
+def test_an_unreachable_secrets_manager_raises_rather_than_sending_unsigned(stack, domain) -> None:
+    from botocore.exceptions import BotoCoreError
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    signer = MessageSigner(KeyStore(aws.client("secretsmanager", dead)))
+    with pytest.raises(BotoCoreError):
+        signer.sign(message_from(domain))

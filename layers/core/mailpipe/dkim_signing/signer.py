@@ -12,6 +12,9 @@ add a second `From:` or a missing `Cc:` after signing ("oversigning", RFC 6376 8
 Canonicalisation relaxed/relaxed: it survives the header refolding and whitespace changes
 that relays make. No `l=`: a body tag would let anyone append content.
 
+A Secrets Manager that cannot be reached raises (botocore's error): the function then fails the
+record and the queue's back-off retries it, rather than the mail going out unsigned.
+
 Keys are read through `KeyStore` and kept for `ttl` seconds, so a busy function asks Secrets
 Manager once in a while, not per message, and a rotation takes effect within `ttl`: one listing
 says which domains have keys (mail relayed from other domains costs no further call), and a
@@ -83,9 +86,6 @@ class MessageSigner:
             log.warning("cannot DKIM-sign a message from %s: %s", domain, exc)
             return message
         return b"".join(fields) + message
-
-    def keys_for(self, domain: str) -> list[DkimKey]:
-        return self._keys_for(domain)
 
     def _keys_for(self, domain: str) -> list[DkimKey]:
         for candidate in _candidates(domain):

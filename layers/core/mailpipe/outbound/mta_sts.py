@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
@@ -47,6 +47,9 @@ import dns.resolver
 
 from mailpipe.outbound.mx import Target, host_addresses
 from mailpipe.outbound.status import TemporaryFailure
+
+if TYPE_CHECKING:  # smtp_client imports this module
+    from mailpipe.outbound.smtp_client import DeliveryOptions
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +164,9 @@ class MtaSts:
         """Verifying TLS for MX hosts and policy hosts: the system's roots, or `ca_file`."""
         return ssl.create_default_context(cafile=self._ca_file)
 
-    def apply(self, domain: str, targets: list[Target], options: Any) -> tuple[list[Target], Any]:
+    def apply(
+        self, domain: str, targets: list[Target], options: DeliveryOptions
+    ) -> tuple[list[Target], DeliveryOptions]:
         """The hosts to try and the delivery options under `domain`'s policy; MtaStsFailure when none."""
         policy = self.policy(domain)
         if policy is None or policy.mode == "none":
