@@ -127,6 +127,16 @@ def test_check_says_what_is_missing_or_wrong(capsys, monkeypatch, domain, mx_hos
     assert len(problems) == 5, out
 
 
+def test_an_spf_record_that_names_none_of_our_senders_is_a_problem(
+    capsys, monkeypatch, domain, mx_host
+) -> None:
+    zone = f'{domain}. 3600 IN TXT "v=spf1 all"\n'
+    with serving(zone) as (port, _zone):
+        monkeypatch.setenv("MAILPIPE_DNS_SERVER", f"127.0.0.1:{port}")
+        code, out, _ = run(capsys, "dns", "check", domain, "--mx-host", mx_host)
+    assert code == 1 and "PROBLEM  SPF: SPF 'v=spf1 all' names none of our senders (add mx)" in out
+
+
 def test_check_of_a_failing_resolver_reports_instead_of_crashing(capsys, monkeypatch, stack) -> None:
     with serving("") as (port, _zone):
         monkeypatch.setenv("MAILPIPE_DNS_SERVER", f"127.0.0.1:{port}")

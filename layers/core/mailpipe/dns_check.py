@@ -92,10 +92,13 @@ def _mx(setup: DomainSetup, lookups: _Lookups) -> list[Finding]:
 
 def _spf(setup: DomainSetup, lookups: _Lookups) -> list[Finding]:
     def covers(text: str) -> str | None:
-        terms = text.lower().split()
-        if not (
-            {"mx", "+mx"} & set(terms) or any(t.startswith(("ip4:", "ip6:", "include:", "a")) for t in terms)
-        ):
+        mechanisms = [term.lstrip("+").lower() for term in text.split()[1:]]
+        ours = [
+            m
+            for m in mechanisms
+            if m in ("mx", "a") or m.startswith(("mx:", "mx/", "a:", "a/", "ip4:", "ip6:", "include:"))
+        ]
+        if not ours:
             return f"SPF {text!r} names none of our senders (add mx)"
         return None
 
