@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 
 import pytest
 from dns_zone import serving
+from https_policy_server import PolicyServer
 
 from mailpipe import aws
 from mailpipe.dkim_signing.store import KeyStore
@@ -68,7 +69,7 @@ def test_bad_input_gets_a_clear_answer(capsys, monkeypatch, domain, mx_host) -> 
     assert code == 1 and "usage" in err
 
 
-def test_dns_prints_every_record_and_check_finds_them(capsys, monkeypatch, domain, mx_host) -> None:
+def test_dns_prints_every_record_and_check_finds_them(capsys, monkeypatch, tmp_path, domain, mx_host) -> None:
     run(capsys, "dkim", "keygen", domain)
     code, out, _ = run(capsys, "dns", domain, "--mx-host", mx_host, "--outbound-ip", "192.0.2.7")
     assert code == 0
@@ -92,12 +93,17 @@ def test_dns_prints_every_record_and_check_finds_them(capsys, monkeypatch, domai
         run(capsys, "dns", domain, "--mx-host", mx_host, "--outbound-ip", "192.0.2.7")[1] == out
     )  # stable ids
 
-    zone = zone_part(out) + f"{mx_host}. 3600 IN A 192.0.2.1\n"
-    with serving(zone) as (port, _zone):
+    policy_file = out.split(".well-known/mta-sts.txt\n", 1)[1].split("\n\n", 1)[0] + "\n"
+    zone = zone_part(out) + f"{mx_host}. 3600 IN A 192.0.2.1\nmta-sts.{domain}. 3600 IN A 127.0.0.1\n"
+    with serving(zone) as (port, _zone), PolicyServer(tmp_path, f"mta-sts.{domain}") as policy:
+        policy.serve(policy_file)
         monkeypatch.setenv("MAILPIPE_DNS_SERVER", f"127.0.0.1:{port}")
+        monkeypatch.setenv("MAILPIPE_MTA_STS_CA_FILE", str(policy.cert_file))
+        monkeypatch.setenv("MAILPIPE_MTA_STS_PORT", str(policy.port))
         code, out, _ = run(capsys, "dns", "check", domain, "--mx-host", mx_host)
     assert code == 0, out
-    assert "PROBLEM" not in out and out.count("ok ") >= 13
+    assert "PROBLEM" not in out and out.count("ok ") >= 14
+    assert f"ok       MTA-STS policy: https://mta-sts.{domain}/.well-known/mta-sts.txt: mode testing" in out
 
 
 def test_check_says_what_is_missing_or_wrong(capsys, monkeypatch, domain, mx_host) -> None:
@@ -124,7 +130,8 @@ def test_check_says_what_is_missing_or_wrong(capsys, monkeypatch, domain, mx_hos
     assert any("publishes another key than the stored one" in line for line in problems)
     assert any(f"no TXT record starting 'v=DMARC1' at _dmarc.{domain}" in line for line in problems)
     assert any(f"_imap._tcp.{domain} should point at {mx_host}:143" in line for line in problems)
-    assert len(problems) == 5, out
+    assert any(f"mta-sts.{domain} has no address" in line for line in problems)  # no policy host
+    assert len(problems) == 6, out
 
 
 def test_an_spf_record_that_names_none_of_our_senders_is_a_problem(
@@ -143,3 +150,18 @@ def test_check_of_a_failing_resolver_reports_instead_of_crashing(capsys, monkeyp
         code, out, _ = run(capsys, "dns", "check", "x.servfail.test", "--mx-host", "mx.x.test")
     assert code == 1
     assert "PROBLEM  MX: lookup of x.servfail.test MX failed (NoNameservers)" in out
+
+
+def test_a_policy_file_that_does_not_name_the_mx_is_a_problem(
+    capsys, monkeypatch, tmp_path, domain, mx_host
+) -> None:
+    zone = f"mta-sts.{domain}. 3600 IN A 127.0.0.1\n"
+    with serving(zone) as (port, _zone), PolicyServer(tmp_path, f"mta-sts.{domain}") as policy:
+        policy.serve("version: STSv1\nmode: enforce\nmx: elsewhere.test\nmax_age: 86400\n")
+        monkeypatch.setenv("MAILPIPE_DNS_SERVER", f"127.0.0.1:{port}")
+        monkeypatch.setenv("MAILPIPE_MTA_STS_CA_FILE", str(policy.cert_file))
+        monkeypatch.setenv("MAILPIPE_MTA_STS_PORT", str(policy.port))
+        code, out, _ = run(capsys, "dns", "check", domain, "--mx-host", mx_host)
+    assert code == 1
+    url = f"https://mta-sts.{domain}/.well-known/mta-sts.txt"
+    assert f"PROBLEM  MTA-STS policy: {url} (enforce) does not name {mx_host}" in out

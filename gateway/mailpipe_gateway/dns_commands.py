@@ -18,6 +18,7 @@ from mailpipe.dkim_signing.keys import DkimKey, DkimKeyError, check_domain
 from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.dns_check import check
 from mailpipe.dns_records import DomainSetup, render
+from mailpipe.outbound.mta_sts import MtaSts
 
 
 def register(commands: Any) -> None:
@@ -110,7 +111,8 @@ def _dns(args: argparse.Namespace) -> int:
     if not checking:
         print(render(setup))
         return 0
-    findings = check(setup, dns_resolver.resolver())
+    resolver = dns_resolver.resolver()
+    findings = check(setup, resolver, MtaSts.from_env(resolver))
     for finding in findings:
         print(finding.line())
     problems = sum(not f.ok for f in findings)

@@ -14,6 +14,7 @@ import dns.exception
 import dns.resolver
 
 from mailpipe.dns_records import CLIENT_SERVICES, DomainSetup
+from mailpipe.outbound.mta_sts import FETCH_ERRORS, MtaSts
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,28 @@ class _Lookups:
         return [b"".join(rr.strings).decode("utf-8", "replace") for rr in records], problem  # type: ignore[attr-defined]
 
 
-def check(setup: DomainSetup, resolver: dns.resolver.Resolver) -> list[Finding]:
+def check(
+    setup: DomainSetup, resolver: dns.resolver.Resolver, mta_sts: MtaSts | None = None
+) -> list[Finding]:
+    """Every record's finding; with `mta_sts`, also the policy file, fetched as senders fetch it."""
     lookups = _Lookups(resolver)
     findings: list[Finding] = []
     for step in (_mx, _spf, _dkim, _dmarc, _mta_sts, _tls_rpt, _srv):
         findings += step(setup, lookups)
+    if mta_sts is not None:
+        findings.append(_policy_file(setup, mta_sts))
     return findings
+
+
+def _policy_file(setup: DomainSetup, mta_sts: MtaSts) -> Finding:
+    url = f"https://mta-sts.{setup.domain}/.well-known/mta-sts.txt"
+    try:
+        policy = mta_sts.fetch(setup.domain, "check")
+    except FETCH_ERRORS as exc:
+        return Finding(False, "MTA-STS policy", f"{url}: {exc or type(exc).__name__}")
+    if policy.mode != "none" and not policy.matches(setup.mx_host):
+        return Finding(False, "MTA-STS policy", f"{url} ({policy.mode}) does not name {setup.mx_host}")
+    return Finding(True, "MTA-STS policy", f"{url}: mode {policy.mode}, max_age {policy.max_age}")
 
 
 def _txt_check(

@@ -66,6 +66,10 @@ class PolicyError(ValueError):
     """A policy (or its TXT record) that RFC 8461 says to treat as absent."""
 
 
+# What fetching a policy may raise: treated as "no policy" (or the cached one).
+FETCH_ERRORS = (PolicyError, OSError, http.client.HTTPException, ssl.SSLError, dns.exception.DNSException)
+
+
 class MtaStsFailure(TemporaryFailure):
     """Delivery refused by an `enforce` policy: no MX host matches, or none offers verified TLS."""
 
@@ -203,13 +207,7 @@ class MtaSts:
             return cached[0]
         try:
             policy = parse_policy(self._fetch(domain), policy_id)
-        except (
-            PolicyError,
-            OSError,
-            http.client.HTTPException,
-            ssl.SSLError,
-            dns.exception.DNSException,
-        ) as exc:
+        except FETCH_ERRORS as exc:
             log.warning(
                 "MTA-STS policy of %s not fetched (%s)%s",
                 domain,
@@ -227,6 +225,10 @@ class MtaSts:
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         return [b"".join(rr.strings).decode("utf-8", "replace") for rr in answer]
+
+    def fetch(self, domain: str, policy_id: str) -> Policy:
+        """The policy served for `domain` now, uncached; PolicyError (or OSError, ...) says why not."""
+        return parse_policy(self._fetch(domain.rstrip(".").lower()), policy_id)
 
     def _fetch(self, domain: str) -> str:
         host = f"mta-sts.{domain}"
