@@ -171,6 +171,8 @@ FUNCTION_CALLS = {
         # ses.deliver_ses: SESv2 SendEmail with raw content, checked against both ARNs.
         ("ses:SendRawEmail", "identity/${SesDomain}"),
         ("ses:SendRawEmail", "configuration-set/${SesConfigurationSet}"),
+        ("secretsmanager:GetSecretValue", "secret:mailpipe/dkim/"),  # dkim_signing.KeyStore
+        ("secretsmanager:ListSecrets", "*"),  # KeyStore.keys: a domain's selectors
     },
     "SesEventsFunction": {
         ("sqs:ReceiveMessage", "SesEventQueue"),
@@ -787,6 +789,10 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bo
             continue
         for granted in _as_list(statement["Resource"]):
             text = _sub_text(granted)
+            if resource == "*" and granted == "*":
+                return True
+            if resource.startswith("secret:") and text.endswith(f":{resource}*"):
+                return True
             if resource.endswith("/") and text == "${MailBucket.Arn}/" + resource + "*":
                 return True
             if resource.startswith(("identity/", "configuration-set/")):

@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from mailpipe import aws
 from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
+from mailpipe_gateway import dns_commands
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
@@ -38,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (DirectoryError, AddressError, ConfigError, ValueError) as exc:
+        print(f"mailpipe: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:  # AWS (or the dev stack's moto) unreachable or refusing
         print(f"mailpipe: {exc}", file=sys.stderr)
         return 1
 
@@ -164,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--owner", metavar="ADDR", help="only this user's mailboxes (default: every message)")
     p.set_defaults(run=_backfill_headers)
+    dns_commands.register(commands)
     return parser
 
 

@@ -17,8 +17,11 @@ from mailpipe.config import (
     Resources,
 )
 from mailpipe.directory import Directory
+from mailpipe.dkim_signing.signer import MessageSigner
+from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.inbound import InboundDelivery
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
+from mailpipe.outbound.mta_sts import MtaSts
 from mailpipe.outbound.queue import OutboundQueue
 from mailpipe.outbound.reports import DsnReporter
 from mailpipe.outbound.schedule import RetrySchedule
@@ -81,6 +84,7 @@ def outbound_delivery() -> OutboundDelivery:
     if env.get(ENV_RETRY_SCHEDULE):
         intervals, give_up, warn = env[ENV_RETRY_SCHEDULE].split(";")
         schedule = RetrySchedule.from_text(intervals, give_up, warn)
+    resolver = dns_resolver.resolver(env)
     config = OutboundConfig(
         hostname=env.get(ENV_HOSTNAME, "localhost"),
         transports=TransportMap.from_text(env.get(ENV_TRANSPORTS, "")),
@@ -88,9 +92,11 @@ def outbound_delivery() -> OutboundDelivery:
         # Shorter than RFC 5321's minutes-long waits: a function has 150 s (template.yaml) and must
         # record what happened before it ends; a slow server is simply retried later.
         options=DeliveryOptions(timeout=60, connect_timeout=20, budget=120),
-        resolver=dns_resolver.resolver(env),
+        resolver=resolver,
         ses_client=aws.client("sesv2"),
         ses_configuration_set=env.get(ENV_SES_CONFIGURATION_SET) or None,
+        sign=MessageSigner(KeyStore(aws.client("secretsmanager"))).sign,
+        mta_sts=MtaSts.from_env(resolver, env),
     )
     table = aws.table(env[ENV_OUTBOUND_TABLE])
     return OutboundDelivery(spool(), QueueState(table), queue, config, suppressions=SuppressionList(table))

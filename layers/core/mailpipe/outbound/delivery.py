@@ -22,6 +22,7 @@ import dns.resolver
 
 from mailpipe.outbound import smtp_client
 from mailpipe.outbound.dsn import notify_allows, xtext_decode
+from mailpipe.outbound.mta_sts import MtaSts
 from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
 from mailpipe.outbound.reports import DsnReporter
 from mailpipe.outbound.schedule import RetrySchedule, sqs_delay_until
@@ -44,6 +45,10 @@ class OutboundConfig:
     ses_client: Any = None
     # SES publishes bounces, complaints and delays of what it sends with this set (ses_events.py).
     ses_configuration_set: str | None = None
+    # DKIM: the message as it leaves, signed (dkim_signing.MessageSigner.sign); None sends it as spooled.
+    sign: Callable[[bytes], bytes] | None = None
+    # MTA-STS (RFC 8461) for `mx` routes; None delivers as the TLS options say.
+    mta_sts: MtaSts | None = None
 
 
 class OutboundDelivery:
@@ -85,7 +90,10 @@ class OutboundDelivery:
                     message=replace(message, not_before=None).to_json(),
                 )
         raw = self._spool.read(_spooled(message))
-        results = self._deliver(raw, message, pending)
+        # Signed here, where the message leaves for other servers, once for every transport: the
+        # spooled bytes (and the copy a DSN returns) stay as the sender wrote them.
+        outgoing = self._config.sign(raw) if self._config.sign else raw
+        results = self._deliver(outgoing, message, pending)
         self._record(message, raw, pending, results, entries, now)
 
     @property
@@ -145,6 +153,7 @@ class OutboundDelivery:
                     resolver=self._config.resolver,
                     helo=self._config.hostname,
                     options=options,
+                    mta_sts=self._config.mta_sts,
                 )
             for (index, _recipient), result in zip(indexed, sent, strict=True):
                 results[index] = result

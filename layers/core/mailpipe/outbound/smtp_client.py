@@ -96,6 +96,7 @@ from typing import Literal, TypeVar
 import dns.resolver
 
 from mailpipe.outbound.dsn import xtext_encode
+from mailpipe.outbound.mta_sts import MtaSts
 from mailpipe.outbound.mx import Target
 from mailpipe.outbound.status import DeliveryError, SmtpStatus
 from mailpipe.outbound.transport_map import Route
@@ -190,11 +191,13 @@ def deliver(
     resolver: dns.resolver.Resolver | None,
     helo: str,
     options: DeliveryOptions | None = None,
+    mta_sts: MtaSts | None = None,
 ) -> list[RecipientResult]:
     """Deliver `message` from `mail_from` ("" or "<>": the null sender) to `recipients`, all of one domain.
 
     Returns one result per recipient, in order. Raises ValueError only for a misuse (mixed
-    domains, a `ses` route, an invalid HELO name).
+    domains, a `ses` route, an invalid HELO name). With `mta_sts`, the recipient domain's
+    MTA-STS policy applies when the route is its MX (never to a smarthost; see mta_sts.py).
     """
     options = options or DeliveryOptions()
     if not recipients:
@@ -208,15 +211,18 @@ def deliver(
         raise ValueError(f"not a HELO name: {helo!r}")
     job = _Delivery(message, mail_from, list(recipients), helo, options)
     if job.pending():
+        domain = domains.pop()
         try:
             targets = route_targets(
                 route,
-                domains.pop(),
+                domain,
                 resolver,
                 rng=options.rng,
                 ip_versions=options.ip_versions,
                 local_hosts=options.local_hosts,
             )
+            if mta_sts is not None and route.nexthop is None and route.mx_lookup:
+                targets, job.options = mta_sts.apply(domain, targets, options)
         except DeliveryError as exc:
             job.finish_all(exc.status, None, LOCAL_DIAGNOSTIC)
         else:
