@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DOMAIN=ROUTE",
         help="outbound route, e.g. hamburger.edu=smtp:[127.0.0.1]:2525 (repeatable; default *=mx)",
     )
+    dev.add_argument(
+        "--resolver",
+        default=None,
+        metavar="HOST:PORT",
+        help="DNS server for every lookup: SPF, DKIM, DMARC, MX... (default: the system's)",
+    )
     dev.set_defaults(run=_run_dev)
 
     gateway = commands.add_parser(
@@ -280,6 +286,7 @@ def _run_dev(args: argparse.Namespace) -> None:
         domains=domains,
         users=users,
         transports=args.transport,
+        resolver=args.resolver,
     )
     if args.template:
         options.template = args.template

@@ -7,9 +7,12 @@ import functools
 from concurrent.futures import Executor
 
 from mailpipe.directory import Directory
+from mailpipe.dns_resolver import async_resolver
+from mailpipe.mailauth.authenticate import Authenticator
 from mailpipe.spool import Spool
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
+from mailpipe_gateway.smtp.authentication import InboundAuthentication
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.server import SMTPGateway
@@ -27,6 +30,11 @@ def build_smtp_gateway(
         hostname=settings.hostname,
         executor=executor,
         rejections=rejection_limiter(settings),
+        authentication=(
+            InboundAuthentication(Authenticator(async_resolver(), executor), settings.hostname)
+            if settings.authenticate_inbound
+            else None
+        ),
     )
     tls = (
         server_context(settings.tls_cert, settings.tls_key)

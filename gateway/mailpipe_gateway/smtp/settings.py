@@ -41,6 +41,8 @@ class GatewaySettings:
     session_timeout: float = SESSION_TIMEOUT
     # Message data all sessions in DATA may hold at once (see budget.py).
     data_memory: int = DEFAULT_DATA_MEMORY
+    # SPF, DKIM, DMARC and ARC on port 25 (smtp/authentication.py); off only for measurements.
+    authenticate_inbound: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -63,4 +65,5 @@ class GatewaySettings:
             max_rejected_recipients=int(env.get("MAILPIPE_MAX_REJECTED_RECIPIENTS", DEFAULT_MAX_REJECTED)),
             data_memory=int(env.get("MAILPIPE_SMTP_DATA_MEMORY", DEFAULT_DATA_MEMORY)),
             rejected_recipients_window=float(env.get("MAILPIPE_REJECTED_RECIPIENTS_WINDOW", DEFAULT_WINDOW)),
+            authenticate_inbound=env.get("MAILPIPE_INBOUND_AUTH", "on").lower() not in ("off", "0", "false"),
         )

@@ -1,0 +1,113 @@
+"""All the checks for one message, in the order DMARC needs them: SPF and DKIM (and ARC), then DMARC.
+
+DNS waits on the event loop (asyncio resolver); CPU work (parsing, hashing a body of up to 40 MB,
+signature arithmetic) goes to the executor through `run`, so no message can stall the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import dkim
+import dns.asyncresolver
+
+from mailpipe.mailauth import arc, dkim_verify, keys
+from mailpipe.mailauth.dmarc import DMARCChecker, DMARCResult
+from mailpipe.mailauth.dns import Lookup
+from mailpipe.mailauth.headers import from_domains, header_fields
+from mailpipe.mailauth.results import Report
+from mailpipe.mailauth.spf import SPFChecker, SPFResult, valid_domain
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Authenticator:
+    def __init__(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        executor: Executor | None = None,
+        *,
+        sample: Callable[[], int] | None = None,
+    ) -> None:
+        lookup = Lookup(resolver)
+        self._lookup = lookup
+        self._spf = SPFChecker(lookup)
+        self._dmarc = DMARCChecker(lookup, sample)
+        self._executor = executor
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(function, *args)
+        )
+
+    async def check(self, message: bytes, *, client_ip: str, helo: str, mail_from: str) -> Report:
+        helo_domain = helo.strip().rstrip(".").lower()
+        helo_check = self._spf.check(client_ip, helo_domain, f"postmaster@{helo_domain}", helo)
+        if mail_from:
+            mail_domain = mail_from.rpartition("@")[2].lower()
+            mailfrom_check = self._spf.check(client_ip, mail_domain, mail_from, helo)
+            spf_helo, spf_mailfrom, signed = await asyncio.gather(
+                helo_check, mailfrom_check, self._signatures(message)
+            )
+        else:
+            spf_helo, signed = await asyncio.gather(helo_check, self._signatures(message))
+            # RFC 7208 2.4: a null reverse-path is checked as postmaster@<HELO domain>.
+            spf_mailfrom = spf_helo
+        dkim_results, arc_result, fields = signed
+        # RFC 7489 4.1: SPF's identity for DMARC is MAIL FROM, or HELO when MAIL FROM is null.
+        spf_identity = (spf_mailfrom.result, spf_mailfrom.domain)
+        dmarc = await self._check_dmarc(fields, spf_identity, dkim_results)
+        return Report(
+            spf_mailfrom=spf_mailfrom,
+            mail_from=mail_from or f"postmaster@{helo_domain}",
+            spf_helo=spf_helo if valid_domain(helo_domain) else SPFResult("none", helo_domain),
+            helo=helo,
+            dkim=dkim_results,
+            dmarc=dmarc,
+            arc=arc_result,
+        )
+
+    async def _signatures(
+        self, message: bytes
+    ) -> tuple[list[dkim_verify.DKIMResult], arc.ARCResult, list[tuple[bytes, bytes]]]:
+        fields, names = await self._run(_prepare, message)
+        table = await keys.fetch(self._lookup, names)
+        if not any(name.lower() in keys.SIGNATURE_FIELDS for name, _ in fields):
+            return [], arc.ARCResult("none", 0), fields  # nothing to hash: skip the executor
+        dkim_results, arc_result = await self._run(_verify, message, table)
+        return dkim_results, arc_result, fields
+
+    async def _check_dmarc(
+        self,
+        fields: list[tuple[bytes, bytes]],
+        spf: tuple[str, str],
+        dkim_results: list[dkim_verify.DKIMResult],
+    ) -> DMARCResult:
+        domains = set(from_domains(fields))
+        if not domains:
+            return DMARCResult("none", "", reason="no From: address")
+        if len(domains) != 1 or not valid_domain(next(iter(domains))):
+            # 6.6.1: no single author domain, nothing DMARC can evaluate; the caller decides.
+            reason = f"{len(domains)} From: domains" if len(domains) > 1 else "invalid From: domain"
+            return DMARCResult("permerror", ",".join(sorted(domains))[:200], reason=reason)
+        return await self._dmarc.check(domains.pop(), spf, [(r.result, r.domain) for r in dkim_results])
+
+
+def _prepare(message: bytes) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+    fields, _ = header_fields(message)
+    return fields, keys.key_names([(name, raw.partition(b":")[2]) for name, raw in fields])
+
+
+def _verify(message: bytes, table: keys.KeyTable) -> tuple[list[dkim_verify.DKIMResult], arc.ARCResult]:
+    try:
+        return dkim_verify.verify_all(message, table), arc.verify_chain(message, table)
+    except dkim.DKIMException as exc:  # a message dkimpy cannot even parse
+        log.info("DKIM/ARC: unparsable message: %s", exc)
+        return [], arc.ARCResult("fail", 0, str(exc))
