@@ -91,4 +91,8 @@ def _verify_one(verifier: dkim.DKIM, index: int, value: bytes, keys: KeyTable) -
         return _result("permerror", value, str(exc))
     except dkim.DKIMException as exc:
         return _result("fail", value, str(exc))
+    except Exception as exc:
+        # dkimpy lets some key/signature mismatches escape as the crypto library's own errors
+        # (an Ed25519 key named by an RSA signature): a remote problem, never a crash of ours.
+        return _result("permerror", value, f"{type(exc).__name__}: {exc}")
     return _result("pass" if valid else "fail", value, "" if valid else "signature did not verify")

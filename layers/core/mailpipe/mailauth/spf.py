@@ -32,7 +32,7 @@ _MECHANISMS = {"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"}
 _MODIFIER = re.compile(r"^([A-Za-z][A-Za-z0-9\-_.]*)=(.*)$")
 _MECHANISM = re.compile(r"^([+\-~?]?)([A-Za-z][A-Za-z0-9\-_.]*)(?::(.*?))?((?:/\d+)?(?://\d+)?)$")
 _MACRO = re.compile(r"%\{([slodiphcrtvSLODIPHCRTV])(\d*)(r?)([.\-+,/_=]*)\}|%%|%_|%-|%")
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?$")
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9\-_]*[A-Za-z0-9_])?$")  # "_spf" labels are common
 
 
 @dataclass(frozen=True)
