@@ -30,7 +30,7 @@ exists.test.      60 IN TXT "v=spf1 exists:%{i}._spf.%{d} -all"
 127.0.0.1._spf.exists.test. 60 IN A 127.0.0.2
 loop1.test.       60 IN TXT "v=spf1 include:loop2.test -all"
 loop2.test.       60 IN TXT "v=spf1 include:loop1.test -all"
-many.test.        60 IN TXT "v=spf1 a:a1.test a:a2.test a:a3.test a:a4.test a:a5.test a:a6.test include:more.test -all"
+many.test. 60 IN TXT "v=spf1 a:a1.test a:a2.test a:a3.test a:a4.test a:a5.test a:a6.test include:more.test"
 more.test.        60 IN TXT "v=spf1 a:a7.test a:a8.test a:a9.test a:a10.test a:a11.test -all"
 a1.test. 60 IN A 192.0.2.1
 a2.test. 60 IN A 192.0.2.1
