@@ -6,6 +6,9 @@ import asyncio
 import functools
 from concurrent.futures import Executor
 
+import dns.asyncresolver
+
+from mailpipe.config import ENV_DNS_SERVER
 from mailpipe.directory import Directory
 from mailpipe.dns_resolver import async_resolver
 from mailpipe.mailauth.authenticate import Authenticator
@@ -31,7 +34,7 @@ def build_smtp_gateway(
         executor=executor,
         rejections=rejection_limiter(settings),
         authentication=(
-            InboundAuthentication(Authenticator(async_resolver(), executor), settings.hostname)
+            InboundAuthentication(Authenticator(inbound_resolver(settings), executor), settings.hostname)
             if settings.authenticate_inbound
             else None
         ),
@@ -42,6 +45,10 @@ def build_smtp_gateway(
         else None
     )
     return SMTPGateway(handler, settings, tls)
+
+
+def inbound_resolver(settings: GatewaySettings) -> dns.asyncresolver.Resolver:
+    return async_resolver({ENV_DNS_SERVER: settings.dns_server} if settings.dns_server else None)
 
 
 def rejection_limiter(settings: GatewaySettings) -> RejectionLimiter:

@@ -43,6 +43,8 @@ class GatewaySettings:
     data_memory: int = DEFAULT_DATA_MEMORY
     # SPF, DKIM, DMARC and ARC on port 25 (smtp/authentication.py); off only for measurements.
     authenticate_inbound: bool = True
+    # "HOST:PORT" of the DNS server for those checks; None: MAILPIPE_DNS_SERVER, else the system's.
+    dns_server: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
