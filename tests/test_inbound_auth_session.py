@@ -17,6 +17,7 @@ sampled.test.         60 IN TXT "v=spf1 -all"
 _dmarc.sampled.test.  60 IN TXT "v=DMARC1; p=reject; pct=0"
 guarded.test.         60 IN TXT "v=spf1 -all"
 _dmarc.guarded.test.  60 IN TXT "v=DMARC1; p=reject"
+_dmarc.xn--bnk-qla.test. 60 IN TXT "v=DMARC1; p=reject"
 """
 
 
@@ -106,6 +107,29 @@ def test_reject_is_refused_in_the_session(stack, new_user, gateway) -> None:
     bob = new_user()
     code, text = send(gateway.port, "ceo@guarded.test", bob, "guarded", source="127.0.0.3")
     assert code == 550 and text.startswith(b"5.7.1 ")
+
+
+def test_a_second_from_address_does_not_carry_a_forgery_past_p_reject(stack, new_user, gateway) -> None:
+    bob = new_user()
+    with smtplib.SMTP("127.0.0.1", gateway.port, timeout=60, source_address=("127.0.0.3", 0)) as client:
+        client.ehlo("client.remote.test")
+        client.mail("someone@remote.test")
+        client.rcpt(bob)
+        forged = message("someone@remote.test", "two-froms").replace(
+            b"From: someone@remote.test", b"From: ceo@guarded.test, someone@remote.test"
+        )
+        code, text = client.data(forged)
+    assert code == 550 and b"guarded.test" in text
+
+
+def test_an_internationalized_from_domain_is_looked_up_as_its_a_label(stack, new_user, gateway) -> None:
+    bob = new_user()
+    with smtplib.SMTP("127.0.0.1", gateway.port, timeout=60, source_address=("127.0.0.3", 0)) as client:
+        client.ehlo("client.remote.test")
+        client.mail("someone@remote.test", ["SMTPUTF8"])
+        client.rcpt(bob)
+        code, text = client.data("From: ceo@bänk.test\r\nSubject: idn\r\n\r\nPay.\r\n".encode())
+    assert code == 550 and b"xn--bnk-qla.test" in text
 
 
 def test_authenticated_submission_is_not_checked(stack, new_user, gateway) -> None:

@@ -158,6 +158,13 @@ def test_a_signature_missing_tags_is_neutral(dns_port: int) -> None:
     assert dkim_results(dns_port, nonsense) == ["neutral"]
 
 
+def test_a_signature_on_a_message_dkimpy_cannot_parse_is_neutral(dns_port: int) -> None:
+    signed = sign(MESSAGE, "rsa", RSA)
+    mangled = signed.replace(b"Subject: Bonjour\r\n", b"Subject: Bonjour\r\nthis line is no header\r\n")
+    report = authenticate(dns_port, mangled)
+    assert [r.result for r in report.dkim] == ["neutral"] and report.arc.result == "none"
+
+
 def test_unsigned_mail_is_dkim_none(dns_port: int) -> None:
     assert authenticate(dns_port, MESSAGE).dkim == []
 

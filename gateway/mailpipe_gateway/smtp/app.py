@@ -34,7 +34,9 @@ def build_smtp_gateway(
         executor=executor,
         rejections=rejection_limiter(settings),
         authentication=(
-            InboundAuthentication(Authenticator(inbound_resolver(settings), executor), settings.hostname)
+            InboundAuthentication(
+                Authenticator(inbound_resolver(settings), executor), settings.hostname, executor
+            )
             if settings.authenticate_inbound
             else None
         ),

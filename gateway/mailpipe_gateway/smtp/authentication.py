@@ -8,7 +8,9 @@ how a domain says that failing mail is not its mail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from mailpipe.mailauth.authenticate import Authenticator
@@ -30,14 +32,20 @@ def reject_reply(domain: str) -> str:
 
 
 class InboundAuthentication:
-    def __init__(self, authenticator: Authenticator, authserv_id: str) -> None:
+    def __init__(
+        self, authenticator: Authenticator, authserv_id: str, executor: Executor | None = None
+    ) -> None:
         self._authenticator = authenticator
         self._authserv_id = authserv_id
+        self._executor = executor
 
     async def decide(
         self, message: bytes, *, client_ip: str, helo: str, mail_from: str, queue: str
     ) -> Decision:
-        cleaned, removed = without_our_results(message, self._authserv_id)
+        # A header block can be megabytes of short lines: read it off the event loop.
+        cleaned, removed = await asyncio.get_running_loop().run_in_executor(
+            self._executor, without_our_results, message, self._authserv_id
+        )
         if removed:
             log.info(
                 "%s: removed %d Authentication-Results claiming to be %s", queue, removed, self._authserv_id

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-import dkim
 import dns.asyncresolver
 
 from mailpipe.mailauth import arc, dkim_verify, keys
@@ -90,14 +89,35 @@ class Authenticator:
         spf: tuple[str, str],
         dkim_results: list[dkim_verify.DKIMResult],
     ) -> DMARCResult:
-        domains = set(from_domains(fields))
+        domains = sorted({_a_label(domain) for domain in from_domains(fields)})[:MAX_FROM_DOMAINS]
         if not domains:
             return DMARCResult("none", "", reason="no From: address")
-        if len(domains) != 1 or not valid_domain(next(iter(domains))):
-            # 6.6.1: no single author domain, nothing DMARC can evaluate; the caller decides.
-            reason = f"{len(domains)} From: domains" if len(domains) > 1 else "invalid From: domain"
-            return DMARCResult("permerror", ",".join(sorted(domains))[:200], reason=reason)
-        return await self._dmarc.check(domains.pop(), spf, [(r.result, r.domain) for r in dkim_results])
+        invalid = [domain for domain in domains if not valid_domain(domain)]
+        if invalid:
+            log.info("DMARC permerror: invalid From: domain %r", invalid[0][:100])
+            return DMARCResult("permerror", invalid[0][:100], reason="invalid From: domain")
+        signatures = [(r.result, r.domain) for r in dkim_results]
+        results = [await self._dmarc.check(domain, spf, signatures) for domain in domains]
+        # 6.6.1: several author domains. Each is evaluated and the strictest outcome stands, or
+        # a second address in From: would carry a forged one past its domain's p=reject.
+        return max(results, key=_severity)
+
+
+MAX_FROM_DOMAINS = 5  # From: domains evaluated per message (each costs up to two lookups)
+_DISPOSITIONS = {"none": 0, "quarantine": 1, "reject": 2}
+_RESULTS = {"pass": 0, "none": 1, "permerror": 2, "temperror": 3, "fail": 4}
+
+
+def _severity(result: DMARCResult) -> tuple[int, int]:
+    return _DISPOSITIONS.get(result.disposition, 0), _RESULTS.get(result.result, 0)
+
+
+def _a_label(domain: str) -> str:
+    """An internationalized From: domain in the form DNS knows it (its DMARC record is there)."""
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return domain  # not a valid name: reported as an invalid From: domain
 
 
 def _prepare(message: bytes) -> tuple[list[tuple[bytes, bytes]], list[str]]:
@@ -108,6 +128,14 @@ def _prepare(message: bytes) -> tuple[list[tuple[bytes, bytes]], list[str]]:
 def _verify(message: bytes, table: keys.KeyTable) -> tuple[list[dkim_verify.DKIMResult], arc.ARCResult]:
     try:
         return dkim_verify.verify_all(message, table), arc.verify_chain(message, table)
-    except dkim.DKIMException as exc:  # a message dkimpy cannot even parse
+    except Exception as exc:  # a header block dkimpy cannot parse: nothing verifiable
         log.info("DKIM/ARC: unparsable message: %s", exc)
-        return [], arc.ARCResult("fail", 0, str(exc))
+        fields, _ = header_fields(message)
+        names = [name.lower() for name, _ in fields]
+        signatures = [
+            dkim_verify.unverifiable(raw.partition(b":")[2], f"unparsable message: {exc}")
+            for name, raw in fields
+            if name.lower() == b"dkim-signature"
+        ]
+        chain = "fail" if b"arc-seal" in names or b"arc-message-signature" in names else "none"
+        return signatures, arc.ARCResult(chain, 0, str(exc))

@@ -57,6 +57,11 @@ def verify_all(message: bytes, keys: KeyTable) -> list[DKIMResult]:
     return results
 
 
+def unverifiable(value: bytes, reason: str) -> DKIMResult:
+    """A signature on a message that could not be read (RFC 8601 2.7.1: neutral)."""
+    return _result("neutral", value, reason)
+
+
 def _result(result: str, value: bytes, reason: str) -> DKIMResult:
     try:
         tags = parse_tag_value(value)
