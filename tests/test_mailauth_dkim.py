@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import dkim
 import pytest
+from conftest import require_tool
 from dns_zone import serving
 from mailauth_support import Ed25519Key, RSAKey, key_record, resolver_at
 
@@ -32,6 +34,7 @@ ZONE = (
     key_record("rsa", "crepes.fr", RSA)
     + key_record("ed", "crepes.fr", ED)
     + key_record("arc", "relay.test", RSA)
+    + key_record("odk", "crepes.fr", RSA)
     + 'broken._domainkey.crepes.fr. 60 IN TXT "v=DKIM1; k=rsa; p=bm90IGEga2V5"\n'
     + 'garbage._domainkey.crepes.fr. 60 IN TXT "this is not a key record at all"\n'
     + 'crepes.fr. 60 IN TXT "v=spf1 -all"\n'
@@ -85,6 +88,25 @@ def test_rsa_signatures_verify_in_each_canonicalization(dns_port: int, canonical
     )
     # SPF fails (-all) but the aligned DKIM pass carries DMARC.
     assert report.spf_mailfrom.result == "fail" and report.dmarc.result == "pass"
+
+
+def test_a_message_signed_by_opendkim_verifies(dns_port: int, tmp_path) -> None:
+    # A second, independent implementation (OpenDKIM's C library, as Postfix sites run it) signs.
+    signer = require_tool("opendkim-testmsg")
+    key = tmp_path / "odk.private"
+    key.write_bytes(RSA.private)
+    signed = subprocess.run(
+        [signer, "-C", "-d", "crepes.fr", "-s", "odk", "-k", str(key), "-t", str(tmp_path)],
+        input=MESSAGE,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert signed.startswith(b"DKIM-Signature:") and signed.endswith(MESSAGE)
+    [result] = authenticate(dns_port, signed).dkim
+    assert (result.result, result.selector) == ("pass", "odk")
+    changed = authenticate(dns_port, signed.replace(b"Subject: Bonjour", b"Subject: Bonsoir")).dkim
+    assert [r.result for r in changed] == ["fail"]
 
 
 def test_ed25519_and_rsa_signatures_both_verify(dns_port: int) -> None:
