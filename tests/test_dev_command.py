@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, require_tool
+from dns_zone import serving
 
 
 def free_port() -> int:
@@ -21,7 +22,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def dev_stack(tmp_path: Path):
+def dns_server():
+    # The stack checks SPF, DKIM and DMARC of what swaks sends: never against real DNS.
+    with serving("") as (port, _zone):
+        yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path, dns_server: str):
     smtp_port, pop3_port, imap_port, aws_port, submission_port = (free_port() for _ in range(5))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
     process = subprocess.Popen(
@@ -42,6 +50,8 @@ def dev_stack(tmp_path: Path):
             str(aws_port),
             "--template",
             str(REPO_ROOT / "template.yaml"),
+            "--resolver",
+            dns_server,
         ],
         cwd=tmp_path,
         env=env,

@@ -94,7 +94,7 @@ class SPFChecker:
         context = _Context(address, local or "postmaster", domain, helo, _Budget(), self._lookup)
         try:
             async with asyncio.timeout(self._time_limit):
-                result = await context.check_host(domain, depth=0)
+                result = await context.check_host(domain)
         except TimeoutError:
             result = SPFResult("temperror", domain, f"no answer within {self._time_limit:g}s")
         except _TempError as exc:
@@ -146,7 +146,7 @@ class _Context:
             raise _PermError(f"{domain} publishes {len(spf)} SPF records")
         return spf[0] if spf else None
 
-    async def check_host(self, domain: str, depth: int) -> SPFResult:
+    async def check_host(self, domain: str) -> SPFResult:
         if not valid_domain(domain):
             return SPFResult("none", domain, "not a valid domain")
         record = await self.record(domain)
@@ -170,20 +170,20 @@ class _Context:
             qualifier, name, argument, cidr = mechanism.groups()
             directives.append((_QUALIFIERS[qualifier or "+"], name.lower(), argument, cidr))
         for result, name, argument, cidr in directives:
-            if await self.matches(domain, name, argument, cidr, depth):
+            if await self.matches(domain, name, argument, cidr):
                 return SPFResult(result, domain, f"matched {name}")
         if redirect is not None:
             self.budget.term()
             target = self.expand(redirect, domain)
             if not valid_domain(target):
                 raise _PermError(f"{domain}: redirect to invalid domain {target[:60]!r}")
-            outcome = await self.check_host(target, depth + 1)
+            outcome = await self.check_host(target)
             if outcome.result == "none":
                 raise _PermError(f"{domain}: redirect to {target}, which has no SPF record")
             return SPFResult(outcome.result, domain, f"redirect to {target}: {outcome.reason}")
         return SPFResult("neutral", domain, "no mechanism matched")
 
-    async def matches(self, domain: str, name: str, argument: str | None, cidr: str, depth: int) -> bool:
+    async def matches(self, domain: str, name: str, argument: str | None, cidr: str) -> bool:
         if name == "all":
             return True
         if name in ("ip4", "ip6"):
@@ -195,7 +195,7 @@ class _Context:
         if name == "include":
             if not argument:
                 raise _PermError(f"{domain}: include without a domain")
-            outcome = await self.check_host(target, depth + 1)
+            outcome = await self.check_host(target)
             if outcome.result in ("temperror",):
                 raise _TempError(f"include:{target}: {outcome.reason}")
             if outcome.result in ("permerror", "none"):
