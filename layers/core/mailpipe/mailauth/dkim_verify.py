@@ -57,9 +57,10 @@ def verify_all(message: bytes, keys: KeyTable) -> list[DKIMResult]:
     return results
 
 
-def unverifiable(value: bytes, reason: str) -> DKIMResult:
-    """A signature on a message that could not be read (RFC 8601 2.7.1: neutral)."""
-    return _result("neutral", value, reason)
+def unverifiable(value: bytes, reason: str, result: str = "neutral") -> DKIMResult:
+    """A signature left unverified: neutral for a message that could not be read, policy for one
+    we decline to read (RFC 8601 2.7.1)."""
+    return _result(result, value, reason)
 
 
 def _result(result: str, value: bytes, reason: str) -> DKIMResult:
