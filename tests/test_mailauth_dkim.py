@@ -14,6 +14,7 @@ from conftest import require_tool
 from dns_zone import serving
 from mailauth_support import Ed25519Key, RSAKey, key_record, resolver_at
 
+from mailpipe.mailauth import arc, dkim_verify
 from mailpipe.mailauth.authenticate import Authenticator
 from mailpipe.mailauth.results import Report
 
@@ -216,6 +217,23 @@ def test_an_arc_chain_over_a_changed_message_fails(dns_port: int) -> None:
     sealed = arc_seal(MESSAGE, b"dkim=none")
     report = authenticate(dns_port, sealed.replace(b"Bonjour Bob.", b"Send money."))
     assert report.arc.result == "fail"
+
+
+def test_a_chain_longer_than_the_limit_fails_unverified(dns_port: int) -> None:
+    sealed = arc_seal(MESSAGE, b"dkim=none")
+    for hop in range(arc.MAX_SETS):
+        sealed = arc_seal(sealed, f"arc=pass hop={hop}".encode())
+    report = authenticate(dns_port, sealed)
+    assert report.arc.result == "fail" and "more than" in report.arc.reason
+
+
+def test_signatures_past_the_limit_are_policy(dns_port: int) -> None:
+    signed = MESSAGE
+    for _ in range(dkim_verify.MAX_SIGNATURES + 1):
+        signed = sign(signed, "ed", ED)
+    assert [r.result for r in authenticate(dns_port, signed).dkim] == [
+        "pass"
+    ] * dkim_verify.MAX_SIGNATURES + ["policy"]
 
 
 def test_no_arc_headers_is_arc_none(dns_port: int) -> None:

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 _dkimpy_log = logging.getLogger("mailpipe.mailauth.dkimpy")
 _dkimpy_log.setLevel(logging.CRITICAL)
 
-MAX_SIGNATURES = 10  # signatures verified per message; later ones are reported as policy
+# Signatures verified per message (each hashes the whole body again); later ones get "policy".
+MAX_SIGNATURES = 5
 
 
 @dataclass(frozen=True)
