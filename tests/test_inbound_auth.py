@@ -100,11 +100,12 @@ def test_a_forged_authentication_results_is_gone_from_the_stored_copy(stacks) ->
         b"Authentication-Results: " + AUTHSERV_ID + b"; dkim=pass header.d=bank.test; dmarc=pass\r\n"
         b"Authentication-Results: elsewhere.example; spf=pass smtp.mailfrom=x@elsewhere.example\r\n"
     )
-    message = forged_results + signed("forged-results")
+    genuine = signed("forged-results")
+    message = forged_results + genuine
     send_direct(hamburger.smtp, "127.0.0.1", "alice@crepes.fr", message)
     [received] = wait_for(lambda: hamburger.inbox("bob@hamburger.edu"), lambda m: b"forged-results" in m)
     results = results_of(received)
     assert len(results) == 2 and results[1].startswith(b"Authentication-Results: elsewhere.example;")
     assert b"header.d=bank.test" not in received
-    assert received.endswith(signed("forged-results")[-200:])
+    assert received.endswith(genuine)  # the forgery gone, the rest byte for byte
     assert b"dkim=pass header.d=crepes.fr" in results[0] and b"dmarc=pass" in results[0]
