@@ -6,9 +6,13 @@ from __future__ import annotations
 import logging
 import smtplib
 
+import dkim
 import pytest
 from conftest import PASSWORD, inbox, wait_for, wait_for_inbox
 from dns_zone import serving, silent
+from mailauth_support import RSAKey, key_record
+
+KEY = RSAKey()
 
 ZONE = """
 broken.test.          60 IN TXT "v=spf1 ip4:127.0.0.1 frobnicate -all"
@@ -23,7 +27,7 @@ _dmarc.xn--bnk-qla.test. 60 IN TXT "v=DMARC1; p=reject"
 
 @pytest.fixture(scope="module")
 def dns_server():
-    with serving(ZONE) as (port, _zone):
+    with serving(ZONE + key_record("big", "large.test", KEY), both=True) as (port, _zone):
         yield f"127.0.0.1:{port}"
 
 
@@ -130,6 +134,23 @@ def test_an_internationalized_from_domain_is_looked_up_as_its_a_label(stack, new
         client.rcpt(bob)
         code, text = client.data("From: ceo@bänk.test\r\nSubject: idn\r\n\r\nPay.\r\n".encode())
     assert code == 550 and b"xn--bnk-qla.test" in text
+
+
+def test_a_signed_message_near_the_size_limit_is_verified(stack, new_user, gateway) -> None:
+    bob = new_user()
+    head = b"From: news@large.test\r\nTo: bob\r\nSubject: large\r\n\r\n"
+    body = (b"y" * 998 + b"\r\n") * 39_000  # 39 MB, under the 40 MB SIZE
+    signed = dkim.sign(head + body, b"big", b"large.test", KEY.private, include_headers=[b"from", b"subject"])
+    with smtplib.SMTP("127.0.0.1", gateway.port, timeout=120) as client:
+        client.ehlo("client.remote.test")
+        client.mail("news@large.test")
+        client.rcpt(bob)
+        code, _ = client.data(signed + head + body)
+    assert code == 250
+    store = stack.mail_store()
+    [found] = wait_for(lambda: store.get_mailbox(bob, "INBOX") and store.list_messages(bob, "INBOX")[1], 120)
+    stored_head = store.read_body(found)[:4096]
+    assert b"dkim=pass header.d=large.test header.s=big" in stored_head
 
 
 def test_authenticated_submission_is_not_checked(stack, new_user, gateway) -> None:
