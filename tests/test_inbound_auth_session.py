@@ -22,6 +22,8 @@ _dmarc.sampled.test.  60 IN TXT "v=DMARC1; p=reject; pct=0"
 guarded.test.         60 IN TXT "v=spf1 -all"
 _dmarc.guarded.test.  60 IN TXT "v=DMARC1; p=reject"
 _dmarc.xn--bnk-qla.test. 60 IN TXT "v=DMARC1; p=reject"
+flaky.test.           60 IN TXT "v=spf1 include:x.servfail.test -all"
+_dmarc.flaky.test.    60 IN TXT "v=DMARC1; p=reject"
 """
 
 
@@ -111,6 +113,12 @@ def test_reject_is_refused_in_the_session(stack, new_user, gateway) -> None:
     bob = new_user()
     code, text = send(gateway.port, "ceo@guarded.test", bob, "guarded", source="127.0.0.3")
     assert code == 550 and text.startswith(b"5.7.1 ")
+
+
+def test_reject_pending_a_dns_failure_is_deferred_not_refused(stack, new_user, gateway) -> None:
+    bob = new_user()
+    code, text = send(gateway.port, "news@flaky.test", bob, "flaky", source="127.0.0.3")
+    assert code == 451 and text.startswith(b"4.7.1 ") and b"flaky.test" in text
 
 
 def test_a_second_from_address_does_not_carry_a_forgery_past_p_reject(stack, new_user, gateway) -> None:

@@ -74,6 +74,15 @@ def test_policies_and_pct(dns_port: int) -> None:
     assert dmarc(dns_port, "reject.test", sample=99).disposition == "reject"
 
 
+def test_an_aligned_check_that_failed_for_now_makes_dmarc_temperror(dns_port: int) -> None:
+    result = dmarc(dns_port, "reject.test", spf=("temperror", "reject.test"))
+    assert (result.result, result.disposition) == ("temperror", "reject")
+    result = dmarc(dns_port, "reject.test", dkim=[("fail", "reject.test"), ("temperror", "mail.reject.test")])
+    assert result.result == "temperror"
+    # A temporary failure for another organization could not have produced an aligned pass.
+    assert dmarc(dns_port, "reject.test", spf=("temperror", "evil.test")).result == "fail"
+
+
 def test_subdomains_get_sp_from_the_organizational_domain(dns_port: int) -> None:
     result = dmarc(dns_port, "news.sub.test")
     assert result.result == "fail" and result.policy.domain == "sub.test" and result.disposition == "reject"

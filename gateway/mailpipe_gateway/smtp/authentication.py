@@ -31,6 +31,10 @@ def reject_reply(domain: str) -> str:
     return f"550 5.7.1 Message rejected: it fails the DMARC policy of {domain}"
 
 
+def defer_reply(domain: str) -> str:
+    return f"451 4.7.1 Cannot check this message against the DMARC policy of {domain} now, try again later"
+
+
 class InboundAuthentication:
     def __init__(
         self, authenticator: Authenticator, authserv_id: str, executor: Executor | None = None
@@ -63,6 +67,16 @@ class InboundAuthentication:
         stamped = header(self._authserv_id, report) + cleaned
         log.info("%s: authentication from %s: %s", queue, client_ip, summary(report))
         dmarc = report.dmarc
+        if dmarc is not None and dmarc.result == "temperror" and dmarc.disposition != "none":
+            # A DNS failure must not turn genuine mail away for good, nor let a forgery in.
+            log.warning(
+                "%s: deferred: DMARC %s of %s pending a temporary failure (client %s)",
+                queue,
+                dmarc.disposition,
+                dmarc.from_domain,
+                client_ip,
+            )
+            return Decision(stamped, defer_reply(dmarc.from_domain))
         if dmarc is not None and dmarc.result == "fail":
             if dmarc.disposition == "reject":
                 log.warning(

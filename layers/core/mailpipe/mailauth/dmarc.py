@@ -40,7 +40,8 @@ class DMARCResult:
     result: str  # pass, fail, none, temperror, permerror (RFC 8601 2.7.1 via RFC 7489 11.2)
     from_domain: str
     policy: Policy | None = None
-    # What the domain's policy asks of this message after pct= sampling: none, quarantine, reject.
+    # What the domain's policy asks of this message after pct= sampling: none, quarantine, reject
+    # (with result temperror: what it would ask if the pending check failed too).
     disposition: str = "none"
     reason: str = ""
 
@@ -154,6 +155,16 @@ class DMARCChecker:
         if requested != "none" and self._sample() >= policy.pct:
             # 6.6.4: messages outside the sample get the next policy down.
             disposition = "quarantine" if requested == "reject" else "none"
+        # An aligned identifier that could not be checked for now might have passed (6.6.2):
+        # the result is temperror, and the policy is the caller's to defer, not to apply.
+        unsure = (spf[0] == "temperror" and aligned(spf[1], from_domain, policy.aspf)) or any(
+            r == "temperror" and aligned(d, from_domain, policy.adkim) for r, d in dkim
+        )
         return DMARCResult(
-            "fail", from_domain, policy, disposition, f"no aligned pass; policy {requested}, pct={policy.pct}"
+            "temperror" if unsure else "fail",
+            from_domain,
+            policy,
+            disposition,
+            f"no aligned pass{' (an aligned check failed for now)' if unsure else ''};"
+            f" policy {requested}, pct={policy.pct}",
         )
