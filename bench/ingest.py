@@ -12,6 +12,13 @@ For 10 KB messages at each concurrency it measures, one after the other:
                with the resources of template.yaml: SMTP -> S3 PutObject + SQS SendMessage;
   (c) ceiling  boto3 threads in this process doing the same PutObject + SendMessage straight
                to the same moto server, with no SMTP.
+  (d) auth     a second `mailpipe gateway` like (b) but with inbound authentication on (SPF for
+               MAIL FROM and HELO, DKIM, DMARC, ARC), its DNS a dnslib server on loopback (its own
+               subprocess) that answers at once; (b) runs with MAILPIPE_INBOUND_AUTH=off, so
+               (d)/(b) is what authentication costs the gateway per message.
+
+Every message carries a DKIM signature (rsa-sha256, relaxed/simple) of origin.test, whose SPF
+authorises 127.0.0.1 and whose DMARC is p=reject: in (d) each one passes all three.
 
 Throughput is messages per wall-clock second of the measured run; CPU is utime+stime of the
 server process (from /proc/<pid>/stat) over that run, divided by the messages sent. The SMTP
@@ -19,7 +26,7 @@ load comes from a minimal asyncio client in this process (EHLO once per connecti
 pipelined MAIL/RCPT/DATA, up to --per-connection messages per connection). No inbound poller
 runs: this measures ingest only.
 
-`--serve bare` and `--serve moto` are the two helper servers this script starts as subprocesses.
+`--serve bare`, `--serve moto` and `--serve dns` are the helper servers this script starts as subprocesses.
 """
 
 from __future__ import annotations
@@ -146,6 +153,48 @@ def make_message(size: int) -> bytes:
     text = head + line * full + last
     assert len(text) == size
     return text + b".\r\n"
+
+
+DKIM_SELECTOR = "bench"
+
+
+def signing_key() -> tuple[bytes, str]:
+    """A fresh RSA-2048 key: (PEM private key, the DNS TXT value publishing it)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+
+
+def sign(message: bytes, private: bytes) -> bytes:
+    """The message (with its DATA terminator) with a DKIM-Signature of the sender's domain on top."""
+    import dkim
+
+    text = message[: -len(b".\r\n")]
+    signature = dkim.sign(text, DKIM_SELECTOR.encode(), SENDER.split("@")[1].encode(), private)
+    return signature + message
+
+
+def dns_zone(record: str) -> str:
+    """The sender domain's SPF, DMARC and DKIM records, for the `--serve dns` helper."""
+    domain = SENDER.split("@")[1]
+    key = " ".join(f'"{record[i : i + 255]}"' for i in range(0, len(record), 255))
+    return (
+        f'{domain}. 3600 IN TXT "v=spf1 ip4:{HOST} -all"\n'
+        f'_dmarc.{domain}. 3600 IN TXT "v=DMARC1; p=reject"\n'
+        f"{DKIM_SELECTOR}._domainkey.{domain}. 3600 IN TXT {key}\n"
+    )
 
 
 # -- the SMTP load client --------------------------------------------------------
@@ -425,7 +474,10 @@ def provision_stack(aws: Aws) -> dict[str, str]:
     return env
 
 
-def gateway_env(endpoint: str, function_env: dict[str, str], port: int) -> dict[str, str]:
+def gateway_env(
+    endpoint: str, function_env: dict[str, str], port: int, dns_server: str | None = None
+) -> dict[str, str]:
+    """The gateway's environment; with `dns_server` inbound authentication is on and asks it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
     env.update(function_env)
     env.update(AWS_ENV)
@@ -440,6 +492,10 @@ def gateway_env(endpoint: str, function_env: dict[str, str], port: int) -> dict[
             "LOG_LEVEL": "WARNING",
         }
     )
+    if dns_server:
+        env["MAILPIPE_DNS_SERVER"] = dns_server
+    else:
+        env["MAILPIPE_INBOUND_AUTH"] = "off"
     return env
 
 
@@ -452,32 +508,57 @@ class Servers:
     moto: Child
     aws: Aws
     stack_env: dict[str, str]
+    auth_port: int
+    auth: Child
 
 
-def start_servers(stack: contextlib.ExitStack, logs: Path) -> Servers:
+def start_servers(stack: contextlib.ExitStack, logs: Path, zone: str) -> Servers:
     bare = spawn(stack, "bare", helper_command("bare"), logs)
+    zone_file = logs / "zone.txt"
+    zone_file.write_text(zone)
+    dns = spawn(stack, "dns", [*helper_command("dns"), "--zone", str(zone_file)], logs)
     moto_env = {**os.environ, "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"}
     moto = spawn(stack, "moto", helper_command("moto"), logs, moto_env)
     bare_port = int(read_ready(bare))
     aws = Aws(read_ready(moto))
     stack_env = provision_stack(aws)
     stack.enter_context(purging(aws, stack_env["MAILPIPE_INBOUND_QUEUE_URL"]))
-    port = free_ports(1)[0]
+    port, auth_port = free_ports(2)
     command = [str(VENV_BIN / "mailpipe"), "gateway"]
     gateway = spawn(stack, "gateway", command, logs, gateway_env(aws.endpoint, stack_env, port))
+    dns_server = f"{HOST}:{read_ready(dns)}"
+    auth_env = gateway_env(aws.endpoint, stack_env, auth_port, dns_server)
+    auth = spawn(stack, "gateway-auth", command, logs, auth_env)
     wait_for_smtp(gateway, port)
-    return Servers(bare_port, bare, port, gateway, moto, aws, stack_env)
+    wait_for_smtp(auth, auth_port)
+    return Servers(bare_port, bare, port, gateway, moto, aws, stack_env, auth_port, auth)
+
+
+def check_authentication(port: int, message: bytes) -> None:
+    """(d) measures nothing unless its checks really run: a tampered copy must get DMARC's 550."""
+    import smtplib
+
+    tampered = message[: -len(b".\r\n")].replace(b"xxxx", b"yyyy", 1)
+    with smtplib.SMTP(HOST, port, timeout=REPLY_TIMEOUT) as client:
+        client.ehlo("client.origin.test")
+        client.mail("bounce@elsewhere.test")  # no SPF pass for origin.test to lean on
+        client.rcpt(RECIPIENT)
+        code, text = client.data(tampered)
+    if code != 550:
+        raise RuntimeError(f"the auth gateway accepted a message failing DMARC: {code} {text!r}")
 
 
 # -- the run ---------------------------------------------------------------------
 
 
 def run_all(args: argparse.Namespace) -> list[Row]:
-    message = make_message(args.size)
+    private, record = signing_key()
+    message = sign(make_message(args.size), private)
     rows: list[Row] = []
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="mailpipe-bench-") as logs:
-        print("starting the bare server, moto and the gateway ...", flush=True)
-        servers = start_servers(stack, Path(logs))
+        print("starting the bare server, moto, DNS and the gateways ...", flush=True)
+        servers = start_servers(stack, Path(logs), dns_zone(record))
+        check_authentication(servers.auth_port, message)
         for concurrency in args.concurrency:
             rows.extend(run_concurrency(servers, message, concurrency, args))
     return rows
@@ -491,11 +572,12 @@ def run_concurrency(
     smtp_targets = (
         ("a bare", servers.bare_port, servers.bare),
         ("b gateway", servers.gateway_port, servers.gateway),
+        ("d auth", servers.auth_port, servers.auth),
     )
     rows = []
     for config, port, child in smtp_targets:
         smtp_load(port, message, warmup, concurrency, args)
-        moto_pid = servers.moto.pid if child is servers.gateway else None
+        moto_pid = servers.moto.pid if child is not servers.bare else None
         result = measure(lambda p=port: smtp_load(p, message, count, concurrency, args), child.pid, moto_pid)
         child.check_alive()
         rows.append(report(Row(concurrency, config, result)))
@@ -506,7 +588,7 @@ def run_concurrency(
     ceiling(warmup)
     result = measure(lambda: ceiling(count), None, servers.moto.pid)
     rows.append(report(Row(concurrency, "c ceiling", result)))
-    return rows
+    return sorted(rows, key=lambda row: row.config)
 
 
 def report(row: Row) -> Row:
@@ -550,24 +632,32 @@ def print_table(rows: list[Row]) -> None:
             f" {fmt(p50 and p50 * 1000, '.1f'):>7} {fmt(p99 and p99 * 1000, '.1f'):>7}{note}"
         )
     print(
-        "server CPU: (a) the bare server process, (b) the gateway process, (c) this process's boto3 threads"
+        "server CPU: (a) the bare server process, (b) and (d) the gateway process,"
+        " (c) this process's boto3 threads"
     )
 
 
 def print_ratios(rows: list[Row]) -> None:
     by_key = {(row.concurrency, row.config[0]): row for row in rows}
     print()
-    print(f"{'conc':>4}  {'CPU/msg b/a':>11} {'target':>7} {'':>4}   {'msgs/s b/c':>10} {'target':>7}")
+    print(
+        f"{'conc':>4}  {'CPU/msg b/a':>11} {'target':>7} {'':>4}   {'msgs/s b/c':>10} {'target':>7}"
+        f"   {'auth CPU ms/msg d-b':>19} {'d/b':>5}"
+    )
     for concurrency in sorted({row.concurrency for row in rows}):
-        a, b, c = (by_key[(concurrency, k)] for k in "abc")
+        a, b, c, d = (by_key[(concurrency, k)] for k in "abcd")
         cpu_a, cpu_b = a.per_message_ms(a.result.server_cpu), b.per_message_ms(b.result.server_cpu)
+        cpu_d = d.per_message_ms(d.result.server_cpu)
         cpu_ratio = cpu_b / cpu_a if cpu_a and cpu_b is not None else None
         rate_ratio = b.rate / c.rate if c.rate else None
+        auth_cost = cpu_d - cpu_b if cpu_d is not None and cpu_b is not None else None
+        auth_ratio = cpu_d / cpu_b if cpu_d is not None and cpu_b else None
         print(
             f"{concurrency:>4}  {fmt(cpu_ratio):>11} {f'<={TARGET_CPU_RATIO}':>7} "
             f"{verdict(cpu_ratio, lambda x: x <= TARGET_CPU_RATIO):>4}   "
             f"{fmt(rate_ratio):>10} {f'>={TARGET_THROUGHPUT_RATIO}':>7} "
             f"{verdict(rate_ratio, lambda x: x >= TARGET_THROUGHPUT_RATIO):>4}"
+            f"   {fmt(auth_cost):>19} {fmt(auth_ratio):>5}"
         )
 
 
@@ -590,7 +680,8 @@ def print_preamble(args: argparse.Namespace) -> None:
         f"{platform.node()}: {os.cpu_count()} CPUs, load average {load}; Python {platform.python_version()}"
     )
     print(
-        f"{args.messages} messages of {args.size} bytes per run, concurrency {args.concurrency}, "
+        f"{args.messages} messages of {args.size} bytes (plus a DKIM-Signature) per run, "
+        f"concurrency {args.concurrency}, "
         f"up to {args.per_connection} per connection, warm-up {args.warmup}"
     )
 
@@ -614,6 +705,19 @@ async def _serve_bare() -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.close()
+
+
+def _serve_dns(zone_file: Path) -> None:
+    """The loopback DNS server of the tests (tests/dns_zone.py), answering from memory at once."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from dns_zone import serving
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with serving(zone_file.read_text(), both=True) as (port, _zone):
+        print(f"READY {port}", flush=True)
+        stop.wait()
 
 
 def _serve_moto() -> None:
@@ -650,7 +754,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-connection", type=int, default=100, help="messages per SMTP connection")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up messages (at least the concurrency)")
     parser.add_argument("--max-seconds", type=float, default=120, help="time limit of each measured run")
-    parser.add_argument("--serve", choices=["bare", "moto"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bare", "moto", "dns"], help=argparse.SUPPRESS)
+    parser.add_argument("--zone", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.messages is None:
         args.messages = 600 if args.quick else 4000
@@ -668,6 +773,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.serve == "moto":
         _serve_moto()
+        return 0
+    if args.serve == "dns":
+        _serve_dns(args.zone)
         return 0
     signal.signal(signal.SIGTERM, raise_interrupt)
     print_preamble(args)

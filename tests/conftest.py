@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from dns_zone import serving
 
 from mailpipe.store import MailStore
 from mailpipe_gateway.local.stack import DevOptions, DevStack
@@ -41,6 +42,13 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    # Inbound authentication looks up SPF, DKIM and DMARC: a loopback server that knows no names
+    # answers (NXDOMAIN), so mail from 127.0.0.1 gets spf=none, dmarc=none and is accepted.
+    with serving("") as (dns_port, _):
+        yield from _stack(tmp_path_factory, f"127.0.0.1:{dns_port}")
+
+
+def _stack(tmp_path_factory: pytest.TempPathFactory, resolver: str) -> Iterator[DevStack]:
     options = DevOptions(
         smtp_port=0,
         submission_port=0,
@@ -55,6 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         # Tests never use real DNS: remote mail goes to a loopback port where nothing listens
         # (a temporary failure); outbound tests bring their own servers and resolvers.
         transports=["*=smtp:[127.0.0.1]:1"],
+        resolver=resolver,
     )
     dev = DevStack(options)
     dev.start()

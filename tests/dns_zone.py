@@ -5,10 +5,11 @@ recursive server would answer. Tests never use real DNS; point code at it with M
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 
 from dnslib import QTYPE, RCODE, RR, DNSRecord
-from dnslib.server import DNSLogger, DNSServer
+from dnslib.server import DNSHandler, DNSLogger, DNSServer
 
 SERVFAIL_SUFFIX = "servfail.test."
 
@@ -49,16 +50,50 @@ class ZoneResolver:
         return reply
 
 
+class ClassicUDPHandler(DNSHandler):
+    """Truncates UDP answers over 512 bytes (RFC 1035 without EDNS), so clients must retry on TCP."""
+
+    def get_reply(self, data: bytes) -> bytes:
+        reply = super().get_reply(data)
+        if self.protocol == "udp" and len(reply) > 512:
+            # dnslib's own truncate() drops the question, which resolvers rightly refuse.
+            request = DNSRecord.parse(data)
+            truncated = request.reply()
+            truncated.header.tc = 1
+            return truncated.pack()
+        return reply
+
+
+def txt_strings(text: str) -> str:
+    """A TXT value in zone-file form, cut into the 255-byte strings DNS carries (RFC 7208 3.3)."""
+    return " ".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
+
+
 @contextlib.contextmanager
-def serving(zone_text: str, *, tcp: bool = False) -> Iterator[tuple[int, ZoneResolver]]:
-    """A server for `zone_text` on 127.0.0.1 (UDP, or TCP with tcp=True): (port, its resolver)."""
+def serving(zone_text: str, *, tcp: bool = False, both: bool = False) -> Iterator[tuple[int, ZoneResolver]]:
+    """A server for `zone_text` on 127.0.0.1 (UDP, or TCP with tcp=True; with both=True UDP that
+    truncates past 512 bytes and TCP on the same port, as a real server): (port, its resolver)."""
     zone = ZoneResolver(zone_text)
-    server = DNSServer(
-        zone, address="127.0.0.1", port=0, tcp=tcp, logger=DNSLogger("-request,-reply,-truncated,-error")
-    )
-    server.start_thread()
+    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
+    handler = ClassicUDPHandler if both else DNSHandler
+    server = DNSServer(zone, address="127.0.0.1", port=0, tcp=tcp, logger=quiet, handler=handler)
+    servers = [server]
+    port = server.server.server_address[1]
+    if both:
+        servers.append(DNSServer(zone, address="127.0.0.1", port=port, tcp=True, logger=quiet))
+    for each in servers:
+        each.start_thread()
     try:
-        yield server.server.server_address[1], zone
+        yield port, zone
     finally:
-        server.stop()
-        server.server.server_close()
+        for each in servers:
+            each.stop()
+            each.server.server_close()
+
+
+@contextlib.contextmanager
+def silent() -> Iterator[int]:
+    """A "DNS server" that reads nothing and answers nothing: every lookup runs out of time."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

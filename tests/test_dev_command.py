@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, require_tool
+from dns_zone import serving
 from rspamd import GTUBE_REJECT, Rspamd, rspamd_fixture  # noqa: F401 (the fixture "rspamd")
 
 
@@ -29,7 +30,14 @@ def dev_args() -> list[str]:
 
 
 @pytest.fixture
-def dev_stack(tmp_path: Path, dev_args: list[str]):
+def dns_server():
+    # The stack checks SPF, DKIM and DMARC of what swaks sends: never against real DNS.
+    with serving("") as (port, _zone):
+        yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path, dev_args: list[str], dns_server: str):
     smtp_port, pop3_port, imap_port, aws_port, submission_port = (free_port() for _ in range(5))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
     process = subprocess.Popen(
@@ -50,6 +58,8 @@ def dev_stack(tmp_path: Path, dev_args: list[str]):
             str(aws_port),
             "--template",
             str(REPO_ROOT / "template.yaml"),
+            "--resolver",
+            dns_server,
             *dev_args,
         ],
         cwd=tmp_path,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
+from dns_zone import serving
 
 PASSWORD = "two-stacks"
 MESSAGE = (
@@ -34,7 +35,9 @@ def free_ports(count: int) -> list[int]:
 
 
 class Stack:
-    def __init__(self, directory: Path, domain: str, user: str, transports: list[str] = ()) -> None:
+    def __init__(
+        self, directory: Path, domain: str, user: str, transports: list[str] = (), *, resolver: str
+    ) -> None:
         self.smtp, self.submission, self.imap, self.pop3, self.aws = free_ports(5)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
         ports = {
@@ -50,6 +53,7 @@ class Stack:
             command += [option, str(port)]
         for transport in transports:
             command += ["--transport", transport]
+        command += ["--resolver", resolver]  # never real DNS: SPF, DKIM and DMARC ask this server
         directory.mkdir()
         self.process = subprocess.Popen(
             command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -64,10 +68,12 @@ class Stack:
                 break
         assert lines[-1].strip() == "mailpipe dev ready", "".join(lines)
 
-    def inbox(self, user: str) -> list[bytes]:
+    def inbox(self, user: str, mailbox: str = "INBOX") -> list[bytes]:
         client = imaplib.IMAP4("127.0.0.1", self.imap, timeout=30)
         client.login(user, PASSWORD)
-        client.select("INBOX", readonly=True)
+        if client.select(mailbox, readonly=True)[0] != "OK":
+            client.logout()
+            return []
         _, data = client.search(None, "ALL")
         messages = [client.fetch(n, "(BODY.PEEK[])")[1][0][1] for n in data[0].split()]
         client.logout()
@@ -83,23 +89,31 @@ class Stack:
                 self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def stacks(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("two-stacks")
-    hamburger = Stack(root / "hamburger", "hamburger.edu", "bob@hamburger.edu")
+def two_stacks(root: Path, resolver: str):
+    """hamburger.edu, and crepes.fr whose mail for hamburger.edu goes straight to its port 25."""
+    hamburger = Stack(root / "hamburger", "hamburger.edu", "bob@hamburger.edu", resolver=resolver)
     try:
         crepes = Stack(
             root / "crepes",
             "crepes.fr",
             "alice@crepes.fr",
             [f"hamburger.edu=smtp:[127.0.0.1]:{hamburger.smtp}"],
+            resolver=resolver,
         )
     except BaseException:
         hamburger.stop()
         raise
-    yield crepes, hamburger
-    crepes.stop()
-    hamburger.stop()
+    try:
+        yield crepes, hamburger
+    finally:
+        crepes.stop()
+        hamburger.stop()
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory):
+    with serving("") as (port, _zone):
+        yield from two_stacks(tmp_path_factory.mktemp("two-stacks"), f"127.0.0.1:{port}")
 
 
 def submit(stack: Stack, to: str, subject: str) -> bytes:

@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="scan mail with rspamd's normal worker at URL, e.g. http://127.0.0.1:11333 (default: no filter)",
     )
+    dev.add_argument(
+        "--resolver",
+        default=None,
+        metavar="HOST:PORT",
+        help="DNS server for every lookup: SPF, DKIM, DMARC, MX... (default: the system's)",
+    )
     dev.set_defaults(run=_run_dev)
 
     gateway = commands.add_parser(
@@ -383,6 +389,7 @@ def _run_dev(args: argparse.Namespace) -> None:
         users=users,
         transports=args.transport,
         rspamd_url=args.rspamd,
+        resolver=args.resolver,
     )
     if args.template:
         options.template = args.template

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mailpipe import aws
-from mailpipe.config import Resources
+from mailpipe.config import ENV_DNS_SERVER, Resources
 from mailpipe.directory import Directory
 from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
@@ -67,6 +67,8 @@ class DevOptions:
     # in dev a failed record comes back within minutes, not the hours it waits on AWS.
     redelivery_backoff: str = "5;300"
     transports: list[str] = field(default_factory=list)
+    # "HOST:PORT" of the DNS server every lookup goes to (SPF, DKIM, DMARC, MX...); None: the system's.
+    resolver: str | None = None
     poll_wait_seconds: int = 1
     run_pollers: bool = True
     # An AWS endpoint already running (moto in a process of its own, as the hostile benches use, so
@@ -120,6 +122,8 @@ class DevStack:
         function_env["MAILPIPE_TRANSPORTS"] = ",".join(transports)
         function_env["MAILPIPE_HOSTNAME"] = self.options.hostname
         function_env[ENV_REDELIVERY_BACKOFF] = self.options.redelivery_backoff
+        if self.options.resolver:
+            function_env[ENV_DNS_SERVER] = self.options.resolver
         os.environ.update(function_env)
         self.environment.update(function_env)
         self.resources = Resources.from_env()

@@ -6,11 +6,16 @@ import asyncio
 import functools
 from concurrent.futures import Executor
 
+import dns.asyncresolver
+
+from mailpipe.config import ENV_DNS_SERVER
 from mailpipe.directory import Directory
 from mailpipe.dns_resolver import async_resolver
+from mailpipe.mailauth.authenticate import Authenticator
 from mailpipe.spool import Spool
 from mailpipe_gateway.auth_throttle import AuthThrottle
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
+from mailpipe_gateway.smtp.authentication import InboundAuthentication
 from mailpipe_gateway.smtp.dnsbl import Blocklists
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
@@ -35,6 +40,13 @@ def build_smtp_gateway(
         blocklists=Blocklists(settings.dnsbl_zones, async_resolver(), settings.dnsbl_exempt)
         if settings.dnsbl_zones
         else None,
+        authentication=(
+            InboundAuthentication(
+                Authenticator(inbound_resolver(settings), executor), settings.hostname, executor
+            )
+            if settings.authenticate_inbound
+            else None
+        ),
     )
     tls = (
         server_context(settings.tls_cert, settings.tls_key)
@@ -48,6 +60,10 @@ def spam_filter(settings: GatewaySettings) -> SpamFilter | None:
     if not settings.rspamd_url:
         return None
     return SpamFilter(RspamdClient(settings.rspamd_url, settings.rspamd_timeout), settings.hostname)
+
+
+def inbound_resolver(settings: GatewaySettings) -> dns.asyncresolver.Resolver:
+    return async_resolver({ENV_DNS_SERVER: settings.dns_server} if settings.dns_server else None)
 
 
 def rejection_limiter(settings: GatewaySettings) -> RejectionLimiter:

@@ -13,6 +13,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from mailpipe.directory import Verdict
 from mailpipe.spool import Envelope, Spool, new_queue_id, now_utc, spool_key
 from mailpipe_gateway.recipient_check import DirectoryUnavailable, RecipientChecker
+from mailpipe_gateway.smtp.authentication import InboundAuthentication
 from mailpipe_gateway.smtp.dnsbl import Blocklists
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.spam_filter import NO_FILTER, SpamCheck
@@ -59,6 +60,7 @@ class InboundHandler:
         rejections: RejectionLimiter | None = None,
         spam_filter: SpamCheck | None = None,
         blocklists: Blocklists | None = None,
+        authentication: InboundAuthentication | None = None,
     ) -> None:
         self._spool = spool
         self._spam_filter = spam_filter or NO_FILTER
@@ -68,6 +70,7 @@ class InboundHandler:
         self._executor = executor
         self._max_recipients = max_recipients
         self._rejections = rejections or RejectionLimiter()
+        self._authentication = authentication
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str, responses: list[str]
@@ -139,10 +142,25 @@ class InboundHandler:
             return prepared
         body = prepared
         queue_id = new_queue_id()
+        junk = False
+        # SPF/DKIM/DMARC/ARC; never for our own users' submissions (they logged in).
+        if self._authentication is not None and not session.authenticated:
+            decision = await self._authentication.decide(
+                body,
+                client_ip=_peer(session),
+                helo=session.host_name or "",
+                mail_from=envelope.mail_from or "",
+                queue=queue_id,
+            )
+            if decision.reply is not None:
+                return decision.reply
+            body, junk = decision.message, decision.junk
+        # The spam filter sees the message with our Authentication-Results, as rspamd's milter would.
         spam = await self._spam_filter.check(body, session, envelope, queue_id)
         if spam.reply:
             return spam.reply
         body = spam.headers + body
+        junk = junk or spam.junk
         when = now_utc()
         tls = session.ssl is not None or getattr(server, "implicit_tls", False)
         smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
@@ -173,7 +191,7 @@ class InboundHandler:
             dsn_ret=getattr(server, "mail_dsn", None) and server.mail_dsn.ret,
             dsn_envid=getattr(server, "mail_dsn", None) and server.mail_dsn.envid,
             rcpt_dsn=list(envelope.__dict__.get("rcpt_dsn", [])),
-            junk=spam.junk,
+            junk=junk,
         )
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._spool.put, spooled, raw)

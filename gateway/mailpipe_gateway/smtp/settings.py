@@ -51,6 +51,10 @@ class GatewaySettings:
     # DNS blocklists asked about port 25's clients (dnsbl.py), and the networks never looked up.
     dnsbl_zones: tuple[str, ...] = ()
     dnsbl_exempt: tuple[str, ...] = DEFAULT_EXEMPT
+    # SPF, DKIM, DMARC and ARC on port 25 (smtp/authentication.py); off only for measurements.
+    authenticate_inbound: bool = True
+    # "HOST:PORT" of the DNS server for those checks; None: MAILPIPE_DNS_SERVER, else the system's.
+    dns_server: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -77,4 +81,5 @@ class GatewaySettings:
             rspamd_timeout=float(env.get("MAILPIPE_RSPAMD_TIMEOUT", DEFAULT_RSPAMD_TIMEOUT)),
             dnsbl_zones=zones_from_env(env.get(DNSBL_ZONES_ENV, "")),
             dnsbl_exempt=exempt_from_env(env, DNSBL_EXEMPT_ENV),
+            authenticate_inbound=env.get("MAILPIPE_INBOUND_AUTH", "on").lower() not in ("off", "0", "false"),
         )
