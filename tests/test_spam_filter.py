@@ -35,8 +35,8 @@ def with_header(message: bytes, header: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def filtered(stack, rspamd: Rspamd):
-    """Port 25 with the filter on."""
-    gateway = stack.build_gateway(stack.spool(), rspamd_url=rspamd.url)
+    """Port 25 with the filter on (and SPF/DKIM/DMARC off: their header is test_inbound_auth's)."""
+    gateway = stack.build_gateway(stack.spool(), rspamd_url=rspamd.url, authenticate_inbound=False)
     stack.loop.run(gateway.start())
     yield gateway
     stack.loop.run(gateway.stop())
@@ -314,3 +314,21 @@ def test_settings_from_the_environment() -> None:
     assert (settings.rspamd_url, settings.rspamd_timeout) == ("http://127.0.0.1:11333", 3.0)
     with pytest.raises(ValueError, match="rspamd URL"):
         RspamdClient("127.0.0.1:11333")
+
+
+def test_with_authentication_on_rspamd_scans_the_authenticated_message(stack, new_user, rspamd) -> None:
+    """Both checks at the end of DATA: our Authentication-Results goes in first, then rspamd's
+    headers; either verdict may send the message to Junk, and a reject from rspamd still refuses."""
+    gateway = stack.build_gateway(stack.spool(), rspamd_url=rspamd.url)
+    stack.loop.run(gateway.start())
+    try:
+        bob = new_user()
+        assert send(gateway.port, bob, with_body_line(CLEAN, GTUBE_REJECT))[0] == 550
+        message = with_header(CLEAN, "X-Test-Action: add header")
+        assert send(gateway.port, bob, message)[0] == 250
+        [body] = delivered(stack, bob, "Junk")
+        added = body[: -len(message)]
+        assert added.index(b"\r\nX-Spam: Yes\r\n") < added.index(b"\r\nAuthentication-Results: ")
+        assert b"dmarc=none" in added  # client.remote.test publishes nothing (the empty test zone)
+    finally:
+        stack.loop.run(gateway.stop())
