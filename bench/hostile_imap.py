@@ -52,7 +52,7 @@ def serve() -> None:
     """The dev stack with a loop meter; answers "lag" on stdin with the longest stall since the last."""
     from mailpipe_gateway.auth_throttle import AuthThrottle
     from mailpipe_gateway.connection_limits import ConnectionLimiter
-    from mailpipe_gateway.local.stack import DevOptions, DevStack
+    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     with tempfile.TemporaryDirectory(prefix="hostile-imap-") as state:
         options = DevOptions(

@@ -51,7 +51,7 @@ def user(n: int) -> str:
 
 def serve(users: int) -> None:
     from mailpipe_gateway.auth_throttle import AuthThrottle
-    from mailpipe_gateway.local.stack import DevOptions, DevStack
+    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     with tempfile.TemporaryDirectory() as state:
         options = DevOptions(

@@ -51,7 +51,7 @@ def raise_file_limit() -> None:
 
 
 def serve() -> None:
-    from mailpipe_gateway.local.stack import DevOptions, DevStack
+    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     raise_file_limit()
     # Our answers to the bench go out on the original stdout; the stack's own output (the

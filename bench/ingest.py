@@ -413,8 +413,8 @@ def purging(aws: Aws, queue_url: str, interval: float = PURGE_INTERVAL) -> Itera
 def provision_stack(aws: Aws) -> dict[str, str]:
     """Creates template.yaml's resources on moto and a domain and user; returns the functions' env."""
     from mailpipe.directory import Directory
-    from mailpipe_gateway.local.provision import provision
-    from mailpipe_gateway.local.template import Template
+    from mailpipe_tools.local.provision import provision
+    from mailpipe_tools.local.template import Template
 
     template = Template.load()
     deployment = provision(template, aws.client("s3"), aws.client("sqs"), aws.client("dynamodb"))
@@ -617,7 +617,7 @@ async def _serve_bare() -> None:
 
 
 def _serve_moto() -> None:
-    from mailpipe_gateway.local.moto_server import MotoServer
+    from mailpipe_tools.local.moto_server import MotoServer
 
     server = MotoServer(HOST, 0)
     stop = threading.Event()

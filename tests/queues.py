@@ -11,7 +11,7 @@ from typing import Any
 
 from mailpipe import aws
 from mailpipe.spool import Envelope, new_queue_id, now_utc, spool_key
-from mailpipe_gateway.local.event_source import SqsPoller
+from mailpipe_tools.local.event_source import SqsPoller
 
 MOTO_ACCOUNT = "123456789012"
 MOTO_REGION = "us-east-1"

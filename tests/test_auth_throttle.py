@@ -142,7 +142,7 @@ def test_mailpipe_gateway_counts_failures_on_587_and_465_together(stack, new_use
     }
     env.pop("MAILPIPE_VALIDATE_FUNCTION", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "gateway"],
+        [sys.executable, "-m", "mailpipe_tools.cli", "gateway"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -27,7 +27,7 @@ def test_ruff_format() -> None:
 
 def test_architecture_doc_names_existing_files() -> None:
     text = (REPO_ROOT / "docs" / "architecture.md").read_text()
-    paths = set(re.findall(r"`((?:gateway|layers|functions)/[\w/.]+)`", text))
+    paths = set(re.findall(r"`((?:gateway|layers|functions|tools)/[\w/.]+)`", text))
     assert paths, "docs/architecture.md should point at the code"
     missing = sorted(p for p in paths if not (REPO_ROOT / p).exists())
     assert missing == [], f"docs/architecture.md names files that are not there: {missing}"

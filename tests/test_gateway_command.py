@@ -32,7 +32,7 @@ def test_gateway_runs_from_the_environment_and_stops_on_sigterm(stack, new_user)
     }
     env.pop("MAILPIPE_VALIDATE_FUNCTION", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "gateway"],
+        [sys.executable, "-m", "mailpipe_tools.cli", "gateway"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,7 +93,7 @@ def test_access_gateway_serves_imap_and_pop3_with_tls(stack, new_user, tmp_path)
         "MAILPIPE_TLS_KEY_PEM": key.read_text(),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "access-gateway"],
+        [sys.executable, "-m", "mailpipe_tools.cli", "access-gateway"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -129,7 +129,7 @@ def test_access_gateway_serves_imap_and_pop3_with_tls(stack, new_user, tmp_path)
 def test_access_gateway_refuses_to_run_without_a_certificate(stack) -> None:
     env = {k: v for k, v in {**os.environ, **stack.environment}.items() if not k.startswith("MAILPIPE_TLS")}
     result = subprocess.run(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "access-gateway"],
+        [sys.executable, "-m", "mailpipe_tools.cli", "access-gateway"],
         env=env,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpipe_gateway.local.template import Template
+from mailpipe_tools.local.template import Template
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -16,8 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpipe_gateway.local.functions import LocalFunction
 from mailpipe_gateway.recipient_check import LocalLambdaContext
+from mailpipe_tools.local.functions import LocalFunction
 
 log = logging.getLogger(__name__)
 

@@ -261,7 +261,7 @@ def _wait_for_interrupt() -> None:
 
 
 def _run_dev(args: argparse.Namespace) -> None:
-    from mailpipe_gateway.local.stack import DevOptions, DevStack
+    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     users = []
     for spec in args.user or [":".join(DEMO_USER)]:
@@ -322,9 +322,9 @@ def _run_gateway(args: argparse.Namespace) -> None:
         lookup = lambda_lookup(aws.client("lambda"), settings.validate_function)
     else:
         # No function to invoke (a bench against moto, say): run its handler in-process.
-        from mailpipe_gateway.local.functions import load_function
-        from mailpipe_gateway.local.stack import VALIDATE_FUNCTION
-        from mailpipe_gateway.local.template import Template
+        from mailpipe_tools.local.functions import load_function
+        from mailpipe_tools.local.stack import VALIDATE_FUNCTION
+        from mailpipe_tools.local.template import Template
 
         function = load_function(Template.load(), VALIDATE_FUNCTION, VALIDATE_FUNCTION)
         lookup = in_process_lookup(function.handler, function.name)
