@@ -312,7 +312,7 @@ def _run_gateway(args: argparse.Namespace) -> None:
 
     from mailpipe.services import directory, spool
     from mailpipe_gateway.auth_throttle import AuthThrottle
-    from mailpipe_gateway.recipient_check import Lookup, in_process_lookup, lambda_lookup
+    from mailpipe_gateway.recipient_check import Lookup, directory_lookup, lambda_lookup
     from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
     from mailpipe_gateway.smtp.settings import GatewaySettings
 
@@ -321,13 +321,8 @@ def _run_gateway(args: argparse.Namespace) -> None:
     if settings.validate_function:
         lookup = lambda_lookup(aws.client("lambda"), settings.validate_function)
     else:
-        # No function to invoke (a bench against moto, say): run its handler in-process.
-        from mailpipe_tools.local.functions import load_function
-        from mailpipe_tools.local.stack import VALIDATE_FUNCTION
-        from mailpipe_tools.local.template import Template
-
-        function = load_function(Template.load(), VALIDATE_FUNCTION, VALIDATE_FUNCTION)
-        lookup = in_process_lookup(function.handler, function.name)
+        # No function to invoke (a bench against moto, say): the function's check, in-process.
+        lookup = directory_lookup(directory())
 
     async def serve() -> None:
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")

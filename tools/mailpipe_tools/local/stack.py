@@ -22,13 +22,12 @@ from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.listeners import executor_runner
 from mailpipe_gateway.pop3.server import POP3Server
-from mailpipe_gateway.recipient_check import in_process_lookup
 from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.tls import server_context, write_self_signed
 from mailpipe_tools.local.event_source import SqsPoller
-from mailpipe_tools.local.functions import LocalFunction, load_function
+from mailpipe_tools.local.functions import LocalFunction, in_process_lookup, load_function
 from mailpipe_tools.local.moto_server import MotoServer
 from mailpipe_tools.local.provision import REGION, Deployment, provision
 from mailpipe_tools.local.template import DEFAULT_TEMPLATE, Template
