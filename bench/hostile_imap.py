@@ -50,7 +50,7 @@ MIB = 2**20
 
 def serve() -> None:
     """The dev stack with a loop meter; answers "lag" on stdin with the longest stall since the last."""
-    from mailpipe_gateway.auth_throttle import AuthThrottle
+    from mailpipe_gateway.auth.throttle import AuthThrottle
     from mailpipe_gateway.connection_limits import ConnectionLimiter
     from mailpipe_tools.local.stack import DevOptions, DevStack
 

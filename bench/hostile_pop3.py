@@ -50,7 +50,7 @@ def user(n: int) -> str:
 
 
 def serve(users: int) -> None:
-    from mailpipe_gateway.auth_throttle import AuthThrottle
+    from mailpipe_gateway.auth.throttle import AuthThrottle
     from mailpipe_tools.local.stack import DevOptions, DevStack
 
     with tempfile.TemporaryDirectory() as state:

@@ -10,7 +10,7 @@ from conftest import PASSWORD
 from imap_fuzzer import Fuzzer
 from loop_lag import LoopLag
 
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 
 COMMANDS = [
     b"FETCH 1:* (FLAGS BODY[1.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.10> BINARY[1] BINARY.SIZE[1])",

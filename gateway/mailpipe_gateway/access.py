@@ -18,7 +18,7 @@ from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe.store.locks import Leases
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.connection_limits import (
     DEFAULT_EXEMPT,
     DEFAULT_MAX_CONNECTIONS,

@@ -17,7 +17,7 @@ from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.services import directory, spool
 from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.listeners import executor_runner
 from mailpipe_gateway.recipient_check import Lookup, directory_lookup, lambda_lookup
 from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from mailpipe.directory import Directory
 from mailpipe.store import MailboxSnapshots, MailStore
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
 from mailpipe_gateway.imap.view import MailboxView
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from mailpipe.directory import Directory
 from mailpipe.store import MailStore
 from mailpipe.store.locks import Leases
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.pop3.maildrop import Maildrop, MaildropLocked
 from mailpipe_gateway.wire_numbers import ascii_number
 

@@ -8,7 +8,7 @@ from concurrent.futures import Executor
 
 from mailpipe.directory import Directory
 from mailpipe.spool import Spool
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.harvest import RejectionLimiter

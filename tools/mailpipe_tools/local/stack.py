@@ -17,7 +17,7 @@ from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 from mailpipe_gateway.access import AccessParts, access_server
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.listeners import executor_runner
