@@ -9,8 +9,6 @@ serializer.py writes the answers.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import ssl
@@ -18,6 +16,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from mailpipe.store import Mailbox
+from mailpipe_gateway.auth.login import Logins, Throttled
+from mailpipe_gateway.auth.sasl import (
+    CANCEL,
+    Credentials,
+    decode_response,
+    encode_challenge,
+    plain_credentials,
+)
 from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
 from mailpipe_gateway.imap.parser import ParseError, parse_command
@@ -306,7 +312,7 @@ class IMAPSession:
     async def cmd_login(self, command: Login) -> Done:
         if not self.may_login():
             return no("Plaintext logins need TLS: use STARTTLS first", "PRIVACYREQUIRED")
-        return await self.authenticate(command.user, command.password)
+        return await self.authenticate(Credentials(command.user, command.password))
 
     async def cmd_authenticate(self, command: Authenticate) -> Done:
         if not self.may_login():
@@ -315,45 +321,39 @@ class IMAPSession:
             response = command.initial_response
             if response is None:
                 response = await self.sasl_response("")
-            try:
-                _authzid, user, password = response.split(b"\0")
-            except ValueError:
+            credentials = plain_credentials(response)
+            if credentials is None:
                 return bad("Malformed PLAIN response")
-            return await self.authenticate(
-                user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
-            )
+            return await self.authenticate(credentials)
         if command.mechanism == "LOGIN":
             user = command.initial_response
             if user is None:
                 user = await self.sasl_response("Username:")
             password = await self.sasl_response("Password:")
-            return await self.authenticate(
-                user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
-            )
+            return await self.authenticate(Credentials.from_bytes(user, password))
         return no("Unsupported authentication mechanism")
 
     async def sasl_response(self, challenge: str) -> bytes:
-        await self.send(b"+ " + base64.b64encode(challenge.encode()) + b"\r\n")
+        await self.send(b"+ " + encode_challenge(challenge) + b"\r\n")
         self._commands.expect_line()
         event = await self.next_event(self.ctx.autologout)
         if not isinstance(event, Line):
             raise _Closed
-        if event.data.strip() == b"*":
+        if event.data.strip() == CANCEL:
             raise _Cancelled
-        try:
-            return base64.b64decode(event.data.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise _Cancelled from None
+        response = decode_response(event.data)
+        if response is None:
+            raise _Cancelled
+        return response
 
-    async def authenticate(self, user: str, password: str) -> Done:
-        throttle = self.ctx.throttle
-        if throttle.blocked(self.peer, user, "imap"):
+    async def authenticate(self, credentials: Credentials) -> Done:
+        logins = Logins(self.ctx.directory, self.ctx.throttle, self.ctx.run)
+        try:
+            account = await logins.check(credentials, self.peer, "imap")
+        except Throttled:
             return no("Too many failed logins, try again later", "UNAVAILABLE")
-        account = await self.call(self.ctx.directory.authenticate, user, password)
         if account is None:
-            throttle.failed(self.peer, user, "imap")
             return no("Invalid user name or password", "AUTHENTICATIONFAILED")
-        throttle.succeeded(self.peer, user)
         sessions = self.ctx.user_sessions
         if not sessions.acquire(account.address):
             log.warning(

@@ -8,13 +8,15 @@ from concurrent.futures import Executor
 
 from mailpipe.directory import Directory
 from mailpipe.spool import Spool
+from mailpipe_gateway.auth.login import Logins
 from mailpipe_gateway.auth.throttle import AuthThrottle
+from mailpipe_gateway.listeners import executor_runner
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
 from mailpipe_gateway.smtp.handler import InboundHandler
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
-from mailpipe_gateway.smtp.submission import SubmissionHandler, SubmissionSMTP, Throttled
+from mailpipe_gateway.smtp.submission import SubmissionHandler, SubmissionSMTP
 from mailpipe_gateway.tls import server_context
 
 
@@ -54,19 +56,7 @@ def build_submission_gateway(
     throttle: AuthThrottle | None = None,
 ) -> SMTPGateway:
     """Port 587 (or 465 with `implicit_tls`): AUTH against the directory, then mail to anywhere."""
-    throttle = throttle or AuthThrottle()
-
-    async def authenticate(login: str, password: str, peer: str) -> str | None:
-        if throttle.blocked(peer, login, "submission"):
-            raise Throttled(login)
-        user = await asyncio.get_running_loop().run_in_executor(
-            executor, directory.authenticate, login, password
-        )
-        if user is None:
-            throttle.failed(peer, login, "submission")
-            return None
-        throttle.succeeded(peer, login)
-        return user.address
+    logins = Logins(directory, throttle or AuthThrottle(), executor_runner(executor))
 
     async def owned_addresses(user: str) -> set[str]:
         return await asyncio.get_running_loop().run_in_executor(executor, directory.owned_addresses, user)
@@ -86,7 +76,7 @@ def build_submission_gateway(
     )
     protocol = functools.partial(
         SubmissionSMTP,
-        authenticate=authenticate,
+        logins=logins,
         plaintext_loopback=plaintext_loopback,
         implicit_tls=implicit_tls,
     )
