@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from mailpipe.store import Mailbox
@@ -26,8 +26,9 @@ from mailpipe_gateway.auth.sasl import (
 )
 from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
+from mailpipe_gateway.imap.fetch import render_fetch
 from mailpipe_gateway.imap.parser import ParseError, parse_command
-from mailpipe_gateway.imap.ranges import contains, merged
+from mailpipe_gateway.imap.ranges import contains, merged, uid_set
 from mailpipe_gateway.imap.reader import (
     MAX_LINE,
     PREAUTH_MAX_LINE,
@@ -39,12 +40,11 @@ from mailpipe_gateway.imap.reader import (
     RawCommand,
 )
 from mailpipe_gateway.imap.starttls import start_tls
-from mailpipe_gateway.imap.state import Done, IMAPContext, SessionState, State, bad, no
+from mailpipe_gateway.imap.state import Done, Entry, IMAPContext, SessionState, State, bad, no
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Handler = Callable[["IMAPSession", Any], Awaitable[Done]]
 
 _FLAGS = (FetchAttr("FLAGS"),)
 
@@ -58,9 +58,16 @@ class _Closed(Exception):
 
 class IMAPSession:
     def __init__(
-        self, context: IMAPContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+        self,
+        context: IMAPContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls: bool,
+        handlers: Mapping[str, Entry],
     ) -> None:
         self.ctx = context
+        self._handlers = handlers  # imap/dispatch.py: which command runs what, in which states
         self.st = SessionState()
         self.tls = tls
         self._stream = reader
@@ -132,9 +139,7 @@ class IMAPSession:
             await self.send(b"* BAD Expected a command\r\n")
 
     async def _execute(self, command: Command) -> None:
-        from mailpipe_gateway.imap.dispatch import HANDLERS
-
-        entry = HANDLERS.get(command.name)
+        entry = self._handlers.get(command.name)
         if entry is None:
             done = bad("Unknown command")
         elif self.st.state not in entry.states:
@@ -216,8 +221,6 @@ class IMAPSession:
         return [c.uid for c in changes if c.expunged and (known is None or contains(known, c.uid))]
 
     async def announce(self, updates: Any) -> None:
-        from mailpipe_gateway.imap.fetch import render_fetch
-
         out = []
         for number in updates.expunged:
             out.append(b"* %d EXPUNGE\r\n" % number)
@@ -427,19 +430,3 @@ class _Continue(Exception):
 
 class _Cancelled(Exception):
     """The client cancelled a SASL exchange with "*"."""
-
-
-def uid_set(uids: list[int]) -> str:
-    """UIDs as a compact sequence set: 1:3,7,9:10."""
-    ranges: list[str] = []
-    start = previous = None
-    for uid in sorted(uids):
-        if previous is not None and uid == previous + 1:
-            previous = uid
-            continue
-        if start is not None:
-            ranges.append(f"{start}:{previous}" if start != previous else str(start))
-        start = previous = uid
-    if start is not None:
-        ranges.append(f"{start}:{previous}" if start != previous else str(start))
-    return ",".join(ranges)

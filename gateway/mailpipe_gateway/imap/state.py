@@ -60,6 +60,15 @@ class Done:
     code: str | None = None
 
 
+@dataclass(frozen=True)
+class Entry:
+    """How a command runs (imap/dispatch.py): its handler, called with the session and the command,
+    and the states it is allowed in."""
+
+    handler: Callable[[Any, Any], Awaitable[Done]]
+    states: frozenset[State]
+
+
 def no(text: str, code: str | None = None) -> Done:
     return Done("NO", text, code)
 
