@@ -1,4 +1,4 @@
-"""Assembling the SMTP gateway from its parts; shared by `mailpipe gateway` and the dev stack."""
+"""Assembling the SMTP gateway from its parts; shared by the container (run.py) and the dev stack."""
 
 from __future__ import annotations
 
