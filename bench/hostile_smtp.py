@@ -102,7 +102,9 @@ def serve() -> None:
 class Child:
     def __init__(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "layers/core"), str(REPO / "gateway")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO / "layers/core"), str(REPO / "gateway"), str(REPO / "tools")]
+        )
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--serve"],
             stdin=subprocess.PIPE,
@@ -148,7 +150,7 @@ class Child:
 
 def fuzz(ports: dict[str, int], lines: int, seed: int) -> int:
     """The tests' fuzzer (one line at a time, DATA and AUTH included); the replies it got."""
-    for path in ("tests", "gateway", "layers/core"):
+    for path in ("tests", "tools", "gateway", "layers/core"):
         sys.path.insert(0, str(REPO / path))
     from test_smtp_fuzz import BASES, Conversation, Fuzzer, ended
 
