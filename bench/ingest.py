@@ -293,7 +293,7 @@ def boto3_load(
     aws: Aws, stack: dict[str, str], message: bytes, count: int, concurrency: int, max_seconds: float
 ) -> LoadResult:
     """PutObject + SendMessage per message, `concurrency` threads; server_cpu is the threads' CPU."""
-    from mailpipe.spool import Envelope, new_queue_id, now_utc, spool_key
+    from mailpipe.spool import Envelope, EnvelopeRecipient, new_queue_id, now_utc, spool_key
 
     s3, sqs = aws.client("s3", concurrency), aws.client("sqs", concurrency)
     bucket, queue_url = stack["MAILPIPE_MAIL_BUCKET"], stack["MAILPIPE_INBOUND_QUEUE_URL"]
@@ -304,7 +304,12 @@ def boto3_load(
         began, cpu = time.monotonic(), time.thread_time()
         queue_id, when = new_queue_id(), now_utc()
         envelope = Envelope(
-            queue_id, SENDER, [RECIPIENT], spool_key(queue_id, when), len(body), when.isoformat()
+            queue_id,
+            SENDER,
+            (EnvelopeRecipient(RECIPIENT),),
+            spool_key(queue_id, when),
+            len(body),
+            when.isoformat(),
         )
         try:
             s3.put_object(Bucket=bucket, Key=envelope.s3_key, Body=body, ContentType="message/rfc822")

@@ -21,6 +21,7 @@ from mailpipe_gateway.smtp.dsn_params import (
     rcpt_dsn,
     split_params,
 )
+from mailpipe_gateway.smtp.envelope import MailpipeEnvelope
 from mailpipe_gateway.smtp.reading import read_data, read_line
 from mailpipe_gateway.smtp.status import with_enhanced_code
 from mailpipe_gateway.smtp.syntax import (
@@ -79,6 +80,9 @@ class MailpipeSMTP(SMTP):
         self._data_budget = data_budget or MemoryBudget()
         self.mail_dsn = MailDsn()
         self.rcpt_dsn = RcptDsn()
+
+    def _create_envelope(self) -> MailpipeEnvelope:
+        return MailpipeEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # aiosmtpd calls this again after STARTTLS; only the first call opens a session.

@@ -26,7 +26,7 @@ from mailpipe.outbound.schedule import RetrySchedule, sqs_delay_until
 from mailpipe.outbound.state import DEFERRED, DELIVERED, FAILED, QueueEntry, QueueState, iso
 from mailpipe.outbound.transport_map import TransportMap
 from mailpipe.outbound.transports import Recipient, RecipientResult
-from mailpipe.spool import Envelope, Spool, new_queue_id, spool_key
+from mailpipe.spool import Envelope, EnvelopeRecipient, Spool, new_queue_id, spool_key
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class OutboundDelivery:
         envelope = Envelope(
             id=queue_id,
             mail_from="",
-            rcpt_tos=[message.mail_from],
+            recipients=(EnvelopeRecipient(message.mail_from),),
             s3_key=spool_key(queue_id, now),
             size=len(dsn),
             received_at=now.isoformat(),
@@ -225,7 +225,7 @@ def _spooled(message: OutboundMessage) -> Envelope:
     return Envelope(
         id=message.envelope_id,
         mail_from=message.mail_from,
-        rcpt_tos=[],
+        recipients=(),
         s3_key=message.s3_key,
         size=message.size,
         received_at=message.received_at,
