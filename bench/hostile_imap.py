@@ -5,9 +5,9 @@ Run by hand from the repository root (never in `make test`):
     .venv/bin/python bench/hostile_imap.py                  # 1,000 connections, 20 fuzzer sessions
     .venv/bin/python bench/hostile_imap.py --connections 300 --sessions 6
 
-It starts the dev stack (moto and every listener, as `mailpipe dev` has them) in a subprocess of
-its own (`hostile_imap.py --serve`), so that its RSS is the server's alone, read from
-/proc/<pid>/status. Then, from this process:
+It starts the dev stack (every listener, as `mailpipe dev` has them; moto in a process of its own
+unless --moto-in-process) in a subprocess of its own (`hostile_imap.py --serve`), so that its RSS
+is the server's alone, read from /proc/<pid>/status. Then, from this process:
 
   1. --connections pre-login connections each hold the largest command allowed before login
      (LOGIN with an 8 KiB literal read and a second one never finished; tests/imap_hostile_load.py),
@@ -18,8 +18,9 @@ its own (`hostile_imap.py --serve`), so that its RSS is the server's alone, read
 
 It prints the server's RSS before and after step 1 and after step 2, and the event loop's longest
 stall during each step, from a task in the server that sleeps 5 ms again and again and records
-how late it wakes (tests/loop_lag.py). The stall includes time the loop waited for the GIL held by
-moto's threads, which share the process in the dev stack (not on AWS).
+how late it wakes (mailpipe_gateway.loop_watch). With --moto-in-process the stall includes time the
+loop waited for the GIL held by moto's threads, which share the process in the dev stack (never
+on AWS, where the gateway talks to DynamoDB and S3 over the network).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))  # the fuzzer, the hostile clients,
 
 from imap_fuzzer import Fuzzer  # noqa: E402
 from imap_hostile_load import hold_largest_literal, push_huge_literal, rss_bytes  # noqa: E402
-from loop_lag import LoopLag  # noqa: E402
 
 DOMAIN = "example.test"
 USER = f"hostile@{DOMAIN}"
@@ -48,13 +48,18 @@ MIB = 2**20
 # -- the server process ------------------------------------------------------------------------------
 
 
-def serve() -> None:
+def serve(moto_in_process: bool) -> None:
     """The dev stack with a loop meter; answers "lag" on stdin with the longest stall since the last."""
+    from processes import moto_in_own_process
+
     from mailpipe_gateway.auth.throttle import AuthThrottle
     from mailpipe_gateway.connection_limits import ConnectionLimiter
+    from mailpipe_gateway.loop_watch import LoopWatch
     from mailpipe_tools.local.stack import DevOptions, DevStack
 
-    with tempfile.TemporaryDirectory(prefix="hostile-imap-") as state:
+    with contextlib.ExitStack() as resources:
+        state = resources.enter_context(tempfile.TemporaryDirectory(prefix="hostile-imap-"))
+        endpoint = None if moto_in_process else resources.enter_context(moto_in_own_process())
         options = DevOptions(
             smtp_port=0,
             submission_port=0,
@@ -65,6 +70,7 @@ def serve() -> None:
             users=[(USER, PASSWORD)],
             state_dir=Path(state),
             run_pollers=False,
+            aws_endpoint=endpoint,
         )
         stack = DevStack(options)
         stack.start()
@@ -79,7 +85,7 @@ def serve() -> None:
             throttle=AuthThrottle(max_per_user=10**9, max_per_address=10**9),
         )
         stack.loop.run(imap.start())
-        lag = LoopLag()
+        lag = LoopWatch()
         stack.loop.run(lag.start())
         print(f"ready {imap.port}", flush=True)
         try:
@@ -96,9 +102,9 @@ def serve() -> None:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, moto_in_process: bool) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve"],
+            [sys.executable, __file__, "--serve", *(["--moto-in-process"] if moto_in_process else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -145,11 +151,16 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10, help="fuzzer sessions before login, and after")
     parser.add_argument("--commands", type=int, default=60, help="commands per fuzzer session")
     parser.add_argument("--seed", type=int, default=20261205)
+    parser.add_argument(
+        "--moto-in-process",
+        action="store_true",
+        help="moto in the server's process, as `mailpipe dev` runs it (default: a process of its own)",
+    )
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve(args.moto_in_process)
         return
-    server = Server()
+    server = Server(args.moto_in_process)
     held = []
     try:
         time.sleep(2)  # let the stack settle after start-up
@@ -178,6 +189,7 @@ def main() -> None:
             sock.close()
         server.stop()
     growth = held_rss - before
+    print("moto: " + ("in the server's process" if args.moto_in_process else "a process of its own"))
     print(f"pre-login connections held: {len(held)} (each an 8 KiB literal read and one unfinished)")
     print(f"40 MiB LITERAL+ attempts answered with BYE and closed: {closed} of {args.pushes}")
     print(

@@ -5,10 +5,11 @@ Run by hand from the repository root (not in `make test`):
     .venv/bin/python bench/hostile_pop3.py                      # 1,000 connections, 10 fuzzers
     .venv/bin/python bench/hostile_pop3.py --connections 200 --fuzzers 2 --lines 50
 
-It starts a server process of its own (`hostile_pop3.py --serve`: the dev stack, moto included,
-with one more POP3 listener whose login throttle has room for the fuzzers' failed logins) and
-a loop-lag monitor on the stack's event loop: a task that sleeps 10 ms and records how much
-later than that it woke up. Then, from this process:
+It starts a server process of its own (`hostile_pop3.py --serve`: the dev stack, with moto in a
+process of its own unless --moto-in-process, and one more POP3 listener whose login throttle has
+room for the fuzzers' failed logins) and a loop watch on the stack's event loop
+(mailpipe_gateway.loop_watch: a task that sleeps 5 ms and records how much later it woke up).
+Then, from this process:
 
 1. `--connections` pre-login connections, each sending the longest line POP3 buffers (one octet
    short of the 2 KiB limit) with no line end, and held open; one more connection shows whether
@@ -17,14 +18,14 @@ later than that it woke up. Then, from this process:
    binary, overlong and Unicode-digit lines each, before and after logging in.
 
 It prints the server's VmRSS (/proc/PID/status) before and after each phase and the longest
-stall of its event loop during each. The server process holds moto too: the pre-login phase
-never reaches it, the fuzzers' logins and commands do.
+stall of its event loop during each. With --moto-in-process the stall includes waiting for the
+GIL that moto's threads hold; on AWS no such threads share the gateway's process.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import os
 import random
@@ -39,7 +40,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password"
 SEED = 20261205
-LAG_INTERVAL = 0.01
 
 
 # -- the server process -------------------------------------------------------------------------
@@ -49,11 +49,16 @@ def user(n: int) -> str:
     return f"fuzz{n}@example.test"  # one per fuzzer: a maildrop takes one POP3 session at a time
 
 
-def serve(users: int) -> None:
+def serve(users: int, moto_in_process: bool) -> None:
+    from processes import moto_in_own_process
+
     from mailpipe_gateway.auth.throttle import AuthThrottle
+    from mailpipe_gateway.loop_watch import LoopWatch
     from mailpipe_tools.local.stack import DevOptions, DevStack
 
-    with tempfile.TemporaryDirectory() as state:
+    with contextlib.ExitStack() as resources:
+        state = resources.enter_context(tempfile.TemporaryDirectory())
+        endpoint = None if moto_in_process else resources.enter_context(moto_in_own_process())
         options = DevOptions(
             smtp_port=0,
             submission_port=0,
@@ -63,6 +68,7 @@ def serve(users: int) -> None:
             users=[(user(n), PASSWORD) for n in range(users)],
             state_dir=Path(state),
             run_pollers=False,
+            aws_endpoint=endpoint,
         )
         stack = DevStack(options)
         stack.start()
@@ -72,24 +78,16 @@ def serve(users: int) -> None:
                 store.append(user(n), "INBOX", b"Subject: bench %d\r\n\r\nbody\r\n.dot\r\n" % m)
         pop3 = stack.build_pop3(throttle=AuthThrottle(max_per_user=10**9, max_per_address=10**9))
         stack.loop.run(pop3.start())
-        lag = {"max": 0.0}
-
-        async def monitor() -> None:
-            loop = asyncio.get_running_loop()
-            while True:
-                start = loop.time()
-                await asyncio.sleep(LAG_INTERVAL)
-                lag["max"] = max(lag["max"], loop.time() - start - LAG_INTERVAL)
-
-        monitor_task = asyncio.run_coroutine_threadsafe(monitor(), stack.loop.loop)
+        lag = LoopWatch()
+        stack.loop.run(lag.start())
         print(json.dumps({"port": pop3.port}), flush=True)
         try:
             for command in sys.stdin:  # the bench's questions, one per line; EOF ends the server
                 if command.strip() == "lag":
-                    print(json.dumps({"max_lag_ms": lag["max"] * 1000}), flush=True)
-                    lag["max"] = 0.0
+                    print(json.dumps({"max_lag_ms": lag.longest * 1000}), flush=True)
+                    lag.reset()
         finally:
-            monitor_task.cancel()
+            stack.loop.run(lag.stop())
             stack.loop.run(pop3.stop())
             stack.stop()
 
@@ -98,10 +96,17 @@ def serve(users: int) -> None:
 
 
 class Server:
-    def __init__(self, users: int, verbose: bool) -> None:
+    def __init__(self, users: int, verbose: bool, moto_in_process: bool) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "--fuzzers", str(users)],
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                "--fuzzers",
+                str(users),
+                *(["--moto-in-process"] if moto_in_process else []),
+            ],
             cwd=REPO,
             env=env,
             stdin=subprocess.PIPE,
@@ -214,18 +219,24 @@ def main() -> None:
     parser.add_argument("--fuzzers", type=int, default=10)
     parser.add_argument("--lines", type=int, default=200, help="lines per fuzzer session")
     parser.add_argument("--verbose", action="store_true", help="show the server's log")
+    parser.add_argument(
+        "--moto-in-process",
+        action="store_true",
+        help="moto in the server's process, as `mailpipe dev` runs it (default: a process of its own)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(max(args.fuzzers, 1))
+        serve(max(args.fuzzers, 1), args.moto_in_process)
         return
     from mailpipe_gateway.pop3.server import LINE_LIMIT
 
-    server = Server(max(args.fuzzers, 1), args.verbose)
+    server = Server(max(args.fuzzers, 1), args.verbose, args.moto_in_process)
     held: list[socket.socket] = []
     try:
         print(f"hostile POP3 bench  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         print(f"vm: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print("moto: " + ("in the server's process" if args.moto_in_process else "a process of its own"))
         fuzz(server.port, 0, 10)  # warm up: a login and a few commands
         server.lag_ms()
         before = server.rss_mib()

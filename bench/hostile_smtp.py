@@ -5,8 +5,9 @@ Run by hand from the repository root (not part of `make test`):
     .venv/bin/python bench/hostile_smtp.py                       # 1,000 connections, 2,000 fuzz lines
     .venv/bin/python bench/hostile_smtp.py --connections 200 --fuzz-lines 500
 
-It starts the dev stack (moto, the functions, the gateway) in a child process, with a task on the
-gateway's event loop that measures how late a 5 ms sleep wakes up (the loop's longest stall).
+It starts the dev stack (the gateway; moto in a process of its own unless --moto-in-process; no
+function pollers, as on AWS) in a child process, with a task on the gateway's event loop that
+measures how late a 5 ms sleep wakes up (the loop's longest stall: mailpipe_gateway.loop_watch).
 Then, from this process:
 
 1. fuzzing: the seeded fuzzer of tests/test_smtp_fuzz.py, on port 25 and on submission;
@@ -23,7 +24,7 @@ The child is stopped on exit, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import os
 import random
@@ -39,7 +40,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 USER, PASSWORD = "bench@example.test", "bench-password"
-LAG_TICK = 0.005
 
 
 def raise_file_limit() -> None:
@@ -50,7 +50,10 @@ def raise_file_limit() -> None:
 # -- the child: the stack, a gateway of its own, and the loop-lag monitor --------------------------
 
 
-def serve() -> None:
+def serve(moto_in_process: bool) -> None:
+    from processes import moto_in_own_process
+
+    from mailpipe_gateway.loop_watch import LoopWatch
     from mailpipe_tools.local.stack import DevOptions, DevStack
 
     raise_file_limit()
@@ -60,53 +63,54 @@ def serve() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
-    options = DevOptions(
-        smtp_port=0,
-        submission_port=0,
-        pop3_port=0,
-        imap_port=0,
-        aws_port=0,
-        users=[(USER, PASSWORD)],
-        state_dir=Path(tempfile.mkdtemp(prefix="hostile-smtp-")),
-        transports=["*=smtp:[127.0.0.1]:1"],
-    )
-    stack = DevStack(options)
-    stack.start()
-    # The stack's own gateway takes 1,000 connections in all; this one takes the bench's.
-    gateway = stack.build_gateway(stack.spool(), max_connections=5000)
-    stack.loop.run(gateway.start())
-    lag = {"max": 0.0}
-
-    async def monitor() -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            start = loop.time()
-            await asyncio.sleep(LAG_TICK)
-            lag["max"] = max(lag["max"], loop.time() - start - LAG_TICK)
-
-    asyncio.run_coroutine_threadsafe(monitor(), stack.loop.loop)
-    print(json.dumps({"smtp": gateway.port, "submission": stack.submission_port}), file=answers, flush=True)
-    for command in sys.stdin:
-        if command.strip() == "stats":
-            print(json.dumps({"max_lag_ms": lag["max"] * 1000}), file=answers, flush=True)
-            lag["max"] = 0.0
-        elif command.strip() == "quit":
-            break
-    stack.loop.run(gateway.stop())
-    stack.stop()
+    with contextlib.ExitStack() as resources:
+        endpoint = None if moto_in_process else resources.enter_context(moto_in_own_process())
+        options = DevOptions(
+            smtp_port=0,
+            submission_port=0,
+            pop3_port=0,
+            imap_port=0,
+            aws_port=0,
+            users=[(USER, PASSWORD)],
+            state_dir=Path(tempfile.mkdtemp(prefix="hostile-smtp-")),
+            transports=["*=smtp:[127.0.0.1]:1"],
+            # As on AWS, the functions run elsewhere: this process is the gateway's (and moto's,
+            # with --moto-in-process).
+            run_pollers=False,
+            aws_endpoint=endpoint,
+        )
+        stack = DevStack(options)
+        stack.start()
+        # The stack's own gateway takes 1,000 connections in all; this one takes the bench's.
+        gateway = stack.build_gateway(stack.spool(), max_connections=5000)
+        stack.loop.run(gateway.start())
+        lag = LoopWatch()
+        stack.loop.run(lag.start())
+        print(
+            json.dumps({"smtp": gateway.port, "submission": stack.submission_port}), file=answers, flush=True
+        )
+        for command in sys.stdin:
+            if command.strip() == "stats":
+                print(json.dumps({"max_lag_ms": lag.longest * 1000}), file=answers, flush=True)
+                lag.reset()
+            elif command.strip() == "quit":
+                break
+        stack.loop.run(lag.stop())
+        stack.loop.run(gateway.stop())
+        stack.stop()
 
 
 # -- this process: the clients ---------------------------------------------------------------------
 
 
 class Child:
-    def __init__(self) -> None:
+    def __init__(self, moto_in_process: bool) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO / "layers/core"), str(REPO / "gateway"), str(REPO / "tools")]
         )
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve"],
+            [sys.executable, __file__, "--serve", *(["--moto-in-process"] if moto_in_process else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -211,16 +215,22 @@ def main() -> None:
     parser.add_argument("--bytes-per-connection", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--fuzz-lines", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20261205)
+    parser.add_argument(
+        "--moto-in-process",
+        action="store_true",
+        help="moto in the gateway's process, as `mailpipe dev` runs it (default: a process of its own)",
+    )
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve(args.moto_in_process)
         return
     raise_file_limit()
-    child = Child()
+    child = Child(args.moto_in_process)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         print(f"mailpipe hostile SMTP bench  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         print(f"vm: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print("moto: " + ("in the gateway's process" if args.moto_in_process else "a process of its own"))
         child.stats()
         start_rss = child.status("VmRSS")
         started = time.monotonic()

@@ -79,3 +79,32 @@ def interrupt_as_exit() -> Iterator[None]:
     except KeyboardInterrupt:
         print("\ninterrupted; every process the bench started has been stopped", file=sys.stderr)
         sys.exit(130)
+
+
+@contextlib.contextmanager
+def moto_in_own_process() -> Iterator[str]:
+    """The dev stack's moto server as a process of its own; yields its endpoint (for
+    DevOptions.aws_endpoint). A gateway that shares its process with moto waits for moto's threads
+    to release the GIL, which production's gateways, talking to AWS over the network, never do."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailpipe_tools.local.moto_server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        endpoint = process.stdout.readline().strip()
+        if not endpoint.startswith("http://"):
+            raise RuntimeError(f"moto did not start: {endpoint!r}")
+        yield endpoint
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -9,6 +9,9 @@ import sys
 
 from conftest import DOMAIN, PASSWORD
 
+from mailpipe import aws
+from mailpipe.outbound.suppression import Suppression, SuppressionList
+
 
 def mailpipe(stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.environment}
@@ -66,3 +69,22 @@ def test_queue_commands(stack) -> None:
     for action in ("retry", "delete"):
         missing = mailpipe(stack, "queue", action, "NO-SUCH-ID")
         assert missing.returncode == 1 and "nothing queued for NO-SUCH-ID" in missing.stderr
+
+
+def test_queue_suppressed_and_unsuppress(stack) -> None:
+    address = f"gone-{secrets.token_hex(3)}@hamburger.edu"
+    suppressions = SuppressionList(aws.table(stack.environment["MAILPIPE_OUTBOUND_TABLE"]))
+    suppressions.add(
+        Suppression(address, "bounce", "2026-11-27T17:21:05Z", "550 5.1.1 User unknown", "01ABC")
+    )
+    listing = mailpipe(stack, "queue", "suppressed")
+    assert listing.returncode == 0, listing.stderr
+    assert f"{address}  bounce  since=2026-11-27T17:21:05Z  550 5.1.1 User unknown" in listing.stdout
+    assert listing.stdout.strip().endswith("addresses suppressed")
+
+    cleared = mailpipe(stack, "queue", "unsuppress", address.upper())
+    assert cleared.returncode == 0 and f"{address.upper()} no longer suppressed (mailpipe)" in cleared.stdout
+    assert suppressions.get(address) is None
+    assert address not in mailpipe(stack, "queue", "suppressed").stdout
+    again = mailpipe(stack, "queue", "unsuppress", address)
+    assert again.returncode == 1 and f"mailpipe: {address} is not suppressed" in again.stderr

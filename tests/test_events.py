@@ -7,6 +7,7 @@ import json
 from conftest import REPO_ROOT
 
 from mailpipe import aws
+from mailpipe.outbound.suppression import SuppressionList
 from mailpipe.spool import Envelope
 from mailpipe_tools.local.functions import LocalLambdaContext
 
@@ -42,3 +43,17 @@ def test_inbound_event(stack) -> None:
     [stored] = [m for m in messages if m.delivery_id == envelope.id]
     assert stack.mail_store().read_body(stored) == raw
     assert stored.summary["envelope"]["subject"] == "Bonjour from crepes.fr"
+
+
+def test_ses_events_event(stack) -> None:
+    """A hard bounce from SES, SNS-wrapped in an SQS record: the address is suppressed (the sample's
+    envelope is in no queue here, so nobody is owed a bounce)."""
+    function = stack.functions["SesEventsFunction"]
+    event = json.loads((EVENTS / "ses_events.json").read_text())
+    assert function.handler(event, LocalLambdaContext(function.name)) == {"batchItemFailures": []}
+    suppressions = SuppressionList(aws.table(stack.environment["MAILPIPE_OUTBOUND_TABLE"]))
+    suppressed = suppressions.get("nobody@hamburger.edu")
+    assert suppressed is not None and suppressed.reason == "bounce"
+    assert suppressed.envelope_id == "01A21E05E9755A96E0B978CE7E63"
+    assert "User unknown" in suppressed.detail
+    assert suppressions.remove("nobody@hamburger.edu")

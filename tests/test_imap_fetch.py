@@ -489,16 +489,31 @@ def test_rfc822_size_prefers_crlf_size() -> None:
 
 
 @pytest.mark.parametrize("path", MESSAGES, ids=lambda p: p.name)
-def test_header_fields_from_a_ranged_read_equal_those_from_the_whole_body(path: Path) -> None:
-    from mailpipe_gateway.imap.fetch import header_only_end
+def test_header_fields_from_the_header_block_equal_those_from_the_whole_body(path: Path) -> None:
+    from mailpipe.store.headers import header_end
+    from mailpipe_gateway.imap.fetch import header_suffices
     from mailpipe_gateway.imap.parser import parse_bytes
 
     raw = path.read_bytes()
     message = stored(raw)
     command = parse_bytes(b"a FETCH 1 (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM DATE)] RFC822.HEADER)")
-    end = header_only_end(command.items, message)
-    assert end is not None
+    assert header_suffices(command.items, message)
     whole = render_fetch(1, message, command.items, raw, add_uid=False, add_modseq=False)
-    assert render_fetch(1, message, command.items, raw[:end], add_uid=False, add_modseq=False) == whole
+    header = raw[: header_end(raw, message.summary)]
+    assert header == raw[: header_end(raw)]
+    assert render_fetch(1, message, command.items, header, add_uid=False, add_modseq=False) == whole
     text = parse_bytes(b"a FETCH 1 (BODY.PEEK[HEADER] BODY[TEXT])")
-    assert header_only_end(text.items, message) is None
+    assert not header_suffices(text.items, message)
+    assert not header_suffices(parse_bytes(b"a FETCH 1 (BODY.PEEK[1.HEADER])").items, message)
+
+
+def test_header_fetches_of_a_message_with_an_incomplete_summary() -> None:
+    """A summary too large to store holds no ENVELOPE: with ENVELOPE the whole body is needed,
+    without it the header block still serves (and the summary is not unpacked for it)."""
+    from mailpipe_gateway.imap.fetch import header_suffices
+    from mailpipe_gateway.imap.parser import parse_bytes
+
+    raw = b"Subject: big\r\n\r\nbody\r\n"
+    message = stored(raw, summary={"size": len(raw), "too_large": True})
+    assert header_suffices(parse_bytes(b"a FETCH 1 (FLAGS BODY.PEEK[HEADER])").items, message)
+    assert not header_suffices(parse_bytes(b"a FETCH 1 (ENVELOPE BODY.PEEK[HEADER])").items, message)

@@ -8,9 +8,9 @@ import socket
 
 from conftest import PASSWORD
 from imap_fuzzer import Fuzzer
-from loop_lag import LoopLag
 
 from mailpipe_gateway.auth.throttle import AuthThrottle
+from mailpipe_gateway.loop_watch import LoopWatch
 
 COMMANDS = [
     b"FETCH 1:* (FLAGS BODY[1.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.10> BINARY[1] BINARY.SIZE[1])",
@@ -101,7 +101,7 @@ def test_seeded_fuzzer_before_and_after_login(stack, new_user) -> None:
         store.append(owner, "INBOX", b"Subject: fuzz %d\r\n\r\nbody\r\n" % n)
     errors = Errors()
     logging.getLogger("mailpipe_gateway").addHandler(errors)
-    lag = LoopLag()
+    lag = LoopWatch()
     stack.loop.run(lag.start())
     fuzzer = Fuzzer(seed=20261205)
     try:

@@ -174,3 +174,38 @@ def test_connections_are_kept_open_between_requests(stack) -> None:
         assert sockets == {id(connection.sock)}  # the same socket all along
     finally:
         connection.close()
+
+
+def test_projections_pick_top_level_attributes_and_leave_the_item_alone(table) -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+
+    assert getattr(Item.project, "mailpipe_fast", False)  # the dev stack's, not moto's own
+    client, name = table
+    item = {
+        "pk": {"S": "p"},
+        "header": {"B": b"\x00\x01bytes"},
+        "uid": {"N": "7"},
+        "map": {"M": {"inner": {"S": "x"}, "other": {"S": "y"}}},
+        "list": {"L": [{"S": "first"}, {"S": "second"}]},
+    }
+    client.put_item(TableName=name, Item=item)
+    names = {"#u": "uid", "#h": "header", "#missing": "expunged"}
+    projected = client.batch_get_item(
+        RequestItems={
+            name: {
+                "Keys": [{"pk": {"S": "p"}}],
+                "ProjectionExpression": "#u, #h, #missing",
+                "ExpressionAttributeNames": names,
+            }
+        }
+    )["Responses"][name]
+    assert projected == [{"uid": {"N": "7"}, "header": {"B": b"\x00\x01bytes"}}]
+    nested = client.get_item(
+        TableName=name, Key={"pk": {"S": "p"}}, ProjectionExpression="map.inner, list[1], uid"
+    )
+    assert nested["Item"] == {
+        "map": {"M": {"inner": {"S": "x"}}},
+        "list": {"L": [{"S": "second"}]},
+        "uid": {"N": "7"},
+    }
+    assert client.get_item(TableName=name, Key={"pk": {"S": "p"}})["Item"] == item

@@ -56,7 +56,9 @@ def outbound(stack):
     with SmtpSink() as sink:
         config = OutboundConfig(
             hostname="mail.example.test",
-            transports=TransportMap.from_text(f"remote.test=smtp:[127.0.0.1]:{sink.port}"),
+            transports=TransportMap.from_text(
+                f"remote.test=smtp:[127.0.0.1]:{sink.port},other.test=smtp:[127.0.0.1]:{sink.port}"
+            ),
             options=DeliveryOptions(timeout=5, connect_timeout=5),
         )
         engine = OutboundDelivery(
@@ -186,7 +188,7 @@ def test_permanent_failure_bounces_at_once_but_not_with_notify_never(stack, new_
         stack,
         alice,
         [
-            OutboundRecipient("gone@remote.test", None, "rfc822;Gone@remote.test"),
+            OutboundRecipient("gone@remote.test", None, "rfc822;Gone+2B41@remote.test"),
             OutboundRecipient("quiet@remote.test", ["NEVER"]),
             OutboundRecipient("friend@remote.test", ["SUCCESS", "FAILURE"]),
         ],
@@ -204,9 +206,28 @@ def test_permanent_failure_bounces_at_once_but_not_with_notify_never(stack, new_
     statuses = sorted(report.get_payload()[1].as_string() for report in reports)
     failure = next(s for s in statuses if "Action: failed" in s)
     assert "gone@remote.test" in failure and "quiet@remote.test" not in failure
-    assert "Original-Recipient: rfc822; Gone@remote.test" in failure
+    assert "Original-Recipient: rfc822; Gone+41@remote.test" in failure  # ORCPT is xtext: decoded
     assert any("Action: relayed" in s and "friend@remote.test" in s for s in statuses)
     assert requeued(queue_url) == []
+
+
+def test_each_result_goes_to_its_own_recipient_whatever_the_domain_order(stack, new_user, outbound) -> None:
+    """Recipients are sent per domain; their results must come back to the right recipient."""
+    engine, sink, _, _ = outbound
+    sink.recipients["gone@other.test"] = "550 5.1.1 no such user"
+    message = queued(
+        stack,
+        new_user(),
+        [
+            OutboundRecipient("ann@remote.test"),
+            OutboundRecipient("gone@other.test"),
+            OutboundRecipient("carl@remote.test"),
+        ],
+    )
+    engine.process(message)
+    states = {r: e.status for r, e in engine.state.entries(message.envelope_id).items()}
+    assert states == {"ann@remote.test": DELIVERED, "gone@other.test": FAILED, "carl@remote.test": DELIVERED}
+    assert "no such user" in engine.state.entries(message.envelope_id)["gone@other.test"].last_reply
 
 
 def test_no_bounce_for_a_null_sender(stack, outbound) -> None:

@@ -162,3 +162,33 @@ def test_ses_unreachable_is_temporary() -> None:
     [result] = deliver_ses(MESSAGE, SENDER, recipients("bob@hamburger.edu"), client=client)
     assert (result.status.code, result.status.enhanced) == (451, "4.4.1")
     assert result.remote_mta is None
+
+
+def test_every_call_names_the_configuration_set_and_tags(ses: Any, sent: Callable[[], list[Any]]) -> None:
+    """SES publishes events only for sends with its configuration set; the tags find the queue entry
+    again. Recipients retried one by one (after a BadRequest) carry them too."""
+    requests: list[dict[str, Any]] = []
+    ses.meta.events.register(
+        "provide-client-params.sesv2.SendEmail", lambda params, **_: requests.append(params)
+    )
+    results = deliver_ses(
+        MESSAGE,
+        SENDER,
+        recipients("bob@hamburger.edu", "broken@"),
+        client=ses,
+        configuration_set="mailpipe-outbound",
+        tags={"mailpipe-envelope": "01A21E05E9755A96E0B978CE7E63"},
+    )
+    assert [r.status.code for r in results] == [250, 553]
+    assert len(requests) == 3  # both, then each alone
+    for request in requests:
+        assert request["ConfigurationSetName"] == "mailpipe-outbound"
+        assert request["EmailTags"] == [
+            {"Name": "mailpipe-envelope", "Value": "01A21E05E9755A96E0B978CE7E63"}
+        ]
+    without = []
+    ses.meta.events.register(
+        "provide-client-params.sesv2.SendEmail", lambda params, **_: without.append(params)
+    )
+    deliver_ses(MESSAGE, SENDER, recipients("bob@hamburger.edu"), client=ses)
+    assert "ConfigurationSetName" not in without[0] and "EmailTags" not in without[0]

@@ -58,6 +58,7 @@ GLOBAL_ENV = {
     "MAILPIPE_OUTBOUND_TABLE": {"Ref": "OutboundTable"},
     "MAILPIPE_TRANSPORTS": {"Ref": "OutboundTransports"},
     "MAILPIPE_HOSTNAME": {"Ref": "GatewayHostname"},
+    "MAILPIPE_SES_CONFIGURATION_SET": {"Ref": "SesConfigurationSet"},
     "POWERTOOLS_SERVICE_NAME": "mailpipe-functions",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
@@ -110,13 +111,25 @@ RESOURCE_TYPES = {
     "AlertEmailSubscription": "AWS::SNS::Subscription",
     "InboundDeadLetterAlarm": "AWS::CloudWatch::Alarm",
     "OutboundDeadLetterAlarm": "AWS::CloudWatch::Alarm",
+    "SesConfigurationSet": "AWS::SES::ConfigurationSet",
+    "SesEventDestination": "AWS::SES::ConfigurationSetEventDestination",
+    "SesEventTopic": "AWS::SNS::Topic",
+    "SesEventTopicPolicy": "AWS::SNS::TopicPolicy",
+    "SesEventSubscription": "AWS::SNS::Subscription",
+    "SesEventQueue": "AWS::SQS::Queue",
+    "SesEventDeadLetterQueue": "AWS::SQS::Queue",
+    "SesEventQueuePolicy": "AWS::SQS::QueuePolicy",
+    "SesEventDeadLetterAlarm": "AWS::CloudWatch::Alarm",
+    "SesEventsFunction": "AWS::Serverless::Function",
+    "SesEmailIdentity": "AWS::SES::EmailIdentity",
 }
 
 SQS_MAX_RETENTION = 14 * 24 * 3600
 
 # Every AWS call each function's code makes, as (IAM action, resource: a queue's or table's logical
-# id, or the mail bucket's ARN with a key prefix). A new call in the code goes here, and the template's
-# policy for that function must allow it (test_functions_may_make_every_call_they_make).
+# id, the mail bucket's ARN with a key prefix, or an SES ARN's resource part). A new call in the code
+# goes here, and the template's policy for that function must allow it
+# (test_functions_may_make_every_call_they_make).
 FUNCTION_CALLS = {
     "InboundFunction": {
         ("s3:GetObject", "spool/"),  # Spool.read
@@ -153,7 +166,21 @@ FUNCTION_CALLS = {
         ("sqs:SendMessage", "InboundQueue"),  # the DSN's envelope
         ("dynamodb:Query", "OutboundTable"),  # QueueState.entries
         ("dynamodb:PutItem", "OutboundTable"),  # QueueState.save
+        ("dynamodb:GetItem", "OutboundTable"),  # SuppressionList.get, before every send
         ("dynamodb:Scan", "DirectoryTable"),  # PoisonReports: the hosted domains' postmasters
+        # ses.deliver_ses: SESv2 SendEmail with raw content, checked against both ARNs.
+        ("ses:SendRawEmail", "identity/${SesDomain}"),
+        ("ses:SendRawEmail", "configuration-set/${SesConfigurationSet}"),
+    },
+    "SesEventsFunction": {
+        ("sqs:ReceiveMessage", "SesEventQueue"),
+        ("sqs:DeleteMessage", "SesEventQueue"),
+        ("sqs:GetQueueAttributes", "SesEventQueue"),
+        ("sqs:ChangeMessageVisibility", "SesEventQueue"),  # Redelivery.hold
+        ("dynamodb:Query", "OutboundTable"),  # QueueState.entries
+        ("dynamodb:PutItem", "OutboundTable"),  # QueueState.save, SuppressionList.add
+        ("s3:PutObject", "spool/"),  # DsnReporter: the sender's bounce
+        ("sqs:SendMessage", "InboundQueue"),  # the bounce's envelope
     },
 }
 
@@ -193,11 +220,14 @@ IMPLIED_CONDITIONS = {
         "GatewayTlsSecretSet",
         "AnyGatewayEnabled",
     },
+    "SesDomainSet": {None, "SesDomainSet"},
+    "SesByoDkim": {None, "SesByoDkim", "SesDomainSet"},
 }
 
 FUNCTIONS = {
     "ValidateRecipientFunction": "functions/validate_recipient/",
     "InboundFunction": "functions/inbound/",
+    "SesEventsFunction": "functions/ses_events/",
 }
 
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
@@ -660,7 +690,7 @@ def test_mail_bucket(resources: dict[str, Any]) -> None:
         assert "Filter" not in rule or rule["Filter"].get("Prefix") == "spool/"
 
 
-@pytest.mark.parametrize("name", ["InboundQueue", "OutboundQueue"])
+@pytest.mark.parametrize("name", ["InboundQueue", "OutboundQueue", "SesEventQueue"])
 def test_queues_retry_for_days_and_leave_days_to_redrive(resources: dict[str, Any], name: str) -> None:
     queue = resources[name]["Properties"]
     dead_letter = name.replace("Queue", "DeadLetterQueue")
@@ -687,7 +717,11 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any], resou
         for r in resources.values()
         if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]
     }
-    assert dead_letter_queues == {"InboundDeadLetterQueue", "OutboundDeadLetterQueue"}
+    assert dead_letter_queues == {
+        "InboundDeadLetterQueue",
+        "OutboundDeadLetterQueue",
+        "SesEventDeadLetterQueue",
+    }
     alarmed = {}
     for name, resource in resources.items():
         if resource["Type"] != "AWS::CloudWatch::Alarm":
@@ -747,6 +781,10 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bo
             text = _sub_text(granted)
             if resource.endswith("/") and text == "${MailBucket.Arn}/" + resource + "*":
                 return True
+            if resource.startswith(("identity/", "configuration-set/")):
+                if text == "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:" + resource:
+                    return True
+                continue
             if not resource.endswith("/") and any(
                 json.dumps(reference) in text
                 for reference in ({"Fn::GetAtt": [resource, "QueueName"]}, {"Ref": resource})
@@ -756,8 +794,10 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bo
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTION_CALLS))
-def test_functions_may_make_every_call_they_make(resources: dict[str, Any], function: str) -> None:
-    """moto checks no permissions: this is where a call the role does not allow is caught."""
+def test_functions_may_make_every_call_they_make(template: dict[str, Any], function: str) -> None:
+    """moto checks no permissions: this is where a call the role does not allow is caught
+    (in a stack with an SES domain, as the `ses` transport needs)."""
+    resources = _deploy(template, SesDomain="crepes.fr", SesDkimSelector="mp2026")
     statements = []
     for policy in resources[function]["Properties"]["Policies"]:
         (name, body), *_ = policy.items()
@@ -1520,3 +1560,152 @@ def test_gateway_dockerfile() -> None:
     assert "EXPOSE 25" in instructions
     assert instructions[-1] == 'CMD ["python", "-m", "mailpipe_gateway", "smtp"]'
     assert "cap_net_bind_service" in text  # how the non-root process binds port 25
+
+
+# --------------------------------------------------------------------------- Amazon SES
+
+SES_ARN = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+
+
+def _ses_send_statement(resources: dict[str, Any]) -> dict[str, Any]:
+    (statement,) = [
+        s
+        for s in _statements(resources["OutboundFunction"]["Properties"]["Policies"])
+        if any(a.startswith("ses:") for a in _as_list(s["Action"]))
+    ]
+    return statement
+
+
+def test_ses_sending_is_scoped_to_the_identity_and_configuration_set(template: dict[str, Any]) -> None:
+    """SESv2 raw sends need ses:SendRawEmail; SES authorizes them against the identity and the set."""
+    for domain, expected in (
+        (
+            "crepes.fr",
+            [SES_ARN + "identity/${SesDomain}", SES_ARN + "configuration-set/${SesConfigurationSet}"],
+        ),
+        ("", [SES_ARN + "configuration-set/${SesConfigurationSet}"]),
+    ):
+        statement = _ses_send_statement(_deploy(template, SesDomain=domain))
+        assert sorted(_as_list(statement["Action"])) == ["ses:SendEmail", "ses:SendRawEmail"]
+        assert [_sub_text(r) for r in _as_list(statement["Resource"])] == expected, domain
+        assert "Condition" not in statement
+    # No other function, and no wildcard, may send.
+    for name, resource in template["Resources"].items():
+        if name != "OutboundFunction":
+            assert '"ses:Send' not in json.dumps(resource), name
+    assert "*" not in json.dumps(_ses_send_statement(template["Resources"])["Resource"])
+
+
+def test_ses_identity_signs_with_mailpipes_dkim_key_and_its_own_mail_from(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    assert parameters["SesDomain"]["Default"] == "" and parameters["SesDkimSelector"]["Default"] == ""
+    domain = re.compile(parameters["SesDomain"]["AllowedPattern"])
+    assert domain.fullmatch("") and domain.fullmatch("crepes.fr") and domain.fullmatch("xn--bcher-kva.test")
+    assert not domain.fullmatch("Crepes.FR") and not domain.fullmatch("crepes.fr/x")
+    assert re.fullmatch(parameters["SesMailFromSubdomain"]["AllowedPattern"], "bounce")
+    assert "SesEmailIdentity" not in _deploy(template)
+
+    identity = _deploy(template, SesDomain="crepes.fr", SesDkimSelector="mp2026")["SesEmailIdentity"]
+    properties = identity["Properties"]
+    assert properties["EmailIdentity"] == {"Ref": "SesDomain"}
+    assert properties["DkimAttributes"] == {"SigningEnabled": True}
+    # Bring Your Own DKIM: the key of the DKIM key contract, never in the template or a parameter.
+    assert properties["DkimSigningAttributes"] == {
+        "DomainSigningSelector": {"Ref": "SesDkimSelector"},
+        "DomainSigningPrivateKey": {
+            "Fn::Sub": "{{resolve:secretsmanager:mailpipe/dkim/${SesDomain}/${SesDkimSelector}"
+            ":SecretString:private_key_base64}}"
+        },
+    }
+    assert properties["MailFromAttributes"] == {
+        "MailFromDomain": {"Fn::Sub": "${SesMailFromSubdomain}.${SesDomain}"},
+        "BehaviorOnMxFailure": "USE_DEFAULT_VALUE",
+    }
+    assert properties["ConfigurationSetAttributes"] == {
+        "ConfigurationSetName": {"Ref": "SesConfigurationSet"}
+    }
+    # Bounces reach senders as mailpipe's DSN; SES's forwarded bounce mail would be a second one.
+    assert properties["FeedbackAttributes"] == {"EmailForwardingEnabled": False}
+    # Without a selector, SES's own keys (Easy DKIM).
+    easy = _deploy(template, SesDomain="crepes.fr")["SesEmailIdentity"]["Properties"]
+    assert "DkimSigningAttributes" not in easy and easy["DkimAttributes"] == {"SigningEnabled": True}
+
+
+def test_ses_events_reach_the_events_function_and_nothing_else(resources: dict[str, Any]) -> None:
+    destination = resources["SesEventDestination"]["Properties"]
+    assert destination["ConfigurationSetName"] == {"Ref": "SesConfigurationSet"}
+    event = destination["EventDestination"]
+    assert event["Enabled"] is True
+    assert sorted(event["MatchingEventTypes"]) == ["bounce", "complaint", "deliveryDelay", "reject"]
+    assert event["SnsDestination"] == {"TopicARN": {"Ref": "SesEventTopic"}}
+    assert resources["SesEventDestination"]["DependsOn"] == "SesEventTopicPolicy"
+
+    (publish,) = resources["SesEventTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert resources["SesEventTopicPolicy"]["Properties"]["Topics"] == [{"Ref": "SesEventTopic"}]
+    assert (publish["Principal"], publish["Action"]) == ({"Service": "ses.amazonaws.com"}, "sns:Publish")
+    assert publish["Condition"]["StringEquals"] == {
+        "AWS:SourceAccount": {"Ref": "AWS::AccountId"},
+        "AWS:SourceArn": {"Fn::Sub": SES_ARN + "configuration-set/${SesConfigurationSet}"},
+    }
+    assert "KmsMasterKeyId" not in resources["SesEventTopic"].get("Properties", {})
+
+    subscription = resources["SesEventSubscription"]["Properties"]
+    assert subscription == {
+        "TopicArn": {"Ref": "SesEventTopic"},
+        "Protocol": "sqs",
+        "Endpoint": {"Fn::GetAtt": ["SesEventQueue", "Arn"]},
+    }
+    queue_policy = resources["SesEventQueuePolicy"]["Properties"]
+    assert queue_policy["Queues"] == [{"Ref": "SesEventQueue"}]
+    (send,) = queue_policy["PolicyDocument"]["Statement"]
+    assert (send["Principal"], send["Action"]) == ({"Service": "sns.amazonaws.com"}, "sqs:SendMessage")
+    assert send["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "SesEventTopic"}}}
+
+    function = resources["SesEventsFunction"]["Properties"]
+    (source,) = function["Events"].values()
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["SesEventQueue", "Arn"]}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert resources["SesEventQueue"]["Properties"]["VisibilityTimeout"] >= 6 * 30
+
+
+def test_ses_events_function_policies_are_narrow(resources: dict[str, Any]) -> None:
+    policies = resources["SesEventsFunction"]["Properties"]["Policies"]
+    templates = [(name, body) for p in policies for name, body in p.items() if name != "Statement"]
+    assert templates == [
+        ("SQSPollerPolicy", {"QueueName": {"Fn::GetAtt": ["SesEventQueue", "QueueName"]}}),
+        ("SQSSendMessagePolicy", {"QueueName": {"Fn::GetAtt": ["InboundQueue", "QueueName"]}}),
+        ("DynamoDBCrudPolicy", {"TableName": {"Ref": "OutboundTable"}}),
+    ]
+    (statement,) = _statements(policies)
+    assert (statement["Action"], _sub_text(statement["Resource"])) == (
+        "s3:PutObject",
+        "${MailBucket.Arn}/spool/*",
+    )
+    assert "ses:" not in json.dumps(policies) and "messages/" not in json.dumps(policies)
+
+
+def test_ses_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["SesConfigurationSetName"]["Value"] == {"Ref": "SesConfigurationSet"}
+    assert outputs["SesEventDeadLetterQueueUrl"]["Value"] == {"Ref": "SesEventDeadLetterQueue"}
+
+
+@pytest.mark.parametrize(
+    ("domain", "selector"), [("", ""), ("", "mp2026"), ("crepes.fr", ""), ("crepes.fr", "mp2026")]
+)
+def test_every_ses_parameter_combination_deploys_a_consistent_stack(
+    template: dict[str, Any], domain: str, selector: str
+) -> None:
+    deployed = _deploy(template, SesDomain=domain, SesDkimSelector=selector)
+    for name, body in deployed.items():
+        for target in _refs(body) | set(_as_list(body.get("DependsOn", []))):
+            assert target in deployed or target in template["Parameters"] or target.startswith("AWS::"), (
+                f"{name} refers to {target}, which is not deployed"
+            )
+    assert ("SesEmailIdentity" in deployed) is bool(domain)
+    if domain:
+        byo = "DkimSigningAttributes" in deployed["SesEmailIdentity"]["Properties"]
+        assert byo is bool(selector)
+    # The event path exists whatever the domain: the transport names the set in every send.
+    assert {"SesConfigurationSet", "SesEventDestination", "SesEventsFunction"} <= set(deployed)

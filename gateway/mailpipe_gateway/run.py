@@ -19,6 +19,7 @@ from mailpipe.services import directory, spool
 from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.listeners import executor_runner
+from mailpipe_gateway.loop_watch import LoopWatch
 from mailpipe_gateway.recipient_check import Lookup, directory_lookup, lambda_lookup
 from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
@@ -47,6 +48,8 @@ def run_smtp_gateway() -> None:
         lookup = directory_lookup(directory())
 
     async def serve() -> None:
+        watch = LoopWatch.from_env()
+        await watch.start()
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         gateways = [build_smtp_gateway(settings, spool(), lookup, executor)]
         throttle = AuthThrottle()  # 587 and 465 count failed logins together
@@ -73,6 +76,7 @@ def run_smtp_gateway() -> None:
         await _until_stopped()
         await asyncio.gather(*(gateway.stop(grace=SHUTDOWN_GRACE_SECONDS) for gateway in gateways))
         executor.shutdown(wait=False, cancel_futures=True)
+        await watch.stop()
 
     asyncio.run(serve())
 
@@ -83,6 +87,8 @@ def run_access_gateway() -> None:
     parts = AccessParts.from_resources(Resources.from_env())
 
     async def serve() -> None:
+        watch = LoopWatch.from_env()
+        await watch.start()
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         servers = access_servers(settings, parts, tls, executor_runner(executor))
         for server in servers:
@@ -92,5 +98,6 @@ def run_access_gateway() -> None:
         for server in servers:
             await server.stop()
         executor.shutdown(wait=False, cancel_futures=True)
+        await watch.stop()
 
     asyncio.run(serve())

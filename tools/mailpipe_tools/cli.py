@@ -9,16 +9,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO, TypeVar
 
 from mailpipe import aws
 from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Directory, DirectoryError
+from mailpipe.outbound.suppression import SesSuppressionList
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
     p = queue.add_parser("delete", help="give up on a queued message, without a bounce")
     p.add_argument("id")
     p.set_defaults(run=_queue_delete)
+    p = queue.add_parser("suppressed", help="addresses mail is no longer sent to (hard bounces, complaints)")
+    p.add_argument("--ses", action="store_true", help="also list SES's account-level suppression list")
+    p.set_defaults(run=_queue_suppressed)
+    p = queue.add_parser("unsuppress", help="send to a suppressed address again")
+    p.add_argument("address")
+    p.add_argument("--ses", action="store_true", help="also remove it from SES's account-level list")
+    p.set_defaults(run=_queue_unsuppress)
     p = queue.add_parser("redrive", help="put dead-lettered messages back on their queue")
     p.add_argument("queue", choices=["inbound", "outbound", "all"])
     p.set_defaults(run=_queue_redrive)
@@ -137,6 +147,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("address")
     p.add_argument("--mailbox", default="INBOX")
     p.set_defaults(run=_list_mailbox)
+
+    store = commands.add_parser("store", help="mail store maintenance").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    p = store.add_parser(
+        "backfill-headers",
+        help="keep the header of messages stored before headers were indexed in the index too "
+        "(safe to run again, and while mail flows)",
+    )
+    p.add_argument("--owner", metavar="ADDR", help="only this user's mailboxes (default: every message)")
+    p.set_defaults(run=_backfill_headers)
     return parser
 
 
@@ -197,6 +218,39 @@ def _list_mailbox(args: argparse.Namespace) -> None:
         print(f"{message.uid:>6}  {message.size:>9}  {subject}")
 
 
+def _backfill_headers(args: argparse.Namespace) -> None:
+    from mailpipe.services import resources
+    from mailpipe.store.backfill import HeaderBackfill
+
+    backfill = HeaderBackfill(aws.table(resources().mailbox_table), aws.client("s3"), resources().mail_bucket)
+    report = backfill.run(args.owner.lower() if args.owner else None, _progress(sys.stderr))
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")  # below the progress bar
+    print(
+        f"{report.found} messages had no header in the index: {report.written} written, "
+        f"{report.too_large} too large (read from S3 as before), {report.gone} expunged or done meanwhile"
+    )
+
+
+def _progress(stream: TextIO) -> Callable[[int, int], None]:
+    """A progress bar redrawn in place on a terminal; elsewhere (a log) a line now and then."""
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        if stream.isatty():
+            width = 40
+            filled = width * done // total if total else width
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        elif done >= total or done - last[0] >= 1000:
+            stream.write(f"{done}/{total} messages\n")
+        else:
+            return
+        last[0] = done
+        stream.flush()
+
+    return show
+
+
 # -- outbound queue --------------------------------------------------------------
 
 
@@ -228,6 +282,42 @@ def _queue_delete(args: argparse.Namespace) -> None:
     if not count:
         raise ValueError(f"nothing queued for {args.id}")
     print(f"deleted {count} recipients of {args.id}")
+
+
+def _queue_suppressed(args: argparse.Namespace) -> None:
+    from mailpipe.services import suppressions
+
+    entries = suppressions().all()
+    for entry in entries:
+        print(f"{entry.address}  {entry.reason}  since={entry.since}  {entry.detail[:120]}")
+    print(f"{len(entries)} addresses suppressed")
+    if args.ses:
+        ses = _ses_suppressions(lambda listed: listed.all())
+        for found in ses:
+            print(f"{found.address}  {found.reason}  since={found.since}  (SES account-level list)")
+        print(f"{len(ses)} addresses on SES's account-level suppression list")
+
+
+def _queue_unsuppress(args: argparse.Namespace) -> None:
+    from mailpipe.services import suppressions
+
+    ours = suppressions().remove(args.address)
+    theirs = _ses_suppressions(lambda listed: listed.remove(args.address)) if args.ses else False
+    if not (ours or theirs):
+        raise ValueError(f"{args.address} is not suppressed")
+    where = [name for name, removed in (("mailpipe", ours), ("SES", theirs)) if removed]
+    print(f"{args.address} no longer suppressed ({', '.join(where)})")
+
+
+def _ses_suppressions(action: Callable[[SesSuppressionList], T]) -> T:
+    """Run `action` on SES's account-level list; SES's refusal (permissions, region) as one line."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return action(SesSuppressionList(aws.client("sesv2")))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise ConfigError(f"SES: {error.get('Code')}: {error.get('Message')}") from None
 
 
 def _queue_redrive(args: argparse.Namespace) -> int:

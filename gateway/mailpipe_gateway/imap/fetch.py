@@ -77,23 +77,26 @@ def needs_body(items: tuple[FetchItem, ...], message: StoredMessage | None = Non
 _HEADER_SECTIONS = frozenset(("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"))
 
 
-def header_only_end(items: tuple[FetchItem, ...], message: StoredMessage) -> int | None:
-    """Where the top-level header ends, when that prefix is all the bytes `items` need; else None.
+def header_suffices(items: tuple[FetchItem, ...], message: StoredMessage) -> bool:
+    """Whether the top-level header block is all of the message's bytes that rendering `items` needs.
 
-    Message lists fetch BODY.PEEK[HEADER.FIELDS (...)] for every message: a ranged read of the
-    header then serves them instead of the whole body (issue 3: "ranged where possible").
+    Message lists fetch BODY.PEEK[HEADER.FIELDS (...)] for every message: the header block kept
+    in the index (MailStore.read_headers) then serves them instead of the body (issue 14). Only
+    the top-level header: BODY[n.HEADER] of a message/rfc822 part is another message's header.
+    The summary is looked at only when ENVELOPE, BODYSTRUCTURE or BODY is asked for (an incomplete
+    one needs the whole body): unpacking it for every message of a folder would cost more than
+    the rest of a header fetch.
     """
-    if not has_summary(message):
-        return None
     for item in items:
         if isinstance(item, FetchSection):
             if item.binary or item.section.part or item.section.text not in _HEADER_SECTIONS:
-                return None
+                return False
         elif isinstance(item, FetchBinarySize) or (
             isinstance(item, FetchAttr) and item.name in _BODY_ATTRS - {"RFC822.HEADER"}
         ):
-            return None
-    return int(message.summary["body_start"])
+            return False
+    needs_summary = any(isinstance(item, FetchAttr) and item.name in _SUMMARY_ATTRS for item in items)
+    return not needs_summary or has_summary(message)
 
 
 def sets_seen(items: tuple[FetchItem, ...]) -> bool:

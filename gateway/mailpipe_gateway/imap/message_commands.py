@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import NoSuchMailbox, StoredMessage
 from mailpipe_gateway.imap import fetch as fetching
+from mailpipe_gateway.imap import loading
 from mailpipe_gateway.imap import search as searching
 from mailpipe_gateway.imap.commands import (
     And,
@@ -16,6 +18,7 @@ from mailpipe_gateway.imap.commands import (
     Expunge,
     Fetch,
     FetchAttr,
+    FetchItem,
     ModSeqKey,
     Not,
     Or,
@@ -261,36 +264,51 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
     if fetching.sets_seen(items) and not view.read_only:
         targets = await _mark_seen(session, targets)
         items = items if any(i == _FLAGS[0] for i in items) else (*items, _FLAGS[0])
-    expunged_meanwhile = False
-    for number, message in targets:
-        if view.is_expunged(message.uid):
-            expunged_meanwhile = True
-            continue
-        body = None
-        if fetching.needs_body(items, message):
-            header_end = fetching.header_only_end(items, message)
-            try:
-                if header_end is not None:
-                    body = await session.call(session.ctx.store.read_range, message, 0, header_end)
-                else:
-                    body = await session.call(session.ctx.store.read_body, message)
-            except Exception:
-                expunged_meanwhile = True  # its body is gone: expunged by another session just now
+    live = [(n, m) for n, m in targets if not view.is_expunged(m.uid)]
+    expunged_meanwhile = len(live) < len(targets)
+    wanted = [(m, _bytes_needed(items, m)) for _, m in live]
+    out = bytearray()
+    loaded = loading.in_order(session.call, session.ctx.store, view.mailbox.mailbox_id, wanted)
+    async with contextlib.aclosing(loaded):
+        position = 0
+        async for body in loaded:
+            number, message = live[position]
+            position += 1
+            if isinstance(body, loading.Gone):
+                expunged_meanwhile = True
                 continue
-        render = functools.partial(
-            fetching.render_fetch,
-            number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
-            utf8=session.st.utf8,
-        )  # fmt: skip
-        try:
-            # Decoding and parsing a message of megabytes is CPU work: off the event loop.
-            response = render() if body is None or len(body) < _RENDER_INLINE else await session.call(render)
-        except fetching.UnknownCTE:
-            return no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
-        await session.send(response)
+            render = functools.partial(
+                fetching.render_fetch,
+                number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
+                utf8=session.st.utf8,
+            )  # fmt: skip
+            try:
+                # Decoding and parsing a message of megabytes is CPU work: off the event loop.
+                out += render() if body is None or len(body) < _RENDER_INLINE else await session.call(render)
+            except fetching.UnknownCTE:
+                await session.send(bytes(out))  # the responses before it, as they would have gone
+                return no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
+            if len(out) >= _SEND_AT:
+                await session.send(bytes(out))
+                out.clear()
+    if out:
+        await session.send(bytes(out))
     if expunged_meanwhile:
         return no("Some of the messages were expunged", "EXPUNGEISSUED")
     return Done(text="FETCH completed")
+
+
+# Responses go out in writes of about this much: one per message would cost a write and a drain
+# each for a folder of 10,000.
+_SEND_AT = 64 * 1024
+
+
+def _bytes_needed(items: tuple[FetchItem, ...], message: StoredMessage) -> loading.Need:
+    """What of the message's bytes rendering `items` needs: its header block (served from the
+    index), its whole body, or nothing."""
+    if not fetching.needs_body(items, message):
+        return None
+    return "header" if fetching.header_suffices(items, message) else "body"
 
 
 async def _mark_seen(session: IMAPSession, targets: Targets) -> Targets:
@@ -334,13 +352,18 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
     view = session.st.view
     assert view is not None
     store = session.ctx.store
+    candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
+    if searching.needs_body(command.criteria):
+        load_body: searching.BodyLoader = loading.BodiesAhead(store, [m for _, m in candidates])
+    else:
+        load_body = store.read_body
     try:
         found: Targets = await session.call(
             lambda: searching.search(
                 command.criteria,
                 command.charset,
-                [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)],
-                store.read_body,
+                candidates,
+                load_body,
                 largest_number=view.exists,
                 largest_uid=view.largest_uid,
                 saved=session.st.saved_search,

@@ -24,6 +24,7 @@ class Maildrop:
     store: MailStore
     leases: Leases
     uidvalidity: int = 0
+    mailbox_id: str = ""
     messages: list[StoredMessage] = field(default_factory=list)
     deleted: set[int] = field(default_factory=set)
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -33,7 +34,7 @@ class Maildrop:
             raise MaildropLocked(self.owner)
         self.store.ensure_inbox(self.owner)
         mailbox, self.messages = self.store.list_messages(self.owner, INBOX)
-        self.uidvalidity = mailbox.uidvalidity
+        self.uidvalidity, self.mailbox_id = mailbox.uidvalidity, mailbox.mailbox_id
 
     def renew(self) -> None:
         self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL)
@@ -54,7 +55,13 @@ class Maildrop:
         # Stable across sessions for as long as the mailbox exists (RFC 1939 7: 1-70 printable chars).
         return f"{self.uidvalidity:x}.{message.uid:x}"
 
-    def lines(self, message: StoredMessage) -> list[bytes]:
+    def lines(self, message: StoredMessage, header_only: bool = False) -> list[bytes]:
+        """The message's lines; `header_only` (TOP n 0, how clients list a maildrop): those of its
+        header and the empty line after it, from the index rather than the body in S3."""
+        if header_only:
+            header = self.store.read_headers(self.mailbox_id, [message]).get(message.uid)
+            if header is not None:
+                return crlf_lines(header)
         return crlf_lines(self.store.read_body(message))
 
     def commit(self) -> list[int]:

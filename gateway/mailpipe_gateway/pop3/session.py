@@ -281,7 +281,7 @@ class POP3Session:
         if number is None:
             return
         message = self._maildrop.messages[number - 1]
-        lines = await self._call(self._maildrop.lines, message)
+        lines = await self._call(self._maildrop.lines, message, body_lines == 0)
         if body_lines is not None:
             lines = _top(lines, body_lines)
         await self._send_multiline(f"+OK {message.crlf_size} octets", lines)

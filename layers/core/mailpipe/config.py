@@ -16,6 +16,8 @@ ENV_OUTBOUND_TABLE = "MAILPIPE_OUTBOUND_TABLE"
 ENV_TRANSPORTS = "MAILPIPE_TRANSPORTS"  # transport map entries, "DOMAIN=ROUTE" separated by commas
 ENV_HOSTNAME = "MAILPIPE_HOSTNAME"  # this MTA's name: HELO, Reporting-MTA, Received
 ENV_DNS_SERVER = "MAILPIPE_DNS_SERVER"  # "host:port" of the resolver for MX lookups (default: the system's)
+# The SES configuration set the `ses` transport sends with: its events reach the ses-events function.
+ENV_SES_CONFIGURATION_SET = "MAILPIPE_SES_CONFIGURATION_SET"
 ENV_RETRY_SCHEDULE = "MAILPIPE_RETRY_SCHEDULE"  # "5m,10m,...;5d;4h": intervals; give up; warn
 
 

@@ -25,6 +25,7 @@ from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundReci
 from mailpipe.poison import PoisonEnvelope, PoisonReports
 from mailpipe.spool import Envelope, Spool
 from mailpipe.store import MailStore
+from mailpipe.store.headers import header_end
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class InboundDelivery:
                 source_key=envelope.s3_key,
                 size=len(raw),
                 summary=summary,
+                header=raw[: header_end(raw, summary)],
                 internaldate=internaldate,
                 crlf_size=lines.crlf_size(raw),
             )

@@ -11,6 +11,7 @@ from mailpipe.config import (
     ENV_OUTBOUND_QUEUE_URL,
     ENV_OUTBOUND_TABLE,
     ENV_RETRY_SCHEDULE,
+    ENV_SES_CONFIGURATION_SET,
     ENV_TRANSPORTS,
     ConfigError,
     Resources,
@@ -19,9 +20,12 @@ from mailpipe.directory import Directory
 from mailpipe.inbound import InboundDelivery
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.queue import OutboundQueue
+from mailpipe.outbound.reports import DsnReporter
 from mailpipe.outbound.schedule import RetrySchedule
+from mailpipe.outbound.ses_events import SesEvents
 from mailpipe.outbound.smtp_client import DeliveryOptions
 from mailpipe.outbound.state import QueueState
+from mailpipe.outbound.suppression import SuppressionList
 from mailpipe.outbound.transport_map import TransportMap
 from mailpipe.poison import PoisonReports
 from mailpipe.redelivery import Backoff, RedeliveringBatchProcessor, Redelivery
@@ -86,8 +90,29 @@ def outbound_delivery() -> OutboundDelivery:
         options=DeliveryOptions(timeout=60, connect_timeout=20, budget=120),
         resolver=dns_resolver.resolver(env),
         ses_client=aws.client("sesv2"),
+        ses_configuration_set=env.get(ENV_SES_CONFIGURATION_SET) or None,
     )
-    return OutboundDelivery(spool(), QueueState(aws.table(env[ENV_OUTBOUND_TABLE])), queue, config)
+    table = aws.table(env[ENV_OUTBOUND_TABLE])
+    return OutboundDelivery(spool(), QueueState(table), queue, config, suppressions=SuppressionList(table))
+
+
+@lru_cache(maxsize=1)
+def ses_events() -> SesEvents:
+    """The ses-events function's engine: SES bounces and complaints into the queue state."""
+    env = os.environ
+    if not env.get(ENV_OUTBOUND_TABLE):
+        raise ConfigError(f"the ses-events function needs {ENV_OUTBOUND_TABLE}")
+    table = aws.table(env[ENV_OUTBOUND_TABLE])
+    reports = DsnReporter(spool(), env.get(ENV_HOSTNAME, "localhost"))
+    return SesEvents(QueueState(table), SuppressionList(table), reports)
+
+
+@lru_cache(maxsize=1)
+def suppressions() -> SuppressionList:
+    """`mailpipe queue suppressed|unsuppress`: the addresses mail is no longer sent to."""
+    if not os.environ.get(ENV_OUTBOUND_TABLE):
+        raise ConfigError(f"set {ENV_OUTBOUND_TABLE} (and AWS_ENDPOINT_URL for the dev stack)")
+    return SuppressionList(aws.table(os.environ[ENV_OUTBOUND_TABLE]))
 
 
 def sqs_batch_processor() -> RedeliveringBatchProcessor:

@@ -1,4 +1,6 @@
-"""Creating the template's buckets, queues and tables on moto, and resolving references to them."""
+"""Creating the template's buckets, queues, tables and SES configuration sets on moto, and resolving
+references to them. Other resource types (topics, policies, alarms, the SES identity) have no part
+in a local run and are skipped."""
 
 from __future__ import annotations
 
@@ -47,7 +49,12 @@ def _physical_name(prefix: str, logical_id: str) -> str:
 
 
 def provision(
-    template: Template, s3: Any, sqs: Any, dynamodb: Any, prefix: str = "mailpipe-dev"
+    template: Template,
+    s3: Any,
+    sqs: Any,
+    dynamodb: Any,
+    prefix: str = "mailpipe-dev",
+    sesv2: Any = None,
 ) -> Deployment:
     deployment = Deployment(prefix)
     # A reference to a parameter resolves to its default, as a deployment without overrides would.
@@ -73,6 +80,14 @@ def provision(
         _create_table(dynamodb, name, resource.get("Properties", {}))
         deployment.refs[logical_id] = name
         deployment.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    # The functions' environment names the configuration set; moto's SES records it (and ignores it
+    # when sending), so a local `ses` route sends as on AWS. Without a client, only the name.
+    for logical_id in template.of_type("AWS::SES::ConfigurationSet"):
+        name = _physical_name(prefix, logical_id)
+        if sesv2 is not None:
+            sesv2.create_configuration_set(ConfigurationSetName=name)
+        deployment.refs[logical_id] = name
+        deployment.arns[logical_id] = f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/{name}"
     for logical_id in template.functions():
         deployment.refs[logical_id] = _physical_name(prefix, logical_id)
         deployment.arns[logical_id] = (

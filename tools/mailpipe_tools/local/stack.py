@@ -68,12 +68,15 @@ class DevOptions:
     transports: list[str] = field(default_factory=list)
     poll_wait_seconds: int = 1
     run_pollers: bool = True
+    # An AWS endpoint already running (moto in a process of its own, as the hostile benches use, so
+    # that moto's threads do not compete with the gateways for this process's GIL): none is started.
+    aws_endpoint: str | None = None
 
 
 class DevStack:
     def __init__(self, options: DevOptions) -> None:
         self.options = options
-        self.moto = MotoServer(options.host, options.aws_port)
+        self.moto = None if options.aws_endpoint else MotoServer(options.host, options.aws_port)
         self.loop = BackgroundLoop()
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         self.template = Template.load(options.template)
@@ -92,11 +95,17 @@ class DevStack:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        self.moto.start()
-        self.environment = {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": self.moto.endpoint}
+        if self.moto is not None:
+            self.moto.start()
+        endpoint = self.moto.endpoint if self.moto is not None else str(self.options.aws_endpoint)
+        self.environment = {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint}
         os.environ.update(self.environment)
         self.deployment = provision(
-            self.template, aws.client("s3"), aws.client("sqs"), aws.client("dynamodb")
+            self.template,
+            aws.client("s3"),
+            aws.client("sqs"),
+            aws.client("dynamodb"),
+            sesv2=aws.client("sesv2"),
         )
         function_env = {
             k: self.deployment.resolve(v) for k, v in self.template.function_environment().items()
@@ -144,7 +153,8 @@ class DevStack:
             self.loop.run(self.imap.stop())
         self.loop.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.moto.stop()
+        if self.moto is not None:
+            self.moto.stop()
 
     # -- parts, also for tests and benchmarks ------------------------------------
 

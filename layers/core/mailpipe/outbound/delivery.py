@@ -5,8 +5,9 @@ deliver, then act on each result: 2xx delivered (and a success DSN when NOTIFY a
 for one and the next server does not report itself), 5xx bounced, 4xx retried on the
 schedule; past the schedule's end, bounced. Bounces and delay warnings are RFC 3464
 DSNs from MAILER-DAEMON with a null reverse path, spooled to the (authenticated, so
-local) sender through the normal inbound pipeline. A retry goes back on the queue with
-`not_before`, in SQS-delay hops of at most 15 minutes.
+local) sender through the normal inbound pipeline (reports.py). A retry goes back on the
+queue with `not_before`, in SQS-delay hops of at most 15 minutes. A suppressed address (a hard
+bounce or complaint reported by SES, suppression.py) is bounced without a transport call.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from typing import Any
 import dns.resolver
 
 from mailpipe.outbound import smtp_client
-from mailpipe.outbound.dsn import build_dsn, notify_allows, should_send_dsn, xtext_decode
+from mailpipe.outbound.dsn import notify_allows, xtext_decode
 from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
+from mailpipe.outbound.reports import DsnReporter
 from mailpipe.outbound.schedule import RetrySchedule, sqs_delay_until
 from mailpipe.outbound.state import DEFERRED, DELIVERED, FAILED, QueueEntry, QueueState, iso
+from mailpipe.outbound.suppression import SuppressionList
 from mailpipe.outbound.transport_map import TransportMap
 from mailpipe.outbound.transports import Recipient, RecipientResult
-from mailpipe.spool import Envelope, EnvelopeRecipient, Spool, new_queue_id, spool_key
+from mailpipe.spool import Envelope, Spool
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class OutboundConfig:
     options: smtp_client.DeliveryOptions = field(default_factory=smtp_client.DeliveryOptions)
     resolver: dns.resolver.Resolver | None = None
     ses_client: Any = None
+    # SES publishes bounces, complaints and delays of what it sends with this set (ses_events.py).
+    ses_configuration_set: str | None = None
 
 
 class OutboundDelivery:
@@ -49,12 +54,15 @@ class OutboundDelivery:
         queue: OutboundQueue,
         config: OutboundConfig,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        suppressions: SuppressionList | None = None,
     ) -> None:
         self._spool = spool
         self._state = state
         self._queue = queue
         self._config = config
         self._clock = clock
+        self._reports = DsnReporter(spool, config.hostname)
+        self._suppressions = suppressions
 
     def process(self, message: OutboundMessage) -> None:
         now = self._clock()
@@ -98,22 +106,38 @@ class OutboundDelivery:
     def _deliver(
         self, raw: bytes, message: OutboundMessage, pending: list[OutboundRecipient]
     ) -> list[RecipientResult]:
-        by_domain: dict[str, list[Recipient]] = {}
-        for r in pending:
+        """One result per pending recipient, in `pending`'s order (transports go domain by domain).
+
+        A suppressed address (suppression.py) fails at once, without a transport call.
+        """
+        by_domain: dict[str, list[tuple[int, Recipient]]] = {}
+        results: list[RecipientResult | None] = [None] * len(pending)
+        for index, r in enumerate(pending):
+            suppressed = self._suppressions.get(r.address) if self._suppressions else None
+            if suppressed is not None:
+                results[index] = RecipientResult(r.address, suppressed.status)
+                continue
             recipient = Recipient(r.address, tuple(r.notify) if r.notify else None, _decoded(r.orcpt))
-            by_domain.setdefault(recipient.domain.lower(), []).append(recipient)
-        results: list[RecipientResult] = []
+            by_domain.setdefault(recipient.domain.lower(), []).append((index, recipient))
         options = replace(
             self._config.options, dsn=smtp_client.DsnParams(message.dsn_ret, _decoded(message.dsn_envid))
         )
-        for domain, recipients in by_domain.items():
+        for domain, indexed in by_domain.items():
+            recipients = [recipient for _index, recipient in indexed]
             route = self._config.transports.lookup(domain)
             if route.transport == "ses":
                 from mailpipe.outbound import ses
 
-                results += ses.deliver_ses(raw, message.mail_from, recipients, client=self._config.ses_client)
+                sent = ses.deliver_ses(
+                    raw,
+                    message.mail_from,
+                    recipients,
+                    client=self._config.ses_client,
+                    configuration_set=self._config.ses_configuration_set,
+                    tags={ses.ENVELOPE_TAG: message.envelope_id},
+                )
             else:
-                results += smtp_client.deliver(
+                sent = smtp_client.deliver(
                     raw,
                     message.mail_from,
                     recipients,
@@ -122,7 +146,9 @@ class OutboundDelivery:
                     helo=self._config.hostname,
                     options=options,
                 )
-        return results
+            for (index, _recipient), result in zip(indexed, sent, strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
 
     def _record(
         self,
@@ -148,14 +174,14 @@ class OutboundDelivery:
                 entry.status = DELIVERED
                 if not result.remote_dsn and notify_allows(notify[recipient.address], "success"):
                     reports["success"].append(
-                        result.dsn_status(original_recipient=recipient.orcpt, action="relayed")
+                        result.dsn_status(original_recipient=_decoded(recipient.orcpt), action="relayed")
                     )
             elif later is None:
                 entry.status = FAILED
                 if notify_allows(notify[recipient.address], "failure"):
                     reports["failure"].append(
                         result.dsn_status(
-                            original_recipient=recipient.orcpt, action="failed", last_attempt=now
+                            original_recipient=_decoded(recipient.orcpt), action="failed", last_attempt=now
                         )
                     )
             else:
@@ -178,7 +204,7 @@ class OutboundDelivery:
             log.info("outbound %s -> %s: %s", message.envelope_id, recipient.address, result.status.reply)
         for kind, statuses in reports.items():
             if statuses:
-                self._report(message, raw, kind, statuses, now)
+                self._reports.report(message, raw, kind, statuses, now)
         if retry:
             due = min(next_times)
             follow_up = replace(message, recipients=retry, not_before=iso(due))
@@ -188,37 +214,6 @@ class OutboundDelivery:
             # object has done its job. The inbound function stored local copies before it
             # handed the message over, so nothing else reads it.
             self._spool.discard(_spooled(message))
-
-    def _report(
-        self, message: OutboundMessage, raw: bytes, kind: str, statuses: list[Any], now: datetime
-    ) -> None:
-        """A DSN to the sender, through the spool like any arriving message; never backscatter."""
-        if not should_send_dsn(message.mail_from, authenticated=bool(message.auth_user)):
-            return
-        dsn = build_dsn(
-            raw,
-            message.mail_from,
-            statuses,
-            self._config.hostname,
-            ret=message.dsn_ret or "HDRS",
-            envid=_decoded(message.dsn_envid),
-            kind=kind,
-            arrival_date=datetime.fromisoformat(message.received_at),
-            now=now,
-            queue_id=message.envelope_id,
-        )
-        queue_id = new_queue_id()
-        envelope = Envelope(
-            id=queue_id,
-            mail_from="",
-            recipients=(EnvelopeRecipient(message.mail_from),),
-            s3_key=spool_key(queue_id, now),
-            size=len(dsn),
-            received_at=now.isoformat(),
-            helo=self._config.hostname,
-        )
-        self._spool.put(envelope, dsn)
-        log.info("%s DSN for %s queued as %s", kind, message.envelope_id, queue_id)
 
 
 def _spooled(message: OutboundMessage) -> Envelope:

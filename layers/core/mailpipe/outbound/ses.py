@@ -9,10 +9,12 @@ larger lists are sent in several calls, each with its own SES message id.
 The envelope sender is `FromEmailAddress`; its address or domain must be a verified SES
 identity (in the SES sandbox the recipients too). SES uses its own MAIL FROM (amazonses.com
 or the identity's custom MAIL FROM domain) and turns later bounces into notifications, so a
-250 here means "SES accepted it", not "delivered": asynchronous bounces need SES event
-destinations, which are outside this module. The null sender (a DSN of ours) has no
-`FromEmailAddress`: SES then takes the sender from the From: header (MAILER-DAEMON@ our
-domain, which must be a verified domain identity).
+250 here means "SES accepted it", not "delivered": later bounces, complaints and delays
+come back as events of the configuration set (`configuration_set`), which `ses_events`
+feeds into the queue state. `tags` (SES message tags, e.g. the envelope id) travel with
+every event SES publishes about the message, which is how an event finds its queue entry.
+The null sender (a DSN of ours) has no `FromEmailAddress`: SES then takes the sender from
+the From: header (MAILER-DAEMON@ our domain, which must be a verified domain identity).
 
 Results name the SES endpoint's host as `remote_mta` (None when it could not be reached).
 SES has no SMTPUTF8: an address whose local part is not ASCII fails with `553 5.6.7` without
@@ -46,6 +48,8 @@ from mailpipe.outbound.status import SmtpStatus
 from mailpipe.outbound.transports import LOCAL_DIAGNOSTIC, Recipient, RecipientResult, ascii_address, one_line
 
 SES_MAX_RECIPIENTS = 50
+# The SES message tag that carries the envelope id into every event SES publishes (ses_events.py).
+ENVELOPE_TAG = "mailpipe-envelope"
 
 _REJECTED = ("MessageRejected",)
 _INVALID = ("BadRequestException", "InvalidParameterValue", "InvalidParameterValueException")
@@ -67,12 +71,18 @@ def deliver_ses(
     *,
     client: Any,
     configuration_set: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> list[RecipientResult]:
     """Send `message` to `recipients` through an SESv2 `client`; one result per recipient, in order."""
     results: list[RecipientResult | None] = [None] * len(recipients)
     remote = urlparse(client.meta.endpoint_url).hostname
     sender = mail_from.strip().strip("<>")
     sender_wire = ascii_address(sender) if sender else ""
+    extra: dict[str, Any] = {}
+    if configuration_set:
+        extra["ConfigurationSetName"] = configuration_set
+    if tags:
+        extra["EmailTags"] = [{"Name": name, "Value": value} for name, value in tags.items()]
     sendable: list[tuple[int, str]] = []
     for index, recipient in enumerate(recipients):
         wire = ascii_address(recipient.address)
@@ -86,33 +96,30 @@ def deliver_ses(
             sendable.append((index, wire))
     for start in range(0, len(sendable), SES_MAX_RECIPIENTS):
         batch = sendable[start : start + SES_MAX_RECIPIENTS]
-        for index, status, reached in _send(client, message, sender_wire or "", batch, configuration_set):
+        for index, status, reached in _send(client, message, sender_wire or "", batch, extra):
             where = remote if reached else None
             results[index] = RecipientResult(recipients[index].address, status, where, LOCAL_DIAGNOSTIC)
     return [result for result in results if result is not None]
 
 
 def _send(
-    client: Any, message: bytes, sender: str, batch: list[tuple[int, str]], configuration_set: str | None
+    client: Any, message: bytes, sender: str, batch: list[tuple[int, str]], extra: dict[str, Any]
 ) -> list[tuple[int, SmtpStatus, bool]]:
     """One SendEmail call; each recipient's status, and whether SES itself answered."""
     request: dict[str, Any] = {
         "Destination": {"ToAddresses": [wire for _index, wire in batch]},
         "Content": {"Raw": {"Data": message}},
+        **extra,
     }
     if sender:
         request["FromEmailAddress"] = sender
-    if configuration_set:
-        request["ConfigurationSetName"] = configuration_set
     try:
         response = client.send_email(**request)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, text = str(error.get("Code", "")), str(error.get("Message", ""))
         if code in _INVALID and len(batch) > 1:
-            return [
-                sent for one in batch for sent in _send(client, message, sender, [one], configuration_set)
-            ]
+            return [sent for one in batch for sent in _send(client, message, sender, [one], extra)]
         status = _error_status(code, text)
     except BotoCoreError as exc:
         status = SmtpStatus(451, "4.4.1", one_line(f"Amazon SES could not be reached: {exc}"))

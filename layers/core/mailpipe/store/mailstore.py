@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +26,8 @@ from mailpipe.dynamo import query_all
 from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.store import transactions as tx
+from mailpipe.store.bodies import BodyReader
+from mailpipe.store.headers import HeaderReader, header_end, pack_header
 from mailpipe.store.model import (
     CHANGES_INDEX,
     DEFAULT_MAILBOXES,
@@ -34,6 +38,7 @@ from mailpipe.store.model import (
     StoredMessage,
     delivery_sk,
     mailbox_sk,
+    message_projection,
     messages_pk,
     owner_pk,
     pack_summary,
@@ -48,6 +53,21 @@ MAX_COMMIT_ATTEMPTS = 200
 BATCH_READ_LIMIT = 300  # beyond this many UIDs, one Query of the mailbox is cheaper than BatchGets
 INBOX = "INBOX"
 REMEMBERED_OWNERS = 100_000
+# Threads reading many headers or bodies at once for one caller (BatchGetItems, S3 GETs), shared by
+# every store and caller of the process: enough to hide request latency, few enough to bound what
+# the process asks of S3 and DynamoDB at a time.
+READ_THREADS = 8
+_reader_pool: Executor | None = None  # made when first needed: a Lambda never reads many at once
+_reader_pool_lock = threading.Lock()
+
+
+def _readers() -> Executor:
+    global _reader_pool
+    with _reader_pool_lock:
+        if _reader_pool is None:
+            _reader_pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="mailstore-read")
+        return _reader_pool
+
 
 T = TypeVar("T")
 _DESERIALIZE = TypeDeserializer()
@@ -103,6 +123,10 @@ class MailStore:
         self._bucket = bucket
         self._writers = MailboxWriters()
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
+        self._bodies = BodyReader(s3, bucket, _readers)
+        self._headers = HeaderReader(
+            self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
+        )
 
     # -- mailboxes ---------------------------------------------------------------
 
@@ -269,8 +293,10 @@ class MailStore:
         internaldate: int | None = None,
         flags: Iterable[str] = (),
         crlf_size: int | None = None,
+        header: bytes | None = None,
     ) -> int:
-        """Store a spooled message in a mailbox; returns its UID.
+        """Store a spooled message in a mailbox; returns its UID. `header` is its top-level header
+        block (headers.header_end), kept in the index for header fetches.
 
         Idempotent per (mailbox, delivery_id): a repeated delivery returns the UID the
         first one got and writes nothing new, which is what makes a redelivered SQS
@@ -285,7 +311,7 @@ class MailStore:
         self._s3.copy_object(
             Bucket=self._bucket, Key=blob_key, CopySource={"Bucket": source_bucket, "Key": source_key}
         )
-        message = _message_item(blob_key, size, summary, internaldate, flags, delivery_id, crlf_size)
+        message = _message_item(blob_key, size, summary, internaldate, flags, delivery_id, crlf_size, header)
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
@@ -329,13 +355,27 @@ class MailStore:
         internaldate: int | None = None,
     ) -> Appended:
         """APPEND, telling the caller the message as stored and the HIGHESTMODSEQ its commit started
-        from: a session whose view was there knows the mailbox changed by this alone."""
-        mailbox = self.require_mailbox(owner, mailbox_name)
+        from: a session whose view was there knows the mailbox changed by this alone.
+
+        Costs the S3 PUT and one transaction: it starts from the mailbox item as this process's
+        last writer left it, when there was one, not from a read. A stale item only makes the guard
+        fail, and the cancellation returns the item to retry from (a new message, unlike a flag
+        change, depends on nothing else read with it).
+        """
+        mailbox = self._writers.remembered(owner, mailbox_name) or self.require_mailbox(owner, mailbox_name)
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
         self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
+        summary = summarize(raw)
         message = _message_item(
-            blob_key, len(raw), summarize(raw), internaldate, flags, message_id, lines.crlf_size(raw)
+            blob_key,
+            len(raw),
+            summary,
+            internaldate,
+            flags,
+            message_id,
+            lines.crlf_size(raw),
+            raw[: header_end(raw, summary)],
         )
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], Appended]:
@@ -346,7 +386,11 @@ class MailStore:
                 tx.put_message(self._table.name, mailbox, uid, modseq, message),
             ], Appended(mailbox, stored, mailbox.highestmodseq)
 
-        return self._commit(owner, mailbox_name, build, mailbox=mailbox)
+        try:
+            return self._commit(owner, mailbox_name, build, mailbox=mailbox)
+        except NoSuchMailbox:
+            self._delete_blobs([blob_key])  # deleted meanwhile: nothing points at the body
+            raise
 
     def copy(
         self, owner: str, source: str, uids: Iterable[int], target: str
@@ -355,10 +399,11 @@ class MailStore:
 
         Returns the target mailbox and (source UID, target UID) pairs, for COPYUID.
         """
-        _, messages = self.list_messages(owner, source)
+        source_mailbox, messages = self.list_messages(owner, source)
         wanted = set(uids)
         originals = [m for m in messages if m.uid in wanted]
         target_mailbox = self.require_mailbox(owner, target)
+        headers = self.read_headers(source_mailbox.mailbox_id, originals)
         copies = []
         for original in originals:
             copy_id = uuid.uuid4().hex
@@ -377,6 +422,7 @@ class MailStore:
                     original.flags,
                     copy_id,
                     original.crlf_size,
+                    headers.get(original.uid),
                 )
             )
         pairs: list[tuple[int, int]] = []
@@ -619,16 +665,20 @@ class MailStore:
         return self._messages_by_uid(mailbox, set(uids))
 
     def read_body(self, message: StoredMessage) -> bytes:
-        return self._s3.get_object(Bucket=self._bucket, Key=message.blob_key)["Body"].read()
+        return self._bodies.read(message)
+
+    def read_ahead(self, message: StoredMessage) -> Future[bytes]:
+        """The body, read meanwhile on the store's reader threads (store/bodies.py)."""
+        return self._bodies.read_ahead(message)
 
     def read_range(self, message: StoredMessage, start: int, end: int) -> bytes:
         """Bytes [start, end) of the body, with one ranged GET (for BODY[section] and partial fetches)."""
-        if end <= start:
-            return b""
-        response = self._s3.get_object(
-            Bucket=self._bucket, Key=message.blob_key, Range=f"bytes={start}-{end - 1}"
-        )
-        return response["Body"].read()
+        return self._bodies.read_range(message, start, end)
+
+    def read_headers(self, mailbox_id: str, messages: Sequence[StoredMessage]) -> dict[int, bytes]:
+        """The top-level header block of each of `messages` (of mailbox `mailbox_id`) by UID, as
+        the body holds it, mostly from the index (store/headers.py); expunged ones are left out."""
+        return self._headers.read(mailbox_id, messages)
 
     def _messages_by_uid(self, mailbox: Mailbox, uids: set[int]) -> list[StoredMessage]:
         """The live messages among `uids`, in UID order: a few by BatchGetItem, many by one Query.
@@ -645,7 +695,9 @@ class MailStore:
                 {"pk": messages_pk(mailbox.mailbox_id), "sk": uid_sk(uid)}
                 for uid in wanted[start : start + 100]
             ]
-            pending: dict[str, Any] = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
+            pending: dict[str, Any] = {
+                self._table.name: {"Keys": keys, "ConsistentRead": True, **message_projection()}
+            }
             while pending:
                 response = self._client.batch_get_item(RequestItems=pending)
                 found += [
@@ -662,7 +714,7 @@ class MailStore:
         )
         messages = [
             StoredMessage.from_item(item)
-            for item in query_all(self._table, condition)
+            for item in query_all(self._table, condition, **message_projection())
             if item["sk"].startswith(UID_PREFIX)
         ]
         return messages if include_expunged else [m for m in messages if not m.expunged]
@@ -741,8 +793,9 @@ def _message_item(
     flags: Iterable[str],
     delivery_id: str,
     crlf_size: int | None,
+    header: bytes | None,
 ) -> dict[str, Any]:
-    return {
+    item: dict[str, Any] = {
         "size": size,
         "crlf_size": crlf_size if crlf_size is not None else size,
         "blob_key": blob_key,
@@ -751,6 +804,10 @@ def _message_item(
         "flags": sorted(set(flags)),
         "summary": pack_summary(summary),
     }
+    packed = pack_header(header) if header is not None else None
+    if packed is not None:  # else too big for the index: header fetches read it from S3
+        item["header"] = packed
+    return item
 
 
 def _apply_flags(current: set[str], mode: FlagMode, flags: set[str]) -> set[str]:

@@ -108,6 +108,7 @@ class StoredMessage:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> StoredMessage:
+        """The message of an index item; its `header` attribute, if read, is left behind."""
         return cls(
             uid=int(item["uid"]),
             modseq=int(item["modseq"]),
@@ -121,6 +122,37 @@ class StoredMessage:
             crlf_size=int(item.get("crlf_size", item["size"])),
         )
 
+
+# What a message listing reads of each item: what StoredMessage.from_item uses, never `header`,
+# which only read_headers reads (listings of big mailboxes would carry ~1 KB more per message).
+MESSAGE_ATTRIBUTES = (
+    "pk",
+    "sk",
+    "uid",
+    "modseq",
+    "flags",
+    "internaldate",
+    "size",
+    "blob_key",
+    "delivery_id",
+    "summary",
+    "expunged",
+    "crlf_size",
+)
+
+
+def message_projection() -> dict[str, Any]:
+    """ProjectionExpression and ExpressionAttributeNames reading MESSAGE_ATTRIBUTES (names go
+    through placeholders: SIZE is one of DynamoDB's reserved words)."""
+    names = {f"#m{i}": name for i, name in enumerate(MESSAGE_ATTRIBUTES)}
+    return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+
+
+# A message's top-level header block is kept in its item (zlib, attribute `header`) when it
+# compresses to at most this; a bigger one is read from S3. 8 KB keeps the item, with a summary
+# of at most MAX_PACKED_SUMMARY, within DynamoDB's 400 KB, and a header fetch of a 10,000-message
+# mailbox within ~10-30 MB of reads where headers are ordinary (~0.5-1 KB compressed).
+MAX_PACKED_HEADER = 8 * 1024
 
 # DynamoDB items hold at most 400 KB; the rest of the message item needs well under 100 KB.
 MAX_PACKED_SUMMARY = 300 * 1024
@@ -136,6 +168,12 @@ def pack_summary(summary: dict[str, Any]) -> bytes:
     if len(packed) <= MAX_PACKED_SUMMARY:
         return packed
     return zlib.compress(json.dumps({"size": summary.get("size"), "too_large": True}).encode())
+
+
+def unpack_summary(value: Any) -> dict[str, Any]:
+    """The summary of an item's `summary` attribute as boto3 gives it; {} if there is none."""
+    packed = _as_bytes(value)
+    return _unpacked(packed) if packed else {}
 
 
 # Unpacked summaries kept for the messages in use (a FETCH of envelopes, a SEARCH): ~7 KB each.

@@ -108,7 +108,7 @@ def expunge(table: str, mailbox: Mailbox, uid: int, modseq: int) -> dict[str, An
         "Update": {
             "TableName": table,
             "Key": {"pk": messages_pk(mailbox.mailbox_id), "sk": uid_sk(uid)},
-            "UpdateExpression": "SET expunged = :true, modseq = :modseq REMOVE flags, summary",
+            "UpdateExpression": "SET expunged = :true, modseq = :modseq REMOVE flags, summary, header",
             "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(expunged)",
             "ExpressionAttributeValues": {":true": True, ":modseq": modseq},
         }

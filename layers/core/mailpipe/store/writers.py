@@ -43,6 +43,11 @@ class MailboxWriters:
             return guess
         return latest if latest.highestmodseq > guess.highestmodseq else guess
 
+    def remembered(self, owner: str, name: str) -> Mailbox | None:
+        """The item as this process's last writer left it, if one wrote to it lately."""
+        with self._latest_lock:
+            return self._latest.get((owner, name))
+
     def committed(self, mailbox: Mailbox) -> None:
         """`mailbox` is the item as a commit of this process left it."""
         key = (mailbox.owner, mailbox.name)

@@ -1,0 +1,218 @@
+"""Opening a mailbox: mailpipe's dev stack against Dovecot, one client, the same messages (issue 14).
+
+Run by hand from the repository root (Dovecot from Debian's dovecot-imapd must be installed):
+
+    .venv/bin/python bench/open_mailbox.py                 # N = 1,000 and 10,000: some minutes
+    .venv/bin/python bench/open_mailbox.py --sizes 200     # a quick check that it works
+
+For each N it fills the INBOX of a user of its own, on each server, with N corpus messages
+(../shared/corpus, cycled) by APPEND, one after another, timed; then one client, after EXAMINE,
+times each of:
+
+    folder open  UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To Cc Subject
+                 Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type
+                 Reply-To)])   -- what Thunderbird sends when it opens a folder
+    headers      UID FETCH 1:* (UID BODY.PEEK[HEADER])
+    bodies       UID FETCH 1:300 (UID BODY.PEEK[])
+
+each once on a server that has not served it before (as a user opening the folder meets it) and
+once more right after. It prints seconds per command and mailpipe/Dovecot, against the targets:
+folder open within 3x Dovecot, body fetches within 10x, APPEND within 5x (the first runs count).
+Both servers run on this machine, one after the other; the client shares its cores. Dovecot gets
+plaintext passwords by default (--dovecot-scheme PLAIN): LOGIN is not what is measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/imap.py: the client and the servers
+
+from imap import (
+    DOMAIN,
+    PASSWORD,
+    Client,
+    Server,
+    corpus_messages,
+    dovecot,
+    dovecot_version,
+    find_dovecot,
+    mailpipe_dev,
+    quote,
+)
+
+FOLDER_OPEN = (
+    b"UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To Cc Subject Date Message-ID"
+    b" Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)])"
+)
+FETCHES = {
+    "folder open": FOLDER_OPEN,
+    "headers": b"UID FETCH 1:* (UID BODY.PEEK[HEADER])",
+    "bodies 1:300": b"UID FETCH 1:300 (UID BODY.PEEK[])",
+}
+TARGETS = {"APPEND": 5.0, "folder open": 3.0, "headers": 3.0, "bodies 1:300": 10.0}
+
+
+@dataclass
+class Timings:
+    """Seconds per command for one server and one N: the first run, and the one right after."""
+
+    first: dict[str, float] = field(default_factory=dict)
+    again: dict[str, float] = field(default_factory=dict)
+    responses: dict[str, int] = field(default_factory=dict)
+
+
+async def login(port: int, user: str) -> Client:
+    client = await Client.connect(port)
+    await client.command(b"LOGIN " + quote(user) + b" " + quote(PASSWORD))
+    return client
+
+
+async def measure(port: int, user: str, messages: list[bytes]) -> Timings:
+    timings = Timings()
+    client = await login(port, user)
+    try:
+        began = time.perf_counter()
+        for message in messages:
+            await client.command(b"APPEND INBOX", message)
+        timings.first["APPEND"] = time.perf_counter() - began
+        await client.command(b"LOGOUT")
+    finally:
+        client.close()
+    # A new connection, as a client opening the folder has.
+    client = await login(port, user)
+    try:
+        selected = b"".join(await client.command(b"EXAMINE INBOX"))
+        if b"* %d EXISTS" % len(messages) not in selected:
+            raise RuntimeError(f"{user}: INBOX should hold {len(messages)} messages: {selected[:200]!r}")
+        for runs in (timings.first, timings.again):
+            for name, command in FETCHES.items():
+                began = time.perf_counter()
+                responses = await client.command(command)
+                runs[name] = time.perf_counter() - began
+                timings.responses[name] = sum(1 for r in responses if b" FETCH (" in r[:40])
+        await client.command(b"LOGOUT")
+    finally:
+        client.close()
+    expected = {name: len(messages) for name in FETCHES} | {"bodies 1:300": min(300, len(messages))}
+    if timings.responses != expected:
+        raise RuntimeError(f"{user}: FETCH responses {timings.responses}, expected {expected}")
+    return timings
+
+
+def report(sizes: list[int], results: dict[str, dict[int, Timings]]) -> bool:
+    """Prints the table; True if every target is met (where both servers were measured)."""
+    names = ["APPEND", *FETCHES]
+    servers = list(results)
+    header = f"{'command':<14} {'N':>6}" + "".join(f" {s + ' s':>12} {'again':>7}" for s in servers)
+    if len(servers) == 2:
+        header += f" {'ratio':>7} {'target':>7}"
+    print()
+    print(header)
+    print("-" * len(header))
+    met = True
+    for size in sizes:
+        for name in names:
+            line = f"{name:<14} {size:>6}"
+            for server in servers:
+                timing = results[server][size]
+                again = timing.again.get(name)
+                line += f" {timing.first[name]:>12.3f} {'' if again is None else f'{again:.3f}':>7}"
+            if len(servers) == 2:
+                mailpipe, reference = (results[s][size].first[name] for s in ("mailpipe", "Dovecot"))
+                ratio = mailpipe / reference if reference else float("inf")
+                ok = ratio <= TARGETS[name]
+                met &= ok
+                target = f"<= {TARGETS[name]:g}"
+                line += f" {ratio:>7.1f} {target:>7}{'' if ok else '  missed'}"
+            print(line)
+    return met
+
+
+def preamble(args: argparse.Namespace) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"mailpipe open-mailbox bench  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"vm: {os.cpu_count()} CPUs, load average {load}; Python {platform.python_version()}")
+    print(f"Dovecot {dovecot_version()}, passwords {args.dovecot_scheme}")
+    print(f"N = {', '.join(str(n) for n in args.sizes)} messages in INBOX; one client")
+
+
+def run(args: argparse.Namespace) -> int:
+    wanted = [name for name in ("mailpipe", "Dovecot") if args.only in (None, name)]
+    if "Dovecot" in wanted and find_dovecot() is None:
+        print("bench/open_mailbox.py: dovecot is not installed (package dovecot-imapd)", file=sys.stderr)
+        return 2
+    preamble(args)
+    corpus = corpus_messages()
+    users = {size: f"open{size}@{DOMAIN}" for size in args.sizes}
+    results: dict[str, dict[int, Timings]] = {}
+    with tempfile.TemporaryDirectory(prefix="open-mailbox-") as workdir, contextlib.ExitStack() as stack:
+        print(f"starting {' and '.join(wanted)} ...", flush=True)
+        servers: list[Server] = []
+        if "mailpipe" in wanted:
+            servers.append(stack.enter_context(mailpipe_dev(list(users.values()), Path(workdir))))
+        if "Dovecot" in wanted:
+            servers.append(stack.enter_context(dovecot(list(users.values()), args.dovecot_scheme)))
+        for server in servers:
+            results[server.name] = {}
+            for size, user in users.items():
+                messages = (corpus * (size // len(corpus) + 1))[:size]
+                print(f"  {server.name}: N = {size} ...", flush=True)
+                results[server.name][size] = asyncio.run(measure(server.port, user, messages))
+    met = report(args.sizes, results)
+    if len(results) == 2:
+        print(f"\ntargets: {'all met' if met else 'some missed'}")
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1000, 10000],
+        help="messages in the mailbox, comma-separated (default 1000,10000)",
+    )
+    parser.add_argument(
+        "--dovecot-scheme",
+        choices=["ARGON2ID", "PLAIN"],
+        default="PLAIN",
+        help="how Dovecot stores passwords (default PLAIN: LOGIN is not measured here)",
+    )
+    parser.add_argument("--only", choices=["mailpipe", "Dovecot"], help="measure one server (no ratio)")
+    args = parser.parse_args(argv)
+    if not args.sizes or min(args.sizes) < 1:
+        parser.error("--sizes: positive numbers, e.g. 200 or 1000,10000")
+    return args
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # unwind, so that every server started is stopped
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every server the bench started has been stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Message bodies from S3: one at a time or many concurrently, with a bounded cache of recent ones.
+
+A client that opens a message usually fetches it more than once (BODYSTRUCTURE first, then a
+part, then BODY[] to display or index it), and a SEARCH TEXT reads every body: the cache spares
+those repeated GETs; bodies over CACHED_BODY_LIMIT are not kept, so one big attachment does
+not push out hundreds of ordinary messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from mailpipe.store.cache import BytesLRU
+from mailpipe.store.model import StoredMessage
+
+CACHED_BODY_BYTES = 32 * 1024 * 1024
+CACHED_BODY_LIMIT = 2 * 1024 * 1024
+
+
+class BodyReader:
+    def __init__(self, s3: Any, bucket: str, pool: Callable[[], Executor]) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._pool = pool
+        self._cache = BytesLRU(CACHED_BODY_BYTES, CACHED_BODY_LIMIT)
+
+    def read(self, message: StoredMessage) -> bytes:
+        body = self._cache.get(message.blob_key)
+        if body is None:
+            body = self._s3.get_object(Bucket=self._bucket, Key=message.blob_key)["Body"].read()
+            self._cache.put(message.blob_key, body)
+        return body
+
+    def read_range(self, message: StoredMessage, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        body = self._cache.get(message.blob_key)
+        if body is not None:
+            return body[start:end]
+        response = self._s3.get_object(
+            Bucket=self._bucket, Key=message.blob_key, Range=f"bytes={start}-{end - 1}"
+        )
+        return bytes(response["Body"].read())
+
+    def read_ahead(self, message: StoredMessage) -> Future[bytes]:
+        """The body, read on the store's reader threads: for a caller that will want it soon."""
+        return self._pool().submit(self.read, message)
