@@ -52,10 +52,10 @@ def serve(moto_in_process: bool) -> None:
     """The dev stack with a loop meter; answers "lag" on stdin with the longest stall since the last."""
     from processes import moto_in_own_process
 
-    from mailpipe_gateway.auth_throttle import AuthThrottle
+    from mailpipe_gateway.auth.throttle import AuthThrottle
     from mailpipe_gateway.connection_limits import ConnectionLimiter
-    from mailpipe_gateway.local.stack import DevOptions, DevStack
     from mailpipe_gateway.loop_watch import LoopWatch
+    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     with contextlib.ExitStack() as resources:
         state = resources.enter_context(tempfile.TemporaryDirectory(prefix="hostile-imap-"))

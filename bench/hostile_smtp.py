@@ -53,8 +53,8 @@ def raise_file_limit() -> None:
 def serve(moto_in_process: bool) -> None:
     from processes import moto_in_own_process
 
-    from mailpipe_gateway.local.stack import DevOptions, DevStack
     from mailpipe_gateway.loop_watch import LoopWatch
+    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     raise_file_limit()
     # Our answers to the bench go out on the original stdout; the stack's own output (the
@@ -106,7 +106,9 @@ def serve(moto_in_process: bool) -> None:
 class Child:
     def __init__(self, moto_in_process: bool) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "layers/core"), str(REPO / "gateway")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO / "layers/core"), str(REPO / "gateway"), str(REPO / "tools")]
+        )
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--serve", *(["--moto-in-process"] if moto_in_process else [])],
             stdin=subprocess.PIPE,
@@ -152,7 +154,7 @@ class Child:
 
 def fuzz(ports: dict[str, int], lines: int, seed: int) -> int:
     """The tests' fuzzer (one line at a time, DATA and AUTH included); the replies it got."""
-    for path in ("tests", "gateway", "layers/core"):
+    for path in ("tests", "tools", "gateway", "layers/core"):
         sys.path.insert(0, str(REPO / path))
     from test_smtp_fuzz import BASES, Conversation, Fuzzer, ended
 

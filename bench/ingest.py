@@ -342,7 +342,7 @@ def boto3_load(
     aws: Aws, stack: dict[str, str], message: bytes, count: int, concurrency: int, max_seconds: float
 ) -> LoadResult:
     """PutObject + SendMessage per message, `concurrency` threads; server_cpu is the threads' CPU."""
-    from mailpipe.spool import Envelope, new_queue_id, now_utc, spool_key
+    from mailpipe.spool import Envelope, EnvelopeRecipient, new_queue_id, now_utc, spool_key
 
     s3, sqs = aws.client("s3", concurrency), aws.client("sqs", concurrency)
     bucket, queue_url = stack["MAILPIPE_MAIL_BUCKET"], stack["MAILPIPE_INBOUND_QUEUE_URL"]
@@ -353,7 +353,12 @@ def boto3_load(
         began, cpu = time.monotonic(), time.thread_time()
         queue_id, when = new_queue_id(), now_utc()
         envelope = Envelope(
-            queue_id, SENDER, [RECIPIENT], spool_key(queue_id, when), len(body), when.isoformat()
+            queue_id,
+            SENDER,
+            (EnvelopeRecipient(RECIPIENT),),
+            spool_key(queue_id, when),
+            len(body),
+            when.isoformat(),
         )
         try:
             s3.put_object(Bucket=bucket, Key=envelope.s3_key, Body=body, ContentType="message/rfc822")
@@ -462,8 +467,8 @@ def purging(aws: Aws, queue_url: str, interval: float = PURGE_INTERVAL) -> Itera
 def provision_stack(aws: Aws) -> dict[str, str]:
     """Creates template.yaml's resources on moto and a domain and user; returns the functions' env."""
     from mailpipe.directory import Directory
-    from mailpipe_gateway.local.provision import provision
-    from mailpipe_gateway.local.template import Template
+    from mailpipe_tools.local.provision import provision
+    from mailpipe_tools.local.template import Template
 
     template = Template.load()
     deployment = provision(template, aws.client("s3"), aws.client("sqs"), aws.client("dynamodb"))
@@ -721,7 +726,7 @@ def _serve_dns(zone_file: Path) -> None:
 
 
 def _serve_moto() -> None:
-    from mailpipe_gateway.local.moto_server import MotoServer
+    from mailpipe_tools.local.moto_server import MotoServer
 
     server = MotoServer(HOST, 0)
     stop = threading.Event()

@@ -88,7 +88,7 @@ def moto_in_own_process() -> Iterator[str]:
     to release the GIL, which production's gateways, talking to AWS over the network, never do."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.local.moto_server"],
+        [sys.executable, "-m", "mailpipe_tools.local.moto_server"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -12,7 +12,7 @@ import pytest
 from dns_zone import serving
 
 from mailpipe.store import MailStore
-from mailpipe_gateway.local.stack import DevOptions, DevStack
+from mailpipe_tools.local.stack import DevOptions, DevStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailpipe import aws
-from mailpipe.spool import Envelope, new_queue_id, now_utc, spool_key
-from mailpipe_gateway.local.event_source import SqsPoller
+from mailpipe.spool import Envelope, EnvelopeRecipient, new_queue_id, now_utc, spool_key
+from mailpipe_tools.local.event_source import SqsPoller
 
 MOTO_ACCOUNT = "123456789012"
 MOTO_REGION = "us-east-1"
@@ -92,7 +92,7 @@ def spooled(
     envelope = Envelope(
         id=queue_id,
         mail_from=mail_from,
-        rcpt_tos=rcpts,
+        recipients=tuple(EnvelopeRecipient(rcpt) for rcpt in rcpts),
         s3_key=spool_key(queue_id, when),
         size=len(raw),
         received_at=when.isoformat(),

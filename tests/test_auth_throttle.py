@@ -16,7 +16,7 @@ import pytest
 from conftest import PASSWORD
 from test_gateway_command import free_port, wait_listening
 
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.tls import write_self_signed
 
 FAILED, THROTTLED, OK = "failed", "throttled", "ok"
@@ -116,7 +116,7 @@ def test_failures_count_across_protocols_in_the_stack(stack, new_user) -> None:
 
 def test_failed_logins_are_logged_for_fail2ban(stack, new_user, servers, caplog) -> None:
     user = new_user()
-    caplog.set_level(logging.WARNING, logger="mailpipe_gateway.auth_throttle")
+    caplog.set_level(logging.WARNING, logger="mailpipe_gateway.auth.throttle")
     pop3(servers[pop3], f"<{user.upper()}>", "wrong")
     imap(servers[imap], "x\r\nauth failed: client=192.0.2.9 protocol=imap user=y", "wrong")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("auth failed")]
@@ -142,7 +142,7 @@ def test_mailpipe_gateway_counts_failures_on_587_and_465_together(stack, new_use
     }
     env.pop("MAILPIPE_VALIDATE_FUNCTION", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "gateway"],
+        [sys.executable, "-m", "mailpipe_tools.cli", "gateway"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -16,7 +16,7 @@ from mailpipe.outbound.suppression import Suppression, SuppressionList
 def mailpipe(stack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.environment}
     return subprocess.run(
-        [sys.executable, "-m", "mailpipe_gateway.cli", *args],
+        [sys.executable, "-m", "mailpipe_tools.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -44,7 +44,7 @@ def dev_stack(tmp_path: Path, dev_args: list[str], dns_server: str):
         [
             sys.executable,
             "-m",
-            "mailpipe_gateway.cli",
+            "mailpipe_tools.cli",
             "dev",
             "--smtp-port",
             str(smtp_port),
@@ -122,7 +122,7 @@ def test_first_message_with_swaks_then_ctrl_c(dev_stack) -> None:
 
     def listing() -> str:
         return subprocess.run(
-            [sys.executable, "-m", "mailpipe_gateway.cli", "mailbox", "list", "bob@example.test"],
+            [sys.executable, "-m", "mailpipe_tools.cli", "mailbox", "list", "bob@example.test"],
             capture_output=True,
             text=True,
             env=env,

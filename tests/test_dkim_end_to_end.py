@@ -49,7 +49,7 @@ def mailpipe(stack: Stack, *argv: str) -> str:
         AWS_DEFAULT_REGION="us-east-1",
     )
     done = subprocess.run(
-        [sys.executable, "-m", "mailpipe_gateway.cli", *argv],
+        [sys.executable, "-m", "mailpipe_tools.cli", *argv],
         env=env,
         capture_output=True,
         text=True,

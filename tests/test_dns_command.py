@@ -12,7 +12,7 @@ from https_policy_server import PolicyServer
 
 from mailpipe import aws
 from mailpipe.dkim_signing.store import KeyStore
-from mailpipe_gateway.cli import main
+from mailpipe_tools.cli import main
 
 
 @pytest.fixture

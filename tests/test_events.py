@@ -9,7 +9,7 @@ from conftest import REPO_ROOT
 from mailpipe import aws
 from mailpipe.outbound.suppression import SuppressionList
 from mailpipe.spool import Envelope
-from mailpipe_gateway.recipient_check import LocalLambdaContext
+from mailpipe_tools.local.functions import LocalLambdaContext
 
 EVENTS = REPO_ROOT / "events"
 

@@ -1,10 +1,15 @@
-"""`mailpipe gateway`: the ECS entry point, configured only by its environment."""
+"""`python -m mailpipe_gateway smtp|access`: the container's entry point, configured only by its environment.
+
+Run here as in the image (gateway/Dockerfile): with only the core and the gateway packages on
+the path and the dev stack's packages (moto, PyYAML, mailpipe_tools) unimportable.
+"""
 
 from __future__ import annotations
 
 import imaplib
 import os
 import poplib
+import re
 import signal
 import smtplib
 import socket
@@ -12,10 +17,84 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 
-from conftest import PASSWORD, wait_for_inbox
+from conftest import PASSWORD, REPO_ROOT, wait_for_inbox
 
 from mailpipe_gateway.tls import write_self_signed
+
+# What the image does not hold: the dev stack, the `mailpipe` command, and their dependencies.
+NOT_IN_THE_IMAGE = ("mailpipe_tools", "yaml", "moto", "waitress", "werkzeug", "flask")
+IMAGE_PACKAGES = {"mailpipe": REPO_ROOT / "layers" / "core", "mailpipe_gateway": REPO_ROOT / "gateway"}
+
+# Run before the gateway: the packages the image lacks fail to import, and the image's two packages
+# must come from this checkout, not from whatever the environment installed.
+AS_IN_THE_IMAGE = f"""
+import importlib.abc, runpy, sys
+
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {NOT_IN_THE_IMAGE!r}:
+            raise ImportError(f"{{name}} is not in the gateway image")
+        return None
+
+sys.meta_path.insert(0, NotInTheImage())
+sys.argv[0] = "mailpipe_gateway"
+runpy.run_module("mailpipe_gateway", run_name="__main__", alter_sys=True)
+"""
+
+
+def gateway_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", AS_IN_THE_IMAGE, *args]
+
+
+def image_environment(*settings: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    for more in settings:
+        env.update(more)
+    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in IMAGE_PACKAGES.values())
+    return env
+
+
+def test_every_gateway_module_imports_without_the_dev_stack() -> None:
+    script = AS_IN_THE_IMAGE.replace(
+        'runpy.run_module("mailpipe_gateway", run_name="__main__", alter_sys=True)',
+        """import pkgutil, mailpipe, mailpipe_gateway
+for package in (mailpipe, mailpipe_gateway):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        __import__(module.name)
+for name, module in sorted(sys.modules.items()):
+    if name.split(".")[0] in ("mailpipe", "mailpipe_gateway"):
+        print(name, getattr(module, "__file__", None))
+""",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=image_environment(), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert "mailpipe_gateway.smtp.handler" in loaded and "mailpipe.store.mailstore" in loaded
+    for name, path in loaded.items():
+        root = IMAGE_PACKAGES[name.split(".")[0]]
+        assert path == "None" or path.startswith(str(root)), f"{name} loaded from {path}, not {root}"
+
+
+def test_the_image_requirements_leave_out_the_dev_stack() -> None:
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\[<>=~! ]", line.strip(), maxsplit=1)[0].lower() for line in requirements}
+
+    def requirements_file(path) -> list[str]:
+        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+        return [line for line in lines if line and not line.startswith("-r ")]
+
+    core = names(requirements_file(REPO_ROOT / "layers" / "core" / "requirements.txt"))
+    image = core | names(requirements_file(REPO_ROOT / "gateway" / "requirements.txt"))
+    assert "-r ../layers/core/requirements.txt" in (REPO_ROOT / "gateway" / "requirements.txt").read_text()
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    # pyproject.toml's runtime dependencies are exactly the image's; the dev stack's are extras.
+    assert names(project["dependencies"]) == image
+    assert not image & {"pyyaml", "moto", "waitress"}
+    assert {"pyyaml", "moto", "waitress"} <= names(project["optional-dependencies"]["local"])
 
 
 def test_gateway_runs_from_the_environment_and_stops_on_sigterm(stack, new_user) -> None:
@@ -23,16 +102,18 @@ def test_gateway_runs_from_the_environment_and_stops_on_sigterm(stack, new_user)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        **stack.environment,
-        "MAILPIPE_SMTP_HOST": "127.0.0.1",
-        "MAILPIPE_SMTP_PORT": str(port),
-        "MAILPIPE_HOSTNAME": "mx.example.test",
-    }
+    env = image_environment(
+        stack.environment,
+        {
+            "MAILPIPE_SMTP_HOST": "127.0.0.1",
+            "MAILPIPE_SMTP_PORT": str(port),
+            "MAILPIPE_HOSTNAME": "mx.example.test",
+        },
+    )
+    # No validation function to invoke: the gateway checks recipients with the core's check.
     env.pop("MAILPIPE_VALIDATE_FUNCTION", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "gateway"],
+        gateway_command("smtp"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -84,16 +165,17 @@ def test_access_gateway_serves_imap_and_pop3_with_tls(stack, new_user, tmp_path)
     stack.mail_store().append(bob, "INBOX", b"Subject: stored\r\n\r\nhi\r\n")
     cert, key = write_self_signed(tmp_path, "imap.example.test")
     ports = {name: free_port() for name in ("IMAP", "IMAPS", "POP3", "POP3S")}
-    env = {
-        **os.environ,
-        **stack.environment,
-        "MAILPIPE_ACCESS_HOST": "127.0.0.1",
-        **{f"MAILPIPE_{name}_PORT": str(port) for name, port in ports.items()},
-        "MAILPIPE_TLS_CERT_PEM": cert.read_text(),
-        "MAILPIPE_TLS_KEY_PEM": key.read_text(),
-    }
+    env = image_environment(
+        stack.environment,
+        {f"MAILPIPE_{name}_PORT": str(port) for name, port in ports.items()},
+        {
+            "MAILPIPE_ACCESS_HOST": "127.0.0.1",
+            "MAILPIPE_TLS_CERT_PEM": cert.read_text(),
+            "MAILPIPE_TLS_KEY_PEM": key.read_text(),
+        },
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "access-gateway"],
+        gateway_command("access"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -127,9 +209,10 @@ def test_access_gateway_serves_imap_and_pop3_with_tls(stack, new_user, tmp_path)
 
 
 def test_access_gateway_refuses_to_run_without_a_certificate(stack) -> None:
-    env = {k: v for k, v in {**os.environ, **stack.environment}.items() if not k.startswith("MAILPIPE_TLS")}
+    env = image_environment(stack.environment)
+    env = {name: value for name, value in env.items() if not name.startswith("MAILPIPE_TLS")}
     result = subprocess.run(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "access-gateway"],
+        gateway_command("access"),
         env=env,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ import socket
 from conftest import PASSWORD
 from imap_fuzzer import Fuzzer
 
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.loop_watch import LoopWatch
 
 COMMANDS = [

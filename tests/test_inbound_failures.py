@@ -188,7 +188,7 @@ def test_mailpipe_queue_redrive_puts_the_stacks_dead_letters_back(stack, new_use
         QueueUrl=dead_letter_queue_url(sqs, stack.resources.inbound_queue_url), MessageBody=envelope.to_json()
     )
     result = subprocess.run(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "queue", "redrive", "all"],
+        [sys.executable, "-m", "mailpipe_tools.cli", "queue", "redrive", "all"],
         capture_output=True,
         text=True,
         env={**os.environ, **stack.environment},

@@ -73,7 +73,7 @@ def queued(
     stack, sender: str, recipients: list[OutboundRecipient], ret: str | None = None
 ) -> OutboundMessage:
     queue_id = new_queue_id()
-    envelope = Envelope(queue_id, sender, [], spool_key(queue_id, START), len(MESSAGE), START.isoformat())
+    envelope = Envelope(queue_id, sender, (), spool_key(queue_id, START), len(MESSAGE), START.isoformat())
     aws.client("s3").put_object(Bucket=stack.resources.mail_bucket, Key=envelope.s3_key, Body=MESSAGE)
     return OutboundMessage(
         envelope_id=queue_id,
@@ -129,7 +129,7 @@ def test_delivered_first_time(stack, new_user, outbound) -> None:
 
 def spooled(message: OutboundMessage) -> Envelope:
     return Envelope(
-        message.envelope_id, message.mail_from, [], message.s3_key, message.size, START.isoformat()
+        message.envelope_id, message.mail_from, (), message.s3_key, message.size, START.isoformat()
     )
 
 

@@ -9,7 +9,7 @@ import socket
 import pytest
 from conftest import PASSWORD
 
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 
 BEFORE_LOGIN = [b"CAPA", b"USER nobody@example.test", b"PASS secret", b"AUTH", b"AUTH PLAIN", b"AUTH LOGIN"]
 BEFORE_LOGIN += [

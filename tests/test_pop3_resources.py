@@ -50,7 +50,7 @@ def test_pre_login_connections_holding_a_full_line_stay_small(stack, tmp_path) -
         "MAILPIPE_TLS_KEY_PEM": key.read_text(),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "access-gateway"],
+        [sys.executable, "-m", "mailpipe_tools.cli", "access-gateway"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -32,7 +32,7 @@ from mailpipe.outbound.state import DELIVERED, FAILED, QueueEntry, QueueState
 from mailpipe.outbound.suppression import BOUNCE, COMPLAINT, SesSuppressionList, SuppressionList
 from mailpipe.outbound.transport_map import TransportMap
 from mailpipe.spool import Envelope, new_queue_id, spool_key
-from mailpipe_gateway.recipient_check import LocalLambdaContext
+from mailpipe_tools.local.functions import LocalLambdaContext
 
 SAMPLE = REPO_ROOT / "events" / "ses_events.json"
 FUNCTION = "SesEventsFunction"

@@ -336,7 +336,7 @@ def test_pop3_top_0_reads_the_header_from_the_index(stack, owner) -> None:
 def backfill(stack, *args: str) -> subprocess.CompletedProcess[str]:
     """`mailpipe store backfill-headers` as an operator runs it, against the stack's moto."""
     return subprocess.run(
-        [sys.executable, "-m", "mailpipe_gateway.cli", "store", "backfill-headers", *args],
+        [sys.executable, "-m", "mailpipe_tools.cli", "store", "backfill-headers", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **stack.environment},
@@ -410,7 +410,7 @@ def test_backfill_draws_a_progress_bar_on_a_terminal(stack, owner) -> None:
     controller, terminal = pty.openpty()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "mailpipe_gateway.cli", "store", "backfill-headers", "--owner", owner],
+            [sys.executable, "-m", "mailpipe_tools.cli", "store", "backfill-headers", "--owner", owner],
             stdout=subprocess.PIPE,
             stderr=terminal,
             text=True,

@@ -14,7 +14,7 @@ from conftest import DOMAIN, PASSWORD, wait_for, wait_for_inbox
 from mailpipe import aws
 from mailpipe.outbound.queue import OutboundMessage, OutboundRecipient
 from mailpipe.outbound.state import QueueState
-from mailpipe.spool import Envelope
+from mailpipe.spool import Envelope, EnvelopeRecipient
 
 MESSAGE = "From: {sender}\r\nTo: friend@elsewhere.test\r\nSubject: out\r\n\r\nbody\r\n"
 
@@ -135,8 +135,12 @@ def test_dsn_parameters_are_kept_as_sent(stack, new_user, spooled) -> None:
     smtp.quit()
     [(envelope, _)] = envelopes()
     assert (envelope.dsn_ret, envelope.dsn_envid) == ("HDRS", "QQ314159+2Bx")
-    assert envelope.rcpt_dsn == [{"notify": ["FAILURE", "DELAY"], "orcpt": "rfc822;Friend@Elsewhere.test"}]
-    assert json.loads(envelope.to_json())["rcpt_dsn"] == envelope.rcpt_dsn
+    assert envelope.recipients == (
+        EnvelopeRecipient("Friend@Elsewhere.test", ("FAILURE", "DELAY"), "rfc822;Friend@Elsewhere.test"),
+    )
+    assert json.loads(envelope.to_json())["rcpt_dsn"] == [
+        {"notify": ["FAILURE", "DELAY"], "orcpt": "rfc822;Friend@Elsewhere.test"}
+    ]
 
 
 def test_wrong_passwords_are_throttled(stack, new_user, spooled) -> None:
@@ -217,6 +221,6 @@ def test_remote_recipients_go_to_the_outbound_queue_and_local_ones_to_mailboxes(
     assert outbound.recipients == [OutboundRecipient("friend@elsewhere.test", ["FAILURE"], None)]
     assert (
         stack.spool()
-        .read(Envelope(outbound.envelope_id, "", [], outbound.s3_key, 0, ""))
+        .read(Envelope(outbound.envelope_id, "", (), outbound.s3_key, 0, ""))
         .endswith(MESSAGE.format(sender=alice).encode())
     )

@@ -1046,7 +1046,7 @@ def test_gateway_task_definition(template: dict[str, Any]) -> None:
     # With the rspamd sidecar (on by default; test_rspamd_sidecar_* for it).
     assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
     container = _container(task, "gateway")
-    assert container["Command"] == ["mailpipe", "gateway"]
+    assert container["Command"] == ["python", "-m", "mailpipe_gateway", "smtp"]
     assert container["Image"] == {"Ref": "GatewayImage"}
     assert [p["ContainerPort"] for p in container["PortMappings"]] == [25]
     assert "Secrets" not in container
@@ -1272,7 +1272,7 @@ def test_gateway_with_certificate_task_definition(
     assert task["Cpu"] == "1024"
     assert int(task["Memory"]) >= 3072 and int(task["Memory"]) in range(2048, 8193, 1024)
     container = _container(task, "gateway")
-    assert container["Command"] == ["mailpipe", "gateway"]
+    assert container["Command"] == ["python", "-m", "mailpipe_gateway", "smtp"]
     mappings = container["PortMappings"]
     assert sorted(p["ContainerPort"] for p in mappings) == sorted([25, *SUBMISSION_PORTS])
     assert {p.get("Protocol", "tcp") for p in mappings} == {"tcp"}
@@ -1417,7 +1417,7 @@ def test_access_gateway_task_definition(resources: dict[str, Any]) -> None:
     assert task["ExecutionRoleArn"] == {"Fn::GetAtt": ["AccessGatewayExecutionRole", "Arn"]}
 
     (container,) = task["ContainerDefinitions"]
-    assert container["Command"] == ["mailpipe", "access-gateway"]
+    assert container["Command"] == ["python", "-m", "mailpipe_gateway", "access"]
     assert container["Image"] == {"Ref": "GatewayImage"}
     assert container["Essential"] is True
     mappings = container["PortMappings"]
@@ -1657,11 +1657,21 @@ def test_gateway_dockerfile() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert instructions[0].startswith("FROM python:3.11-slim")
-    assert re.search(r"^RUN pip install \.", text, re.MULTILINE)
+    # The servers and the core only: no `mailpipe` command, no dev stack, none of their dependencies.
+    assert re.search(r"^RUN pip install -r gateway/requirements\.txt", text, re.MULTILINE)
+    copied = [line.split()[1] for line in instructions if line.startswith("COPY ")]
+    assert sorted(copied) == sorted(
+        [
+            "layers/core/requirements.txt",
+            "gateway/requirements.txt",
+            "layers/core/mailpipe/",
+            "gateway/mailpipe_gateway/",
+        ]
+    )
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert "EXPOSE 25" in instructions
-    assert instructions[-1] == 'CMD ["mailpipe", "gateway"]'
+    assert instructions[-1] == 'CMD ["python", "-m", "mailpipe_gateway", "smtp"]'
     assert "cap_net_bind_service" in text  # how the non-root process binds port 25
 
 

@@ -47,7 +47,7 @@ class Stack:
             "--pop3-port": self.pop3,
             "--aws-port": self.aws,
         }
-        command = [sys.executable, "-m", "mailpipe_gateway.cli", "dev", "--domain", domain, "--user"]
+        command = [sys.executable, "-m", "mailpipe_tools.cli", "dev", "--domain", domain, "--user"]
         command += [f"{user}:{PASSWORD}", "--template", str(REPO_ROOT / "template.yaml")]
         for option, port in ports.items():
             command += [option, str(port)]

@@ -1,1 +1,1 @@
-"""mailpipe's gateways: the SMTP gateway (and later IMAP/POP3), the `mailpipe` command, the local stack."""
+"""mailpipe's gateways, the container image's package: SMTP (with submission), IMAP and POP3 servers."""

@@ -1,6 +1,6 @@
 """The access gateway: IMAP and POP3 listeners over the mail store, configured from the environment.
 
-`mailpipe access-gateway` runs this on ECS (ports 143/993 and 110/995); the dev stack builds
+`python -m mailpipe_gateway access` runs this on ECS (ports 143/993 and 110/995); the dev stack builds
 the same servers on its own ports. Without a certificate it refuses to start: passwords
 never cross the network in clear text.
 """
@@ -18,7 +18,7 @@ from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe.store.locks import Leases
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.connection_limits import (
     DEFAULT_EXEMPT,
     DEFAULT_MAX_CONNECTIONS,

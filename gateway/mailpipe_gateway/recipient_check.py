@@ -1,7 +1,8 @@
 """Asking the recipient validation function about an address, with a short-lived cache.
 
 One interface, two transports: on AWS a synchronous Lambda invoke of the validation
-function; locally an in-process call of the very same handler.
+function; without a function to invoke, the same check (mailpipe.recipients) against the
+directory in-process. The dev stack calls the function's handler itself (mailpipe_tools).
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from mailpipe.directory import Verdict
+from mailpipe.directory import Directory, Verdict
+from mailpipe.recipients import RecipientQuery, answer
 
 Lookup = Callable[[str], dict[str, Any]]
 
@@ -28,26 +29,9 @@ class DirectoryUnavailable(RuntimeError):
     """The validation function could not answer; the client should retry later (451)."""
 
 
-class LocalLambdaContext:
-    """The parts of Lambda's context object that Powertools and our handlers read."""
-
-    def __init__(self, function_name: str, timeout_seconds: float = 30, memory_mb: int = 512) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
-        self.memory_limit_in_mb = memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-def in_process_lookup(handler: Callable[[dict, Any], dict], function_name: str) -> Lookup:
+def directory_lookup(directory: Directory) -> Lookup:
     def lookup(address: str) -> dict[str, Any]:
-        return handler({"address": address}, LocalLambdaContext(function_name))
+        return answer(directory, RecipientQuery(address))
 
     return lookup
 

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-
 from mailpipe_gateway.imap import mailbox_commands as mailboxes
 from mailpipe_gateway.imap import message_commands as messages
 from mailpipe_gateway.imap.session import IMAPSession
-from mailpipe_gateway.imap.state import Done, State
+from mailpipe_gateway.imap.state import Entry, State
 
 ANY = frozenset(State) - {State.LOGOUT}
 NOT_AUTHENTICATED = frozenset({State.NOT_AUTHENTICATED})
 AUTHENTICATED = frozenset({State.AUTHENTICATED, State.SELECTED})
 SELECTED = frozenset({State.SELECTED})
-
-
-@dataclass(frozen=True)
-class Entry:
-    handler: Callable[[IMAPSession, Any], Awaitable[Done]]
-    states: frozenset[State]
 
 
 HANDLERS: dict[str, Entry] = {

@@ -17,6 +17,8 @@ from mailpipe_gateway.imap.commands import (
     Select,
     Status,
 )
+from mailpipe_gateway.imap.fetch import render_fetch
+from mailpipe_gateway.imap.ranges import uid_set
 from mailpipe_gateway.imap.state import DELIMITER, Done, State, bad, no
 from mailpipe_gateway.imap.view import MailboxView
 from mailpipe_gateway.imap.wildcard import Wildcard
@@ -74,9 +76,6 @@ async def cmd_select(session: IMAPSession, command: Select) -> Done:
 
 async def _resync(session: IMAPSession, command: Select, mailbox: Mailbox) -> None:
     """QRESYNC (RFC 7162 3.2.5): what was expunged and what changed since the client's MODSEQ."""
-    from mailpipe_gateway.imap.fetch import render_fetch
-    from mailpipe_gateway.imap.session import uid_set
-
     assert command.qresync is not None and session.st.view is not None
     since = command.qresync.mod_seq
     known = command.qresync.known_uids

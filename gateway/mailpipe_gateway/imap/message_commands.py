@@ -26,6 +26,7 @@ from mailpipe_gateway.imap.commands import (
     SequenceSet,
     Store,
 )
+from mailpipe_gateway.imap.ranges import uid_set
 from mailpipe_gateway.imap.state import Done, State, bad, no
 from mailpipe_gateway.imap.view import Updates
 
@@ -54,12 +55,6 @@ def resolve(session: IMAPSession, sequence_set: SequenceSet, uid: bool) -> Targe
     if any(high > view.exists or low < 1 for low, high in ranges):
         raise _BadSet("Invalid message sequence number")
     return view.by_numbers(ranges)
-
-
-def _uid_set(uids: list[int]) -> str:
-    from mailpipe_gateway.imap.session import uid_set
-
-    return uid_set(uids)
 
 
 # -- APPEND and mailbox-level commands ------------------------------------------------------------
@@ -178,7 +173,7 @@ async def cmd_copy(session: IMAPSession, command: Copy) -> Done:
     target, pairs = await session.call(
         session.ctx.store.copy, session.st.user, view.mailbox.name, uids, command.mailbox
     )
-    code = f"COPYUID {target.uidvalidity} {_uid_set([s for s, _ in pairs])} {_uid_set([d for _, d in pairs])}"
+    code = f"COPYUID {target.uidvalidity} {uid_set([s for s, _ in pairs])} {uid_set([d for _, d in pairs])}"
     if not move:
         return Done(text="COPY completed", code=code)
     # RFC 6851 4.3: COPYUID comes untagged, before the EXPUNGE responses.
@@ -240,7 +235,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
     await session.send(b"".join(out))
     if change.modified:
         modified = change.modified if command.uid else [view.number_of(uid) or 0 for uid in change.modified]
-        return Done(text="Some messages were modified meanwhile", code=f"MODIFIED {_uid_set(modified)}")
+        return Done(text="Some messages were modified meanwhile", code=f"MODIFIED {uid_set(modified)}")
     return Done(text="STORE completed")
 
 
@@ -347,7 +342,7 @@ async def _vanished_since(session: IMAPSession, command: Fetch) -> None:
     ranges = command.sequence_set.resolve(max(view.mailbox.uidnext - 1, 1))
     gone = await session.vanished_since(view.mailbox, command.changed_since, ranges)
     if gone:
-        await session.send(b"* VANISHED (EARLIER) " + _uid_set(gone).encode() + b"\r\n")
+        await session.send(b"* VANISHED (EARLIER) " + uid_set(gone).encode() + b"\r\n")
 
 
 # -- SEARCH ----------------------------------------------------------------------------------------
@@ -405,7 +400,7 @@ def _esearch(command: Search, options: tuple[str, ...], values: list[int], modse
         if "MAX" in options:
             parts.append(f"MAX {max(values)}")
         if "ALL" in options:
-            parts.append(f"ALL {_uid_set(values)}")
+            parts.append(f"ALL {uid_set(values)}")
     if "COUNT" in options:
         parts.append(f"COUNT {len(values)}")
     if modseq is not None and values:

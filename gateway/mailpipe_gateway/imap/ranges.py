@@ -36,3 +36,19 @@ def indexes_within(numbers: Sequence[int], ranges: Sequence[tuple[int, int]]) ->
     for low, high in ranges:
         out.extend(range(bisect.bisect_left(numbers, low), bisect.bisect_right(numbers, high)))
     return out
+
+
+def uid_set(uids: list[int]) -> str:
+    """UIDs as a compact sequence set: 1:3,7,9:10."""
+    ranges: list[str] = []
+    start = previous = None
+    for uid in sorted(uids):
+        if previous is not None and uid == previous + 1:
+            previous = uid
+            continue
+        if start is not None:
+            ranges.append(f"{start}:{previous}" if start != previous else str(start))
+        start = previous = uid
+    if start is not None:
+        ranges.append(f"{start}:{previous}" if start != previous else str(start))
+    return ",".join(ranges)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from mailpipe_gateway.connection_limits import ConnectionLimiter
+from mailpipe_gateway.imap.dispatch import HANDLERS
 from mailpipe_gateway.imap.session import IMAPSession
 from mailpipe_gateway.imap.state import IMAPContext
 from mailpipe_gateway.listeners import StreamListeners
@@ -38,4 +39,4 @@ class IMAPServer(StreamListeners):
     async def _run_session(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
     ) -> None:
-        await IMAPSession(self.context, reader, writer, tls=tls).run()
+        await IMAPSession(self.context, reader, writer, tls=tls, handlers=HANDLERS).run()

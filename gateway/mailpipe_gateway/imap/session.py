@@ -9,19 +9,26 @@ serializer.py writes the answers.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from mailpipe.store import Mailbox
+from mailpipe_gateway.auth.login import Logins, Throttled
+from mailpipe_gateway.auth.sasl import (
+    CANCEL,
+    Credentials,
+    decode_response,
+    encode_challenge,
+    plain_credentials,
+)
 from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
+from mailpipe_gateway.imap.fetch import render_fetch
 from mailpipe_gateway.imap.parser import ParseError, parse_command
-from mailpipe_gateway.imap.ranges import contains, merged
+from mailpipe_gateway.imap.ranges import contains, merged, uid_set
 from mailpipe_gateway.imap.reader import (
     MAX_LINE,
     PREAUTH_MAX_LINE,
@@ -33,12 +40,11 @@ from mailpipe_gateway.imap.reader import (
     RawCommand,
 )
 from mailpipe_gateway.imap.starttls import start_tls
-from mailpipe_gateway.imap.state import Done, IMAPContext, SessionState, State, bad, no
+from mailpipe_gateway.imap.state import Done, Entry, IMAPContext, SessionState, State, bad, no
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Handler = Callable[["IMAPSession", Any], Awaitable[Done]]
 
 _FLAGS = (FetchAttr("FLAGS"),)
 
@@ -52,9 +58,16 @@ class _Closed(Exception):
 
 class IMAPSession:
     def __init__(
-        self, context: IMAPContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+        self,
+        context: IMAPContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls: bool,
+        handlers: Mapping[str, Entry],
     ) -> None:
         self.ctx = context
+        self._handlers = handlers  # imap/dispatch.py: which command runs what, in which states
         self.st = SessionState()
         self.tls = tls
         self._stream = reader
@@ -126,9 +139,7 @@ class IMAPSession:
             await self.send(b"* BAD Expected a command\r\n")
 
     async def _execute(self, command: Command) -> None:
-        from mailpipe_gateway.imap.dispatch import HANDLERS
-
-        entry = HANDLERS.get(command.name)
+        entry = self._handlers.get(command.name)
         if entry is None:
             done = bad("Unknown command")
         elif self.st.state not in entry.states:
@@ -210,8 +221,6 @@ class IMAPSession:
         return [c.uid for c in changes if c.expunged and (known is None or contains(known, c.uid))]
 
     async def announce(self, updates: Any) -> None:
-        from mailpipe_gateway.imap.fetch import render_fetch
-
         out = []
         for number in updates.expunged:
             out.append(b"* %d EXPUNGE\r\n" % number)
@@ -306,7 +315,7 @@ class IMAPSession:
     async def cmd_login(self, command: Login) -> Done:
         if not self.may_login():
             return no("Plaintext logins need TLS: use STARTTLS first", "PRIVACYREQUIRED")
-        return await self.authenticate(command.user, command.password)
+        return await self.authenticate(Credentials(command.user, command.password))
 
     async def cmd_authenticate(self, command: Authenticate) -> Done:
         if not self.may_login():
@@ -315,45 +324,39 @@ class IMAPSession:
             response = command.initial_response
             if response is None:
                 response = await self.sasl_response("")
-            try:
-                _authzid, user, password = response.split(b"\0")
-            except ValueError:
+            credentials = plain_credentials(response)
+            if credentials is None:
                 return bad("Malformed PLAIN response")
-            return await self.authenticate(
-                user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
-            )
+            return await self.authenticate(credentials)
         if command.mechanism == "LOGIN":
             user = command.initial_response
             if user is None:
                 user = await self.sasl_response("Username:")
             password = await self.sasl_response("Password:")
-            return await self.authenticate(
-                user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
-            )
+            return await self.authenticate(Credentials.from_bytes(user, password))
         return no("Unsupported authentication mechanism")
 
     async def sasl_response(self, challenge: str) -> bytes:
-        await self.send(b"+ " + base64.b64encode(challenge.encode()) + b"\r\n")
+        await self.send(b"+ " + encode_challenge(challenge) + b"\r\n")
         self._commands.expect_line()
         event = await self.next_event(self.ctx.autologout)
         if not isinstance(event, Line):
             raise _Closed
-        if event.data.strip() == b"*":
+        if event.data.strip() == CANCEL:
             raise _Cancelled
-        try:
-            return base64.b64decode(event.data.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise _Cancelled from None
+        response = decode_response(event.data)
+        if response is None:
+            raise _Cancelled
+        return response
 
-    async def authenticate(self, user: str, password: str) -> Done:
-        throttle = self.ctx.throttle
-        if throttle.blocked(self.peer, user, "imap"):
+    async def authenticate(self, credentials: Credentials) -> Done:
+        logins = Logins(self.ctx.directory, self.ctx.throttle, self.ctx.run)
+        try:
+            account = await logins.check(credentials, self.peer, "imap")
+        except Throttled:
             return no("Too many failed logins, try again later", "UNAVAILABLE")
-        account = await self.call(self.ctx.directory.authenticate, user, password)
         if account is None:
-            throttle.failed(self.peer, user, "imap")
             return no("Invalid user name or password", "AUTHENTICATIONFAILED")
-        throttle.succeeded(self.peer, user)
         sessions = self.ctx.user_sessions
         if not sessions.acquire(account.address):
             log.warning(
@@ -427,19 +430,3 @@ class _Continue(Exception):
 
 class _Cancelled(Exception):
     """The client cancelled a SASL exchange with "*"."""
-
-
-def uid_set(uids: list[int]) -> str:
-    """UIDs as a compact sequence set: 1:3,7,9:10."""
-    ranges: list[str] = []
-    start = previous = None
-    for uid in sorted(uids):
-        if previous is not None and uid == previous + 1:
-            previous = uid
-            continue
-        if start is not None:
-            ranges.append(f"{start}:{previous}" if start != previous else str(start))
-        start = previous = uid
-    if start is not None:
-        ranges.append(f"{start}:{previous}" if start != previous else str(start))
-    return ",".join(ranges)

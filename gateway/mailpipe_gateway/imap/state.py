@@ -6,15 +6,13 @@ import enum
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from mailpipe.directory import Directory
 from mailpipe.store import MailboxSnapshots, MailStore
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
 from mailpipe_gateway.imap.view import MailboxView
-
-T = TypeVar("T")
 
 DELIMITER = "/"
 APPEND_LIMIT = 40 * 1024 * 1024  # the SMTP gateway's SIZE: what can arrive can be appended
@@ -58,6 +56,15 @@ class Done:
     status: str = "OK"
     text: str = "completed"
     code: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How a command runs (imap/dispatch.py): its handler, called with the session and the command,
+    and the states it is allowed in."""
+
+    handler: Callable[[Any, Any], Awaitable[Done]]
+    states: frozenset[State]
 
 
 def no(text: str, code: str | None = None) -> Done:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import ssl
@@ -15,7 +13,9 @@ from typing import Any, TypeVar
 from mailpipe.directory import Directory
 from mailpipe.store import MailStore
 from mailpipe.store.locks import Leases
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.login import Logins, Throttled
+from mailpipe_gateway.auth.sasl import CANCEL, Credentials, decode_response, plain_credentials
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.pop3.maildrop import Maildrop, MaildropLocked
 from mailpipe_gateway.wire_numbers import ascii_number
 
@@ -173,7 +173,7 @@ class POP3Session:
             await self._send("-ERR USER first")
             return
         user, self._user = self._user, None
-        await self._login(user, argument)
+        await self._login(Credentials(user, argument))
 
     async def cmd_auth(self, argument: str) -> None:
         mechanism, _, initial = argument.strip().partition(" ")
@@ -192,14 +192,15 @@ class POP3Session:
             if response is None:
                 raise _Quit
             initial = response.decode("ascii", "replace")
-        if initial.strip() == "*":
+        if initial.strip().encode() == CANCEL:
             await self._send("-ERR authentication cancelled")
             return
-        try:
-            _authzid, user, password = base64.b64decode(initial.strip(), validate=True).split(b"\0")
-            await self._login(user.decode(), password.decode())
-        except (ValueError, binascii.Error):
+        response = decode_response(initial)
+        credentials = plain_credentials(response) if response is not None else None
+        if credentials is None:
             await self._send("-ERR malformed AUTH PLAIN response")
+            return
+        await self._login(credentials)
 
     async def cmd_quit(self, argument: str) -> None:
         if self._maildrop is not None:
@@ -212,17 +213,16 @@ class POP3Session:
         await self._send(f"+OK {self._ctx.hostname} mailpipe POP3 signing off")
         raise _Quit
 
-    async def _login(self, user: str, password: str) -> None:
-        throttle = self._ctx.throttle
-        if throttle.blocked(self._peer, user, "pop3"):
+    async def _login(self, credentials: Credentials) -> None:
+        logins = Logins(self._ctx.directory, self._ctx.throttle, self._ctx.run)
+        try:
+            account = await logins.check(credentials, self._peer, "pop3")
+        except Throttled:
             await self._send("-ERR [AUTH] too many failed logins, try again later")
             return
-        account = await self._call(self._ctx.directory.authenticate, user, password)
         if account is None:
-            throttle.failed(self._peer, user, "pop3")
             await self._send("-ERR [AUTH] invalid user name or password")
             return
-        throttle.succeeded(self._peer, user)
         maildrop = Maildrop(account.address, self._ctx.store, self._ctx.leases)
         try:
             await self._call(maildrop.open)

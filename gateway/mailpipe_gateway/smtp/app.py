@@ -1,4 +1,4 @@
-"""Assembling the SMTP gateway from its parts; shared by `mailpipe gateway` and the dev stack."""
+"""Assembling the SMTP gateway from its parts; shared by the container (run.py) and the dev stack."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from mailpipe.directory import Directory
 from mailpipe.dns_resolver import async_resolver
 from mailpipe.mailauth.authenticate import Authenticator
 from mailpipe.spool import Spool
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.login import Logins
+from mailpipe_gateway.auth.throttle import AuthThrottle
+from mailpipe_gateway.listeners import executor_runner
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
 from mailpipe_gateway.smtp.authentication import InboundAuthentication
 from mailpipe_gateway.smtp.dnsbl import Blocklists
@@ -23,7 +25,7 @@ from mailpipe_gateway.smtp.rspamd_client import RspamdClient
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.smtp.spam_filter import SpamFilter
-from mailpipe_gateway.smtp.submission import SubmissionHandler, SubmissionSMTP, Throttled
+from mailpipe_gateway.smtp.submission import SubmissionHandler, SubmissionSMTP
 from mailpipe_gateway.tls import server_context
 
 
@@ -84,19 +86,7 @@ def build_submission_gateway(
     throttle: AuthThrottle | None = None,
 ) -> SMTPGateway:
     """Port 587 (or 465 with `implicit_tls`): AUTH against the directory, then mail to anywhere."""
-    throttle = throttle or AuthThrottle()
-
-    async def authenticate(login: str, password: str, peer: str) -> str | None:
-        if throttle.blocked(peer, login, "submission"):
-            raise Throttled(login)
-        user = await asyncio.get_running_loop().run_in_executor(
-            executor, directory.authenticate, login, password
-        )
-        if user is None:
-            throttle.failed(peer, login, "submission")
-            return None
-        throttle.succeeded(peer, login)
-        return user.address
+    logins = Logins(directory, throttle or AuthThrottle(), executor_runner(executor))
 
     async def owned_addresses(user: str) -> set[str]:
         return await asyncio.get_running_loop().run_in_executor(executor, directory.owned_addresses, user)
@@ -117,7 +107,7 @@ def build_submission_gateway(
     )
     protocol = functools.partial(
         SubmissionSMTP,
-        authenticate=authenticate,
+        logins=logins,
         plaintext_loopback=plaintext_loopback,
         implicit_tls=implicit_tls,
     )

@@ -11,10 +11,12 @@ from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from mailpipe.directory import Verdict
-from mailpipe.spool import Envelope, Spool, new_queue_id, now_utc, spool_key
+from mailpipe.spool import Envelope, EnvelopeRecipient, Spool, new_queue_id, now_utc, spool_key
 from mailpipe_gateway.recipient_check import DirectoryUnavailable, RecipientChecker
 from mailpipe_gateway.smtp.authentication import InboundAuthentication
 from mailpipe_gateway.smtp.dnsbl import Blocklists
+from mailpipe_gateway.smtp.dsn_params import RcptDsn
+from mailpipe_gateway.smtp.envelope import MailpipeEnvelope
 from mailpipe_gateway.smtp.harvest import RejectionLimiter
 from mailpipe_gateway.smtp.spam_filter import NO_FILTER, SpamCheck
 from mailpipe_gateway.smtp.trace import MAX_RECEIVED_HEADERS, count_received, protocol_name, received_header
@@ -113,11 +115,8 @@ class InboundHandler:
         if reply.startswith("2"):
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
-            dsn = getattr(server, "rcpt_dsn", None)
-            rcpt_dsn = envelope.__dict__.setdefault("rcpt_dsn", [])
-            rcpt_dsn.append(
-                {"notify": list(dsn.notify) if dsn and dsn.notify else None, "orcpt": dsn and dsn.orcpt}
-            )
+            dsn = getattr(server, "rcpt_dsn", None) or RcptDsn()
+            _accepted(envelope).append(EnvelopeRecipient(address, dsn.notify, dsn.orcpt))
         else:
             self._rejections.rejected(_peer(session))
             log.info("rejected RCPT %s from %s: %s", address, _peer(session), verdict.value)
@@ -179,7 +178,7 @@ class InboundHandler:
         spooled = Envelope(
             id=queue_id,
             mail_from=envelope.mail_from or "",
-            rcpt_tos=list(envelope.rcpt_tos),
+            recipients=tuple(_accepted(envelope)),
             s3_key=spool_key(queue_id, when),
             size=len(raw),
             received_at=when.isoformat(),
@@ -190,7 +189,6 @@ class InboundHandler:
             mail_options=list(envelope.mail_options),
             dsn_ret=getattr(server, "mail_dsn", None) and server.mail_dsn.ret,
             dsn_envid=getattr(server, "mail_dsn", None) and server.mail_dsn.envid,
-            rcpt_dsn=list(envelope.__dict__.get("rcpt_dsn", [])),
             junk=junk,
         )
         try:
@@ -225,6 +223,13 @@ def _encodable(address: str) -> bool:
 
 def _auth_user(session: Session) -> str | None:
     return session.auth_data if isinstance(session.auth_data, str) else None
+
+
+def _accepted(envelope: SMTPEnvelope) -> list[EnvelopeRecipient]:
+    """The recipients accepted so far, with their DSN parameters."""
+    if not isinstance(envelope, MailpipeEnvelope):
+        raise TypeError("the handler needs MailpipeSMTP's envelopes")
+    return envelope.recipients
 
 
 def _peer(session: Session) -> str:

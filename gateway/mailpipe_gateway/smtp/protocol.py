@@ -4,13 +4,13 @@ an error limit, and a 421 on timeout."""
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
-from base64 import b64decode, b64encode
+from base64 import b64encode
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP, _Missing
 
+from mailpipe_gateway.auth.sasl import CANCEL, decode_response
 from mailpipe_gateway.connection_limits import ConnectionLimiter
 from mailpipe_gateway.smtp.budget import MemoryBudget
 from mailpipe_gateway.smtp.dsn_params import (
@@ -21,6 +21,7 @@ from mailpipe_gateway.smtp.dsn_params import (
     rcpt_dsn,
     split_params,
 )
+from mailpipe_gateway.smtp.envelope import MailpipeEnvelope
 from mailpipe_gateway.smtp.reading import read_data, read_line
 from mailpipe_gateway.smtp.status import with_enhanced_code
 from mailpipe_gateway.smtp.syntax import (
@@ -79,6 +80,9 @@ class MailpipeSMTP(SMTP):
         self._data_budget = data_budget or MemoryBudget()
         self.mail_dsn = MailDsn()
         self.rcpt_dsn = RcptDsn()
+
+    def _create_envelope(self) -> MailpipeEnvelope:
+        return MailpipeEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # aiosmtpd calls this again after STARTTLS; only the first call opens a session.
@@ -236,15 +240,14 @@ class MailpipeSMTP(SMTP):
         if line is None:
             await self.push("500 5.5.6 Authentication exchange line is too long")
             return MISSING
-        blob = line.strip()
-        if blob == b"*":
+        if line.strip() == CANCEL:
             await self.push("501 5.7.0 Auth aborted")
             return MISSING
-        try:
-            return b64decode(blob, validate=True)
-        except binascii.Error:
+        response = decode_response(line)
+        if response is None:
             await self.push("501 5.5.2 Can't decode base64")
             return MISSING
+        return response
 
     async def _as_greeting_reply(self, command) -> None:
         self._greeting_reply = True

@@ -10,8 +10,6 @@ missing Date and Message-ID headers are added.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from email.utils import format_datetime
@@ -26,24 +24,20 @@ from mailpipe.message_ids import new_message_id
 from mailpipe.mime.headers import header_fields
 from mailpipe.mime.offsets import scan_header
 from mailpipe.spool import now_utc
+from mailpipe_gateway.auth.login import Logins, Throttled
+from mailpipe_gateway.auth.sasl import Credentials, decode_response, plain_credentials
 from mailpipe_gateway.smtp.handler import InboundHandler, rcpt_reply
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
 from mailpipe_gateway.smtp.sender_fields import Unreadable, claimed_senders
 
 log = logging.getLogger(__name__)
 
-# (login, password, client address) -> the authenticated address, or None; raises Throttled.
-Authenticate = Callable[[str, str, str], Awaitable[str | None]]
 # address -> every address that user may send as
 OwnedAddresses = Callable[[str], Awaitable[set[str]]]
 
 REPLY_NOT_OWNED = "553 5.7.1 Sender address is not owned by the authenticated user"
 REPLY_THROTTLED = "454 4.7.0 Too many failed authentication attempts, try again later"
 LOOPBACK = ("127.0.0.1", "::1")
-
-
-class Throttled(Exception):
-    """Too many failed logins for this user or from this address."""
 
 
 class _Session(Session):
@@ -63,13 +57,13 @@ class SubmissionSMTP(MailpipeSMTP):
     def __init__(
         self,
         *args: Any,
-        authenticate: Authenticate,
+        logins: Logins,
         plaintext_loopback: bool = False,
         implicit_tls: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, auth_required=True, auth_require_tls=True, **kwargs)
-        self._authenticate_user = authenticate
+        self._logins = logins
         self._plaintext_loopback = plaintext_loopback
         self.implicit_tls = implicit_tls
 
@@ -89,48 +83,44 @@ class SubmissionSMTP(MailpipeSMTP):
         await SMTP.smtp_AUTH(self, arg)  # port 25 refuses AUTH; submission is where it belongs
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        # aiosmtpd's challenge_auth reads and decodes the response (and answers `*` itself).
         if len(args) == 1:
             response = await self.challenge_auth("")
             if not isinstance(response, bytes):
                 return AuthResult(success=False, handled=True)
         else:
-            response = _b64(args[1])
-        parts = response.split(b"\0") if response is not None else []
-        if len(parts) != 3:
+            response = decode_response(args[1])
+        credentials = plain_credentials(response) if response is not None else None
+        if credentials is None:
             await self.push("501 5.5.2 Malformed AUTH PLAIN response")
             return AuthResult(success=False, handled=True)
-        return await self._verify(parts[1], parts[2])
+        return await self._verify(credentials)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
-        login = _b64(args[1]) if len(args) > 1 else await self.challenge_auth(self.AuthLoginUsernameChallenge)
+        login = (
+            decode_response(args[1])
+            if len(args) > 1
+            else await self.challenge_auth(self.AuthLoginUsernameChallenge)
+        )
         if not isinstance(login, bytes):
             return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if not isinstance(password, bytes):
             return AuthResult(success=False, handled=True)
-        return await self._verify(login, password)
+        return await self._verify(Credentials.from_bytes(login, password))
 
-    async def _verify(self, login: bytes, password: bytes) -> AuthResult:
+    async def _verify(self, credentials: Credentials) -> AuthResult:
         assert self.session is not None
         peer = self.session.peer[0] if isinstance(self.session.peer, tuple) else "unknown"
         try:
-            user = await self._authenticate_user(
-                login.decode("utf-8", "replace"), password.decode("utf-8", "replace"), str(peer)
-            )
+            user = await self._logins.check(credentials, str(peer), "submission")
         except Throttled:
             return AuthResult(success=False, handled=False, message=REPLY_THROTTLED)
         if user is None:
             return AuthResult(
                 success=False, handled=False, message="535 5.7.8 Authentication credentials invalid"
             )
-        return AuthResult(success=True, auth_data=user)
-
-
-def _b64(text: str) -> bytes | None:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
+        return AuthResult(success=True, auth_data=user.address)
 
 
 class SubmissionHandler(InboundHandler):

@@ -51,12 +51,3 @@ class Resources:
             mailbox_table=env[ENV_MAILBOX_TABLE],
             outbound_queue_url=env.get(ENV_OUTBOUND_QUEUE_URL) or None,
         )
-
-    def as_env(self) -> dict[str, str]:
-        return {
-            ENV_MAIL_BUCKET: self.mail_bucket,
-            ENV_INBOUND_QUEUE_URL: self.inbound_queue_url,
-            ENV_DIRECTORY_TABLE: self.directory_table,
-            ENV_MAILBOX_TABLE: self.mailbox_table,
-            **({ENV_OUTBOUND_QUEUE_URL: self.outbound_queue_url} if self.outbound_queue_url else {}),
-        }

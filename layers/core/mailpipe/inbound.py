@@ -128,12 +128,11 @@ class InboundDelivery:
         """Recipients in hosted domains, and the others (with their DSN parameters)."""
         local: list[str] = []
         remote: list[OutboundRecipient] = []
-        for index, rcpt in enumerate(envelope.rcpt_tos):
-            if self._directory.lookup(rcpt).verdict is Verdict.NOT_LOCAL:
-                dsn = envelope.rcpt_dsn[index] if index < len(envelope.rcpt_dsn) else {}
-                remote.append(OutboundRecipient(rcpt, dsn.get("notify"), dsn.get("orcpt")))
+        for rcpt in envelope.recipients:
+            if self._directory.lookup(rcpt.address).verdict is Verdict.NOT_LOCAL:
+                remote.append(rcpt)
             else:
-                local.append(rcpt)
+                local.append(rcpt.address)
         return local, remote
 
     def _readable_raw(self, envelope: Envelope) -> bytes | None:

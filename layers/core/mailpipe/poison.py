@@ -23,7 +23,7 @@ from email.utils import format_datetime, make_msgid
 from mailpipe.addresses import AddressError, parse_address
 from mailpipe.directory import POSTMASTER, Directory
 from mailpipe.outbound.dsn import NULL_SENDERS, RecipientStatus, build_dsn, should_send_dsn
-from mailpipe.spool import Envelope, Spool, new_queue_id, spool_key
+from mailpipe.spool import Envelope, EnvelopeRecipient, Spool, new_queue_id, spool_key
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class PoisonReports:
         envelope = Envelope(
             id=queue_id,
             mail_from="",
-            rcpt_tos=[target],
+            recipients=(EnvelopeRecipient(target),),
             s3_key=spool_key(queue_id, now),
             size=len(raw),
             received_at=now.isoformat(),

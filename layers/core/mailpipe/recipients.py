@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mailpipe.directory import Directory, Verdict
+from mailpipe.directory import Directory
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,3 @@ class RecipientQuery:
 def answer(directory: Directory, query: RecipientQuery) -> dict[str, str]:
     lookup = directory.lookup(query.address)
     return {"address": lookup.address, "verdict": lookup.verdict.value, "reason": lookup.reason}
-
-
-def verdict_of(answer_: dict[str, Any]) -> Verdict:
-    return Verdict(answer_["verdict"])

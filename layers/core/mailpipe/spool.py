@@ -34,12 +34,28 @@ def new_queue_id() -> str:
 
 
 @dataclass(frozen=True)
+class EnvelopeRecipient:
+    """One recipient of a message, with its DSN parameters (RFC 3461) as the client sent them.
+
+    The spool's envelopes and the outbound queue's messages both carry these.
+    """
+
+    address: str
+    notify: tuple[str, ...] | None = None  # ("NEVER",) or some of SUCCESS, FAILURE, DELAY; None: not given
+    orcpt: str | None = None  # the original recipient, "addr-type;xtext"
+
+    def __post_init__(self) -> None:
+        if self.notify is not None and not isinstance(self.notify, tuple):
+            object.__setattr__(self, "notify", tuple(self.notify))  # a JSON list, read back
+
+
+@dataclass(frozen=True)
 class Envelope:
     """What SMTP said about a message, besides the message itself."""
 
     id: str
     mail_from: str
-    rcpt_tos: list[str]
+    recipients: tuple[EnvelopeRecipient, ...]
     s3_key: str
     size: int
     received_at: str
@@ -48,20 +64,33 @@ class Envelope:
     tls: bool = False
     auth_user: str | None = None
     mail_options: list[str] = field(default_factory=list)
-    # The DSN extension (RFC 3461): RET and ENVID from MAIL FROM; per recipient, in the order of
-    # rcpt_tos, {"notify": [...] or None, "orcpt": "rfc822;..." or None}.
+    # The DSN extension (RFC 3461): RET and ENVID from MAIL FROM (each recipient has its own).
     dsn_ret: str | None = None
     dsn_envid: str | None = None
-    rcpt_dsn: list[dict[str, Any]] = field(default_factory=list)
     # The gateway's checks (DMARC p=quarantine, the spam filter) found the message suspect: local
     # copies go to each recipient's Junk mailbox instead of the INBOX.
     junk: bool = False
+
+    @property
+    def rcpt_tos(self) -> list[str]:
+        """The recipients' addresses, in RCPT TO order."""
+        return [recipient.address for recipient in self.recipients]
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # On the queue the recipients keep their JSON shape: the addresses in `rcpt_tos` and their
+        # DSN parameters, in the same order, in `rcpt_dsn`. Envelopes already queued are read
+        # as they are, and gateways and functions of different releases (during a deployment,
+        # or a redrive of an old dead letter) read each other's.
+        data = asdict(self)
+        del data["recipients"]
+        data["rcpt_tos"] = self.rcpt_tos
+        data["rcpt_dsn"] = [
+            {"notify": list(r.notify) if r.notify else None, "orcpt": r.orcpt} for r in self.recipients
+        ]
+        return data
 
     @classmethod
     def from_json(cls, text: str) -> Envelope:
@@ -71,14 +100,33 @@ class Envelope:
     def from_dict(cls, data: Any) -> Envelope:
         if not isinstance(data, dict):
             raise ValueError("envelope is not a JSON object")
+        addresses = data.get("rcpt_tos")
+        if not isinstance(addresses, list):
+            raise ValueError("envelope lacks id, s3_key or rcpt_tos")
+        # Envelopes spooled before the DSN extension have no rcpt_dsn.
+        dsn = data.get("rcpt_dsn")
+        dsn = dsn if isinstance(dsn, list) else []
+        recipients = tuple(
+            _recipient(address, dsn[index] if index < len(dsn) else None)
+            for index, address in enumerate(addresses)
+        )
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        envelope = cls(**known)
-        if not envelope.id or not envelope.s3_key or not isinstance(envelope.rcpt_tos, list):
+        known.pop("recipients", None)
+        envelope = cls(recipients=recipients, **known)
+        if not envelope.id or not envelope.s3_key:
             raise ValueError("envelope lacks id, s3_key or rcpt_tos")
         if not str(envelope.s3_key).startswith(SPOOL_PREFIX):
             # The functions delete an envelope's object once done: never one outside the spool.
             raise ValueError(f"envelope's s3_key is outside {SPOOL_PREFIX}")
         return envelope
+
+
+def _recipient(address: Any, dsn: Any) -> EnvelopeRecipient:
+    # Not checked here: an address that is no address is the inbound function's to answer
+    # (a poison envelope, reported), not a reason to drop the envelope unread.
+    dsn = dsn if isinstance(dsn, dict) else {}
+    notify = dsn.get("notify")
+    return EnvelopeRecipient(address, tuple(notify) if isinstance(notify, list) else None, dsn.get("orcpt"))
 
 
 def spool_key(queue_id: str, when: datetime) -> str:

@@ -229,7 +229,7 @@ def _spooled(message: OutboundMessage) -> Envelope:
     return Envelope(
         id=message.envelope_id,
         mail_from=message.mail_from,
-        rcpt_tos=[],
+        recipients=(),
         s3_key=message.s3_key,
         size=message.size,
         received_at=message.received_at,

@@ -12,12 +12,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mailpipe.spool import EnvelopeRecipient
 
-@dataclass(frozen=True)
-class OutboundRecipient:
-    address: str
-    notify: list[str] | None = None
-    orcpt: str | None = None
+# A remote recipient is the envelope's recipient handed on as it is: address, NOTIFY, ORCPT as sent.
+OutboundRecipient = EnvelopeRecipient
 
 
 @dataclass(frozen=True)

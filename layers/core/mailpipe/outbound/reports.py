@@ -15,7 +15,7 @@ from datetime import datetime
 
 from mailpipe.outbound.dsn import RecipientStatus, build_dsn, should_send_dsn, xtext_decode
 from mailpipe.outbound.queue import OutboundMessage
-from mailpipe.spool import Envelope, Spool, new_queue_id, spool_key
+from mailpipe.spool import Envelope, EnvelopeRecipient, Spool, new_queue_id, spool_key
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class DsnReporter:
         envelope = Envelope(
             id=queue_id,
             mail_from="",
-            rcpt_tos=[message.mail_from],
+            recipients=(EnvelopeRecipient(message.mail_from),),
             s3_key=spool_key(queue_id, now),
             size=len(dsn),
             received_at=now.isoformat(),

@@ -39,7 +39,6 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-TRANSPORTS = ("smtp", "ses")
 DEFAULT_PORT = 25
 _SERVICES = {"smtp": 25, "submission": 587, "submissions": 465, "smtps": 465}
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")

@@ -125,16 +125,6 @@ class RecipientResult:
         )
 
 
-def same_for_all(
-    recipients: Sequence[Recipient],
-    status: SmtpStatus,
-    remote_mta: str | None = None,
-    diagnostic_type: str = LOCAL_DIAGNOSTIC,
-) -> list[RecipientResult]:
-    """One failure that concerns the whole destination, copied onto each recipient."""
-    return [RecipientResult(r.address, status, remote_mta, diagnostic_type) for r in recipients]
-
-
 def route_targets(
     route: Route,
     domain: str,

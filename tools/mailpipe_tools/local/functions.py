@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpipe_gateway.local.template import Template
+from mailpipe_gateway.recipient_check import Lookup
+from mailpipe_tools.local.template import Template
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -38,3 +41,29 @@ def load_function(template: Template, logical_id: str, name: str) -> LocalFuncti
     spec.loader.exec_module(module)
     timeout = int(props.get("Timeout", globals_.get("Timeout", 30)))
     return LocalFunction(logical_id, name, getattr(module, attribute), timeout)
+
+
+class LocalLambdaContext:
+    """The parts of Lambda's context object that Powertools and our handlers read."""
+
+    def __init__(self, function_name: str, timeout_seconds: float = 30, memory_mb: int = 512) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def in_process_lookup(handler: Handler, function_name: str) -> Lookup:
+    """The gateway's recipient lookup as a call of the validation function's handler, as Lambda would."""
+
+    def lookup(address: str) -> dict[str, Any]:
+        return handler({"address": address}, LocalLambdaContext(function_name))
+
+    return lookup

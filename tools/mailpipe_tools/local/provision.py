@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpipe_gateway.local.template import Template
+from mailpipe_tools.local.template import Template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -20,11 +20,10 @@ from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
-from mailpipe_gateway import dns_commands
+from mailpipe_tools import dns_commands
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
-SHUTDOWN_GRACE_SECONDS = 25
 T = TypeVar("T")
 
 
@@ -369,7 +368,7 @@ def _wait_for_interrupt() -> None:
 
 
 def _run_dev(args: argparse.Namespace) -> None:
-    from mailpipe_gateway.local.stack import DevOptions, DevStack
+    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     users = []
     for spec in args.user or [":".join(DEMO_USER)]:
@@ -417,104 +416,20 @@ def _run_dev(args: argparse.Namespace) -> None:
         stack.stop()
 
 
+# The gateways are the container's own commands (`python -m mailpipe_gateway smtp|access`);
+# these two run the same code from a checkout, under the names the README uses.
+
+
 def _run_gateway(args: argparse.Namespace) -> None:
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-    from dataclasses import replace
+    from mailpipe_gateway.run import run_smtp_gateway
 
-    from mailpipe.services import directory, spool
-    from mailpipe_gateway.auth_throttle import AuthThrottle
-    from mailpipe_gateway.loop_watch import LoopWatch
-    from mailpipe_gateway.recipient_check import Lookup, in_process_lookup, lambda_lookup
-    from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
-    from mailpipe_gateway.smtp.settings import GatewaySettings
-
-    settings = GatewaySettings.from_env()
-    lookup: Lookup
-    if settings.validate_function:
-        lookup = lambda_lookup(aws.client("lambda"), settings.validate_function)
-    else:
-        # No function to invoke (a bench against moto, say): run its handler in-process.
-        from mailpipe_gateway.local.functions import load_function
-        from mailpipe_gateway.local.stack import VALIDATE_FUNCTION
-        from mailpipe_gateway.local.template import Template
-
-        function = load_function(Template.load(), VALIDATE_FUNCTION, VALIDATE_FUNCTION)
-        lookup = in_process_lookup(function.handler, function.name)
-
-    async def serve() -> None:
-        watch = LoopWatch.from_env()
-        await watch.start()
-        executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
-        gateways = [build_smtp_gateway(settings, spool(), lookup, executor)]
-        throttle = AuthThrottle()  # 587 and 465 count failed logins together
-        # Submission listeners, when their ports are set: 587 (STARTTLS) and 465 (implicit TLS).
-        for variable, implicit_tls in (
-            ("MAILPIPE_SUBMISSION_PORT", False),
-            ("MAILPIPE_SUBMISSIONS_PORT", True),
-        ):
-            if os.environ.get(variable):
-                gateways.append(
-                    build_submission_gateway(
-                        replace(settings, port=int(os.environ[variable])),
-                        spool(),
-                        lookup,
-                        directory(),
-                        executor,
-                        implicit_tls=implicit_tls,
-                        throttle=throttle,
-                    )
-                )
-        for gateway in gateways:
-            await gateway.start()
-            logging.getLogger("mailpipe").info("SMTP listener on %s:%d", settings.host, gateway.port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        # ECS sends SIGTERM and kills 30 s later: let sessions in flight finish first.
-        await asyncio.gather(*(gateway.stop(grace=SHUTDOWN_GRACE_SECONDS) for gateway in gateways))
-        executor.shutdown(wait=False, cancel_futures=True)
-        await watch.stop()
-
-    asyncio.run(serve())
+    run_smtp_gateway()
 
 
 def _run_access_gateway(args: argparse.Namespace) -> None:
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
+    from mailpipe_gateway.run import run_access_gateway
 
-    from mailpipe.config import Resources
-    from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
-    from mailpipe_gateway.listeners import executor_runner
-    from mailpipe_gateway.loop_watch import LoopWatch
-
-    settings = AccessSettings.from_env()
-    tls = tls_from_env()
-    parts = AccessParts.from_resources(Resources.from_env())
-
-    async def serve() -> None:
-        watch = LoopWatch.from_env()
-        await watch.start()
-        executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
-        servers = access_servers(settings, parts, tls, executor_runner(executor))
-        for server in servers:
-            await server.start()
-            logging.getLogger("mailpipe").info(
-                "%s on %s:%s", type(server).__name__, settings.host, server.ports
-            )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        for server in servers:
-            await server.stop()
-        executor.shutdown(wait=False, cancel_futures=True)
-        await watch.stop()
-
-    asyncio.run(serve())
+    run_access_gateway()
 
 
 if __name__ == "__main__":

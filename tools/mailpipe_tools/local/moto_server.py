@@ -292,7 +292,7 @@ class MotoServer:
 
 
 def main() -> None:
-    """`python -m mailpipe_gateway.local.moto_server [PORT]`: the dev stack's moto in a process of its
+    """`python -m mailpipe_tools.local.moto_server [PORT]`: the dev stack's moto in a process of its
     own (see DevOptions.aws_endpoint). Prints the endpoint, then serves until stdin closes."""
     server = MotoServer("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     server.start()

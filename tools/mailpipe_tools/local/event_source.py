@@ -16,8 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpipe_gateway.local.functions import LocalFunction
-from mailpipe_gateway.recipient_check import LocalLambdaContext
+from mailpipe_tools.local.functions import LocalFunction, LocalLambdaContext
 
 log = logging.getLogger(__name__)
 

@@ -17,21 +17,20 @@ from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 from mailpipe_gateway.access import AccessParts, access_server
-from mailpipe_gateway.auth_throttle import AuthThrottle
+from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.listeners import executor_runner
-from mailpipe_gateway.local.event_source import SqsPoller
-from mailpipe_gateway.local.functions import LocalFunction, load_function
-from mailpipe_gateway.local.moto_server import MotoServer
-from mailpipe_gateway.local.provision import REGION, Deployment, provision
-from mailpipe_gateway.local.template import DEFAULT_TEMPLATE, Template
 from mailpipe_gateway.pop3.server import POP3Server
-from mailpipe_gateway.recipient_check import in_process_lookup
 from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gateway
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.tls import server_context, write_self_signed
+from mailpipe_tools.local.event_source import SqsPoller
+from mailpipe_tools.local.functions import LocalFunction, in_process_lookup, load_function
+from mailpipe_tools.local.moto_server import MotoServer
+from mailpipe_tools.local.provision import REGION, Deployment, provision
+from mailpipe_tools.local.template import DEFAULT_TEMPLATE, Template
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Logging in, for every gateway that takes passwords: submission, IMAP and POP3."""
