@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +14,24 @@ from mailpipe_gateway.auth.sasl import Credentials
 from mailpipe_gateway.auth.throttle import AuthThrottle
 
 Runner = Callable[..., Awaitable[Any]]
+
+ENV_CONCURRENT_CHECKS = "MAILPIPE_CONCURRENT_PASSWORD_CHECKS"
+# Password checks at once in one process. Each argon2id check takes 64 MiB and a core for tens of
+# milliseconds: a login flood (1,000 connections may be open before login) must queue here rather
+# than take every executor thread, gigabytes of memory and the CPU the event loop needs. Dovecot
+# checks them one at a time in its auth process; one core is left to the sessions.
+CONCURRENT_CHECKS = int(os.environ.get(ENV_CONCURRENT_CHECKS, "0")) or max(1, (os.cpu_count() or 2) - 1)
+
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _gate() -> asyncio.Semaphore:
+    """The process's bound on password checks, for the running loop (a semaphore serves one loop)."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(CONCURRENT_CHECKS)
+    return gate
 
 
 class Throttled(Exception):
@@ -32,7 +53,8 @@ class Logins:
         user, password = credentials.user, credentials.password
         if self.throttle.blocked(client, user, protocol):
             raise Throttled(user)
-        account = await self.run(self.directory.authenticate, user, password)
+        async with _gate():
+            account = await self.run(self.directory.authenticate, user, password)
         if account is None:
             self.throttle.failed(client, user, protocol)
             return None
