@@ -26,12 +26,14 @@ MESSAGE = (
 
 @pytest.fixture(scope="module")
 def signing_stack(tmp_path_factory: pytest.TempPathFactory):
-    with SmtpSink() as sink:
+    # The stack's own lookups (inbound checks, MX) go to an empty loopback zone, never real DNS.
+    with SmtpSink() as sink, serving("") as (dns_port, _zone):
         stack = Stack(
             tmp_path_factory.mktemp("dkim-e2e") / "crepes",
             DOMAIN,
             f"alice@{DOMAIN}",
             [f"*=smtp:[127.0.0.1]:{sink.port}"],
+            resolver=f"127.0.0.1:{dns_port}",
         )
         try:
             yield stack, sink
