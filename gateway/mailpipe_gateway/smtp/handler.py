@@ -158,7 +158,6 @@ class InboundHandler:
         spam = await self._spam_filter.check(body, session, envelope, queue_id)
         if spam.reply:
             return spam.reply
-        body = spam.headers + body
         junk = junk or spam.junk
         when = now_utc()
         tls = session.ssl is not None or getattr(server, "implicit_tls", False)
@@ -174,7 +173,7 @@ class InboundHandler:
             recipients=envelope.rcpt_tos,
             when=when,
         )
-        raw = trace + body
+        raw = b"".join((trace, spam.headers, body))  # one copy of a message of up to 40 MB, not two
         spooled = Envelope(
             id=queue_id,
             mail_from=envelope.mail_from or "",
