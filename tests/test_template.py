@@ -737,7 +737,7 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any], resou
         if resource["Type"] != "AWS::CloudWatch::Alarm":
             continue
         alarm = resource["Properties"]
-        if alarm["MetricName"] != "ApproximateNumberOfMessagesVisible":
+        if alarm.get("MetricName") != "ApproximateNumberOfMessagesVisible":
             continue
         assert "Condition" not in resource, name
         assert alarm["Namespace"] == "AWS/SQS"
@@ -1834,3 +1834,140 @@ def test_every_ses_parameter_combination_deploys_a_consistent_stack(
         assert byo is bool(selector)
     # The event path exists whatever the domain: the transport names the set in every send.
     assert {"SesConfigurationSet", "SesEventDestination", "SesEventsFunction"} <= set(deployed)
+
+
+# --------------------------------------------------------------------------- alarms and availability
+
+
+def _alarms(resources: dict[str, Any], metric: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: r
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("MetricName") == metric
+    }
+
+
+def _pages(alarm: dict[str, Any]) -> None:
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    assert alarm["OKActions"] == [{"Ref": "AlertTopic"}]
+
+
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_every_function_pages_on_errors_and_throttles(resources: dict[str, Any], metric: str) -> None:
+    functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions >= set(FUNCTIONS) | {"OutboundFunction"}
+    alarmed = set()
+    for name, resource in _alarms(resources, metric).items():
+        alarm = resource["Properties"]
+        assert "Condition" not in resource, name
+        assert alarm["Namespace"] == "AWS/Lambda"
+        assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+            "Sum",
+            "GreaterThanThreshold",
+            0,
+        )
+        assert alarm["Period"] * alarm["EvaluationPeriods"] <= 900, name
+        # A function nobody invoked reports nothing: that is no error.
+        assert alarm["TreatMissingData"] == "notBreaching"
+        _pages(alarm)
+        ((dimension),) = alarm["Dimensions"]
+        assert dimension["Name"] == "FunctionName"
+        alarmed.add(dimension["Value"]["Ref"])
+    assert alarmed == functions
+
+
+def test_queue_age_pages_before_the_dead_letter_queue(resources: dict[str, Any]) -> None:
+    """A message in the outbound queue is re-enqueued at least every 15 minutes (its longest SQS
+    delay): one much older means the function is not taking them, hours before the DLQ would say so."""
+    from mailpipe.outbound.schedule import SQS_MAX_DELAY_SECONDS
+
+    alarmed = {}
+    for name, resource in _alarms(resources, "ApproximateAgeOfOldestMessage").items():
+        alarm = resource["Properties"]
+        assert "Condition" not in resource, name
+        assert alarm["Namespace"] == "AWS/SQS"
+        assert (alarm["Statistic"], alarm["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
+        assert 2 * SQS_MAX_DELAY_SECONDS <= alarm["Threshold"] <= 2 * 3600, name
+        _pages(alarm)
+        ((dimension),) = alarm["Dimensions"]
+        alarmed[dimension["Value"]["Fn::GetAtt"][0]] = alarm
+    assert set(alarmed) == {"OutboundQueue", "InboundQueue"}
+
+
+GATEWAY_SERVICES = {
+    # service: (condition, container, desired-count parameter, health-check port variable)
+    "GatewayService": ("GatewayEnabled", "gateway", "GatewayDesiredCount", "MAILPIPE_SMTP_PORT"),
+    "AccessGatewayService": (
+        "AccessGatewayEnabled",
+        "access-gateway",
+        "AccessGatewayDesiredCount",
+        "MAILPIPE_IMAP_PORT",
+    ),
+}
+
+
+@pytest.mark.parametrize("service", sorted(GATEWAY_SERVICES))
+def test_gateways_run_two_tasks_scale_on_cpu_and_page_when_short(
+    template: dict[str, Any], service: str
+) -> None:
+    condition, container_name, desired, port_variable = GATEWAY_SERVICES[service]
+    deployed = _deploy(
+        template, DeployGateway="true", DeployAccessGateway="true", AccessTlsSecretArn=SECRET_ARN
+    )
+    parameters = template["Parameters"]
+    # Two tasks by default, which Fargate spreads over the subnets' availability zones.
+    assert int(parameters[desired]["Default"]) == 2
+    assert deployed[service]["Properties"]["DesiredCount"] == {"Ref": desired}
+    assert "two or more availability zones" in parameters["SubnetIds"]["Description"]
+
+    prefix = service.removesuffix("Service")
+    target = deployed[f"{prefix}ScalableTarget"]
+    assert template["Resources"][f"{prefix}ScalableTarget"]["Condition"] == condition
+    props = target["Properties"]
+    assert (props["ServiceNamespace"], props["ScalableDimension"]) == ("ecs", "ecs:service:DesiredCount")
+    assert props["ResourceId"] == {"Fn::Sub": f"service/${{GatewayCluster}}/${{{service}.Name}}"}
+    assert props["MinCapacity"] == {"Ref": desired}
+    assert props["MaxCapacity"] == {"Ref": "GatewayMaxCount"}
+    assert int(parameters["GatewayMaxCount"]["Default"]) >= 2
+    (policy,) = [
+        r
+        for r in deployed.values()
+        if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"
+        and r["Properties"]["ScalingTargetId"] == {"Ref": f"{prefix}ScalableTarget"}
+    ]
+    tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["Properties"]["PolicyType"] == "TargetTrackingScaling"
+    assert (
+        tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    )
+    assert 40 <= tracking["TargetValue"] <= 80
+
+    # Fewer tasks running than desired pages: Container Insights' task counts, enabled on the cluster.
+    cluster = deployed["GatewayCluster"]["Properties"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["ClusterSettings"]
+    (alarm,) = [
+        r["Properties"]
+        for r in deployed.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and json.dumps({"Fn::GetAtt": [service, "Name"]}) in json.dumps(r)
+    ]
+    queries = {m["Id"]: m for m in alarm["Metrics"]}
+    assert queries["missing"]["Expression"] == "desired - running"
+    for query, metric in (("desired", "DesiredTaskCount"), ("running", "RunningTaskCount")):
+        stat = queries[query]["MetricStat"]["Metric"]
+        assert (stat["Namespace"], stat["MetricName"]) == ("ECS/ContainerInsights", metric)
+        assert {"Name": "ClusterName", "Value": {"Ref": "GatewayCluster"}} in stat["Dimensions"]
+        assert {"Name": "ServiceName", "Value": {"Fn::GetAtt": [service, "Name"]}} in stat["Dimensions"]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    _pages(alarm)
+
+    # ECS waits longer than the gateway's drain before it kills the container, and checks it greets.
+    from mailpipe_gateway.run import SHUTDOWN_GRACE_SECONDS
+
+    task = deployed[deployed[service]["Properties"]["TaskDefinition"]["Ref"]]
+    container = _container(task, container_name)
+    assert SHUTDOWN_GRACE_SECONDS + 10 <= container["StopTimeout"] <= 120  # Fargate's maximum
+    check = container["HealthCheck"]
+    assert check["Command"][:3] == ["CMD", "python", "-c"]
+    assert port_variable in check["Command"][3] and port_variable in _container_env(container)
+    assert check["Timeout"] < check["Interval"]
