@@ -96,7 +96,6 @@ RESOURCE_TYPES = {
     "AccessGatewayExecutionRole": "AWS::IAM::Role",
     "AccessGatewayTaskRole": "AWS::IAM::Role",
     "AccessGatewaySecurityGroup": "AWS::EC2::SecurityGroup",
-    "AccessGatewayLoadBalancer": "AWS::ElasticLoadBalancingV2::LoadBalancer",
     "AccessGatewayImapTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
     "AccessGatewayImapsTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
     "AccessGatewayPop3TargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
@@ -942,7 +941,10 @@ def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]
 
     # The cluster is shared with the access gateway; every other Gateway* resource is the SMTP gateway's,
     # and its submission listeners and target groups exist only when it also has a certificate.
-    gateway = {name for name in resources if name.startswith("Gateway")} - {"GatewayCluster"}
+    gateway = {name for name in resources if name.startswith("Gateway")} - {
+        "GatewayCluster",
+        "GatewayLoadBalancer",
+    }
     assert gateway >= SUBMISSION_RESOURCES
     assert {
         name for name, r in resources.items() if r.get("Condition") == "GatewayEnabled"
@@ -951,6 +953,7 @@ def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]
         name for name, r in resources.items() if r.get("Condition") == "GatewaySubmissionEnabled"
     } == SUBMISSION_RESOURCES
     assert resources["GatewayCluster"]["Condition"] == "AnyGatewayEnabled"
+    assert resources["GatewayLoadBalancer"]["Condition"] == "AnyGatewayEnabled"
     assert template["Conditions"]["AnyGatewayEnabled"] == {
         "Fn::Or": [{"Condition": "GatewayEnabled"}, {"Condition": "AccessGatewayEnabled"}]
     }
@@ -1572,7 +1575,7 @@ def test_access_gateway_network(resources: dict[str, Any]) -> None:
     egress = group["SecurityGroupEgress"]
     assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in egress] == [("tcp", 443, 443)]
 
-    balancer = resources["AccessGatewayLoadBalancer"]["Properties"]
+    balancer = resources["GatewayLoadBalancer"]["Properties"]
     assert (balancer["Type"], balancer["Scheme"]) == ("network", "internet-facing")
     assert balancer["Subnets"] == {"Ref": "SubnetIds"}
 
@@ -1593,7 +1596,7 @@ def test_access_gateway_network(resources: dict[str, Any]) -> None:
 
     for port, (listener_id, target_group_id) in ACCESS_PORTS.items():
         listener = resources[listener_id]["Properties"]
-        assert listener["LoadBalancerArn"] == {"Ref": "AccessGatewayLoadBalancer"}
+        assert listener["LoadBalancerArn"] == {"Ref": "GatewayLoadBalancer"}  # one NLB for all ports
         assert (listener["Protocol"], listener["Port"]) == ("TCP", port)
         assert listener["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": target_group_id}}]
 
@@ -1628,6 +1631,7 @@ def test_access_gateway_cfn_lint_ignores_are_narrow(resources: dict[str, Any]) -
                 "GatewayEnabled",
                 "GatewaySubmissionEnabled",
                 "AccessGatewayEnabled",
+                "AnyGatewayEnabled",
             ), name
 
 
@@ -1648,7 +1652,7 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert dns["Value"] == {"Fn::GetAtt": ["GatewayLoadBalancer", "DNSName"]}
     access_dns = outputs["AccessGatewayLoadBalancerDnsName"]
     assert access_dns["Condition"] == "AccessGatewayEnabled"
-    assert access_dns["Value"] == {"Fn::GetAtt": ["AccessGatewayLoadBalancer", "DNSName"]}
+    assert access_dns["Value"] == {"Fn::GetAtt": ["GatewayLoadBalancer", "DNSName"]}
 
 
 # --------------------------------------------------------------------------- other deployment files
@@ -1971,3 +1975,29 @@ def test_gateways_run_two_tasks_scale_on_cpu_and_page_when_short(
     assert check["Command"][:3] == ["CMD", "python", "-c"]
     assert port_variable in check["Command"][3] and port_variable in _container_env(container)
     assert check["Timeout"] < check["Interval"]
+
+
+@pytest.mark.parametrize(
+    ("deploy_gateway", "deploy_access_gateway"), [("true", "false"), ("false", "true"), ("true", "true")]
+)
+def test_one_load_balancer_for_every_port(
+    template: dict[str, Any], deploy_gateway: str, deploy_access_gateway: str
+) -> None:
+    deployed = _deploy(
+        template,
+        DeployGateway=deploy_gateway,
+        DeployAccessGateway=deploy_access_gateway,
+        GatewayTlsSecretArn=SECRET_ARN,
+        AccessTlsSecretArn=SECRET_ARN if deploy_access_gateway == "true" else "",
+    )
+    balancers = [n for n, r in deployed.items() if r["Type"] == "AWS::ElasticLoadBalancingV2::LoadBalancer"]
+    assert balancers == ["GatewayLoadBalancer"]
+    listeners = [
+        r["Properties"] for r in deployed.values() if r["Type"] == "AWS::ElasticLoadBalancingV2::Listener"
+    ]
+    assert {listener["LoadBalancerArn"]["Ref"] for listener in listeners} == {"GatewayLoadBalancer"}
+    ports = sorted(listener["Port"] for listener in listeners)
+    expected = (set(SUBMISSION_PORTS) | {25} if deploy_gateway == "true" else set()) | (
+        set(ACCESS_PORTS) if deploy_access_gateway == "true" else set()
+    )
+    assert ports == sorted(expected)  # each port once
