@@ -553,6 +553,21 @@ def test_sam_build_without_docker(sam: Path, tmp_path: Path, template: dict[str,
     for name in FUNCTIONS:
         assert (build_dir / name / "app.py").is_file(), name
 
+    # Cold starts: the runtime's boto3 (not a second, uncompiled copy), and every module precompiled
+    # by the runtime's Python version, used without checking the source (the zip's 2 s mtimes).
+    for provided in ("boto3", "botocore", "s3transfer"):
+        assert not (layer / provided).exists(), provided
+    tag = "cpython-" + template["Globals"]["Function"]["Runtime"].removeprefix("python").replace(".", "")
+    sources = sorted(p for p in layer.rglob("*.py") if p.parent.name != "__pycache__")
+    assert len(sources) > 100
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        assert compiled.is_file(), f"no {compiled.name} for {source.relative_to(layer)}"
+    flags = int.from_bytes(
+        (layer / "mailpipe" / "__pycache__" / f"passwords.{tag}.pyc").read_bytes()[4:8], "little"
+    )
+    assert flags == 0b01, "not an unchecked-hash .pyc"  # PEP 552: hash-based, source not checked
+
     # Native code in the layer must be for the functions' architecture (an arm64 function with
     # x86_64 argon2 or libsodium bindings builds fine and fails at import in Lambda).
     (architecture,) = template["Globals"]["Function"]["Architectures"]
@@ -878,12 +893,21 @@ def test_mailbox_table_indexes_messages_by_modseq_for_the_store(resources: dict[
 def test_core_layer(resources: dict[str, Any], template: dict[str, Any]) -> None:
     layer = resources["CoreLayer"]
     assert layer["Properties"]["ContentUri"] == "layers/core"
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    runtime = template["Globals"]["Function"]["Runtime"]
+    assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
+    # layers/core/Makefile builds it (bytecode, no boto3): for the functions' Python and architecture.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
     architectures = template["Globals"]["Function"]["Architectures"]
     assert layer["Properties"].get("CompatibleArchitectures", architectures) == architectures
     assert layer["Metadata"].get("BuildArchitecture", architectures[0]) == architectures[0]
     assert (ROOT / "layers" / "core" / "requirements.txt").is_file()
+    makefile = (ROOT / "layers" / "core" / "Makefile").read_text()
+    assert "build-CoreLayer:" in makefile
+    assert f"RUNTIME := {runtime.removeprefix('python')}\n" in makefile
+    (platforms,) = re.findall(r"^PLATFORMS := (.*)$", makefile, re.MULTILINE)
+    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[architectures[0]]
+    assert re.findall(r"--platform (\S+)", platforms)
+    assert all(p.endswith("_" + machine) for p in re.findall(r"--platform (\S+)", platforms))
 
 
 def test_inbound_sqs_event(resources: dict[str, Any]) -> None:
