@@ -83,12 +83,15 @@ def _build_before(into: Path) -> Path:
 
 
 def _build_after(into: Path) -> Path:
-    # The Makefile checks it runs the runtime's Python: this one's directory first on PATH.
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    # For this interpreter's version (bytecode is per version), whatever the runtime's is: both
+    # layers are then imported by the same Python.
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
     subprocess.run(
-        ["make", "--silent", "-C", str(ROOT / "layers" / "core"), "build-CoreLayer", f"ARTIFACTS_DIR={into}"],
+        [
+            *("make", "--silent", "-C", str(ROOT / "layers" / "core"), "build-CoreLayer"),
+            *(f"ARTIFACTS_DIR={into}", f"RUNTIME={version}", f"PYTHON={sys.executable}"),
+        ],
         check=True,
-        env=env,
     )
     return into / "python"
 

@@ -47,6 +47,8 @@ INSTALL_SAM = ROOT / "scripts" / "install-sam.sh"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 MISSING_SAM = "missing tool: sam (run scripts/install-sam.sh)"
 REGION = "us-east-1"
+# The functions' Python (Globals.Function.Runtime), also the layer's build and the gateway image's.
+RUNTIME = "python3.13"
 
 GLOBAL_ENV = {
     "MAILPIPE_MAIL_BUCKET": {"Ref": "MailBucket"},
@@ -469,10 +471,26 @@ def _sam_env(tmp_path: Path) -> dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
         SAM_CLI_TELEMETRY="0",
     )
-    # `sam build` without a container runs the python3.11 it finds on PATH.
-    if shutil.which("python3.11", path=env.get("PATH")) is None and sys.version_info[:2] == (3, 11):
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # `sam build` without a container runs the runtime's Python it finds on PATH (layers/core/Makefile
+    # compiles the layer's bytecode with it): this interpreter if it is that version, else a pyenv one.
+    interpreter = _runtime_python(env.get("PATH", ""))
+    if interpreter is not None:
+        env["PATH"] = os.pathsep.join([str(interpreter.parent), env.get("PATH", "")])
     return env
+
+
+def _runtime_python(path: str) -> Path | None:
+    name = RUNTIME  # python3.13
+    if sys.version_info[:2] == tuple(int(n) for n in name.removeprefix("python").split(".")):
+        return Path(sys.executable)
+    found = shutil.which(name, path=path)
+    candidates = [Path(found)] if found else []
+    candidates += sorted(Path.home().glob(f".pyenv/versions/{name.removeprefix('python')}*/bin/{name}"))
+    for candidate in candidates:
+        # (A pyenv shim is on PATH whether or not that version is selected: it must run.)
+        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
 
 
 def _run(args: list[Any], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -526,6 +544,9 @@ def test_sam_validate_lint(sam: Path, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(900)
 def test_sam_build_without_docker(sam: Path, tmp_path: Path, template: dict[str, Any]) -> None:
+    assert template["Globals"]["Function"]["Runtime"] == RUNTIME
+    if _runtime_python(os.environ.get("PATH", "")) is None:
+        pytest.skip(f"missing tool: {RUNTIME} (sam build compiles the layer with the runtime's Python)")
     build_dir = tmp_path / "build"
     result = _run(
         [
@@ -664,7 +685,7 @@ def test_logical_ids_and_types(resources: dict[str, Any]) -> None:
 def test_transform_and_globals(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
     function = template["Globals"]["Function"]
-    assert function["Runtime"] == "python3.11"
+    assert function["Runtime"] == RUNTIME
     assert function["Architectures"] in (["arm64"], ["x86_64"])
     assert function["Timeout"] == 30
     assert function["MemorySize"] == 512
@@ -1696,7 +1717,9 @@ def test_samconfig() -> None:
 def test_gateway_dockerfile() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert instructions[0].startswith("FROM python:3.11-slim")
+    assert instructions[0].startswith(
+        f"FROM python:{RUNTIME.removeprefix('python')}-slim"
+    )  # as the functions
     # The servers and the core only: no `mailpipe` command, no dev stack, none of their dependencies.
     assert re.search(r"^RUN pip install -r gateway/requirements\.txt", text, re.MULTILINE)
     copied = [line.split()[1] for line in instructions if line.startswith("COPY ")]
