@@ -47,6 +47,8 @@ INSTALL_SAM = ROOT / "scripts" / "install-sam.sh"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 MISSING_SAM = "missing tool: sam (run scripts/install-sam.sh)"
 REGION = "us-east-1"
+# The functions' Python (Globals.Function.Runtime), also the layer's build and the gateway image's.
+RUNTIME = "python3.13"
 
 GLOBAL_ENV = {
     "MAILPIPE_MAIL_BUCKET": {"Ref": "MailBucket"},
@@ -96,7 +98,6 @@ RESOURCE_TYPES = {
     "AccessGatewayExecutionRole": "AWS::IAM::Role",
     "AccessGatewayTaskRole": "AWS::IAM::Role",
     "AccessGatewaySecurityGroup": "AWS::EC2::SecurityGroup",
-    "AccessGatewayLoadBalancer": "AWS::ElasticLoadBalancingV2::LoadBalancer",
     "AccessGatewayImapTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
     "AccessGatewayImapsTargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
     "AccessGatewayPop3TargetGroup": "AWS::ElasticLoadBalancingV2::TargetGroup",
@@ -470,10 +471,26 @@ def _sam_env(tmp_path: Path) -> dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
         SAM_CLI_TELEMETRY="0",
     )
-    # `sam build` without a container runs the python3.11 it finds on PATH.
-    if shutil.which("python3.11", path=env.get("PATH")) is None and sys.version_info[:2] == (3, 11):
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # `sam build` without a container runs the runtime's Python it finds on PATH (layers/core/Makefile
+    # compiles the layer's bytecode with it): this interpreter if it is that version, else a pyenv one.
+    interpreter = _runtime_python(env.get("PATH", ""))
+    if interpreter is not None:
+        env["PATH"] = os.pathsep.join([str(interpreter.parent), env.get("PATH", "")])
     return env
+
+
+def _runtime_python(path: str) -> Path | None:
+    name = RUNTIME  # python3.13
+    if sys.version_info[:2] == tuple(int(n) for n in name.removeprefix("python").split(".")):
+        return Path(sys.executable)
+    found = shutil.which(name, path=path)
+    candidates = [Path(found)] if found else []
+    candidates += sorted(Path.home().glob(f".pyenv/versions/{name.removeprefix('python')}*/bin/{name}"))
+    for candidate in candidates:
+        # (A pyenv shim is on PATH whether or not that version is selected: it must run.)
+        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
 
 
 def _run(args: list[Any], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -527,6 +544,9 @@ def test_sam_validate_lint(sam: Path, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(900)
 def test_sam_build_without_docker(sam: Path, tmp_path: Path, template: dict[str, Any]) -> None:
+    assert template["Globals"]["Function"]["Runtime"] == RUNTIME
+    if _runtime_python(os.environ.get("PATH", "")) is None:
+        pytest.skip(f"missing tool: {RUNTIME} (sam build compiles the layer with the runtime's Python)")
     build_dir = tmp_path / "build"
     result = _run(
         [
@@ -553,6 +573,21 @@ def test_sam_build_without_docker(sam: Path, tmp_path: Path, template: dict[str,
     assert (layer / "argon2" / "__init__.py").is_file()
     for name in FUNCTIONS:
         assert (build_dir / name / "app.py").is_file(), name
+
+    # Cold starts: the runtime's boto3 (not a second, uncompiled copy), and every module precompiled
+    # by the runtime's Python version, used without checking the source (the zip's 2 s mtimes).
+    for provided in ("boto3", "botocore", "s3transfer"):
+        assert not (layer / provided).exists(), provided
+    tag = "cpython-" + template["Globals"]["Function"]["Runtime"].removeprefix("python").replace(".", "")
+    sources = sorted(p for p in layer.rglob("*.py") if p.parent.name != "__pycache__")
+    assert len(sources) > 100
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        assert compiled.is_file(), f"no {compiled.name} for {source.relative_to(layer)}"
+    flags = int.from_bytes(
+        (layer / "mailpipe" / "__pycache__" / f"passwords.{tag}.pyc").read_bytes()[4:8], "little"
+    )
+    assert flags == 0b01, "not an unchecked-hash .pyc"  # PEP 552: hash-based, source not checked
 
     # Native code in the layer must be for the functions' architecture (an arm64 function with
     # x86_64 argon2 or libsodium bindings builds fine and fails at import in Lambda).
@@ -650,7 +685,7 @@ def test_logical_ids_and_types(resources: dict[str, Any]) -> None:
 def test_transform_and_globals(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
     function = template["Globals"]["Function"]
-    assert function["Runtime"] == "python3.11"
+    assert function["Runtime"] == RUNTIME
     assert function["Architectures"] in (["arm64"], ["x86_64"])
     assert function["Timeout"] == 30
     assert function["MemorySize"] == 512
@@ -708,7 +743,7 @@ def test_queues_retry_for_days_and_leave_days_to_redrive(resources: dict[str, An
         "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter, "Arn"]},
         "maxReceiveCount": 18,
     }
-    assert queue["VisibilityTimeout"] == 180
+    # (VisibilityTimeout: test_visibility_timeout_covers_function_timeout.)
     assert queue["SqsManagedSseEnabled"] is True
     dead = resources[dead_letter]["Properties"]
     assert dead["SqsManagedSseEnabled"] is True
@@ -737,7 +772,7 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any], resou
         if resource["Type"] != "AWS::CloudWatch::Alarm":
             continue
         alarm = resource["Properties"]
-        if alarm["MetricName"] != "ApproximateNumberOfMessagesVisible":
+        if alarm.get("MetricName") != "ApproximateNumberOfMessagesVisible":
             continue
         assert "Condition" not in resource, name
         assert alarm["Namespace"] == "AWS/SQS"
@@ -826,10 +861,22 @@ def test_functions_may_make_every_call_they_make(template: dict[str, Any], funct
 def test_visibility_timeout_covers_function_timeout(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
-    timeout = resources["InboundFunction"]["Properties"].get(
-        "Timeout", template["Globals"]["Function"]["Timeout"]
-    )
-    assert resources["InboundQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+    """Every SQS event source's visibility timeout is at least 6x its function's timeout (AWS's
+    advice for Lambda event sources: a batch still running is not received a second time)."""
+    sources = {}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] != "SQS":
+                continue
+            queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+            timeout = resource["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
+            sources[queue] = (name, timeout)
+    assert set(sources) == {"InboundQueue", "OutboundQueue", "SesEventQueue"}
+    for queue, (function, timeout) in sources.items():
+        visibility = resources[queue]["Properties"]["VisibilityTimeout"]
+        assert visibility >= 6 * timeout, (queue, function, visibility, timeout)
 
 
 @pytest.mark.parametrize("table", ["DirectoryTable", "MailboxTable"])
@@ -867,12 +914,21 @@ def test_mailbox_table_indexes_messages_by_modseq_for_the_store(resources: dict[
 def test_core_layer(resources: dict[str, Any], template: dict[str, Any]) -> None:
     layer = resources["CoreLayer"]
     assert layer["Properties"]["ContentUri"] == "layers/core"
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    runtime = template["Globals"]["Function"]["Runtime"]
+    assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
+    # layers/core/Makefile builds it (bytecode, no boto3): for the functions' Python and architecture.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
     architectures = template["Globals"]["Function"]["Architectures"]
     assert layer["Properties"].get("CompatibleArchitectures", architectures) == architectures
     assert layer["Metadata"].get("BuildArchitecture", architectures[0]) == architectures[0]
     assert (ROOT / "layers" / "core" / "requirements.txt").is_file()
+    makefile = (ROOT / "layers" / "core" / "Makefile").read_text()
+    assert "build-CoreLayer:" in makefile
+    assert f"RUNTIME := {runtime.removeprefix('python')}\n" in makefile
+    (platforms,) = re.findall(r"^PLATFORMS := (.*)$", makefile, re.MULTILINE)
+    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[architectures[0]]
+    assert re.findall(r"--platform (\S+)", platforms)
+    assert all(p.endswith("_" + machine) for p in re.findall(r"--platform (\S+)", platforms))
 
 
 def test_inbound_sqs_event(resources: dict[str, Any]) -> None:
@@ -930,7 +986,10 @@ def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]
 
     # The cluster is shared with the access gateway; every other Gateway* resource is the SMTP gateway's,
     # and its submission listeners and target groups exist only when it also has a certificate.
-    gateway = {name for name in resources if name.startswith("Gateway")} - {"GatewayCluster"}
+    gateway = {name for name in resources if name.startswith("Gateway")} - {
+        "GatewayCluster",
+        "GatewayLoadBalancer",
+    }
     assert gateway >= SUBMISSION_RESOURCES
     assert {
         name for name, r in resources.items() if r.get("Condition") == "GatewayEnabled"
@@ -939,6 +998,7 @@ def test_gateway_is_optional(template: dict[str, Any], resources: dict[str, Any]
         name for name, r in resources.items() if r.get("Condition") == "GatewaySubmissionEnabled"
     } == SUBMISSION_RESOURCES
     assert resources["GatewayCluster"]["Condition"] == "AnyGatewayEnabled"
+    assert resources["GatewayLoadBalancer"]["Condition"] == "AnyGatewayEnabled"
     assert template["Conditions"]["AnyGatewayEnabled"] == {
         "Fn::Or": [{"Condition": "GatewayEnabled"}, {"Condition": "AccessGatewayEnabled"}]
     }
@@ -1560,7 +1620,7 @@ def test_access_gateway_network(resources: dict[str, Any]) -> None:
     egress = group["SecurityGroupEgress"]
     assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in egress] == [("tcp", 443, 443)]
 
-    balancer = resources["AccessGatewayLoadBalancer"]["Properties"]
+    balancer = resources["GatewayLoadBalancer"]["Properties"]
     assert (balancer["Type"], balancer["Scheme"]) == ("network", "internet-facing")
     assert balancer["Subnets"] == {"Ref": "SubnetIds"}
 
@@ -1581,7 +1641,7 @@ def test_access_gateway_network(resources: dict[str, Any]) -> None:
 
     for port, (listener_id, target_group_id) in ACCESS_PORTS.items():
         listener = resources[listener_id]["Properties"]
-        assert listener["LoadBalancerArn"] == {"Ref": "AccessGatewayLoadBalancer"}
+        assert listener["LoadBalancerArn"] == {"Ref": "GatewayLoadBalancer"}  # one NLB for all ports
         assert (listener["Protocol"], listener["Port"]) == ("TCP", port)
         assert listener["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": target_group_id}}]
 
@@ -1616,6 +1676,7 @@ def test_access_gateway_cfn_lint_ignores_are_narrow(resources: dict[str, Any]) -
                 "GatewayEnabled",
                 "GatewaySubmissionEnabled",
                 "AccessGatewayEnabled",
+                "AnyGatewayEnabled",
             ), name
 
 
@@ -1636,7 +1697,7 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert dns["Value"] == {"Fn::GetAtt": ["GatewayLoadBalancer", "DNSName"]}
     access_dns = outputs["AccessGatewayLoadBalancerDnsName"]
     assert access_dns["Condition"] == "AccessGatewayEnabled"
-    assert access_dns["Value"] == {"Fn::GetAtt": ["AccessGatewayLoadBalancer", "DNSName"]}
+    assert access_dns["Value"] == {"Fn::GetAtt": ["GatewayLoadBalancer", "DNSName"]}
 
 
 # --------------------------------------------------------------------------- other deployment files
@@ -1656,7 +1717,9 @@ def test_samconfig() -> None:
 def test_gateway_dockerfile() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert instructions[0].startswith("FROM python:3.11-slim")
+    assert instructions[0].startswith(
+        f"FROM python:{RUNTIME.removeprefix('python')}-slim"
+    )  # as the functions
     # The servers and the core only: no `mailpipe` command, no dev stack, none of their dependencies.
     assert re.search(r"^RUN pip install -r gateway/requirements\.txt", text, re.MULTILINE)
     copied = [line.split()[1] for line in instructions if line.startswith("COPY ")]
@@ -1822,3 +1885,166 @@ def test_every_ses_parameter_combination_deploys_a_consistent_stack(
         assert byo is bool(selector)
     # The event path exists whatever the domain: the transport names the set in every send.
     assert {"SesConfigurationSet", "SesEventDestination", "SesEventsFunction"} <= set(deployed)
+
+
+# --------------------------------------------------------------------------- alarms and availability
+
+
+def _alarms(resources: dict[str, Any], metric: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: r
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("MetricName") == metric
+    }
+
+
+def _pages(alarm: dict[str, Any]) -> None:
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    assert alarm["OKActions"] == [{"Ref": "AlertTopic"}]
+
+
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_every_function_pages_on_errors_and_throttles(resources: dict[str, Any], metric: str) -> None:
+    functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions >= set(FUNCTIONS) | {"OutboundFunction"}
+    alarmed = set()
+    for name, resource in _alarms(resources, metric).items():
+        alarm = resource["Properties"]
+        assert "Condition" not in resource, name
+        assert alarm["Namespace"] == "AWS/Lambda"
+        assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+            "Sum",
+            "GreaterThanThreshold",
+            0,
+        )
+        assert alarm["Period"] * alarm["EvaluationPeriods"] <= 900, name
+        # A function nobody invoked reports nothing: that is no error.
+        assert alarm["TreatMissingData"] == "notBreaching"
+        _pages(alarm)
+        ((dimension),) = alarm["Dimensions"]
+        assert dimension["Name"] == "FunctionName"
+        alarmed.add(dimension["Value"]["Ref"])
+    assert alarmed == functions
+
+
+def test_queue_age_pages_before_the_dead_letter_queue(resources: dict[str, Any]) -> None:
+    """A message in the outbound queue is re-enqueued at least every 15 minutes (its longest SQS
+    delay): one much older means the function is not taking them, hours before the DLQ would say so."""
+    from mailpipe.outbound.schedule import SQS_MAX_DELAY_SECONDS
+
+    alarmed = {}
+    for name, resource in _alarms(resources, "ApproximateAgeOfOldestMessage").items():
+        alarm = resource["Properties"]
+        assert "Condition" not in resource, name
+        assert alarm["Namespace"] == "AWS/SQS"
+        assert (alarm["Statistic"], alarm["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
+        assert 2 * SQS_MAX_DELAY_SECONDS <= alarm["Threshold"] <= 2 * 3600, name
+        _pages(alarm)
+        ((dimension),) = alarm["Dimensions"]
+        alarmed[dimension["Value"]["Fn::GetAtt"][0]] = alarm
+    assert set(alarmed) == {"OutboundQueue", "InboundQueue"}
+
+
+GATEWAY_SERVICES = {
+    # service: (condition, container, desired-count parameter, health-check port variable)
+    "GatewayService": ("GatewayEnabled", "gateway", "GatewayDesiredCount", "MAILPIPE_SMTP_PORT"),
+    "AccessGatewayService": (
+        "AccessGatewayEnabled",
+        "access-gateway",
+        "AccessGatewayDesiredCount",
+        "MAILPIPE_IMAP_PORT",
+    ),
+}
+
+
+@pytest.mark.parametrize("service", sorted(GATEWAY_SERVICES))
+def test_gateways_run_two_tasks_scale_on_cpu_and_page_when_short(
+    template: dict[str, Any], service: str
+) -> None:
+    condition, container_name, desired, port_variable = GATEWAY_SERVICES[service]
+    deployed = _deploy(
+        template, DeployGateway="true", DeployAccessGateway="true", AccessTlsSecretArn=SECRET_ARN
+    )
+    parameters = template["Parameters"]
+    # Two tasks by default, which Fargate spreads over the subnets' availability zones.
+    assert int(parameters[desired]["Default"]) == 2
+    assert deployed[service]["Properties"]["DesiredCount"] == {"Ref": desired}
+    assert "two or more availability zones" in parameters["SubnetIds"]["Description"]
+
+    prefix = service.removesuffix("Service")
+    target = deployed[f"{prefix}ScalableTarget"]
+    assert template["Resources"][f"{prefix}ScalableTarget"]["Condition"] == condition
+    props = target["Properties"]
+    assert (props["ServiceNamespace"], props["ScalableDimension"]) == ("ecs", "ecs:service:DesiredCount")
+    assert props["ResourceId"] == {"Fn::Sub": f"service/${{GatewayCluster}}/${{{service}.Name}}"}
+    assert props["MinCapacity"] == {"Ref": desired}
+    assert props["MaxCapacity"] == {"Ref": "GatewayMaxCount"}
+    assert int(parameters["GatewayMaxCount"]["Default"]) >= 2
+    (policy,) = [
+        r
+        for r in deployed.values()
+        if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"
+        and r["Properties"]["ScalingTargetId"] == {"Ref": f"{prefix}ScalableTarget"}
+    ]
+    tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["Properties"]["PolicyType"] == "TargetTrackingScaling"
+    assert (
+        tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    )
+    assert 40 <= tracking["TargetValue"] <= 80
+
+    # Fewer tasks running than desired pages: Container Insights' task counts, enabled on the cluster.
+    cluster = deployed["GatewayCluster"]["Properties"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["ClusterSettings"]
+    (alarm,) = [
+        r["Properties"]
+        for r in deployed.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and json.dumps({"Fn::GetAtt": [service, "Name"]}) in json.dumps(r)
+    ]
+    queries = {m["Id"]: m for m in alarm["Metrics"]}
+    assert queries["missing"]["Expression"] == "desired - running"
+    for query, metric in (("desired", "DesiredTaskCount"), ("running", "RunningTaskCount")):
+        stat = queries[query]["MetricStat"]["Metric"]
+        assert (stat["Namespace"], stat["MetricName"]) == ("ECS/ContainerInsights", metric)
+        assert {"Name": "ClusterName", "Value": {"Ref": "GatewayCluster"}} in stat["Dimensions"]
+        assert {"Name": "ServiceName", "Value": {"Fn::GetAtt": [service, "Name"]}} in stat["Dimensions"]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    _pages(alarm)
+
+    # ECS waits longer than the gateway's drain before it kills the container, and checks it greets.
+    from mailpipe_gateway.run import SHUTDOWN_GRACE_SECONDS
+
+    task = deployed[deployed[service]["Properties"]["TaskDefinition"]["Ref"]]
+    container = _container(task, container_name)
+    assert SHUTDOWN_GRACE_SECONDS + 10 <= container["StopTimeout"] <= 120  # Fargate's maximum
+    check = container["HealthCheck"]
+    assert check["Command"][:3] == ["CMD", "python", "-c"]
+    assert port_variable in check["Command"][3] and port_variable in _container_env(container)
+    assert check["Timeout"] < check["Interval"]
+
+
+@pytest.mark.parametrize(
+    ("deploy_gateway", "deploy_access_gateway"), [("true", "false"), ("false", "true"), ("true", "true")]
+)
+def test_one_load_balancer_for_every_port(
+    template: dict[str, Any], deploy_gateway: str, deploy_access_gateway: str
+) -> None:
+    deployed = _deploy(
+        template,
+        DeployGateway=deploy_gateway,
+        DeployAccessGateway=deploy_access_gateway,
+        GatewayTlsSecretArn=SECRET_ARN,
+        AccessTlsSecretArn=SECRET_ARN if deploy_access_gateway == "true" else "",
+    )
+    balancers = [n for n, r in deployed.items() if r["Type"] == "AWS::ElasticLoadBalancingV2::LoadBalancer"]
+    assert balancers == ["GatewayLoadBalancer"]
+    listeners = [
+        r["Properties"] for r in deployed.values() if r["Type"] == "AWS::ElasticLoadBalancingV2::Listener"
+    ]
+    assert {listener["LoadBalancerArn"]["Ref"] for listener in listeners} == {"GatewayLoadBalancer"}
+    ports = sorted(listener["Port"] for listener in listeners)
+    expected = (set(SUBMISSION_PORTS) | {25} if deploy_gateway == "true" else set()) | (
+        set(ACCESS_PORTS) if deploy_access_gateway == "true" else set()
+    )
+    assert ports == sorted(expected)  # each port once

@@ -10,6 +10,7 @@ by argon2-cffi, and replaced at the user's next good login (`needs_rehash`).
 from __future__ import annotations
 
 import re
+import threading
 
 import nacl.exceptions
 import nacl.pwhash
@@ -32,12 +33,26 @@ def hash_password(password: str) -> str:
 
 
 # Verified against when the user does not exist, so that a wrong user name costs
-# the same time as a wrong password and does not reveal which accounts exist.
-_DUMMY_HASH = hash_password("mailpipe-no-such-user")
+# the same time as a wrong password and does not reveal which accounts exist. Made on first use,
+# not at import: every function imports this module (through the directory), and only the
+# gateways check passwords; an argon2 hash at import is ~0.1 s of CPU and 64 MiB added to every
+# Lambda cold start (bench/cold_import.py). The lock makes concurrent first logins (the gateways'
+# thread pool) compute it once.
+_dummy_hash: str | None = None
+_dummy_lock = threading.Lock()
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        with _dummy_lock:
+            if _dummy_hash is None:
+                _dummy_hash = hash_password("mailpipe-no-such-user")
+    return _dummy_hash
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
-    candidate = stored_hash or _DUMMY_HASH
+    candidate = stored_hash or _dummy()
     if _LIBSODIUM_HASH.match(candidate):
         try:
             ok = nacl.pwhash.argon2id.verify(candidate.encode(), password.encode())
