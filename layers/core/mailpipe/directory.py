@@ -20,7 +20,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from mailpipe.addresses import Address, AddressError, normalise_domain, parse_address
+from mailpipe.addresses import Address, AddressError, check_domain_name, normalise_domain, parse_address
 from mailpipe.dynamo import query_all, scan_all
 from mailpipe.passwords import hash_password, needs_rehash, verify_password
 
@@ -88,11 +88,13 @@ class Directory:
     # -- domains -----------------------------------------------------------------
 
     def add_domain(self, name: str, catch_all: list[str] | None = None) -> Domain:
-        domain = Domain(normalise_domain(name), [parse_address(t).text for t in catch_all or []])
+        """Host a new domain; DirectoryError if it is hosted already (its settings are kept)."""
+        domain = Domain(check_domain_name(name), [parse_address(t).text for t in catch_all or []])
         item: dict[str, Any] = {"pk": domain.name, "sk": DOMAIN_SK, "created": int(time.time())}
         if domain.catch_all:
             item["catch_all"] = domain.catch_all
-        self._table.put_item(Item=item)
+        with _or_directory_error(f"domain exists: {domain.name}"):
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         return domain
 
     def set_catch_all(self, name: str, targets: list[str]) -> None:
