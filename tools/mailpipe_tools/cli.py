@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -21,8 +21,9 @@ from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Alias, Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
 from mailpipe.store.mailstore import StoreError
-from mailpipe_tools import dns_commands, mailbox_commands
+from mailpipe_tools import dns_commands, import_commands, mailbox_commands
 from mailpipe_tools.parsing import list_actions
+from mailpipe_tools.progress import progress as _progress
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return int(args.run(args) or 0)
-    except (DirectoryError, AddressError, ConfigError, StoreError, ValueError) as exc:
+    except (DirectoryError, AddressError, ConfigError, StoreError, ValueError, OSError) as exc:
         print(f"mailpipe: {exc}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as exc:  # AWS (or the dev stack's moto) unreachable or refusing
@@ -175,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_queue_redrive)
 
     mailbox_commands.register(commands)
+    import_commands.register(commands)
     store = commands.add_parser("store", help="mail store maintenance").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -252,25 +254,6 @@ def _backfill_headers(args: argparse.Namespace) -> None:
         f"{report.found} messages had no header in the index: {report.written} written, "
         f"{report.too_large} too large (read from S3 as before), {report.gone} expunged or done meanwhile"
     )
-
-
-def _progress(stream: TextIO) -> Callable[[int, int], None]:
-    """A progress bar redrawn in place on a terminal; elsewhere (a log) a line now and then."""
-    last = [-1]
-
-    def show(done: int, total: int) -> None:
-        if stream.isatty():
-            width = 40
-            filled = width * done // total if total else width
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        elif done >= total or done - last[0] >= 1000:
-            stream.write(f"{done}/{total} messages\n")
-        else:
-            return
-        last[0] = done
-        stream.flush()
-
-    return show
 
 
 # -- outbound queue --------------------------------------------------------------
