@@ -21,7 +21,7 @@ from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Alias, Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
 from mailpipe.store.mailstore import StoreError
-from mailpipe_tools import dns_commands, import_commands, mailbox_commands, status_command
+from mailpipe_tools import dns_commands, import_commands, mailbox_commands, quota_commands, status_command
 from mailpipe_tools.parsing import list_actions
 from mailpipe_tools.progress import progress as _progress
 
@@ -178,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     mailbox_commands.register(commands)
     import_commands.register(commands)
     status_command.register(commands)
+    quota_commands.register(commands)
     store = commands.add_parser("store", help="mail store maintenance").add_subparsers(
         required=True, metavar="ACTION"
     )

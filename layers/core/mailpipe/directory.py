@@ -43,6 +43,7 @@ class Verdict(StrEnum):
     DISABLED = "disabled"
     NOT_LOCAL = "not_local"
     INVALID = "invalid"
+    OVER_QUOTA = "over_quota"  # mailpipe.recipients: every mailbox it reaches is full
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,27 @@ class Directory:
     def set_disabled(self, address: str, disabled: bool) -> None:
         addr = parse_address(address)
         self._update_user(addr, "SET disabled = :d", {":d": disabled})
+
+    def set_quota(self, address: str, limit: int | None) -> None:
+        """The most `address` may store, in octets; None: the default (mailpipe.quota)."""
+        addr = parse_address(address)
+        if limit is None:
+            with _or_directory_error(f"no such user: {addr}"):
+                self._table.update_item(
+                    Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
+                    UpdateExpression="REMOVE quota_bytes",
+                    ConditionExpression="attribute_exists(pk)",
+                )
+        else:
+            self._update_user(addr, "SET quota_bytes = :q", {":q": limit})
+
+    def quota(self, address: str) -> int | None:
+        """The limit set for `address`, or None (none set, or no such user: a postmaster mailbox)."""
+        addr = parse_address(address)
+        item = self._table.get_item(
+            Key={"pk": addr.domain, "sk": _user_sk(addr.local)}, ProjectionExpression="quota_bytes"
+        ).get("Item")
+        return int(item["quota_bytes"]) if item and "quota_bytes" in item else None
 
     def delete_user(self, address: str) -> None:
         addr = parse_address(address)

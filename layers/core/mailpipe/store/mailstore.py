@@ -474,6 +474,11 @@ class MailStore:
             pairs += self._commit(owner, target, build)
         return self.get_mailbox(owner, target) or target_mailbox, pairs
 
+    def has_delivery(self, owner: str, mailbox_name: str, delivery_id: str) -> bool:
+        """Whether deliver() stored `delivery_id` in the mailbox already (a redelivered record)."""
+        mailbox = self.get_mailbox(owner, mailbox_name)
+        return mailbox is not None and self._delivered_uid(mailbox, delivery_id) is not None
+
     def _delivered_uid(self, mailbox: Mailbox, delivery_id: str) -> int | None:
         item = self._table.get_item(
             Key={"pk": messages_pk(mailbox.mailbox_id), "sk": delivery_sk(delivery_id)}, ConsistentRead=True
