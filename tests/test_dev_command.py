@@ -122,7 +122,7 @@ def test_first_message_with_swaks_then_ctrl_c(dev_stack) -> None:
 
     def listing() -> str:
         return subprocess.run(
-            [sys.executable, "-m", "mailpipe_tools.cli", "mailbox", "list", "bob@example.test"],
+            [sys.executable, "-m", "mailpipe_tools.cli", "mailbox", "list", "bob@example.test", "INBOX"],
             capture_output=True,
             text=True,
             env=env,

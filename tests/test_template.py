@@ -944,7 +944,11 @@ def test_inbound_sqs_event(resources: dict[str, Any]) -> None:
 
 def test_validate_recipient_policies(resources: dict[str, Any]) -> None:
     policies = resources["ValidateRecipientFunction"]["Properties"]["Policies"]
-    assert policies == [{"DynamoDBReadPolicy": {"TableName": {"Ref": "DirectoryTable"}}}]
+    # Read only: the directory, and the mailbox index for quotas (452 4.2.2 for a full mailbox).
+    assert policies == [
+        {"DynamoDBReadPolicy": {"TableName": {"Ref": "DirectoryTable"}}},
+        {"DynamoDBReadPolicy": {"TableName": {"Ref": "MailboxTable"}}},
+    ]
 
 
 def test_inbound_policies_are_narrow(resources: dict[str, Any]) -> None:

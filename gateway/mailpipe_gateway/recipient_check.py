@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from mailpipe.directory import Directory, Verdict
+from mailpipe.quota import Quotas
 from mailpipe.recipients import RecipientQuery, answer
 
 Lookup = Callable[[str], dict[str, Any]]
@@ -29,9 +30,9 @@ class DirectoryUnavailable(RuntimeError):
     """The validation function could not answer; the client should retry later (451)."""
 
 
-def directory_lookup(directory: Directory) -> Lookup:
+def directory_lookup(directory: Directory, quotas: Quotas | None = None) -> Lookup:
     def lookup(address: str) -> dict[str, Any]:
-        return answer(directory, RecipientQuery(address))
+        return answer(directory, RecipientQuery(address), quotas)
 
     return lookup
 

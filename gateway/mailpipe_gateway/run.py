@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from mailpipe import aws
 from mailpipe.config import Resources
-from mailpipe.services import directory, spool
+from mailpipe.services import directory, quotas, spool
 from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.listeners import executor_runner
@@ -45,7 +45,7 @@ def run_smtp_gateway() -> None:
         lookup = lambda_lookup(aws.client("lambda"), settings.validate_function)
     else:
         # No function to invoke (a bench against moto, say): the function's check, in-process.
-        lookup = directory_lookup(directory())
+        lookup = directory_lookup(directory(), quotas())
 
     async def serve() -> None:
         watch = LoopWatch.from_env()

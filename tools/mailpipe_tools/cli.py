@@ -11,16 +11,19 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailpipe import aws
 from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
-from mailpipe.directory import Directory, DirectoryError
+from mailpipe.directory import Alias, Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
-from mailpipe_tools import dns_commands
+from mailpipe.store.mailstore import StoreError
+from mailpipe_tools import dns_commands, import_commands, mailbox_commands, quota_commands, status_command
+from mailpipe_tools.parsing import list_actions
+from mailpipe_tools.progress import progress as _progress
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = ("bob@example.test", "bob-password")
@@ -39,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return int(args.run(args) or 0)
-    except (DirectoryError, AddressError, ConfigError, ValueError) as exc:
+    except (DirectoryError, AddressError, ConfigError, StoreError, ValueError, OSError) as exc:
         print(f"mailpipe: {exc}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as exc:  # AWS (or the dev stack's moto) unreachable or refusing
@@ -94,47 +97,62 @@ def _parser() -> argparse.ArgumentParser:
     domain = commands.add_parser("domain", help="hosted domains").add_subparsers(
         required=True, metavar="ACTION"
     )
-    p = domain.add_parser("add")
+    p = domain.add_parser("add", help="host a domain")
     p.add_argument("name")
     p.add_argument("--catch-all", action="append", default=[], metavar="ADDR")
-    p.set_defaults(run=lambda a: _directory().add_domain(a.name, a.catch_all) and print(f"added {a.name}"))
-    domain.add_parser("list").set_defaults(run=_list_domains)
-    p = domain.add_parser("del")
+    p.set_defaults(run=lambda a: print(f"added {_directory().add_domain(a.name, a.catch_all).name}"))
+    domain.add_parser("list", help="the hosted domains").set_defaults(run=_list_domains)
+    p = domain.add_parser("del", help="stop hosting a domain")
     p.add_argument("name")
     p.add_argument("--force", action="store_true", help="also delete the domain's users and aliases")
-    p.set_defaults(run=lambda a: _directory().delete_domain(a.name, force=a.force))
+    p.set_defaults(
+        run=lambda a: _directory().delete_domain(a.name, force=a.force) or print(f"deleted {a.name}")
+    )
 
     user = commands.add_parser("user", help="users").add_subparsers(required=True, metavar="ACTION")
-    p = user.add_parser("add")
+    p = user.add_parser("add", help="add a user, with a password and the default mailboxes")
     p.add_argument("address")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.set_defaults(run=_add_user)
-    p = user.add_parser("list")
+    p = user.add_parser("list", help="the users (and which are disabled)")
     p.add_argument("--domain")
     p.set_defaults(run=_list_users)
-    p = user.add_parser("passwd")
+    p = user.add_parser("passwd", help="set a user's password")
     p.add_argument("address")
     p.add_argument("--password-stdin", action="store_true")
-    p.set_defaults(run=lambda a: _directory().set_password(a.address, _read_password(a.password_stdin)))
-    for action, disabled in (("disable", True), ("enable", False)):
-        p = user.add_parser(action)
+    p.set_defaults(
+        run=lambda a: (
+            _directory().set_password(a.address, _read_password(a.password_stdin))
+            or print(f"password of {a.address} changed")
+        )
+    )
+    for action, disabled, said in (
+        ("disable", True, "refuse a user's mail and logins"),
+        ("enable", False, "accept a disabled user's mail and logins again"),
+    ):
+        p = user.add_parser(action, help=said)
         p.add_argument("address")
-        p.set_defaults(run=lambda a, d=disabled: _directory().set_disabled(a.address, d))
-    p = user.add_parser("del")
+        p.set_defaults(
+            run=lambda a, d=disabled: (
+                _directory().set_disabled(a.address, d)
+                or print(f"{a.address} {'disabled' if d else 'enabled'}")
+            )
+        )
+    p = user.add_parser("del", help="delete a user")
     p.add_argument("address")
-    p.set_defaults(run=lambda a: _directory().delete_user(a.address))
+    p.set_defaults(run=lambda a: _directory().delete_user(a.address) or print(f"deleted {a.address}"))
 
     alias = commands.add_parser("alias", help="aliases").add_subparsers(required=True, metavar="ACTION")
-    p = alias.add_parser("add")
+    p = alias.add_parser("add", help="deliver an address's mail to other addresses")
     p.add_argument("address")
     p.add_argument("targets", nargs="+")
-    p.set_defaults(run=lambda a: _directory().add_alias(a.address, a.targets) and None)
-    p = alias.add_parser("list")
+    p.set_defaults(run=lambda a: print(_alias_line(_directory().add_alias(a.address, a.targets))))
+    p = alias.add_parser("list", help="the aliases and their targets")
     p.add_argument("--domain")
     p.set_defaults(run=_list_aliases)
-    p = alias.add_parser("del")
+    p = alias.add_parser("del", help="delete an alias")
     p.add_argument("address")
-    p.set_defaults(run=lambda a: _directory().delete_alias(a.address))
+    p.set_defaults(run=lambda a: _directory().delete_alias(a.address) or print(f"deleted {a.address}"))
 
     queue = commands.add_parser("queue", help="the outbound queue and the dead-letter queues").add_subparsers(
         required=True, metavar="ACTION"
@@ -157,14 +175,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("queue", choices=["inbound", "outbound", "all"])
     p.set_defaults(run=_queue_redrive)
 
-    mailbox = commands.add_parser("mailbox", help="look into mailboxes").add_subparsers(
-        required=True, metavar="ACTION"
-    )
-    p = mailbox.add_parser("list", help="the messages in a user's mailbox")
-    p.add_argument("address")
-    p.add_argument("--mailbox", default="INBOX")
-    p.set_defaults(run=_list_mailbox)
-
+    mailbox_commands.register(commands)
+    import_commands.register(commands)
+    status_command.register(commands)
+    quota_commands.register(commands)
     store = commands.add_parser("store", help="mail store maintenance").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -176,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", metavar="ADDR", help="only this user's mailboxes (default: every message)")
     p.set_defaults(run=_backfill_headers)
     dns_commands.register(commands)
-    return parser
+    return list_actions(parser)
 
 
 # -- directory -------------------------------------------------------------------
@@ -223,17 +237,11 @@ def _list_users(args: argparse.Namespace) -> None:
 
 def _list_aliases(args: argparse.Namespace) -> None:
     for alias in _directory().list_aliases(args.domain):
-        print(f"{alias.address} -> {', '.join(alias.targets)}")
+        print(_alias_line(alias))
 
 
-def _list_mailbox(args: argparse.Namespace) -> None:
-    from mailpipe.services import mail_store
-
-    mailbox, messages = mail_store().list_messages(args.address.lower(), args.mailbox)
-    print(f"{args.address} {mailbox.name}: {len(messages)} messages, UIDVALIDITY {mailbox.uidvalidity}")
-    for message in messages:
-        subject = (message.summary.get("envelope") or {}).get("subject") or ""
-        print(f"{message.uid:>6}  {message.size:>9}  {subject}")
+def _alias_line(alias: Alias) -> str:
+    return f"{alias.address} -> {', '.join(alias.targets)}"
 
 
 def _backfill_headers(args: argparse.Namespace) -> None:
@@ -248,25 +256,6 @@ def _backfill_headers(args: argparse.Namespace) -> None:
         f"{report.found} messages had no header in the index: {report.written} written, "
         f"{report.too_large} too large (read from S3 as before), {report.gone} expunged or done meanwhile"
     )
-
-
-def _progress(stream: TextIO) -> Callable[[int, int], None]:
-    """A progress bar redrawn in place on a terminal; elsewhere (a log) a line now and then."""
-    last = [-1]
-
-    def show(done: int, total: int) -> None:
-        if stream.isatty():
-            width = 40
-            filled = width * done // total if total else width
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        elif done >= total or done - last[0] >= 1000:
-            stream.write(f"{done}/{total} messages\n")
-        else:
-            return
-        last[0] = done
-        stream.flush()
-
-    return show
 
 
 # -- outbound queue --------------------------------------------------------------

@@ -289,13 +289,9 @@ async def cmd_setquota(session: IMAPSession, command: Quota) -> Done:
 
 
 async def _quota_line(session: IMAPSession) -> bytes:
-    store, owner = session.ctx.store, session.st.user
-    used = 0
-    for mailbox in await session.call(store.list_mailboxes, owner):
-        _, messages = await session.call(session.ctx.snapshots.list_messages, owner, mailbox.name)
-        used += sum(m.crlf_size for m in messages)
-    # STORAGE is counted in units of 1024 octets, rounded up.
-    return b'* QUOTA "" (STORAGE %d %d)\r\n' % (-(-used // 1024), session.ctx.quota_storage // 1024)
+    quota = await session.call(session.ctx.quotas.state, session.st.user)
+    # STORAGE is counted in units of 1024 octets, rounded up (the limit down: never promise more).
+    return b'* QUOTA "" (STORAGE %d %d)\r\n' % (-(-quota.used // 1024), quota.limit // 1024)
 
 
 def st_selected(session: IMAPSession, name: str) -> bool:

@@ -66,6 +66,9 @@ async def cmd_append(session: IMAPSession, command: Append) -> Done:
     if not command.message:
         # As Dovecot: an empty message is no message (and moto's S3 never answers an empty PUT).
         return no("Can't save a zero-byte message")
+    quota = await session.call(session.ctx.quotas.state, session.st.user)
+    if not quota.fits(len(command.message)):
+        return no("Quota exceeded: delete some mail first", "OVERQUOTA")
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     date = int(command.internal_date.timestamp()) if command.internal_date is not None else None
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailpipe.directory import Directory
+from mailpipe.quota import DEFAULT_LIMIT, Quotas
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
@@ -19,7 +20,7 @@ APPEND_LIMIT = 40 * 1024 * 1024  # the SMTP gateway's SIZE: what can arrive can 
 AUTOLOGOUT_SECONDS = 30 * 60  # RFC 9051 5.4: at least 30 minutes outside IDLE
 IDLE_KEEPALIVE_SECONDS = 2 * 60  # a network load balancer drops idle TCP at 350 s
 IDLE_POLL_SECONDS = 0.5  # new mail reaches an IDLE-ing client within a second
-QUOTA_STORAGE_BYTES = 10 * 1024**3  # what each user may store, reported by GETQUOTA (RFC 9208)
+QUOTA_STORAGE_BYTES = DEFAULT_LIMIT  # what a user without a quota of their own may store (RFC 9208)
 
 
 class State(enum.Enum):
@@ -47,6 +48,10 @@ class IMAPContext:
     append_limit: int = APPEND_LIMIT
     quota_storage: int = QUOTA_STORAGE_BYTES
     user_sessions: UserSessions = field(default_factory=UserSessions.from_env)  # the per-user cap
+
+    @property
+    def quotas(self) -> Quotas:
+        return Quotas(self.directory, self.store, self.quota_storage, self.snapshots.list_messages)
 
 
 @dataclass(frozen=True)

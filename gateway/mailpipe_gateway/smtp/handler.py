@@ -43,6 +43,8 @@ def rcpt_reply(verdict: Verdict, address: str) -> str:
         Verdict.DISABLED: f"550 5.2.1 <{address}>: Recipient address rejected: Mailbox disabled",
         Verdict.NOT_LOCAL: f"554 5.7.1 <{address}>: Relay access denied",
         Verdict.INVALID: f"553 5.1.3 <{address}>: Bad recipient address syntax",
+        # Temporary (RFC 3463 4.2.2): the sender retries, and the user may make room meanwhile.
+        Verdict.OVER_QUOTA: f"452 4.2.2 <{address}>: Mailbox full",
     }[verdict]
 
 
@@ -118,7 +120,8 @@ class InboundHandler:
             dsn = getattr(server, "rcpt_dsn", None) or RcptDsn()
             _accepted(envelope).append(EnvelopeRecipient(address, dsn.notify, dsn.orcpt))
         else:
-            self._rejections.rejected(_peer(session))
+            if verdict is not Verdict.OVER_QUOTA:  # a full mailbox is no sign of address guessing
+                self._rejections.rejected(_peer(session))
             log.info("rejected RCPT %s from %s: %s", address, _peer(session), verdict.value)
         return reply
 

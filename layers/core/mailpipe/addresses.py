@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SUBADDRESS_SEPARATOR = "+"
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 4.5.3.1.3 (path minus the angle brackets)
 MAX_LOCAL_PART_LENGTH = 64
+# A host name as DNS and MX records allow it (RFC 1123 2.1): dot-separated letter-digit-hyphen
+# labels, none starting or ending with a hyphen, at least two of them, 253 characters at most.
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+)
 
 
 class AddressError(ValueError):
@@ -66,3 +72,17 @@ def normalise_domain(domain: str) -> str:
     if not domain or "@" in domain or any(ch.isspace() for ch in domain) or ".." in domain:
         raise AddressError(f"not a domain: {domain!r}")
     return domain
+
+
+def check_domain_name(domain: str) -> str:
+    """The domain normalised, if it is a name mail can be addressed to; else AddressError.
+
+    Stricter than normalise_domain (which only folds what a peer sent, for lookups): a domain
+    being added must be a real host name, so `-` or `foo` never become hosted domains.
+    Internationalised names are taken in their A-label form (xn--...), as DNS holds them.
+    """
+    name = normalise_domain(domain)
+    if not _HOST_NAME.match(name):
+        hint = " (use the xn-- form of an internationalised name)" if not name.isascii() else ""
+        raise AddressError(f"not a domain name: {domain.strip()!r}{hint}")
+    return name

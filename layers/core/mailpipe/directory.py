@@ -20,7 +20,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from mailpipe.addresses import Address, AddressError, normalise_domain, parse_address
+from mailpipe.addresses import Address, AddressError, check_domain_name, normalise_domain, parse_address
 from mailpipe.dynamo import query_all, scan_all
 from mailpipe.passwords import hash_password, needs_rehash, verify_password
 
@@ -43,6 +43,7 @@ class Verdict(StrEnum):
     DISABLED = "disabled"
     NOT_LOCAL = "not_local"
     INVALID = "invalid"
+    OVER_QUOTA = "over_quota"  # mailpipe.recipients: every mailbox it reaches is full
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,13 @@ class Directory:
     # -- domains -----------------------------------------------------------------
 
     def add_domain(self, name: str, catch_all: list[str] | None = None) -> Domain:
-        domain = Domain(normalise_domain(name), [parse_address(t).text for t in catch_all or []])
+        """Host a new domain; DirectoryError if it is hosted already (its settings are kept)."""
+        domain = Domain(check_domain_name(name), [parse_address(t).text for t in catch_all or []])
         item: dict[str, Any] = {"pk": domain.name, "sk": DOMAIN_SK, "created": int(time.time())}
         if domain.catch_all:
             item["catch_all"] = domain.catch_all
-        self._table.put_item(Item=item)
+        with _or_directory_error(f"domain exists: {domain.name}"):
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         return domain
 
     def set_catch_all(self, name: str, targets: list[str]) -> None:
@@ -153,6 +156,27 @@ class Directory:
     def set_disabled(self, address: str, disabled: bool) -> None:
         addr = parse_address(address)
         self._update_user(addr, "SET disabled = :d", {":d": disabled})
+
+    def set_quota(self, address: str, limit: int | None) -> None:
+        """The most `address` may store, in octets; None: the default (mailpipe.quota)."""
+        addr = parse_address(address)
+        if limit is None:
+            with _or_directory_error(f"no such user: {addr}"):
+                self._table.update_item(
+                    Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
+                    UpdateExpression="REMOVE quota_bytes",
+                    ConditionExpression="attribute_exists(pk)",
+                )
+        else:
+            self._update_user(addr, "SET quota_bytes = :q", {":q": limit})
+
+    def quota(self, address: str) -> int | None:
+        """The limit set for `address`, or None (none set, or no such user: a postmaster mailbox)."""
+        addr = parse_address(address)
+        item = self._table.get_item(
+            Key={"pk": addr.domain, "sk": _user_sk(addr.local)}, ProjectionExpression="quota_bytes"
+        ).get("Item")
+        return int(item["quota_bytes"]) if item and "quota_bytes" in item else None
 
     def delete_user(self, address: str) -> None:
         addr = parse_address(address)

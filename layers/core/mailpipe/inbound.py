@@ -23,6 +23,7 @@ from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
 from mailpipe.poison import PoisonEnvelope, PoisonReports
+from mailpipe.quota import Quotas
 from mailpipe.spool import Envelope, Spool
 from mailpipe.store import MailStore
 from mailpipe.store.headers import header_end
@@ -56,12 +57,14 @@ class InboundDelivery:
         store: MailStore,
         outbound: OutboundQueue | None = None,
         reports: PoisonReports | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._spool = spool
         self._directory = directory
         self._store = store
         self._outbound = outbound
         self._reports = reports
+        self._quotas = quotas
 
     def handle(self, envelope: Envelope) -> DeliveryReport:
         """Deliver, or return a poison envelope; raises only for what a retry may fix."""
@@ -95,15 +98,44 @@ class InboundDelivery:
             raise UnexpectedRelay(f"{envelope.id}: remote recipients without an authenticated sender")
         report = DeliveryReport(envelope.id, remote=[r.address for r in remote])
         if owners:
-            self._store_copies(envelope, owners, report)
+            raw = self._spool.read(envelope)
+            full = self._full_beyond_grace(envelope, owners, len(raw))
+            self._store_copies(envelope, raw, [owner for owner in owners if owner not in full], report)
+            if full:
+                report.returned_as = self._return_to_sender(envelope, raw, full)
         if remote:
             self._hand_to_outbound(envelope, remote)
         else:
             self._spool.discard(envelope)
         return report
 
-    def _store_copies(self, envelope: Envelope, owners: list[str], report: DeliveryReport) -> None:
-        raw = self._spool.read(envelope)
+    def _full_beyond_grace(self, envelope: Envelope, owners: list[str], size: int) -> list[str]:
+        """The owners this message would take past their quota's grace (mailpipe/quota.py); a copy
+        already stored by an earlier attempt at this envelope is kept, not counted again."""
+        if self._quotas is None:
+            return []
+        full = []
+        for owner in owners:
+            if not self._quotas.state(owner).within_grace(size) and not self._store.has_delivery(
+                owner, JUNK if envelope.junk else INBOX, envelope.id
+            ):
+                full.append(owner)
+        return full
+
+    def _return_to_sender(self, envelope: Envelope, raw: bytes, full: list[str]) -> str | None:
+        """The bounce for the copies not stored, on the poison path's way (sender or postmaster)."""
+        reason = PoisonEnvelope("mailbox full (over quota)", "5.2.2")
+        if self._reports is None:
+            log.warning("%s: not stored for %s (over quota), and no bounce path", envelope.id, full)
+            return None
+        log.info("%s: not stored for %s: over quota", envelope.id, ", ".join(full))
+        return self._reports.return_envelope(envelope, raw, reason, recipients=full)
+
+    def _store_copies(
+        self, envelope: Envelope, raw: bytes, owners: list[str], report: DeliveryReport
+    ) -> None:
+        if not owners:
+            return
         try:
             summary = summarize(raw)
         except Exception as exc:

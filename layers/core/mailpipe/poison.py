@@ -43,8 +43,17 @@ class PoisonReports:
         self._directory = directory
         self._hostname = hostname
 
-    def return_envelope(self, envelope: Envelope, raw: bytes | None, reason: PoisonEnvelope) -> str:
-        """Spool a failure DSN about `envelope` to its sender or a postmaster; returns its queue id."""
+    def return_envelope(
+        self,
+        envelope: Envelope,
+        raw: bytes | None,
+        reason: PoisonEnvelope,
+        recipients: list[str] | None = None,
+    ) -> str:
+        """Spool a failure DSN about `envelope` to its sender or a postmaster; returns its queue id.
+
+        The DSN names `recipients` if given (those whose copy failed: a full mailbox), else
+        every recipient of the envelope."""
         authenticated = bool(envelope.auth_user)
         to_sender = should_send_dsn(envelope.mail_from, authenticated=authenticated)
         target = envelope.mail_from if to_sender else self._postmaster(envelope.rcpt_tos)
@@ -60,7 +69,7 @@ class PoisonReports:
                 diagnostic_type="X-mailpipe",
                 last_attempt=now,
             )
-            for rcpt in (envelope.rcpt_tos or ["unknown"])
+            for rcpt in (recipients or envelope.rcpt_tos or ["unknown"])
         ]
         report = build_dsn(
             raw or b"",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mailpipe.directory import Directory
+from mailpipe.directory import Directory, Verdict
+from mailpipe.quota import Quotas
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class RecipientQuery:
         return cls(event["address"])
 
 
-def answer(directory: Directory, query: RecipientQuery) -> dict[str, str]:
+def answer(directory: Directory, query: RecipientQuery, quotas: Quotas | None = None) -> dict[str, str]:
+    """The directory's verdict; with `quotas`, OVER_QUOTA for a deliverable address whose every
+    mailbox owner is full (an alias with one owner left who has room still takes mail)."""
     lookup = directory.lookup(query.address)
-    return {"address": lookup.address, "verdict": lookup.verdict.value, "reason": lookup.reason}
+    verdict, reason = lookup.verdict, lookup.reason
+    if verdict is Verdict.DELIVERABLE and quotas is not None:
+        owners = directory.expand(lookup.address)
+        if owners and all(quotas.state(owner).full for owner in owners):
+            verdict, reason = Verdict.OVER_QUOTA, "mailbox full"
+    return {"address": lookup.address, "verdict": verdict.value, "reason": reason}

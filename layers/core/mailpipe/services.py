@@ -31,6 +31,7 @@ from mailpipe.outbound.state import QueueState
 from mailpipe.outbound.suppression import SuppressionList
 from mailpipe.outbound.transport_map import TransportMap
 from mailpipe.poison import PoisonReports
+from mailpipe.quota import Quotas
 from mailpipe.redelivery import Backoff, RedeliveringBatchProcessor, Redelivery
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
@@ -52,6 +53,11 @@ def mail_store() -> MailStore:
 
 
 @lru_cache(maxsize=1)
+def quotas() -> Quotas:
+    return Quotas(directory(), mail_store())
+
+
+@lru_cache(maxsize=1)
 def spool() -> Spool:
     res = resources()
     return Spool(aws.client("s3"), aws.client("sqs"), res.mail_bucket, res.inbound_queue_url)
@@ -65,7 +71,7 @@ def outbound_queue() -> OutboundQueue | None:
 
 @lru_cache(maxsize=1)
 def inbound_delivery() -> InboundDelivery:
-    return InboundDelivery(spool(), directory(), mail_store(), outbound_queue(), poison_reports())
+    return InboundDelivery(spool(), directory(), mail_store(), outbound_queue(), poison_reports(), quotas())
 
 
 @lru_cache(maxsize=1)

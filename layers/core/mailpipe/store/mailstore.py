@@ -353,9 +353,15 @@ class MailStore:
         *,
         flags: Iterable[str] = (),
         internaldate: int | None = None,
+        import_id: str | None = None,
     ) -> Appended:
         """APPEND, telling the caller the message as stored and the HIGHESTMODSEQ its commit started
         from: a session whose view was there knows the mailbox changed by this alone.
+
+        With `import_id` (`mailpipe import`), the message is stored at most once per mailbox under
+        that id, as deliver() does per delivery id: an import run again after an interruption
+        skips what the first run stored. `Appended.started_from` is then -1 for a message that
+        was there already (its UID is the one it got then).
 
         Costs the S3 PUT and one transaction: it starts from the mailbox item as this process's
         last writer left it, when there was one, not from a read. A stale item only makes the guard
@@ -363,6 +369,10 @@ class MailStore:
         change, depends on nothing else read with it).
         """
         mailbox = self._writers.remembered(owner, mailbox_name) or self.require_mailbox(owner, mailbox_name)
+        if import_id is not None:
+            existing = self._already_there(mailbox, import_id)
+            if existing is not None:
+                return existing
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
         self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
@@ -373,7 +383,7 @@ class MailStore:
             summary,
             internaldate,
             flags,
-            message_id,
+            import_id or message_id,
             lines.crlf_size(raw),
             raw[: header_end(raw, summary)],
         )
@@ -381,16 +391,37 @@ class MailStore:
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], Appended]:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
             stored = StoredMessage.from_item({**message, "uid": uid, "modseq": modseq})
-            return [
+            items = [
                 tx.mailbox_guard(self._table.name, mailbox, new_messages=1),
                 tx.put_message(self._table.name, mailbox, uid, modseq, message),
-            ], Appended(mailbox, stored, mailbox.highestmodseq)
+            ]
+            if import_id is not None:
+                items.append(tx.put_delivery_marker(self._table.name, mailbox, import_id, uid))
+            return items, Appended(mailbox, stored, mailbox.highestmodseq)
+
+        def on_conflict(mailbox: Mailbox, reasons: list[str]) -> Appended | None:
+            # The marker's condition failed: the same message was imported meanwhile.
+            if import_id is None or reasons[2:3] != ["ConditionalCheckFailed"]:
+                return None
+            self._delete_blobs([blob_key])
+            return self._already_there(mailbox, import_id)
 
         try:
-            return self._commit(owner, mailbox_name, build, mailbox=mailbox)
+            return self._commit(owner, mailbox_name, build, on_conflict, mailbox=mailbox)
         except NoSuchMailbox:
             self._delete_blobs([blob_key])  # deleted meanwhile: nothing points at the body
             raise
+
+    def _already_there(self, mailbox: Mailbox, import_id: str) -> Appended | None:
+        uid = self._delivered_uid(mailbox, import_id)
+        if uid is None:
+            return None
+        if uid >= mailbox.uidnext:  # committed by another writer after `mailbox` was read
+            mailbox = self.require_mailbox(mailbox.owner, mailbox.name)
+        found = self._messages_by_uid(mailbox, {uid})
+        if not found:  # imported, then expunged: the marker stays, and the import skips it
+            return Appended(mailbox, StoredMessage(uid, 0, (), 0, 0, "", import_id, expunged=True), -1)
+        return Appended(mailbox, found[0], -1)
 
     def copy(
         self, owner: str, source: str, uids: Iterable[int], target: str
@@ -442,6 +473,11 @@ class MailStore:
 
             pairs += self._commit(owner, target, build)
         return self.get_mailbox(owner, target) or target_mailbox, pairs
+
+    def has_delivery(self, owner: str, mailbox_name: str, delivery_id: str) -> bool:
+        """Whether deliver() stored `delivery_id` in the mailbox already (a redelivered record)."""
+        mailbox = self.get_mailbox(owner, mailbox_name)
+        return mailbox is not None and self._delivered_uid(mailbox, delivery_id) is not None
 
     def _delivered_uid(self, mailbox: Mailbox, delivery_id: str) -> int | None:
         item = self._table.get_item(

@@ -1,0 +1,111 @@
+"""Quotas: `mailpipe quota`, 452 4.2.2 at RCPT, a bounce past the grace, NO [OVERQUOTA] at APPEND."""
+
+from __future__ import annotations
+
+import email
+import imaplib
+import smtplib
+
+import pytest
+from conftest import DOMAIN, PASSWORD, wait_for_inbox
+from test_cli import mailpipe
+
+from mailpipe.quota import QuotaError, parse_size
+from mailpipe.recipients import RecipientQuery, answer
+from mailpipe.services import quotas
+
+
+def filler(size: int) -> bytes:
+    head = b"From: old@example.org\r\nSubject: old mail\r\n\r\n"
+    return head + b"x" * (size - len(head) - 2) + b"\r\n"
+
+
+def message(sender: str, to: str, body_size: int) -> str:
+    return f"From: {sender}\r\nTo: {to}\r\nSubject: for a full mailbox\r\n\r\n" + "y" * body_size + "\r\n"
+
+
+def test_parse_size() -> None:
+    assert parse_size("1048576") == 1048576
+    assert parse_size("500M") == parse_size("500MiB") == parse_size("500 mb") == 500 * 1024**2
+    assert parse_size("1.5G") == 1536 * 1024**2
+    for bad in ("", "lots", "5X", "-1G", "0"):
+        with pytest.raises(QuotaError):
+            parse_size(bad)
+
+
+def test_quota_set_show_clear(stack, owner: str) -> None:
+    stack.mail_store().append(owner, "INBOX", filler(3000))
+    said = mailpipe(stack, "quota", "set", owner, "10K")
+    assert said.returncode == 0, said.stderr
+    assert said.stdout == (
+        f"quota of {owner}: 10.0 KiB (10240 octets; mail is refused from there, and bounced past 11.0 KiB)\n"
+    )
+    assert stack.directory().quota(owner) == 10240
+    assert mailpipe(stack, "quota", "show", owner).stdout == f"{owner}: 2.9 KiB of 10.0 KiB used, 29%\n"
+    assert (
+        mailpipe(stack, "quota", "clear", owner).stdout == f"quota of {owner} cleared (the default applies)\n"
+    )
+    assert stack.directory().quota(owner) is None
+    shown = mailpipe(stack, "quota", "show", owner).stdout
+    assert shown == f"{owner}: 2.9 KiB of 10.0 GiB (the default) used, 0%\n"
+
+    bad = mailpipe(stack, "quota", "set", owner, "lots")
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "mailpipe: not a size: 'lots' (say e.g. 500M, 2G or 1048576)\n",
+    )
+    ghost = mailpipe(stack, "quota", "set", f"ghost@{DOMAIN}", "1G")
+    assert (ghost.returncode, ghost.stderr) == (1, f"mailpipe: no such user: ghost@{DOMAIN}\n")
+
+
+def test_a_full_mailbox_gets_452_at_rcpt(stack, owner: str) -> None:
+    stack.directory().set_quota(owner, 1024)
+    stack.mail_store().append(owner, "Archive", filler(2000))
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as smtp:
+        smtp.ehlo("sender.test")
+        smtp.mail("someone@sender.test")
+        code, text = smtp.rcpt(owner)
+        assert (code, text) == (452, f"4.2.2 <{owner}>: Mailbox full".encode())
+    # Room made (here: a larger quota), the sender's retry is taken once the gateway's short
+    # negative cache of the answer has expired; the check itself says so at once.
+    stack.directory().set_quota(owner, 10 * 1024)
+    assert answer(stack.directory(), RecipientQuery(owner), quotas())["verdict"] == "deliverable"
+
+
+def test_within_the_grace_mail_is_stored_past_it_bounced(stack, new_user) -> None:
+    sender, within, beyond = new_user(), new_user(), new_user()
+    store = stack.mail_store()
+    for full in (within, beyond):
+        store.ensure_mailboxes(full)
+        stack.directory().set_quota(full, 10 * 1024)
+        store.append(full, "Archive", filler(9000))  # below the limit: RCPT accepts
+    with smtplib.SMTP("127.0.0.1", stack.submission_port, timeout=30) as smtp:
+        smtp.ehlo("laptop.test")
+        smtp.login(sender, PASSWORD)
+        # 9000 + ~1500: over the limit of 10240, within its grace (11264): stored.
+        smtp.sendmail(sender, [within], message(sender, within, 1000))
+        # 9000 + ~3500: beyond the grace: not stored, and the sender told.
+        smtp.sendmail(sender, [beyond], message(sender, beyond, 3000))
+    assert len(wait_for_inbox(stack, within, 1)) == 1
+    (bounce,) = wait_for_inbox(stack, sender, 1)
+    report = email.message_from_bytes(store.read_body(bounce))
+    assert report.get_content_type() == "multipart/report"
+    status = report.get_payload(1).as_string()
+    assert f"Final-Recipient: rfc822; {beyond}" in status and "Status: 5.2.2" in status
+    assert "mailbox full (over quota)" in status
+    assert store.list_messages(beyond, "INBOX")[1] == []
+
+
+def test_append_over_quota_is_refused_and_quota_reports_the_limit(stack, owner: str) -> None:
+    stack.directory().set_quota(owner, 4096)
+    client = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+    client.login(owner, PASSWORD)
+    try:
+        assert client.append("INBOX", None, None, filler(3000))[0] == "OK"
+        typ, data = client.append("INBOX", None, None, filler(2000))
+        assert typ == "NO" and data[0].startswith(b"[OVERQUOTA]")
+        typ, data = client.getquotaroot("INBOX")
+        assert (typ, data) == ("OK", [[b'INBOX ""'], [b'"" (STORAGE 3 4)']])
+        assert len(stack.mail_store().list_messages(owner, "INBOX")[1]) == 1
+    finally:
+        client.logout()
