@@ -109,3 +109,24 @@ def test_append_over_quota_is_refused_and_quota_reports_the_limit(stack, owner: 
         assert len(stack.mail_store().list_messages(owner, "INBOX")[1]) == 1
     finally:
         client.logout()
+
+
+def test_rcpt_lists_no_mail_for_a_user_without_a_quota_of_their_own(stack, owner: str) -> None:
+    """Counting usage lists every message of the user: RCPT does it only where a quota was set."""
+    stack.mail_store().append(owner, "INBOX", filler(3000))
+    checker = quotas()
+    client = checker._store._client  # the store's own DynamoDB client: its requests, observed
+    queries: list[str] = []
+
+    def count(**_kwargs: object) -> None:
+        queries.append("query")
+
+    client.meta.events.register("before-call.dynamodb.Query", count)
+    try:
+        assert answer(stack.directory(), RecipientQuery(owner), checker)["verdict"] == "deliverable"
+        assert queries == []
+        mailpipe(stack, "quota", "set", owner, "2K")
+        assert answer(stack.directory(), RecipientQuery(owner), checker)["verdict"] == "over_quota"
+        assert queries, "with a quota of their own, the user's mail is counted"
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.Query", count)

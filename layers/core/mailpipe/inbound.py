@@ -116,7 +116,8 @@ class InboundDelivery:
             return []
         full = []
         for owner in owners:
-            if not self._quotas.state(owner).within_grace(size) and not self._store.has_delivery(
+            state = self._quotas.set_state(owner)
+            if state is not None and not state.within_grace(size) and not self._store.has_delivery(
                 owner, JUNK if envelope.junk else INBOX, envelope.id
             ):
                 full.append(owner)

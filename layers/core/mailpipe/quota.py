@@ -5,7 +5,8 @@ default applies, which is what IMAP's GETQUOTA reported before limits could be s
 what IMAP's QUOTA reports: the RFC822.SIZE (bare LFs counted as CRLF) of every live message in
 every mailbox of the user.
 
-Enforcement, softest first:
+Enforcement, softest first (RCPT and delivery for users with a quota of their own; APPEND, which
+reads the gateway's cached snapshots, for everyone):
 - RCPT: a recipient whose every mailbox owner is at or over the limit gets `452 4.2.2` (the
   sender's server keeps the message and retries: the user may make room meanwhile);
 - delivery: mail accepted before the limit was reached is still stored up to the limit plus a
@@ -89,6 +90,15 @@ class Quotas:
     def state(self, owner: str) -> QuotaState:
         own = self._directory.quota(owner)
         return QuotaState(own if own is not None else self._default, self.usage(owner), own is not None)
+
+    def set_state(self, owner: str) -> QuotaState | None:
+        """The state of a user with a quota of their own; None (and no listing) for the others.
+
+        RCPT and delivery check only these: counting usage lists every message of the user, which
+        for everyone at every RCPT would cost more than the default limit protects.
+        """
+        own = self._directory.quota(owner)
+        return None if own is None else QuotaState(own, self.usage(owner), True)
 
     def usage(self, owner: str) -> int:
         used = 0

@@ -27,6 +27,7 @@ def answer(directory: Directory, query: RecipientQuery, quotas: Quotas | None = 
     verdict, reason = lookup.verdict, lookup.reason
     if verdict is Verdict.DELIVERABLE and quotas is not None:
         owners = directory.expand(lookup.address)
-        if owners and all(quotas.state(owner).full for owner in owners):
+        states = [quotas.set_state(owner) for owner in owners]
+        if owners and all(state is not None and state.full for state in states):
             verdict, reason = Verdict.OVER_QUOTA, "mailbox full"
     return {"address": lookup.address, "verdict": verdict.value, "reason": reason}
