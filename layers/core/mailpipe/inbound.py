@@ -117,8 +117,10 @@ class InboundDelivery:
         full = []
         for owner in owners:
             state = self._quotas.set_state(owner)
-            if state is not None and not state.within_grace(size) and not self._store.has_delivery(
-                owner, JUNK if envelope.junk else INBOX, envelope.id
+            if (
+                state is not None
+                and not state.within_grace(size)
+                and not self._store.has_delivery(owner, JUNK if envelope.junk else INBOX, envelope.id)
             ):
                 full.append(owner)
         return full
