@@ -6,12 +6,14 @@ import argparse
 import getpass
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -22,7 +24,17 @@ from mailpipe.directory import Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
 from mailpipe_tools import dns_commands
 
+if TYPE_CHECKING:  # the dev runtime is imported by `mailpipe dev` only: the other commands start faster
+    from mailpipe_tools.local.stack import DevOptions
+
 DEMO_DOMAIN = "example.test"
+PORT_FLAGS = {
+    "smtp": "--smtp-port",
+    "submission": "--submission-port",
+    "imap": "--imap-port",
+    "pop3": "--pop3-port",
+    "aws": "--aws-port",
+}
 DEMO_USER = ("bob@example.test", "bob-password")
 T = TypeVar("T")
 
@@ -60,6 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--pop3-port", type=int, default=1110)
     dev.add_argument("--aws-port", type=int, default=4566)
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean it)")
+    dev.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".mailpipe"),
+        help="where mail, users, queues and the CLI's dev.env are kept across restarts (default .mailpipe)",
+    )
+    dev.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="a throwaway stack: starts empty, keeps its state in a temporary folder removed at exit",
+    )
     dev.add_argument("--template", type=Path, default=None, help="template.yaml to build the stack from")
     dev.add_argument(
         "--transport",
@@ -368,7 +391,7 @@ def _wait_for_interrupt() -> None:
 
 
 def _run_dev(args: argparse.Namespace) -> None:
-    from mailpipe_tools.local.stack import DevOptions, DevStack
+    from mailpipe_tools.local.stack import DevOptions, PortInUse
 
     users = []
     for spec in args.user or [":".join(DEMO_USER)]:
@@ -386,12 +409,26 @@ def _run_dev(args: argparse.Namespace) -> None:
         aws_port=args.aws_port,
         domains=domains,
         users=users,
+        state_dir=Path(tempfile.mkdtemp(prefix="mailpipe-dev-")) if args.ephemeral else args.state_dir,
+        persistent=not args.ephemeral,
         transports=args.transport,
         rspamd_url=args.rspamd,
         resolver=args.resolver,
     )
     if args.template:
         options.template = args.template
+    try:
+        _serve_dev(args, options, users)
+    except PortInUse as exc:
+        raise ConfigError(f"{exc}: choose another with {PORT_FLAGS[exc.service]} PORT") from None
+    finally:
+        if args.ephemeral:
+            shutil.rmtree(options.state_dir, ignore_errors=True)
+
+
+def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[str, str]]) -> None:
+    from mailpipe_tools.local.stack import DevStack
+
     stack = DevStack(options)
     stack.start()
     try:
@@ -405,15 +442,28 @@ def _run_dev(args: argparse.Namespace) -> None:
         print(f"AWS       {stack.moto.endpoint}  (moto)")
         if args.rspamd:
             print(f"rspamd    {args.rspamd}  (spam filter on ports 25 and 587)")
-        print(f"domains   {', '.join(domains)}")
+        print(f"domains   {', '.join(options.domains)}")
         for address, password in users:
-            print(f"user      {address}  password {password}")
+            if address in stack.kept_users:
+                print(f"user      {address}  (kept from the last run, with its password)")
+            else:
+                print(f"user      {address}  password {password}")
+        print(_state_line(options, stack.restored))
         print(f"CLI env   source {env_file}   (then: mailpipe mailbox list {users[0][0]})")
         print("mailpipe dev ready", flush=True)
         _wait_for_interrupt()
     finally:
         print("stopping", flush=True)
         stack.stop()
+
+
+def _state_line(options: DevOptions, restored: dict[str, int]) -> str:
+    if not options.persistent:
+        return f"state     {options.state_dir}  (ephemeral: removed at exit)"
+    kept = "started empty"
+    if any(restored.values()):
+        kept = f"kept {restored['objects']} objects, {restored['items']} items, {restored['messages']} queued"
+    return f"state     {options.state_dir}/  ({kept}; saved across restarts; --ephemeral: a throwaway stack)"
 
 
 # The gateways are the container's own commands (`python -m mailpipe_gateway smtp|access`);
