@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--aws-port", type=int, default=4566)
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean it)")
     dev.add_argument(
+        "--hostname",
+        default="",
+        help="the server's name: greetings, Received:, its certificate, bounces (default: mail.FIRST-DOMAIN)",
+    )
+    dev.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".mailpipe"),
@@ -408,6 +413,7 @@ def _run_dev(args: argparse.Namespace) -> None:
         imap_port=args.imap_port,
         aws_port=args.aws_port,
         domains=domains,
+        hostname=args.hostname,
         users=users,
         state_dir=Path(tempfile.mkdtemp(prefix="mailpipe-dev-")) if args.ephemeral else args.state_dir,
         persistent=not args.ephemeral,
@@ -442,6 +448,7 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
         print(f"AWS       {stack.moto.endpoint}  (moto)")
         if args.rspamd:
             print(f"rspamd    {args.rspamd}  (spam filter on ports 25 and 587)")
+        print(f"hostname  {options.hostname}  (--hostname to choose)")
         print(f"domains   {', '.join(options.domains)}")
         for address, password in users:
             if address in stack.kept_users:

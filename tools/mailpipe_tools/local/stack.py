@@ -64,7 +64,8 @@ class DevOptions:
     pop3_port: int = 1110
     imap_port: int = 1143
     aws_port: int = 4566
-    hostname: str = "mail.example.test"
+    # The server's own name (greeting, Received:, the certificate, bounces); "": mail.FIRST-DOMAIN.
+    hostname: str = ""
     domains: list[str] = field(default_factory=lambda: ["example.test"])
     users: list[tuple[str, str]] = field(default_factory=list)
     template: Path = DEFAULT_TEMPLATE
@@ -86,6 +87,10 @@ class DevOptions:
     aws_endpoint: str | None = None
     # The spam filter (`mailpipe dev --rspamd URL`): rspamd's normal worker; None: no filter.
     rspamd_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.hostname:
+            self.hostname = f"mail.{self.domains[0]}" if self.domains else "mail.example.test"
 
 
 class PortInUse(ConfigError):
