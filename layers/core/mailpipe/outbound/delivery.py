@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dns.resolver
@@ -143,6 +144,12 @@ class OutboundDelivery:
                     client=self._config.ses_client,
                     configuration_set=self._config.ses_configuration_set,
                     tags={ses.ENVELOPE_TAG: message.envelope_id},
+                )
+            elif route.transport == "capture":
+                from mailpipe.outbound.capture import deliver_capture
+
+                sent = deliver_capture(
+                    raw, message.mail_from, recipients, Path(str(route.nexthop)), message.envelope_id
                 )
             else:
                 sent = smtp_client.deliver(
