@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -89,8 +90,11 @@ def dev_stack(tmp_path: Path, dev_args: list[str], dns_server: str):
 
 
 def test_dev_prints_endpoints_and_demo_user_then_ready(dev_stack) -> None:
-    _process, smtp_port, output, _ = dev_stack
+    _process, smtp_port, output, cwd = dev_stack
     assert f"smtp://127.0.0.1:{smtp_port}" in output
+    assert re.search(r"^SMTP AUTH smtp://127\.0\.0\.1:\d+  \(submission", output, re.M), output
+    outbox = (cwd / ".mailpipe" / "outbox").resolve()
+    assert f"outbound  *=capture:{outbox}  (nothing leaves this machine" in output
     assert "example.test" in output
     assert "bob@example.test  password bob-password" in output
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import imaplib
 import re
 import smtplib
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -173,3 +174,39 @@ def test_memory_does_not_grow_with_the_bodies_held(dev: DevProcess, tmp_path: Pa
     assert growth < count * len(body) / 4, f"{growth / count:.0f} bytes of RSS per 200 kB body"
     assert s3.get_object(Bucket=env["MAILPIPE_MAIL_BUCKET"], Key="mail/7")["Body"].read() == body
     dev.stop()
+
+
+def test_a_second_stack_on_the_same_state_dir_is_refused_until_the_first_is_gone(
+    dev: DevProcess, tmp_path: Path, resolver: str
+) -> None:
+    dev.start()
+    send(dev.ports["smtp"], "before the crash")
+    wait_for(lambda: len(inbox(dev)[1]) == 1, timeout=60)
+    second = DevProcess(tmp_path, resolver)
+    code, output = second.run_to_end()
+    assert code == 1 and "Traceback" not in output, output
+    assert f"another mailpipe dev (PID {dev.pid}) is running on .mailpipe/" in output
+    assert "--state-dir DIR" in output and "--ephemeral" in output
+    # A kill -9 loses at most what changed since the last save (every 2 s), and leaves its lock stale.
+    state = tmp_path / ".mailpipe" / "state.json"
+    wait_for(lambda: state.exists() and "uid#0000000001" in state.read_text(), timeout=30)  # saved
+    dev.kill()
+    try:
+        assert "(kept " in second.start()
+        assert [b"before the crash" in m for m in inbox(second)[1].values()] == [True]
+        second.stop()
+    finally:
+        second.kill()
+
+
+def test_a_port_in_use_is_named_with_its_flag(dev: DevProcess) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = dev.run_to_end("--imap-port", str(port))
+        assert code == 1, output
+        assert output.strip().splitlines()[-1] == (
+            f"mailpipe: port {port} (imap) is in use: choose another with --imap-port PORT"
+        )
+        assert "Traceback" not in output

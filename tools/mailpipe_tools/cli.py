@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DOMAIN=ROUTE",
-        help="outbound route, e.g. hamburger.edu=smtp:[127.0.0.1]:2525 (repeatable; default *=mx)",
+        help="outbound route, e.g. hamburger.edu=smtp:[127.0.0.1]:2525 (repeatable); the default "
+        "*=capture:STATE-DIR/outbox writes remote mail there as .eml files: '*=mx' sends it for real",
     )
     dev.add_argument(
         "--rspamd",
@@ -442,6 +443,10 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.environment.items())))
         print(f"SMTP      smtp://{args.host}:{stack.smtp_port}  (STARTTLS with a self-signed certificate)")
         print(
+            f"SMTP AUTH smtp://{args.host}:{stack.submission_port}  "
+            "(submission: AUTH, then mail anywhere; plaintext login allowed on loopback)"
+        )
+        print(
             f"IMAP      imap://{args.host}:{stack.imap_port}  (STARTTLS; plaintext login allowed on loopback)"
         )
         print(f"POP3      pop3://{args.host}:{stack.pop3_port}  (STLS; plaintext login allowed on loopback)")
@@ -456,12 +461,22 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
             else:
                 print(f"user      {address}  password {password}")
         print(_state_line(options, stack.restored))
+        for route in stack.transports:
+            print(f"outbound  {route}{_route_note(route)}")
         print(f"CLI env   source {env_file}   (then: mailpipe mailbox list {users[0][0]})")
         print("mailpipe dev ready", flush=True)
         _wait_for_interrupt()
     finally:
         print("stopping", flush=True)
         stack.stop()
+
+
+def _route_note(route: str) -> str:
+    if route.startswith("*=capture:"):
+        return "  (nothing leaves this machine: remote mail lands there as .eml; --transport '*=mx' sends)"
+    if route.startswith("*=mx"):
+        return "  (remote mail goes to the recipients' MX hosts, on the internet)"
+    return ""
 
 
 def _state_line(options: DevOptions, restored: dict[str, int]) -> str:

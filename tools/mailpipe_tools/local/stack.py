@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 VALIDATE_FUNCTION = "ValidateRecipientFunction"
 BODIES = "s3"  # under the state dir: the S3 objects' bodies, one file each
+OUTBOX = "outbox"  # under the state dir: remote mail, captured
 
 # What the Lambda runtime would provide, and what only makes sense on AWS.
 LOCAL_ENVIRONMENT = {
@@ -125,6 +126,7 @@ class DevStack:
         )
         self.saver: Saver | None = None
         self.restored: dict[str, int] = {}
+        self.transports: list[str] = []  # the outbound routes in force, `DOMAIN=ROUTE`
         self.kept_users: list[str] = []  # asked for, and found in the kept state (password and all)
         self.loop = BackgroundLoop()
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
@@ -168,10 +170,12 @@ class DevStack:
         function_env = {
             k: self.deployment.resolve(v) for k, v in self.template.function_environment().items()
         }
-        # Locally mail goes where DNS says (or where --transport points), not to SES.
+        # Locally nothing leaves the machine unless asked (`--transport '*=mx'`): remote mail is
+        # written to the outbox as .eml files (mailpipe/outbound/capture.py). Never SES.
         transports = list(self.options.transports)
         if not any(entry.startswith("*=") for entry in transports):
-            transports.insert(0, "*=mx")
+            transports.append(f"*=capture:{self.outbox}")
+        self.transports = transports
         function_env["MAILPIPE_TRANSPORTS"] = ",".join(transports)
         function_env["MAILPIPE_HOSTNAME"] = self.options.hostname
         function_env[ENV_REDELIVERY_BACKOFF] = self.options.redelivery_backoff
@@ -219,6 +223,11 @@ class DevStack:
             s3_files.keep_files()
             self.moto.stop()
         self.lock.release()
+
+    @property
+    def outbox(self) -> Path:
+        """Where remote mail is written unless --transport sends it (`capture` transport)."""
+        return (self.options.state_dir / OUTBOX).resolve()
 
     # -- parts, also for tests and benchmarks ------------------------------------
 
