@@ -12,6 +12,7 @@ bounce or complaint reported by SES, suppression.py) is bounced without a transp
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from mailpipe.outbound.transports import Recipient, RecipientResult
 from mailpipe.spool import Envelope, Spool
 
 log = logging.getLogger(__name__)
+_OUTCOMES = {DELIVERED: "delivered", DEFERRED: "deferred", FAILED: "bounced"}
 
 
 @dataclass
@@ -217,7 +219,16 @@ class OutboundDelivery:
                         )
                     )
             self._state.save(entry)
-            log.info("outbound %s -> %s: %s", message.envelope_id, recipient.address, result.status.reply)
+            # One line per attempt and recipient, as Postfix's smtp(8) logs them.
+            log.info(
+                "outbound %s id=%s rcpt=%s relay=%s attempt=%d reply=%s",
+                _OUTCOMES[entry.status],
+                message.envelope_id,
+                recipient.address,
+                result.remote_mta or "-",
+                entry.attempts,
+                json.dumps(result.status.reply, ensure_ascii=False),
+            )
         for kind, statuses in reports.items():
             if statuses:
                 self._reports.report(message, raw, kind, statuses, now)
