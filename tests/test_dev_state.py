@@ -210,3 +210,13 @@ def test_a_port_in_use_is_named_with_its_flag(dev: DevProcess) -> None:
             f"mailpipe: port {port} (imap) is in use: choose another with --imap-port PORT"
         )
         assert "Traceback" not in output
+
+
+def test_bodies_no_object_points_to_are_removed_at_start(dev: DevProcess, tmp_path: Path) -> None:
+    # What a kill -9 leaves when it comes after a body was written and before the state was saved.
+    bodies = tmp_path / ".mailpipe" / "s3"
+    bodies.mkdir(parents=True)
+    (bodies / "stray").write_bytes(b"a body whose object was never saved")
+    dev.start()
+    assert not (bodies / "stray").exists()
+    dev.stop()
