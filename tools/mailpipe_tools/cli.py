@@ -389,11 +389,12 @@ def _queue_redrive(args: argparse.Namespace) -> int:
 # -- servers ---------------------------------------------------------------------
 
 
-def _wait_for_interrupt() -> None:
+def _interrupt() -> threading.Event:
+    """Set at Ctrl-C or SIGTERM; installed before the ready line, so a stop right after it is clean."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 def _run_dev(args: argparse.Namespace) -> None:
@@ -438,6 +439,7 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
 
     stack = DevStack(options)
     stack.start()
+    stop = _interrupt()
     try:
         env_file = options.state_dir / "dev.env"
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.environment.items())))
@@ -465,7 +467,7 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
             print(f"outbound  {route}{_route_note(route)}")
         print(f"CLI env   source {env_file}   (then: mailpipe mailbox list {users[0][0]})")
         print("mailpipe dev ready", flush=True)
-        _wait_for_interrupt()
+        stop.wait()
     finally:
         print("stopping", flush=True)
         stack.stop()
