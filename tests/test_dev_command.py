@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -88,8 +90,11 @@ def dev_stack(tmp_path: Path, dev_args: list[str], dns_server: str):
 
 
 def test_dev_prints_endpoints_and_demo_user_then_ready(dev_stack) -> None:
-    _process, smtp_port, output, _ = dev_stack
+    _process, smtp_port, output, cwd = dev_stack
     assert f"smtp://127.0.0.1:{smtp_port}" in output
+    assert re.search(r"^SMTP AUTH smtp://127\.0\.0\.1:\d+  \(submission", output, re.M), output
+    outbox = (cwd / ".mailpipe" / "outbox").resolve()
+    assert f"outbound  *=capture:{outbox}  (nothing leaves this machine" in output
     assert "example.test" in output
     assert "bob@example.test  password bob-password" in output
 
@@ -160,3 +165,42 @@ class TestWithRspamd:
         code, text = client.data(message.encode())
         client.quit()
         assert (code, text[:6]) == (550, b"5.7.1 ")
+
+
+class TestHostname:
+    @pytest.fixture
+    def dev_args(self) -> list[str]:
+        return ["--domain", "crepes.test", "--domain", "example.test"]
+
+    def test_the_server_is_named_after_the_first_domain(self, dev_stack) -> None:
+        _process, smtp_port, output, _ = dev_stack
+        assert "hostname  mail.crepes.test" in output
+        client = smtplib.SMTP("127.0.0.1", smtp_port, timeout=60)
+        assert client.ehlo("client.remote.test")[1].startswith(b"mail.crepes.test")
+        client.starttls()  # the certificate is the server's name's
+        certificate = ssl.DER_cert_to_PEM_cert(client.sock.getpeercert(binary_form=True))
+        client.quit()
+        assert "mail.crepes.test" in _certificate_names(certificate)
+
+
+class TestHostnameOption:
+    @pytest.fixture
+    def dev_args(self) -> list[str]:
+        return ["--domain", "crepes.test", "--hostname", "mx.crepes.test"]
+
+    def test_hostname_chooses_the_name(self, dev_stack) -> None:
+        _process, smtp_port, output, _ = dev_stack
+        assert "hostname  mx.crepes.test" in output
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=60) as client:
+            assert client.ehlo("client.remote.test")[1].startswith(b"mx.crepes.test")
+
+
+def _certificate_names(pem: str) -> str:
+    from cryptography import x509
+
+    certificate = x509.load_pem_x509_certificate(pem.encode())
+    return " ".join(
+        certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    )

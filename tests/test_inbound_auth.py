@@ -23,7 +23,7 @@ shop.test.         60 IN TXT "v=spf1 ip4:127.0.0.1 -all"
 _dmarc.shop.test.  60 IN TXT "v=DMARC1; p=quarantine"
 """
 )
-AUTHSERV_ID = b"mail.example.test"  # the dev stacks' hostname
+AUTHSERV_ID = b"mail.hamburger.edu"  # the receiving dev stack's hostname: mail.FIRST-DOMAIN
 
 
 @pytest.fixture(scope="module")

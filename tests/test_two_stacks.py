@@ -141,7 +141,7 @@ def test_alice_writes_to_bob_across_two_stacks(stacks) -> None:
     # Byte-exact but for the trace headers the two hops put on top.
     assert received.endswith(sent)
     traces = received[: -len(sent)]
-    assert traces.count(b"Received: ") == 2 and b"by mail.example.test (mailpipe) with ESMTPA" in traces
+    assert traces.count(b"Received: ") == 2 and b"by mail.crepes.fr (mailpipe) with ESMTPA" in traces
 
 
 def test_a_misspelled_recipient_bounces_to_alice(stacks) -> None:

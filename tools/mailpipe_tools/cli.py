@@ -6,12 +6,14 @@ import argparse
 import getpass
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,7 +27,17 @@ from mailpipe_tools import dns_commands, import_commands, mailbox_commands, quot
 from mailpipe_tools.parsing import list_actions
 from mailpipe_tools.progress import progress as _progress
 
+if TYPE_CHECKING:  # the dev runtime is imported by `mailpipe dev` only: the other commands start faster
+    from mailpipe_tools.local.stack import DevOptions
+
 DEMO_DOMAIN = "example.test"
+PORT_FLAGS = {
+    "smtp": "--smtp-port",
+    "submission": "--submission-port",
+    "imap": "--imap-port",
+    "pop3": "--pop3-port",
+    "aws": "--aws-port",
+}
 DEMO_USER = ("bob@example.test", "bob-password")
 T = TypeVar("T")
 
@@ -63,13 +75,30 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--pop3-port", type=int, default=1110)
     dev.add_argument("--aws-port", type=int, default=4566)
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean it)")
+    dev.add_argument(
+        "--hostname",
+        default="",
+        help="the server's name: greetings, Received:, its certificate, bounces (default: mail.FIRST-DOMAIN)",
+    )
+    dev.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".mailpipe"),
+        help="where mail, users, queues and the CLI's dev.env are kept across restarts (default .mailpipe)",
+    )
+    dev.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="a throwaway stack: starts empty, keeps its state in a temporary folder removed at exit",
+    )
     dev.add_argument("--template", type=Path, default=None, help="template.yaml to build the stack from")
     dev.add_argument(
         "--transport",
         action="append",
         default=[],
         metavar="DOMAIN=ROUTE",
-        help="outbound route, e.g. hamburger.edu=smtp:[127.0.0.1]:2525 (repeatable; default *=mx)",
+        help="outbound route, e.g. hamburger.edu=smtp:[127.0.0.1]:2525 (repeatable); the default "
+        "*=capture:STATE-DIR/outbox writes remote mail there as .eml files: '*=mx' sends it for real",
     )
     dev.add_argument(
         "--rspamd",
@@ -349,15 +378,16 @@ def _queue_redrive(args: argparse.Namespace) -> int:
 # -- servers ---------------------------------------------------------------------
 
 
-def _wait_for_interrupt() -> None:
+def _interrupt() -> threading.Event:
+    """Set at Ctrl-C or SIGTERM; installed before the ready line, so a stop right after it is clean."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 def _run_dev(args: argparse.Namespace) -> None:
-    from mailpipe_tools.local.stack import DevOptions, DevStack
+    from mailpipe_tools.local.stack import DevOptions, PortInUse
 
     users = []
     for spec in args.user or [":".join(DEMO_USER)]:
@@ -374,19 +404,39 @@ def _run_dev(args: argparse.Namespace) -> None:
         imap_port=args.imap_port,
         aws_port=args.aws_port,
         domains=domains,
+        hostname=args.hostname,
         users=users,
+        state_dir=Path(tempfile.mkdtemp(prefix="mailpipe-dev-")) if args.ephemeral else args.state_dir,
+        persistent=not args.ephemeral,
         transports=args.transport,
         rspamd_url=args.rspamd,
         resolver=args.resolver,
     )
     if args.template:
         options.template = args.template
+    try:
+        _serve_dev(args, options, users)
+    except PortInUse as exc:
+        raise ConfigError(f"{exc}: choose another with {PORT_FLAGS[exc.service]} PORT") from None
+    finally:
+        if args.ephemeral:
+            shutil.rmtree(options.state_dir, ignore_errors=True)
+
+
+def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[str, str]]) -> None:
+    from mailpipe_tools.local.stack import DevStack
+
     stack = DevStack(options)
     stack.start()
+    stop = _interrupt()
     try:
         env_file = options.state_dir / "dev.env"
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.environment.items())))
         print(f"SMTP      smtp://{args.host}:{stack.smtp_port}  (STARTTLS with a self-signed certificate)")
+        print(
+            f"SMTP AUTH smtp://{args.host}:{stack.submission_port}  "
+            "(submission: AUTH, then mail anywhere; plaintext login allowed on loopback)"
+        )
         print(
             f"IMAP      imap://{args.host}:{stack.imap_port}  (STARTTLS; plaintext login allowed on loopback)"
         )
@@ -394,15 +444,39 @@ def _run_dev(args: argparse.Namespace) -> None:
         print(f"AWS       {stack.moto.endpoint}  (moto)")
         if args.rspamd:
             print(f"rspamd    {args.rspamd}  (spam filter on ports 25 and 587)")
-        print(f"domains   {', '.join(domains)}")
+        print(f"hostname  {options.hostname}  (--hostname to choose)")
+        print(f"domains   {', '.join(options.domains)}")
         for address, password in users:
-            print(f"user      {address}  password {password}")
+            if address in stack.kept_users:
+                print(f"user      {address}  (kept from the last run, with its password)")
+            else:
+                print(f"user      {address}  password {password}")
+        print(_state_line(options, stack.restored))
+        for route in stack.transports:
+            print(f"outbound  {route}{_route_note(route)}")
         print(f"CLI env   source {env_file}   (then: mailpipe mailbox list {users[0][0]})")
         print("mailpipe dev ready", flush=True)
-        _wait_for_interrupt()
+        stop.wait()
     finally:
         print("stopping", flush=True)
         stack.stop()
+
+
+def _route_note(route: str) -> str:
+    if route.startswith("*=capture:"):
+        return "  (nothing leaves this machine: remote mail lands there as .eml; --transport '*=mx' sends)"
+    if route.startswith("*=mx"):
+        return "  (remote mail goes to the recipients' MX hosts, on the internet)"
+    return ""
+
+
+def _state_line(options: DevOptions, restored: dict[str, int]) -> str:
+    if not options.persistent:
+        return f"state     {options.state_dir}  (ephemeral: removed at exit)"
+    kept = "started empty"
+    if any(restored.values()):
+        kept = f"kept {restored['objects']} objects, {restored['items']} items, {restored['messages']} queued"
+    return f"state     {options.state_dir}/  ({kept}; saved across restarts; --ephemeral: a throwaway stack)"
 
 
 # The gateways are the container's own commands (`python -m mailpipe_gateway smtp|access`);

@@ -23,6 +23,7 @@ from mailpipe_gateway.smtp.dsn_params import (
 )
 from mailpipe_gateway.smtp.envelope import MailpipeEnvelope
 from mailpipe_gateway.smtp.reading import read_data, read_line
+from mailpipe_gateway.smtp.session_log import SessionLog
 from mailpipe_gateway.smtp.status import with_enhanced_code
 from mailpipe_gateway.smtp.syntax import (
     bad_numeric_parameter,
@@ -80,6 +81,9 @@ class MailpipeSMTP(SMTP):
         self._data_budget = data_budget or MemoryBudget()
         self.mail_dsn = MailDsn()
         self.rcpt_dsn = RcptDsn()
+        self.session_log = SessionLog()
+        self._session_logged = False
+        self._data_reply = False
 
     def _create_envelope(self) -> MailpipeEnvelope:
         return MailpipeEnvelope()
@@ -103,6 +107,7 @@ class MailpipeSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
+        self._emit_session_log()
         if self._limiter is not None and self._slot is not None:
             self._limiter.release(self._slot)
             self._slot = None
@@ -220,6 +225,7 @@ class MailpipeSMTP(SMTP):
             await self.push(content)
             return
         self.envelope.content = self.envelope.original_content = content
+        self.session_log.transaction(self.envelope.mail_from, self.envelope.rcpt_tos)
         try:
             status = await self._call_handler_hook("DATA")
         finally:
@@ -227,7 +233,11 @@ class MailpipeSMTP(SMTP):
             self._data_budget.give_back(len(content))
         if isinstance(status, str) and status.startswith("250"):
             self._errors = 0  # like Postfix: the error limit is on errors without delivering mail
-        await self.push("250 OK" if status is MISSING else status)
+        self._data_reply = True
+        try:
+            await self.push("250 OK" if status is MISSING else status)
+        finally:
+            self._data_reply = False
 
     async def challenge_auth(
         self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
@@ -261,8 +271,22 @@ class MailpipeSMTP(SMTP):
         if not (self._greeting_reply and text.startswith("250")):
             text = with_enhanced_code(text)
         await super().push(printable(text))
+        self.session_log.reply(text, to_data=self._data_reply)
         if text[:1] in ("4", "5") and not text.startswith(NOT_THE_CLIENTS_ERRORS):
             self._count_error()
+
+    def _emit_session_log(self) -> None:
+        if self._session_logged or self.session is None:
+            return
+        self._session_logged = True
+        session = self.session
+        if self.session_log.mail_from is None and self.envelope is not None and self.envelope.mail_from:
+            self.session_log.transaction(self.envelope.mail_from, self.envelope.rcpt_tos)
+        peer = session.peer
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "unknown")
+        tls = session.ssl is not None or bool(getattr(self, "implicit_tls", False))
+        auth = session.auth_data if isinstance(session.auth_data, str) else None
+        self.session_log.emit(client, session.host_name, tls, auth)
 
     def _count_error(self) -> None:
         self._errors += 1

@@ -7,7 +7,10 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+from mailpipe_tools.local import s3_files
 
 # Threads answering requests: the gateways' calls (DynamoDB ones queue in _AtomicDynamoDB anyway)
 # and the SQS long polls of the local event sources, which hold one each for up to 20 s.
@@ -29,13 +32,43 @@ class _AtomicDynamoDB:
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            with self._lock:
+            with self.lock:
                 return list(self._app(environ, start_response))
         return self._app(environ, start_response)
+
+
+# Requests that change nothing the snapshot holds (reads, and SQS's receives, which the pollers
+# make every second): they leave the state unsaved.
+_READS = (
+    "DynamoDB_20120810.GetItem",
+    "DynamoDB_20120810.BatchGetItem",
+    "DynamoDB_20120810.Query",
+    "DynamoDB_20120810.Scan",
+    "DynamoDB_20120810.DescribeTable",
+    "AmazonSQS.ReceiveMessage",
+    "AmazonSQS.GetQueueAttributes",
+    "AmazonSQS.GetQueueUrl",
+)
+
+
+class _ChangeCounter:
+    """Counts the requests that may have changed something (snapshot.Saver saves when it moved)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self.count = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        response = self._app(environ, start_response)
+        # Counted once answered: a save that sees the new count must also see the change.
+        reads = environ.get("REQUEST_METHOD") in ("GET", "HEAD") or environ.get("HTTP_X_AMZ_TARGET") in _READS
+        if not reads:
+            self.count += 1
+        return response
 
 
 def _install_fast_transactions() -> None:
@@ -249,7 +282,9 @@ class MotoServer:
     them from a fixed pool of threads, as the real endpoints would be used.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, bodies: Path | None = None) -> None:
+        """`bodies`: the folder S3 objects' bodies are written to (s3_files.py); None keeps
+        moto's own storage, in memory below 5 MB."""
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from waitress.server import create_server
 
@@ -259,7 +294,11 @@ class MotoServer:
         _install_partitioned_local_index_queries()
         _install_fast_projection()
         _remember_moto_modules()
-        app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        if bodies is not None:
+            s3_files.install(bodies)
+        self.dynamodb = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        self.changes = _ChangeCounter(self.dynamodb)
+        app = self.changes
         self._server: Any = create_server(
             app,
             host=host,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from mailpipe import aws
-from mailpipe.config import ENV_DNS_SERVER, Resources
-from mailpipe.directory import Directory
+from mailpipe.config import ENV_DNS_SERVER, ConfigError, Resources
+from mailpipe.directory import Directory, DirectoryError
 from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
@@ -26,15 +29,21 @@ from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gatew
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.tls import server_context, write_self_signed
+from mailpipe_tools.local import s3_files, snapshot
 from mailpipe_tools.local.event_source import SqsPoller
 from mailpipe_tools.local.functions import LocalFunction, in_process_lookup, load_function
 from mailpipe_tools.local.moto_server import MotoServer
 from mailpipe_tools.local.provision import REGION, Deployment, provision
+from mailpipe_tools.local.snapshot import STATE_FILE, Saver
+from mailpipe_tools.local.state_lock import StateLock
 from mailpipe_tools.local.template import DEFAULT_TEMPLATE, Template
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VALIDATE_FUNCTION = "ValidateRecipientFunction"
+BODIES = "s3"  # under the state dir: the S3 objects' bodies, one file each
+OUTBOX = "outbox"  # under the state dir: remote mail, captured
 
 # What the Lambda runtime would provide, and what only makes sense on AWS.
 LOCAL_ENVIRONMENT = {
@@ -56,11 +65,15 @@ class DevOptions:
     pop3_port: int = 1110
     imap_port: int = 1143
     aws_port: int = 4566
-    hostname: str = "mail.example.test"
+    # The server's own name (greeting, Received:, the certificate, bounces); "": mail.FIRST-DOMAIN.
+    hostname: str = ""
     domains: list[str] = field(default_factory=lambda: ["example.test"])
     users: list[tuple[str, str]] = field(default_factory=list)
     template: Path = DEFAULT_TEMPLATE
     state_dir: Path = Path(".mailpipe")
+    # Keep mail, users and queued messages in state_dir across restarts (snapshot.py); without it
+    # the stack starts empty. Object bodies are files under state_dir either way (s3_files.py).
+    persistent: bool = False
     retry_after: int | None = 5
     # The functions' back-off for failed records ("FIRST;CAP" seconds, mailpipe/redelivery.py):
     # in dev a failed record comes back within minutes, not the hours it waits on AWS.
@@ -76,11 +89,45 @@ class DevOptions:
     # The spam filter (`mailpipe dev --rspamd URL`): rspamd's normal worker; None: no filter.
     rspamd_url: str | None = None
 
+    def __post_init__(self) -> None:
+        if not self.hostname:
+            self.hostname = f"mail.{self.domains[0]}" if self.domains else "mail.example.test"
+
+
+class PortInUse(ConfigError):
+    def __init__(self, service: str, port: int) -> None:
+        super().__init__(f"port {port} ({service}) is in use")
+        self.service = service
+        self.port = port
+
+
+def _listening(service: str, port: int, start: Callable[[], T]) -> T:
+    """`start()`, which binds `port`; a port taken says which (the command line says which flag)."""
+    try:
+        return start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(service, port) from None
+        raise
+
 
 class DevStack:
     def __init__(self, options: DevOptions) -> None:
         self.options = options
-        self.moto = None if options.aws_endpoint else MotoServer(options.host, options.aws_port)
+        self.lock = StateLock(options.state_dir)
+        self.moto = (
+            None
+            if options.aws_endpoint
+            else _listening(
+                "aws",
+                options.aws_port,
+                lambda: MotoServer(options.host, options.aws_port, bodies=options.state_dir / BODIES),
+            )
+        )
+        self.saver: Saver | None = None
+        self.restored: dict[str, int] = {}
+        self.transports: list[str] = []  # the outbound routes in force, `DOMAIN=ROUTE`
+        self.kept_users: list[str] = []  # asked for, and found in the kept state (password and all)
         self.loop = BackgroundLoop()
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
         self.template = Template.load(options.template)
@@ -99,7 +146,11 @@ class DevStack:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
+        self.lock.acquire()
         if self.moto is not None:
+            if not self.options.persistent:
+                shutil.rmtree(self.options.state_dir / BODIES, ignore_errors=True)
+                (self.options.state_dir / BODIES).mkdir(parents=True)
             self.moto.start()
         endpoint = self.moto.endpoint if self.moto is not None else str(self.options.aws_endpoint)
         self.environment = {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint}
@@ -111,13 +162,20 @@ class DevStack:
             aws.client("dynamodb"),
             sesv2=aws.client("sesv2"),
         )
+        if self.moto is not None and self.options.persistent:
+            state = self.options.state_dir / STATE_FILE
+            self.restored = snapshot.restore(state, self.options.state_dir / BODIES)
+            self.saver = Saver(state, self.moto.dynamodb.lock, lambda: self.moto.changes.count)
+            self.saver.start()
         function_env = {
             k: self.deployment.resolve(v) for k, v in self.template.function_environment().items()
         }
-        # Locally mail goes where DNS says (or where --transport points), not to SES.
+        # Locally nothing leaves the machine unless asked (`--transport '*=mx'`): remote mail is
+        # written to the outbox as .eml files (mailpipe/outbound/capture.py). Never SES.
         transports = list(self.options.transports)
         if not any(entry.startswith("*=") for entry in transports):
-            transports.insert(0, "*=mx")
+            transports.append(f"*=capture:{self.outbox}")
+        self.transports = transports
         function_env["MAILPIPE_TRANSPORTS"] = ",".join(transports)
         function_env["MAILPIPE_HOSTNAME"] = self.options.hostname
         function_env[ENV_REDELIVERY_BACKOFF] = self.options.redelivery_backoff
@@ -133,15 +191,15 @@ class DevStack:
         self._seed_directory()
         self.loop.start()
         self.gateway = self.build_gateway(self.spool(), port=self.options.smtp_port)
-        self.loop.run(self.gateway.start())
+        _listening("smtp", self.options.smtp_port, lambda: self.loop.run(self.gateway.start()))
         self.submission = self.build_submission(
             self.spool(), port=self.options.submission_port, throttle=self.throttle
         )
-        self.loop.run(self.submission.start())
+        _listening("submission", self.options.submission_port, lambda: self.loop.run(self.submission.start()))
         self.pop3 = self.build_pop3(port=self.options.pop3_port, throttle=self.throttle)
-        self.loop.run(self.pop3.start())
+        _listening("pop3", self.options.pop3_port, lambda: self.loop.run(self.pop3.start()))
         self.imap = self.build_imap(port=self.options.imap_port, throttle=self.throttle)
-        self.loop.run(self.imap.start())
+        _listening("imap", self.options.imap_port, lambda: self.loop.run(self.imap.start()))
         if self.options.run_pollers:
             self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
             for poller in self.pollers:
@@ -159,8 +217,17 @@ class DevStack:
             self.loop.run(self.imap.stop())
         self.loop.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.saver is not None:
+            self.saver.stop()
         if self.moto is not None:
+            s3_files.keep_files()
             self.moto.stop()
+        self.lock.release()
+
+    @property
+    def outbox(self) -> Path:
+        """Where remote mail is written unless --transport sends it (`capture` transport)."""
+        return (self.options.state_dir / OUTBOX).resolve()
 
     # -- parts, also for tests and benchmarks ------------------------------------
 
@@ -302,9 +369,16 @@ class DevStack:
         )
 
     def _seed_directory(self) -> None:
+        """The domains and users asked for, those a kept state lacks: what it has (a catch-all,
+        a password changed since) stays as it is."""
         directory, store = self.directory(), self.mail_store()
         for domain in self.options.domains:
-            directory.add_domain(domain)
+            if directory.get_domain(domain) is None:
+                directory.add_domain(domain)
         for address, password in self.options.users:
-            directory.add_user(address, password)
+            try:
+                directory.add_user(address, password)
+            except DirectoryError:
+                self.kept_users.append(address)
+                continue
             store.ensure_mailboxes(directory.lookup(address).address)

@@ -12,10 +12,12 @@ bounce or complaint reported by SES, suppression.py) is bounced without a transp
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dns.resolver
@@ -33,6 +35,7 @@ from mailpipe.outbound.transports import Recipient, RecipientResult
 from mailpipe.spool import Envelope, Spool
 
 log = logging.getLogger(__name__)
+_OUTCOMES = {DELIVERED: "delivered", DEFERRED: "deferred", FAILED: "bounced"}
 
 
 @dataclass
@@ -144,6 +147,12 @@ class OutboundDelivery:
                     configuration_set=self._config.ses_configuration_set,
                     tags={ses.ENVELOPE_TAG: message.envelope_id},
                 )
+            elif route.transport == "capture":
+                from mailpipe.outbound.capture import deliver_capture
+
+                sent = deliver_capture(
+                    raw, message.mail_from, recipients, Path(str(route.nexthop)), message.envelope_id
+                )
             else:
                 sent = smtp_client.deliver(
                     raw,
@@ -210,7 +219,16 @@ class OutboundDelivery:
                         )
                     )
             self._state.save(entry)
-            log.info("outbound %s -> %s: %s", message.envelope_id, recipient.address, result.status.reply)
+            # One line per attempt and recipient, as Postfix's smtp(8) logs them.
+            log.info(
+                "outbound %s id=%s rcpt=%s relay=%s attempt=%d reply=%s",
+                _OUTCOMES[entry.status],
+                message.envelope_id,
+                recipient.address,
+                result.remote_mta or "-",
+                entry.attempts,
+                json.dumps(result.status.reply, ensure_ascii=False),
+            )
         for kind, statuses in reports.items():
             if statuses:
                 self._reports.report(message, raw, kind, statuses, now)

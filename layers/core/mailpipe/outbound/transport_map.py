@@ -15,6 +15,8 @@ Values (Postfix notation, `transport:nexthop`):
 - `smtp:host` / `smtp:[host]` — the same on port 25. The port may also be a service name
   (`submission` = 587, `smtps`/`submissions` = 465).
 - `ses` — Amazon SES (SESv2 `SendEmail` with the raw message); it takes no nexthop.
+- `capture:/folder` — nothing leaves: each message is written to the folder as an .eml file
+  (capture.py; the dev stack's default).
 - An empty transport (`:[host]:port`) means `smtp`, as an empty field means Postfix's
   default transport.
 
@@ -65,6 +67,8 @@ class Route:
         return self.nexthop if self.nexthop is not None else recipient_domain
 
     def __str__(self) -> str:
+        if self.transport == "capture":
+            return f"capture:{self.nexthop}"
         if self.transport != "smtp":
             return self.transport
         if self.nexthop is None and self.port == DEFAULT_PORT:
@@ -93,8 +97,12 @@ def parse_route(value: str) -> Route:
         if nexthop.strip():
             raise TransportMapError(f"`ses` takes no nexthop: {value!r}")
         return Route("ses")
+    if transport == "capture":
+        if not nexthop.strip():
+            raise TransportMapError(f"`capture` needs a folder, capture:/path: {value!r}")
+        return Route("capture", nexthop.strip(), mx_lookup=False)
     if transport != "smtp":
-        raise TransportMapError(f"unknown transport {transport!r} in {value!r} (use mx, smtp or ses)")
+        raise TransportMapError(f"unknown transport {transport!r} in {value!r} (mx, smtp, ses or capture)")
     return _parse_nexthop(nexthop.strip(), value)
 
 
