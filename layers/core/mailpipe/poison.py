@@ -45,22 +45,31 @@ class PoisonReports:
 
     def return_envelope(self, envelope: Envelope, raw: bytes | None, reason: PoisonEnvelope) -> str:
         """Spool a failure DSN about `envelope` to its sender or a postmaster; returns its queue id."""
+        return self.return_recipients(
+            envelope, raw, {rcpt: reason for rcpt in envelope.rcpt_tos or ["unknown"]}
+        )
+
+    def return_recipients(
+        self, envelope: Envelope, raw: bytes | None, failed: dict[str, PoisonEnvelope]
+    ) -> str:
+        """The same, for some of its recipients only (the others were delivered)."""
+        reason = next(iter(failed.values()))
         authenticated = bool(envelope.auth_user)
         to_sender = should_send_dsn(envelope.mail_from, authenticated=authenticated)
-        target = envelope.mail_from if to_sender else self._postmaster(envelope.rcpt_tos)
-        if envelope.mail_from.strip() in NULL_SENDERS and _is_postmaster(target, envelope.rcpt_tos):
+        target = envelope.mail_from if to_sender else self._postmaster(list(failed))
+        if envelope.mail_from.strip() in NULL_SENDERS and _is_postmaster(target, list(failed)):
             raise RuntimeError(f"{envelope.id}: a report to the postmaster cannot be stored: {reason.text}")
         now = datetime.now(UTC)
         statuses = [
             RecipientStatus(
                 # A malformed recipient may hold line breaks: never let it add fields to the DSN.
                 final_recipient=" ".join(str(rcpt).split()) or "unknown",
-                status=reason.enhanced,
-                diagnostic=reason.text,
+                status=poison.enhanced,
+                diagnostic=poison.text,
                 diagnostic_type="X-mailpipe",
                 last_attempt=now,
             )
-            for rcpt in (envelope.rcpt_tos or ["unknown"])
+            for rcpt, poison in failed.items()
         ]
         report = build_dsn(
             raw or b"",
@@ -115,18 +124,20 @@ class PoisonReports:
         return queue_id
 
     def _postmaster(self, recipients: list[str]) -> str:
-        """The postmaster of the first hosted domain among the recipients', else of the first hosted one."""
-        hosted = [domain.name for domain in self._directory.list_domains()]
+        """The postmaster of the first recipient's domain that has an admin to read it, else of
+        the first such hosted domain (else of any: its report then ends in the dead-letter queue)."""
+        domains = self._directory.list_domains()
+        if not domains:
+            raise RuntimeError("no hosted domain, so no postmaster to report to")
+        administered = [d.name for d in domains if d.admin]
         for rcpt in recipients:
             try:
                 domain = parse_address(rcpt).domain
             except AddressError:
                 continue
-            if domain in hosted:
+            if domain in administered:
                 return f"{POSTMASTER}@{domain}"
-        if not hosted:
-            raise RuntimeError("no hosted domain, so no postmaster to report to")
-        return f"{POSTMASTER}@{hosted[0]}"
+        return f"{POSTMASTER}@{(administered or [domains[0].name])[0]}"
 
 
 def _is_postmaster(target: str, recipients: list[str]) -> bool:

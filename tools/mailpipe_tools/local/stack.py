@@ -308,3 +308,9 @@ class DevStack:
         for address, password in self.options.users:
             directory.add_user(address, password)
             store.ensure_mailboxes(directory.lookup(address).address)
+        # Postmaster mail must reach a person: each domain's first user reads it (else the first user).
+        users = [directory.lookup(address).address for address, _ in self.options.users]
+        for domain in self.options.domains:
+            admin = next((u for u in users if u.endswith("@" + domain)), users[0] if users else None)
+            if admin:
+                directory.set_admin(domain, admin)
