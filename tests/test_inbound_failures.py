@@ -249,3 +249,18 @@ def test_mail_for_postmaster_reaches_the_domains_admin(stack, new_user, monkeypa
         queue.drain()
     assert subjects(stack, admin)[before:] == [envelope.id]
     assert inbox(stack, f"postmaster@{DOMAIN}") == []
+
+
+def test_mail_for_nobody_left_is_returned_whole(stack, new_user, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
+    sender, dave = new_user(), new_user()
+    envelope, _ = spooled(stack, [dave], mail_from=sender, auth_user=sender)
+    stack.directory().set_disabled(dave, True)
+    with function_queue(stack, "InboundFunction", max_receives=5) as queue:
+        queue.send(envelope.to_json())
+        queue.drain(rounds=2)
+        assert queue.depth() == queue.depth(queue.dlq) == 0
+    wait_for_inbox(stack, sender, 1)
+    [bounce] = bodies(stack, sender)
+    assert b"Status: 5.2.1" in bounce and b"mailbox disabled" in bounce
+    assert inbox(stack, dave) == [] and not in_spool(stack, envelope)

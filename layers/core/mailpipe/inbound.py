@@ -50,7 +50,7 @@ class DeliveryReport:
     uids: dict[str, int] = field(default_factory=dict)
     remote: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # recipient -> enhanced status, bounced
-    returned_as: str | None = None  # the queue id of the bounce or report, for a poison envelope
+    returned_as: str | None = None  # the queue id of the bounce or report, if any
 
 
 class InboundDelivery:
@@ -100,14 +100,11 @@ class InboundDelivery:
         if remote and not envelope.auth_user:
             # Port 25 refuses such recipients at RCPT; one here is a bug, never a reason to relay.
             raise UnexpectedRelay(f"{envelope.id}: remote recipients without an authenticated sender")
-        if failed and not owners and not remote:
-            first = next(iter(failed.values()))
-            raise PoisonEnvelope("; ".join(f"{r}: {p.text}" for r, p in failed.items()), first.enhanced)
         report = DeliveryReport(envelope.id, remote=[r.address for r in remote])
         if owners:
             self._store_copies(envelope, owners, report)
         if failed:
-            self._bounce(envelope, failed)
+            report.returned_as = self._bounce(envelope, failed)
             report.failed = {rcpt: poison.enhanced for rcpt, poison in failed.items()}
         if remote:
             self._hand_to_outbound(envelope, remote)
@@ -131,13 +128,12 @@ class InboundDelivery:
             owners += [owner for owner in found if owner not in owners]
         return owners, failed
 
-    def _bounce(self, envelope: Envelope, failed: dict[str, PoisonEnvelope]) -> None:
+    def _bounce(self, envelope: Envelope, failed: dict[str, PoisonEnvelope]) -> str:
         if self._reports is None:
             raise PoisonEnvelope(
                 "; ".join(p.text for p in failed.values()), next(iter(failed.values())).enhanced
             )
-        raw = self._readable_raw(envelope)
-        self._reports.return_recipients(envelope, raw, failed)
+        return self._reports.return_recipients(envelope, self._readable_raw(envelope), failed)
 
     def _store_copies(self, envelope: Envelope, owners: list[str], report: DeliveryReport) -> None:
         raw = self._spool.read(envelope)
