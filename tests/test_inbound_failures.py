@@ -30,6 +30,14 @@ def subjects(stack, owner: str) -> list[str]:
     return [m.summary["envelope"]["subject"] for m in inbox(stack, owner)]
 
 
+def reads_postmaster_mail(stack) -> str:
+    """Who gets reports not about any domain: the first domain's whose postmaster reaches someone."""
+    directory = stack.directory()
+    return next(
+        owners for d in directory.list_domains() if (owners := directory.expand(f"postmaster@{d.name}"))
+    )[0]
+
+
 def bodies(stack, owner: str) -> list[bytes]:
     store = stack.mail_store()
     return [store.read_body(m) for m in inbox(stack, owner)]
@@ -65,7 +73,7 @@ def test_a_long_outage_is_retried_with_growing_holds_until_it_ends(stack, new_us
 
 def test_an_unreadable_queue_entry_is_reported_to_the_postmaster(stack, monkeypatch) -> None:
     monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
-    postmaster = next(d.admin for d in stack.directory().list_domains() if d.admin)  # reads postmaster mail
+    postmaster = reads_postmaster_mail(stack)
     before = len(inbox(stack, postmaster))
     entry = f"this is not an envelope {os.urandom(4).hex()}"
     with function_queue(stack, "InboundFunction", max_receives=5) as queue:
@@ -79,7 +87,7 @@ def test_an_unreadable_queue_entry_is_reported_to_the_postmaster(stack, monkeypa
 
 def test_an_unreadable_outbound_entry_is_reported_to_the_postmaster(stack, monkeypatch) -> None:
     monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
-    postmaster = next(d.admin for d in stack.directory().list_domains() if d.admin)  # reads postmaster mail
+    postmaster = reads_postmaster_mail(stack)
     before = len(inbox(stack, postmaster))
     entry = json.dumps({"envelope_id": os.urandom(4).hex(), "unexpected": "field"})
     with function_queue(stack, "OutboundFunction", max_receives=5) as queue:

@@ -124,20 +124,22 @@ class PoisonReports:
         return queue_id
 
     def _postmaster(self, recipients: list[str]) -> str:
-        """The postmaster of the first recipient's domain that has an admin to read it, else of
-        the first such hosted domain (else of any: its report then ends in the dead-letter queue)."""
-        domains = self._directory.list_domains()
-        if not domains:
+        """The postmaster of the first recipient's hosted domain, else of the first hosted domain,
+        whose postmaster mail reaches someone (its admin); failing that of any hosted domain: the
+        report then cannot be stored and ends in the dead-letter queue, whose alarm a person answers."""
+        hosted = [domain.name for domain in self._directory.list_domains()]
+        if not hosted:
             raise RuntimeError("no hosted domain, so no postmaster to report to")
-        administered = [d.name for d in domains if d.admin]
+        preferred = []
         for rcpt in recipients:
             try:
-                domain = parse_address(rcpt).domain
+                preferred.append(parse_address(rcpt).domain)
             except AddressError:
                 continue
-            if domain in administered:
+        for domain in dict.fromkeys([d for d in preferred if d in hosted] + hosted):
+            if self._directory.expand(f"{POSTMASTER}@{domain}"):
                 return f"{POSTMASTER}@{domain}"
-        return f"{POSTMASTER}@{(administered or [domains[0].name])[0]}"
+        return f"{POSTMASTER}@{hosted[0]}"
 
 
 def _is_postmaster(target: str, recipients: list[str]) -> bool:
