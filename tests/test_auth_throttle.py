@@ -1,4 +1,5 @@
-"""Failed logins are counted per user as the directory spells it, once per process for every protocol."""
+"""Failed logins are counted per user (as the directory spells it) and client address, once per process
+for every protocol; `mailpipe user unlock` lifts a hold on running gateways."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import BinaryIO
 
 import pytest
 from conftest import PASSWORD
@@ -40,10 +42,27 @@ def plain(login: str, password: str) -> bytes:
     return base64.b64encode(f"\0{login}\0{password}".encode())
 
 
-def pop3(port: int, login: str, password: str) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+def connect(port: int, source: str) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+
+
+def tls(sock: socket.socket) -> tuple[socket.socket, BinaryIO]:
+    """Upgraded after STARTTLS/STLS: plaintext logins are only allowed from 127.0.0.1 itself."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    wrapped = context.wrap_socket(sock)
+    return wrapped, wrapped.makefile("rb")
+
+
+def pop3(port: int, login: str, password: str, source: str = "127.0.0.1") -> str:
+    with connect(port, source) as sock:
         reader = sock.makefile("rb")
         reader.readline()
+        if source != "127.0.0.1":
+            sock.sendall(b"STLS\r\n")
+            assert reader.readline().startswith(b"+OK")
+            sock, reader = tls(sock)
         sock.sendall(b"AUTH PLAIN " + plain(login, password) + b"\r\nQUIT\r\n")
         answer = reader.readline()
     if answer.startswith(b"+OK"):
@@ -51,10 +70,15 @@ def pop3(port: int, login: str, password: str) -> str:
     return THROTTLED if b"too many failed logins" in answer else FAILED
 
 
-def imap(port: int, login: str, password: str) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+def imap(port: int, login: str, password: str, source: str = "127.0.0.1") -> str:
+    with connect(port, source) as sock:
         reader = sock.makefile("rb")
         reader.readline()
+        if source != "127.0.0.1":
+            sock.sendall(b"t STARTTLS\r\n")
+            while not reader.readline().startswith(b"t OK"):
+                pass
+            sock, reader = tls(sock)
         sock.sendall(b"a AUTHENTICATE PLAIN " + plain(login, password) + b"\r\nz LOGOUT\r\n")
         while not (answer := reader.readline()).startswith(b"a "):
             assert answer, "connection closed"
@@ -63,19 +87,28 @@ def imap(port: int, login: str, password: str) -> str:
     return THROTTLED if b"[UNAVAILABLE]" in answer else FAILED
 
 
-def submission(port: int, login: str, password: str) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        reader = sock.makefile("rb")
-        reader.readline()
+def submission(port: int, login: str, password: str, source: str = "127.0.0.1") -> str:
+    def ehlo() -> None:
         sock.sendall(b"EHLO client.test\r\n")
         while reader.readline()[3:4] == b"-":
             pass
+
+    with connect(port, source) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        ehlo()
+        if source != "127.0.0.1":
+            sock.sendall(b"STARTTLS\r\n")
+            assert reader.readline().startswith(b"220")
+            sock, reader = tls(sock)
+            ehlo()
         sock.sendall(b"AUTH PLAIN " + plain(login, password) + b"\r\nQUIT\r\n")
         answer = reader.readline()
     return {b"235": OK, b"454": THROTTLED}.get(answer[:3], FAILED)
 
 
-Attempt = Callable[[int, str, str], str]
+Attempt = Callable[..., str]
+ELSEWHERE = "127.0.0.2"  # another client address: Linux answers all of 127/8 on loopback
 
 
 @pytest.fixture
@@ -102,6 +135,43 @@ def test_respelt_logins_share_the_users_failures(stack, new_user, servers, attem
     # Each respelling used to get five guesses of its own; the right password is refused too.
     for login in respellings(user):
         assert attempt(port, login, PASSWORD) == THROTTLED, login
+    assert attempt(port, user, PASSWORD) == THROTTLED
+
+
+@pytest.mark.parametrize("attempt", [pop3, imap, submission], ids=["pop3", "imap", "submission"])
+def test_an_attacker_elsewhere_does_not_lock_the_user_out(stack, new_user, servers, attempt: Attempt) -> None:
+    user = new_user()
+    port = servers[attempt]
+    assert [attempt(port, user, "wrong", ELSEWHERE) for _ in range(5)] == [FAILED] * 5
+    assert attempt(port, user, PASSWORD, ELSEWHERE) == THROTTLED
+    assert attempt(port, user, PASSWORD) == OK  # the real user, from their own address
+
+
+def test_an_address_trying_many_users_is_held_back(stack, new_user, servers) -> None:
+    users = [new_user() for _ in range(5)]
+    for user in users:
+        assert [pop3(servers[pop3], user, "wrong", "127.0.0.3") for _ in range(4)] == [FAILED] * 4
+    assert pop3(servers[pop3], new_user(), PASSWORD, "127.0.0.3") == THROTTLED
+    assert pop3(servers[pop3], users[0], PASSWORD) == OK
+
+
+@pytest.mark.parametrize("attempt", [pop3, imap, submission], ids=["pop3", "imap", "submission"])
+def test_mailpipe_user_unlock_lifts_the_hold_on_running_gateways(
+    stack, new_user, servers, attempt: Attempt, caplog
+) -> None:
+    from test_cli import mailpipe
+
+    user = new_user()
+    port = servers[attempt]
+    assert [attempt(port, user, "wrong") for _ in range(5)] == [FAILED] * 5
+    assert attempt(port, user, PASSWORD) == THROTTLED
+    caplog.set_level(logging.WARNING, logger="mailpipe_gateway.auth.throttle")
+    unlocked = mailpipe(stack, "user", "unlock", user)
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert attempt(port, user, PASSWORD) == OK
+    assert f"auth unlocked: user={user} forgotten=5" in caplog.messages
+    # Failures after the unlock count afresh.
+    assert [attempt(port, user, "wrong") for _ in range(5)] == [FAILED] * 5
     assert attempt(port, user, PASSWORD) == THROTTLED
 
 

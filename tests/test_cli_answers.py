@@ -49,7 +49,7 @@ def test_usage_errors_exit_2_with_the_actions_named(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as exit_:
         cli.main(["user"])
     assert exit_.value.code == 2
-    assert "{add,list,passwd,disable,enable,del}" in capsys.readouterr().err
+    assert "{add,list,passwd,disable,enable,del,unlock}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         cli.main(["mailbox", "frobnicate"])
     assert exit_.value.code == 2
@@ -57,9 +57,10 @@ def test_usage_errors_exit_2_with_the_actions_named(capsys: pytest.CaptureFixtur
 
 def test_domain_add_twice_is_an_error_and_del_says_so(stack) -> None:
     domain = f"twice-{secrets.token_hex(3)}.test"
-    first = mailpipe(stack, "domain", "add", domain.upper(), "--catch-all", f"bob@{DOMAIN}")
-    assert (first.returncode, first.stdout) == (0, f"added {domain}\n")
-    again = mailpipe(stack, "domain", "add", domain)
+    admin = ("--admin", f"bob@{DOMAIN}")
+    first = mailpipe(stack, "domain", "add", domain.upper(), "--catch-all", f"bob@{DOMAIN}", *admin)
+    assert (first.returncode, first.stdout) == (0, f"added {domain} (postmaster mail to bob@{DOMAIN})\n")
+    again = mailpipe(stack, "domain", "add", domain, *admin)
     assert again.returncode == 1
     assert again.stderr == f"mailpipe: domain exists: {domain}\n" and again.stdout == ""
     # The first add's settings are kept, not overwritten by the refused second one.
@@ -72,7 +73,7 @@ def test_domain_add_twice_is_an_error_and_del_says_so(stack) -> None:
 
 @pytest.mark.parametrize("name", ["-", "foo", "bad-.test", "a..b.test", "x_y.test", "ex ample.test"])
 def test_domain_add_refuses_what_is_not_a_domain_name(stack, name: str) -> None:
-    refused = mailpipe(stack, "domain", "add", name)
+    refused = mailpipe(stack, "domain", "add", name, "--admin", f"bob@{DOMAIN}")
     assert refused.returncode == 1
     assert refused.stderr.startswith("mailpipe: not a domain") and refused.stderr.count("\n") == 1
     assert name.strip().lower() not in [d.name for d in stack.directory().list_domains()]
@@ -89,7 +90,7 @@ def test_user_and_alias_changes_answer_in_one_line(stack) -> None:
     alias = f"list-{secrets.token_hex(3)}@{DOMAIN}"
     assert mailpipe(stack, "alias", "add", alias, user).stdout == f"{alias} -> {user}\n"
     assert mailpipe(stack, "alias", "del", alias).stdout == f"deleted {alias}\n"
-    assert mailpipe(stack, "user", "del", user).stdout == f"deleted {user}\n"
+    assert mailpipe(stack, "user", "del", user, "--yes").stdout.startswith(f"deleted {user}")
 
 
 def test_mailbox_list_of_an_unknown_user_is_one_line(stack) -> None:

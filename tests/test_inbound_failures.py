@@ -30,6 +30,14 @@ def subjects(stack, owner: str) -> list[str]:
     return [m.summary["envelope"]["subject"] for m in inbox(stack, owner)]
 
 
+def reads_postmaster_mail(stack) -> str:
+    """Who gets reports not about any domain: the first domain's whose postmaster reaches someone."""
+    directory = stack.directory()
+    return next(
+        owners for d in directory.list_domains() if (owners := directory.expand(f"postmaster@{d.name}"))
+    )[0]
+
+
 def bodies(stack, owner: str) -> list[bytes]:
     store = stack.mail_store()
     return [store.read_body(m) for m in inbox(stack, owner)]
@@ -65,7 +73,7 @@ def test_a_long_outage_is_retried_with_growing_holds_until_it_ends(stack, new_us
 
 def test_an_unreadable_queue_entry_is_reported_to_the_postmaster(stack, monkeypatch) -> None:
     monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
-    postmaster = f"postmaster@{stack.directory().list_domains()[0].name}"
+    postmaster = reads_postmaster_mail(stack)
     before = len(inbox(stack, postmaster))
     entry = f"this is not an envelope {os.urandom(4).hex()}"
     with function_queue(stack, "InboundFunction", max_receives=5) as queue:
@@ -79,7 +87,7 @@ def test_an_unreadable_queue_entry_is_reported_to_the_postmaster(stack, monkeypa
 
 def test_an_unreadable_outbound_entry_is_reported_to_the_postmaster(stack, monkeypatch) -> None:
     monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
-    postmaster = f"postmaster@{stack.directory().list_domains()[0].name}"
+    postmaster = reads_postmaster_mail(stack)
     before = len(inbox(stack, postmaster))
     entry = json.dumps({"envelope_id": os.urandom(4).hex(), "unexpected": "field"})
     with function_queue(stack, "OutboundFunction", max_receives=5) as queue:
@@ -114,7 +122,7 @@ def test_poison_from_an_unauthenticated_sender_goes_to_the_postmaster(stack, new
     """Port 25 mail has a forgeable return path: its bounce would be backscatter."""
     monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
     bob = new_user()
-    postmaster = f"postmaster@{DOMAIN}"
+    postmaster = stack.directory().get_domain(DOMAIN).admin  # who reads postmaster mail
     before = len(inbox(stack, postmaster))
     # Remote recipients without AUTH: the gateway refuses them at RCPT, so this is a bug to report.
     envelope, raw = spooled(stack, [bob, "carol@remote.test"], mail_from="eve@remote.test")
@@ -214,3 +222,53 @@ def test_back_off_settings() -> None:
     for text in ("60;43200", "600;60", "-1;60"):
         with pytest.raises(ValueError):
             Backoff.from_text(text)
+
+
+def test_recipients_disabled_or_deleted_after_rcpt_are_bounced_and_the_rest_stored(
+    stack, new_user, monkeypatch
+) -> None:
+    """The gateway said 250; by delivery one user was disabled and one deleted."""
+    monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
+    sender, carol, dave, erin = new_user(), new_user(), new_user(), new_user()
+    envelope, _ = spooled(stack, [carol, dave, erin], mail_from=sender, auth_user=sender)
+    stack.directory().set_disabled(dave, True)
+    stack.directory().delete_user(erin)
+    with function_queue(stack, "InboundFunction", max_receives=5) as queue:
+        queue.send(envelope.to_json())
+        queue.drain(rounds=2)
+        assert queue.depth() == queue.depth(queue.dlq) == 0
+    assert subjects(stack, carol) == [envelope.id]
+    assert inbox(stack, dave) == [] and inbox(stack, erin) == []
+    wait_for_inbox(stack, sender, 1)
+    [bounce] = bodies(stack, sender)
+    assert f"Final-Recipient: rfc822; {dave}\r\nAction: failed\r\nStatus: 5.2.1".encode() in bounce
+    assert f"Final-Recipient: rfc822; {erin}\r\nAction: failed\r\nStatus: 5.1.1".encode() in bounce
+    assert f"Final-Recipient: rfc822; {carol}".encode() not in bounce
+    assert not in_spool(stack, envelope)
+
+
+def test_mail_for_postmaster_reaches_the_domains_admin(stack, new_user, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
+    admin = stack.directory().get_domain(DOMAIN).admin
+    before = len(inbox(stack, admin))
+    envelope, _ = spooled(stack, [f"postmaster@{DOMAIN}"])
+    with function_queue(stack, "InboundFunction", max_receives=5) as queue:
+        queue.send(envelope.to_json())
+        queue.drain()
+    assert subjects(stack, admin)[before:] == [envelope.id]
+    assert inbox(stack, f"postmaster@{DOMAIN}") == []
+
+
+def test_mail_for_nobody_left_is_returned_whole(stack, new_user, monkeypatch) -> None:
+    monkeypatch.setenv(ENV_REDELIVERY_BACKOFF, "0;0")
+    sender, dave = new_user(), new_user()
+    envelope, _ = spooled(stack, [dave], mail_from=sender, auth_user=sender)
+    stack.directory().set_disabled(dave, True)
+    with function_queue(stack, "InboundFunction", max_receives=5) as queue:
+        queue.send(envelope.to_json())
+        queue.drain(rounds=2)
+        assert queue.depth() == queue.depth(queue.dlq) == 0
+    wait_for_inbox(stack, sender, 1)
+    [bounce] = bodies(stack, sender)
+    assert b"Status: 5.2.1" in bounce and b"mailbox disabled" in bounce
+    assert inbox(stack, dave) == [] and not in_spool(stack, envelope)

@@ -20,7 +20,7 @@ class Clock:
         return self.now
 
 
-def test_answers_are_cached_briefly(stack) -> None:
+def test_refusals_are_cached_briefly_and_deliverable_answers_never(stack) -> None:
     directory = stack.directory()
     asked: list[str] = []
 
@@ -29,20 +29,33 @@ def test_answers_are_cached_briefly(stack) -> None:
         return {"verdict": directory.lookup(address).verdict.value}
 
     clock = Clock()
-    checker = RecipientChecker(lookup, positive_ttl=60, negative_ttl=15, clock=clock)
+    checker = RecipientChecker(lookup, negative_ttl=15, clock=clock)
     check = lambda address: asyncio.run(checker.check(address))  # noqa: E731
     assert check("bob@example.test") is Verdict.DELIVERABLE
     assert check("BOB@example.test") is Verdict.DELIVERABLE
     assert check("ghost@example.test") is Verdict.UNKNOWN_USER
     assert check("ghost@example.test") is Verdict.UNKNOWN_USER
-    assert asked == ["bob@example.test", "ghost@example.test"]
-    clock.now = 20  # the negative answer has expired, the positive one not
+    assert asked == ["bob@example.test", "BOB@example.test", "ghost@example.test"]
+    clock.now = 16  # the refusal has expired
     check("ghost@example.test")
-    check("bob@example.test")
-    assert asked == ["bob@example.test", "ghost@example.test", "ghost@example.test"]
-    clock.now = 61
-    check("bob@example.test")
-    assert asked[-1] == "bob@example.test" and len(asked) == 4
+    assert asked[-1] == "ghost@example.test" and len(asked) == 4
+
+
+def test_disabling_or_deleting_a_user_refuses_the_next_rcpt(stack, new_user) -> None:
+    """Through the dev stack's gateway, whose checker has just said 250 for the same user."""
+    directory = stack.directory()
+    ann, carl = new_user(), new_user()
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
+        client.ehlo("client.test")
+        client.mail("sender@remote.test")
+        assert client.rcpt(ann)[0] == 250
+        assert client.rcpt(carl)[0] == 250
+        directory.set_disabled(ann, True)
+        directory.delete_user(carl)
+        code, text = client.rcpt(ann)
+        assert (code, text[:5]) == (550, b"5.2.1"), text
+        code, text = client.rcpt(carl)
+        assert (code, text[:5]) == (550, b"5.1.1"), text
 
 
 def test_failures_are_not_cached(stack) -> None:

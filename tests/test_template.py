@@ -169,6 +169,7 @@ FUNCTION_CALLS = {
         ("dynamodb:PutItem", "OutboundTable"),  # QueueState.save
         ("dynamodb:GetItem", "OutboundTable"),  # SuppressionList.get, before every send
         ("dynamodb:Scan", "DirectoryTable"),  # PoisonReports: the hosted domains' postmasters
+        ("dynamodb:BatchGetItem", "DirectoryTable"),  # PoisonReports: whose postmaster reaches someone
         # ses.deliver_ses: SESv2 SendEmail with raw content, checked against both ARNs.
         ("ses:SendRawEmail", "identity/${SesDomain}"),
         ("ses:SendRawEmail", "configuration-set/${SesConfigurationSet}"),

@@ -1,8 +1,16 @@
-"""Asking the recipient validation function about an address, with a short-lived cache.
+"""Asking the recipient validation function about an address, with a short-lived cache of refusals.
 
 One interface, two transports: on AWS a synchronous Lambda invoke of the validation
 function; without a function to invoke, the same check (mailpipe.recipients) against the
 directory in-process. The dev stack calls the function's handler itself (mailpipe_tools).
+
+Only refusals are cached. A cached "deliverable" would outlive `mailpipe user disable` or
+`del` (each gateway task has its own cache, and the CLI cannot reach them), so the next RCPT
+would still get 250. Invalidating instead (a directory "generation" item) would cost one read
+per RCPT to be current, about what the lookup itself costs: one consistent BatchGetItem. So
+deliverable answers are asked afresh each time, and the cache keeps what it is for: repeated
+RCPTs for addresses that do not exist (dictionary attacks), for a few seconds, which delays a
+newly added user by at most NEGATIVE_TTL.
 """
 
 from __future__ import annotations
@@ -21,8 +29,7 @@ from mailpipe.recipients import RecipientQuery, answer
 
 Lookup = Callable[[str], dict[str, Any]]
 
-POSITIVE_TTL = 60.0
-NEGATIVE_TTL = 15.0  # short, so a user added a moment ago starts receiving soon
+NEGATIVE_TTL = 15.0  # short, so a user added (or enabled) a moment ago starts receiving soon
 CACHE_ENTRIES = 10_000
 
 
@@ -58,13 +65,11 @@ class RecipientChecker:
         lookup: Lookup,
         executor: Executor | None = None,
         *,
-        positive_ttl: float = POSITIVE_TTL,
         negative_ttl: float = NEGATIVE_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lookup = lookup
         self._executor = executor
-        self._positive_ttl = positive_ttl
         self._negative_ttl = negative_ttl
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
@@ -82,8 +87,9 @@ class RecipientChecker:
             raise
         except Exception as exc:
             raise DirectoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        ttl = self._positive_ttl if verdict is Verdict.DELIVERABLE else self._negative_ttl
-        self._cache[key] = (self._clock() + ttl, verdict)
+        if verdict is Verdict.DELIVERABLE:
+            return verdict  # never cached: see the module's docstring
+        self._cache[key] = (self._clock() + self._negative_ttl, verdict)
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)

@@ -22,6 +22,7 @@ from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Alias, Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
+from mailpipe.store import MailStore
 from mailpipe.store.mailstore import StoreError
 from mailpipe_tools import dns_commands, import_commands, mailbox_commands, quota_commands, status_command
 from mailpipe_tools.parsing import list_actions
@@ -129,14 +130,25 @@ def _parser() -> argparse.ArgumentParser:
     p = domain.add_parser("add", help="host a domain")
     p.add_argument("name")
     p.add_argument("--catch-all", action="append", default=[], metavar="ADDR")
-    p.set_defaults(run=lambda a: print(f"added {_directory().add_domain(a.name, a.catch_all).name}"))
+    p.add_argument(
+        "--admin",
+        metavar="ADDR",
+        required=True,
+        help="who reads the domain's postmaster mail (a user of this domain may be added after it)",
+    )
+    p.set_defaults(run=_add_domain)
+    p = domain.add_parser("admin", help="set who reads the domain's postmaster mail")
+    p.add_argument("name")
+    p.add_argument("admin", metavar="ADDR")
+    p.set_defaults(run=_set_admin)
     domain.add_parser("list", help="the hosted domains").set_defaults(run=_list_domains)
     p = domain.add_parser("del", help="stop hosting a domain")
     p.add_argument("name")
-    p.add_argument("--force", action="store_true", help="also delete the domain's users and aliases")
-    p.set_defaults(
-        run=lambda a: _directory().delete_domain(a.name, force=a.force) or print(f"deleted {a.name}")
+    p.add_argument(
+        "--force", action="store_true", help="also delete the domain's users (and their mail) and aliases"
     )
+    _mail_deletion_flags(p)
+    p.set_defaults(run=_delete_domain)
 
     user = commands.add_parser("user", help="users").add_subparsers(required=True, metavar="ACTION")
     p = user.add_parser("add", help="add a user, with a password and the default mailboxes")
@@ -167,15 +179,20 @@ def _parser() -> argparse.ArgumentParser:
                 or print(f"{a.address} {'disabled' if d else 'enabled'}")
             )
         )
-    p = user.add_parser("del", help="delete a user")
+    p = user.add_parser("del", help="delete a user and, unless --keep-mail, all their mail")
     p.add_argument("address")
-    p.set_defaults(run=lambda a: _directory().delete_user(a.address) or print(f"deleted {a.address}"))
+    _mail_deletion_flags(p)
+    p.set_defaults(run=_delete_user)
+    p = user.add_parser("unlock", help="forget the user's failed logins on every running gateway")
+    p.add_argument("address")
+    p.set_defaults(run=_unlock_user)
 
     alias = commands.add_parser("alias", help="aliases").add_subparsers(required=True, metavar="ACTION")
     p = alias.add_parser("add", help="deliver an address's mail to other addresses")
     p.add_argument("address")
     p.add_argument("targets", nargs="+")
-    p.set_defaults(run=lambda a: print(_alias_line(_directory().add_alias(a.address, a.targets))))
+    p.add_argument("--replace", action="store_true", help="replace the targets of an existing alias")
+    p.set_defaults(run=_add_alias)
     p = alias.add_parser("list", help="the aliases and their targets")
     p.add_argument("--domain")
     p.set_defaults(run=_list_aliases)
@@ -255,8 +272,97 @@ def _add_user(args: argparse.Namespace) -> None:
 
 def _list_domains(args: argparse.Namespace) -> None:
     for domain in _directory().list_domains():
-        extra = f"  catch-all: {', '.join(domain.catch_all)}" if domain.catch_all else ""
+        extra = f"  admin: {domain.admin}" if domain.admin else "  admin: none (postmaster mail refused)"
+        extra += f"  catch-all: {', '.join(domain.catch_all)}" if domain.catch_all else ""
         print(f"{domain.name}{extra}")
+
+
+def _add_domain(args: argparse.Namespace) -> None:
+    directory = _directory()
+    domain = directory.add_domain(args.name, args.catch_all, args.admin)
+    print(f"added {domain.name} (postmaster mail to {domain.admin}){_not_a_user_yet(directory, args.admin)}")
+
+
+def _set_admin(args: argparse.Namespace) -> None:
+    directory = _directory()
+    directory.set_admin(args.name, args.admin)
+    print(f"postmaster@{args.name} now reaches {args.admin}{_not_a_user_yet(directory, args.admin)}")
+
+
+def _not_a_user_yet(directory: Directory, address: str) -> str:
+    if directory.expand(address):
+        return ""
+    return f"; {address} receives nothing yet: add it with `mailpipe user add {address}`"
+
+
+def _add_alias(args: argparse.Namespace) -> None:
+    alias = _directory().add_alias(args.address, args.targets, replace=args.replace)
+    print(f"{alias.address} -> {', '.join(alias.targets)}")
+
+
+# -- deleting users: their mail goes with them unless kept ----------------------
+
+
+def _mail_deletion_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-mail", action="store_true", help="leave the mail in the store")
+    parser.add_argument("--yes", action="store_true", help="do not ask before deleting mail (for scripts)")
+
+
+def _delete_user(args: argparse.Namespace) -> None:
+    directory = _directory()
+    address = directory.lookup(args.address).address
+    if not any(user.address == address for user in directory.list_users(address.rpartition("@")[2])):
+        raise DirectoryError(f"no such user: {address}")
+    store = None if args.keep_mail else _store_for_purge()
+    if store:
+        _confirm(args, f"Delete {address} and all their mail?")
+    directory.delete_user(address)
+    print(f"deleted {address}" + (_purge(store, address) if store else " (mail kept)"))
+
+
+def _delete_domain(args: argparse.Namespace) -> None:
+    directory = _directory()
+    users = [user.address for user in directory.list_users(args.name)] if args.force else []
+    store = _store_for_purge() if users and not args.keep_mail else None
+    if store:
+        _confirm(args, f"Delete {args.name} with {len(users)} users and all their mail?")
+    directory.delete_domain(args.name, force=args.force)
+    print(f"deleted {args.name}")
+    for address in users:
+        print(f"deleted {address}" + (_purge(store, address) if store else " (mail kept)"))
+
+
+def _store_for_purge() -> MailStore:
+    if not os.environ.get(ENV_MAILBOX_TABLE):
+        raise ConfigError(
+            f"set {ENV_MAILBOX_TABLE} (and MAILPIPE_MAIL_BUCKET) to delete mail, or use --keep-mail"
+        )
+    from mailpipe.services import mail_store
+
+    return mail_store()
+
+
+def _purge(store: MailStore, address: str) -> str:
+    report = store.purge_owner(address)
+    return f" and {report.messages} messages in {report.mailboxes} mailboxes"
+
+
+def _confirm(args: argparse.Namespace, question: str) -> None:
+    """Deleting mail cannot be undone: asked on a terminal, and elsewhere only done with --yes."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise ValueError(f"{question.rstrip('?')}: confirm with --yes (or keep the mail with --keep-mail)")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise ValueError("nothing deleted")
+
+
+def _unlock_user(args: argparse.Namespace) -> None:
+    directory = _directory()
+    address = directory.lookup(args.address).address
+    directory.unlock(address)
+    # The gateways read this when next the user is throttled (auth/throttle.py).
+    print(f"unlocked {address}: failed logins before now no longer count on any gateway")
 
 
 def _list_users(args: argparse.Namespace) -> None:

@@ -51,7 +51,7 @@ class Logins:
         Raises Throttled, without looking at the password, while the throttle holds.
         """
         user, password = credentials.user, credentials.password
-        if self.throttle.blocked(client, user, protocol):
+        if not await self.throttle.admits(client, user, protocol, self._unlocked_at):
             raise Throttled(user)
         async with _gate():
             account = await self.run(self.directory.authenticate, user, password)
@@ -60,3 +60,6 @@ class Logins:
             return None
         self.throttle.succeeded(client, user)
         return account
+
+    async def _unlocked_at(self, user: str) -> float | None:
+        return await self.run(self.directory.unlocked_at, user)

@@ -2,9 +2,13 @@
 
 Item layout (pk = domain, so everything about one address is one BatchGetItem away):
 
-    pk=example.test  sk=domain          catch_all=[targets]
+    pk=example.test  sk=domain          admin, catch_all=[targets]
     pk=example.test  sk=user#bob        password_hash, disabled, created
     pk=example.test  sk=alias#sales     targets=[addresses]
+    pk=example.test  sk=unlock#bob      at (epoch seconds of the last `mailpipe user unlock`)
+
+Mail for postmaster@ goes to the domain's admin (a person: RFC 5321 4.5.1 wants postmaster
+read) unless a user or alias named postmaster exists.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 
 USER_PREFIX = "user#"
 ALIAS_PREFIX = "alias#"
+UNLOCK_PREFIX = "unlock#"
 POSTMASTER = "postmaster"
 MAX_ALIAS_DEPTH = 8
 
@@ -72,6 +78,11 @@ class Alias:
 class Domain:
     name: str
     catch_all: list[str] = field(default_factory=list)
+    admin: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Domain:
+        return cls(item["pk"], list(item.get("catch_all", [])), item.get("admin"))
 
 
 def _user_sk(local: str) -> str:
@@ -88,15 +99,44 @@ class Directory:
 
     # -- domains -----------------------------------------------------------------
 
-    def add_domain(self, name: str, catch_all: list[str] | None = None) -> Domain:
-        """Host a new domain; DirectoryError if it is hosted already (its settings are kept)."""
-        domain = Domain(check_domain_name(name), [parse_address(t).text for t in catch_all or []])
+    def add_domain(self, name: str, catch_all: list[str] | None = None, admin: str | None = None) -> Domain:
+        """Host a new domain; `admin` reads its postmaster mail (see `set_admin`). DirectoryError if it
+        is hosted already (its settings are kept)."""
+        name = check_domain_name(name)
+        domain = Domain(
+            name, [parse_address(t).text for t in catch_all or []], self._admin_address(admin, name)
+        )
         item: dict[str, Any] = {"pk": domain.name, "sk": DOMAIN_SK, "created": int(time.time())}
         if domain.catch_all:
             item["catch_all"] = domain.catch_all
+        if domain.admin:
+            item["admin"] = domain.admin
         with _or_directory_error(f"domain exists: {domain.name}"):
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         return domain
+
+    def set_admin(self, name: str, admin: str) -> None:
+        domain = normalise_domain(name)
+        self._require_domain(domain)
+        self._table.update_item(
+            Key={"pk": domain, "sk": DOMAIN_SK},
+            UpdateExpression="SET admin = :a",
+            ExpressionAttributeValues={":a": self._admin_address(admin, domain)},
+        )
+
+    def _admin_address(self, admin: str | None, domain: str) -> str | None:
+        """The admin, spelt as stored. It may be a user still to be added in `domain` itself (the
+        domain comes first), but elsewhere only in a hosted domain: postmaster mail is local."""
+        if admin is None:
+            return None
+        addr = parse_address(admin)
+        if addr.domain != domain and self.get_domain(addr.domain) is None:
+            raise DirectoryError(f"admin {addr} is not in a hosted domain")
+        return addr.text
+
+    def domains_administered_by(self, address: str) -> list[str]:
+        own = parse_address(address).text
+        return [d.name for d in self.list_domains() if d.admin == own]
 
     def set_catch_all(self, name: str, targets: list[str]) -> None:
         domain = normalise_domain(name)
@@ -113,11 +153,11 @@ class Directory:
 
     def get_domain(self, name: str) -> Domain | None:
         item = self._table.get_item(Key={"pk": normalise_domain(name), "sk": DOMAIN_SK}).get("Item")
-        return Domain(item["pk"], list(item.get("catch_all", []))) if item else None
+        return Domain.from_item(item) if item else None
 
     def list_domains(self) -> list[Domain]:
         items = self._scan(FilterExpression=Key("sk").eq(DOMAIN_SK))
-        return sorted((Domain(i["pk"], list(i.get("catch_all", []))) for i in items), key=lambda d: d.name)
+        return sorted((Domain.from_item(i) for i in items), key=lambda d: d.name)
 
     def delete_domain(self, name: str, *, force: bool = False) -> None:
         domain = normalise_domain(name)
@@ -136,6 +176,8 @@ class Directory:
     def add_user(self, address: str, password: str) -> User:
         addr = parse_address(address)
         self._require_domain(addr.domain)
+        if self._item(addr.domain, _alias_sk(addr.local)) is not None:
+            raise DirectoryError(f"{addr} is an alias (delete it first with `mailpipe alias del`)")
         with _or_directory_error(f"user exists: {addr}"):
             self._table.put_item(
                 Item={
@@ -180,11 +222,36 @@ class Directory:
 
     def delete_user(self, address: str) -> None:
         addr = parse_address(address)
+        administered = self.domains_administered_by(addr.text)
+        if administered:
+            raise DirectoryError(
+                f"{addr} reads postmaster mail for {', '.join(administered)}: "
+                "name another admin first (`mailpipe domain admin DOMAIN ADDR`)"
+            )
         with _or_directory_error(f"no such user: {addr}"):
             self._table.delete_item(
                 Key={"pk": addr.domain, "sk": _user_sk(addr.local)},
                 ConditionExpression="attribute_exists(pk)",
             )
+
+    def unlock(self, address: str) -> float:
+        """Ask every gateway to forget the user's failed logins (auth/throttle.py); returns the time."""
+        addr = parse_address(address).base
+        self._require_domain(addr.domain)
+        at = time.time()
+        self._table.put_item(
+            Item={"pk": addr.domain, "sk": UNLOCK_PREFIX + addr.local, "at": Decimal(str(at))}
+        )
+        return at
+
+    def unlocked_at(self, address: str) -> float | None:
+        """When `mailpipe user unlock` was last run for the user, or None; one GetItem."""
+        try:
+            addr = parse_address(address).base
+        except AddressError:
+            return None
+        item = self._item(addr.domain, UNLOCK_PREFIX + addr.local)
+        return float(item["at"]) if item else None
 
     def list_users(self, domain: str | None = None) -> list[User]:
         items = self._entries(domain, USER_PREFIX)
@@ -233,21 +300,65 @@ class Directory:
 
     # -- aliases -----------------------------------------------------------------
 
-    def add_alias(self, address: str, targets: list[str]) -> Alias:
+    def add_alias(self, address: str, targets: list[str], *, replace: bool = False) -> Alias:
+        """Add an alias, refused when it could not deliver: over a user, onto a local address that
+        is nobody, or into a loop. An existing alias is only replaced when asked to."""
         addr = parse_address(address)
         self._require_domain(addr.domain)
         if not targets:
             raise DirectoryError("an alias needs at least one target")
-        resolved = [parse_address(t) for t in targets]
-        for target in resolved:
+        if self._item(addr.domain, _user_sk(addr.local)) is not None:
+            raise DirectoryError(f"{addr} is a user: an alias there would never get mail")
+        resolved = list(dict.fromkeys(parse_address(t).text for t in targets))
+        for target in map(parse_address, resolved):
             # Remote targets need the outbound queue (forwarding); until it exists an
             # alias may only point at hosted domains, so no accepted mail is stranded.
             if self.get_domain(target.domain) is None:
                 raise DirectoryError(f"alias target {target} is not in a hosted domain")
-        self._table.put_item(
-            Item={"pk": addr.domain, "sk": _alias_sk(addr.local), "targets": [t.text for t in resolved]}
+            if target.text == addr.text:
+                raise DirectoryError(f"alias {addr} would deliver to itself")
+            if not self._names_someone(target):
+                raise DirectoryError(f"alias target {target} is no user or alias (add it first)")
+        self._refuse_loop(addr, resolved)
+        item = {"pk": addr.domain, "sk": _alias_sk(addr.local), "targets": resolved}
+        if replace:
+            self._table.put_item(Item=item)
+        else:
+            with _or_directory_error(f"alias exists: {addr} (use --replace to change its targets)"):
+                self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return Alias(addr.text, resolved)
+
+    def _names_someone(self, addr: Address) -> bool:
+        """A user or alias answers to `addr` (or postmaster, which the domain's admin reads)."""
+        entries = self._entries_for(addr)
+        if addr.base_local == POSTMASTER:
+            return True
+        return any(
+            _user_sk(local) in entries or _alias_sk(local) in entries for local in _candidate_locals(addr)
         )
-        return Alias(addr.text, [t.text for t in resolved])
+
+    def _refuse_loop(self, alias: Address, targets: list[str]) -> None:
+        """Follow the aliases the targets lead to: reaching `alias` again, or going deeper than
+        delivery would follow, is refused."""
+        frontier = [(parse_address(t), 1) for t in targets]
+        seen: set[str] = set()
+        while frontier:
+            addr, depth = frontier.pop()
+            if addr.text == alias.text:
+                raise DirectoryError(f"alias {alias} would loop back to itself")
+            if addr.text in seen:
+                continue
+            seen.add(addr.text)
+            if depth > MAX_ALIAS_DEPTH:
+                raise DirectoryError(f"alias {alias} nests deeper than {MAX_ALIAS_DEPTH} aliases")
+            entries = self._entries_for(addr)
+            for local in _candidate_locals(addr):
+                if _user_sk(local) in entries:
+                    break
+                alias_item = entries.get(_alias_sk(local))
+                if alias_item is not None:
+                    frontier += [(parse_address(t), depth + 1) for t in alias_item.get("targets", [])]
+                    break
 
     def delete_alias(self, address: str) -> None:
         addr = parse_address(address)
@@ -292,25 +403,22 @@ class Directory:
                 return Lookup(Verdict.DELIVERABLE, addr.text)
             if _alias_sk(local) in entries:
                 return Lookup(Verdict.DELIVERABLE, addr.text)
-        if entries[DOMAIN_SK].get("catch_all") or addr.base_local == POSTMASTER:
+        domain = entries[DOMAIN_SK]
+        if domain.get("catch_all") or (addr.base_local == POSTMASTER and domain.get("admin")):
             return Lookup(Verdict.DELIVERABLE, addr.text)
         return Lookup(Verdict.UNKNOWN_USER, addr.text)
 
     def expand(self, address: str) -> list[str]:
-        """The mailbox owners that mail for `address` is stored for.
+        """The mailbox owners that mail for `address` is stored for: enabled users only.
 
-        Aliases expand recursively (bounded depth, loops cut); `bob+tag` lands in
-        bob's mailbox; a domain's catch-all takes what matches nothing else; mail for
-        postmaster with no such user or alias keeps a mailbox of its own. Addresses
-        that resolve to nothing (say an alias whose target was deleted) are dropped,
-        and if nothing at all is left the domain's postmaster gets the message, so an
-        accepted message is never silently lost.
+        Aliases expand recursively (bounded depth, loops cut); `bob+tag` lands in bob's
+        mailbox; a domain's catch-all takes what matches nothing else; postmaster, when no
+        user or alias has the name, is the domain's admin. An address that resolves to
+        nobody (a deleted or disabled user, an alias whose targets went) gives an empty
+        list: the caller answers the sender (inbound.py), never a mailbox nobody reads.
         """
         owners: list[str] = []
-        seen: set[str] = set()
-        self._expand(parse_address(address), owners, seen, depth=0)
-        if not owners:
-            owners.append(f"{POSTMASTER}@{parse_address(address).domain}")
+        self._expand(parse_address(address), owners, set(), depth=0)
         return owners
 
     def _expand(self, addr: Address, owners: list[str], seen: set[str], depth: int) -> None:
@@ -321,9 +429,10 @@ class Directory:
         if DOMAIN_SK not in entries:
             return
         for local in _candidate_locals(addr):
-            if _user_sk(local) in entries:
+            user = entries.get(_user_sk(local))
+            if user is not None:
                 owner = f"{local}@{addr.domain}"
-                if owner not in owners:
+                if owner not in owners and not user.get("disabled"):
                     owners.append(owner)
                 return
             alias = entries.get(_alias_sk(local))
@@ -331,12 +440,12 @@ class Directory:
                 for target in alias.get("targets", []):
                     self._expand(parse_address(target), owners, seen, depth + 1)
                 return
+        domain = entries[DOMAIN_SK]
         if addr.base_local == POSTMASTER:
-            owner = f"{POSTMASTER}@{addr.domain}"
-            if owner not in owners:
-                owners.append(owner)
+            if domain.get("admin"):
+                self._expand(parse_address(domain["admin"]), owners, seen, depth + 1)
             return
-        for target in entries[DOMAIN_SK].get("catch_all", []):
+        for target in domain.get("catch_all", []):
             self._expand(parse_address(target), owners, seen, depth + 1)
 
     # -- plumbing ----------------------------------------------------------------
@@ -357,6 +466,9 @@ class Directory:
             if not pending:
                 return found
         raise RuntimeError("directory lookup throttled")
+
+    def _item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        return self._table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")
 
     def _require_domain(self, domain: str) -> None:
         if self.get_domain(domain) is None:

@@ -6,6 +6,10 @@ ones (poison.py: a malformed envelope or recipient, relaying for nobody, a messa
 be read as mail) are answered at once with a bounce or a report to the postmaster, because no
 retry would ever store them.
 
+A local recipient is looked up again at delivery: a user disabled or deleted, or an alias left
+with no one behind it, since the gateway said 250 is a permanent failure for that recipient only
+(5.2.1 disabled, 5.1.1 no such user), answered by the same bounce path; the others are stored.
+
 The spool object is deleted once nothing needs it any more: here when every recipient is
 local and stored (or the envelope was returned), and by the outbound function when the
 last remote recipient is delivered or bounced.
@@ -46,7 +50,8 @@ class DeliveryReport:
     envelope_id: str
     uids: dict[str, int] = field(default_factory=dict)
     remote: list[str] = field(default_factory=list)
-    returned_as: str | None = None  # the queue id of the bounce or report, for a poison envelope
+    failed: dict[str, str] = field(default_factory=dict)  # recipient -> enhanced status, bounced
+    returned_as: str | None = None  # the queue id of the bounce or report, if any
 
 
 class InboundDelivery:
@@ -87,10 +92,12 @@ class InboundDelivery:
         copies already stored are recognised by the envelope id and not stored twice.
         Local copies are made before remote recipients are handed on: the outbound function
         deletes the spool object when it is done, and a retry here may still need it.
+        Recipients nobody can receive for any more are answered last, once the copies are
+        safe, so a retry does not bounce them twice.
         """
         try:
             local, remote = self.split_recipients(envelope)
-            owners = self.mailbox_owners(local)
+            owners, failed = self.resolve(local)
         except AddressError as exc:
             raise PoisonEnvelope(f"malformed recipient: {exc}", "5.1.3") from exc
         if remote and not envelope.auth_user:
@@ -101,13 +108,39 @@ class InboundDelivery:
             raw = self._spool.read(envelope)
             full = self._full_beyond_grace(envelope, owners, len(raw))
             self._store_copies(envelope, raw, [owner for owner in owners if owner not in full], report)
-            if full:
-                report.returned_as = self._return_to_sender(envelope, raw, full)
+            for owner in full:
+                failed[owner] = PoisonEnvelope("mailbox full (over quota)", "5.2.2")
+        if failed:
+            report.returned_as = self._bounce(envelope, failed)
+            report.failed = {rcpt: poison.enhanced for rcpt, poison in failed.items()}
         if remote:
             self._hand_to_outbound(envelope, remote)
         else:
             self._spool.discard(envelope)
         return report
+
+    def resolve(self, recipients: dict[str, Verdict]) -> tuple[list[str], dict[str, PoisonEnvelope]]:
+        """The mailbox owners of the local recipients, and the recipients no one receives for."""
+        owners: list[str] = []
+        failed: dict[str, PoisonEnvelope] = {}
+        for rcpt, verdict in recipients.items():
+            found = self._directory.expand(rcpt) if verdict is Verdict.DELIVERABLE else []
+            if verdict is Verdict.INVALID:
+                # A malformed envelope is returned whole (poison.py), as before any copy is stored.
+                raise PoisonEnvelope(f"malformed recipient: {rcpt}", "5.1.3")
+            if verdict is Verdict.DISABLED:
+                failed[rcpt] = PoisonEnvelope(f"{rcpt}: mailbox disabled", "5.2.1")
+            elif not found:
+                failed[rcpt] = PoisonEnvelope(f"{rcpt}: no such user here", "5.1.1")
+            owners += [owner for owner in found if owner not in owners]
+        return owners, failed
+
+    def _bounce(self, envelope: Envelope, failed: dict[str, PoisonEnvelope]) -> str:
+        if self._reports is None:
+            raise PoisonEnvelope(
+                "; ".join(p.text for p in failed.values()), next(iter(failed.values())).enhanced
+            )
+        return self._reports.return_recipients(envelope, self._readable_raw(envelope), failed)
 
     def _full_beyond_grace(self, envelope: Envelope, owners: list[str], size: int) -> list[str]:
         """The owners this message would take past their quota's grace (mailpipe/quota.py); a copy
@@ -124,15 +157,6 @@ class InboundDelivery:
             ):
                 full.append(owner)
         return full
-
-    def _return_to_sender(self, envelope: Envelope, raw: bytes, full: list[str]) -> str | None:
-        """The bounce for the copies not stored, on the poison path's way (sender or postmaster)."""
-        reason = PoisonEnvelope("mailbox full (over quota)", "5.2.2")
-        if self._reports is None:
-            log.warning("%s: not stored for %s (over quota), and no bounce path", envelope.id, full)
-            return None
-        log.info("%s: not stored for %s: over quota", envelope.id, ", ".join(full))
-        return self._reports.return_envelope(envelope, raw, reason, recipients=full)
 
     def _store_copies(
         self, envelope: Envelope, raw: bytes, owners: list[str], report: DeliveryReport
@@ -159,15 +183,17 @@ class InboundDelivery:
                 crlf_size=lines.crlf_size(raw),
             )
 
-    def split_recipients(self, envelope: Envelope) -> tuple[list[str], list[OutboundRecipient]]:
-        """Recipients in hosted domains, and the others (with their DSN parameters)."""
-        local: list[str] = []
+    def split_recipients(self, envelope: Envelope) -> tuple[dict[str, Verdict], list[OutboundRecipient]]:
+        """Recipients in hosted domains with the directory's verdict now, and the others (with
+        their DSN parameters)."""
+        local: dict[str, Verdict] = {}
         remote: list[OutboundRecipient] = []
         for rcpt in envelope.recipients:
-            if self._directory.lookup(rcpt.address).verdict is Verdict.NOT_LOCAL:
+            verdict = self._directory.lookup(rcpt.address).verdict
+            if verdict is Verdict.NOT_LOCAL:
                 remote.append(rcpt)
             else:
-                local.append(rcpt.address)
+                local[rcpt.address] = verdict
         return local, remote
 
     def _readable_raw(self, envelope: Envelope) -> bytes | None:
@@ -194,14 +220,6 @@ class InboundDelivery:
                 dsn_envid=envelope.dsn_envid,
             )
         )
-
-    def mailbox_owners(self, recipients: list[str]) -> list[str]:
-        owners: list[str] = []
-        for rcpt in recipients:
-            for owner in self._directory.expand(rcpt):
-                if owner not in owners:
-                    owners.append(owner)
-        return owners
 
 
 def _epoch(timestamp: str) -> int | None:

@@ -43,33 +43,33 @@ class PoisonReports:
         self._directory = directory
         self._hostname = hostname
 
-    def return_envelope(
-        self,
-        envelope: Envelope,
-        raw: bytes | None,
-        reason: PoisonEnvelope,
-        recipients: list[str] | None = None,
-    ) -> str:
-        """Spool a failure DSN about `envelope` to its sender or a postmaster; returns its queue id.
+    def return_envelope(self, envelope: Envelope, raw: bytes | None, reason: PoisonEnvelope) -> str:
+        """Spool a failure DSN about `envelope` to its sender or a postmaster; returns its queue id."""
+        return self.return_recipients(
+            envelope, raw, {rcpt: reason for rcpt in envelope.rcpt_tos or ["unknown"]}
+        )
 
-        The DSN names `recipients` if given (those whose copy failed: a full mailbox), else
-        every recipient of the envelope."""
+    def return_recipients(
+        self, envelope: Envelope, raw: bytes | None, failed: dict[str, PoisonEnvelope]
+    ) -> str:
+        """The same, for some of its recipients only (the others were delivered)."""
+        reason = next(iter(failed.values()))
         authenticated = bool(envelope.auth_user)
         to_sender = should_send_dsn(envelope.mail_from, authenticated=authenticated)
-        target = envelope.mail_from if to_sender else self._postmaster(envelope.rcpt_tos)
-        if envelope.mail_from.strip() in NULL_SENDERS and _is_postmaster(target, envelope.rcpt_tos):
+        target = envelope.mail_from if to_sender else self._postmaster(list(failed))
+        if envelope.mail_from.strip() in NULL_SENDERS and _is_postmaster(target, list(failed)):
             raise RuntimeError(f"{envelope.id}: a report to the postmaster cannot be stored: {reason.text}")
         now = datetime.now(UTC)
         statuses = [
             RecipientStatus(
                 # A malformed recipient may hold line breaks: never let it add fields to the DSN.
                 final_recipient=" ".join(str(rcpt).split()) or "unknown",
-                status=reason.enhanced,
-                diagnostic=reason.text,
+                status=poison.enhanced,
+                diagnostic=poison.text,
                 diagnostic_type="X-mailpipe",
                 last_attempt=now,
             )
-            for rcpt in (recipients or envelope.rcpt_tos or ["unknown"])
+            for rcpt, poison in failed.items()
         ]
         report = build_dsn(
             raw or b"",
@@ -124,17 +124,21 @@ class PoisonReports:
         return queue_id
 
     def _postmaster(self, recipients: list[str]) -> str:
-        """The postmaster of the first hosted domain among the recipients', else of the first hosted one."""
+        """The postmaster of the first recipient's hosted domain, else of the first hosted domain,
+        whose postmaster mail reaches someone (its admin); failing that of any hosted domain: the
+        report then cannot be stored and ends in the dead-letter queue, whose alarm a person answers."""
         hosted = [domain.name for domain in self._directory.list_domains()]
-        for rcpt in recipients:
-            try:
-                domain = parse_address(rcpt).domain
-            except AddressError:
-                continue
-            if domain in hosted:
-                return f"{POSTMASTER}@{domain}"
         if not hosted:
             raise RuntimeError("no hosted domain, so no postmaster to report to")
+        preferred = []
+        for rcpt in recipients:
+            try:
+                preferred.append(parse_address(rcpt).domain)
+            except AddressError:
+                continue
+        for domain in dict.fromkeys([d for d in preferred if d in hosted] + hosted):
+            if self._directory.expand(f"{POSTMASTER}@{domain}"):
+                return f"{POSTMASTER}@{domain}"
         return f"{POSTMASTER}@{hosted[0]}"
 
 

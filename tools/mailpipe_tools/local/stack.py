@@ -382,3 +382,15 @@ class DevStack:
                 self.kept_users.append(address)
                 continue
             store.ensure_mailboxes(directory.lookup(address).address)
+        # Postmaster mail must reach a person: each domain's first user reads it (else the first user
+        # of a hosted domain: a demo user of a domain this stack does not host cannot receive it).
+        hosted = {d.lower() for d in self.options.domains}
+        users = [
+            directory.lookup(address).address
+            for address, _ in self.options.users
+            if address.rpartition("@")[2].lower() in hosted
+        ]
+        for domain in self.options.domains:
+            admin = next((u for u in users if u.endswith("@" + domain)), users[0] if users else None)
+            if admin:
+                directory.set_admin(domain, admin)

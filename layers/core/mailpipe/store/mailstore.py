@@ -104,6 +104,12 @@ class FlagChange:
     modified: list[int]
 
 
+@dataclass(frozen=True)
+class PurgeReport:
+    mailboxes: int
+    messages: int
+
+
 def _new_uidvalidity() -> int:
     # Seconds since the epoch: a mailbox deleted and created again gets a new value
     # (RFC 9051 2.3.1.1), and it stays within 32 bits until 2106.
@@ -244,11 +250,39 @@ class MailStore:
                 raise NoSuchMailbox(f"no mailbox {name!r}") from None
             raise
         # The mailbox is gone for every reader now; what follows only reclaims space.
+        self._purge_messages(mailbox)
+
+    def purge_owner(self, owner: str) -> PurgeReport:
+        """Delete everything `owner` has: every mailbox (INBOX too), its messages, delivery
+        markers and bodies, and the owner's leases. For a deleted user: a user added again under
+        the address starts empty, with UIDVALIDITYs newer than any purged here."""
+        items = query_all(self._table, Key("pk").eq(owner_pk(owner)))
+        mailboxes = [Mailbox.from_item(item) for item in items if item["sk"].startswith(MAILBOX_PREFIX)]
+        with self._table.batch_writer() as batch:
+            for item in items:
+                batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+        self._provisioned.discard(owner)
+        messages = sum(self._purge_messages(mailbox) for mailbox in mailboxes)
+        # Bodies no index item points at any more (a delivery cut short) go too.
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{MESSAGES_PREFIX}{owner}/"):
+            self._delete_blobs([entry["Key"] for entry in page.get("Contents", [])])
+        # UIDVALIDITY is the creation second (_new_uidvalidity): wait out the newest purged one,
+        # or a mailbox made again within that second would reuse it and clients would trust
+        # their caches of the old one (RFC 9051 2.3.1.1).
+        newest = max((m.uidvalidity for m in mailboxes), default=0)
+        while time.time() < newest + 1:
+            time.sleep(newest + 1 - time.time())
+        return PurgeReport(len(mailboxes), messages)
+
+    def _purge_messages(self, mailbox: Mailbox) -> int:
+        """Delete a deleted mailbox's index items and bodies; returns how many messages it held."""
         items = query_all(self._table, Key("pk").eq(messages_pk(mailbox.mailbox_id)))
         with self._table.batch_writer() as batch:
             for item in items:
                 batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
         self._delete_blobs([item["blob_key"] for item in items if "blob_key" in item])
+        return sum(1 for item in items if item["sk"].startswith(UID_PREFIX))
 
     def set_subscribed(self, owner: str, name: str, subscribed: bool) -> None:
         try:
