@@ -8,6 +8,7 @@ import socket
 
 from conftest import PASSWORD
 from imap_fuzzer import Fuzzer
+from logged_errors import Errors
 
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.loop_watch import LoopWatch
@@ -38,15 +39,6 @@ COMMANDS = [
     b"UNSELECT",
     b"IDLE",
 ]
-
-
-class Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(self.format(record))
 
 
 def test_random_and_mangled_commands(stack, new_user) -> None:

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from conftest import PASSWORD
+from logged_errors import Errors
 
 from mailpipe_gateway.auth.throttle import AuthThrottle
 
@@ -35,15 +36,6 @@ AFTER_LOGIN += [
 # Unicode digits: int() reads them, POP3 does not (SUPERSCRIPT TWO, ARABIC-INDIC ONE, FULLWIDTH NINE).
 UNICODE_DIGITS = ["\u00b2", "\u0661", "\uff19"]
 MULTILINE = {b"CAPA", b"RETR", b"TOP"}  # ... and LIST, UIDL and AUTH without an argument
-
-
-class Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(self.format(record))
 
 
 def hostile_line(rng: random.Random, commands: list[bytes]) -> bytes:

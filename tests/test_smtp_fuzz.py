@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DOMAIN, PASSWORD
+from logged_errors import Errors
 
 SEED = 20261205
 LINES = 2000
@@ -50,15 +51,6 @@ ENHANCED = re.compile(rb"^([245])\.[0-9]{1,3}\.[0-9]{1,3} ")
 # 220 (STARTTLS), 334 and 354 carry no enhanced code (RFC 2034 3), nor do EHLO/HELO's 250s.
 WITHOUT_ENHANCED = (b"220", b"334", b"354")
 CLOSING = (b"221", b"421")
-
-
-class Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(self.format(record))
 
 
 @pytest.fixture
