@@ -48,3 +48,18 @@ def _client(service: str, endpoint_url: str | None) -> Any:
 def _table(name: str, endpoint_url: str | None) -> Any:
     resource = boto3.session.Session().resource("dynamodb", endpoint_url=endpoint_url, config=_CONFIG)
     return resource.Table(name)
+
+
+# SQS long polls (the change feed's WaitTimeSeconds=20) need a read timeout longer than the wait.
+_LONG_POLL_CONFIG = _CONFIG.merge(Config(read_timeout=30))
+
+
+def long_poll_client(service: str, endpoint_url: str | None = None) -> Any:
+    """A client whose reads may wait up to 30 s: for SQS long polls, not for a mail session."""
+    with _MAKING:
+        return _long_poll_client(service, endpoint_url)
+
+
+@cache
+def _long_poll_client(service: str, endpoint_url: str | None) -> Any:
+    return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=_LONG_POLL_CONFIG)
