@@ -292,3 +292,11 @@ def test_a_feed_that_cannot_subscribe_is_unhealthy_and_keeps_trying(stack, feeds
 
 def _subscriptions(sns: Any, topic: str) -> set[str]:
     return {s["SubscriptionArn"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]}
+
+
+def test_the_stacks_imap_server_has_the_stacks_feed_subscribed(stack) -> None:
+    feed = stack.imap.context.changes
+    assert feed is stack.changes and feed.healthy
+    topic = stack.deployment.refs["MailboxChangesTopic"]
+    tags = aws.client("sqs").list_queue_tags(QueueUrl=feed.queue_url)["Tags"]
+    assert tags[SUBSCRIPTION_TAG] in _subscriptions(aws.client("sns"), topic)

@@ -1569,7 +1569,8 @@ def test_access_gateway_environment_is_what_the_code_reads(resources: dict[str, 
         for e in container["Environment"]
     }
     env.update({s["Name"]: "<secret>" for s in container["Secrets"]})
-    config.Resources.from_env(env)  # raises if one of the four is missing
+    resources = config.Resources.from_env(env)  # raises if one of the four is missing
+    assert resources.changes_topic_arn == "<Ref>"  # so access.change_feed makes the feed
     settings = access.AccessSettings.from_env(env)
     ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
     assert ports == (143, 993, 110, 995)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from mailpipe import aws
+from mailpipe.changes.feed import ChangeFeed
 from mailpipe.config import ENV_DNS_SERVER, ConfigError, Resources
 from mailpipe.directory import Directory, DirectoryError
 from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
-from mailpipe_gateway.access import AccessParts, access_server
+from mailpipe_gateway.access import AccessParts, access_server, change_feed
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
@@ -141,6 +142,8 @@ class DevStack:
         self.imap: IMAPServer | None = None
         self.pollers: list[SqsPoller] = []
         self.stream_pollers: list[StreamPoller] = []
+        # The access gateway's change feed, as a gateway process has one (shared by build_imap's).
+        self.changes: ChangeFeed | None = None
         self.environment: dict[str, str] = {}
         # One per process, as in production: submission, POP3 and IMAP count failed logins together.
         self.throttle = AuthThrottle()
@@ -197,6 +200,9 @@ class DevStack:
         self.stream_pollers = [self._stream_poller(source) for source in self.template.stream_event_sources()]
         for stream_poller in self.stream_pollers:
             stream_poller.start()
+        self.changes = change_feed(self.resources)
+        if self.changes is not None:
+            self.changes.start()
         self.loop.start()
         self.gateway = self.build_gateway(self.spool(), port=self.options.smtp_port)
         _listening("smtp", self.options.smtp_port, lambda: self.loop.run(self.gateway.start()))
@@ -225,6 +231,8 @@ class DevStack:
             self.loop.run(self.pop3.stop())
         if self.imap is not None:
             self.loop.run(self.imap.stop())
+        if self.changes is not None:
+            self.changes.close()
         self.loop.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.saver is not None:
@@ -294,7 +302,7 @@ class DevStack:
 
     def access_parts(self) -> AccessParts:
         assert self.resources is not None
-        return AccessParts.from_resources(self.resources)
+        return AccessParts.from_resources(self.resources, changes=self.changes)
 
     def build_pop3(self, port: int = 0, **options: Any) -> POP3Server:
         """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback.
