@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import urllib.error
 import urllib.request
@@ -10,6 +11,7 @@ from typing import Any
 
 import jmapc
 import requests
+from jmapc.session import Session
 
 from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevStack
@@ -34,15 +36,11 @@ class LoopbackClient(jmapc.Client):
         super().__init__(base_url.split("://", 1)[1], auth=requests.auth.HTTPBasicAuth(user, password))
         self._base_url = base_url
 
-    @property
-    def jmap_session(self) -> jmapc.Session:  # type: ignore[override]
+    @functools.cached_property
+    def jmap_session(self) -> Session:  # type: ignore[override]
         response = self.requests_session.get(f"{self._base_url}/.well-known/jmap", timeout=30)
         response.raise_for_status()
-        return jmapc.Session.from_dict(response.json())
-
-    @jmap_session.deleter
-    def jmap_session(self) -> None:
-        pass
+        return Session.from_dict(response.json())
 
 
 class Raw:

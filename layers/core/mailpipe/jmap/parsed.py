@@ -5,8 +5,11 @@ section numbers, so a part's blob id names the same part IMAP's BODY[1.2] does."
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.policy
 import email.utils
+import quopri
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
@@ -186,7 +189,9 @@ class Part:
         if self.type == "message/rfc822" or self.message.is_multipart():
             payload = self.message.get_payload()
             inner = payload[0] if isinstance(payload, list) and payload else payload
-            return inner.as_bytes() if isinstance(inner, Message) else b""
+            if isinstance(inner, Message):
+                encoding = str(self.message.get("Content-Transfer-Encoding", ""))
+                return _undo_encoding(inner.as_bytes(), encoding)
         try:
             return self.message.get_payload(decode=True) or b""
         except Exception:
@@ -200,6 +205,19 @@ class Part:
             return data.decode(charset), False
         except (LookupError, UnicodeDecodeError):
             return data.decode("utf-8", "replace"), True
+
+
+def _undo_encoding(data: bytes, encoding: str) -> bytes:
+    """A message/rfc822 part sent base64- or QP-encoded (RFC 2046 forbids it; senders do it)."""
+    encoding = encoding.strip().lower()
+    try:
+        if encoding == "base64":
+            return base64.b64decode(b"".join(data.split()))
+        if encoding == "quoted-printable":
+            return quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        return data
+    return data
 
 
 def structure(message: Message, part_id: str = "") -> Part:
