@@ -413,3 +413,33 @@ def test_another_users_objects_are_not_found(
     assert status == 404
     wait_for(lambda: imap_flags(imap) and b"\\Seen" not in imap_flags(imap)[0])
     assert client.request(EmailGet(ids=[email_id], properties=["subject"])).data[0].subject == "private"
+
+
+def test_threads_from_references(client: LoopbackClient, imap: imaplib.IMAP4, raw_client: Raw) -> None:
+    """Thread ids are mime/threading.py's (from References), across mailboxes, in Thread/get,
+    collapseThreads, the mailbox counts and Thread/changes."""
+    append(imap, message("start"))
+    state = client.request(EmailGet(ids=[])).state
+    reply = message("Re: start").replace(
+        b"Message-ID:", b"In-Reply-To: <start@remote.test>\r\nReferences: <start@remote.test>\r\nMessage-ID:"
+    )
+    append(imap, reply, mailbox="Archive", flags="(\\Seen)")
+    append(imap, message("elsewhere"))
+    emails = raw_client.one(
+        "Email/get", {"ids": client.request(EmailQuery()).ids, "properties": ["subject", "threadId"]}
+    )
+    by_subject = {e["subject"]: e for e in emails["list"]}
+    start, answer, other = by_subject["start"], by_subject["Re: start"], by_subject["elsewhere"]
+    assert start["threadId"] == answer["threadId"] != other["threadId"]
+    thread = raw_client.one("Thread/get", {"ids": [start["threadId"]]})["list"][0]
+    assert thread["emailIds"] == [start["id"], answer["id"]]
+    collapsed = raw_client.one("Email/query", {"collapseThreads": True, "calculateTotal": True})
+    assert collapsed["total"] == 2
+    some = raw_client.one("Email/query", {"filter": {"someInThreadHaveKeyword": "$seen"}})
+    assert set(some["ids"]) == {start["id"], answer["id"]}
+    none = raw_client.one("Email/query", {"filter": {"noneInThreadHaveKeyword": "$seen"}})
+    assert none["ids"] == [other["id"]]
+    inbox = mailboxes(client)["inbox"]
+    assert (inbox.total_emails, inbox.total_threads) == (2, 2)
+    changes = raw_client.one("Thread/changes", {"sinceState": state})
+    assert changes["updated"] == [start["threadId"]] and changes["created"] == [other["threadId"]]

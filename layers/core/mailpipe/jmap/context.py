@@ -25,6 +25,8 @@ class Context:
     using: frozenset[str] = frozenset()
     created_ids: dict[str, str] = field(default_factory=dict)
     _mailboxes: list[Mailbox] | None = None
+    # What a request computed over the owner's mailboxes (all messages, threads), until a change.
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def account_id(self) -> str:
@@ -39,6 +41,7 @@ class Context:
 
     def changed(self) -> None:
         self._mailboxes = None
+        self.cache.clear()
 
     def mailbox(self, mailbox_id: str) -> Mailbox | None:
         """The owner's mailbox with this store id; None for anyone else's or none at all."""

@@ -16,13 +16,14 @@ from typing import Any
 
 from mailpipe.jmap import parsed, standard
 from mailpipe.jmap.context import MAIL, Context
-from mailpipe.jmap.email_view import metadata
+from mailpipe.jmap.email_view import metadata, thread_of
 from mailpipe.jmap.errors import MethodError, invalid_arguments
 from mailpipe.jmap.keywords import flag_of, valid
 from mailpipe.jmap.messages import Found
 from mailpipe.jmap.methods import method
 from mailpipe.jmap.sorting import SORT_PROPERTIES
 from mailpipe.jmap.state import email_state
+from mailpipe.jmap.threads import all_messages, by_thread
 
 CONDITIONS = {
     "inMailbox",
@@ -150,12 +151,18 @@ def _condition(context: Context, name: str, value: Any) -> Callable[[Candidates,
         if name == "minSize":
             return lambda c, i: i.message.size >= value
         return lambda c, i: i.message.size < value
-    if name in ("hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"):
-        flag = _keyword_flag(value)  # each Email is its own thread here
-        return lambda c, i: flag in {f.lower() for f in i.message.flags}
-    if name in ("notKeyword", "noneInThreadHaveKeyword"):
+    if name in ("hasKeyword", "notKeyword"):
         flag = _keyword_flag(value)
-        return lambda c, i: flag not in {f.lower() for f in i.message.flags}
+        if name == "hasKeyword":
+            return lambda c, i: _has(i, flag)
+        return lambda c, i: not _has(i, flag)
+    if name in ("allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword"):
+        flag = _keyword_flag(value)
+        if name == "allInThreadHaveKeyword":
+            return lambda c, i: all(_has(t, flag) for t in _thread(context, i))
+        if name == "someInThreadHaveKeyword":
+            return lambda c, i: any(_has(t, flag) for t in _thread(context, i))
+        return lambda c, i: not any(_has(t, flag) for t in _thread(context, i))
     if name == "hasAttachment":
         if not isinstance(value, bool):
             raise invalid_arguments("hasAttachment is a boolean")
@@ -184,6 +191,14 @@ def _condition(context: Context, name: str, value: Any) -> Callable[[Candidates,
         any(needle in c.header_text(i, h).lower() for h in HEADER_CONDITIONS.values())
         or (needle in c.body_text(i).lower())
     )
+
+
+def _has(item: Found, flag: str) -> bool:
+    return flag in {f.lower() for f in item.message.flags}
+
+
+def _thread(context: Context, item: Found) -> list[Found]:
+    return by_thread(context).get(thread_of(item.ref, item.message), [item])
 
 
 def _summary_has_attachment(item: Found) -> bool:
@@ -216,7 +231,11 @@ def _sort_key(name: str, comparator: dict[str, Any]) -> Callable[[Candidates, Fo
     if name == "sentAt":
         return lambda c, i: parsed.header_form(c.headers(i), "Date", "asDate", False) or ""
     flag = _keyword_flag(comparator.get("keyword"))
-    return lambda c, i: flag in {f.lower() for f in i.message.flags}
+    if name == "allInThreadHaveKeyword":
+        return lambda c, i: all(_has(t, flag) for t in _thread(c.context, i))
+    if name == "someInThreadHaveKeyword":
+        return lambda c, i: any(_has(t, flag) for t in _thread(c.context, i))
+    return lambda c, i: _has(i, flag)
 
 
 def _first_address(fields: list[tuple[str, str]], header: str) -> str:
@@ -249,7 +268,7 @@ def run_query(context: Context, arguments: dict[str, Any]) -> list[str]:
         if name not in SORT_PROPERTIES:
             raise MethodError("unsupportedSort", f"cannot sort by {name!r}")
         keys.append((_sort_key(name, comparator), comparator.get("isAscending", True) is not False))
-    found = [Found(m, s) for m in context.mailboxes() for s in context.store.messages_in(m)]
+    found = all_messages(context)
     candidates = Candidates(context, found)
     matching = [item for item in found if test(candidates, item)]
     # Ties: the newest first, then by id, so paging is stable.

@@ -13,6 +13,7 @@ from typing import Any
 
 from mailpipe.jmap import parsed, standard
 from mailpipe.jmap.context import MAIL, Context
+from mailpipe.jmap.email_view import thread_of
 from mailpipe.jmap.errors import SetFailure
 from mailpipe.jmap.ids import MessageRef
 from mailpipe.jmap.keywords import flag_of, keyword_of, valid
@@ -135,7 +136,12 @@ def _create(context: Context, properties: Any) -> dict[str, Any]:
     except NoSuchMailbox:
         raise SetFailure("invalidProperties", "no such mailbox", properties=["mailboxIds"]) from None
     ref = MessageRef(mailbox.mailbox_id, appended.message.uid)
-    return {"id": ref.email_id(), "blobId": ref.blob_id(), "threadId": ref.thread_id(), "size": len(raw)}
+    return {
+        "id": ref.email_id(),
+        "blobId": ref.blob_id(),
+        "threadId": thread_of(ref, appended.message),
+        "size": len(raw),
+    }
 
 
 def build_message(context: Context, properties: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ from mailpipe.jmap import ids, parsed
 from mailpipe.jmap.errors import invalid_arguments
 from mailpipe.jmap.ids import MessageRef
 from mailpipe.jmap.keywords import keywords_of
+from mailpipe.mime.preview import preview
 from mailpipe.store import StoredMessage
 
 METADATA = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt")
@@ -94,16 +95,22 @@ def check_properties(wanted: list[str]) -> None:
 
 
 def metadata(ref: MessageRef, message: StoredMessage) -> dict[str, Any]:
-    summary_thread = message.summary.get("thread_id") if message.packed_summary else None
     return {
         "id": ref.email_id(),
         "blobId": ref.blob_id(),
-        "threadId": f"T{summary_thread}" if summary_thread else ref.thread_id(),
+        "threadId": thread_of(ref, message),
         "mailboxIds": {ids.mailbox_jmap_id(ref.mailbox_id): True},
         "keywords": keywords_of(message.flags),
         "size": message.size,
         "receivedAt": parsed.received_at(message.internaldate),
     }
+
+
+def thread_of(ref: MessageRef, message: StoredMessage) -> str:
+    """mime/threading.py's thread id, kept in the summary since delivery; a message stored before
+    that is a thread of its own (an id naming it)."""
+    stored = message.summary.get("thread_id") if message.packed_summary else None
+    return str(stored) if stored else ref.thread_id()
 
 
 def header_values(fields: list[tuple[str, str]], wanted: list[str]) -> dict[str, Any]:
@@ -141,9 +148,8 @@ def body_values(
     if "hasAttachment" in wanted:
         values["hasAttachment"] = parsed.has_attachment(attachments)
     if "preview" in wanted:
-        # mime/preview.py (branch imap-sort) stores the preview in the summary at delivery; until it
-        # has, there is none rather than a second way of making one.
-        values["preview"] = stored_preview or ""
+        # mime/preview.py's, kept in the summary since delivery; made now for older messages.
+        values["preview"] = stored_preview if stored_preview is not None else preview(raw)
     if "bodyValues" in wanted:
         chosen: list[parsed.Part] = []
         if options.fetch_all:

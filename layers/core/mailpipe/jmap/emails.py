@@ -21,6 +21,7 @@ from mailpipe.jmap.email_view import (
     metadata,
     needs_body,
     needs_headers,
+    thread_of,
 )
 from mailpipe.jmap.errors import MethodError, SetFailure, invalid_arguments
 from mailpipe.jmap.ids import MessageRef
@@ -175,7 +176,12 @@ def _import(context: Context, spec: Any) -> dict[str, Any]:
         context.owner, mailbox.name, raw, flags=flags, internaldate=internaldate
     )
     ref = MessageRef(mailbox.mailbox_id, appended.message.uid)
-    return {"id": ref.email_id(), "blobId": ref.blob_id(), "threadId": ref.thread_id(), "size": len(raw)}
+    return {
+        "id": ref.email_id(),
+        "blobId": ref.blob_id(),
+        "threadId": thread_of(ref, appended.message),
+        "size": len(raw),
+    }
 
 
 def keyword_flags(keywords: Any) -> list[str]:

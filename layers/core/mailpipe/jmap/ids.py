@@ -40,7 +40,7 @@ class MessageRef:
         return f"E{self.mailbox_id}-{self.uid}"
 
     def thread_id(self) -> str:
-        # Each message its own thread until mime/threading.py (branch imap-sort) lands.
+        # A message stored before summaries had a thread id (mime/threading.py) is its own thread.
         return f"T{self.mailbox_id}-{self.uid}"
 
     def blob_id(self) -> str:
