@@ -55,6 +55,8 @@ def check_set_size(context: Context, arguments: dict[str, Any]) -> None:
         value = arguments.get(name)
         if value is not None and not isinstance(value, kind):
             raise invalid_arguments(f"{name} must be a {'map' if kind is dict else 'list'} or null")
+    if not all(isinstance(i, str) for i in arguments.get("destroy") or []):
+        raise invalid_arguments("destroy is a list of ids")
     count = sum(len(arguments.get(name) or ()) for name in ("create", "update", "destroy"))
     if count > context.limits.max_objects_in_set:
         raise MethodError("requestTooLarge", f"at most {context.limits.max_objects_in_set} objects in a /set")
