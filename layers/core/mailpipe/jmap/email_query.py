@@ -166,7 +166,7 @@ def _condition(context: Context, name: str, value: Any) -> Callable[[Candidates,
     if name == "hasAttachment":
         if not isinstance(value, bool):
             raise invalid_arguments("hasAttachment is a boolean")
-        return lambda c, i: _summary_has_attachment(i) == value
+        return lambda c, i: _has_attachment(c, i) == value
     if not isinstance(value, (str, list)):
         raise invalid_arguments(f"{name} is a string")
     if name in HEADER_CONDITIONS:
@@ -201,21 +201,12 @@ def _thread(context: Context, item: Found) -> list[Found]:
     return by_thread(context).get(thread_of(item.ref, item.message), [item])
 
 
-def _summary_has_attachment(item: Found) -> bool:
-    def walk(node: dict[str, Any]) -> bool:
-        if node.get("type") == "multipart":
-            return any(walk(p) for p in node.get("parts", []))
-        disposition = node.get("disposition")
-        return bool(disposition and str(disposition[0]).lower() == "attachment") or node.get("type") not in (
-            "text",
-            None,
-        )
-
-    structure = item.message.summary.get("bodystructure") or {}
-    parts = structure.get("parts", []) if structure.get("type") == "multipart" else []
-    return any(walk(p) for p in parts[1:]) or any(
-        walk(p) for p in parts[:1] if p.get("type") == "multipart" or p.get("disposition")
-    )
+def _has_attachment(candidates: Candidates, item: Found) -> bool:
+    known = parsed.summary_has_attachment(item.message.summary)
+    if known is not None:
+        return known
+    raw = candidates.context.store.read_body(item.message)
+    return parsed.has_attachment(parsed.body_lists(parsed.structure(parsed.parse_message(raw)))[2])
 
 
 def _sort_key(name: str, comparator: dict[str, Any]) -> Callable[[Candidates, Found], Any]:
@@ -257,6 +248,27 @@ def _base_subject(subject: str) -> str:
             return text
 
 
+def _in_scope(context: Context, condition: Any) -> list[Found]:
+    """The messages the filter can match: a filter that requires inMailbox (the webmail's list of a
+    mailbox) lists that mailbox only, not every mailbox of the account."""
+    conditions = [condition] if isinstance(condition, dict) else []
+    if (
+        conditions
+        and conditions[0].get("operator") == "AND"
+        and isinstance(conditions[0].get("conditions"), list)
+    ):
+        conditions = [c for c in conditions[0]["conditions"] if isinstance(c, dict)]
+    for item in conditions:
+        if "inMailbox" in item and "operator" not in item:
+            mailbox = context.mailbox_by_jmap_id(item["inMailbox"])
+            if mailbox is None:
+                return []
+            if "all" in context.cache:
+                return [f for f in context.cache["all"] if f.mailbox.mailbox_id == mailbox.mailbox_id]
+            return [Found(mailbox, m) for m in context.store.messages_in(mailbox)]
+    return all_messages(context)
+
+
 def run_query(context: Context, arguments: dict[str, Any]) -> list[str]:
     test = compile_filter(context, arguments.get("filter"))
     sort = arguments.get("sort") or [{"property": "receivedAt", "isAscending": False}]
@@ -268,7 +280,7 @@ def run_query(context: Context, arguments: dict[str, Any]) -> list[str]:
         if name not in SORT_PROPERTIES:
             raise MethodError("unsupportedSort", f"cannot sort by {name!r}")
         keys.append((_sort_key(name, comparator), comparator.get("isAscending", True) is not False))
-    found = all_messages(context)
+    found = _in_scope(context, arguments.get("filter"))
     candidates = Candidates(context, found)
     matching = [item for item in found if test(candidates, item)]
     # Ties: the newest first, then by id, so paging is stable.

@@ -57,10 +57,18 @@ def _email(context: Context, found: Found, wanted: list[str], options: BodyOptio
     ref = found.ref
     everything = metadata(ref, found.message)
     values = {name: everything[name] for name in wanted if name in everything}
-    if needs_body(wanted):
+    # A list view's preview and hasAttachment come from the summary in the index, not the body.
+    summary = found.message.summary
+    if "preview" in wanted and isinstance(summary.get("preview"), str):
+        values["preview"] = summary["preview"]
+    if "hasAttachment" in wanted:
+        from_summary = parsed.summary_has_attachment(summary)
+        if from_summary is not None:
+            values["hasAttachment"] = from_summary
+    rest = [p for p in wanted if p not in values]
+    if needs_body(rest):
         raw = context.store.read_body(found.message)
-        preview = found.message.summary.get("preview")
-        values.update(body_values(raw, wanted, options, lambda part: _part_blob(ref, part), preview))
+        values.update(body_values(raw, rest, options, lambda part: _part_blob(ref, part), None))
     return values
 
 

@@ -220,6 +220,37 @@ def _undo_encoding(data: bytes, encoding: str) -> bytes:
     return data
 
 
+class SummaryPart:
+    """A node of the stored summary's BODYSTRUCTURE with what body_lists and has_attachment read,
+    so hasAttachment is answered from the index, as the parsed body would answer it."""
+
+    def __init__(self, node: dict[str, Any]) -> None:
+        self.type = f"{node.get('type') or 'text'}/{node.get('subtype') or 'plain'}".lower()
+        self.sub_parts = [SummaryPart(p) for p in node.get("parts") or []] if self.is_multipart else []
+        disposition = node.get("disposition")
+        self.disposition = str(disposition[0]).lower() if disposition else None
+        params = dict((str(k).lower(), v) for k, v in (node.get("params") or []))
+        disposition_params = (
+            dict((str(k).lower(), v) for k, v in (disposition[1] or [])) if disposition else {}
+        )
+        self.name = disposition_params.get("filename") or params.get("name")
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.type.startswith("multipart/")
+
+
+def summary_has_attachment(summary: dict[str, Any]) -> bool | None:
+    """hasAttachment from a stored summary; None if the summary has no structure to tell."""
+    node = summary.get("bodystructure")
+    if not isinstance(node, dict):
+        return None
+    try:
+        return has_attachment(body_lists(SummaryPart(node))[2])  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def structure(message: Message, part_id: str = "") -> Part:
     """The tree; the top-level part of a single-part message is "1", as in IMAP."""
     headers = [(k, str(v)) for k, v in message.raw_items()] if hasattr(message, "raw_items") else []
