@@ -9,7 +9,7 @@ from typing import Any
 from mailpipe.jmap import ids
 from mailpipe.jmap.errors import MethodError
 from mailpipe.jmap.limits import Limits
-from mailpipe.store import Mailbox, MailStore
+from mailpipe.store import Mailbox, MailboxSnapshots, MailStore, StoredMessage
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -24,6 +24,9 @@ class Context:
     limits: Limits
     using: frozenset[str] = frozenset()
     created_ids: dict[str, str] = field(default_factory=dict)
+    # The process's mailbox snapshots (store/snapshots.py), kept across requests of a warm
+    # process: listing a mailbox then costs a Query of its changes, not of all its messages.
+    snapshots: MailboxSnapshots | None = None
     _mailboxes: list[Mailbox] | None = None
     # What a request computed over the owner's mailboxes (all messages, threads), until a change.
     cache: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +41,21 @@ class Context:
             self.store.ensure_inbox(self.owner)
             self._mailboxes = self.store.list_mailboxes(self.owner)
         return self._mailboxes
+
+    def messages(self, mailbox: Mailbox) -> list[StoredMessage]:
+        """The mailbox's live messages in UID order (at least as new as `mailbox`); kept for the
+        rest of the request (until a change), so Email/get after Email/query reads nothing again."""
+        key = "messages:" + mailbox.mailbox_id
+        if key not in self.cache:
+            if self.snapshots is None:
+                self.cache[key] = self.store.messages_in(mailbox)
+            else:
+                self.cache[key] = self.snapshots.list_messages(self.owner, mailbox.name)[1]
+        return self.cache[key]  # type: ignore[no-any-return]
+
+    def listed(self, mailbox_id: str) -> list[StoredMessage] | None:
+        """The mailbox's messages if this request listed them already."""
+        return self.cache.get("messages:" + mailbox_id)
 
     def changed(self) -> None:
         self._mailboxes = None

@@ -265,7 +265,7 @@ def _in_scope(context: Context, condition: Any) -> list[Found]:
                 return []
             if "all" in context.cache:
                 return [f for f in context.cache["all"] if f.mailbox.mailbox_id == mailbox.mailbox_id]
-            return [Found(mailbox, m) for m in context.store.messages_in(mailbox)]
+            return [Found(mailbox, m) for m in context.messages(mailbox)]
     return all_messages(context)
 
 

@@ -19,13 +19,16 @@ from mailpipe.jmap.errors import RequestError
 from mailpipe.jmap.limits import Limits
 from mailpipe.jmap.messages import read_blob
 from mailpipe.jmap.session import API_PATH, DOWNLOAD_PATH, SESSION_PATHS, session_resource
-from mailpipe.store import MailStore
+from mailpipe.store import MailboxSnapshots, MailStore
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 REALM = 'Basic realm="mailpipe JMAP", charset="UTF-8"'
 _DOWNLOAD = re.compile(re.escape(DOWNLOAD_PATH) + r"([^/]+)/([^/]+)/([^/]*)")
+# Messages kept in memory across requests (~1 KB each with the summary packed): ~100 MB of the
+# function's 512 MB.
+SNAPSHOT_MESSAGES = 100_000
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -61,6 +64,7 @@ class JmapHttp:
         self._directory = directory
         self._store = store
         self.limits = limits or Limits()
+        self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         path = request.path
@@ -103,7 +107,7 @@ class JmapHttp:
 
     def _api(self, owner: str, request: HttpRequest) -> HttpResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        context = Context(owner, self._store, self.limits)
+        context = Context(owner, self._store, self.limits, snapshots=self._snapshots)
         try:
             if content_type != JSON:
                 raise RequestError("notJSON", "the request's Content-Type must be application/json")
@@ -115,7 +119,7 @@ class JmapHttp:
 
     def _download(self, owner: str, request: HttpRequest) -> HttpResponse:
         match = _DOWNLOAD.fullmatch(request.path)
-        context = Context(owner, self._store, self.limits)
+        context = Context(owner, self._store, self.limits, snapshots=self._snapshots)
         if match is None or unquote(match.group(1)) != context.account_id:
             return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
         data = read_blob(context, unquote(match.group(2)))

@@ -54,7 +54,7 @@ def parent_of(mailbox: Mailbox, by_name: dict[str, Mailbox]) -> Mailbox | None:
 
 def counts(context: Context, mailbox: Mailbox) -> dict[str, int]:
     """Totals by listing the mailbox's index (no S3); threads by mime/threading.py's ids."""
-    messages = context.store.messages_in(mailbox)
+    messages = context.messages(mailbox)
     unread = [m for m in messages if SEEN not in m.flags]
     ref = functools.partial(MessageRef, mailbox.mailbox_id)
     return {

@@ -37,7 +37,12 @@ def locate(context: Context, refs: Iterable[MessageRef]) -> dict[MessageRef, Fou
         mailbox = context.mailbox(mailbox_id)
         if mailbox is None:
             continue
-        for message in context.store.messages_by_uid(mailbox, uids):
+        listed = context.listed(mailbox_id)
+        if listed is not None:
+            chosen = [m for m in listed if m.uid in uids]
+        else:
+            chosen = context.store.messages_by_uid(mailbox, uids)
+        for message in chosen:
             found[MessageRef(mailbox_id, message.uid)] = Found(mailbox, message)
     return found
 

@@ -26,7 +26,7 @@ def all_messages(context: Context) -> list[Found]:
         context.cache["all"] = [
             Found(mailbox, message)
             for mailbox in context.mailboxes()
-            for message in context.store.messages_in(mailbox)
+            for message in context.messages(mailbox)
         ]
     return context.cache["all"]  # type: ignore[no-any-return]
 
