@@ -35,7 +35,10 @@ class Delta:
 
 def _mailbox_changes(context: Context, mailbox: Mailbox, mark: MailboxMark | None) -> list[Change]:
     if mark is None:  # a mailbox made since the state: everything in it is new
-        return [Change(m.modseq, m.uid, "created") for m in context.store.messages_in(mailbox)]
+        # Only those below the UIDNEXT the new state records (a snapshot may be newer).
+        return [
+            Change(m.modseq, m.uid, "created") for m in context.messages(mailbox) if m.uid < mailbox.uidnext
+        ]
     changes = []
     for state in context.store.changes_since(mailbox, mark.highestmodseq):
         if state.uid >= mark.uidnext:
