@@ -5,6 +5,7 @@ Core/echo, every request-level error and the method-level ones, and the limits."
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -44,12 +45,14 @@ def test_session_resource(raw: Raw, jmap_server: LocalHttpApi) -> None:
     assert status == 200 and json.loads(body) == session
 
 
-def test_unauthenticated_and_wrong_password(raw: Raw) -> None:
+def test_unauthenticated_and_wrong_password(raw: Raw, caplog: pytest.LogCaptureFixture) -> None:
     raw.auth = None  # type: ignore[assignment]
     status, headers, _ = raw.http("GET", "/.well-known/jmap")
     assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
     wrong = Raw(raw.base_url, "nobody@example.test", "nope")
-    assert wrong.http("GET", "/.well-known/jmap")[0] == 401
+    with caplog.at_level(logging.WARNING, logger="mailpipe.jmap.http"):
+        assert wrong.http("GET", "/.well-known/jmap")[0] == 401
+    assert "auth failed: client=127.0.0.1 protocol=jmap user=nobody@example.test" in caplog.text
     assert wrong.http("POST", "/jmap/api", b"{}", {"Content-Type": "application/json"})[0] == 401
 
 

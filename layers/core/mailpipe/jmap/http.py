@@ -101,7 +101,12 @@ class JmapHttp:
             return None
         found = self._directory.authenticate(user, password)
         if found is None:
-            log.info("jmap: failed login for %r from %s", user[:100], request.source_ip or "?")
+            # The gateways' line (auth/throttle.py), so one fail2ban filter reads every protocol.
+            log.warning(
+                "auth failed: client=%s protocol=jmap user=%s",
+                request.source_ip or "-",
+                user[:254].replace(" ", "_"),
+            )
             return None
         return found.address
 
