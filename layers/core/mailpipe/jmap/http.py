@@ -67,6 +67,14 @@ class JmapHttp:
         self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self._route(request)
+        except Exception:
+            # An outage (the directory, the store) or a bug: a 500 problem, the trace to the log only.
+            log.exception("jmap %s %s failed", request.method, request.path[:200])
+            return HttpResponse.json(500, {"type": "about:blank", "status": 500, "detail": "server error"})
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
         path = request.path
         known = path in SESSION_PATHS or path == API_PATH or path.startswith(DOWNLOAD_PATH)
         if not known:
