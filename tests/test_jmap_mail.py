@@ -209,6 +209,15 @@ def test_email_get_query_and_bodies(client: LoopbackClient, imap: imaplib.IMAP4,
     ]
     # The attachment's blob downloads, and the attached message parses.
     pdf, attached = second["attachments"]
+    parts = raw_client.one(
+        "Email/get",
+        {
+            "ids": [second["id"]],
+            "properties": ["attachments"],
+            "bodyProperties": ["partId", "header:Content-Type:asRaw"],
+        },
+    )["list"][0]["attachments"]
+    assert "application/pdf" in parts[0]["header:Content-Type:asRaw"]
     status, headers, data = raw_client.http(
         "GET", f"/jmap/download/{raw_client.account}/{pdf['blobId']}/doc.pdf?type=application/pdf"
     )
