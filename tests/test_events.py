@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from conftest import REPO_ROOT, wait_for
@@ -86,3 +87,18 @@ def test_mailbox_changes_event(stack) -> None:
     assert by_name["Old Projects"] == MailboxNotice(
         "bob@example.test", "Old Projects", "8d777f385d3dfec8815d20f7496026dc", 7, 12, True
     )
+
+
+def test_jmap_event(stack) -> None:
+    """An HTTP API request as API Gateway gives it (payload 2.0, a text body, bob's Basic
+    credentials): the answer is API Gateway's response format with the JMAP response."""
+    function = stack.functions["JmapFunction"]
+    event = json.loads((EVENTS / "jmap.json").read_text())
+    answer = function.handler(event, LocalLambdaContext(function.name))
+    assert answer["statusCode"] == 200 and answer["isBase64Encoded"] is True
+    assert answer["headers"]["Content-Type"] == "application/json"
+    echo, query = json.loads(base64.b64decode(answer["body"]))["methodResponses"]
+    assert echo == ["Core/echo", {"hello": "world"}, "0"]
+    assert query[0] == "Mailbox/query" and len(query[1]["ids"]) == 1
+    event["headers"]["authorization"] = "Basic " + base64.b64encode(b"bob@example.test:wrong").decode()
+    assert function.handler(event, LocalLambdaContext(function.name))["statusCode"] == 401

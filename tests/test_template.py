@@ -80,6 +80,8 @@ RESOURCE_TYPES = {
     "MailboxTable": "AWS::DynamoDB::Table",
     "CoreLayer": "AWS::Serverless::LayerVersion",
     "ValidateRecipientFunction": "AWS::Serverless::Function",
+    "JmapFunction": "AWS::Serverless::Function",
+    "JmapHttpApi": "AWS::Serverless::HttpApi",
     "InboundFunction": "AWS::Serverless::Function",
     "GatewayCluster": "AWS::ECS::Cluster",
     "GatewayTaskDefinition": "AWS::ECS::TaskDefinition",
@@ -182,6 +184,20 @@ FUNCTION_CALLS = {
         ("secretsmanager:GetSecretValue", "secret:mailpipe/dkim/"),  # dkim_signing.KeyStore
         ("secretsmanager:ListSecrets", "*"),  # KeyStore.keys: a domain's selectors
     },
+    "JmapFunction": {
+        ("s3:GetObject", "messages/"),  # MailStore.read_body, read_range, copy (server-side)
+        ("s3:PutObject", "messages/"),  # MailStore.append_message (Email/set, import), copy
+        ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
+        ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
+        ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
+        ("dynamodb:Query", "MailboxTable"),  # MailStore listings, changes_since (by_modseq)
+        ("dynamodb:GetItem", "MailboxTable"),
+        ("dynamodb:PutItem", "MailboxTable"),  # create_mailbox, transactions
+        ("dynamodb:UpdateItem", "MailboxTable"),  # set_subscribed, transactions
+        ("dynamodb:DeleteItem", "MailboxTable"),  # delete_mailbox, rename (transaction)
+        ("dynamodb:BatchGetItem", "MailboxTable"),  # messages_by_uid, read_headers
+        ("dynamodb:BatchWriteItem", "MailboxTable"),  # delete_mailbox's purge
+    },
     "SesEventsFunction": {
         ("sqs:ReceiveMessage", "SesEventQueue"),
         ("sqs:DeleteMessage", "SesEventQueue"),
@@ -263,6 +279,7 @@ FUNCTIONS = {
     "InboundFunction": "functions/inbound/",
     "SesEventsFunction": "functions/ses_events/",
     "MailboxChangesFunction": "functions/mailbox_changes/",
+    "JmapFunction": "functions/jmap/",
 }
 
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
@@ -872,6 +889,7 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bo
                 for reference in (
                     {"Fn::GetAtt": [resource, "QueueName"]},
                     {"Fn::GetAtt": [resource, "TopicName"]},
+                    {"Fn::GetAtt": [resource, "Arn"]},
                     {"Ref": resource},
                 )
             ):

@@ -345,3 +345,38 @@ class Search(Command):
     # None: no RETURN (a classic SEARCH response in IMAP4rev1); otherwise the ESEARCH options,
     # upper-cased; RETURN () means ALL (RFC 4731).
     return_options: tuple[str, ...] | None = None
+
+
+# --- SORT and THREAD (RFC 5256, 5267, 5957) --------------------------------------------------------
+
+SORT_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "PARTIAL", "UPDATE", "CONTEXT")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sort(Command):
+    """SORT / UID SORT: the messages matching ``criteria`` in the order of ``keys``."""
+
+    uid: bool = False
+    keys: tuple[tuple[str, bool], ...]  # (sort key upper-cased, REVERSE before it)
+    charset: str  # upper-cased
+    criteria: SearchKey = field(default_factory=And)
+    # None: a classic SORT response; otherwise ESORT's RETURN options, upper-cased (RFC 5267).
+    return_options: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), 1-based, low <= high
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thread(Command):
+    """THREAD / UID THREAD with ``algorithm`` ORDEREDSUBJECT or REFERENCES (upper-cased)."""
+
+    uid: bool = False
+    algorithm: str
+    charset: str
+    criteria: SearchKey = field(default_factory=And)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE tag... (RFC 5267 4.3): stop the UPDATE notifications of those searches."""
+
+    tags: tuple[str, ...]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailpipe_gateway.imap import mailbox_commands as mailboxes
 from mailpipe_gateway.imap import message_commands as messages
+from mailpipe_gateway.imap import sort_commands as sorting
 from mailpipe_gateway.imap.session import IMAPSession
 from mailpipe_gateway.imap.state import Entry, State
 
@@ -47,4 +48,5 @@ HANDLERS: dict[str, Entry] = {
     "STORE": Entry(messages.cmd_store, SELECTED),
     "FETCH": Entry(messages.cmd_fetch, SELECTED),
     "SEARCH": Entry(messages.cmd_search, SELECTED),
+    "SORT": Entry(sorting.cmd_sort, SELECTED),
 }

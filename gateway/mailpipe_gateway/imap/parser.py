@@ -8,7 +8,8 @@ Extensions understood besides the base grammar: LITERAL+/- and BINARY literals (
 CONDSTORE/QRESYNC (RFC 7162: SELECT parameters, CHANGEDSINCE, VANISHED, UNCHANGEDSINCE, MODSEQ),
 ESEARCH and SEARCHRES (RFC 4731, 5182: RETURN, ``$``), LIST-EXTENDED, LIST-STATUS and
 SPECIAL-USE (RFC 5258, 5819, 6154), ENABLE, ID (RFC 2971), SASL-IR (RFC 4959), MOVE, UNSELECT,
-UIDPLUS's UID EXPUNGE, APPENDLIMIT's STATUS item, and UTF8=ACCEPT (RFC 6855: APPEND's
+UIDPLUS's UID EXPUNGE, APPENDLIMIT's STATUS item, SORT and THREAD (RFC 5256, ESORT and CONTEXT's
+RETURN options of RFC 5267, DISPLAYFROM/DISPLAYTO of RFC 5957), and UTF8=ACCEPT (RFC 6855: APPEND's
 ``UTF8 (literal8)``, no SEARCH CHARSET but UTF-8 once enabled).
 """
 
@@ -24,9 +25,11 @@ from typing import Literal, NoReturn, TypeVar
 from mailpipe_gateway.imap import mutf7
 from mailpipe_gateway.imap.commands import (
     SEARCH_RETURN_OPTIONS,
+    SORT_RETURN_OPTIONS,
     And,
     Append,
     Authenticate,
+    CancelUpdate,
     Command,
     Contains,
     Copy,
@@ -57,13 +60,17 @@ from mailpipe_gateway.imap.commands import (
     Select,
     SequenceSet,
     SizeKey,
+    Sort,
     Status,
     Store,
+    Thread,
 )
 from mailpipe_gateway.imap.reader import CommandReader, ContinuationRequest, RawCommand
 
 MAX_NUMBER = 2**32 - 1  # number, nz-number: unsigned 32-bit
 MAX_NUMBER64 = 2**63 - 1  # number64, mod-sequence-value: unsigned 63-bit
+SORT_KEYS = frozenset(("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"))
+THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
 MAX_DEPTH = 32  # nesting of search keys (parentheses, NOT, OR); deeper is refused, not recursed into
 
 # Character classes of RFC 9051 9 (all 7-bit; 8-bit octets only occur inside strings).
@@ -935,8 +942,97 @@ class _Parser:
             self.sp()
         return ModSeqKey(self.number(MAX_NUMBER64, what="a mod-sequence"), entry, entry_type)
 
+    # --- SORT, THREAD, CANCELUPDATE (RFC 5256, 5267, 5957) --------------------------------------
 
-_UID_COMMANDS = frozenset(("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"))
+    def sort(self, name: str, uid: bool) -> Sort:
+        self.sp()
+        return_options = partial = None
+        if self.peek_word() == "RETURN":
+            return_options, partial = self.return_options(SORT_RETURN_OPTIONS)
+            self.sp()
+        keys = tuple(self.parenthesized(self.sort_criterion, empty=False))
+        self.sp()
+        charset = self.astring("a charset").decode("ascii", "replace").upper()
+        self.sp()
+        return Sort(
+            tag=self.require_tag(),
+            name=name,
+            uid=uid,
+            keys=keys,
+            charset=charset,
+            criteria=self.search_keys(),
+            return_options=return_options,
+            partial=partial,
+        )
+
+    def sort_criterion(self) -> tuple[str, bool]:
+        key = self.word("a sort key")
+        reverse = key == "REVERSE"
+        if reverse:
+            self.sp()
+            key = self.word("a sort key")
+        if key not in SORT_KEYS:
+            self.fail("Unknown sort key")
+        return key, reverse
+
+    def return_options(self, allowed: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+        """``RETURN (option ...)`` with RFC 5267's ``PARTIAL low:high``: the options, upper-cased,
+        and the partial range (low <= high), if given."""
+        self.pos += len("RETURN")
+        self.sp()
+        partial: tuple[int, int] | None = None
+
+        def option() -> str:
+            nonlocal partial
+            word = self.word("a RETURN option")
+            if word not in allowed:
+                self.fail("Unknown RETURN option")
+            if word == "PARTIAL":
+                self.sp()
+                low = self.number(nonzero=True, what="a partial range start")
+                self.expect(b":")
+                high = self.number(nonzero=True, what="a partial range end")
+                partial = (min(low, high), max(low, high))
+            return word
+
+        return tuple(self.parenthesized(option)), partial
+
+    def search_keys(self) -> SearchKey:
+        """search-key *(SP search-key), as one key."""
+        keys = [self.search_key(0)]
+        while not self.at_end():
+            self.sp()
+            keys.append(self.search_key(0))
+        return keys[0] if len(keys) == 1 else And(tuple(keys))
+
+    def thread(self, name: str, uid: bool) -> Thread:
+        self.sp()
+        algorithm = self.word("a threading algorithm")
+        if algorithm not in THREAD_ALGORITHMS:
+            self.fail("Unknown threading algorithm")
+        self.sp()
+        charset = self.astring("a charset").decode("ascii", "replace").upper()
+        self.sp()
+        return Thread(
+            tag=self.require_tag(),
+            name=name,
+            uid=uid,
+            algorithm=algorithm,
+            charset=charset,
+            criteria=self.search_keys(),
+        )
+
+    def cancel_update(self, name: str) -> CancelUpdate:
+        tags = []
+        while not self.at_end():
+            self.sp()
+            tags.append(self.string().decode("utf-8", "replace"))
+        if not tags:
+            self.fail("CANCELUPDATE needs the tags of the searches to cancel")
+        return CancelUpdate(tag=self.require_tag(), name=name, tags=tuple(tags))
+
+
+_UID_COMMANDS = frozenset(("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"))
 _COMMANDS: dict[str, Callable[..., Command]] = {
     **dict.fromkeys(
         ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "NAMESPACE", "IDLE", "CLOSE", "UNSELECT", "CHECK"),
@@ -963,4 +1059,7 @@ _COMMANDS: dict[str, Callable[..., Command]] = {
     "STORE": _Parser.store,
     "FETCH": _Parser.fetch,
     "SEARCH": _Parser.search,
+    "SORT": _Parser.sort,
+    "THREAD": _Parser.thread,
+    "CANCELUPDATE": _Parser.cancel_update,
 }

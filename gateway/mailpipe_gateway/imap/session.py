@@ -49,7 +49,7 @@ T = TypeVar("T")
 _FLAGS = (FetchAttr("FLAGS"),)
 
 # Commands that must not be answered with EXPUNGE responses (RFC 9051 7.5.1), by message number.
-_NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH"}
+_NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 
 class _Closed(Exception):
@@ -270,6 +270,9 @@ class IMAPSession:
             "QRESYNC",
             "ESEARCH",
             "SEARCHRES",
+            "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "QUOTA",

@@ -21,6 +21,7 @@ from mailpipe.directory import Directory
 from mailpipe.dkim_signing.signer import MessageSigner
 from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.inbound import InboundDelivery
+from mailpipe.jmap.http import JmapHttp
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.mta_sts import MtaSts
 from mailpipe.outbound.queue import OutboundQueue
@@ -139,3 +140,8 @@ def suppressions() -> SuppressionList:
 def sqs_batch_processor() -> RedeliveringBatchProcessor:
     """Powertools' partial-batch processor for an SQS-triggered function, with the growing back-off."""
     return RedeliveringBatchProcessor(lambda: Redelivery(aws.client("sqs"), Backoff.from_env()))
+
+
+@lru_cache(maxsize=1)
+def jmap_http() -> JmapHttp:
+    return JmapHttp(directory(), mail_store())

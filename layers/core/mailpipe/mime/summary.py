@@ -9,7 +9,8 @@ locate for a ranged GET::
      "envelope": {"date", "subject", "from", "sender", "reply_to", "to", "cc", "bcc",
                   "in_reply_to", "message_id"},
      "bodystructure": <part>,
-     "header_start": 0, "body_start": ..., "end": len(raw)}
+     "header_start": 0, "body_start": ..., "end": len(raw),
+     "email_id": "M...", "thread_id": "T...", "preview": "..."}   # see object_fields
 
 A non-multipart part::
 
@@ -52,12 +53,16 @@ further body parts of a multipart are left out (their bytes stay inside the pare
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mailpipe.mime import headers
 from mailpipe.mime.offsets import Delimiter, find_delimiter, scan_header
+from mailpipe.mime.text_preview import preview_of
+from mailpipe.mime.threading import id_of_root, root_of_fields
 
 MAX_DEPTH = 50
 MAX_PARTS = 500  # a part is about 300 bytes of JSON; DynamoDB items stop at 400 KB
@@ -82,7 +87,7 @@ def summarize(raw: bytes) -> dict[str, Any]:
     try:
         raw = bytes(raw)
         root, fields, _ = _part(_Walk(raw), 0, 0, [], None)
-        return _message(raw, root, envelope(fields))
+        return _message(raw, root, envelope(fields), fields)
     except Exception:  # never fail a delivery over a summary: fall back to one text part
         return _fallback(raw if isinstance(raw, bytes) else b"")
 
@@ -245,7 +250,9 @@ def _text_part(header_start: int, body_start: int, end: int, lines: int = 0, siz
     return _at(node, header_start, body_start, end)
 
 
-def _message(raw: bytes, root: dict[str, Any], envelope_: dict[str, Any]) -> dict[str, Any]:
+def _message(
+    raw: bytes, root: dict[str, Any], envelope_: dict[str, Any], fields: list[tuple[str, str]]
+) -> dict[str, Any]:
     return {
         "size": len(raw),
         "envelope": envelope_,
@@ -253,6 +260,27 @@ def _message(raw: bytes, root: dict[str, Any], envelope_: dict[str, Any]) -> dic
         "header_start": root["header_start"],
         "body_start": root["body_start"],
         "end": root["end"],
+        **object_fields(raw, root, fields),
+    }
+
+
+def object_fields(raw: bytes, root: dict[str, Any], fields: list[tuple[str, str]]) -> dict[str, str]:
+    """What IMAP OBJECTID/PREVIEW and JMAP serve per message, computed with the summary so that
+    they are served from memory: ``email_id``, ``thread_id`` and ``preview``.
+
+    email_id is "M" and 24 base32 characters of the SHA-256 of the bytes: stable, the same for
+    every copy and every recipient of the same bytes (RFC 8474 5.1 allows that: their content is
+    identical, and it never changes).
+    """
+    digest = hashlib.sha256(raw).digest()[:15]
+    try:
+        text = preview_of(raw, root)
+    except Exception:  # a preview is a nicety: never fail a summary over one
+        text = ""
+    return {
+        "email_id": "M" + base64.b32encode(digest).decode("ascii").lower(),
+        "thread_id": id_of_root(root_of_fields(fields, raw[: root["body_start"]])),
+        "preview": text,
     }
 
 
@@ -265,4 +293,8 @@ def _fallback(raw: bytes) -> dict[str, Any]:
     root = _text_part(
         0, body_start, len(raw), raw.count(b"\n", body_start), _crlf_size(raw, body_start, len(raw))
     )
-    return _message(raw, root, dict.fromkeys(ENVELOPE_FIELDS.values()))
+    try:
+        fields = headers.header_fields(raw, 0, body_start)
+    except Exception:
+        fields = []
+    return _message(raw, root, dict.fromkeys(ENVELOPE_FIELDS.values()), fields)

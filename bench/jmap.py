@@ -1,0 +1,207 @@
+"""JMAP against IMAP on one mailbox (issue 12): a webmail's list view and a full sync.
+
+Run by hand from the repository root (never in `make test`):
+
+    .venv/bin/python bench/jmap.py                       # 2,000 messages, 30 rounds
+    .venv/bin/python bench/jmap.py --messages 10000      # the issue's size: some minutes to fill
+
+It starts the dev stack (moto in a process of its own, the IMAP gateway, the JMAP function behind
+tools/mailpipe_tools/local/jmap_http.py), fills one user's INBOX with --messages messages through
+the store (as APPEND stores them), then times, --rounds times each, from this process:
+
+    jmap list    one POST: Email/query (inMailbox INBOX, newest first, limit 50) and Email/get of
+                 its ids by result reference (from, subject, receivedAt, keywords, size, preview,
+                 threadId): what a webmail shows
+    imap list    SELECT INBOX, UID FETCH of the newest 50 (UID FLAGS RFC822.SIZE ENVELOPE), on a
+                 logged-in connection
+    jmap sync    Email/changes from a state before the mailbox had mail: every id, as a new
+                 client's first sync (with --messages > 1000, in pages of maxChanges)
+    imap sync    SELECT INBOX, UID FETCH 1:* (UID FLAGS)
+
+    sign-in      GET /jmap/session: what HTTP Basic's argon2id check costs every JMAP request
+
+and prints p50 and p99 of each and JMAP/IMAP, with and without the sign-in's p50. Both run
+against the same store in the same run; each JMAP request pays HTTP Basic's password check
+(argon2id), which IMAP pays once at LOGIN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import imaplib
+import json
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from processes import moto_in_own_process  # noqa: E402
+
+from mailpipe.jmap.ids import account_id, mailbox_jmap_id  # noqa: E402
+from mailpipe_tools.local.jmap_http import LocalHttpApi  # noqa: E402
+from mailpipe_tools.local.stack import DevOptions, DevStack  # noqa: E402
+
+DOMAIN = "example.test"
+USER = f"bench@{DOMAIN}"
+PASSWORD = "jmap-bench-password"
+USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
+
+
+def message(n: int) -> bytes:
+    return (
+        f"From: Sender {n % 37} <sender{n % 37}@remote.test>\r\nTo: {USER}\r\n"
+        f"Subject: message number {n}\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n"
+        f"Message-ID: <{n}@remote.test>\r\n\r\nThe body of message {n}, with some words.\r\n"
+    ).encode()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def timed(function: Callable[[], object], rounds: int) -> list[float]:
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+class Jmap:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    def post(self, calls: list[list[object]]) -> list[list[object]]:
+        request = urllib.request.Request(
+            self.url + "/jmap/api",
+            data=json.dumps({"using": USING, "methodCalls": calls}).encode(),
+            headers={"Authorization": self.auth, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return json.loads(response.read())["methodResponses"]  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    with contextlib.ExitStack() as resources:
+        endpoint = resources.enter_context(moto_in_own_process())
+        state_dir = Path(resources.enter_context(tempfile.TemporaryDirectory()))
+        options = DevOptions(
+            smtp_port=0,
+            submission_port=0,
+            pop3_port=0,
+            imap_port=0,
+            aws_port=0,
+            domains=[DOMAIN],
+            users=[(USER, PASSWORD)],
+            state_dir=state_dir,
+            aws_endpoint=endpoint,
+            run_pollers=False,
+            resolver="127.0.0.1:9",
+        )
+        stack = DevStack(options)
+        stack.start()
+        resources.callback(stack.stop)
+        function = stack.functions["JmapFunction"]
+        api = LocalHttpApi(function.handler, function.name)
+        api.start()
+        resources.callback(api.stop)
+
+        store = stack.mail_store()
+        account = account_id(USER)
+        jmap = Jmap(api.url)
+        empty_state = jmap.post([["Email/get", {"accountId": account, "ids": []}, "s"]])[0][1]["state"]
+        start = time.perf_counter()
+        for n in range(args.messages):
+            store.append_message(USER, "INBOX", message(n), flags=("\\Seen",) if n % 3 else ())
+        print(f"filled {args.messages} messages in {time.perf_counter() - start:.1f} s")
+        inbox = mailbox_jmap_id(store.require_mailbox(USER, "INBOX").mailbox_id)
+
+        def jmap_list() -> None:
+            query = {
+                "accountId": account,
+                "filter": {"inMailbox": inbox},
+                "limit": 50,
+                "sort": [{"property": "receivedAt", "isAscending": False}],
+            }
+            reference = {"resultOf": "q", "name": "Email/query", "path": "/ids"}
+            properties = ["from", "subject", "receivedAt", "keywords", "size", "preview", "threadId"]
+            responses = jmap.post(
+                [
+                    ["Email/query", query, "q"],
+                    ["Email/get", {"accountId": account, "#ids": reference, "properties": properties}, "g"],
+                ]
+            )
+            assert len(responses[1][1]["list"]) == min(50, args.messages), responses[1][1]
+
+        def jmap_sync() -> None:
+            state, count = empty_state, 0
+            while True:
+                changes = jmap.post([["Email/changes", {"accountId": account, "sinceState": state}, "c"]])[0][
+                    1
+                ]
+                count += len(changes["created"])
+                state = changes["newState"]
+                if not changes["hasMoreChanges"]:
+                    break
+            assert count == args.messages, count
+
+        imap = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+        imap.login(USER, PASSWORD)
+        resources.callback(imap.logout)
+
+        def imap_list() -> None:
+            status, data = imap.select("INBOX", readonly=True)
+            total = int(data[0])
+            first = max(1, total - 49)
+            status, data = imap.fetch(f"{first}:{total}", "(UID FLAGS RFC822.SIZE ENVELOPE)")
+            assert status == "OK" and len(data) == min(50, total)
+
+        def imap_sync() -> None:
+            imap.select("INBOX", readonly=True)
+            status, data = imap.uid("FETCH", "1:*", "(UID FLAGS)")
+            assert status == "OK" and len(data) == args.messages
+
+        def sign_in() -> None:
+            request = urllib.request.Request(api.url + "/jmap/session", headers={"Authorization": jmap.auth})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                response.read()
+
+        results = {}
+        for name, function_ in (
+            ("jmap list", jmap_list),
+            ("imap list", imap_list),
+            ("jmap sync", jmap_sync),
+            ("imap sync", imap_sync),
+            ("sign-in", sign_in),
+        ):
+            function_()  # warm: the first run fills caches on both sides alike
+            results[name] = timed(function_, args.rounds)
+        print(f"{args.messages} messages, {args.rounds} rounds each (seconds)")
+        for name, seconds in results.items():
+            print(f"  {name:10} p50 {statistics.median(seconds):.4f}  p99 {percentile(seconds, 0.99):.4f}")
+        for kind in ("list", "sync"):
+            ratio = statistics.median(results[f"jmap {kind}"]) / statistics.median(results[f"imap {kind}"])
+            signed_in = statistics.median(results[f"jmap {kind}"]) - statistics.median(results["sign-in"])
+            without = max(signed_in, 0.0) / statistics.median(results[f"imap {kind}"])
+            print(f"  {kind}: JMAP/IMAP p50 = {ratio:.2f} ({without:.2f} less the sign-in)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""SORT, UID SORT (RFC 5256, ESORT of RFC 5267) and THREAD, UID THREAD: the handlers.
+
+The matching is SEARCH's (imap/search.py), the ordering imap/sort.py's and the threading
+imap/threads.py's; all of it runs off the event loop in one call, as SEARCH does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mailpipe.store import StoredMessage
+from mailpipe_gateway.imap import loading
+from mailpipe_gateway.imap import search as searching
+from mailpipe_gateway.imap.commands import SearchKey, Sort
+from mailpipe_gateway.imap.fetch import has_summary, message_summary
+from mailpipe_gateway.imap.message_commands import _uses_modseq
+from mailpipe_gateway.imap.sort import sort_messages
+from mailpipe_gateway.imap.state import Done, no
+
+if TYPE_CHECKING:
+    from mailpipe_gateway.imap.session import IMAPSession
+
+Targets = list[tuple[int, StoredMessage]]
+_BADCHARSET = "BADCHARSET (UTF-8 US-ASCII)"
+
+
+def matching(session: IMAPSession, criteria: SearchKey, charset: str | None) -> Targets:
+    """The messages of the selected mailbox matching ``criteria`` (blocking: call off the loop).
+    Raises search.BadCharset."""
+    view = session.st.view
+    assert view is not None
+    store = session.ctx.store
+    candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
+    load_body: searching.BodyLoader = store.read_body
+    if searching.needs_body(criteria):
+        load_body = loading.BodiesAhead(store, [m for _, m in candidates])
+    return searching.search(
+        criteria,
+        charset,
+        candidates,
+        load_body,
+        largest_number=view.exists,
+        largest_uid=view.largest_uid,
+        saved=session.st.saved_search,
+    )
+
+
+def summaries(session: IMAPSession) -> Any:
+    """A message's complete summary: the stored one, or one made from its body (``too_large``)."""
+    store = session.ctx.store
+    return lambda m: m.summary if has_summary(m) else message_summary(m, store.read_body(m))
+
+
+async def cmd_sort(session: IMAPSession, command: Sort) -> Done:
+    def work() -> Targets:
+        found = matching(session, command.criteria, command.charset)
+        return sort_messages(command.keys, found, summaries(session))
+
+    try:
+        ordered: Targets = await session.call(work)
+    except searching.BadCharset:
+        return no("Unsupported charset", _BADCHARSET)
+    values = [m.uid if command.uid else n for n, m in ordered]
+    modseq = max((m.modseq for _, m in ordered), default=None) if _uses_modseq(command.criteria) else None
+    if command.return_options is None:
+        line = b"* SORT" + b"".join(b" %d" % v for v in values)
+        if modseq is not None and values:
+            line += b" (MODSEQ %d)" % modseq
+        await session.send(line + b"\r\n")
+        return Done(text="SORT completed")
+    await session.send(
+        esearch(command.tag, command.uid, command.return_options, values, command.partial, modseq)
+    )
+    return Done(text="SORT completed")
+
+
+def esearch(
+    tag: str,
+    uid: bool,
+    options: tuple[str, ...],
+    values: list[int],
+    partial: tuple[int, int] | None,
+    modseq: int | None,
+) -> bytes:
+    """The ESEARCH response to a SORT (RFC 5267 3.2): ``values`` are in sort order, so MIN and MAX
+    are the first and the last, and ALL keeps the order (ranges only for ascending runs)."""
+    options = options or ("ALL",)
+    parts = [f'(TAG "{tag}")']
+    if uid:
+        parts.append("UID")
+    if values:
+        if "MIN" in options:
+            parts.append(f"MIN {values[0]}")
+        if "MAX" in options:
+            parts.append(f"MAX {values[-1]}")
+        if "ALL" in options:
+            parts.append(f"ALL {ordered_set(values)}")
+    if "COUNT" in options:
+        parts.append(f"COUNT {len(values)}")
+    if partial is not None:
+        low, high = partial
+        chosen = values[low - 1 : high]
+        parts.append(f"PARTIAL ({low}:{high} {ordered_set(chosen) if chosen else 'NIL'})")
+    if modseq is not None and values:
+        parts.append(f"MODSEQ {modseq}")
+    return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()
+
+
+def ordered_set(values: list[int]) -> str:
+    """``values`` as a sequence set that keeps their order: ascending runs become ranges."""
+    out: list[str] = []
+    start = previous = None
+    for value in values:
+        if previous is not None and value == previous + 1:
+            previous = value
+            continue
+        if start is not None:
+            out.append(f"{start}:{previous}" if start != previous else str(start))
+        start = previous = value
+    if start is not None:
+        out.append(f"{start}:{previous}" if start != previous else str(start))
+    return ",".join(out)

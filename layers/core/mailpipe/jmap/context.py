@@ -1,0 +1,85 @@
+"""What a method call works with: the signed-in owner's store, the limits, and the request's
+creation ids (RFC 8620 3.3: "#k1" names an object created earlier in the same request)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailpipe.jmap import ids
+from mailpipe.jmap.errors import MethodError
+from mailpipe.jmap.limits import Limits
+from mailpipe.store import Mailbox, MailboxSnapshots, MailStore, StoredMessage
+
+CORE = "urn:ietf:params:jmap:core"
+MAIL = "urn:ietf:params:jmap:mail"
+SUBMISSION = "urn:ietf:params:jmap:submission"
+CAPABILITIES = (CORE, MAIL, SUBMISSION)
+
+
+@dataclass
+class Context:
+    owner: str
+    store: MailStore
+    limits: Limits
+    using: frozenset[str] = frozenset()
+    created_ids: dict[str, str] = field(default_factory=dict)
+    # The process's mailbox snapshots (store/snapshots.py), kept across requests of a warm
+    # process: listing a mailbox then costs a Query of its changes, not of all its messages.
+    snapshots: MailboxSnapshots | None = None
+    _mailboxes: list[Mailbox] | None = None
+    # What a request computed over the owner's mailboxes (all messages, threads), until a change.
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def account_id(self) -> str:
+        return ids.account_id(self.owner)
+
+    def mailboxes(self) -> list[Mailbox]:
+        """The owner's mailboxes, read once per request until a method changes them (changed())."""
+        if self._mailboxes is None:
+            self.store.ensure_inbox(self.owner)
+            self._mailboxes = self.store.list_mailboxes(self.owner)
+        return self._mailboxes
+
+    def messages(self, mailbox: Mailbox) -> list[StoredMessage]:
+        """The mailbox's live messages in UID order (at least as new as `mailbox`); kept for the
+        rest of the request (until a change), so Email/get after Email/query reads nothing again."""
+        key = "messages:" + mailbox.mailbox_id
+        if key not in self.cache:
+            if self.snapshots is None:
+                self.cache[key] = self.store.messages_in(mailbox)
+            else:
+                self.cache[key] = self.snapshots.list_messages(self.owner, mailbox.name)[1]
+        return self.cache[key]  # type: ignore[no-any-return]
+
+    def listed(self, mailbox_id: str) -> list[StoredMessage] | None:
+        """The mailbox's messages if this request listed them already."""
+        return self.cache.get("messages:" + mailbox_id)
+
+    def changed(self) -> None:
+        self._mailboxes = None
+        self.cache.clear()
+
+    def mailbox(self, mailbox_id: str) -> Mailbox | None:
+        """The owner's mailbox with this store id; None for anyone else's or none at all."""
+        return next((m for m in self.mailboxes() if m.mailbox_id == mailbox_id), None)
+
+    def mailbox_by_jmap_id(self, jmap_id: Any) -> Mailbox | None:
+        if _is_ref(jmap_id):
+            jmap_id = self.created_ids.get(jmap_id[1:])
+        store_id = ids.store_mailbox_id(jmap_id)
+        return self.mailbox(store_id) if store_id else None
+
+    def resolve(self, value: Any) -> Any:
+        """An id, or "#creationId" of an object created earlier in this request."""
+        if _is_ref(value):
+            created = self.created_ids.get(value[1:])
+            if created is None:
+                raise MethodError("invalidArguments", f"no object was created as {value!r}")
+            return created
+        return value
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("#")

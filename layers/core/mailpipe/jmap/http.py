@@ -1,0 +1,155 @@
+"""JMAP over HTTP (RFC 8620 2, 3.1, 6.2): routes, HTTP Basic against the directory, and the answers,
+independent of what carries the request (the Lambda handler behind API Gateway, the local server)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from mailpipe.directory import Directory
+from mailpipe.jmap import api
+from mailpipe.jmap.context import Context
+from mailpipe.jmap.errors import RequestError
+from mailpipe.jmap.limits import Limits
+from mailpipe.jmap.messages import read_blob
+from mailpipe.jmap.session import API_PATH, DOWNLOAD_PATH, SESSION_PATHS, session_resource
+from mailpipe.store import MailboxSnapshots, MailStore
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+REALM = 'Basic realm="mailpipe JMAP", charset="UTF-8"'
+_DOWNLOAD = re.compile(re.escape(DOWNLOAD_PATH) + r"([^/]+)/([^/]+)/([^/]*)")
+# Messages kept in memory across requests (~1 KB each with the summary packed): ~100 MB of the
+# function's 512 MB.
+SNAPSHOT_MESSAGES = 100_000
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes = b""
+    query: dict[str, str] = field(default_factory=dict)
+    base_url: str = ""  # scheme://host[:port] the client reached, for the session's URLs
+    source_ip: str = ""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @classmethod
+    def json(cls, status: int, value: Any, content_type: str = JSON) -> HttpResponse:
+        body = json.dumps(value, separators=(",", ":")).encode()
+        return cls(status, {"Content-Type": content_type, "Cache-Control": "no-store"}, body)
+
+
+def _problem(error: RequestError) -> HttpResponse:
+    return HttpResponse.json(error.status, error.problem(), "application/problem+json")
+
+
+class JmapHttp:
+    def __init__(self, directory: Directory, store: MailStore, limits: Limits | None = None) -> None:
+        self._directory = directory
+        self._store = store
+        self.limits = limits or Limits()
+        self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self._route(request)
+        except Exception:
+            # An outage (the directory, the store) or a bug: a 500 problem, the trace to the log only.
+            log.exception("jmap %s %s failed", request.method, request.path[:200])
+            return HttpResponse.json(500, {"type": "about:blank", "status": 500, "detail": "server error"})
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        known = path in SESSION_PATHS or path == API_PATH or path.startswith(DOWNLOAD_PATH)
+        if not known:
+            return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "not found"})
+        owner = self._authenticate(request)
+        if owner is None:
+            response = HttpResponse.json(401, {"type": "about:blank", "status": 401, "detail": "sign in"})
+            return HttpResponse(401, {**response.headers, "WWW-Authenticate": REALM}, response.body)
+        if path in SESSION_PATHS:
+            if request.method != "GET":
+                return _not_allowed("GET")
+            return HttpResponse.json(200, session_resource(owner, request.base_url, self.limits))
+        if path == API_PATH:
+            if request.method != "POST":
+                return _not_allowed("POST")
+            return self._api(owner, request)
+        if request.method != "GET":
+            return _not_allowed("GET")
+        return self._download(owner, request)
+
+    def _authenticate(self, request: HttpRequest) -> str | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            user, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            log.info("jmap: malformed Basic credentials from %s", request.source_ip or "?")
+            return None
+        if not sep or not user:
+            return None
+        found = self._directory.authenticate(user, password)
+        if found is None:
+            # The gateways' line (auth/throttle.py), so one fail2ban filter reads every protocol.
+            log.warning(
+                "auth failed: client=%s protocol=jmap user=%s",
+                request.source_ip or "-",
+                user[:254].replace(" ", "_"),
+            )
+            return None
+        return found.address
+
+    def _api(self, owner: str, request: HttpRequest) -> HttpResponse:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        context = Context(owner, self._store, self.limits, snapshots=self._snapshots)
+        try:
+            if content_type != JSON:
+                raise RequestError("notJSON", "the request's Content-Type must be application/json")
+            response = api.process(request.body, context)
+        except RequestError as error:
+            log.info("jmap request from %s refused: %s (%s)", owner, error.kind, error.detail[:200])
+            return _problem(error)
+        return HttpResponse.json(200, response)
+
+    def _download(self, owner: str, request: HttpRequest) -> HttpResponse:
+        match = _DOWNLOAD.fullmatch(request.path)
+        context = Context(owner, self._store, self.limits, snapshots=self._snapshots)
+        if match is None or unquote(match.group(1)) != context.account_id:
+            return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
+        data = read_blob(context, unquote(match.group(2)))
+        if data is None:
+            return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
+        wanted = request.query.get("type", "application/octet-stream")
+        content_type = wanted if _TOKEN.fullmatch(wanted) else "application/octet-stream"
+        name = unquote(match.group(3)).replace('"', "").replace("\\", "")[:200] or "blob"
+        headers = {
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{name.encode("ascii", "replace").decode()}"',
+            "Cache-Control": "private, immutable, max-age=31536000",
+            "X-Content-Type-Options": "nosniff",
+        }
+        return HttpResponse(200, headers, data)
+
+
+def _not_allowed(allowed: str) -> HttpResponse:
+    response = HttpResponse.json(405, {"type": "about:blank", "status": 405, "detail": "method not allowed"})
+    return HttpResponse(405, {**response.headers, "Allow": allowed}, response.body)

@@ -1,0 +1,39 @@
+"""The limits a client is told in the session object (RFC 8620 2), and that the server enforces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_size_upload: int = 50 * 1024 * 1024
+    max_concurrent_upload: int = 4
+    # API Gateway's payload limit is 10 MB; a JMAP request of method calls needs far less.
+    max_size_request: int = 1024 * 1024
+    max_concurrent_requests: int = 4
+    max_calls_in_request: int = 32
+    max_objects_in_get: int = 500
+    max_objects_in_set: int = 500
+    # Email/query and Mailbox/query: a larger `limit` is lowered to this (RFC 8620 5.5 lets the
+    # server cap it, and the response says the limit used), so no query lists a mailbox whole.
+    max_query_limit: int = 256
+    # /changes: a larger maxChanges (or none) is lowered to this.
+    max_changes: int = 1000
+    # Email/get bodyValues: a larger maxBodyValueBytes (or none) is lowered to this.
+    max_body_value_bytes: int = 256 * 1024
+    # Email/query filters that need bodies (text, body) read at most this many messages.
+    max_body_search: int = 2000
+    collation_algorithms: tuple[str, ...] = field(default=("i;ascii-numeric", "i;ascii-casemap"))
+
+    def core_capability(self) -> dict[str, object]:
+        return {
+            "maxSizeUpload": self.max_size_upload,
+            "maxConcurrentUpload": self.max_concurrent_upload,
+            "maxSizeRequest": self.max_size_request,
+            "maxConcurrentRequests": self.max_concurrent_requests,
+            "maxCallsInRequest": self.max_calls_in_request,
+            "maxObjectsInGet": self.max_objects_in_get,
+            "maxObjectsInSet": self.max_objects_in_set,
+            "collationAlgorithms": list(self.collation_algorithms),
+        }
