@@ -29,15 +29,31 @@ import os
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.request import urlopen
 
 from mailpipe.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 PORT_IN_USE = "port-in-use"  # what the child says when its port is taken
+# Where the child's moto server tells how many requests it answered, by kind (moto_server's
+# RequestCounter, added by the imap-memory work): tests and benches count AWS requests there.
+REQUESTS_PATH = "/_mailpipe/requests"
 STOP_SECONDS = 60  # a final save of a big state, then the server's threads
+
+
+class RequestCounts:
+    """The child's count of the requests it answered, read over HTTP (it is in another process)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._url = endpoint + REQUESTS_PATH
+
+    def counts(self) -> Counter[str]:
+        with urlopen(self._url, timeout=10) as response:
+            return Counter(json.loads(response.read()))
 
 
 class MotoPortInUse(OSError):
@@ -75,6 +91,10 @@ class MotoProcess:
     @property
     def port(self) -> int:
         return int(self.endpoint.rpartition(":")[2])
+
+    @property
+    def requests(self) -> RequestCounts:
+        return RequestCounts(self.endpoint)
 
     @property
     def pid(self) -> int:
