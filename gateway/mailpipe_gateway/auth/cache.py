@@ -16,8 +16,8 @@ logs in at every page) would otherwise pay ~0.1 s of CPU and 64 MiB each time.
   (MAILPIPE_AUTH_CACHE_SIZE entries, least recently used dropped first) bound how long and how
   much. The throttle is asked before the cache: a throttled user is refused even when cached.
 
-One per process (`shared_cache`), shared by submission, IMAP and POP3. Used on the event loop
-only (never from executor threads), so it needs no lock.
+One per process (`shared_cache`), shared by submission, IMAP and POP3, whose servers may run on
+event loops of their own (the dev stack's tests): its few dictionary operations hold a lock.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -58,6 +59,7 @@ class VerifiedCredentials:
         self._clock = clock
         self._key = secrets.token_bytes(32)
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -76,18 +78,19 @@ class VerifiedCredentials:
         if stored is None or stored.disabled or self.ttl <= 0:
             return None
         key = self._entry_key(stored, password)
-        entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        if entry.expires <= self._clock() or not hmac.compare_digest(
-            entry.hash_digest, self._digest(stored.password_hash)
-        ):
-            del self._entries[key]  # expired, or the password changed (or the user was made again)
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
+        digest = self._digest(stored.password_hash)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and (
+                entry.expires <= self._clock() or not hmac.compare_digest(entry.hash_digest, digest)
+            ):
+                del self._entries[key]  # expired, or the password changed (or the user was made again)
+                entry = None
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
         return User(stored.address.text)
 
     def remember(self, stored: StoredLogin, password: str) -> None:
@@ -95,10 +98,12 @@ class VerifiedCredentials:
         if self.ttl <= 0 or self.size <= 0:
             return
         key = self._entry_key(stored, password)
-        self._entries[key] = _Entry(self._digest(stored.password_hash), self._clock() + self.ttl)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        entry = _Entry(self._digest(stored.password_hash), self._clock() + self.ttl)
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
     def _entry_key(self, stored: StoredLogin, password: str) -> bytes:
         user = stored.address.text.encode()

@@ -15,9 +15,9 @@ one line each way:
     child  -> `{"items": N, ...}`                the kept state is back, and saved from now on
     parent -> `stop` (or its stdin closes)       final save, then the child exits 0
 
-The child ignores Ctrl-C (the terminal sends it to the whole process group, and the gateways
-must stop before their AWS does) and stops cleanly at SIGTERM or when the parent is gone (its
-stdin closes). It inherits the state dir's lock (state_lock.py), so no second stack starts on
+The child runs in a session of its own and ignores Ctrl-C (the gateways must stop before their
+AWS does: the parent says when), and stops cleanly at a SIGTERM sent to it or when the parent is
+gone (its stdin closes). It inherits the state dir's lock (state_lock.py), so no second stack starts on
 that dir while it is still writing. A child that dies is reported (`failed`), not hidden.
 """
 
@@ -118,6 +118,9 @@ class MotoProcess:
             text=True,
             env=env,
             pass_fds=self._keep_fds,
+            # A session of its own: a Ctrl-C at the terminal, or a SIGTERM to the stack's process
+            # group, reaches the stack only, which stops its gateways and then this child, in order.
+            start_new_session=True,
         )
         first = self._read_line()
         if first == PORT_IN_USE:
