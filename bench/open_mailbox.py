@@ -164,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         if "mailpipe" in wanted:
             servers.append(stack.enter_context(mailpipe_dev(list(users.values()), Path(workdir))))
         if "Dovecot" in wanted:
-            servers.append(stack.enter_context(dovecot(list(users.values()), args.dovecot_scheme)))
+            servers.append(
+                stack.enter_context(dovecot(list(users.values()), argon2id=args.dovecot_scheme == "ARGON2ID"))
+            )
         for server in servers:
             results[server.name] = {}
             for size, user in users.items():

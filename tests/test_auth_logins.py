@@ -22,6 +22,8 @@ def test_concurrent_logins_check_passwords_within_the_bound(stack, new_user) -> 
 
     async def observed(function, *args):  # the real runner, watched: how many checks at once
         nonlocal in_flight, most
+        if function.__name__ != "check_password":  # the directory read before it is not bounded
+            return await run(function, *args)
         in_flight += 1
         most = max(most, in_flight)
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import imaplib
+import os
 import re
+import signal
 import smtplib
 import socket
 import subprocess
@@ -152,9 +154,16 @@ def test_ephemeral_starts_empty_and_leaves_nothing(dev: DevProcess, tmp_path: Pa
     dev.stop()
 
 
+def children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
+
+
 def rss_bytes(pid: int) -> int:
+    """Of the stack and its processes (moto runs in a child of its own)."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+    own = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+    return own + sum(rss_bytes(child) for child in children(pid))
 
 
 def test_memory_does_not_grow_with_the_bodies_held(dev: DevProcess, tmp_path: Path) -> None:
@@ -210,6 +219,27 @@ def test_a_port_in_use_is_named_with_its_flag(dev: DevProcess) -> None:
             f"mailpipe: port {port} (imap) is in use: choose another with --imap-port PORT"
         )
         assert "Traceback" not in output
+
+
+def test_moto_stops_with_the_stack_and_a_crash_of_it_is_reported(dev: DevProcess, tmp_path: Path) -> None:
+    dev.start()
+    (moto,) = children(dev.pid)
+    assert "mailpipe_tools.local.moto_server" in Path(f"/proc/{moto}/cmdline").read_text()
+    dev.stop()
+    assert not Path(f"/proc/{moto}").exists()  # waited for by the stack, so no zombie either
+
+    dev.start()
+    (moto,) = children(dev.pid)
+    os.kill(moto, signal.SIGKILL)
+    assert dev.process is not None
+    assert dev.process.wait(timeout=60) == 1
+    output = dev.process.stdout.read()
+    # (The pollers may log a failed receive or two before the stack stops: AWS is gone.)
+    assert f"moto (PID {moto}), the dev stack's AWS, exited with code -9" in output, output
+    assert output.strip().splitlines()[-1] == (
+        "mailpipe: moto, the stack's AWS, exited unexpectedly (see above); the saved state is kept"
+    )
+    dev.process = None
 
 
 def test_bodies_no_object_points_to_are_removed_at_start(dev: DevProcess, tmp_path: Path) -> None:

@@ -562,10 +562,13 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
             print(f"outbound  {route}{_route_note(route)}")
         print(f"CLI env   source {env_file}   (then: mailpipe mailbox list {users[0][0]})")
         print("mailpipe dev ready", flush=True)
-        stop.wait()
+        while not stop.wait(0.5) and not stack.failed.is_set():
+            pass
     finally:
         print("stopping", flush=True)
         stack.stop()
+    if stack.failed.is_set():
+        raise ConfigError("moto, the stack's AWS, exited unexpectedly (see above); the saved state is kept")
 
 
 def _route_note(route: str) -> str:

@@ -6,10 +6,11 @@ import asyncio
 import os
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailpipe.directory import Directory, User
+from mailpipe_gateway.auth.cache import VerifiedCredentials, shared_cache
 from mailpipe_gateway.auth.sasl import Credentials
 from mailpipe_gateway.auth.throttle import AuthThrottle
 
@@ -42,8 +43,10 @@ class Throttled(Exception):
 class Logins:
     directory: Directory
     throttle: AuthThrottle
-    # Runs the directory's check (an argon2id hash, tens of milliseconds) off the event loop.
+    # Runs the directory's read and check (an argon2id hash, tens of milliseconds) off the event loop.
     run: Runner
+    # Passwords verified lately, so that logging in again costs no hash (auth/cache.py).
+    cache: VerifiedCredentials = field(default_factory=shared_cache)
 
     async def check(self, credentials: Credentials, client: str, protocol: str) -> User | None:
         """The user, or None for wrong credentials (counted against the client and the user).
@@ -53,11 +56,18 @@ class Logins:
         user, password = credentials.user, credentials.password
         if not await self.throttle.admits(client, user, protocol, self._unlocked_at):
             raise Throttled(user)
-        async with _gate():
-            account = await self.run(self.directory.authenticate, user, password)
+        # Read at every login, cached or not: it is what tells a cached verification that the
+        # password, or the account, changed since (passwd, disable and del in another process).
+        stored = await self.run(self.directory.stored_login, user)
+        account = self.cache.verified(stored, password)
         if account is None:
-            self.throttle.failed(client, user, protocol)
-            return None
+            async with _gate():
+                account = await self.run(self.directory.check_password, stored, password)
+            if account is None:
+                self.throttle.failed(client, user, protocol)
+                return None
+            if stored is not None:  # always so: check_password finds no user without one
+                self.cache.remember(stored, password)
         self.throttle.succeeded(client, user)
         return account
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
+import errno
+import json
 import logging
+import shutil
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -388,14 +393,75 @@ class MotoServer:
         self._server.task_dispatcher.shutdown(timeout=5)
 
 
-def main() -> None:
-    """`python -m mailpipe_tools.local.moto_server [PORT]`: the dev stack's moto in a process of its
-    own (see DevOptions.aws_endpoint). Prints the endpoint, then serves until stdin closes."""
-    server = MotoServer("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mailpipe_tools.local.moto_server [PORT] [--host H] [--state-dir DIR [--persistent]]`:
+    the dev stack's moto in a process of its own (the child moto_process.MotoProcess starts).
+
+    Prints the endpoint, then serves until stdin closes, `stop` or SIGTERM. Without --state-dir
+    bodies stay in moto's memory and nothing is saved (the benches). With it, bodies are files under
+    DIR/s3 (emptied at start unless --persistent); with --persistent the kept state is put back when
+    the parent says `restore` (after it provisioned the resources), saved every 2 s and at stop.
+    """
+    from mailpipe_tools.local import snapshot
+    from mailpipe_tools.local.moto_process import PORT_IN_USE
+
+    parser = argparse.ArgumentParser(prog="python -m mailpipe_tools.local.moto_server")
+    parser.add_argument("port", type=int, nargs="?", default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--persistent", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Ctrl-C reaches the whole process group: the dev stack stops its gateways first, then says stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_stop)
+
+    bodies = args.state_dir / BODIES if args.state_dir is not None else None
+    if bodies is not None and not args.persistent:
+        shutil.rmtree(bodies, ignore_errors=True)
+    try:
+        server = MotoServer(args.host, args.port, bodies=bodies)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(PORT_IN_USE, flush=True)
+            sys.exit(2)
+        raise
     server.start()
     print(server.endpoint, flush=True)
-    sys.stdin.read()
-    server.stop()
+    saver: snapshot.Saver | None = None
+    try:
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "stop":
+                break
+            if command == "restore":
+                restored = {"items": 0, "messages": 0, "objects": 0}
+                if bodies is not None and args.persistent and saver is None:
+                    state = args.state_dir / snapshot.STATE_FILE
+                    restored = snapshot.restore(state, bodies)
+                    saver = snapshot.Saver(state, server.dynamodb.lock, lambda: server.changes.count)
+                    saver.start()
+                print(json.dumps(restored), flush=True)
+    except _Stop:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the save short
+        if saver is not None:
+            saver.stop()  # the final save
+        if bodies is not None:
+            s3_files.keep_files()
+        server.stop()
+
+
+BODIES = "s3"  # under --state-dir: the S3 objects' bodies, one file each
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(*_: object) -> None:
+    raise _Stop
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import ssl
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,12 +30,10 @@ from mailpipe_gateway.smtp.app import build_smtp_gateway, build_submission_gatew
 from mailpipe_gateway.smtp.server import SMTPGateway
 from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.tls import server_context, write_self_signed
-from mailpipe_tools.local import s3_files, snapshot
 from mailpipe_tools.local.event_source import SqsPoller
 from mailpipe_tools.local.functions import LocalFunction, in_process_lookup, load_function
-from mailpipe_tools.local.moto_server import MotoServer
+from mailpipe_tools.local.moto_process import MotoPortInUse, MotoProcess
 from mailpipe_tools.local.provision import REGION, Deployment, provision
-from mailpipe_tools.local.snapshot import STATE_FILE, Saver
 from mailpipe_tools.local.state_lock import StateLock
 from mailpipe_tools.local.stream_source import StreamPoller
 from mailpipe_tools.local.template import DEFAULT_TEMPLATE, StreamEventSource, Template
@@ -44,7 +42,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 VALIDATE_FUNCTION = "ValidateRecipientFunction"
-BODIES = "s3"  # under the state dir: the S3 objects' bodies, one file each
 OUTBOX = "outbox"  # under the state dir: remote mail, captured
 
 # What the Lambda runtime would provide, and what only makes sense on AWS.
@@ -85,8 +82,8 @@ class DevOptions:
     resolver: str | None = None
     poll_wait_seconds: int = 1
     run_pollers: bool = True
-    # An AWS endpoint already running (moto in a process of its own, as the hostile benches use, so
-    # that moto's threads do not compete with the gateways for this process's GIL): none is started.
+    # An AWS endpoint already running (a moto server the benches share between stacks): none is
+    # started, and nothing is kept (the stack's own moto runs in a child process, moto_process.py).
     aws_endpoint: str | None = None
     # The spam filter (`mailpipe dev --rspamd URL`): rspamd's normal worker; None: no filter.
     rspamd_url: str | None = None
@@ -117,16 +114,9 @@ class DevStack:
     def __init__(self, options: DevOptions) -> None:
         self.options = options
         self.lock = StateLock(options.state_dir)
-        self.moto = (
-            None
-            if options.aws_endpoint
-            else _listening(
-                "aws",
-                options.aws_port,
-                lambda: MotoServer(options.host, options.aws_port, bodies=options.state_dir / BODIES),
-            )
-        )
-        self.saver: Saver | None = None
+        self.moto: MotoProcess | None = None
+        # Set if the moto child dies while the stack runs (`mailpipe dev` then stops, saying so).
+        self.failed = threading.Event()
         self.restored: dict[str, int] = {}
         self.transports: list[str] = []  # the outbound routes in force, `DOMAIN=ROUTE`
         self.kept_users: list[str] = []  # asked for, and found in the kept state (password and all)
@@ -152,11 +142,34 @@ class DevStack:
 
     def start(self) -> None:
         self.lock.acquire()
-        if self.moto is not None:
-            if not self.options.persistent:
-                shutil.rmtree(self.options.state_dir / BODIES, ignore_errors=True)
-                (self.options.state_dir / BODIES).mkdir(parents=True)
+        try:
+            if not self.options.aws_endpoint:
+                self._start_moto()
+            self._start_services()
+        except BaseException:
+            # A port in use, a bad template...: the moto child must not outlive the failed start.
+            if self.moto is not None:
+                self.moto.stop()
+                self.moto = None
+            self.lock.release()
+            raise
+
+    def _start_moto(self) -> None:
+        self.moto = MotoProcess(
+            self.options.host,
+            self.options.aws_port,
+            state_dir=self.options.state_dir,
+            persistent=self.options.persistent,
+            keep_fds=self.lock.fds(),
+            on_exit=lambda _code: self.failed.set(),
+        )
+        try:
             self.moto.start()
+        except MotoPortInUse:
+            self.moto = None
+            raise PortInUse("aws", self.options.aws_port) from None
+
+    def _start_services(self) -> None:
         endpoint = self.moto.endpoint if self.moto is not None else str(self.options.aws_endpoint)
         self.environment = {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint}
         os.environ.update(self.environment)
@@ -169,10 +182,7 @@ class DevStack:
             sns=aws.client("sns"),
         )
         if self.moto is not None and self.options.persistent:
-            state = self.options.state_dir / STATE_FILE
-            self.restored = snapshot.restore(state, self.options.state_dir / BODIES)
-            self.saver = Saver(state, self.moto.dynamodb.lock, lambda: self.moto.changes.count)
-            self.saver.start()
+            self.restored = self.moto.restore()  # the child saves it from now on
         function_env = {
             k: self.deployment.resolve(v) for k, v in self.template.function_environment().items()
         }
@@ -235,11 +245,8 @@ class DevStack:
             self.changes.close()
         self.loop.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if self.saver is not None:
-            self.saver.stop()
         if self.moto is not None:
-            s3_files.keep_files()
-            self.moto.stop()
+            self.moto.stop()  # last: its final save sees everything the stack did
         self.lock.release()
 
     @property

@@ -42,6 +42,11 @@ class StateLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    def fds(self) -> tuple[int, ...]:
+        """The lock's descriptor, for a child process that writes to the state dir (the moto child):
+        the dir stays locked until the child too has ended."""
+        return () if self._fd is None else (self._fd,)
+
     def release(self) -> None:
         if self._fd is None:
             return
