@@ -209,15 +209,33 @@ def test_projections_pick_top_level_attributes_and_leave_the_item_alone(table) -
     assert client.get_item(TableName=name, Key={"pk": {"S": "p"}})["Item"] == item
 
 
-def test_a_stream_keeps_its_newest_records_and_iterators_only(stack, monkeypatch) -> None:
+@pytest.fixture
+def moto_here():
+    """A moto server in this process (the dev stack's runs in a child), so the test can shrink its bounds."""
+    from mailpipe_tools.local.moto_server import MotoServer
+
+    server = MotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_stream_keeps_its_newest_records_and_iterators_only(moto_here, monkeypatch) -> None:
     """moto would keep every stream record and shard iterator forever (_install_bounded_streams)."""
+    import boto3
     from moto.dynamodbstreams.models import dynamodbstreams_backends
 
     from mailpipe_tools.local import moto_server
 
     monkeypatch.setattr(moto_server, "STREAM_RECORDS_KEPT", 20)
     monkeypatch.setattr(moto_server, "SHARD_ITERATORS_KEPT", 5)
-    client, streams = aws.client("dynamodb"), aws.client("dynamodbstreams")
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    client = session.client("dynamodb", endpoint_url=moto_here.endpoint)
+    streams = session.client("dynamodbstreams", endpoint_url=moto_here.endpoint)
     name = f"stream-{secrets.token_hex(4)}"
     arn = client.create_table(
         TableName=name,

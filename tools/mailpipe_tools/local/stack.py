@@ -147,7 +147,13 @@ class DevStack:
                 self._start_moto()
             self._start_services()
         except BaseException:
-            # A port in use, a bad template...: the moto child must not outlive the failed start.
+            # A port in use, a bad template...: what already reads moto stops first (quietly),
+            # then the moto child, which must not outlive the failed start.
+            for stream_poller in self.stream_pollers:
+                stream_poller.stop()
+            if self.changes is not None:
+                self.changes.close()
+                self.changes = None
             if self.moto is not None:
                 self.moto.stop()
                 self.moto = None

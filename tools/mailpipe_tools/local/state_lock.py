@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from mailpipe.config import ConfigError
 
 LOCK_FILE = "dev.pid"
+# A stack killed with -9 leaves its moto child holding the lock while it makes its last save.
+LEFTOVER_CHILD_WAIT_SECONDS = 30
 
 
 class StateDirInUse(ConfigError):
@@ -29,9 +32,7 @@ class StateLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _locked(fd):
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise StateDirInUse(
@@ -54,3 +55,29 @@ class StateLock:
             self.path.unlink()
         os.close(self._fd)
         self._fd = None
+
+
+def _locked(fd: int) -> bool:
+    """Take the lock; if its holder's stack is gone (only its moto child still saving), wait for it."""
+    deadline = time.monotonic() + LEFTOVER_CHILD_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if _holder_alive(fd) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+
+def _holder_alive(fd: int) -> bool:
+    written = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    if not written.isdigit():
+        return True
+    try:
+        os.kill(int(written), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
