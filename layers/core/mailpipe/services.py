@@ -53,8 +53,9 @@ def mail_store() -> MailStore:
 
 
 @lru_cache(maxsize=1)
-def quotas() -> Quotas:
-    return Quotas(directory(), mail_store())
+def quotas(*, read_only: bool = False) -> Quotas:
+    """`read_only` for callers whose role may only read the mail store (the recipient check)."""
+    return Quotas(directory(), mail_store(), read_only=read_only)
 
 
 @lru_cache(maxsize=1)

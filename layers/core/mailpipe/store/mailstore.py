@@ -30,8 +30,12 @@ from mailpipe.store.bodies import BodyReader
 from mailpipe.store.headers import HeaderReader, header_end, pack_header
 from mailpipe.store.model import (
     CHANGES_INDEX,
+    COUNTED,
     DEFAULT_MAILBOXES,
     MAILBOX_PREFIX,
+    MESSAGE_TOTAL,
+    PRUNED_MODSEQ,
+    SIZE_TOTAL,
     UID_PREFIX,
     Mailbox,
     MessageState,
@@ -134,6 +138,11 @@ class MailStore:
             self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
         )
 
+    @property
+    def table(self) -> Any:
+        """The DynamoDB table resource (for store/totals.py and store/pruning.py)."""
+        return self._table
+
     # -- mailboxes ---------------------------------------------------------------
 
     def ensure_mailboxes(self, owner: str) -> list[Mailbox]:
@@ -163,6 +172,10 @@ class MailStore:
             "uidnext": 1,
             "highestmodseq": 1,
             "subscribed": True,
+            # Empty, so its totals are exact from the start (store/totals.py counts older ones).
+            SIZE_TOTAL: 0,
+            MESSAGE_TOTAL: 0,
+            COUNTED: True,
         }
         if special_use:
             item["special_use"] = special_use
@@ -213,12 +226,17 @@ class MailStore:
                                 "Delete": {
                                     "TableName": self._table.name,
                                     "Key": key,
+                                    # Pruning's floor too: moving it back down would hide
+                                    # pruned tombstones from changes_since.
                                     "ConditionExpression": "mailbox_id = :id AND uidnext = :uid"
-                                    " AND highestmodseq = :modseq",
+                                    " AND highestmodseq = :modseq"
+                                    " AND (attribute_not_exists(#floor) OR #floor = :floor)",
+                                    "ExpressionAttributeNames": {"#floor": PRUNED_MODSEQ},
                                     "ExpressionAttributeValues": {
                                         ":id": item["mailbox_id"],
                                         ":uid": item["uidnext"],
                                         ":modseq": item["highestmodseq"],
+                                        ":floor": item.get(PRUNED_MODSEQ, -1),
                                     },
                                 }
                             },
@@ -349,9 +367,9 @@ class MailStore:
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
-            table = self._table.name
+            table, size = self._table.name, message["crlf_size"]
             return [
-                tx.mailbox_guard(table, mailbox, new_messages=1),
+                tx.mailbox_guard(table, mailbox, new_messages=1, size_delta=size, count_delta=1),
                 tx.put_message(table, mailbox, uid, modseq, message),
                 tx.put_delivery_marker(table, mailbox, delivery_id, uid),
             ], uid
@@ -426,7 +444,9 @@ class MailStore:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
             stored = StoredMessage.from_item({**message, "uid": uid, "modseq": modseq})
             items = [
-                tx.mailbox_guard(self._table.name, mailbox, new_messages=1),
+                tx.mailbox_guard(
+                    self._table.name, mailbox, new_messages=1, size_delta=message["crlf_size"], count_delta=1
+                ),
                 tx.put_message(self._table.name, mailbox, uid, modseq, message),
             ]
             if import_id is not None:
@@ -497,7 +517,15 @@ class MailStore:
 
             def build(mailbox: Mailbox, chunk=chunk, sources=sources) -> tuple[list[dict[str, Any]], list]:
                 modseq = mailbox.highestmodseq + 1
-                items = [tx.mailbox_guard(self._table.name, mailbox, new_messages=len(chunk))]
+                items = [
+                    tx.mailbox_guard(
+                        self._table.name,
+                        mailbox,
+                        new_messages=len(chunk),
+                        size_delta=sum(message["crlf_size"] for message in chunk),
+                        count_delta=len(chunk),
+                    )
+                ]
                 result = []
                 for offset, (message, source_message) in enumerate(zip(chunk, sources, strict=True)):
                     uid = mailbox.uidnext + offset
@@ -583,7 +611,7 @@ class MailStore:
         expunged: list[int] = []
         try:
             self._change_messages(
-                owner, mailbox_name, uids, change, commits, mailbox=mailbox, committed=expunged
+                owner, mailbox_name, uids, change, commits, mailbox=mailbox, committed=expunged, removes=True
             )
         finally:
             # Even if a later transaction failed: the bodies of what was expunged go.
@@ -600,8 +628,11 @@ class MailStore:
         *,
         mailbox: Mailbox | None = None,
         committed: list[int] | None = None,
+        removes: bool = False,
     ) -> list[int]:
         """Apply `change` to the listed messages, at most 99 per transaction; returns the UIDs changed.
+        With `removes` (expunge), each transaction takes the messages it changes off the mailbox's
+        totals.
 
         Each transaction gives its messages the next MODSEQ. `change` sees each message as it
         is when the transaction commits and returns its update, or None to leave it: messages
@@ -620,7 +651,14 @@ class MailStore:
         """
         with self._writers.turn(owner, mailbox_name):
             return self._change_in_turn(
-                owner, mailbox_name, uids, change, commits, mailbox, [] if committed is None else committed
+                owner,
+                mailbox_name,
+                uids,
+                change,
+                commits,
+                mailbox,
+                [] if committed is None else committed,
+                removes,
             )
 
     def _change_in_turn(
@@ -632,6 +670,7 @@ class MailStore:
         commits: list[int] | None,
         mailbox: Mailbox | None,
         changed: list[int],
+        removes: bool,
     ) -> list[int]:
         current = self._starting_point(owner, mailbox_name, mailbox)
         known = {m.uid: m for m in self._messages_by_uid(current, set(uids))}
@@ -648,10 +687,14 @@ class MailStore:
                         break
             if not updates:
                 break
+            guard = tx.mailbox_guard(
+                self._table.name,
+                current,
+                size_delta=-sum(known[uid].crlf_size for uid, _ in updates) if removes else 0,
+                count_delta=-len(updates) if removes else 0,
+            )
             try:
-                self._client.transact_write_items(
-                    TransactItems=[tx.mailbox_guard(self._table.name, current), *(u for _, u in updates)]
-                )
+                self._client.transact_write_items(TransactItems=[guard, *(u for _, u in updates)])
             except ClientError as exc:
                 reasons = _cancellation_reasons(exc)
                 if not reasons:
@@ -684,7 +727,7 @@ class MailStore:
             done = [uid for uid, _ in updates]
             changed += done
             remaining.difference_update(done)
-            current = replace(current, highestmodseq=modseq)
+            current = tx.advanced(current, guard)
             self._writers.committed(current)
             attempt = 0  # each transaction of a large change has its own budget
         return changed
