@@ -79,6 +79,8 @@ RESOURCE_TYPES = {
     "MailboxTable": "AWS::DynamoDB::Table",
     "CoreLayer": "AWS::Serverless::LayerVersion",
     "ValidateRecipientFunction": "AWS::Serverless::Function",
+    "PruneFunction": "AWS::Serverless::Function",
+    "PruneLogGroup": "AWS::Logs::LogGroup",
     "InboundFunction": "AWS::Serverless::Function",
     "GatewayCluster": "AWS::ECS::Cluster",
     "GatewayTaskDefinition": "AWS::ECS::TaskDefinition",
@@ -176,6 +178,13 @@ FUNCTION_CALLS = {
         ("secretsmanager:GetSecretValue", "secret:mailpipe/dkim/"),  # dkim_signing.KeyStore
         ("secretsmanager:ListSecrets", "*"),  # KeyStore.keys: a domain's selectors
     },
+    "PruneFunction": {
+        ("dynamodb:Scan", "DirectoryTable"),  # Directory.list_users
+        ("dynamodb:Query", "DirectoryTable"),
+        ("dynamodb:Query", "MailboxTable"),  # Pruner: mailbox items, the MODSEQ index, markers
+        ("dynamodb:UpdateItem", "MailboxTable"),  # the floor and mark; dating old markers
+        ("dynamodb:DeleteItem", "MailboxTable"),  # tombstones and markers
+    },
     "SesEventsFunction": {
         ("sqs:ReceiveMessage", "SesEventQueue"),
         ("sqs:DeleteMessage", "SesEventQueue"),
@@ -233,6 +242,7 @@ FUNCTIONS = {
     "ValidateRecipientFunction": "functions/validate_recipient/",
     "InboundFunction": "functions/inbound/",
     "SesEventsFunction": "functions/ses_events/",
+    "PruneFunction": "functions/prune/",
 }
 
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}

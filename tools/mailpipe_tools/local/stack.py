@@ -34,6 +34,7 @@ from mailpipe_tools.local.event_source import SqsPoller
 from mailpipe_tools.local.functions import LocalFunction, in_process_lookup, load_function
 from mailpipe_tools.local.moto_server import MotoServer
 from mailpipe_tools.local.provision import REGION, Deployment, provision
+from mailpipe_tools.local.schedules import ScheduledRuns
 from mailpipe_tools.local.snapshot import STATE_FILE, Saver
 from mailpipe_tools.local.state_lock import StateLock
 from mailpipe_tools.local.template import DEFAULT_TEMPLATE, Template
@@ -139,6 +140,7 @@ class DevStack:
         self.pop3: POP3Server | None = None
         self.imap: IMAPServer | None = None
         self.pollers: list[SqsPoller] = []
+        self.schedules: list[ScheduledRuns] = []
         self.environment: dict[str, str] = {}
         # One per process, as in production: submission, POP3 and IMAP count failed logins together.
         self.throttle = AuthThrottle()
@@ -204,10 +206,17 @@ class DevStack:
             self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
             for poller in self.pollers:
                 poller.start()
+            self.schedules = [
+                ScheduledRuns(self.functions[name], interval) for name, interval in self.template.schedules()
+            ]
+            for scheduled in self.schedules:
+                scheduled.start()
 
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stop()
+        for scheduled in self.schedules:
+            scheduled.stop()
         for gateway in (self.gateway, self.submission):
             if gateway is not None:
                 self.loop.run(gateway.stop())

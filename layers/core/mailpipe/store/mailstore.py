@@ -759,12 +759,20 @@ class MailStore:
         """
         if mailbox.highestmodseq <= modseq:
             return []
+        if modseq < mailbox.prunedmodseq:
+            return self._changes_below_floor(mailbox, modseq)
         items = query_all(
             self._table,
             Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("modseq").gt(modseq),
             IndexName=CHANGES_INDEX,
             ProjectionExpression="uid, modseq, flags, expunged",
         )
+        # Pruning may have raised the floor above `modseq` after `mailbox` was read, and deleted
+        # tombstones this Query was to find. It raises the floor only to the mark the item held
+        # (store/pruning.py), so below that mark the floor is read again, after the Query: if
+        # it moved, the tombstones may be gone, and the answer is the one below the floor.
+        if modseq < mailbox.prunemark and self._floor(mailbox) > modseq:
+            return self._changes_below_floor(mailbox, modseq)
         latest: dict[int, MessageState] = {}
         for item in items:
             uid, item_modseq = int(item["uid"]), int(item["modseq"])
@@ -772,6 +780,43 @@ class MailStore:
                 flags = tuple(item.get("flags", []))
                 latest[uid] = MessageState(uid, item_modseq, flags, bool(item.get("expunged")))
         return [latest[uid] for uid in sorted(latest)]
+
+    def _changes_below_floor(self, mailbox: Mailbox, modseq: int) -> list[MessageState]:
+        """changes_since for a MODSEQ below the pruning floor: tombstones up to the floor may be
+        gone, so every UID under UIDNEXT that is not live is answered as expunged (RFC 7162 3.2.10
+        lets a server report UIDs the client never knew), and the live messages changed since
+        `modseq` as usual. Costs a listing of the mailbox's UIDs and flags."""
+        items = query_all(
+            self._table,
+            Key("pk").eq(messages_pk(mailbox.mailbox_id))
+            & Key("sk").between(uid_sk(1), uid_sk(max(mailbox.uidnext - 1, 1))),
+            ProjectionExpression="uid, modseq, flags, expunged",
+        )
+        live = {
+            int(item["uid"]): MessageState(
+                int(item["uid"]), int(item["modseq"]), tuple(item.get("flags", []))
+            )
+            for item in items
+            if not item.get("expunged") and int(item["uid"]) < mailbox.uidnext
+        }
+        gone = mailbox.prunedmodseq or mailbox.highestmodseq
+        return [
+            live[uid] if uid in live else MessageState(uid, gone, (), expunged=True)
+            for uid in range(1, mailbox.uidnext)
+            if uid not in live or live[uid].modseq > modseq
+        ]
+
+    def _floor(self, mailbox: Mailbox) -> int:
+        """The mailbox's pruning floor as it is now (0 if it is gone or replaced)."""
+        item = self._table.get_item(
+            Key={"pk": owner_pk(mailbox.owner), "sk": mailbox_sk(mailbox.name)},
+            ConsistentRead=True,
+            ProjectionExpression="mailbox_id, #floor",
+            ExpressionAttributeNames={"#floor": PRUNED_MODSEQ},
+        ).get("Item")
+        if not item or item["mailbox_id"] != mailbox.mailbox_id:
+            return 0
+        return int(item.get(PRUNED_MODSEQ, 0))
 
     def messages_by_uid(self, mailbox: Mailbox, uids: Iterable[int]) -> list[StoredMessage]:
         """The live messages among `uids`, whole, in UID order."""
