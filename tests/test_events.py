@@ -57,3 +57,14 @@ def test_ses_events_event(stack) -> None:
     assert suppressed.envelope_id == "01A21E05E9755A96E0B978CE7E63"
     assert "User unknown" in suppressed.detail
     assert suppressions.remove("nobody@hamburger.edu")
+
+
+def test_prune_event(stack, owner: str) -> None:
+    """The hourly schedule's event: a run over every user's mailboxes, its report returned."""
+    function = stack.functions["PruneFunction"]
+    event = json.loads((EVENTS / "prune.json").read_text())
+    report = function.handler(event, LocalLambdaContext(function.name, function.timeout))
+    assert report["complete"] is True
+    assert report["mailboxes"] >= 6  # the test's own user's, at least
+    inbox = stack.mail_store().require_mailbox(owner, "INBOX")
+    assert inbox.prunemark == inbox.highestmodseq  # marked: its floor may move in 30 days
