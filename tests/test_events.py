@@ -102,3 +102,14 @@ def test_jmap_event(stack) -> None:
     assert query[0] == "Mailbox/query" and len(query[1]["ids"]) == 1
     event["headers"]["authorization"] = "Basic " + base64.b64encode(b"bob@example.test:wrong").decode()
     assert function.handler(event, LocalLambdaContext(function.name))["statusCode"] == 401
+
+
+def test_prune_event(stack, owner: str) -> None:
+    """The hourly schedule's event: a run over every user's mailboxes, its report returned."""
+    function = stack.functions["PruneFunction"]
+    event = json.loads((EVENTS / "prune.json").read_text())
+    report = function.handler(event, LocalLambdaContext(function.name, function.timeout))
+    assert report["complete"] is True
+    assert report["mailboxes"] >= 6  # the test's own user's, at least
+    inbox = stack.mail_store().require_mailbox(owner, "INBOX")
+    assert inbox.prunemark == inbox.highestmodseq  # marked: its floor may move in 30 days

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email
 import imaplib
+import json
 import smtplib
 
 import pytest
 from conftest import DOMAIN, PASSWORD, wait_for_inbox
 from test_cli import mailpipe
 
-from mailpipe.quota import QuotaError, parse_size
+from mailpipe.quota import QuotaError, Quotas, parse_size
 from mailpipe.recipients import RecipientQuery, answer
 from mailpipe.services import quotas
 
@@ -111,22 +112,81 @@ def test_append_over_quota_is_refused_and_quota_reports_the_limit(stack, owner: 
         client.logout()
 
 
-def test_rcpt_lists_no_mail_for_a_user_without_a_quota_of_their_own(stack, owner: str) -> None:
-    """Counting usage lists every message of the user: RCPT does it only where a quota was set."""
-    stack.mail_store().append(owner, "INBOX", filler(3000))
+def test_rcpt_reads_the_users_mailbox_items_never_their_messages(stack, owner: str) -> None:
+    """Usage is the sum of the running totals on the mailbox items: one Query of those, however
+    much mail the user has; so every user's quota (the default too) is checked at RCPT."""
+    store = stack.mail_store()
+    for _ in range(3):
+        store.append(owner, "INBOX", filler(3000))
     checker = quotas()
     client = checker._store._client  # the store's own DynamoDB client: its requests, observed
-    queries: list[str] = []
+    partitions: list[str] = []
 
-    def count(**_kwargs: object) -> None:
-        queries.append("query")
+    def seen(params: dict, **_kwargs: object) -> None:
+        values = json.loads(params["body"])["ExpressionAttributeValues"].values()
+        partitions.extend(v["S"] for v in values if "S" in v)
 
-    client.meta.events.register("before-call.dynamodb.Query", count)
+    client.meta.events.register("before-call.dynamodb.Query", seen)
     try:
         assert answer(stack.directory(), RecipientQuery(owner), checker)["verdict"] == "deliverable"
-        assert queries == []
-        mailpipe(stack, "quota", "set", owner, "2K")
-        assert answer(stack.directory(), RecipientQuery(owner), checker)["verdict"] == "over_quota"
-        assert queries, "with a quota of their own, the user's mail is counted"
+        assert set(partitions) == {f"user#{owner}", "mailbox#"}, partitions
+        assert checker.state(owner).used == 3 * 3000
     finally:
-        client.meta.events.unregister("before-call.dynamodb.Query", count)
+        client.meta.events.unregister("before-call.dynamodb.Query", seen)
+
+
+def test_the_default_quota_is_enforced_at_rcpt_too(stack, owner: str) -> None:
+    stack.mail_store().append(owner, "INBOX", filler(3000))
+    assert stack.directory().quota(owner) is None
+    small_default = Quotas(stack.directory(), stack.mail_store(), default=2048)
+    assert answer(stack.directory(), RecipientQuery(owner), small_default)["verdict"] == "over_quota"
+    roomy_default = Quotas(stack.directory(), stack.mail_store(), default=4096)
+    assert answer(stack.directory(), RecipientQuery(owner), roomy_default)["verdict"] == "deliverable"
+
+
+def test_totals_follow_every_change(stack, owner: str) -> None:
+    """deliver/append/copy add, expunge takes off, a deleted mailbox's share goes with it."""
+    store = stack.mail_store()
+    checker = quotas()
+
+    def listed() -> tuple[int, int]:
+        messages = [m for box in store.list_mailboxes(owner) for m in store.messages_in(box)]
+        return sum(m.crlf_size for m in messages), len(messages)
+
+    store.append(owner, "INBOX", filler(1000))
+    store.append(owner, "INBOX", b"From: a@b.test\nSubject: bare LFs\n\nline\nline\n")  # counted as CRLF
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("someone@sender.test", [owner], message("someone@sender.test", owner, 500))
+    wait_for_inbox(stack, owner, 3)
+    store.create_mailbox(owner, "Kept")
+    store.copy(owner, "INBOX", [1, 2, 3], "Kept")
+    store.expunge(owner, "INBOX", [2])
+    assert (checker.state(owner).used, checker.state(owner).messages) == listed()
+    assert checker.state(owner).messages == 5
+    store.delete_mailbox(owner, "Kept")
+    assert (checker.state(owner).used, checker.state(owner).messages) == listed()
+    assert checker.state(owner).messages == 2
+
+
+def test_a_mailbox_without_totals_is_counted_once(stack, owner: str) -> None:
+    """Mailboxes made before the totals existed: counted when first asked, and stored."""
+    store = stack.mail_store()
+    for size in (1000, 2000):
+        store.append(owner, "Archive", filler(size))
+    archive = store.require_mailbox(owner, "Archive")
+    store.table.update_item(
+        Key={"pk": f"user#{owner}", "sk": "mailbox#Archive"},
+        UpdateExpression="SET size_total = :wrong REMOVE message_total, counted",
+        ExpressionAttributeValues={":wrong": 17},
+    )
+    assert not store.require_mailbox(owner, "Archive").counted
+    store.append(owner, "Archive", filler(500))  # a change before the count: its ADD is not trusted
+    # The recipient check may only read: it counts, and leaves storing the count to a writer.
+    assert quotas(read_only=True).state(owner).used == 3500
+    assert not store.require_mailbox(owner, "Archive").counted
+    assert quotas().state(owner).used == 3500
+    counted = store.require_mailbox(owner, "Archive")
+    assert (counted.size_total, counted.message_total) == (3500, 3)
+    assert counted.highestmodseq == archive.highestmodseq + 1  # counting is no change to the mailbox
+    store.append(owner, "Archive", filler(700))
+    assert quotas().state(owner).used == 4200

@@ -82,6 +82,8 @@ RESOURCE_TYPES = {
     "ValidateRecipientFunction": "AWS::Serverless::Function",
     "JmapFunction": "AWS::Serverless::Function",
     "JmapHttpApi": "AWS::Serverless::HttpApi",
+    "PruneFunction": "AWS::Serverless::Function",
+    "PruneLogGroup": "AWS::Logs::LogGroup",
     "InboundFunction": "AWS::Serverless::Function",
     "GatewayCluster": "AWS::ECS::Cluster",
     "GatewayTaskDefinition": "AWS::ECS::TaskDefinition",
@@ -198,6 +200,13 @@ FUNCTION_CALLS = {
         ("dynamodb:BatchGetItem", "MailboxTable"),  # messages_by_uid, read_headers
         ("dynamodb:BatchWriteItem", "MailboxTable"),  # delete_mailbox's purge
     },
+    "PruneFunction": {
+        ("dynamodb:Scan", "DirectoryTable"),  # Directory.list_users
+        ("dynamodb:Query", "DirectoryTable"),
+        ("dynamodb:Query", "MailboxTable"),  # Pruner: mailbox items, the MODSEQ index, markers
+        ("dynamodb:UpdateItem", "MailboxTable"),  # the floor and mark; dating old markers
+        ("dynamodb:DeleteItem", "MailboxTable"),  # tombstones and markers
+    },
     "SesEventsFunction": {
         ("sqs:ReceiveMessage", "SesEventQueue"),
         ("sqs:DeleteMessage", "SesEventQueue"),
@@ -280,6 +289,7 @@ FUNCTIONS = {
     "SesEventsFunction": "functions/ses_events/",
     "MailboxChangesFunction": "functions/mailbox_changes/",
     "JmapFunction": "functions/jmap/",
+    "PruneFunction": "functions/prune/",
 }
 
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}

@@ -13,6 +13,6 @@ tracer = Tracer()
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    result = answer(directory(), RecipientQuery.from_event(event), quotas())
+    result = answer(directory(), RecipientQuery.from_event(event), quotas(read_only=True))
     logger.info("recipient checked", extra=result)
     return result

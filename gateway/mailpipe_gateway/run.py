@@ -45,7 +45,7 @@ def run_smtp_gateway() -> None:
         lookup = lambda_lookup(aws.client("lambda"), settings.validate_function)
     else:
         # No function to invoke (a bench against moto, say): the function's check, in-process.
-        lookup = directory_lookup(directory(), quotas())
+        lookup = directory_lookup(directory(), quotas(read_only=True))
 
     async def serve() -> None:
         watch = LoopWatch.from_env()

@@ -24,6 +24,7 @@ from mailpipe.directory import Alias, Directory, DirectoryError
 from mailpipe.outbound.suppression import SesSuppressionList
 from mailpipe.store import MailStore
 from mailpipe.store.mailstore import StoreError
+from mailpipe.store.pruning import BUDGET, DAY, MARKER_AGE, TOMBSTONE_AGE
 from mailpipe_tools import dns_commands, import_commands, mailbox_commands, quota_commands, status_command
 from mailpipe_tools.parsing import list_actions
 from mailpipe_tools.progress import progress as _progress
@@ -235,6 +236,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--owner", metavar="ADDR", help="only this user's mailboxes (default: every message)")
     p.set_defaults(run=_backfill_headers)
+    p = store.add_parser(
+        "prune",
+        help="delete expunge tombstones below each mailbox's floor and delivery markers no queue can "
+        "bring back (what the hourly prune function does; safe to run again, and while mail flows)",
+    )
+    p.add_argument("--owner", metavar="ADDR", help="only this user's mailboxes (default: every user's)")
+    p.add_argument(
+        "--tombstone-age",
+        type=float,
+        default=TOMBSTONE_AGE / DAY,
+        metavar="DAYS",
+        help="keep tombstones this many days at least (default %(default)g): older clients get a full resync",
+    )
+    p.add_argument(
+        "--marker-age",
+        type=float,
+        default=MARKER_AGE / DAY,
+        metavar="DAYS",
+        help="keep delivery markers this many days (default %(default)g: the queues keep a message 14)",
+    )
+    p.add_argument("--budget", type=int, default=BUDGET, help="most deletes and writes (default %(default)d)")
+    p.set_defaults(run=_prune)
     dns_commands.register(commands)
     return list_actions(parser)
 
@@ -391,6 +414,18 @@ def _backfill_headers(args: argparse.Namespace) -> None:
         f"{report.found} messages had no header in the index: {report.written} written, "
         f"{report.too_large} too large (read from S3 as before), {report.gone} expunged or done meanwhile"
     )
+
+
+def _prune(args: argparse.Namespace) -> None:
+    from mailpipe.services import prune
+
+    report = prune(
+        args.owner.lower() if args.owner else None,
+        tombstone_age=args.tombstone_age * DAY,
+        marker_age=args.marker_age * DAY,
+        budget=args.budget,
+    )
+    print(report.line())
 
 
 # -- outbound queue --------------------------------------------------------------

@@ -84,8 +84,11 @@ async def _resync(session: IMAPSession, command: Select, mailbox: Mailbox) -> No
     out = []
     if vanished:
         out.append(b"* VANISHED (EARLIER) " + uid_set(vanished).encode() + b"\r\n")
+    # Below the pruning floor (store/pruning.py) the client gets a full resync: every UID not
+    # live has vanished (above), and every message's flags.
+    full = since < mailbox.prunedmodseq
     for number, message in session.st.view.messages():
-        if message.modseq > since:
+        if full or message.modseq > since:
             out.append(
                 render_fetch(number, message, _FETCH_AFTER_RESYNC, None, add_uid=True, add_modseq=True)
             )

@@ -55,7 +55,7 @@ class IMAPContext:
 
     @property
     def quotas(self) -> Quotas:
-        return Quotas(self.directory, self.store, self.quota_storage, self.snapshots.list_messages)
+        return Quotas(self.directory, self.store, self.quota_storage)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from functools import cache
 from typing import Any
 
 import boto3
+import boto3.dynamodb.transform
+from boto3.dynamodb.conditions import ConditionExpressionBuilder
 from botocore.config import Config
 
 _CONFIG = Config(
@@ -21,6 +23,43 @@ _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     max_pool_connections=64,
 )
+
+
+class _PerThreadConditionBuilder(ConditionExpressionBuilder):
+    """boto3's builder of condition expressions, counting its placeholders per thread.
+
+    A table resource turns `Key(...)`/`Attr(...)` conditions into placeholders (#n0, :v0, ...) with
+    one builder shared by every thread using the resource, and the builder counts on itself: two
+    threads building at once reuse each other's numbers, and one request goes out naming the
+    wrong attributes ("Query condition missed key schema element: pk"). mailpipe shares a table
+    resource between the gateways' threads (RCPT's quota check, IMAP sessions), so the counts are
+    kept per thread.
+    """
+
+    def __init__(self) -> None:
+        self._counts = threading.local()
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def _name_count(self) -> int:
+        return getattr(self._counts, "names", 0)
+
+    @_name_count.setter
+    def _name_count(self, value: int) -> None:
+        self._counts.names = value
+
+    @property  # type: ignore[override]
+    def _value_count(self) -> int:
+        return getattr(self._counts, "values", 0)
+
+    @_value_count.setter
+    def _value_count(self, value: int) -> None:
+        self._counts.values = value
+
+
+# Every table resource made from now on builds its conditions with it (TransformationInjector
+# makes its builder from this name).
+boto3.dynamodb.transform.ConditionExpressionBuilder = _PerThreadConditionBuilder  # type: ignore[misc]
 
 
 # Making a client costs ~0.1 s of CPU (botocore loads its service models): when the first burst of

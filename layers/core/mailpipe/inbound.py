@@ -149,11 +149,8 @@ class InboundDelivery:
             return []
         full = []
         for owner in owners:
-            state = self._quotas.set_state(owner)
-            if (
-                state is not None
-                and not state.within_grace(size)
-                and not self._store.has_delivery(owner, JUNK if envelope.junk else INBOX, envelope.id)
+            if not self._quotas.state(owner).within_grace(size) and not self._store.has_delivery(
+                owner, JUNK if envelope.junk else INBOX, envelope.id
             ):
                 full.append(owner)
         return full

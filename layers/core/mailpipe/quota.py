@@ -1,37 +1,28 @@
 """Storage quotas: how much mail each user may keep, and what happens when it is reached.
 
 A user's limit is `quota_bytes` on their directory item (`mailpipe quota set`); without one the
-default applies, which is what IMAP's GETQUOTA reported before limits could be set. Usage is
-what IMAP's QUOTA reports: the RFC822.SIZE (bare LFs counted as CRLF) of every live message in
-every mailbox of the user.
+default applies. Usage is what IMAP's QUOTA reports: the RFC822.SIZE (bare LFs counted as CRLF)
+of every live message in every mailbox of the user, read from the running totals on the mailbox
+items (one Query of a few items: store/transactions.py keeps them, store/totals.py counts a
+mailbox made before they existed, once).
 
-Enforcement, softest first (RCPT and delivery for users with a quota of their own; APPEND, which
-reads the gateway's cached snapshots, for everyone):
+Enforcement, softest first, for every user (the default limit too):
 - RCPT: a recipient whose every mailbox owner is at or over the limit gets `452 4.2.2` (the
   sender's server keeps the message and retries: the user may make room meanwhile);
 - delivery: mail accepted before the limit was reached is still stored up to the limit plus a
   grace of GRACE_FRACTION of it; past that the copy is not stored and the sender gets a bounce
   (5.2.2) on the existing bounce path (poison.py);
 - IMAP APPEND: refused with `NO [OVERQUOTA]` if the message would take the user over the limit.
-
-Usage is counted by listing the user's messages (one Query per mailbox), as GETQUOTA did: exact,
-but its cost grows with the mailbox. A running total kept on the mailbox items would make it one
-Query of a few items; that is left for when mailboxes that large meet quotas.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mailpipe.directory import Directory
 from mailpipe.store.mailstore import MailStore, NoSuchMailbox
-from mailpipe.store.model import Mailbox, StoredMessage
-
-# (owner, mailbox name) -> the mailbox and its live messages: MailStore.list_messages, or the IMAP
-# gateway's MailboxSnapshots.list_messages, which rereads only what changed since its last look.
-Lister = Callable[[str, str], tuple[Mailbox, Sequence[StoredMessage]]]
+from mailpipe.store.totals import counted
 
 DEFAULT_LIMIT = 10 * 1024**3
 GRACE_FRACTION = 0.10
@@ -59,6 +50,7 @@ class QuotaState:
     limit: int
     used: int
     own: bool  # set for this user (else the default)
+    messages: int = 0
 
     @property
     def full(self) -> bool:
@@ -76,35 +68,29 @@ class QuotaState:
 
 class Quotas:
     def __init__(
-        self,
-        directory: Directory,
-        store: MailStore,
-        default: int = DEFAULT_LIMIT,
-        lister: Lister | None = None,
+        self, directory: Directory, store: MailStore, default: int = DEFAULT_LIMIT, *, read_only: bool = False
     ) -> None:
+        """`read_only`: for a caller that may only read the mail store (the recipient check); a
+        mailbox made before the totals existed is then counted without storing the count."""
         self._directory = directory
         self._store = store
         self._default = default
-        self._list = lister or store.list_messages
+        self._read_only = read_only
 
     def state(self, owner: str) -> QuotaState:
+        """The user's limit and usage: a GetItem of the directory and a Query of their mailbox items."""
         own = self._directory.quota(owner)
-        return QuotaState(own if own is not None else self._default, self.usage(owner), own is not None)
+        used, messages = self.usage(owner)
+        return QuotaState(own if own is not None else self._default, used, own is not None, messages)
 
-    def set_state(self, owner: str) -> QuotaState | None:
-        """The state of a user with a quota of their own; None (and no listing) for the others.
-
-        RCPT and delivery check only these: counting usage lists every message of the user, which
-        for everyone at every RCPT would cost more than the default limit protects.
-        """
-        own = self._directory.quota(owner)
-        return None if own is None else QuotaState(own, self.usage(owner), True)
-
-    def usage(self, owner: str) -> int:
-        used = 0
+    def usage(self, owner: str) -> tuple[int, int]:
+        """Octets and messages the user stores, summed over their mailboxes' running totals."""
+        size = count = 0
         for mailbox in self._store.list_mailboxes(owner):
             try:
-                used += sum(message.crlf_size for message in self._list(owner, mailbox.name)[1])
+                mailbox = counted(self._store, mailbox, keep=not self._read_only)
             except NoSuchMailbox:  # deleted since it was listed: it holds nothing now
                 continue
-        return used
+            size += mailbox.size_total or 0
+            count += mailbox.message_total or 0
+        return size, count

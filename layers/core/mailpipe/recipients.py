@@ -27,7 +27,6 @@ def answer(directory: Directory, query: RecipientQuery, quotas: Quotas | None = 
     verdict, reason = lookup.verdict, lookup.reason
     if verdict is Verdict.DELIVERABLE and quotas is not None:
         owners = directory.expand(lookup.address)
-        states = [quotas.set_state(owner) for owner in owners]
-        if owners and all(state is not None and state.full for state in states):
+        if owners and all(quotas.state(owner).full for owner in owners):
             verdict, reason = Verdict.OVER_QUOTA, "mailbox full"
     return {"address": lookup.address, "verdict": verdict.value, "reason": reason}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Any
 
 from mailpipe import aws, dns_resolver
 from mailpipe.changes.relay import Relay
@@ -37,6 +38,7 @@ from mailpipe.quota import Quotas
 from mailpipe.redelivery import Backoff, RedeliveringBatchProcessor, Redelivery
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
+from mailpipe.store.pruning import Pruner, PruneReport, everyone
 
 
 @lru_cache(maxsize=1)
@@ -62,9 +64,16 @@ def mailbox_relay() -> Relay:
     return Relay(aws.client("sns"), topic_arn)
 
 
-@lru_cache(maxsize=1)
-def quotas() -> Quotas:
-    return Quotas(directory(), mail_store())
+@lru_cache(maxsize=2)
+def quotas(*, read_only: bool = False) -> Quotas:
+    """`read_only` for callers whose role may only read the mail store (the recipient check)."""
+    return Quotas(directory(), mail_store(), read_only=read_only)
+
+
+def prune(owner: str | None = None, **options: Any) -> PruneReport:
+    """One pruning run (store/pruning.py) over `owner`'s mailboxes, or everyone's."""
+    owners = [owner] if owner else everyone([user.address for user in directory().list_users()])
+    return Pruner(mail_store().table, **options).run(owners)
 
 
 @lru_cache(maxsize=1)

@@ -34,6 +34,7 @@ from mailpipe_tools.local.event_source import SqsPoller
 from mailpipe_tools.local.functions import LocalFunction, in_process_lookup, load_function
 from mailpipe_tools.local.moto_process import MotoPortInUse, MotoProcess
 from mailpipe_tools.local.provision import REGION, Deployment, provision
+from mailpipe_tools.local.schedules import ScheduledRuns
 from mailpipe_tools.local.state_lock import StateLock
 from mailpipe_tools.local.stream_source import StreamPoller
 from mailpipe_tools.local.template import DEFAULT_TEMPLATE, StreamEventSource, Template
@@ -134,6 +135,7 @@ class DevStack:
         self.stream_pollers: list[StreamPoller] = []
         # The access gateway's change feed, as a gateway process has one (shared by build_imap's).
         self.changes: ChangeFeed | None = None
+        self.schedules: list[ScheduledRuns] = []
         self.environment: dict[str, str] = {}
         # One per process, as in production: submission, POP3 and IMAP count failed logins together.
         self.throttle = AuthThrottle()
@@ -234,12 +236,19 @@ class DevStack:
             self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
             for poller in self.pollers:
                 poller.start()
+            self.schedules = [
+                ScheduledRuns(self.functions[name], interval) for name, interval in self.template.schedules()
+            ]
+            for scheduled in self.schedules:
+                scheduled.start()
 
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stop()
         for stream_poller in self.stream_pollers:
             stream_poller.stop()
+        for scheduled in self.schedules:
+            scheduled.stop()
         for gateway in (self.gateway, self.submission):
             if gateway is not None:
                 self.loop.run(gateway.stop())

@@ -6,6 +6,7 @@ The template is the one source of truth, so local runs and AWS cannot drift apar
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,23 @@ class Template:
                     )
                 )
         return sources
+
+    def schedules(self) -> list[tuple[str, float]]:
+        """Each function run on a `rate(...)` Schedule event: (logical id, seconds between runs)."""
+        found = []
+        for name, res in self.functions().items():
+            for event in res.get("Properties", {}).get("Events", {}).values():
+                if event.get("Type") == "Schedule":
+                    found.append((name, rate_seconds(str(event["Properties"]["Schedule"]))))
+        return found
+
+
+_RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float:
+    """Seconds of an EventBridge `rate(N unit)` expression (cron expressions are not run locally)."""
+    match = re.fullmatch(r"rate\((\d+) (minute|hour|day)s?\)", expression.strip())
+    if not match:
+        raise ValueError(f"unsupported schedule: {expression!r}")
+    return int(match.group(1)) * _RATE_UNITS[match.group(2)]

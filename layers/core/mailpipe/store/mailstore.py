@@ -30,8 +30,12 @@ from mailpipe.store.bodies import BodyReader
 from mailpipe.store.headers import HeaderReader, header_end, pack_header
 from mailpipe.store.model import (
     CHANGES_INDEX,
+    COUNTED,
     DEFAULT_MAILBOXES,
     MAILBOX_PREFIX,
+    MESSAGE_TOTAL,
+    PRUNED_MODSEQ,
+    SIZE_TOTAL,
     UID_PREFIX,
     Mailbox,
     MessageState,
@@ -134,6 +138,11 @@ class MailStore:
             self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
         )
 
+    @property
+    def table(self) -> Any:
+        """The DynamoDB table resource (for store/totals.py and store/pruning.py)."""
+        return self._table
+
     # -- mailboxes ---------------------------------------------------------------
 
     def ensure_mailboxes(self, owner: str) -> list[Mailbox]:
@@ -163,6 +172,10 @@ class MailStore:
             "uidnext": 1,
             "highestmodseq": 1,
             "subscribed": True,
+            # Empty, so its totals are exact from the start (store/totals.py counts older ones).
+            SIZE_TOTAL: 0,
+            MESSAGE_TOTAL: 0,
+            COUNTED: True,
         }
         if special_use:
             item["special_use"] = special_use
@@ -213,12 +226,17 @@ class MailStore:
                                 "Delete": {
                                     "TableName": self._table.name,
                                     "Key": key,
+                                    # Pruning's floor too: moving it back down would hide
+                                    # pruned tombstones from changes_since.
                                     "ConditionExpression": "mailbox_id = :id AND uidnext = :uid"
-                                    " AND highestmodseq = :modseq",
+                                    " AND highestmodseq = :modseq"
+                                    " AND (attribute_not_exists(#floor) OR #floor = :floor)",
+                                    "ExpressionAttributeNames": {"#floor": PRUNED_MODSEQ},
                                     "ExpressionAttributeValues": {
                                         ":id": item["mailbox_id"],
                                         ":uid": item["uidnext"],
                                         ":modseq": item["highestmodseq"],
+                                        ":floor": item.get(PRUNED_MODSEQ, -1),
                                     },
                                 }
                             },
@@ -349,9 +367,9 @@ class MailStore:
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
-            table = self._table.name
+            table, size = self._table.name, message["crlf_size"]
             return [
-                tx.mailbox_guard(table, mailbox, new_messages=1),
+                tx.mailbox_guard(table, mailbox, new_messages=1, size_delta=size, count_delta=1),
                 tx.put_message(table, mailbox, uid, modseq, message),
                 tx.put_delivery_marker(table, mailbox, delivery_id, uid),
             ], uid
@@ -426,7 +444,9 @@ class MailStore:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
             stored = StoredMessage.from_item({**message, "uid": uid, "modseq": modseq})
             items = [
-                tx.mailbox_guard(self._table.name, mailbox, new_messages=1),
+                tx.mailbox_guard(
+                    self._table.name, mailbox, new_messages=1, size_delta=message["crlf_size"], count_delta=1
+                ),
                 tx.put_message(self._table.name, mailbox, uid, modseq, message),
             ]
             if import_id is not None:
@@ -497,7 +517,15 @@ class MailStore:
 
             def build(mailbox: Mailbox, chunk=chunk, sources=sources) -> tuple[list[dict[str, Any]], list]:
                 modseq = mailbox.highestmodseq + 1
-                items = [tx.mailbox_guard(self._table.name, mailbox, new_messages=len(chunk))]
+                items = [
+                    tx.mailbox_guard(
+                        self._table.name,
+                        mailbox,
+                        new_messages=len(chunk),
+                        size_delta=sum(message["crlf_size"] for message in chunk),
+                        count_delta=len(chunk),
+                    )
+                ]
                 result = []
                 for offset, (message, source_message) in enumerate(zip(chunk, sources, strict=True)):
                     uid = mailbox.uidnext + offset
@@ -583,7 +611,7 @@ class MailStore:
         expunged: list[int] = []
         try:
             self._change_messages(
-                owner, mailbox_name, uids, change, commits, mailbox=mailbox, committed=expunged
+                owner, mailbox_name, uids, change, commits, mailbox=mailbox, committed=expunged, removes=True
             )
         finally:
             # Even if a later transaction failed: the bodies of what was expunged go.
@@ -600,8 +628,11 @@ class MailStore:
         *,
         mailbox: Mailbox | None = None,
         committed: list[int] | None = None,
+        removes: bool = False,
     ) -> list[int]:
         """Apply `change` to the listed messages, at most 99 per transaction; returns the UIDs changed.
+        With `removes` (expunge), each transaction takes the messages it changes off the mailbox's
+        totals.
 
         Each transaction gives its messages the next MODSEQ. `change` sees each message as it
         is when the transaction commits and returns its update, or None to leave it: messages
@@ -620,7 +651,14 @@ class MailStore:
         """
         with self._writers.turn(owner, mailbox_name):
             return self._change_in_turn(
-                owner, mailbox_name, uids, change, commits, mailbox, [] if committed is None else committed
+                owner,
+                mailbox_name,
+                uids,
+                change,
+                commits,
+                mailbox,
+                [] if committed is None else committed,
+                removes,
             )
 
     def _change_in_turn(
@@ -632,6 +670,7 @@ class MailStore:
         commits: list[int] | None,
         mailbox: Mailbox | None,
         changed: list[int],
+        removes: bool,
     ) -> list[int]:
         current = self._starting_point(owner, mailbox_name, mailbox)
         known = {m.uid: m for m in self._messages_by_uid(current, set(uids))}
@@ -648,10 +687,14 @@ class MailStore:
                         break
             if not updates:
                 break
+            guard = tx.mailbox_guard(
+                self._table.name,
+                current,
+                size_delta=-sum(known[uid].crlf_size for uid, _ in updates) if removes else 0,
+                count_delta=-len(updates) if removes else 0,
+            )
             try:
-                self._client.transact_write_items(
-                    TransactItems=[tx.mailbox_guard(self._table.name, current), *(u for _, u in updates)]
-                )
+                self._client.transact_write_items(TransactItems=[guard, *(u for _, u in updates)])
             except ClientError as exc:
                 reasons = _cancellation_reasons(exc)
                 if not reasons:
@@ -684,7 +727,7 @@ class MailStore:
             done = [uid for uid, _ in updates]
             changed += done
             remaining.difference_update(done)
-            current = replace(current, highestmodseq=modseq)
+            current = tx.advanced(current, guard)
             self._writers.committed(current)
             attempt = 0  # each transaction of a large change has its own budget
         return changed
@@ -716,12 +759,20 @@ class MailStore:
         """
         if mailbox.highestmodseq <= modseq:
             return []
+        if modseq < mailbox.prunedmodseq:
+            return self._changes_below_floor(mailbox, modseq)
         items = query_all(
             self._table,
             Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("modseq").gt(modseq),
             IndexName=CHANGES_INDEX,
             ProjectionExpression="uid, modseq, flags, expunged",
         )
+        # Pruning may have raised the floor above `modseq` after `mailbox` was read, and deleted
+        # tombstones this Query was to find. It raises the floor only to the mark the item held
+        # (store/pruning.py), so below that mark the floor is read again, after the Query: if
+        # it moved, the tombstones may be gone, and the answer is the one below the floor.
+        if modseq < mailbox.prunemark and self._floor(mailbox) > modseq:
+            return self._changes_below_floor(mailbox, modseq)
         latest: dict[int, MessageState] = {}
         for item in items:
             uid, item_modseq = int(item["uid"]), int(item["modseq"])
@@ -729,6 +780,43 @@ class MailStore:
                 flags = tuple(item.get("flags", []))
                 latest[uid] = MessageState(uid, item_modseq, flags, bool(item.get("expunged")))
         return [latest[uid] for uid in sorted(latest)]
+
+    def _changes_below_floor(self, mailbox: Mailbox, modseq: int) -> list[MessageState]:
+        """changes_since for a MODSEQ below the pruning floor: tombstones up to the floor may be
+        gone, so every UID under UIDNEXT that is not live is answered as expunged (RFC 7162 3.2.10
+        lets a server report UIDs the client never knew), and the live messages changed since
+        `modseq` as usual. Costs a listing of the mailbox's UIDs and flags."""
+        items = query_all(
+            self._table,
+            Key("pk").eq(messages_pk(mailbox.mailbox_id))
+            & Key("sk").between(uid_sk(1), uid_sk(max(mailbox.uidnext - 1, 1))),
+            ProjectionExpression="uid, modseq, flags, expunged",
+        )
+        live = {
+            int(item["uid"]): MessageState(
+                int(item["uid"]), int(item["modseq"]), tuple(item.get("flags", []))
+            )
+            for item in items
+            if not item.get("expunged") and int(item["uid"]) < mailbox.uidnext
+        }
+        gone = mailbox.prunedmodseq or mailbox.highestmodseq
+        return [
+            live[uid] if uid in live else MessageState(uid, gone, (), expunged=True)
+            for uid in range(1, mailbox.uidnext)
+            if uid not in live or live[uid].modseq > modseq
+        ]
+
+    def _floor(self, mailbox: Mailbox) -> int:
+        """The mailbox's pruning floor as it is now (0 if it is gone or replaced)."""
+        item = self._table.get_item(
+            Key={"pk": owner_pk(mailbox.owner), "sk": mailbox_sk(mailbox.name)},
+            ConsistentRead=True,
+            ProjectionExpression="mailbox_id, #floor",
+            ExpressionAttributeNames={"#floor": PRUNED_MODSEQ},
+        ).get("Item")
+        if not item or item["mailbox_id"] != mailbox.mailbox_id:
+            return 0
+        return int(item.get(PRUNED_MODSEQ, 0))
 
     def messages_by_uid(self, mailbox: Mailbox, uids: Iterable[int]) -> list[StoredMessage]:
         """The live messages among `uids`, whole, in UID order."""

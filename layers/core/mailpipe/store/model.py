@@ -23,6 +23,13 @@ MAILBOX_PREFIX = "mailbox#"
 UID_PREFIX = "uid#"
 DELIVERY_PREFIX = "delivery#"
 UID_WIDTH = 10  # UIDs are 32-bit: at most 10 digits, zero-padded so sort keys sort numerically
+# Mailbox item attributes: the running totals (and whether they are exact), and pruning's floor.
+SIZE_TOTAL = "size_total"
+MESSAGE_TOTAL = "message_total"
+COUNTED = "counted"
+PRUNED_MODSEQ = "prunedmodseq"
+PRUNE_MARK = "prunemark"
+PRUNE_MARK_AT = "prunemark_at"
 # The local index of a mailbox's messages by MODSEQ (template.yaml): what changed since a MODSEQ.
 CHANGES_INDEX = "by_modseq"
 
@@ -57,9 +64,24 @@ class Mailbox:
     highestmodseq: int
     special_use: str | None = None
     subscribed: bool = True
+    # The RFC822.SIZE octets and the number of its live messages, kept by every change's guard
+    # (store/transactions.py); None until counted (a mailbox made before the totals existed:
+    # store/totals.py counts it once).
+    size_total: int | None = None
+    message_total: int | None = None
+    # Tombstones at or below this MODSEQ may be pruned (store/pruning.py): changes_since below it
+    # answers every UID under UIDNEXT that is not live as expunged.
+    prunedmodseq: int = 0
+    # The HIGHESTMODSEQ the mailbox had at the last pruning run: the next floor (store/pruning.py).
+    prunemark: int = 0
+
+    @property
+    def counted(self) -> bool:
+        return self.size_total is not None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Mailbox:
+        counted = bool(item.get(COUNTED))
         return cls(
             owner=item["pk"][len(USER_PREFIX) :],
             name=item["sk"][len(MAILBOX_PREFIX) :],
@@ -69,6 +91,10 @@ class Mailbox:
             highestmodseq=int(item["highestmodseq"]),
             special_use=item.get("special_use"),
             subscribed=bool(item.get("subscribed", True)),
+            size_total=int(item.get(SIZE_TOTAL, 0)) if counted else None,
+            message_total=int(item.get(MESSAGE_TOTAL, 0)) if counted else None,
+            prunedmodseq=int(item.get(PRUNED_MODSEQ, 0)),
+            prunemark=int(item.get(PRUNE_MARK, 0)),
         )
 
 

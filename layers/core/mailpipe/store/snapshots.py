@@ -113,6 +113,10 @@ class MailboxSnapshots:
             return snapshot
 
     def _read(self, mailbox: Mailbox, old: _Snapshot | None) -> _Snapshot:
+        if old is not None and old.mailbox.highestmodseq < mailbox.prunedmodseq:
+            # Tombstones since the snapshot may be pruned: changes_since would answer every UID
+            # not live as expunged, so a new listing costs no more and logs nothing.
+            old = None
         if old is None:
             messages = self._store.messages_in(mailbox)
             return _Snapshot(mailbox, {m.uid: m for m in messages}, ())

@@ -9,17 +9,32 @@ it visible (docs/mail-store.md says why that keeps UIDs appearing in order).
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
-from mailpipe.store.model import Mailbox, delivery_sk, mailbox_sk, messages_pk, owner_pk, uid_sk
+from mailpipe.store.model import (
+    MESSAGE_TOTAL,
+    SIZE_TOTAL,
+    Mailbox,
+    delivery_sk,
+    mailbox_sk,
+    messages_pk,
+    owner_pk,
+    uid_sk,
+)
 
 # TransactWriteItems takes at most 100 items: the mailbox guard plus 99 messages.
 MAX_MESSAGES_PER_TRANSACTION = 99
 
 
-def mailbox_guard(table: str, mailbox: Mailbox, *, new_messages: int = 0) -> dict[str, Any]:
-    """Advance the mailbox by one MODSEQ (and `new_messages` UIDs), if nobody else has meanwhile."""
+def mailbox_guard(
+    table: str, mailbox: Mailbox, *, new_messages: int = 0, size_delta: int = 0, count_delta: int = 0
+) -> dict[str, Any]:
+    """Advance the mailbox by one MODSEQ (and `new_messages` UIDs), if nobody else has meanwhile,
+    and move its running totals by `size_delta` octets and `count_delta` live messages (what the
+    quota reads: mailpipe/quota.py). A mailbox not yet counted gets them too; they mean nothing
+    until store/totals.py sets them, conditioned on this same MODSEQ."""
     values: dict[str, Any] = {
         ":prev": mailbox.highestmodseq,
         ":modseq": mailbox.highestmodseq + 1,
@@ -30,6 +45,9 @@ def mailbox_guard(table: str, mailbox: Mailbox, *, new_messages: int = 0) -> dic
     if new_messages:
         update += ", uidnext = :next"
         values[":next"] = mailbox.uidnext + new_messages
+    if size_delta or count_delta:
+        update += f" ADD {SIZE_TOTAL} :size, {MESSAGE_TOTAL} :count"
+        values[":size"], values[":count"] = size_delta, count_delta
     return {
         "Update": {
             "TableName": table,
@@ -46,7 +64,14 @@ def mailbox_guard(table: str, mailbox: Mailbox, *, new_messages: int = 0) -> dic
 def advanced(mailbox: Mailbox, guard: dict[str, Any]) -> Mailbox:
     """The mailbox item as `guard` (from mailbox_guard) leaves it when its transaction commits."""
     values = guard["Update"]["ExpressionAttributeValues"]
-    return replace(mailbox, highestmodseq=values[":modseq"], uidnext=values.get(":next", mailbox.uidnext))
+    advanced = replace(mailbox, highestmodseq=values[":modseq"], uidnext=values.get(":next", mailbox.uidnext))
+    if mailbox.size_total is not None and mailbox.message_total is not None:
+        advanced = replace(
+            advanced,
+            size_total=mailbox.size_total + values.get(":size", 0),
+            message_total=mailbox.message_total + values.get(":count", 0),
+        )
+    return advanced
 
 
 def put_message(
@@ -68,10 +93,17 @@ def put_message(
 
 
 def put_delivery_marker(table: str, mailbox: Mailbox, delivery_id: str, uid: int) -> dict[str, Any]:
+    """The record that `delivery_id` is stored (as `uid`), so a redelivery stores nothing; `at`
+    (epoch seconds) lets pruning drop it once no queue can bring the envelope back."""
     return {
         "Put": {
             "TableName": table,
-            "Item": {"pk": messages_pk(mailbox.mailbox_id), "sk": delivery_sk(delivery_id), "uid": uid},
+            "Item": {
+                "pk": messages_pk(mailbox.mailbox_id),
+                "sk": delivery_sk(delivery_id),
+                "uid": uid,
+                "at": int(time.time()),
+            },
             "ConditionExpression": "attribute_not_exists(pk)",
         }
     }

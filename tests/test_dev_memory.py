@@ -1,0 +1,52 @@
+"""The dev stack's memory does not grow with the mail it stores (bodies are files, s3_files.py;
+moto keeps no copy of every model object it made, moto_server._stop_tracking_model_instances).
+bench/memory_per_message.py prints the figure."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dev_process import DevProcess
+from dns_zone import serving
+from process_memory import store_messages, tree_rss
+
+BOB = ("bob@example.test", "bob-password")
+WARM_UP = 60  # the first messages' allocations (connections, pools, caches, imports) are not theirs
+N = 150
+# RSS per stored message allowed, moto's process included: an index item, a delivery marker, an
+# idempotency record and an S3 key's metadata are ~8 kB of objects, ~20-25 kB of RSS (measured); with moto
+# keeping every model object it ever made it was ~60 kB (bench/memory_per_message.py).
+BUDGET = 40_000
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[DevProcess]:
+    with serving("") as (port, _zone):
+        process = DevProcess(tmp_path, f"127.0.0.1:{port}")
+        yield process
+        process.kill()
+
+
+def test_memory_grows_by_a_few_kilobytes_per_stored_message(dev: DevProcess) -> None:
+    dev.start()
+    # Its log (a few lines per message) is read and dropped: a full pipe would stop the stack.
+    assert dev.process is not None and dev.process.stdout is not None
+    threading.Thread(target=dev.process.stdout.read, daemon=True).start()
+    smtp, imap = dev.ports["smtp"], dev.ports["imap"]
+    store_messages(smtp, imap, BOB, 0, WARM_UP)
+    before = tree_rss(dev.pid)
+    store_messages(smtp, imap, BOB, WARM_UP, N)
+    middle = tree_rss(dev.pid)
+    store_messages(smtp, imap, BOB, WARM_UP + N, N)
+    after = tree_rss(dev.pid)
+    first, second = middle - before, after - middle
+    # 2N messages cost not ~2x N's growth but at most N's plus a small budget per message: the
+    # growth is what a process settles at, not a per-message leak.
+    assert second <= max(first, 0) + N * BUDGET, f"{first / N:.0f}, then {second / N:.0f} bytes per message"
+    assert (after - before) / (2 * N) < BUDGET, f"{(after - before) / (2 * N):.0f} bytes per message"
+    dev.process.send_signal(signal.SIGINT)
+    assert dev.process.wait(timeout=60) == 0
