@@ -16,6 +16,7 @@ from mailpipe_gateway.imap.commands import (
     Rename,
     Select,
     Status,
+    UndecodableName,
 )
 from mailpipe_gateway.imap.fetch import render_fetch
 from mailpipe_gateway.imap.ranges import uid_set
@@ -190,7 +191,12 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
     if not lsub and command.patterns == ("",):
         await session.send(b'* LIST (\\Noselect) "/" ""\r\n')
         return Done(text="LIST completed")
-    patterns = {command.reference + pattern for pattern in command.patterns}
+    # RFC 9051 6.3.9: a pattern that is not modified UTF-7 matches nothing; ignored, not BAD.
+    patterns = {
+        command.reference + pattern
+        for pattern in command.patterns
+        if not isinstance(pattern, UndecodableName) and not isinstance(command.reference, UndecodableName)
+    }
     if len(patterns) > MAX_LIST_PATTERNS:
         return bad(f"At most {MAX_LIST_PATTERNS} mailbox patterns in one LIST")
     mailboxes = await session.call(session.ctx.store.list_mailboxes, session.st.user)

@@ -144,6 +144,16 @@ class IMAPSession:
             done = bad("Unknown command")
         elif self.st.state not in entry.states:
             done = bad(f"{command.name} is not allowed in the {self.st.state.value} state")
+        elif command.undecodable_name() is not None:
+            # A well-formed name that no mailbox can have: NO, not BAD (RFC 9051 6.3.9's spirit).
+            log.info(
+                "IMAP %s from %s names %r, not modified UTF-7",
+                command.name,
+                self.peer,
+                command.undecodable_name(),
+            )
+            code = "CANNOT" if command.name in ("CREATE", "RENAME") else "NONEXISTENT"
+            done = no("Mailbox name is not valid modified UTF-7", code)
         else:
             if self.st.view is not None:
                 self.st.view.current_by_own_writes = False
