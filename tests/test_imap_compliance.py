@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from conftest import PASSWORD
+from faults import CuttableProxy
 from raw_imap import Client, login
+
+from mailpipe import aws
+from mailpipe.store import MailStore
 
 
 @pytest.fixture
@@ -45,3 +51,72 @@ def test_list_ignores_a_pattern_not_in_modified_utf7(client: Client) -> None:
     lines = client.ok("b", b'LIST "" (&AGE- INBOX)')
     assert lines[:-1] == [b'* LIST (\\HasNoChildren) "/" INBOX\r\n']
     assert client.ok("c", b"LSUB &Jjo!- *") == [b"c OK LSUB completed\r\n"]
+
+
+# -- a body that cannot be read is not an expunge ------------------------------------------------
+
+MESSAGE = b"From: ann@example.test\r\nSubject: body test\r\n\r\nthe body\r\n"
+
+
+@pytest.fixture
+def imap_with_cuttable_s3(stack):
+    """A second IMAP server on the stack's store whose S3 traffic (bodies) goes through a proxy a
+    test can cut: S3 really failing, not a stand-in."""
+    proxy = CuttableProxy(stack.moto.port)
+    server = stack.build_imap()
+    server.context.store = MailStore(
+        aws.table(stack.resources.mailbox_table),
+        aws.client("s3", proxy.endpoint),
+        stack.resources.mail_bucket,
+    )
+    stack.loop.run(server.start())
+    yield server, proxy
+    stack.loop.run(server.stop())
+    proxy.close()
+
+
+def test_s3_failing_is_unavailable_not_expungeissued(stack, user, imap_with_cuttable_s3, caplog) -> None:
+    server, proxy = imap_with_cuttable_s3
+    stack.mail_store().append(user, "INBOX", MESSAGE)
+    client = login(server.port, user, PASSWORD)
+    try:
+        client.ok("s", b"SELECT INBOX")
+        proxy.up = False
+        with caplog.at_level(logging.WARNING, logger="mailpipe_gateway.imap.message_commands"):
+            lines = client.command("f", b"FETCH 1 BODY.PEEK[]")
+        assert lines[-1].startswith(b"f NO [UNAVAILABLE]"), lines
+        assert any("body unreadable" in r.getMessage() for r in caplog.records)
+        proxy.up = True
+        lines = client.ok("g", b"FETCH 1 BODY.PEEK[]")
+        assert MESSAGE in b"".join(lines)
+    finally:
+        client.close()
+
+
+def test_a_body_missing_under_a_live_message_is_serverbug(stack, user, caplog) -> None:
+    store = stack.mail_store()
+    store.append(user, "INBOX", MESSAGE)
+    _, [message] = store.list_messages(user, "INBOX")
+    aws.client("s3").delete_object(Bucket=stack.resources.mail_bucket, Key=message.blob_key)
+    client = login(stack.imap_port, user, PASSWORD)
+    try:
+        client.ok("s", b"SELECT INBOX")
+        with caplog.at_level(logging.ERROR, logger="mailpipe_gateway.imap.message_commands"):
+            lines = client.command("f", b"FETCH 1 BODY.PEEK[]")
+        assert lines[-1].startswith(b"f NO [SERVERBUG]"), lines
+        assert any("are missing" in r.getMessage() for r in caplog.records)
+    finally:
+        client.close()
+
+
+def test_a_real_expunge_is_still_expungeissued(stack, user) -> None:
+    store = stack.mail_store()
+    store.append(user, "INBOX", MESSAGE)
+    client = login(stack.imap_port, user, PASSWORD)
+    try:
+        client.ok("s", b"SELECT INBOX")
+        store.expunge(user, "INBOX", [1])  # another process: this session still shows message 1
+        lines = client.command("f", b"FETCH 1 BODY.PEEK[]")
+        assert lines[-1].startswith(b"f NO [EXPUNGEISSUED]"), lines
+    finally:
+        client.close()

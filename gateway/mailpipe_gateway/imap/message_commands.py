@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import NoSuchMailbox, StoredMessage
@@ -32,6 +33,8 @@ from mailpipe_gateway.imap.view import Updates
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
+
+log = logging.getLogger(__name__)
 
 Targets = list[tuple[int, StoredMessage]]
 
@@ -272,14 +275,21 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
     wanted = [(m, _bytes_needed(items, m)) for _, m in live]
     out = bytearray()
     loaded = loading.in_order(session.call, session.ctx.store, view.mailbox.mailbox_id, wanted)
+    missing: list[StoredMessage] = []  # bodies not in S3: expunged meanwhile, or a bug
     async with contextlib.aclosing(loaded):
         position = 0
         async for body in loaded:
             number, message = live[position]
             position += 1
             if isinstance(body, loading.Gone):
-                expunged_meanwhile = True
+                missing.append(message)
                 continue
+            if isinstance(body, loading.Unreadable):
+                log.warning(
+                    "IMAP FETCH of %s UID %d: body unreadable: %s", view.mailbox.name, message.uid, body.error
+                )
+                await session.send(bytes(out))
+                return no("A message body could not be read, try again later", "UNAVAILABLE")
             render = functools.partial(
                 fetching.render_fetch,
                 number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
@@ -296,6 +306,20 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
                 out.clear()
     if out:
         await session.send(bytes(out))
+    if missing:
+        # Only a real expunge may be answered EXPUNGEISSUED: a body missing under a live index
+        # item is a fault of ours.
+        still_live = await session.call(
+            session.ctx.store.messages_by_uid, view.mailbox, [m.uid for m in missing]
+        )
+        if still_live:
+            log.error(
+                "IMAP FETCH of %s: bodies of live UIDs %s are missing",
+                view.mailbox.name,
+                [m.uid for m in still_live],
+            )
+            return no("A message body is missing", "SERVERBUG")
+        expunged_meanwhile = True
     if expunged_meanwhile:
         return no("Some of the messages were expunged", "EXPUNGEISSUED")
     return Done(text="FETCH completed")
