@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 from conftest import PASSWORD
@@ -120,3 +124,59 @@ def test_a_real_expunge_is_still_expungeissued(stack, user) -> None:
         assert lines[-1].startswith(b"f NO [EXPUNGEISSUED]"), lines
     finally:
         client.close()
+
+
+# -- UIDVALIDITY: strictly new, also across processes (RFC 9051 2.3.1.1) -------------------------
+
+
+def test_a_mailbox_made_again_at_once_gets_a_new_uidvalidity(client: Client) -> None:
+    def uidvalidity(tag: str) -> int:
+        lines = client.ok(tag, b'STATUS "Again" (UIDVALIDITY)')
+        return int(re.search(rb"UIDVALIDITY (\d+)", lines[0]).group(1))  # type: ignore[union-attr]
+
+    client.ok("a", b"CREATE Again")
+    first = uidvalidity("b")
+    client.ok("c", b"DELETE Again")
+    client.ok("d", b"CREATE Again")
+    second = uidvalidity("e")
+    client.ok("f", b"RENAME Again Elsewhere")
+    client.ok("g", b"CREATE Again")
+    third = uidvalidity("h")
+    assert first < second < third
+
+
+CREATE_MANY = """
+import sys
+from mailpipe import aws
+from mailpipe.store import MailStore
+table, bucket, owner, prefix = sys.argv[1:5]
+store = MailStore(aws.table(table), aws.client("s3"), bucket)
+sys.stdin.readline()  # both processes start creating together
+for i in range(20):
+    print(store.create_mailbox(owner, f"{prefix}{i}").uidvalidity, flush=True)
+"""
+
+
+def test_processes_creating_mailboxes_at_once_never_share_a_uidvalidity(stack, user) -> None:
+    resources = stack.resources
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_MANY, resources.mailbox_table, resources.mail_bucket, user, prefix],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **stack.environment},
+        )
+        for prefix in ("a", "b")
+    ]
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    values = []
+    for process in processes:
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0
+        values += [int(line) for line in out.split()]
+    assert len(values) == 40 and len(set(values)) == 40
+    assert {m.uidvalidity for m in stack.mail_store().list_mailboxes(user)} >= set(values)

@@ -33,6 +33,7 @@ from mailpipe.store.model import (
     DEFAULT_MAILBOXES,
     MAILBOX_PREFIX,
     UID_PREFIX,
+    UIDVALIDITY_COUNTER_KEY,
     Mailbox,
     MessageState,
     StoredMessage,
@@ -110,12 +111,6 @@ class PurgeReport:
     messages: int
 
 
-def _new_uidvalidity() -> int:
-    # Seconds since the epoch: a mailbox deleted and created again gets a new value
-    # (RFC 9051 2.3.1.1), and it stays within 32 bits until 2106.
-    return int(time.time())
-
-
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -154,12 +149,26 @@ class MailStore:
             self._provisioned.clear()
         self._provisioned.add(owner)
 
+    def _new_uidvalidity(self) -> int:
+        """A UIDVALIDITY no mailbox of this table had before, from any process: one atomic ADD to
+        a counter item. A mailbox deleted (or renamed away) and created again at once gets a new
+        one (RFC 9051 2.3.1.1). The counter starts at the clock's second, so its values follow the
+        creation seconds UIDVALIDITY used to be; at one a mailbox creation it stays within 32 bits
+        for as long as that clock would have (2106)."""
+        response = self._table.update_item(
+            Key=UIDVALIDITY_COUNTER_KEY,
+            UpdateExpression="SET uidvalidity = if_not_exists(uidvalidity, :now) + :one",
+            ExpressionAttributeValues={":now": int(time.time()), ":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["uidvalidity"])
+
     def create_mailbox(self, owner: str, name: str, special_use: str | None = None) -> Mailbox:
         item: dict[str, Any] = {
             "pk": owner_pk(owner),
             "sk": mailbox_sk(name),
             "mailbox_id": uuid.uuid4().hex,
-            "uidvalidity": _new_uidvalidity(),
+            "uidvalidity": self._new_uidvalidity(),
             "uidnext": 1,
             "highestmodseq": 1,
             "subscribed": True,
@@ -267,12 +276,7 @@ class MailStore:
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{MESSAGES_PREFIX}{owner}/"):
             self._delete_blobs([entry["Key"] for entry in page.get("Contents", [])])
-        # UIDVALIDITY is the creation second (_new_uidvalidity): wait out the newest purged one,
-        # or a mailbox made again within that second would reuse it and clients would trust
-        # their caches of the old one (RFC 9051 2.3.1.1).
-        newest = max((m.uidvalidity for m in mailboxes), default=0)
-        while time.time() < newest + 1:
-            time.sleep(newest + 1 - time.time())
+        # (A mailbox made again gets a new UIDVALIDITY from the counter: nothing to wait for.)
         return PurgeReport(len(mailboxes), messages)
 
     def _purge_messages(self, mailbox: Mailbox) -> int:

@@ -27,6 +27,11 @@ UID_WIDTH = 10  # UIDs are 32-bit: at most 10 digits, zero-padded so sort keys s
 CHANGES_INDEX = "by_modseq"
 
 
+# The one counter every new mailbox takes its UIDVALIDITY from (MailStore._new_uidvalidity): a
+# partition of its own, so nothing that lists a user's or a mailbox's items ever meets it.
+UIDVALIDITY_COUNTER_KEY = {"pk": "counter#uidvalidity", "sk": "counter#uidvalidity"}
+
+
 def owner_pk(owner: str) -> str:
     return USER_PREFIX + owner
 
