@@ -180,3 +180,58 @@ def test_processes_creating_mailboxes_at_once_never_share_a_uidvalidity(stack, u
         values += [int(line) for line in out.split()]
     assert len(values) == 40 and len(set(values)) == 40
     assert {m.uidvalidity for m in stack.mail_store().list_mailboxes(user)} >= set(values)
+
+
+# -- CONDSTORE enabling commands (RFC 7162 3.1) -------------------------------------------------
+
+
+def test_fetch_modseq_enables_condstore(stack, user, client: Client) -> None:
+    store = stack.mail_store()
+    for _ in range(2):
+        store.append(user, "INBOX", MESSAGE)
+    client.ok("s", b"SELECT INBOX")
+    assert b"MODSEQ" not in b"".join(client.ok("a", b"FETCH 1 FLAGS"))
+    lines = client.ok("b", b"FETCH 1 (FLAGS MODSEQ)")
+    highest = store.get_mailbox(user, "INBOX").highestmodseq
+    assert lines[0] == b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % highest, lines
+    assert b"MODSEQ (" in lines[1]
+    # From now on every FETCH response carries MODSEQ, an unsolicited flag update too.
+    assert b"MODSEQ (" in client.ok("c", b"FETCH 2 FLAGS")[0]
+    store.update_flags(user, "INBOX", [2], "add", ["\\Flagged"])
+    update = client.ok("d", b"NOOP")
+    assert re.match(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)", update[0]), update
+    assert not any(b"HIGHESTMODSEQ" in line for line in client.ok("e", b"FETCH 1 (MODSEQ)"))
+
+
+def test_fetch_changedsince_and_search_modseq_enable_condstore(stack, user) -> None:
+    store = stack.mail_store()
+    store.append(user, "INBOX", MESSAGE)
+    for command in (b"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)", b"SEARCH MODSEQ 1"):
+        client = login(stack.imap_port, user, PASSWORD)
+        try:
+            client.ok("s", b"SELECT INBOX")
+            lines = client.ok("a", command)
+            assert lines[0].startswith(b"* OK [HIGHESTMODSEQ "), lines
+            assert b"MODSEQ (" in client.ok("b", b"FETCH 1 FLAGS")[0]
+        finally:
+            client.close()
+
+
+def test_search_min_max_report_their_own_messages_modseq(stack, user, client: Client) -> None:
+    store = stack.mail_store()
+    for _ in range(3):
+        store.append(user, "INBOX", MESSAGE)
+    store.update_flags(user, "INBOX", [3], "add", ["$Late"])
+    store.update_flags(user, "INBOX", [2], "add", ["$Later"])
+    messages = {m.uid: m.modseq for m in store.list_messages(user, "INBOX")[1]}
+    assert messages[1] < messages[3] < messages[2]
+    client.ok("s", b"SELECT INBOX (CONDSTORE)")
+
+    def esearch(tag: str, options: bytes) -> bytes:
+        lines = client.ok(tag, b"UID SEARCH RETURN (%s) MODSEQ 1" % options)
+        return lines[0]
+
+    assert esearch("a", b"MIN").endswith(b"UID MIN 1 MODSEQ %d\r\n" % messages[1])
+    assert esearch("b", b"MAX").endswith(b"UID MAX 3 MODSEQ %d\r\n" % messages[3])
+    assert esearch("c", b"MIN MAX").endswith(b"MODSEQ %d\r\n" % messages[3])
+    assert esearch("d", b"MIN COUNT").endswith(b"COUNT 3 MODSEQ %d\r\n" % messages[2])

@@ -246,6 +246,8 @@ def _matching(mailboxes: list[Mailbox], patterns: set[str]) -> tuple[list[Mailbo
 
 
 async def cmd_status(session: IMAPSession, command: Status) -> Done:
+    if "HIGHESTMODSEQ" in command.items:  # a CONDSTORE enabling command (RFC 7162 3.1)
+        await session.enable_condstore()
     try:
         line = await _status_line(session, command.mailbox, command.items)
     except NoSuchMailbox:

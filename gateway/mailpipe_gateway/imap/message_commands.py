@@ -208,7 +208,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
     except _BadSet as exc:
         return bad(str(exc))
     if command.unchanged_since is not None:
-        session.st.enabled.add("CONDSTORE")
+        await session.enable_condstore()
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     uids = [m.uid for _, m in targets if not view.is_expunged(m.uid)]
     commits: list[int] = []
@@ -246,6 +246,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
 
 
 _FLAGS = (FetchAttr("FLAGS"),)
+_MODSEQ = FetchAttr("MODSEQ")
 _RENDER_INLINE = 256 * 1024  # bodies below this are rendered on the loop: a thread hop costs more
 
 
@@ -261,8 +262,9 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
         return bad(str(exc))
     if command.vanished and not (session.st.qresync and command.uid and command.changed_since is not None):
         return bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE")
+    if command.changed_since is not None or _MODSEQ in command.items:
+        await session.enable_condstore()
     if command.changed_since is not None:
-        session.st.enabled.add("CONDSTORE")
         targets = [(n, m) for n, m in targets if m.modseq > command.changed_since]
         if command.vanished:
             await _vanished_since(session, command)
@@ -399,8 +401,11 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
     except searching.BadCharset:
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     values = [m.uid if command.uid else n for n, m in found]
-    modseq = max((m.modseq for _, m in found), default=None) if _uses_modseq(command.criteria) else None
     options = command.return_options
+    modseq = None
+    if _uses_modseq(command.criteria):
+        await session.enable_condstore()
+        modseq = _result_modseq(found, options or ())
     if options is None and not session.st.rev2:
         line = b"* SEARCH" + b"".join(b" %d" % v for v in values)
         if modseq is not None and values:
@@ -433,6 +438,17 @@ def _esearch(command: Search, options: tuple[str, ...], values: list[int], modse
     if modseq is not None and values:
         parts.append(f"MODSEQ {modseq}")
     return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()
+
+
+def _result_modseq(found: Targets, options: tuple[str, ...]) -> int | None:
+    """The MODSEQ a SEARCH with a MODSEQ key reports (RFC 7162 3.1.5): that of the messages the
+    result returns, so with only MIN and/or MAX asked, of those one or two messages."""
+    if not found:
+        return None
+    if options and set(options) <= {"MIN", "MAX"}:
+        ends = ([found[0]] if "MIN" in options else []) + ([found[-1]] if "MAX" in options else [])
+        return max(m.modseq for _, m in ends)
+    return max(m.modseq for _, m in found)
 
 
 def _uses_modseq(key: Any) -> bool:

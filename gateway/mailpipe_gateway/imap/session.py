@@ -248,6 +248,15 @@ class IMAPSession:
         if out:
             await self.send(b"".join(out))
 
+    async def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command ran (RFC 7162 3.1): from now on every FETCH response carries
+        MODSEQ, and a client that enabled it with a mailbox selected learns its HIGHESTMODSEQ now."""
+        if self.st.condstore:
+            return
+        self.st.enabled.add("CONDSTORE")
+        if self.st.view is not None:
+            await self.send(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.st.view.mailbox.highestmodseq)
+
     # -- capabilities ----------------------------------------------------------------
 
     def may_login(self) -> bool:
