@@ -235,3 +235,58 @@ def test_search_min_max_report_their_own_messages_modseq(stack, user, client: Cl
     assert esearch("b", b"MAX").endswith(b"UID MAX 3 MODSEQ %d\r\n" % messages[3])
     assert esearch("c", b"MIN MAX").endswith(b"MODSEQ %d\r\n" % messages[3])
     assert esearch("d", b"MIN COUNT").endswith(b"COUNT 3 MODSEQ %d\r\n" % messages[2])
+
+
+# -- subscriptions are names, apart from mailboxes (RFC 9051 6.3.7, RFC 5258) ---------------------
+
+
+def test_deleting_a_mailbox_keeps_its_subscription(client: Client) -> None:
+    client.ok("a", b"CREATE Lists/dev")  # CREATE subscribes (README)
+    assert b'* LSUB (\\Subscribed) "/" Lists/dev\r\n' in client.ok("b", b'LSUB "" "*"')
+    client.ok("c", b"DELETE Lists/dev")
+    subscribed = client.ok("d", b'LIST (SUBSCRIBED) "" "Lists/*"')
+    assert subscribed[:-1] == [b'* LIST (\\NonExistent \\Subscribed) "/" Lists/dev\r\n']
+    assert client.ok("e", b'LIST "" "Lists/*"') == [b"e OK LIST completed\r\n"]
+    assert b'* LSUB (\\Noselect \\Subscribed) "/" Lists/dev\r\n' in client.ok("f", b'LSUB "" "*"')
+    client.ok("g", b"UNSUBSCRIBE Lists/dev")
+    assert client.ok("h", b'LIST (SUBSCRIBED) "" "Lists/*"') == [b"h OK LIST completed\r\n"]
+
+
+def test_unsubscribing_a_name_not_subscribed_and_subscribing_a_missing_one_are_ok(client: Client) -> None:
+    client.ok("a", b"UNSUBSCRIBE Never/there")
+    client.ok("b", b"SUBSCRIBE Later")
+    assert (
+        client.ok("c", b'LIST (SUBSCRIBED) "" Later')[0]
+        == b'* LIST (\\NonExistent \\Subscribed) "/" Later\r\n'
+    )
+    client.ok("d", b"CREATE Later")
+    assert (
+        client.ok("e", b'LIST (SUBSCRIBED) "" Later')[0]
+        == b'* LIST (\\HasNoChildren \\Subscribed) "/" Later\r\n'
+    )
+
+
+def test_lsub_shows_an_unsubscribed_superior_as_noselect(client: Client) -> None:
+    client.ok("a", b"CREATE Team/inbox")
+    client.ok("b", b"UNSUBSCRIBE Team")
+    assert b'* LSUB (\\Noselect) "/" Team\r\n' in client.ok("c", b'LSUB "" "%"')
+    star = client.ok("d", b'LSUB "" "Team*"')
+    assert star[:-1] == [b'* LSUB (\\Subscribed) "/" Team/inbox\r\n']
+
+
+def test_recursivematch_gives_childinfo(client: Client) -> None:
+    client.ok("a", b"CREATE Fruit/Peach")
+    client.ok("b", b"UNSUBSCRIBE Fruit")
+    client.ok("c", b"SUBSCRIBE Tofu/Firm")  # no such mailbox, nor its superior
+    lines = client.ok("d", b'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    assert b'* LIST (\\HasChildren) "/" Fruit ("CHILDINFO" ("SUBSCRIBED"))\r\n' in lines
+    assert b'* LIST (\\NonExistent) "/" Tofu ("CHILDINFO" ("SUBSCRIBED"))\r\n' in lines
+    assert not any(b"Peach" in line or b"Firm" in line for line in lines)
+    plain = client.ok("e", b'LIST (SUBSCRIBED) "" "%"')
+    assert not any(b"Fruit" in line or b"CHILDINFO" in line for line in plain)
+    for tag, options in (
+        ("f", b"RECURSIVEMATCH"),
+        ("g", b"RECURSIVEMATCH REMOTE"),
+        ("h", b"REMOTE RECURSIVEMATCH"),
+    ):
+        assert client.command(tag, b'LIST (%s) "" "%%"' % options)[-1].startswith(f"{tag} BAD".encode())

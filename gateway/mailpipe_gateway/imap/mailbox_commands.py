@@ -19,10 +19,10 @@ from mailpipe_gateway.imap.commands import (
     UndecodableName,
 )
 from mailpipe_gateway.imap.fetch import render_fetch
+from mailpipe_gateway.imap.listing import Selection, listing
 from mailpipe_gateway.imap.ranges import uid_set
 from mailpipe_gateway.imap.state import DELIMITER, Done, State, bad, no
 from mailpipe_gateway.imap.view import MailboxView
-from mailpipe_gateway.imap.wildcard import Wildcard
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
@@ -179,10 +179,11 @@ async def cmd_unsubscribe(session: IMAPSession, command: MailboxCommand) -> Done
 
 
 async def _subscription(session: IMAPSession, command: MailboxCommand, subscribed: bool) -> Done:
-    try:
-        await session.call(session.ctx.store.set_subscribed, session.st.user, command.mailbox, subscribed)
-    except NoSuchMailbox:
-        return no("No such mailbox", "NONEXISTENT")
+    # Names, not mailboxes (RFC 9051 6.3.7): subscribing a name no mailbox has is allowed, and
+    # unsubscribing one that is not subscribed is no error.
+    store = session.ctx.store
+    change = store.subscribe if subscribed else store.unsubscribe
+    await session.call(change, session.st.user, command.mailbox)
     return Done(text=f"{command.name} completed")
 
 
@@ -199,50 +200,28 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
     }
     if len(patterns) > MAX_LIST_PATTERNS:
         return bad(f"At most {MAX_LIST_PATTERNS} mailbox patterns in one LIST")
-    mailboxes = await session.call(session.ctx.store.list_mailboxes, session.st.user)
-    # Matching costs a step per character of each name for each pattern: off the event loop.
-    mailboxes, parents = await session.call(_matching, mailboxes, patterns)
     subscribed_only = lsub or "SUBSCRIBED" in command.select_options
-    special_only = "SPECIAL-USE" in command.select_options
-    show_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
+    selection = Selection(
+        lsub=lsub,
+        subscribed_only=subscribed_only,
+        special_only="SPECIAL-USE" in command.select_options,
+        recursive="RECURSIVEMATCH" in command.select_options,
+        show_subscribed=subscribed_only or "SUBSCRIBED" in command.return_options,
+    )
+    mailboxes, subscribed = await session.call(session.ctx.store.mailboxes_and_subscriptions, session.st.user)
+    # Matching costs a step per character of each name for each pattern: off the event loop.
+    rows = await session.call(listing, mailboxes, subscribed, patterns, selection)
     out = []
-    for mailbox in mailboxes:
-        if (subscribed_only and not mailbox.subscribed) or (special_only and not mailbox.special_use):
-            continue
-        attributes = []
-        if not lsub:
-            attributes.append("\\HasChildren" if mailbox.name in parents else "\\HasNoChildren")
-        if show_subscribed and mailbox.subscribed:
-            attributes.append("\\Subscribed")
-        if not lsub and mailbox.special_use:  # RFC 6154: always shown, not only when asked
-            attributes.append(mailbox.special_use)
-        name = serializer.mailbox(mailbox.name, utf8=session.st.utf8)
-        out.append(f'* {command.name} ({" ".join(attributes)}) "/" '.encode() + name + b"\r\n")
-        if command.status_items:
-            out.append(await _status_line(session, mailbox.name, command.status_items))
+    for row in rows:
+        name = serializer.mailbox(row.name, utf8=session.st.utf8)
+        line = f'* {command.name} ({" ".join(row.attributes)}) "/" '.encode() + name
+        if row.childinfo:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        out.append(line + b"\r\n")
+        if command.status_items and row.mailbox is not None:
+            out.append(await _status_line(session, row.name, command.status_items))
     await session.send(b"".join(out))
     return Done(text=f"{command.name} completed")
-
-
-def _matching(mailboxes: list[Mailbox], patterns: set[str]) -> tuple[list[Mailbox], frozenset[str]]:
-    """The mailboxes a LIST shows, in its order, and the names that have inferiors."""
-    wildcards = [Wildcard(pattern) for pattern in patterns]
-    found = [
-        m
-        for m in sorted(mailboxes, key=lambda m: (m.name != "INBOX", m.name))
-        if any(w.matches(m.name) for w in wildcards)
-    ]
-    # A name has children if a longer one starts with it and the delimiter. The immediate parent of
-    # each name is not enough (a superior may have been created after its inferiors were deleted),
-    # so: every prefix ending before a delimiter, collected in one pass over each name.
-    parents: set[str] = set()
-    for mailbox in mailboxes:
-        name = mailbox.name
-        end = name.rfind(DELIMITER)
-        while end > 0 and name[:end] not in parents:
-            parents.add(name[:end])
-            end = name.rfind(DELIMITER, 0, end)
-    return found, frozenset(parents)
 
 
 async def cmd_status(session: IMAPSession, command: Status) -> Done:

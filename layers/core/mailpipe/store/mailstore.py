@@ -32,6 +32,7 @@ from mailpipe.store.model import (
     CHANGES_INDEX,
     DEFAULT_MAILBOXES,
     MAILBOX_PREFIX,
+    SUBSCRIPTION_PREFIX,
     UID_PREFIX,
     UIDVALIDITY_COUNTER_KEY,
     Mailbox,
@@ -43,6 +44,7 @@ from mailpipe.store.model import (
     messages_pk,
     owner_pk,
     pack_summary,
+    subscription_sk,
     uid_sk,
 )
 from mailpipe.store.writers import MailboxWriters
@@ -171,7 +173,6 @@ class MailStore:
             "uidvalidity": self._new_uidvalidity(),
             "uidnext": 1,
             "highestmodseq": 1,
-            "subscribed": True,
         }
         if special_use:
             item["special_use"] = special_use
@@ -181,6 +182,9 @@ class MailStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise MailboxExists(f"mailbox {name!r} exists") from None
             raise
+        # A mailbox made is subscribed (clients that show subscribed folders only then show it);
+        # the subscription is an item of its own, which outlives the mailbox (RFC 9051 6.3.7).
+        self.subscribe(owner, name)
         return Mailbox.from_item(item)
 
     def get_mailbox(self, owner: str, name: str) -> Mailbox | None:
@@ -233,6 +237,7 @@ class MailStore:
                             },
                         ]
                     )
+                    self._move_subscription(owner, old, new)
                     return Mailbox.from_item({**item, "sk": mailbox_sk(new)})
                 except ClientError as exc:
                     reasons = _cancellation_reasons(exc)
@@ -258,13 +263,15 @@ class MailStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise NoSuchMailbox(f"no mailbox {name!r}") from None
             raise
+        if mailbox.legacy_subscribed:  # its subscription outlives it (RFC 9051 6.3.7)
+            self.subscribe(owner, name)
         # The mailbox is gone for every reader now; what follows only reclaims space.
         self._purge_messages(mailbox)
 
     def purge_owner(self, owner: str) -> PurgeReport:
         """Delete everything `owner` has: every mailbox (INBOX too), its messages, delivery
-        markers and bodies, and the owner's leases. For a deleted user: a user added again under
-        the address starts empty, with UIDVALIDITYs newer than any purged here."""
+        markers and bodies, and the owner's subscriptions and leases. For a deleted user: a user
+        added again under the address starts empty, with new UIDVALIDITYs (the counter's)."""
         items = query_all(self._table, Key("pk").eq(owner_pk(owner)))
         mailboxes = [Mailbox.from_item(item) for item in items if item["sk"].startswith(MAILBOX_PREFIX)]
         with self._table.batch_writer() as batch:
@@ -288,18 +295,43 @@ class MailStore:
         self._delete_blobs([item["blob_key"] for item in items if "blob_key" in item])
         return sum(1 for item in items if item["sk"].startswith(UID_PREFIX))
 
-    def set_subscribed(self, owner: str, name: str, subscribed: bool) -> None:
-        try:
+    # -- subscriptions: names, kept apart from the mailboxes (RFC 9051 6.3.7) ----------------
+
+    def subscribe(self, owner: str, name: str) -> None:
+        """Subscribe `name`, whether or not a mailbox has it; harmless to repeat."""
+        self._table.put_item(Item={"pk": owner_pk(owner), "sk": subscription_sk(name)})
+
+    def unsubscribe(self, owner: str, name: str) -> None:
+        """Unsubscribe `name`; harmless if it was not subscribed."""
+        self._table.delete_item(Key={"pk": owner_pk(owner), "sk": subscription_sk(name)})
+        self._drop_legacy_subscription(owner, name)
+
+    def _drop_legacy_subscription(self, owner: str, name: str) -> None:
+        """Take off the `subscribed` attribute a mailbox item made before subscription items may carry."""
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
             self._table.update_item(
                 Key={"pk": owner_pk(owner), "sk": mailbox_sk(name)},
-                UpdateExpression="SET subscribed = :s",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":s": subscribed},
+                UpdateExpression="REMOVE subscribed",
+                ConditionExpression="attribute_exists(subscribed)",
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise NoSuchMailbox(f"no mailbox {name!r}") from None
-            raise
+
+    def mailboxes_and_subscriptions(self, owner: str) -> tuple[list[Mailbox], set[str]]:
+        """The owner's mailboxes and subscribed names, with one Query of the owner's partition."""
+        items = query_all(self._table, Key("pk").eq(owner_pk(owner)))
+        mailboxes = [Mailbox.from_item(item) for item in items if item["sk"].startswith(MAILBOX_PREFIX)]
+        subscribed = {
+            item["sk"][len(SUBSCRIPTION_PREFIX) :]
+            for item in items
+            if item["sk"].startswith(SUBSCRIPTION_PREFIX)
+        }
+        return mailboxes, subscribed | {m.name for m in mailboxes if m.legacy_subscribed}
+
+    def _move_subscription(self, owner: str, old: str, new: str) -> None:
+        """RENAME takes the subscription along (a legacy attribute moves with the item itself)."""
+        key = {"pk": owner_pk(owner), "sk": subscription_sk(old)}
+        if self._table.get_item(Key=key, ConsistentRead=True).get("Item") is not None:
+            self.subscribe(owner, new)
+            self._table.delete_item(Key=key)
 
     def require_mailbox(self, owner: str, name: str) -> Mailbox:
         mailbox = self.get_mailbox(owner, name)

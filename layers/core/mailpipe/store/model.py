@@ -21,6 +21,7 @@ DEFAULT_MAILBOXES: dict[str, str | None] = {
 USER_PREFIX = "user#"
 MAILBOX_PREFIX = "mailbox#"
 UID_PREFIX = "uid#"
+SUBSCRIPTION_PREFIX = "subscription#"  # under user#<owner>: a subscribed name, mailbox or not
 DELIVERY_PREFIX = "delivery#"
 UID_WIDTH = 10  # UIDs are 32-bit: at most 10 digits, zero-padded so sort keys sort numerically
 # The local index of a mailbox's messages by MODSEQ (template.yaml): what changed since a MODSEQ.
@@ -38,6 +39,10 @@ def owner_pk(owner: str) -> str:
 
 def mailbox_sk(name: str) -> str:
     return MAILBOX_PREFIX + name
+
+
+def subscription_sk(name: str) -> str:
+    return SUBSCRIPTION_PREFIX + name
 
 
 def messages_pk(mailbox_id: str) -> str:
@@ -61,7 +66,9 @@ class Mailbox:
     uidnext: int
     highestmodseq: int
     special_use: str | None = None
-    subscribed: bool = True
+    # Subscriptions are items of their own (SUBSCRIPTION_PREFIX); this is the attribute mailbox
+    # items made before them carry, still honoured until UNSUBSCRIBE or DELETE removes it.
+    legacy_subscribed: bool = False
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Mailbox:
@@ -73,7 +80,7 @@ class Mailbox:
             uidnext=int(item["uidnext"]),
             highestmodseq=int(item["highestmodseq"]),
             special_use=item.get("special_use"),
-            subscribed=bool(item.get("subscribed", True)),
+            legacy_subscribed=bool(item.get("subscribed", False)),
         )
 
 
