@@ -290,3 +290,49 @@ def test_recursivematch_gives_childinfo(client: Client) -> None:
         ("h", b"REMOTE RECURSIVEMATCH"),
     ):
         assert client.command(tag, b'LIST (%s) "" "%%"' % options)[-1].startswith(f"{tag} BAD".encode())
+
+
+# -- a new keyword is announced (FLAGS, PERMANENTFLAGS) before a FETCH uses it -------------------
+
+
+def test_a_new_keyword_is_announced_before_the_fetch_that_uses_it(stack, user) -> None:
+    stack.mail_store().append(user, "INBOX", MESSAGE, flags=["$Old"])
+    storer, watcher, reader = (login(stack.imap_port, user, PASSWORD) for _ in range(3))
+    try:
+        for client, command in (
+            (storer, b"SELECT INBOX"),
+            (watcher, b"SELECT INBOX"),
+            (reader, b"EXAMINE INBOX"),
+        ):
+            assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Old)\r\n" in client.ok(
+                "s", command
+            )
+        lines = storer.ok("a", b"STORE 1 +FLAGS ($Important)")
+        flags = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important $Old)"
+        assert lines[:3] == [
+            b"* FLAGS " + flags + b"\r\n",
+            b"* OK [PERMANENTFLAGS " + flags[:-1] + b" \\*)] Flags permitted\r\n",
+            b"* 1 FETCH (FLAGS ($Important $Old))\r\n",
+        ], lines
+        lines = watcher.ok("c", b"NOOP")
+        assert lines[:2] == [
+            b"* FLAGS " + flags + b"\r\n",
+            b"* OK [PERMANENTFLAGS " + flags[:-1] + b" \\*)] Flags permitted\r\n",
+        ], lines
+        assert lines[2].startswith(b"* 1 FETCH (UID 1 FLAGS ("), lines
+        # Announced once: taking the keyword off and on again is no news.
+        storer.ok("b", b"STORE 1 -FLAGS ($Important)")
+        assert not any(b"FLAGS (\\" in line for line in storer.ok("b2", b"STORE 1 +FLAGS ($Important)"))
+        lines = reader.ok("d", b"NOOP")
+        assert lines[:2] == [b"* FLAGS " + flags + b"\r\n", b"* OK [PERMANENTFLAGS ()] Flags permitted\r\n"]
+        # APPEND of a message with a keyword new to the mailbox, into the selected mailbox.
+        message = b"Subject: new\r\n\r\nx\r\n"
+        storer.send(b"e APPEND INBOX ($Fresh) {%d}\r\n" % len(message))
+        storer.continuation()
+        storer.send(message + b"\r\n")
+        lines = storer.until("e")
+        assert lines[0].startswith(b"* FLAGS (") and b"$Fresh" in lines[0], lines
+        assert lines.index(b"* 2 EXISTS\r\n") > 0, lines
+    finally:
+        for client in (storer, watcher, reader):
+            client.close()

@@ -416,8 +416,10 @@ def test_idle_sees_mail_delivered_over_smtp(stack, client, user) -> None:
     other.logout()
     responses = client.idle_check(timeout=15)
     client.idle_done()
-    assert len(responses) == 1
-    number, kind, attributes = responses[0][0], responses[0][1], dict(imapclient_pairs(responses[0][2]))
+    # $label4 is new to the mailbox: FLAGS and PERMANENTFLAGS come first (RFC 9051 7.3.5).
+    assert len(responses) == 3 and responses[0][0] == b"FLAGS" and b"$label4" in responses[0][1]
+    assert responses[1][1].startswith(b"[PERMANENTFLAGS (")
+    number, kind, attributes = responses[2][0], responses[2][1], dict(imapclient_pairs(responses[2][2]))
     assert (number, kind) == (1, b"FETCH") and attributes[b"FLAGS"] == (b"$label4",)
     assert attributes[b"UID"] == delivered.uid
 

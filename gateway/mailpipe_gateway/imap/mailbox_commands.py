@@ -27,7 +27,6 @@ from mailpipe_gateway.imap.view import MailboxView
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _FETCH_AFTER_RESYNC = (FetchAttr("FLAGS"),)
 # RFC 6855 3: names (UTF-8 or modified UTF-7 alike) hold no C0 or C1 control, DEL, U+2028 or U+2029.
 _NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -49,15 +48,13 @@ async def cmd_select(session: IMAPSession, command: Select) -> Done:
     if command.condstore:
         st.enabled.add("CONDSTORE")
     view = MailboxView(mailbox, messages, read_only=command.readonly)
-    keywords = sorted({flag for m in messages for flag in m.flags if not flag.startswith("\\")})
-    flags = serializer.serialize([serializer.Atom(f) for f in (*SYSTEM_FLAGS, *keywords)])
-    out = [b"* FLAGS " + flags + b"\r\n", b"* %d EXISTS\r\n" % view.exists]
+    out = [b"* FLAGS " + serializer.flag_list(view.keywords) + b"\r\n", b"* %d EXISTS\r\n" % view.exists]
     if not st.rev2:
         out.append(b"* 0 RECENT\r\n")
         unseen = next((n for n, m in view.messages() if "\\Seen" not in m.flags), None)
         if unseen is not None:
             out.append(b"* OK [UNSEEN %d] First unseen\r\n" % unseen)
-    permanent = flags[:-1] + b" \\*)" if not command.readonly else b"()"
+    permanent = serializer.permanent_flags(view.keywords, read_only=command.readonly)
     out += [
         b"* OK [PERMANENTFLAGS " + permanent + b"] Flags permitted\r\n",
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity,

@@ -88,7 +88,10 @@ async def cmd_append(session: IMAPSession, command: Append) -> Done:
         and view.mailbox.mailbox_id == mailbox.mailbox_id
         and view.followed_own_append(appended.message, appended.started_from)
     ):
-        await session.send(b"* %d EXISTS\r\n" % view.exists)
+        new_keywords = view.take_new_keywords([appended.message])
+        await session.send(
+            (session.flags_changed() if new_keywords else b"") + b"* %d EXISTS\r\n" % view.exists
+        )
     return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uid}")
 
 
@@ -228,7 +231,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
         view.apply_own_change(message)
     view.followed_own_commits(commits)
     changed = {m.uid for m in change.changed}
-    out = []
+    out = [session.flags_changed()] if view.take_new_keywords(change.changed) else []
     condstore = session.st.condstore
     for number, message in targets:
         current = view.message(message.uid)

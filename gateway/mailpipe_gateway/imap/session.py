@@ -232,6 +232,8 @@ class IMAPSession:
 
     async def announce(self, updates: Any) -> None:
         out = []
+        if updates.new_keywords and self.st.view is not None:
+            out.append(self.flags_changed())
         for number in updates.expunged:
             out.append(b"* %d EXPUNGE\r\n" % number)
         if updates.vanished:
@@ -247,6 +249,12 @@ class IMAPSession:
                 )
         if out:
             await self.send(b"".join(out))
+
+    def flags_changed(self) -> bytes:
+        """FLAGS and PERMANENTFLAGS for the selected mailbox's keywords, which just grew."""
+        view = self.st.view
+        assert view is not None
+        return serializer.flags_changed(view.keywords, read_only=view.read_only)
 
     async def enable_condstore(self) -> None:
         """A CONDSTORE enabling command ran (RFC 7162 3.1): from now on every FETCH response carries
