@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import PASSWORD
@@ -199,7 +201,7 @@ def test_fetch_modseq_enables_condstore(stack, user, client: Client) -> None:
     assert b"MODSEQ (" in client.ok("c", b"FETCH 2 FLAGS")[0]
     store.update_flags(user, "INBOX", [2], "add", ["\\Flagged"])
     update = client.ok("d", b"NOOP")
-    assert re.match(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)", update[0]), update
+    assert re.match(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", update[0]), update
     assert not any(b"HIGHESTMODSEQ" in line for line in client.ok("e", b"FETCH 1 (MODSEQ)"))
 
 
@@ -312,7 +314,7 @@ def test_a_new_keyword_is_announced_before_the_fetch_that_uses_it(stack, user) -
         assert lines[:3] == [
             b"* FLAGS " + flags + b"\r\n",
             b"* OK [PERMANENTFLAGS " + flags[:-1] + b" \\*)] Flags permitted\r\n",
-            b"* 1 FETCH (FLAGS ($Important $Old))\r\n",
+            b"* 1 FETCH (FLAGS ($Important $Old \\Recent))\r\n",
         ], lines
         lines = watcher.ok("c", b"NOOP")
         assert lines[:2] == [
@@ -336,3 +338,91 @@ def test_a_new_keyword_is_announced_before_the_fetch_that_uses_it(stack, user) -
     finally:
         for client in (storer, watcher, reader):
             client.close()
+
+
+# -- \Recent (RFC 3501 2.3.2): each new message is recent to one session ---------------------
+
+
+def recent_line(lines: list[bytes]) -> bytes:
+    return next(line for line in lines if line.endswith(b" RECENT\r\n"))
+
+
+def test_recent_is_seen_by_one_session_only(stack, user) -> None:
+    store = stack.mail_store()
+    for _ in range(2):
+        store.append(user, "INBOX", MESSAGE)
+    status = login(stack.imap_port, user, PASSWORD)
+    first, second, examiner = (login(stack.imap_port, user, PASSWORD) for _ in range(3))
+    try:
+        assert b"RECENT 2" in status.ok("a", b"STATUS INBOX (RECENT)")[0]
+        assert recent_line(examiner.ok("e", b"EXAMINE INBOX")) == b"* 0 RECENT\r\n"  # claims nothing
+        assert recent_line(first.ok("s", b"SELECT INBOX")) == b"* 2 RECENT\r\n"
+        assert recent_line(second.ok("s", b"SELECT INBOX")) == b"* 0 RECENT\r\n"
+        assert b"RECENT 0" in status.ok("b", b"STATUS INBOX (RECENT)")[0]
+        assert first.ok("f", b"FETCH 1:* FLAGS")[:2] == [
+            b"* 1 FETCH (FLAGS (\\Recent))\r\n",
+            b"* 2 FETCH (FLAGS (\\Recent))\r\n",
+        ]
+        assert second.ok("f", b"FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS ())\r\n"
+        first.ok("g", b"STORE 1 +FLAGS (\\Seen)")
+        assert first.ok("h", b"SEARCH NEW")[0] == b"* SEARCH 2\r\n"
+        assert first.ok("i", b"SEARCH RECENT")[0] == b"* SEARCH 1 2\r\n"
+        assert first.ok("j", b"SEARCH OLD")[0] == b"* SEARCH\r\n"
+        assert second.ok("k", b"SEARCH RECENT")[0] == b"* SEARCH\r\n"
+        assert second.ok("l", b"SEARCH OLD")[0] == b"* SEARCH 1 2\r\n"
+
+        # New mail: the first selected session to hear of it has it as recent, the other not.
+        store.append(user, "INBOX", MESSAGE)
+        lines = second.ok("m", b"NOOP")
+        assert lines[:2] == [b"* 3 EXISTS\r\n", b"* 1 RECENT\r\n"], lines
+        assert second.ok("n", b"FETCH 3 FLAGS")[0] == b"* 3 FETCH (FLAGS (\\Recent))\r\n"
+        lines = first.ok("o", b"NOOP")
+        assert lines[:2] == [b"* 3 EXISTS\r\n", b"* 2 RECENT\r\n"], lines
+        assert first.ok("p", b"FETCH 3 FLAGS")[0] == b"* 3 FETCH (FLAGS ())\r\n"
+        # A session that enabled IMAP4rev2 hears of no \Recent at all.
+        store.append(user, "INBOX", MESSAGE)
+        status.ok("q", b"ENABLE IMAP4rev2")
+        assert not any(b"RECENT" in line for line in status.ok("r", b"SELECT INBOX"))
+        assert b"\\Recent" not in status.ok("t", b"FETCH 4 FLAGS")[0]
+        assert recent_line(first.ok("u", b"NOOP")) == b"* 3 RECENT\r\n"  # the IMAP4rev2 session left it
+    finally:
+        for client in (status, first, second, examiner):
+            client.close()
+
+
+def test_processes_claiming_recent_at_once_each_get_distinct_messages(stack, user) -> None:
+    """Two stores (two processes' worth of claims) and threads in each: every UID is claimed once."""
+    seed = stack.mail_store()
+    claimed: list[tuple[int, int]] = []
+
+    def claim_after(count: int, store: MailStore) -> None:
+        for _ in range(count):
+            seed.append(user, "INBOX", MESSAGE)
+            claimed.append(store.claim_recent(store.require_mailbox(user, "INBOX")))
+
+    stores = [stack.mail_store(), stack.mail_store()]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(claim_after, [5, 5, 5, 5], stores * 2))
+    uids = sorted(uid for start, end in claimed for uid in range(start, end))
+    assert uids == list(range(1, 21))
+
+
+def test_claiming_with_nothing_new_makes_no_request(stack, user) -> None:
+    """The claim reaches DynamoDB through a proxy that is down: it must not need to."""
+    proxy = CuttableProxy(stack.moto.port)
+    try:
+        store = MailStore(
+            aws.table(stack.resources.mailbox_table, proxy.endpoint),
+            aws.client("s3"),
+            stack.resources.mail_bucket,
+        )
+        stack.mail_store().append(user, "INBOX", MESSAGE)
+        assert store.claim_recent(store.require_mailbox(user, "INBOX")) == (1, 2)
+        inbox = store.require_mailbox(user, "INBOX")
+        assert inbox.recent_from == inbox.uidnext == 2
+        proxy.up = False
+        assert store.claim_recent(inbox) == (2, 2)
+        # Nor with a stale picture of the mailbox: the process remembers what it claimed.
+        assert store.claim_recent(dataclasses.replace(inbox, recent_from=1)) == (2, 2)
+    finally:
+        proxy.close()

@@ -48,9 +48,10 @@ async def cmd_select(session: IMAPSession, command: Select) -> Done:
     if command.condstore:
         st.enabled.add("CONDSTORE")
     view = MailboxView(mailbox, messages, read_only=command.readonly)
+    await session.claim_recent(view, mailbox)
     out = [b"* FLAGS " + serializer.flag_list(view.keywords) + b"\r\n", b"* %d EXISTS\r\n" % view.exists]
     if not st.rev2:
-        out.append(b"* 0 RECENT\r\n")
+        out.append(b"* %d RECENT\r\n" % view.recent)
         unseen = next((n for n, m in view.messages() if "\\Seen" not in m.flags), None)
         if unseen is not None:
             out.append(b"* OK [UNSEEN %d] First unseen\r\n" % unseen)
@@ -82,10 +83,13 @@ async def _resync(session: IMAPSession, command: Select, mailbox: Mailbox) -> No
     out = []
     if vanished:
         out.append(b"* VANISHED (EARLIER) " + uid_set(vanished).encode() + b"\r\n")
-    for number, message in session.st.view.messages():
+    view = session.st.view
+    for number, message in view.messages():
         if message.modseq > since:
             out.append(
-                render_fetch(number, message, _FETCH_AFTER_RESYNC, None, add_uid=True, add_modseq=True)
+                render_fetch(
+                    number, view.shown(message), _FETCH_AFTER_RESYNC, None, add_uid=True, add_modseq=True
+                )
             )
     if out:
         await session.send(b"".join(out))
@@ -242,7 +246,7 @@ async def _status_line(session: IMAPSession, name: str, items: tuple[str, ...]) 
         "DELETED": sum(1 for m in messages if "\\Deleted" in m.flags),
         "SIZE": sum(m.crlf_size for m in messages),
         "HIGHESTMODSEQ": mailbox.highestmodseq,
-        "RECENT": 0,
+        "RECENT": sum(1 for m in messages if m.uid >= mailbox.recent_from),  # no session saw them yet
     }
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + serializer.mailbox(name, utf8=session.st.utf8) + f" ({pairs})\r\n".encode()

@@ -234,7 +234,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
     out = [session.flags_changed()] if view.take_new_keywords(change.changed) else []
     condstore = session.st.condstore
     for number, message in targets:
-        current = view.message(message.uid)
+        current = view.shown(view.message(message.uid))
         # .SILENT suppresses the echo, except that CONDSTORE clients learn each new MODSEQ (RFC 7162 3.1.3).
         if (command.silent and not (condstore and current.uid in changed)) or current.uid in change.modified:
             continue
@@ -297,8 +297,8 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
                 return no("A message body could not be read, try again later", "UNAVAILABLE")
             render = functools.partial(
                 fetching.render_fetch,
-                number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
-                utf8=session.st.utf8,
+                number, view.shown(message), items, body,
+                add_uid=command.uid, add_modseq=session.st.condstore, utf8=session.st.utf8,
             )  # fmt: skip
             try:
                 # Decoding and parsing a message of megabytes is CPU work: off the event loop.
@@ -384,7 +384,7 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
     view = session.st.view
     assert view is not None
     store = session.ctx.store
-    candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
+    candidates = [(n, view.shown(m)) for n, m in view.messages() if not view.is_expunged(m.uid)]
     if searching.needs_body(command.criteria):
         load_body: searching.BodyLoader = loading.BodiesAhead(store, [m for _, m in candidates])
     else:

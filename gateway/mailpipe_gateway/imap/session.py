@@ -219,6 +219,8 @@ class IMAPSession:
             may_expunge=may_expunge,
             qresync=self.st.qresync,
         )
+        if updates.exists is not None:  # new UIDs: this session may be the first to see them
+            await self.claim_recent(view, current)
         await self.announce(updates)
 
     async def vanished_since(
@@ -238,17 +240,28 @@ class IMAPSession:
             out.append(b"* %d EXPUNGE\r\n" % number)
         if updates.vanished:
             out.append(b"* VANISHED " + uid_set(updates.vanished).encode() + b"\r\n")
+        view = self.st.view
         if updates.exists is not None:
             out.append(b"* %d EXISTS\r\n" % updates.exists)
-        view = self.st.view
+            if not self.st.rev2 and view is not None:
+                out.append(b"* %d RECENT\r\n" % view.recent)
         for message in updates.changed:
             number = view.number_of(message.uid) if view else None
             if number is not None:
+                shown = view.shown(message) if view else message
                 out.append(
-                    render_fetch(number, message, _FLAGS, None, add_uid=True, add_modseq=self.st.condstore)
+                    render_fetch(number, shown, _FLAGS, None, add_uid=True, add_modseq=self.st.condstore)
                 )
         if out:
             await self.send(b"".join(out))
+
+    async def claim_recent(self, view: Any, mailbox: Mailbox) -> None:
+        """A read-write IMAP4rev1 session claims the messages no session has seen yet as its
+        \\Recent ones (RFC 3501 2.3.2; store/recent.py). No request when none arrived."""
+        if view.read_only or self.st.rev2 or mailbox.recent_from >= mailbox.uidnext:
+            return
+        start, end = await self.call(self.ctx.store.claim_recent, mailbox)
+        view.claimed_recent(start, end)
 
     def flags_changed(self) -> bytes:
         """FLAGS and PERMANENTFLAGS for the selected mailbox's keywords, which just grew."""

@@ -41,6 +41,9 @@ class MailboxView:
         # The keywords the client was told of in FLAGS: a new one is announced before its use.
         self.keywords: set[str] = set()
         self.take_new_keywords(messages)
+        # UID ranges [start, end) this session claimed as \Recent (store/recent.py): only it
+        # shows them so (RFC 3501 2.3.2).
+        self._recent: list[tuple[int, int]] = []
         # Set when this command's own commits brought the view exactly up to the store: nothing
         # committed between its picture and them, and what commits meanwhile is concurrent with
         # the command, for the next one to announce. The session's refresh then needs no read.
@@ -88,6 +91,24 @@ class MailboxView:
     def largest_uid(self) -> int:
         # "*" in a UID set: the largest UID in the mailbox (RFC 9051 6.4.8); in an empty one, UIDNEXT-1.
         return self._uids[-1] if self._uids else max(self.mailbox.uidnext - 1, 1)
+
+    def claimed_recent(self, start: int, end: int) -> None:
+        if start < end:
+            self._recent.append((start, end))
+
+    def is_recent(self, uid: int) -> bool:
+        return any(start <= uid < end for start, end in self._recent)
+
+    @property
+    def recent(self) -> int:
+        """How many messages of the view are \\Recent in this session (the RECENT response)."""
+        return sum(1 for uid in self._uids if self.is_recent(uid)) if self._recent else 0
+
+    def shown(self, message: StoredMessage) -> StoredMessage:
+        """The message as this session shows it: with \\Recent if it claimed it."""
+        if self._recent and self.is_recent(message.uid):
+            return replace(message, flags=(*message.flags, "\\Recent"))
+        return message
 
     def take_new_keywords(self, messages: list[StoredMessage]) -> bool:
         """Whether `messages` carry keywords the client was not told of yet; from now on it is."""

@@ -47,6 +47,7 @@ from mailpipe.store.model import (
     subscription_sk,
     uid_sk,
 )
+from mailpipe.store.recent import RecentClaims
 from mailpipe.store.writers import MailboxWriters
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class MailStore:
         self._s3 = s3
         self._bucket = bucket
         self._writers = MailboxWriters()
+        self._recent = RecentClaims(table, self._writers)
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
         self._bodies = BodyReader(s3, bucket, _readers)
         self._headers = HeaderReader(
@@ -332,6 +334,11 @@ class MailStore:
         if self._table.get_item(Key=key, ConsistentRead=True).get("Item") is not None:
             self.subscribe(owner, new)
             self._table.delete_item(Key=key)
+
+    def claim_recent(self, mailbox: Mailbox) -> tuple[int, int]:
+        """Claim the messages no session has seen as \\Recent yet, up to `mailbox.uidnext`, for
+        the caller; returns the UID range [start, end) it got (store/recent.py)."""
+        return self._recent.claim(mailbox)
 
     def require_mailbox(self, owner: str, name: str) -> Mailbox:
         mailbox = self.get_mailbox(owner, name)

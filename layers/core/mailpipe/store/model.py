@@ -69,6 +69,7 @@ class Mailbox:
     # Subscriptions are items of their own (SUBSCRIPTION_PREFIX); this is the attribute mailbox
     # items made before them carry, still honoured until UNSUBSCRIBE or DELETE removes it.
     legacy_subscribed: bool = False
+    recent_from: int = 1  # the first UID no session claimed as \Recent yet (store/recent.py)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Mailbox:
@@ -81,6 +82,7 @@ class Mailbox:
             highestmodseq=int(item["highestmodseq"]),
             special_use=item.get("special_use"),
             legacy_subscribed=bool(item.get("subscribed", False)),
+            recent_from=int(item.get("recent_from", 1)),
         )
 
 
