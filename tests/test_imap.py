@@ -129,7 +129,7 @@ def test_select_append_fetch_store(stack, user) -> None:
     permanent = client.untagged_responses["OK"]
     assert any(b"PERMANENTFLAGS" in line and b"\\*" in line for line in permanent)
     data = ok(client.fetch("1", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE UID)"))
-    assert b"FLAGS ($label1 \\Flagged)" in data[0]
+    assert b"FLAGS ($label1 \\Flagged \\Recent)" in data[0]  # the first session to select it
     assert b'INTERNALDATE "14-Nov-2023 22:13:20 +0000"' in data[0]
     assert b"RFC822.SIZE %d" % len(MESSAGE) in data[0]
     assert b'"hello imap"' in data[0] and b"UID 1" in data[0]
@@ -224,6 +224,7 @@ def test_idle_sees_new_mail_from_the_pipeline(stack, user) -> None:
         with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as smtp:
             smtp.sendmail("alice@remote.test", [user], MESSAGE)
         assert reader.readline() == b"* 1 EXISTS\r\n"
+        assert reader.readline() == b"* 1 RECENT\r\n"  # the one session to see it
         sock.sendall(b"DONE\r\n")
         assert reader.readline().startswith(b"c OK")
 

@@ -176,9 +176,10 @@ def test_internaldate_pads_the_day_and_is_utc() -> None:
     assert fetch(raw, "INTERNALDATE", message) == {"INTERNALDATE": b"05-Mar-2024 23:59:59 +0000"}
 
 
-def test_recent_is_never_reported() -> None:
+def test_flags_are_rendered_as_the_session_shows_them() -> None:
+    # \Recent is never stored; a session adds it to the messages it claimed (MailboxView.shown).
     raw = corpus("rfc2822/example01.eml")
-    assert fetch(raw, "FLAGS", stored(raw, flags=("\\Recent", "\\Seen"))) == {"FLAGS": b"(\\Seen)"}
+    assert fetch(raw, "FLAGS", stored(raw, flags=("\\Seen", "\\Recent"))) == {"FLAGS": b"(\\Seen \\Recent)"}
 
 
 def test_envelope_and_bodystructure_come_from_the_summary_without_the_body() -> None:

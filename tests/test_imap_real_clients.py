@@ -210,6 +210,9 @@ def test_curl_starttls_login_options_and_custom_commands(stack, new_user, sample
         stack, owner, imap_url(stack, "/INBOX"), "-X", "UID STORE 1:2 +FLAGS ($label1 \\Deleted)"
     )
     assert stored_flags.splitlines() == [
+        # $label1 is new to the mailbox: announced before the FETCHes that use it.
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $label1)",
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $label1 \\*)] Flags permitted",
         b"* 1 FETCH (UID 1 FLAGS ($label1 \\Deleted))",
         b"* 2 FETCH (UID 2 FLAGS ($label1 \\Deleted \\Seen))",  # curl's fetch above set \\Seen
     ]

@@ -181,7 +181,7 @@ def test_select_and_examine(stack, client, user) -> None:
     mailbox = store.get_mailbox(user, "INBOX")
 
     selected = client.select_folder("INBOX")
-    assert selected[b"EXISTS"] == 2 and selected[b"RECENT"] == 0
+    assert selected[b"EXISTS"] == 2 and selected[b"RECENT"] == 2  # the first session to see them
     assert selected[b"UIDVALIDITY"] == mailbox.uidvalidity and selected[b"UIDNEXT"] == 3
     assert selected[b"HIGHESTMODSEQ"] == mailbox.highestmodseq
     assert selected[b"FLAGS"] == (
@@ -219,11 +219,11 @@ def test_append_with_flags_and_date(stack, client, user) -> None:
     client.normalise_times = False  # keep the server's zone, do not convert to local naive times
     client.select_folder("Drafts")
     data = client.fetch([1, 2], ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]"])
-    assert set(data[1][b"FLAGS"]) == {b"\\Draft", b"\\Flagged", b"$label3"}
+    assert set(data[1][b"FLAGS"]) == {b"\\Draft", b"\\Flagged", b"$label3", b"\\Recent"}
     assert data[1][b"INTERNALDATE"] == when
     assert data[1][b"INTERNALDATE"].utcoffset() is not None
     assert data[1][b"RFC822.SIZE"] == len(PLAIN) and data[1][b"BODY[]"] == PLAIN
-    assert data[2][b"FLAGS"] == ()
+    assert data[2][b"FLAGS"] == (b"\\Recent",)
     now = datetime.datetime.now(datetime.UTC)
     assert abs((data[2][b"INTERNALDATE"] - now).total_seconds()) < 120
     assert data[2][b"BODY[]"] == RICH
@@ -287,10 +287,10 @@ def test_fetch_envelope_bodystructure_and_sections(stack, client, user) -> None:
     assert sections[b"BODY[1.MIME]"] == (
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
     )
-    assert client.get_flags([uid]) == {uid: ()}, "BODY.PEEK leaves \\Seen alone"
+    assert client.get_flags([uid]) == {uid: (b"\\Recent",)}, "BODY.PEEK leaves \\Seen alone"
     partial = client.fetch([uid], ["BODY[]<0.20>"])[uid]
     assert partial[b"BODY[]<0>"] == RICH[:20]
-    assert client.get_flags([uid]) == {uid: (b"\\Seen",)}, "BODY[] sets \\Seen"
+    assert client.get_flags([uid]) == {uid: (b"\\Seen", b"\\Recent")}, "BODY[] sets \\Seen"
     when = client.fetch([uid], ["INTERNALDATE"])[uid][b"INTERNALDATE"]
     assert when == datetime.datetime.fromtimestamp(1_795_000_000, datetime.UTC)
 
@@ -330,11 +330,11 @@ def test_uid_expunge_copy_and_move(stack, client, user) -> None:
         client.append("INBOX", PLAIN)
     client.select_folder("INBOX")
     client.delete_messages([1, 2, 3])
-    assert client.get_flags([1, 2, 3, 4]) == {
-        1: (b"\\Deleted",),
-        2: (b"\\Deleted",),
-        3: (b"\\Deleted",),
-        4: (),
+    assert client.get_flags([1, 2, 3, 4]) == {  # this session selected them first: \Recent
+        1: (b"\\Deleted", b"\\Recent"),
+        2: (b"\\Deleted", b"\\Recent"),
+        3: (b"\\Deleted", b"\\Recent"),
+        4: (b"\\Recent",),
     }
     client.uid_expunge([2])
     assert client.search() == [1, 3, 4]
@@ -365,15 +365,15 @@ def test_uid_expunge_copy_and_move(stack, client, user) -> None:
 def test_flags_and_thunderbird_keywords_persist(stack, client, user) -> None:
     client.append("INBOX", PLAIN)
     client.append("INBOX", PLAIN)
-    client.select_folder("INBOX")
+    client.select_folder("INBOX")  # the first session to see them: \Recent in every FLAGS
     assert client.add_flags([1], ["\\Flagged", *THUNDERBIRD_KEYWORDS[:3]]) == {
-        1: (b"$label1", b"$label2", b"$label3", b"\\Flagged")
+        1: (b"$label1", b"$label2", b"$label3", b"\\Flagged", b"\\Recent")
     }
     assert client.add_flags([2], THUNDERBIRD_KEYWORDS[3:]) == {
-        2: (b"$Junk", b"$label4", b"$label5", b"NonJunk")
+        2: (b"$Junk", b"$label4", b"$label5", b"NonJunk", b"\\Recent")
     }
-    assert client.remove_flags([1], ["$label2", "\\Flagged"]) == {1: (b"$label1", b"$label3")}
-    assert client.set_flags([2], ["\\Answered", "NonJunk"]) == {2: (b"NonJunk", b"\\Answered")}
+    assert client.remove_flags([1], ["$label2", "\\Flagged"]) == {1: (b"$label1", b"$label3", b"\\Recent")}
+    assert client.set_flags([2], ["\\Answered", "NonJunk"]) == {2: (b"NonJunk", b"\\Answered", b"\\Recent")}
     assert client.add_flags([1, 2], ["\\Seen"], silent=True) is None
 
     # Another session, later: the keywords are there, and listed in FLAGS for the mailbox.
@@ -390,7 +390,7 @@ def test_flags_and_thunderbird_keywords_persist(stack, client, user) -> None:
     assert stored_flags == {1: {"$label1", "$label3", "\\Seen"}, 2: {"NonJunk", "\\Answered", "\\Seen"}}
 
     client.set_flags([1], list(THUNDERBIRD_KEYWORDS))
-    assert set(client.get_flags([1])[1]) == {k.encode() for k in THUNDERBIRD_KEYWORDS}
+    assert set(client.get_flags([1])[1]) == {k.encode() for k in THUNDERBIRD_KEYWORDS} | {b"\\Recent"}
 
 
 def test_idle_sees_mail_delivered_over_smtp(stack, client, user) -> None:
@@ -400,7 +400,7 @@ def test_idle_sees_mail_delivered_over_smtp(stack, client, user) -> None:
     with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as smtp:
         smtp.sendmail("alice@remote.test", [user], PLAIN)
     responses = client.idle_check(timeout=15)
-    assert responses == [(1, b"EXISTS")]
+    assert responses == [(1, b"EXISTS"), (1, b"RECENT")]
     text, more = client.idle_done()
     assert text == b"IDLE terminated" and more == []
     [delivered] = wait_for_inbox(stack, user, 1)
@@ -416,9 +416,11 @@ def test_idle_sees_mail_delivered_over_smtp(stack, client, user) -> None:
     other.logout()
     responses = client.idle_check(timeout=15)
     client.idle_done()
-    assert len(responses) == 1
-    number, kind, attributes = responses[0][0], responses[0][1], dict(imapclient_pairs(responses[0][2]))
-    assert (number, kind) == (1, b"FETCH") and attributes[b"FLAGS"] == (b"$label4",)
+    # $label4 is new to the mailbox: FLAGS and PERMANENTFLAGS come first (RFC 9051 7.3.5).
+    assert len(responses) == 3 and responses[0][0] == b"FLAGS" and b"$label4" in responses[0][1]
+    assert responses[1][1].startswith(b"[PERMANENTFLAGS (")
+    number, kind, attributes = responses[2][0], responses[2][1], dict(imapclient_pairs(responses[2][2]))
+    assert (number, kind) == (1, b"FETCH") and attributes[b"FLAGS"] == (b"$label4", b"\\Recent")
     assert attributes[b"UID"] == delivered.uid
 
     # And an expunge by another session, as an EXPUNGE response.
@@ -448,7 +450,7 @@ def test_folder_status(stack, client, user) -> None:
     status = client.folder_status("INBOX")  # imapclient's default: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN
     assert status == {
         b"MESSAGES": 2,
-        b"RECENT": 0,
+        b"RECENT": 2,  # no session selected INBOX since they came
         b"UIDNEXT": 3,
         b"UIDVALIDITY": mailbox.uidvalidity,
         b"UNSEEN": 1,
@@ -472,7 +474,7 @@ def test_enable_condstore_and_changedsince(stack, client, user) -> None:
     client.add_flags([2], ["$label5"])
     changed = client.fetch([1, 2, 3], ["FLAGS"], modifiers=[f"CHANGEDSINCE {highest}"])
     assert list(changed) == [2]
-    assert changed[2][b"FLAGS"] == (b"$label5",) and changed[2][b"MODSEQ"][0] > highest
+    assert changed[2][b"FLAGS"] == (b"$label5", b"\\Recent") and changed[2][b"MODSEQ"][0] > highest
     # With CONDSTORE on, plain FETCH FLAGS carry MODSEQ too.
     assert b"MODSEQ" in client.fetch([1], ["FLAGS"])[1]
     found = client.search(["MODSEQ", highest + 1])

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mailpipe.store import DEFAULT_MAILBOXES, MailboxExists, NoSuchMailbox, StoreError
+from mailpipe.store.model import mailbox_sk, owner_pk
 
 MESSAGE = b"From: a@remote.test\r\nSubject: stored\r\n\r\nbody line\r\n"
 
@@ -109,9 +110,15 @@ def test_mailbox_create_rename_delete(store, owner) -> None:
         store.rename_mailbox(owner, "Done/2026", "Sent")
     with pytest.raises(NoSuchMailbox):
         store.rename_mailbox(owner, "Nope", "Other")
-    store.set_subscribed(owner, "Done/2026", False)
-    assert store.get_mailbox(owner, "Done/2026").subscribed is False
+    # The subscription moved along with the rename; it outlives the mailbox (RFC 9051 6.3.7).
+    assert {"Done/2026"} <= store.mailboxes_and_subscriptions(owner)[1]
+    assert "Projects/2026" not in store.mailboxes_and_subscriptions(owner)[1]
+    store.unsubscribe(owner, "Done/2026")
+    store.unsubscribe(owner, "Done/2026")  # not subscribed: no error
+    assert "Done/2026" not in store.mailboxes_and_subscriptions(owner)[1]
+    store.subscribe(owner, "Done/2026")
     store.delete_mailbox(owner, "Done/2026")
+    assert "Done/2026" in store.mailboxes_and_subscriptions(owner)[1]
     assert store.get_mailbox(owner, "Done/2026") is None
     with pytest.raises(Exception, match=r"NoSuchKey|Not Found|404"):
         store.read_body(message)
@@ -281,3 +288,22 @@ def test_a_rename_racing_appends_loses_none_of_them(stack, store, owner) -> None
     assert [m.uid for m in messages] == appended == list(range(1, len(appended) + 1))
     assert mailbox.uidnext == len(appended) + 1
     assert store.append(owner, "Moved", MESSAGE)[1] == len(appended) + 1
+
+
+def test_subscriptions_kept_on_mailbox_items_before_subscription_items_still_count(store, owner) -> None:
+    """Mailbox items made before subscriptions became items carry `subscribed`: still honoured,
+    taken off by UNSUBSCRIBE, and turned into an item when the mailbox is deleted."""
+    table = store._table
+    for name in ("Old/one", "Old/two"):
+        store.create_mailbox(owner, name)
+        store.unsubscribe(owner, name)
+        table.update_item(
+            Key={"pk": owner_pk(owner), "sk": mailbox_sk(name)},
+            UpdateExpression="SET subscribed = :t",
+            ExpressionAttributeValues={":t": True},
+        )
+    assert {"Old/one", "Old/two"} <= store.mailboxes_and_subscriptions(owner)[1]
+    store.unsubscribe(owner, "Old/one")
+    store.delete_mailbox(owner, "Old/two")
+    subscribed = store.mailboxes_and_subscriptions(owner)[1]
+    assert "Old/one" not in subscribed and "Old/two" in subscribed

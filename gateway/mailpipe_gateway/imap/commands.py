@@ -54,10 +54,25 @@ class SequenceSet:
         )
 
 
+class UndecodableName(str):
+    """A mailbox name (or LIST pattern) that is a valid atom or string but not modified UTF-7, as
+    sent. Not a syntax error: RFC 9051 6.3.9 has LIST ignore such a pattern (tagged OK), and a
+    command naming such a mailbox fails with NO, since no mailbox can have that name."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Command:
     tag: str
     name: str
+
+    def undecodable_name(self) -> str | None:
+        """The first mailbox name this command gives that is not modified UTF-7, if any (LIST
+        patterns excepted: LIST ignores those)."""
+        for field_name in ("mailbox", "old", "new"):
+            value = getattr(self, field_name, None)
+            if isinstance(value, UndecodableName):
+                return value
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)

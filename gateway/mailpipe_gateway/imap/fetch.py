@@ -14,7 +14,7 @@ including empty ones, which no client misreads.
 
 Sections follow RFC 9051 6.4.5 and Dovecot's reading of it (``find_part``): a section that does
 not exist, or HEADER/TEXT of a part that is not message/rfc822, is an empty string. \\Recent is
-never reported: mailpipe does not implement it (IMAP4rev2 dropped it), so FLAGS never holds it.
+in FLAGS when the session shows the message so (MailboxView.shown, store/recent.py).
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ def render_fetch(
 def _attribute(name: str, message: StoredMessage, summary: SummaryOf, body: Callable[[], bytes]) -> bytes:
     """The value of a fetch attribute without arguments."""
     if name == "FLAGS":
-        flags = (flag for flag in message.flags if flag.lower() != "\\recent")
-        return b"(" + " ".join(flags).encode("utf-8") + b")"
+        # \Recent is never stored (APPEND and STORE drop it): the session adds it (view.shown).
+        return b"(" + " ".join(message.flags).encode("utf-8") + b")"
     if name == "UID":
         return b"%d" % message.uid
     if name == "MODSEQ":

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+
 from mailpipe.store import MailStore, StoredMessage
 
 HEADER_CHUNK = 500  # enough to batch well (5 BatchGetItems), small enough that responses start soon
@@ -32,11 +34,24 @@ class Gone:
 GONE = Gone()
 
 
+class Unreadable:
+    """The message's bytes could not be read (S3 failed or is unreachable): not an expunge."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _body_missing(error: BaseException) -> bool:
+    """Whether S3 said the body is not there (what an expunge leaves), not that it failed."""
+    return isinstance(error, ClientError) and error.response["Error"]["Code"] in ("NoSuchKey", "404")
+
+
 async def in_order(
     call: Call, store: MailStore, mailbox_id: str, wanted: Sequence[tuple[StoredMessage, Need]]
-) -> AsyncIterator[bytes | Gone | None]:
+) -> AsyncIterator[bytes | Gone | Unreadable | None]:
     """For each of `wanted`, in order: its header block ("header"), its body ("body"), None when
-    nothing is needed, or GONE. Use with contextlib.aclosing: reads still pending are dropped."""
+    nothing is needed, GONE (its body is not in S3) or Unreadable (reading it failed). Use with
+    contextlib.aclosing: reads still pending are dropped."""
     header_chunks = _chunks([m for m, need in wanted if need == "header"], HEADER_CHUNK)
     header_tasks: dict[int, asyncio.Future[dict[int, bytes]]] = {}
     bodies = [m for m, need in wanted if need == "body"]
@@ -69,9 +84,11 @@ async def in_order(
             else:
                 task = body_tasks.popleft()
                 try:
-                    body: bytes | Gone = await task
-                except Exception:
-                    body = GONE  # its body is gone: expunged by another session just now
+                    body: bytes | Gone | Unreadable = await task
+                except Exception as exc:
+                    # Not there: most likely expunged by another session just now (the caller
+                    # checks). Any other failure is S3's, and no expunge.
+                    body = GONE if _body_missing(exc) else Unreadable(exc)
                 yield body
     finally:
         for task in [*header_tasks.values(), *body_tasks]:

@@ -16,17 +16,17 @@ from mailpipe_gateway.imap.commands import (
     Rename,
     Select,
     Status,
+    UndecodableName,
 )
 from mailpipe_gateway.imap.fetch import render_fetch
+from mailpipe_gateway.imap.listing import Selection, listing
 from mailpipe_gateway.imap.ranges import uid_set
 from mailpipe_gateway.imap.state import DELIMITER, Done, State, bad, no
 from mailpipe_gateway.imap.view import MailboxView
-from mailpipe_gateway.imap.wildcard import Wildcard
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _FETCH_AFTER_RESYNC = (FetchAttr("FLAGS"),)
 # RFC 6855 3: names (UTF-8 or modified UTF-7 alike) hold no C0 or C1 control, DEL, U+2028 or U+2029.
 _NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -48,15 +48,14 @@ async def cmd_select(session: IMAPSession, command: Select) -> Done:
     if command.condstore:
         st.enabled.add("CONDSTORE")
     view = MailboxView(mailbox, messages, read_only=command.readonly)
-    keywords = sorted({flag for m in messages for flag in m.flags if not flag.startswith("\\")})
-    flags = serializer.serialize([serializer.Atom(f) for f in (*SYSTEM_FLAGS, *keywords)])
-    out = [b"* FLAGS " + flags + b"\r\n", b"* %d EXISTS\r\n" % view.exists]
+    await session.claim_recent(view, mailbox)
+    out = [b"* FLAGS " + serializer.flag_list(view.keywords) + b"\r\n", b"* %d EXISTS\r\n" % view.exists]
     if not st.rev2:
-        out.append(b"* 0 RECENT\r\n")
+        out.append(b"* %d RECENT\r\n" % view.recent)
         unseen = next((n for n, m in view.messages() if "\\Seen" not in m.flags), None)
         if unseen is not None:
             out.append(b"* OK [UNSEEN %d] First unseen\r\n" % unseen)
-    permanent = flags[:-1] + b" \\*)" if not command.readonly else b"()"
+    permanent = serializer.permanent_flags(view.keywords, read_only=command.readonly)
     out += [
         b"* OK [PERMANENTFLAGS " + permanent + b"] Flags permitted\r\n",
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity,
@@ -87,10 +86,13 @@ async def _resync(session: IMAPSession, command: Select, mailbox: Mailbox) -> No
     # Below the pruning floor (store/pruning.py) the client gets a full resync: every UID not
     # live has vanished (above), and every message's flags.
     full = since < mailbox.prunedmodseq
-    for number, message in session.st.view.messages():
+    view = session.st.view
+    for number, message in view.messages():
         if full or message.modseq > since:
             out.append(
-                render_fetch(number, message, _FETCH_AFTER_RESYNC, None, add_uid=True, add_modseq=True)
+                render_fetch(
+                    number, view.shown(message), _FETCH_AFTER_RESYNC, None, add_uid=True, add_modseq=True
+                )
             )
     if out:
         await session.send(b"".join(out))
@@ -181,10 +183,11 @@ async def cmd_unsubscribe(session: IMAPSession, command: MailboxCommand) -> Done
 
 
 async def _subscription(session: IMAPSession, command: MailboxCommand, subscribed: bool) -> Done:
-    try:
-        await session.call(session.ctx.store.set_subscribed, session.st.user, command.mailbox, subscribed)
-    except NoSuchMailbox:
-        return no("No such mailbox", "NONEXISTENT")
+    # Names, not mailboxes (RFC 9051 6.3.7): subscribing a name no mailbox has is allowed, and
+    # unsubscribing one that is not subscribed is no error.
+    store = session.ctx.store
+    change = store.subscribe if subscribed else store.unsubscribe
+    await session.call(change, session.st.user, command.mailbox)
     return Done(text=f"{command.name} completed")
 
 
@@ -193,56 +196,41 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
     if not lsub and command.patterns == ("",):
         await session.send(b'* LIST (\\Noselect) "/" ""\r\n')
         return Done(text="LIST completed")
-    patterns = {command.reference + pattern for pattern in command.patterns}
+    # RFC 9051 6.3.9: a pattern that is not modified UTF-7 matches nothing; ignored, not BAD.
+    patterns = {
+        command.reference + pattern
+        for pattern in command.patterns
+        if not isinstance(pattern, UndecodableName) and not isinstance(command.reference, UndecodableName)
+    }
     if len(patterns) > MAX_LIST_PATTERNS:
         return bad(f"At most {MAX_LIST_PATTERNS} mailbox patterns in one LIST")
-    mailboxes = await session.call(session.ctx.store.list_mailboxes, session.st.user)
-    # Matching costs a step per character of each name for each pattern: off the event loop.
-    mailboxes, parents = await session.call(_matching, mailboxes, patterns)
     subscribed_only = lsub or "SUBSCRIBED" in command.select_options
-    special_only = "SPECIAL-USE" in command.select_options
-    show_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
+    selection = Selection(
+        lsub=lsub,
+        subscribed_only=subscribed_only,
+        special_only="SPECIAL-USE" in command.select_options,
+        recursive="RECURSIVEMATCH" in command.select_options,
+        show_subscribed=subscribed_only or "SUBSCRIBED" in command.return_options,
+    )
+    mailboxes, subscribed = await session.call(session.ctx.store.mailboxes_and_subscriptions, session.st.user)
+    # Matching costs a step per character of each name for each pattern: off the event loop.
+    rows = await session.call(listing, mailboxes, subscribed, patterns, selection)
     out = []
-    for mailbox in mailboxes:
-        if (subscribed_only and not mailbox.subscribed) or (special_only and not mailbox.special_use):
-            continue
-        attributes = []
-        if not lsub:
-            attributes.append("\\HasChildren" if mailbox.name in parents else "\\HasNoChildren")
-        if show_subscribed and mailbox.subscribed:
-            attributes.append("\\Subscribed")
-        if not lsub and mailbox.special_use:  # RFC 6154: always shown, not only when asked
-            attributes.append(mailbox.special_use)
-        name = serializer.mailbox(mailbox.name, utf8=session.st.utf8)
-        out.append(f'* {command.name} ({" ".join(attributes)}) "/" '.encode() + name + b"\r\n")
-        if command.status_items:
-            out.append(await _status_line(session, mailbox.name, command.status_items))
+    for row in rows:
+        name = serializer.mailbox(row.name, utf8=session.st.utf8)
+        line = f'* {command.name} ({" ".join(row.attributes)}) "/" '.encode() + name
+        if row.childinfo:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        out.append(line + b"\r\n")
+        if command.status_items and row.mailbox is not None:
+            out.append(await _status_line(session, row.name, command.status_items))
     await session.send(b"".join(out))
     return Done(text=f"{command.name} completed")
 
 
-def _matching(mailboxes: list[Mailbox], patterns: set[str]) -> tuple[list[Mailbox], frozenset[str]]:
-    """The mailboxes a LIST shows, in its order, and the names that have inferiors."""
-    wildcards = [Wildcard(pattern) for pattern in patterns]
-    found = [
-        m
-        for m in sorted(mailboxes, key=lambda m: (m.name != "INBOX", m.name))
-        if any(w.matches(m.name) for w in wildcards)
-    ]
-    # A name has children if a longer one starts with it and the delimiter. The immediate parent of
-    # each name is not enough (a superior may have been created after its inferiors were deleted),
-    # so: every prefix ending before a delimiter, collected in one pass over each name.
-    parents: set[str] = set()
-    for mailbox in mailboxes:
-        name = mailbox.name
-        end = name.rfind(DELIMITER)
-        while end > 0 and name[:end] not in parents:
-            parents.add(name[:end])
-            end = name.rfind(DELIMITER, 0, end)
-    return found, frozenset(parents)
-
-
 async def cmd_status(session: IMAPSession, command: Status) -> Done:
+    if "HIGHESTMODSEQ" in command.items:  # a CONDSTORE enabling command (RFC 7162 3.1)
+        await session.enable_condstore()
     try:
         line = await _status_line(session, command.mailbox, command.items)
     except NoSuchMailbox:
@@ -261,7 +249,7 @@ async def _status_line(session: IMAPSession, name: str, items: tuple[str, ...]) 
         "DELETED": sum(1 for m in messages if "\\Deleted" in m.flags),
         "SIZE": sum(m.crlf_size for m in messages),
         "HIGHESTMODSEQ": mailbox.highestmodseq,
-        "RECENT": 0,
+        "RECENT": sum(1 for m in messages if m.uid >= mailbox.recent_from),  # no session saw them yet
     }
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + serializer.mailbox(name, utf8=session.st.utf8) + f" ({pairs})\r\n".encode()

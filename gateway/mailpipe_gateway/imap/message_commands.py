@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import NoSuchMailbox, StoredMessage
@@ -32,6 +33,8 @@ from mailpipe_gateway.imap.view import Updates
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
+
+log = logging.getLogger(__name__)
 
 Targets = list[tuple[int, StoredMessage]]
 
@@ -85,7 +88,10 @@ async def cmd_append(session: IMAPSession, command: Append) -> Done:
         and view.mailbox.mailbox_id == mailbox.mailbox_id
         and view.followed_own_append(appended.message, appended.started_from)
     ):
-        await session.send(b"* %d EXISTS\r\n" % view.exists)
+        new_keywords = view.take_new_keywords([appended.message])
+        await session.send(
+            (session.flags_changed() if new_keywords else b"") + b"* %d EXISTS\r\n" % view.exists
+        )
     return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uid}")
 
 
@@ -205,7 +211,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
     except _BadSet as exc:
         return bad(str(exc))
     if command.unchanged_since is not None:
-        session.st.enabled.add("CONDSTORE")
+        await session.enable_condstore()
     flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
     uids = [m.uid for _, m in targets if not view.is_expunged(m.uid)]
     commits: list[int] = []
@@ -225,10 +231,10 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
         view.apply_own_change(message)
     view.followed_own_commits(commits)
     changed = {m.uid for m in change.changed}
-    out = []
+    out = [session.flags_changed()] if view.take_new_keywords(change.changed) else []
     condstore = session.st.condstore
     for number, message in targets:
-        current = view.message(message.uid)
+        current = view.shown(view.message(message.uid))
         # .SILENT suppresses the echo, except that CONDSTORE clients learn each new MODSEQ (RFC 7162 3.1.3).
         if (command.silent and not (condstore and current.uid in changed)) or current.uid in change.modified:
             continue
@@ -243,6 +249,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
 
 
 _FLAGS = (FetchAttr("FLAGS"),)
+_MODSEQ = FetchAttr("MODSEQ")
 _RENDER_INLINE = 256 * 1024  # bodies below this are rendered on the loop: a thread hop costs more
 
 
@@ -258,8 +265,9 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
         return bad(str(exc))
     if command.vanished and not (session.st.qresync and command.uid and command.changed_since is not None):
         return bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE")
+    if command.changed_since is not None or _MODSEQ in command.items:
+        await session.enable_condstore()
     if command.changed_since is not None:
-        session.st.enabled.add("CONDSTORE")
         targets = [(n, m) for n, m in targets if m.modseq > command.changed_since]
         if command.vanished:
             await _vanished_since(session, command)
@@ -272,18 +280,25 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
     wanted = [(m, _bytes_needed(items, m)) for _, m in live]
     out = bytearray()
     loaded = loading.in_order(session.call, session.ctx.store, view.mailbox.mailbox_id, wanted)
+    missing: list[StoredMessage] = []  # bodies not in S3: expunged meanwhile, or a bug
     async with contextlib.aclosing(loaded):
         position = 0
         async for body in loaded:
             number, message = live[position]
             position += 1
             if isinstance(body, loading.Gone):
-                expunged_meanwhile = True
+                missing.append(message)
                 continue
+            if isinstance(body, loading.Unreadable):
+                log.warning(
+                    "IMAP FETCH of %s UID %d: body unreadable: %s", view.mailbox.name, message.uid, body.error
+                )
+                await session.send(bytes(out))
+                return no("A message body could not be read, try again later", "UNAVAILABLE")
             render = functools.partial(
                 fetching.render_fetch,
-                number, message, items, body, add_uid=command.uid, add_modseq=session.st.condstore,
-                utf8=session.st.utf8,
+                number, view.shown(message), items, body,
+                add_uid=command.uid, add_modseq=session.st.condstore, utf8=session.st.utf8,
             )  # fmt: skip
             try:
                 # Decoding and parsing a message of megabytes is CPU work: off the event loop.
@@ -296,6 +311,20 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
                 out.clear()
     if out:
         await session.send(bytes(out))
+    if missing:
+        # Only a real expunge may be answered EXPUNGEISSUED: a body missing under a live index
+        # item is a fault of ours.
+        still_live = await session.call(
+            session.ctx.store.messages_by_uid, view.mailbox, [m.uid for m in missing]
+        )
+        if still_live:
+            log.error(
+                "IMAP FETCH of %s: bodies of live UIDs %s are missing",
+                view.mailbox.name,
+                [m.uid for m in still_live],
+            )
+            return no("A message body is missing", "SERVERBUG")
+        expunged_meanwhile = True
     if expunged_meanwhile:
         return no("Some of the messages were expunged", "EXPUNGEISSUED")
     return Done(text="FETCH completed")
@@ -355,7 +384,7 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
     view = session.st.view
     assert view is not None
     store = session.ctx.store
-    candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
+    candidates = [(n, view.shown(m)) for n, m in view.messages() if not view.is_expunged(m.uid)]
     if searching.needs_body(command.criteria):
         load_body: searching.BodyLoader = loading.BodiesAhead(store, [m for _, m in candidates])
     else:
@@ -375,8 +404,11 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
     except searching.BadCharset:
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     values = [m.uid if command.uid else n for n, m in found]
-    modseq = max((m.modseq for _, m in found), default=None) if _uses_modseq(command.criteria) else None
     options = command.return_options
+    modseq = None
+    if _uses_modseq(command.criteria):
+        await session.enable_condstore()
+        modseq = _result_modseq(found, options or ())
     if options is None and not session.st.rev2:
         line = b"* SEARCH" + b"".join(b" %d" % v for v in values)
         if modseq is not None and values:
@@ -409,6 +441,17 @@ def _esearch(command: Search, options: tuple[str, ...], values: list[int], modse
     if modseq is not None and values:
         parts.append(f"MODSEQ {modseq}")
     return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()
+
+
+def _result_modseq(found: Targets, options: tuple[str, ...]) -> int | None:
+    """The MODSEQ a SEARCH with a MODSEQ key reports (RFC 7162 3.1.5): that of the messages the
+    result returns, so with only MIN and/or MAX asked, of those one or two messages."""
+    if not found:
+        return None
+    if options and set(options) <= {"MIN", "MAX"}:
+        ends = ([found[0]] if "MIN" in options else []) + ([found[-1]] if "MAX" in options else [])
+        return max(m.modseq for _, m in ends)
+    return max(m.modseq for _, m in found)
 
 
 def _uses_modseq(key: Any) -> bool:

@@ -64,6 +64,7 @@ from mailpipe_gateway.imap.commands import (
     Status,
     Store,
     Thread,
+    UndecodableName,
 )
 from mailpipe_gateway.imap.reader import CommandReader, ContinuationRequest, RawCommand
 
@@ -359,9 +360,13 @@ class _Parser:
             name = self.text(raw, "Mailbox name")
         else:
             try:
-                name = mutf7.decode(raw.decode("ascii"))
-            except (UnicodeDecodeError, mutf7.MUTF7Error):
+                text = raw.decode("ascii")
+            except UnicodeDecodeError:
                 self.fail("Mailbox name is not valid modified UTF-7")
+            try:
+                name = mutf7.decode(text)
+            except mutf7.MUTF7Error:
+                return UndecodableName(text)  # well-formed, names no mailbox: the handler says NO
         return "INBOX" if name.upper() == "INBOX" else name
 
     def mailbox(self) -> str:
@@ -596,8 +601,9 @@ class _Parser:
             select_options = tuple(self.parenthesized(lambda: self.word("a LIST selection option")))
             if not set(select_options) <= _LIST_SELECT_OPTIONS:
                 self.fail("Unknown LIST selection option")
-            if select_options == ("RECURSIVEMATCH",):  # RFC 5258 3: never on its own
-                self.fail("RECURSIVEMATCH needs another selection option")
+            # RFC 5258 3: never on its own, nor with REMOTE only (which changes no selection).
+            if "RECURSIVEMATCH" in select_options and set(select_options) <= {"RECURSIVEMATCH", "REMOTE"}:
+                self.fail("RECURSIVEMATCH needs another selection option than REMOTE")
             self.sp()
         reference = self.mailbox()
         self.sp()

@@ -14,7 +14,8 @@ each address, as Dovecot writes them; they use the envelope, so only the last Fr
 header of a message counts, which is the one its ENVELOPE shows. BODY looks into the text/*
 parts and the headers of attached messages, not into other attachments.
 
-\\Recent is not implemented: RECENT and NEW match nothing, OLD everything (IMAP4rev2 has none).
+RECENT, NEW and OLD test \\Recent, which the session adds to the messages it claimed as recent
+(MailboxView.shown); an IMAP4rev2 session claims none (RFC 9051 dropped \\Recent).
 """
 
 from __future__ import annotations

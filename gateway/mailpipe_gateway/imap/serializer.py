@@ -90,6 +90,28 @@ def serialize(value: Any) -> bytes:
 # --- responses -----------------------------------------------------------------------------------
 
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+def flag_list(keywords: Iterable[str]) -> bytes:
+    """The FLAGS response's list: the system flags, then the mailbox's keywords."""
+    return serialize([Atom(f) for f in (*SYSTEM_FLAGS, *sorted(keywords))])
+
+
+def permanent_flags(keywords: Iterable[str], *, read_only: bool) -> bytes:
+    """PERMANENTFLAGS: every flag, and \\* (new keywords may be made), unless read-only."""
+    return flag_list(keywords)[:-1] + b" \\*)" if not read_only else b"()"
+
+
+def flags_changed(keywords: Iterable[str], *, read_only: bool) -> bytes:
+    """FLAGS and PERMANENTFLAGS again, for a client whose mailbox just got a new keyword."""
+    keywords = list(keywords)
+    return (
+        b"* FLAGS " + flag_list(keywords) + b"\r\n"
+        b"* OK [PERMANENTFLAGS " + permanent_flags(keywords, read_only=read_only) + b"] Flags permitted\r\n"
+    )
+
+
 def _text(text: str) -> bytes:
     """Human-readable response text: control characters (which could end the line) become spaces."""
     return _NOT_TEXT.sub(" ", text).encode("utf-8")

@@ -144,6 +144,16 @@ class IMAPSession:
             done = bad("Unknown command")
         elif self.st.state not in entry.states:
             done = bad(f"{command.name} is not allowed in the {self.st.state.value} state")
+        elif command.undecodable_name() is not None:
+            # A well-formed name that no mailbox can have: NO, not BAD (RFC 9051 6.3.9's spirit).
+            log.info(
+                "IMAP %s from %s names %r, not modified UTF-7",
+                command.name,
+                self.peer,
+                command.undecodable_name(),
+            )
+            code = "CANNOT" if command.name in ("CREATE", "RENAME") else "NONEXISTENT"
+            done = no("Mailbox name is not valid modified UTF-7", code)
         else:
             if self.st.view is not None:
                 self.st.view.current_by_own_writes = False
@@ -209,6 +219,8 @@ class IMAPSession:
             may_expunge=may_expunge,
             qresync=self.st.qresync,
         )
+        if updates.exists is not None:  # new UIDs: this session may be the first to see them
+            await self.claim_recent(view, current)
         await self.announce(updates)
 
     async def vanished_since(
@@ -222,21 +234,49 @@ class IMAPSession:
 
     async def announce(self, updates: Any) -> None:
         out = []
+        if updates.new_keywords and self.st.view is not None:
+            out.append(self.flags_changed())
         for number in updates.expunged:
             out.append(b"* %d EXPUNGE\r\n" % number)
         if updates.vanished:
             out.append(b"* VANISHED " + uid_set(updates.vanished).encode() + b"\r\n")
+        view = self.st.view
         if updates.exists is not None:
             out.append(b"* %d EXISTS\r\n" % updates.exists)
-        view = self.st.view
+            if not self.st.rev2 and view is not None:
+                out.append(b"* %d RECENT\r\n" % view.recent)
         for message in updates.changed:
             number = view.number_of(message.uid) if view else None
             if number is not None:
+                shown = view.shown(message) if view else message
                 out.append(
-                    render_fetch(number, message, _FLAGS, None, add_uid=True, add_modseq=self.st.condstore)
+                    render_fetch(number, shown, _FLAGS, None, add_uid=True, add_modseq=self.st.condstore)
                 )
         if out:
             await self.send(b"".join(out))
+
+    async def claim_recent(self, view: Any, mailbox: Mailbox) -> None:
+        """A read-write IMAP4rev1 session claims the messages no session has seen yet as its
+        \\Recent ones (RFC 3501 2.3.2; store/recent.py). No request when none arrived."""
+        if view.read_only or self.st.rev2 or mailbox.recent_from >= mailbox.uidnext:
+            return
+        start, end = await self.call(self.ctx.store.claim_recent, mailbox)
+        view.claimed_recent(start, end)
+
+    def flags_changed(self) -> bytes:
+        """FLAGS and PERMANENTFLAGS for the selected mailbox's keywords, which just grew."""
+        view = self.st.view
+        assert view is not None
+        return serializer.flags_changed(view.keywords, read_only=view.read_only)
+
+    async def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command ran (RFC 7162 3.1): from now on every FETCH response carries
+        MODSEQ, and a client that enabled it with a mailbox selected learns its HIGHESTMODSEQ now."""
+        if self.st.condstore:
+            return
+        self.st.enabled.add("CONDSTORE")
+        if self.st.view is not None:
+            await self.send(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.st.view.mailbox.highestmodseq)
 
     # -- capabilities ----------------------------------------------------------------
 

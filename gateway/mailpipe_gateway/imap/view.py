@@ -28,6 +28,7 @@ class Updates:
     vanished: list[int] = field(default_factory=list)  # UIDs (QRESYNC)
     exists: int | None = None
     changed: list[StoredMessage] = field(default_factory=list)  # flags or MODSEQ changed
+    new_keywords: bool = False  # FLAGS and PERMANENTFLAGS go out again, before the FETCHes
 
 
 class MailboxView:
@@ -37,6 +38,12 @@ class MailboxView:
         self._uids: list[int] = [m.uid for m in messages]
         self._messages: dict[int, StoredMessage] = {m.uid: m for m in messages}
         self._gone: set[int] = set()  # expunged in the store, not yet announced
+        # The keywords the client was told of in FLAGS: a new one is announced before its use.
+        self.keywords: set[str] = set()
+        self.take_new_keywords(messages)
+        # UID ranges [start, end) this session claimed as \Recent (store/recent.py): only it
+        # shows them so (RFC 3501 2.3.2).
+        self._recent: list[tuple[int, int]] = []
         # Set when this command's own commits brought the view exactly up to the store: nothing
         # committed between its picture and them, and what commits meanwhile is concurrent with
         # the command, for the next one to announce. The session's refresh then needs no read.
@@ -85,6 +92,30 @@ class MailboxView:
         # "*" in a UID set: the largest UID in the mailbox (RFC 9051 6.4.8); in an empty one, UIDNEXT-1.
         return self._uids[-1] if self._uids else max(self.mailbox.uidnext - 1, 1)
 
+    def claimed_recent(self, start: int, end: int) -> None:
+        if start < end:
+            self._recent.append((start, end))
+
+    def is_recent(self, uid: int) -> bool:
+        return any(start <= uid < end for start, end in self._recent)
+
+    @property
+    def recent(self) -> int:
+        """How many messages of the view are \\Recent in this session (the RECENT response)."""
+        return sum(1 for uid in self._uids if self.is_recent(uid)) if self._recent else 0
+
+    def shown(self, message: StoredMessage) -> StoredMessage:
+        """The message as this session shows it: with \\Recent if it claimed it."""
+        if self._recent and self.is_recent(message.uid):
+            return replace(message, flags=(*message.flags, "\\Recent"))
+        return message
+
+    def take_new_keywords(self, messages: list[StoredMessage]) -> bool:
+        """Whether `messages` carry keywords the client was not told of yet; from now on it is."""
+        new = {flag for m in messages for flag in m.flags if not flag.startswith("\\")} - self.keywords
+        self.keywords |= new
+        return bool(new)
+
     # -- refreshing --------------------------------------------------------------
 
     def refresh(
@@ -129,6 +160,7 @@ class MailboxView:
                 self._uids.append(message.uid)
                 self._messages[message.uid] = message
             updates.exists = self.exists
+        updates.new_keywords = self.take_new_keywords([*updates.changed, *new])
         return updates
 
     def followed_own_commits(self, commits: list[int]) -> None:

@@ -28,6 +28,9 @@ class Context:
     # process: listing a mailbox then costs a Query of its changes, not of all its messages.
     snapshots: MailboxSnapshots | None = None
     _mailboxes: list[Mailbox] | None = None
+    # The subscribed names (items apart from the mailboxes: a subscription may outlive its
+    # mailbox), read with the mailboxes.
+    subscribed_names: set[str] = field(default_factory=set)
     # What a request computed over the owner's mailboxes (all messages, threads), until a change.
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -39,8 +42,12 @@ class Context:
         """The owner's mailboxes, read once per request until a method changes them (changed())."""
         if self._mailboxes is None:
             self.store.ensure_inbox(self.owner)
-            self._mailboxes = self.store.list_mailboxes(self.owner)
+            self._mailboxes, self.subscribed_names = self.store.mailboxes_and_subscriptions(self.owner)
         return self._mailboxes
+
+    def is_subscribed(self, mailbox: Mailbox) -> bool:
+        self.mailboxes()
+        return mailbox.name in self.subscribed_names
 
     def messages(self, mailbox: Mailbox) -> list[StoredMessage]:
         """The mailbox's live messages in UID order (at least as new as `mailbox`); kept for the

@@ -76,7 +76,7 @@ def to_jmap(
         "parentId": ids.mailbox_jmap_id(parent.mailbox_id) if parent else None,
         "role": role(mailbox),
         "sortOrder": 0 if is_inbox else 10 if role(mailbox) else 100,
-        "isSubscribed": mailbox.subscribed,
+        "isSubscribed": context.is_subscribed(mailbox),
         "myRights": {
             "mayReadItems": True,
             "mayAddItems": True,
@@ -105,7 +105,7 @@ def mailbox_get(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
     chosen = list(by_id) if requested is None else requested
     return {
         "accountId": context.account_id,
-        "state": mailbox_state(mailboxes),
+        "state": mailbox_state(mailboxes, context.subscribed_names),
         "list": [to_jmap(context, by_id[i], by_name, wanted) for i in chosen if i in by_id],
         "notFound": [i for i in chosen if i not in by_id],
     }
@@ -128,18 +128,22 @@ def mailbox_changes(context: Context, arguments: dict[str, Any]) -> dict[str, An
         jmap_id = ids.mailbox_jmap_id(mailbox.mailbox_id)
         if store_id not in old:
             created.append(jmap_id)
-        elif old[store_id] != (describe(mailbox), mailbox.highestmodseq):
+        elif old[store_id] != (describe(mailbox, context.is_subscribed(mailbox)), mailbox.highestmodseq):
             updated.append(jmap_id)
-            counts_only = counts_only and old[store_id][0] == describe(mailbox)
+            counts_only = counts_only and old[store_id][0] == describe(
+                mailbox, context.is_subscribed(mailbox)
+            )
         else:
             continue
-        marks[store_id] = (describe(mailbox), mailbox.highestmodseq)
+        marks[store_id] = (describe(mailbox, context.is_subscribed(mailbox)), mailbox.highestmodseq)
     for store_id in sorted(set(old) - set(now)):
         if len(created) + len(updated) + len(destroyed) >= limit:
             break
         destroyed.append(ids.mailbox_jmap_id(store_id))
         del marks[store_id]
-    more = marks != {m.mailbox_id: (describe(m), m.highestmodseq) for m in mailboxes}
+    more = marks != {
+        m.mailbox_id: (describe(m, context.is_subscribed(m)), m.highestmodseq) for m in mailboxes
+    }
     new_state = format_mailbox_state(marks)
     return {
         "accountId": context.account_id,
@@ -176,7 +180,7 @@ def mailbox_query(context: Context, arguments: dict[str, Any]) -> dict[str, Any]
             key=lambda o, p=prop: (o[p] or 0) if p == "sortOrder" else o["name"].lower(),
             reverse=comparator.get("isAscending") is False,
         )
-    state = mailbox_state(mailboxes)
+    state = mailbox_state(mailboxes, context.subscribed_names)
     return {
         "accountId": context.account_id,
         "queryState": state,
@@ -200,7 +204,7 @@ def _matches(mailbox: dict[str, Any], condition: dict[str, Any]) -> bool:
 
 @method("Mailbox/queryChanges", MAIL)
 def mailbox_query_changes(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = standard.query_changes(arguments, mailbox_state(context.mailboxes()))
+    result = standard.query_changes(arguments, mailbox_state(context.mailboxes(), context.subscribed_names))
     if arguments.get("calculateTotal"):
         result["total"] = len(context.mailboxes())
     return {"accountId": context.account_id, **result}
@@ -209,7 +213,7 @@ def mailbox_query_changes(context: Context, arguments: dict[str, Any]) -> dict[s
 @method("Mailbox/set", MAIL)
 def mailbox_set(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
     standard.check_set_size(context, arguments)
-    old_state = mailbox_state(context.mailboxes())
+    old_state = mailbox_state(context.mailboxes(), context.subscribed_names)
     standard.check_if_in_state(arguments, old_state)
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}
@@ -242,7 +246,7 @@ def mailbox_set(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
     return {
         "accountId": context.account_id,
         "oldState": old_state,
-        "newState": mailbox_state(context.mailboxes()),
+        "newState": mailbox_state(context.mailboxes(), context.subscribed_names),
         "created": created or None,
         "updated": updated or None,
         "destroyed": destroyed or None,
@@ -291,7 +295,7 @@ def _create(context: Context, properties: Any) -> Mailbox:
     finally:
         context.changed()
     if properties.get("isSubscribed") is False:
-        context.store.set_subscribed(context.owner, name, False)
+        context.store.unsubscribe(context.owner, name)
         context.changed()
     return context.mailbox(mailbox.mailbox_id) or mailbox
 
@@ -334,12 +338,14 @@ def _update(context: Context, jmap_id: str, patch: Any) -> None:
         if new_name == mailbox.name or new_name.startswith(mailbox.name + DELIMITER):
             raise SetFailure("invalidProperties", "a mailbox cannot go under itself", properties=["parentId"])
         _rename_tree(context, mailbox, new_name)
-    if "isSubscribed" in patch and patch["isSubscribed"] != mailbox.subscribed:
+    if "isSubscribed" in patch and patch["isSubscribed"] != context.is_subscribed(mailbox):
         if not isinstance(patch["isSubscribed"], bool):
             raise SetFailure("invalidProperties", properties=["isSubscribed"])
-        context.store.set_subscribed(
-            context.owner, context.mailbox(mailbox.mailbox_id).name, patch["isSubscribed"]
-        )  # type: ignore[union-attr]
+        name = context.mailbox(mailbox.mailbox_id).name  # type: ignore[union-attr]
+        if patch["isSubscribed"]:
+            context.store.subscribe(context.owner, name)
+        else:
+            context.store.unsubscribe(context.owner, name)
         context.changed()
 
 

@@ -55,13 +55,15 @@ def parse_email_state(state: object) -> dict[str, MailboxMark] | None:
     return marks
 
 
-def describe(mailbox: Mailbox) -> str:
-    text = f"{mailbox.name}\0{mailbox.special_use or ''}\0{int(mailbox.subscribed)}"
+def describe(mailbox: Mailbox, subscribed: bool) -> str:
+    text = f"{mailbox.name}\0{mailbox.special_use or ''}\0{int(subscribed)}"
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def mailbox_state(mailboxes: list[Mailbox]) -> str:
-    return format_mailbox_state({m.mailbox_id: (describe(m), m.highestmodseq) for m in mailboxes})
+def mailbox_state(mailboxes: list[Mailbox], subscribed: set[str]) -> str:
+    return format_mailbox_state(
+        {m.mailbox_id: (describe(m, m.name in subscribed), m.highestmodseq) for m in mailboxes}
+    )
 
 
 def format_mailbox_state(marks: dict[str, tuple[str, int]]) -> str:

@@ -36,7 +36,9 @@ from mailpipe.store.model import (
     MESSAGE_TOTAL,
     PRUNED_MODSEQ,
     SIZE_TOTAL,
+    SUBSCRIPTION_PREFIX,
     UID_PREFIX,
+    UIDVALIDITY_COUNTER_KEY,
     Mailbox,
     MessageState,
     StoredMessage,
@@ -46,8 +48,10 @@ from mailpipe.store.model import (
     messages_pk,
     owner_pk,
     pack_summary,
+    subscription_sk,
     uid_sk,
 )
+from mailpipe.store.recent import RecentClaims
 from mailpipe.store.writers import MailboxWriters
 
 log = logging.getLogger(__name__)
@@ -114,12 +118,6 @@ class PurgeReport:
     messages: int
 
 
-def _new_uidvalidity() -> int:
-    # Seconds since the epoch: a mailbox deleted and created again gets a new value
-    # (RFC 9051 2.3.1.1), and it stays within 32 bits until 2106.
-    return int(time.time())
-
-
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -132,6 +130,7 @@ class MailStore:
         self._s3 = s3
         self._bucket = bucket
         self._writers = MailboxWriters()
+        self._recent = RecentClaims(table, self._writers)
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
         self._bodies = BodyReader(s3, bucket, _readers)
         self._headers = HeaderReader(
@@ -163,15 +162,28 @@ class MailStore:
             self._provisioned.clear()
         self._provisioned.add(owner)
 
+    def _new_uidvalidity(self) -> int:
+        """A UIDVALIDITY no mailbox of this table had before, from any process: one atomic ADD to
+        a counter item. A mailbox deleted (or renamed away) and created again at once gets a new
+        one (RFC 9051 2.3.1.1). The counter starts at the clock's second, so its values follow the
+        creation seconds UIDVALIDITY used to be; at one a mailbox creation it stays within 32 bits
+        for as long as that clock would have (2106)."""
+        response = self._table.update_item(
+            Key=UIDVALIDITY_COUNTER_KEY,
+            UpdateExpression="SET uidvalidity = if_not_exists(uidvalidity, :now) + :one",
+            ExpressionAttributeValues={":now": int(time.time()), ":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["uidvalidity"])
+
     def create_mailbox(self, owner: str, name: str, special_use: str | None = None) -> Mailbox:
         item: dict[str, Any] = {
             "pk": owner_pk(owner),
             "sk": mailbox_sk(name),
             "mailbox_id": uuid.uuid4().hex,
-            "uidvalidity": _new_uidvalidity(),
+            "uidvalidity": self._new_uidvalidity(),
             "uidnext": 1,
             "highestmodseq": 1,
-            "subscribed": True,
             # Empty, so its totals are exact from the start (store/totals.py counts older ones).
             SIZE_TOTAL: 0,
             MESSAGE_TOTAL: 0,
@@ -185,6 +197,9 @@ class MailStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise MailboxExists(f"mailbox {name!r} exists") from None
             raise
+        # A mailbox made is subscribed (clients that show subscribed folders only then show it);
+        # the subscription is an item of its own, which outlives the mailbox (RFC 9051 6.3.7).
+        self.subscribe(owner, name)
         return Mailbox.from_item(item)
 
     def get_mailbox(self, owner: str, name: str) -> Mailbox | None:
@@ -242,6 +257,7 @@ class MailStore:
                             },
                         ]
                     )
+                    self._move_subscription(owner, old, new)
                     return Mailbox.from_item({**item, "sk": mailbox_sk(new)})
                 except ClientError as exc:
                     reasons = _cancellation_reasons(exc)
@@ -267,13 +283,15 @@ class MailStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise NoSuchMailbox(f"no mailbox {name!r}") from None
             raise
+        if mailbox.legacy_subscribed:  # its subscription outlives it (RFC 9051 6.3.7)
+            self.subscribe(owner, name)
         # The mailbox is gone for every reader now; what follows only reclaims space.
         self._purge_messages(mailbox)
 
     def purge_owner(self, owner: str) -> PurgeReport:
         """Delete everything `owner` has: every mailbox (INBOX too), its messages, delivery
-        markers and bodies, and the owner's leases. For a deleted user: a user added again under
-        the address starts empty, with UIDVALIDITYs newer than any purged here."""
+        markers and bodies, and the owner's subscriptions and leases. For a deleted user: a user
+        added again under the address starts empty, with new UIDVALIDITYs (the counter's)."""
         items = query_all(self._table, Key("pk").eq(owner_pk(owner)))
         mailboxes = [Mailbox.from_item(item) for item in items if item["sk"].startswith(MAILBOX_PREFIX)]
         with self._table.batch_writer() as batch:
@@ -285,12 +303,7 @@ class MailStore:
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{MESSAGES_PREFIX}{owner}/"):
             self._delete_blobs([entry["Key"] for entry in page.get("Contents", [])])
-        # UIDVALIDITY is the creation second (_new_uidvalidity): wait out the newest purged one,
-        # or a mailbox made again within that second would reuse it and clients would trust
-        # their caches of the old one (RFC 9051 2.3.1.1).
-        newest = max((m.uidvalidity for m in mailboxes), default=0)
-        while time.time() < newest + 1:
-            time.sleep(newest + 1 - time.time())
+        # (A mailbox made again gets a new UIDVALIDITY from the counter: nothing to wait for.)
         return PurgeReport(len(mailboxes), messages)
 
     def _purge_messages(self, mailbox: Mailbox) -> int:
@@ -302,18 +315,48 @@ class MailStore:
         self._delete_blobs([item["blob_key"] for item in items if "blob_key" in item])
         return sum(1 for item in items if item["sk"].startswith(UID_PREFIX))
 
-    def set_subscribed(self, owner: str, name: str, subscribed: bool) -> None:
-        try:
+    # -- subscriptions: names, kept apart from the mailboxes (RFC 9051 6.3.7) ----------------
+
+    def subscribe(self, owner: str, name: str) -> None:
+        """Subscribe `name`, whether or not a mailbox has it; harmless to repeat."""
+        self._table.put_item(Item={"pk": owner_pk(owner), "sk": subscription_sk(name)})
+
+    def unsubscribe(self, owner: str, name: str) -> None:
+        """Unsubscribe `name`; harmless if it was not subscribed."""
+        self._table.delete_item(Key={"pk": owner_pk(owner), "sk": subscription_sk(name)})
+        self._drop_legacy_subscription(owner, name)
+
+    def _drop_legacy_subscription(self, owner: str, name: str) -> None:
+        """Take off the `subscribed` attribute a mailbox item made before subscription items may carry."""
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
             self._table.update_item(
                 Key={"pk": owner_pk(owner), "sk": mailbox_sk(name)},
-                UpdateExpression="SET subscribed = :s",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":s": subscribed},
+                UpdateExpression="REMOVE subscribed",
+                ConditionExpression="attribute_exists(subscribed)",
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise NoSuchMailbox(f"no mailbox {name!r}") from None
-            raise
+
+    def mailboxes_and_subscriptions(self, owner: str) -> tuple[list[Mailbox], set[str]]:
+        """The owner's mailboxes and subscribed names, with one Query of the owner's partition."""
+        items = query_all(self._table, Key("pk").eq(owner_pk(owner)))
+        mailboxes = [Mailbox.from_item(item) for item in items if item["sk"].startswith(MAILBOX_PREFIX)]
+        subscribed = {
+            item["sk"][len(SUBSCRIPTION_PREFIX) :]
+            for item in items
+            if item["sk"].startswith(SUBSCRIPTION_PREFIX)
+        }
+        return mailboxes, subscribed | {m.name for m in mailboxes if m.legacy_subscribed}
+
+    def _move_subscription(self, owner: str, old: str, new: str) -> None:
+        """RENAME takes the subscription along (a legacy attribute moves with the item itself)."""
+        key = {"pk": owner_pk(owner), "sk": subscription_sk(old)}
+        if self._table.get_item(Key=key, ConsistentRead=True).get("Item") is not None:
+            self.subscribe(owner, new)
+            self._table.delete_item(Key=key)
+
+    def claim_recent(self, mailbox: Mailbox) -> tuple[int, int]:
+        """Claim the messages no session has seen as \\Recent yet, up to `mailbox.uidnext`, for
+        the caller; returns the UID range [start, end) it got (store/recent.py)."""
+        return self._recent.claim(mailbox)
 
     def require_mailbox(self, owner: str, name: str) -> Mailbox:
         mailbox = self.get_mailbox(owner, name)

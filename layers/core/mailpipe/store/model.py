@@ -21,6 +21,7 @@ DEFAULT_MAILBOXES: dict[str, str | None] = {
 USER_PREFIX = "user#"
 MAILBOX_PREFIX = "mailbox#"
 UID_PREFIX = "uid#"
+SUBSCRIPTION_PREFIX = "subscription#"  # under user#<owner>: a subscribed name, mailbox or not
 DELIVERY_PREFIX = "delivery#"
 UID_WIDTH = 10  # UIDs are 32-bit: at most 10 digits, zero-padded so sort keys sort numerically
 # Mailbox item attributes: the running totals (and whether they are exact), and pruning's floor.
@@ -34,12 +35,21 @@ PRUNE_MARK_AT = "prunemark_at"
 CHANGES_INDEX = "by_modseq"
 
 
+# The one counter every new mailbox takes its UIDVALIDITY from (MailStore._new_uidvalidity): a
+# partition of its own, so nothing that lists a user's or a mailbox's items ever meets it.
+UIDVALIDITY_COUNTER_KEY = {"pk": "counter#uidvalidity", "sk": "counter#uidvalidity"}
+
+
 def owner_pk(owner: str) -> str:
     return USER_PREFIX + owner
 
 
 def mailbox_sk(name: str) -> str:
     return MAILBOX_PREFIX + name
+
+
+def subscription_sk(name: str) -> str:
+    return SUBSCRIPTION_PREFIX + name
 
 
 def messages_pk(mailbox_id: str) -> str:
@@ -63,7 +73,6 @@ class Mailbox:
     uidnext: int
     highestmodseq: int
     special_use: str | None = None
-    subscribed: bool = True
     # The RFC822.SIZE octets and the number of its live messages, kept by every change's guard
     # (store/transactions.py); None until counted (a mailbox made before the totals existed:
     # store/totals.py counts it once).
@@ -79,6 +88,11 @@ class Mailbox:
     def counted(self) -> bool:
         return self.size_total is not None
 
+    # Subscriptions are items of their own (SUBSCRIPTION_PREFIX); this is the attribute mailbox
+    # items made before them carry, still honoured until UNSUBSCRIBE or DELETE removes it.
+    legacy_subscribed: bool = False
+    recent_from: int = 1  # the first UID no session claimed as \Recent yet (store/recent.py)
+
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Mailbox:
         counted = bool(item.get(COUNTED))
@@ -90,11 +104,12 @@ class Mailbox:
             uidnext=int(item["uidnext"]),
             highestmodseq=int(item["highestmodseq"]),
             special_use=item.get("special_use"),
-            subscribed=bool(item.get("subscribed", True)),
             size_total=int(item.get(SIZE_TOTAL, 0)) if counted else None,
             message_total=int(item.get(MESSAGE_TOTAL, 0)) if counted else None,
             prunedmodseq=int(item.get(PRUNED_MODSEQ, 0)),
             prunemark=int(item.get(PRUNE_MARK, 0)),
+            legacy_subscribed=bool(item.get("subscribed", False)),
+            recent_from=int(item.get("recent_from", 1)),
         )
 
 
