@@ -273,6 +273,8 @@ class IMAPSession:
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "QUOTA",

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 from mailpipe.store import StoredMessage
 from mailpipe_gateway.imap import loading
 from mailpipe_gateway.imap import search as searching
-from mailpipe_gateway.imap.commands import SearchKey, Sort
+from mailpipe_gateway.imap.commands import SearchKey, Sort, Thread
 from mailpipe_gateway.imap.fetch import has_summary, message_summary
 from mailpipe_gateway.imap.message_commands import _uses_modseq
 from mailpipe_gateway.imap.sort import sort_messages
 from mailpipe_gateway.imap.state import Done, no
+from mailpipe_gateway.imap.threads import thread, thread_response, threadable
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
@@ -120,3 +121,33 @@ def ordered_set(values: list[int]) -> str:
     if start is not None:
         out.append(f"{start}:{previous}" if start != previous else str(start))
     return ",".join(out)
+
+
+async def cmd_thread(session: IMAPSession, command: Thread) -> Done:
+    view = session.st.view
+    assert view is not None
+    store = session.ctx.store
+
+    def work() -> bytes:
+        found = matching(session, command.criteria, command.charset)
+        summary_of = summaries(session)
+        headers: dict[int, bytes] = {}
+        if command.algorithm == "REFERENCES":  # References is not in ENVELOPE: the index keeps it
+            headers = store.read_headers(view.mailbox.mailbox_id, [m for _, m in found])
+        messages = [
+            threadable(
+                m.uid if command.uid else n,
+                m.internaldate,
+                summary_of(m).get("envelope") or {},
+                headers.get(m.uid),
+            )
+            for n, m in found
+        ]
+        return thread_response(thread(command.algorithm, messages))
+
+    try:
+        response: bytes = await session.call(work)
+    except searching.BadCharset:
+        return no("Unsupported charset", _BADCHARSET)
+    await session.send(response)
+    return Done(text="THREAD completed")
