@@ -203,13 +203,14 @@ class Section:
 @dataclass(frozen=True)
 class FetchAttr:
     """A fetch attribute without arguments: ENVELOPE, FLAGS, INTERNALDATE, RFC822.SIZE, RFC822,
-    RFC822.HEADER, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, MODSEQ."""
+    RFC822.HEADER, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, MODSEQ, EMAILID, THREADID (RFC 8474),
+    PREVIEW, and PREVIEW (LAZY) as "PREVIEW.LAZY" (RFC 8970)."""
 
     name: str
 
     def label(self) -> str:
         """The name of the item in the FETCH response."""
-        return self.name
+        return "PREVIEW" if self.name == "PREVIEW.LAZY" else self.name
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,17 @@ class ModSeqKey:
     entry_type: str | None = None  # "priv", "shared" or "all"
 
 
-SearchKey = And | Or | Not | InSet | HasFlag | Contains | HeaderContains | DateKey | SizeKey | ModSeqKey
+@dataclass(frozen=True)
+class ObjectIdKey:
+    """EMAILID x or THREADID x (RFC 8474 6): the message's object id is x."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    object_id: str
+
+
+SearchKey = (
+    And | Or | Not | InSet | HasFlag | Contains | HeaderContains | DateKey | SizeKey | ModSeqKey | ObjectIdKey
+)
 
 SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
 

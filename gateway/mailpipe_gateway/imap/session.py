@@ -275,6 +275,8 @@ class IMAPSession:
             "ESORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
+            "OBJECTID",
+            "PREVIEW",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "QUOTA",
