@@ -345,7 +345,8 @@ SearchKey = (
     And | Or | Not | InSet | HasFlag | Contains | HeaderContains | DateKey | SizeKey | ModSeqKey | ObjectIdKey
 )
 
-SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
+# RFC 4731 and 5182; PARTIAL, UPDATE and CONTEXT from RFC 5267 (CONTEXT=SEARCH).
+SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL", "UPDATE", "CONTEXT")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -356,6 +357,7 @@ class Search(Command):
     # None: no RETURN (a classic SEARCH response in IMAP4rev1); otherwise the ESEARCH options,
     # upper-cased; RETURN () means ALL (RFC 4731).
     return_options: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), RFC 5267 4.4
 
 
 # --- SORT and THREAD (RFC 5256, 5267, 5957) --------------------------------------------------------

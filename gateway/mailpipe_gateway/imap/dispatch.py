@@ -50,4 +50,5 @@ HANDLERS: dict[str, Entry] = {
     "SEARCH": Entry(messages.cmd_search, SELECTED),
     "SORT": Entry(sorting.cmd_sort, SELECTED),
     "THREAD": Entry(sorting.cmd_thread, SELECTED),
+    "CANCELUPDATE": Entry(sorting.cmd_cancelupdate, SELECTED),
 }

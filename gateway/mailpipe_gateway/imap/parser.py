@@ -860,13 +860,9 @@ class _Parser:
 
     def search(self, name: str, uid: bool) -> Search:
         self.sp()
-        return_options = None
+        return_options = partial = None
         if self.peek_word() == "RETURN":
-            self.pos += len("RETURN")
-            self.sp()
-            return_options = tuple(self.parenthesized(lambda: self.word("a SEARCH return option")))
-            if not set(return_options) <= set(SEARCH_RETURN_OPTIONS):
-                self.fail("Unknown SEARCH return option")
+            return_options, partial = self.return_options(SEARCH_RETURN_OPTIONS)
             self.sp()
         charset = None
         if self.peek_word() == "CHARSET":
@@ -890,6 +886,7 @@ class _Parser:
             charset=charset,
             criteria=keys[0] if len(keys) == 1 else And(tuple(keys)),
             return_options=return_options,
+            partial=partial,
         )
 
     def search_key(self, depth: int) -> SearchKey:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import StoredMessage
-from mailpipe_gateway.imap import loading
+from mailpipe_gateway.imap import contexts, loading
 from mailpipe_gateway.imap import search as searching
-from mailpipe_gateway.imap.commands import SearchKey, Sort, Thread
+from mailpipe_gateway.imap.commands import CancelUpdate, SearchKey, Sort, Thread
 from mailpipe_gateway.imap.fetch import has_summary, message_summary
 from mailpipe_gateway.imap.message_commands import _uses_modseq
 from mailpipe_gateway.imap.sort import sort_messages
@@ -69,10 +69,28 @@ async def cmd_sort(session: IMAPSession, command: Sort) -> Done:
             line += b" (MODSEQ %d)" % modseq
         await session.send(line + b"\r\n")
         return Done(text="SORT completed")
-    await session.send(
-        esearch(command.tag, command.uid, command.return_options, values, command.partial, modseq)
-    )
+    options = command.return_options
+    if not set(options) - {"UPDATE", "CONTEXT", "PARTIAL"} and command.partial is None:
+        options += ("ALL",)  # RETURN () is ALL (RFC 4731), and so is a bare UPDATE
+    if "UPDATE" in options:  # CONTEXT=SORT (RFC 5267): keep the client's result up to date
+        reason = contexts.refusal(session, command.tag, command.uid, command.criteria)
+        if reason is not None:
+            await session.send(contexts.noupdate(command.tag, reason))
+        else:
+
+            def evaluate(session: IMAPSession) -> list[int]:
+                found = matching(session, command.criteria, command.charset)
+                return [m.uid for _, m in sort_messages(command.keys, found, summaries(session))]
+
+            uids = [m.uid for _, m in ordered]
+            contexts.register(session, command.tag, sorted_=True, evaluate=evaluate, result=uids)
+    await session.send(esearch(command.tag, command.uid, options, values, command.partial, modseq))
     return Done(text="SORT completed")
+
+
+async def cmd_cancelupdate(session: IMAPSession, command: CancelUpdate) -> Done:
+    contexts.cancel(session, command.tags)
+    return Done(text="CANCELUPDATE completed")
 
 
 def esearch(
@@ -85,7 +103,6 @@ def esearch(
 ) -> bytes:
     """The ESEARCH response to a SORT (RFC 5267 3.2): ``values`` are in sort order, so MIN and MAX
     are the first and the last, and ALL keeps the order (ranges only for ascending runs)."""
-    options = options or ("ALL",)
     parts = [f'(TAG "{tag}")']
     if uid:
         parts.append("UID")
