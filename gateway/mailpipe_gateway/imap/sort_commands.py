@@ -16,7 +16,7 @@ from mailpipe_gateway.imap.fetch import has_summary, message_summary
 from mailpipe_gateway.imap.message_commands import _uses_modseq
 from mailpipe_gateway.imap.sort import sort_messages
 from mailpipe_gateway.imap.state import Done, no
-from mailpipe_gateway.imap.threads import thread, thread_response, threadable
+from mailpipe_gateway.imap.threads import thread, thread_response, threadable_of
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
@@ -152,13 +152,7 @@ async def cmd_thread(session: IMAPSession, command: Thread) -> Done:
         if command.algorithm == "REFERENCES":  # References is not in ENVELOPE: the index keeps it
             headers = store.read_headers(view.mailbox.mailbox_id, [m for _, m in found])
         messages = [
-            threadable(
-                m.uid if command.uid else n,
-                m.internaldate,
-                summary_of(m).get("envelope") or {},
-                headers.get(m.uid),
-            )
-            for n, m in found
+            threadable_of(m.uid if command.uid else n, m, summary_of, headers.get(m.uid)) for n, m in found
         ]
         return thread_response(thread(command.algorithm, messages))
 

@@ -13,15 +13,20 @@ steps and then leaves the link out, so a hostile mailbox cannot make threading q
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailpipe.mime.headers import header_fields
 from mailpipe.mime.offsets import scan_header
 from mailpipe.mime.threading import message_ids
+from mailpipe.store import StoredMessage
+from mailpipe.store.model import unpack_summary
 from mailpipe_gateway.imap.sort import base_subject, casemap, sent_time
 
+CACHED_FIELDS = 50_000  # per process, by stored summary and by header block: some 20 MB each at most
 MAX_ANCESTRY = 1000  # parents walked up to rule out a loop; deeper threads are absurd
 MAX_REFERENCES = 200  # the last Message-IDs of a References field used; the last ones name the parents
 
@@ -42,23 +47,64 @@ def threadable(
     number: int, internaldate: int, envelope: dict[str, object], header: bytes | None = None
 ) -> Threadable:
     """A message as threading sees it; ``header`` is its header block (for References)."""
+    return _threadable(number, internaldate, envelope_fields(envelope), header)
+
+
+def threadable_of(
+    number: int,
+    message: StoredMessage,
+    summary_of: Callable[[StoredMessage], dict[str, Any]],
+    header: bytes | None,
+) -> Threadable:
+    """threadable() of a stored message, with what its stored summary gives kept per process
+    (unpacking summaries would otherwise be most of the work of threading a large mailbox)."""
+    fields = _stored_fields(message.packed_summary) if message.packed_summary else None
+    if fields is None:  # no complete stored summary: from the one made of the body
+        fields = envelope_fields(summary_of(message).get("envelope") or {})
+    return _threadable(number, message.internaldate, fields, header)
+
+
+_Fields = tuple[int | None, str, bool, str | None, tuple[str, ...]]
+
+
+def envelope_fields(envelope: dict[str, Any]) -> _Fields:
+    """(sent time or None, base subject, reply marker, Message-ID, In-Reply-To's first id)."""
     subject, reply = base_subject(str(envelope.get("subject") or ""))
-    sent = sent_time(envelope.get("date"))  # type: ignore[arg-type]
-    ids = message_ids(envelope.get("message_id"))  # type: ignore[arg-type]
-    references: list[str] = []
-    if header is not None:
-        end = scan_header(header, 0, [])[1]
-        value = next((v for name, v in header_fields(header, 0, end) if name == "references"), None)
-        references = message_ids(value[-64 * MAX_REFERENCES :] if value else None)[-MAX_REFERENCES:]
-    if not references:
-        references = message_ids(envelope.get("in_reply_to"))[:1]  # type: ignore[arg-type]
+    ids = message_ids(envelope.get("message_id"))
+    return (
+        sent_time(envelope.get("date")),
+        subject,
+        reply,
+        ids[0] if ids else None,
+        tuple(message_ids(envelope.get("in_reply_to"))[:1]),
+    )
+
+
+@functools.lru_cache(maxsize=CACHED_FIELDS)
+def _stored_fields(packed: bytes) -> _Fields | None:
+    summary = unpack_summary(packed)
+    return envelope_fields(summary.get("envelope") or {}) if "bodystructure" in summary else None
+
+
+@functools.lru_cache(maxsize=CACHED_FIELDS)
+def header_references(header: bytes) -> tuple[str, ...]:
+    """The last MAX_REFERENCES ids of the References field of a header block (kept per process:
+    MailStore.read_headers hands out the same bytes for the same message)."""
+    end = scan_header(header, 0, [])[1]
+    value = next((v for name, v in header_fields(header, 0, end) if name == "references"), None)
+    return tuple(message_ids(value[-64 * MAX_REFERENCES :] if value else None)[-MAX_REFERENCES:])
+
+
+def _threadable(number: int, internaldate: int, fields: _Fields, header: bytes | None) -> Threadable:
+    sent, subject, reply, message_id, in_reply_to = fields
+    references = header_references(header) if header is not None else ()
     return Threadable(
         number=number,
         sent=internaldate if sent is None else sent,
         subject=subject,
         reply=reply,
-        message_id=ids[0] if ids else None,
-        references=tuple(references),
+        message_id=message_id,
+        references=references or in_reply_to,
     )
 
 
