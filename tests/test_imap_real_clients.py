@@ -109,6 +109,7 @@ def test_curl_list_and_examine(stack, new_user) -> None:
         f"* OK [UIDVALIDITY {mailbox.uidvalidity}] UIDs valid",
         "* OK [UIDNEXT 3] Predicted next UID",
         f"* OK [HIGHESTMODSEQ {mailbox.highestmodseq}] Highest",
+        f"* OK [MAILBOXID ({mailbox.mailbox_id})] Ok",  # RFC 8474 OBJECTID
     ]
     examine = curl(stack, owner, imap_url(stack, "/"), "-X", 'EXAMINE "My Folder"').decode().splitlines()
     assert "* 0 EXISTS" in examine and "* OK [UIDNEXT 1] Predicted next UID" in examine

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import thread_corpus
 from conftest import DOMAIN, PASSWORD
 from dovecot import Dovecot, append_exact, require_dovecot
 
@@ -46,7 +47,7 @@ SORTS = [
     "(FROM REVERSE SIZE)",
     "(REVERSE CC SUBJECT)",
 ]
-THREADS: list[str] = []
+THREADS = ["ORDEREDSUBJECT", "REFERENCES"]
 
 _UINT32_DATES = (
     "Dovecot keeps sort dates as unsigned 32-bit numbers: a Date before 1970 wraps to the far future "
@@ -102,7 +103,7 @@ def _ask(client: Any) -> dict[str, bytes]:
         assert status == "OK", (criteria, data)
         answers[f"SORT {criteria}"] = client._untagged_response(status, data, "SORT")[1][-1]
     for algorithm in THREADS:
-        status, data = client._simple_command("THREAD", algorithm, "UTF-8", "ALL")
+        status, data = client._simple_command("THREAD", algorithm, "UTF-8", _thread_criteria())
         assert status == "OK", (algorithm, data)
         answers[f"THREAD {algorithm}"] = client._untagged_response(status, data, "THREAD")[1][-1]
     return answers
@@ -143,6 +144,26 @@ def _numbers(names: dict[str, str]) -> set[bytes]:
     return {str(NAMES.index(name) + 1).encode() for name in names}
 
 
+def _thread_criteria() -> str:
+    """THREAD sorts by date and gathers by subject: the messages whose date or subject we read
+    differently on purpose are left out of the threads on both sides."""
+    left_out = _numbers(DIFFERENCES["DATE"]) | _numbers(DIFFERENCES["SUBJECT"])
+    return "NOT " + ",".join(sorted(n.decode() for n in left_out))
+
+
+@pytest.mark.parametrize("algorithm", THREADS)
+def test_thread_as_dovecot(answers: dict[str, tuple[bytes, bytes]], algorithm: str) -> None:
+    ours, theirs = answers[f"THREAD {algorithm}"]
+    assert ours.count(b"(") >= len(CORPUS_FILES) - 10  # one per message, as good as all of them
+    if ours != theirs:
+        first = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
+        pytest.fail(
+            f"THREAD {algorithm}: first difference at byte {first}:\n"
+            f"ours    {ours[max(first - 40, 0) : first + 40]!r}\n"
+            f"Dovecot {theirs[max(first - 40, 0) : first + 40]!r}"
+        )
+
+
 @pytest.mark.parametrize("criteria", SORTS)
 def test_sort_as_dovecot(answers: dict[str, tuple[bytes, bytes]], criteria: str) -> None:
     ours, theirs = (answer.split() for answer in answers[f"SORT {criteria}"])
@@ -158,6 +179,20 @@ def test_sort_as_dovecot(answers: dict[str, tuple[bytes, bytes]], criteria: str)
             f"SORT {criteria}: first difference at item {first}: ours {mine[first : first + 8]} "
             f"Dovecot {dovecot[first : first + 8]}\nours:    {ours!r}\nDovecot: {theirs!r}"
         )
+
+
+def test_thread_corpus_as_dovecot() -> None:
+    """tests/thread_corpus.py's messages thread as test_imap_threads.py expects, in Dovecot too."""
+    from test_imap_threads import ORDEREDSUBJECT, REFERENCES
+
+    require_dovecot()
+    with Dovecot() as dovecot, _session(dovecot.login()) as client:
+        thread_corpus.load(client, append_exact)
+        client.select("INBOX")
+        for algorithm, expected in (("ORDEREDSUBJECT", ORDEREDSUBJECT), ("REFERENCES", REFERENCES)):
+            status, data = client._simple_command("THREAD", algorithm, "UTF-8", "ALL")
+            assert status == "OK", data
+            assert client._untagged_response(status, data, "THREAD")[1][-1] == expected, algorithm
 
 
 def test_differences_name_corpus_messages() -> None:

@@ -146,7 +146,8 @@ def test_list_folders_xlist_and_special_folders(stack, client) -> None:
 
 
 def test_create_rename_delete_subscribe(stack, client, user) -> None:
-    assert client.create_folder("Projects/2026") == b"CREATE completed"
+    created = client.create_folder("Projects/2026")  # with the new mailbox's id (RFC 8474 OBJECTID)
+    assert created.startswith(b"[MAILBOXID (") and created.endswith(b"] CREATE completed"), created
     assert client.folder_exists("Projects") and client.folder_exists("Projects/2026")
     with pytest.raises(IMAPClientError, match="ALREADYEXISTS"):
         client.create_folder("Projects")

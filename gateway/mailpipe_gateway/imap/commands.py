@@ -218,13 +218,14 @@ class Section:
 @dataclass(frozen=True)
 class FetchAttr:
     """A fetch attribute without arguments: ENVELOPE, FLAGS, INTERNALDATE, RFC822.SIZE, RFC822,
-    RFC822.HEADER, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, MODSEQ."""
+    RFC822.HEADER, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, MODSEQ, EMAILID, THREADID (RFC 8474),
+    PREVIEW, and PREVIEW (LAZY) as "PREVIEW.LAZY" (RFC 8970)."""
 
     name: str
 
     def label(self) -> str:
         """The name of the item in the FETCH response."""
-        return self.name
+        return "PREVIEW" if self.name == "PREVIEW.LAZY" else self.name
 
 
 @dataclass(frozen=True)
@@ -347,9 +348,20 @@ class ModSeqKey:
     entry_type: str | None = None  # "priv", "shared" or "all"
 
 
-SearchKey = And | Or | Not | InSet | HasFlag | Contains | HeaderContains | DateKey | SizeKey | ModSeqKey
+@dataclass(frozen=True)
+class ObjectIdKey:
+    """EMAILID x or THREADID x (RFC 8474 6): the message's object id is x."""
 
-SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
+    kind: Literal["EMAILID", "THREADID"]
+    object_id: str
+
+
+SearchKey = (
+    And | Or | Not | InSet | HasFlag | Contains | HeaderContains | DateKey | SizeKey | ModSeqKey | ObjectIdKey
+)
+
+# RFC 4731 and 5182; PARTIAL, UPDATE and CONTEXT from RFC 5267 (CONTEXT=SEARCH).
+SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL", "UPDATE", "CONTEXT")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,6 +372,7 @@ class Search(Command):
     # None: no RETURN (a classic SEARCH response in IMAP4rev1); otherwise the ESEARCH options,
     # upper-cased; RETURN () means ALL (RFC 4731).
     return_options: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), RFC 5267 4.4
 
 
 # --- SORT and THREAD (RFC 5256, 5267, 5957) --------------------------------------------------------

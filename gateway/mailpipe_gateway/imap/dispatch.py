@@ -49,4 +49,6 @@ HANDLERS: dict[str, Entry] = {
     "FETCH": Entry(messages.cmd_fetch, SELECTED),
     "SEARCH": Entry(messages.cmd_search, SELECTED),
     "SORT": Entry(sorting.cmd_sort, SELECTED),
+    "THREAD": Entry(sorting.cmd_thread, SELECTED),
+    "CANCELUPDATE": Entry(sorting.cmd_cancelupdate, SELECTED),
 }

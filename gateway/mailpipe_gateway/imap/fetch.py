@@ -29,7 +29,7 @@ from typing import Any
 from mailpipe.mime.offsets import scan_header
 from mailpipe.mime.summary import summarize
 from mailpipe.store import StoredMessage
-from mailpipe_gateway.imap import serializer
+from mailpipe_gateway.imap import object_items, serializer
 from mailpipe_gateway.imap.commands import FetchAttr, FetchBinarySize, FetchItem, FetchSection, Section
 
 _BODY_ATTRS = frozenset(("RFC822", "RFC822.HEADER", "RFC822.TEXT"))
@@ -67,6 +67,8 @@ def needs_body(items: tuple[FetchItem, ...], message: StoredMessage | None = Non
     for item in items:
         if isinstance(item, FetchSection | FetchBinarySize) or item.name in _BODY_ATTRS:
             return True
+    if message is not None and object_items.bytes_needed(items, message) is not None:
+        return True  # EMAILID, THREADID or PREVIEW of a message stored before the summary had them
     return (
         message is not None
         and not has_summary(message)
@@ -95,6 +97,8 @@ def header_suffices(items: tuple[FetchItem, ...], message: StoredMessage) -> boo
             isinstance(item, FetchAttr) and item.name in _BODY_ATTRS - {"RFC822.HEADER"}
         ):
             return False
+    if object_items.bytes_needed(items, message) == "body":
+        return False
     needs_summary = any(isinstance(item, FetchAttr) and item.name in _SUMMARY_ATTRS for item in items)
     return not needs_summary or has_summary(message)
 
@@ -173,6 +177,8 @@ def render_fetch(
                 out.append((item.label(), _literal(data)))
         elif isinstance(item, FetchBinarySize):
             out.append((item.label(), b"%d" % len(binary_section(need_body(), summary, item.part))))
+        elif item.name in object_items.OBJECT_ATTRS:
+            out.append((item.label(), object_items.render(item.name, message, summary, body)))
         else:
             out.append((item.label(), _attribute(item.name, message, summary, need_body)))
     if add_modseq and FetchAttr("MODSEQ") not in done:

@@ -61,6 +61,7 @@ async def cmd_select(session: IMAPSession, command: Select) -> Done:
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % mailbox.uidvalidity,
         b"* OK [UIDNEXT %d] Predicted next UID\r\n" % mailbox.uidnext,
         b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % mailbox.highestmodseq,
+        b"* OK [MAILBOXID (%s)] Ok\r\n" % mailbox.mailbox_id.encode("ascii"),  # RFC 8474 4.2
     ]
     if st.rev2:
         out.append(b'* LIST () "/" ' + serializer.mailbox(mailbox.name, utf8=True) + b"\r\n")
@@ -110,10 +111,10 @@ async def cmd_create(session: IMAPSession, command: MailboxCommand) -> Done:
         with contextlib.suppress(MailboxExists):
             await session.call(store.create_mailbox, owner, parent)
     try:
-        await session.call(store.create_mailbox, owner, name)
+        created = await session.call(store.create_mailbox, owner, name)
     except MailboxExists:
         return no("Mailbox exists", "ALREADYEXISTS")
-    return Done(text="CREATE completed")
+    return Done(text="CREATE completed", code=f"MAILBOXID ({created.mailbox_id})")  # RFC 8474 4.1
 
 
 async def cmd_delete(session: IMAPSession, command: MailboxCommand) -> Done:
@@ -250,6 +251,7 @@ async def _status_line(session: IMAPSession, name: str, items: tuple[str, ...]) 
         "SIZE": sum(m.crlf_size for m in messages),
         "HIGHESTMODSEQ": mailbox.highestmodseq,
         "RECENT": sum(1 for m in messages if m.uid >= mailbox.recent_from),  # no session saw them yet
+        "MAILBOXID": f"({mailbox.mailbox_id})",  # RFC 8474 4.3
     }
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + serializer.mailbox(name, utf8=session.st.utf8) + f" ({pairs})\r\n".encode()

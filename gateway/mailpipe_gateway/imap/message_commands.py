@@ -8,8 +8,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import NoSuchMailbox, StoredMessage
+from mailpipe_gateway.imap import contexts, loading
 from mailpipe_gateway.imap import fetch as fetching
-from mailpipe_gateway.imap import loading
 from mailpipe_gateway.imap import search as searching
 from mailpipe_gateway.imap.commands import (
     And,
@@ -415,13 +415,40 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
             line += b" (MODSEQ %d)" % modseq
         await session.send(line + b"\r\n")
         return Done(text="SEARCH completed")
-    options = options or ("ALL",)
+    if not set(options) - {"UPDATE", "CONTEXT"}:
+        options += ("ALL",)  # RETURN () is ALL (RFC 4731), and so is a bare UPDATE
+    if "UPDATE" in options:  # CONTEXT=SEARCH (RFC 5267): keep the client's result up to date
+        await _keep_updated(session, command, [m.uid for _, m in found])
     if "SAVE" in options:
         session.st.saved_search = [m.uid for _, m in found]
         if options == ("SAVE",):
             return Done(text="SEARCH completed, result saved")
     await session.send(_esearch(command, options, values, modseq))
     return Done(text="SEARCH completed")
+
+
+async def _keep_updated(session: IMAPSession, command: Search, uids: list[int]) -> None:
+    reason = contexts.refusal(session, command.tag, command.uid, command.criteria)
+    if reason is not None:
+        await session.send(contexts.noupdate(command.tag, reason))
+        return
+    view = session.st.view
+    assert view is not None
+
+    def evaluate(session: IMAPSession) -> list[int]:
+        candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
+        found = searching.search(
+            command.criteria,
+            command.charset,
+            candidates,
+            session.ctx.store.read_body,
+            largest_number=view.exists,
+            largest_uid=view.largest_uid,
+            saved=session.st.saved_search,
+        )
+        return [m.uid for _, m in found]
+
+    contexts.register(session, command.tag, sorted_=False, evaluate=evaluate, result=uids)
 
 
 def _esearch(command: Search, options: tuple[str, ...], values: list[int], modseq: int | None) -> bytes:
@@ -438,6 +465,10 @@ def _esearch(command: Search, options: tuple[str, ...], values: list[int], modse
             parts.append(f"ALL {uid_set(values)}")
     if "COUNT" in options:
         parts.append(f"COUNT {len(values)}")
+    if command.partial is not None:  # RFC 5267 4.4: the results at these positions, in order
+        low, high = command.partial
+        chosen = values[low - 1 : high]
+        parts.append(f"PARTIAL ({low}:{high} {uid_set(chosen) if chosen else 'NIL'})")
     if modseq is not None and values:
         parts.append(f"MODSEQ {modseq}")
     return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()

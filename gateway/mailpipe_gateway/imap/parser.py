@@ -50,6 +50,7 @@ from mailpipe_gateway.imap.commands import (
     MailboxCommand,
     ModSeqKey,
     Not,
+    ObjectIdKey,
     Or,
     QResync,
     Quota,
@@ -85,6 +86,8 @@ _QUOTED_ESCAPE = re.compile(rb'\\(["\\])')
 _DIGITS = re.compile(rb"[0-9]+")
 _FETCH_WORD = re.compile(rb"[A-Za-z0-9.]+")
 _SECTION_WORD = re.compile(rb"[A-Za-z.]+")
+_PREVIEW_MODIFIERS = re.compile(rb" \((?:LAZY)(?: LAZY)*\)", re.IGNORECASE)
+_OBJECT_ID = re.compile(rb"[A-Za-z0-9_-]{1,255}")  # RFC 8474 objectid
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _DATE = re.compile(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
 _DATE_TIME = re.compile(
@@ -119,6 +122,9 @@ _FETCH_ATTRS = frozenset(
         "BODYSTRUCTURE",
         "UID",
         "MODSEQ",
+        "EMAILID",
+        "THREADID",
+        "PREVIEW",
     )
 )
 _STORE_OPERATIONS: dict[str, Literal["replace", "add", "remove"]] = {
@@ -137,6 +143,7 @@ STATUS_ITEMS = frozenset(
         "RECENT",
         "HIGHESTMODSEQ",
         "APPENDLIMIT",
+        "MAILBOXID",
     )
 )
 _LIST_SELECT_OPTIONS = frozenset(("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"))
@@ -809,6 +816,10 @@ class _Parser:
             return FetchBinarySize(self.section_part(bracketed=True))
         if name not in _FETCH_ATTRS:
             self.fail("Unknown FETCH attribute")
+        if name == "PREVIEW" and _PREVIEW_MODIFIERS.match(self.line, self.pos):
+            self.sp()  # RFC 8970: PREVIEW (LAZY); LAZY is the only modifier
+            self.parenthesized(lambda: self.word("LAZY"), empty=False)
+            return FetchAttr("PREVIEW.LAZY")
         return FetchAttr(name)
 
     def section_part(self, *, bracketed: bool = False) -> tuple[int, ...]:
@@ -855,13 +866,9 @@ class _Parser:
 
     def search(self, name: str, uid: bool) -> Search:
         self.sp()
-        return_options = None
+        return_options = partial = None
         if self.peek_word() == "RETURN":
-            self.pos += len("RETURN")
-            self.sp()
-            return_options = tuple(self.parenthesized(lambda: self.word("a SEARCH return option")))
-            if not set(return_options) <= set(SEARCH_RETURN_OPTIONS):
-                self.fail("Unknown SEARCH return option")
+            return_options, partial = self.return_options(SEARCH_RETURN_OPTIONS)
             self.sp()
         charset = None
         if self.peek_word() == "CHARSET":
@@ -885,6 +892,7 @@ class _Parser:
             charset=charset,
             criteria=keys[0] if len(keys) == 1 else And(tuple(keys)),
             return_options=return_options,
+            partial=partial,
         )
 
     def search_key(self, depth: int) -> SearchKey:
@@ -933,6 +941,11 @@ class _Parser:
             return InSet(self.sequence_set(), uid=True)
         if key == "MODSEQ":
             return self.modseq_key()
+        if key in ("EMAILID", "THREADID"):
+            object_id = self.match(_OBJECT_ID)
+            if object_id is None:
+                self.fail(f"Expected an object id after {key}")
+            return ObjectIdKey(key, object_id.decode("ascii"))
         self.fail("Unknown search key")
 
     def modseq_key(self) -> ModSeqKey:

@@ -41,11 +41,13 @@ from mailpipe_gateway.imap.commands import (
     InSet,
     ModSeqKey,
     Not,
+    ObjectIdKey,
     Or,
     SearchKey,
     SizeKey,
 )
 from mailpipe_gateway.imap.fetch import UnknownCTE, decode_transfer_encoding, message_summary
+from mailpipe_gateway.imap.object_items import object_id
 from mailpipe_gateway.imap.ranges import contains, merged
 
 CHARSETS = ("UTF-8", "US-ASCII")  # what BADCHARSET lists
@@ -115,7 +117,7 @@ def _cost(key: SearchKey) -> int:
         return _cost(key.key)
     if isinstance(key, HeaderContains) or (isinstance(key, Contains) and key.field in ("BODY", "TEXT")):
         return 2
-    if isinstance(key, Contains) or (isinstance(key, DateKey) and key.sent):
+    if isinstance(key, Contains | ObjectIdKey) or (isinstance(key, DateKey) and key.sent):
         return 1
     return 0
 
@@ -202,6 +204,8 @@ class _Context:
             return any(field == name and needle in value.casefold() for field, value in m.header_fields)
         if isinstance(key, Contains):
             return self._contains(key.field, self._needle(key.value), m)
+        if isinstance(key, ObjectIdKey):  # a THREADID not in the summary is read from the bytes
+            return object_id(key.kind, m.message, lambda: m.body) == key.object_id
         raise TypeError(f"unknown search key {key!r}")
 
     def _cheap_first(self, key: SearchKey, keys: Iterable[SearchKey]) -> list[SearchKey]:

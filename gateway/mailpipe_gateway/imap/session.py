@@ -24,7 +24,7 @@ from mailpipe_gateway.auth.sasl import (
     encode_challenge,
     plain_credentials,
 )
-from mailpipe_gateway.imap import serializer
+from mailpipe_gateway.imap import contexts, serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
 from mailpipe_gateway.imap.fetch import render_fetch
 from mailpipe_gateway.imap.parser import ParseError, parse_command
@@ -175,6 +175,7 @@ class IMAPSession:
         ):
             uid = getattr(command, "uid", False)
             await self.refresh(may_expunge=uid or command.name not in _NO_EXPUNGE_DURING)
+            await contexts.notify(self)  # CONTEXT=SEARCH/SORT: results kept up to date
         await self.send(serializer.status_response(command.tag, done.status, done.text, done.code))
 
     # -- output --------------------------------------------------------------------
@@ -313,6 +314,12 @@ class IMAPSession:
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
+            "OBJECTID",
+            "PREVIEW",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "QUOTA",
@@ -449,6 +456,7 @@ class IMAPSession:
                 return bad("Expected DONE")
             if self.st.state is State.SELECTED:
                 await self.refresh(may_expunge=True)
+                await contexts.notify(self)
             if loop.time() - last_keepalive >= self.ctx.idle_keepalive:
                 await self.send(b"* OK Still here\r\n")
                 last_keepalive = loop.time()

@@ -1,9 +1,10 @@
 """SORT (RFC 5256 3) and DISPLAYFROM/DISPLAYTO (RFC 5957): the order of a set of messages.
 
 Every key comes from the stored item and its summary (ENVELOPE), so sorting reads no S3 except
-for a message whose summary is ``too_large``. Keys are computed once per message and the list is
-sorted once: O(n log n), bounded by the number of messages in the mailbox, and run off the event
-loop by the caller as SEARCH is.
+for a message whose summary is ``too_large``. Keys are computed once per message (and kept per
+process for CACHED_KEYS summaries: unpacking them is most of the work, bench/sort_thread.py) and
+each key is one sort pass: O(n log n), bounded by the number of messages in the mailbox, and run
+off the event loop by the caller as SEARCH is.
 
 The keys, as RFC 5256 and RFC 5957 define them, compared with i;ascii-casemap (ASCII letters
 upper-cased, then octet by octet, over the UTF-8 of the text):
@@ -24,14 +25,18 @@ REVERSE reverses the key after it. Messages equal under every key stay in messag
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailpipe.mime import headers
 from mailpipe.store import StoredMessage
+from mailpipe.store.model import unpack_summary
 from mailpipe_gateway.imap.search import decode_header_value
 
+# Sort values kept per process, by stored summary: about 400 bytes each, so some 20 MB.
+CACHED_KEYS = 50_000
 MAX_SUBJECT = 64 * 1024  # characters of a Subject looked at: beyond, no two subjects differ usefully
 
 SummaryOf = Callable[[StoredMessage], dict[str, Any]]
@@ -60,33 +65,66 @@ def sort_messages(
     stored one is incomplete). Each key is a stable sort pass, last key first, which makes the
     first key the most significant and keeps equal messages in message-number order."""
     ordered = sorted(messages, key=lambda pair: pair[0])
+    found: dict[int, tuple[Any, ...]] = {}
+
+    def keys_of(message: StoredMessage) -> tuple[Any, ...]:
+        keys = found.get(message.uid)
+        if keys is None:
+            keys = _stored_keys(message.packed_summary) if message.packed_summary else None
+            if keys is None:  # no complete stored summary: from the one made of the body
+                keys = envelope_keys(summary_of(message).get("envelope") or {})
+            found[message.uid] = keys
+        return keys
+
     for name, reverse in reversed(criteria):
-        keyed = [(sort_key(name, message, summary_of), (number, message)) for number, message in ordered]
+        keyed = [(sort_key(name, message, keys_of), (number, message)) for number, message in ordered]
         keyed.sort(key=lambda entry: entry[0], reverse=reverse)
         ordered = [pair for _, pair in keyed]
     return ordered
 
 
-def sort_key(name: str, message: StoredMessage, summary_of: SummaryOf) -> Any:
-    """The value message is sorted by under key ``name``."""
+def sort_key(name: str, message: StoredMessage, keys_of: Callable[[StoredMessage], tuple[Any, ...]]) -> Any:
+    """The value ``message`` is sorted by under key ``name``; ``keys_of`` gives its envelope_keys."""
     if name == "ARRIVAL":
         return message.internaldate
     if name == "SIZE":
         return message.crlf_size or message.size
-    envelope = summary_of(message).get("envelope") or {}
     if name == "DATE":
-        sent = sent_time(envelope.get("date"))
+        sent = keys_of(message)[0]
         return message.internaldate if sent is None else sent
-    if name == "SUBJECT":
-        return casemap(base_subject(envelope.get("subject") or "")[0])
-    if name in ("FROM", "TO", "CC"):
-        first = first_address(envelope.get(name.lower()))
+    return keys_of(message)[_ENVELOPE_KEYS.index(name)]
+
+
+_ENVELOPE_KEYS = ("DATE", "SUBJECT", "FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO")
+
+
+def envelope_keys(envelope: dict[str, Any]) -> tuple[Any, ...]:
+    """The sort values an ENVELOPE gives, in _ENVELOPE_KEYS order (DATE: None without one)."""
+
+    def mailbox_of(field: str) -> bytes:
+        first = first_address(envelope.get(field))
         mailbox = first.get("mailbox") if first else None
         # MISSING_MAILBOX, where the header has no address, sorts as itself: as in Dovecot.
         return casemap(decode_header_value(mailbox) if mailbox else "")
-    if name in ("DISPLAYFROM", "DISPLAYTO"):
-        return casemap(display_name(first_address(envelope.get(name[len("DISPLAY") :].lower()))))
-    raise ValueError(f"unknown sort key {name}")
+
+    return (
+        sent_time(envelope.get("date")),
+        casemap(base_subject(envelope.get("subject") or "")[0]),
+        mailbox_of("from"),
+        mailbox_of("to"),
+        mailbox_of("cc"),
+        casemap(display_name(first_address(envelope.get("from")))),
+        casemap(display_name(first_address(envelope.get("to")))),
+    )
+
+
+@functools.lru_cache(maxsize=CACHED_KEYS)
+def _stored_keys(packed: bytes) -> tuple[Any, ...] | None:
+    """envelope_keys of a stored summary, kept per process: unpacking summaries is most of a
+    SORT's work, and a client sorts the same mailbox again and again (CONTEXT=SORT after every
+    change). None for an incomplete (too_large) summary."""
+    summary = unpack_summary(packed)
+    return envelope_keys(summary.get("envelope") or {}) if "bodystructure" in summary else None
 
 
 def casemap(text: str) -> bytes:

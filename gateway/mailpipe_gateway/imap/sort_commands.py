@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import StoredMessage
-from mailpipe_gateway.imap import loading
+from mailpipe_gateway.imap import contexts, loading
 from mailpipe_gateway.imap import search as searching
-from mailpipe_gateway.imap.commands import SearchKey, Sort
+from mailpipe_gateway.imap.commands import CancelUpdate, SearchKey, Sort, Thread
 from mailpipe_gateway.imap.fetch import has_summary, message_summary
 from mailpipe_gateway.imap.message_commands import _uses_modseq
 from mailpipe_gateway.imap.sort import sort_messages
 from mailpipe_gateway.imap.state import Done, no
+from mailpipe_gateway.imap.threads import thread, thread_response, threadable_of
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
@@ -68,10 +69,28 @@ async def cmd_sort(session: IMAPSession, command: Sort) -> Done:
             line += b" (MODSEQ %d)" % modseq
         await session.send(line + b"\r\n")
         return Done(text="SORT completed")
-    await session.send(
-        esearch(command.tag, command.uid, command.return_options, values, command.partial, modseq)
-    )
+    options = command.return_options
+    if not set(options) - {"UPDATE", "CONTEXT", "PARTIAL"} and command.partial is None:
+        options += ("ALL",)  # RETURN () is ALL (RFC 4731), and so is a bare UPDATE
+    if "UPDATE" in options:  # CONTEXT=SORT (RFC 5267): keep the client's result up to date
+        reason = contexts.refusal(session, command.tag, command.uid, command.criteria)
+        if reason is not None:
+            await session.send(contexts.noupdate(command.tag, reason))
+        else:
+
+            def evaluate(session: IMAPSession) -> list[int]:
+                found = matching(session, command.criteria, command.charset)
+                return [m.uid for _, m in sort_messages(command.keys, found, summaries(session))]
+
+            uids = [m.uid for _, m in ordered]
+            contexts.register(session, command.tag, sorted_=True, evaluate=evaluate, result=uids)
+    await session.send(esearch(command.tag, command.uid, options, values, command.partial, modseq))
     return Done(text="SORT completed")
+
+
+async def cmd_cancelupdate(session: IMAPSession, command: CancelUpdate) -> Done:
+    contexts.cancel(session, command.tags)
+    return Done(text="CANCELUPDATE completed")
 
 
 def esearch(
@@ -84,7 +103,6 @@ def esearch(
 ) -> bytes:
     """The ESEARCH response to a SORT (RFC 5267 3.2): ``values`` are in sort order, so MIN and MAX
     are the first and the last, and ALL keeps the order (ranges only for ascending runs)."""
-    options = options or ("ALL",)
     parts = [f'(TAG "{tag}")']
     if uid:
         parts.append("UID")
@@ -120,3 +138,27 @@ def ordered_set(values: list[int]) -> str:
     if start is not None:
         out.append(f"{start}:{previous}" if start != previous else str(start))
     return ",".join(out)
+
+
+async def cmd_thread(session: IMAPSession, command: Thread) -> Done:
+    view = session.st.view
+    assert view is not None
+    store = session.ctx.store
+
+    def work() -> bytes:
+        found = matching(session, command.criteria, command.charset)
+        summary_of = summaries(session)
+        headers: dict[int, bytes] = {}
+        if command.algorithm == "REFERENCES":  # References is not in ENVELOPE: the index keeps it
+            headers = store.read_headers(view.mailbox.mailbox_id, [m for _, m in found])
+        messages = [
+            threadable_of(m.uid if command.uid else n, m, summary_of, headers.get(m.uid)) for n, m in found
+        ]
+        return thread_response(thread(command.algorithm, messages))
+
+    try:
+        response: bytes = await session.call(work)
+    except searching.BadCharset:
+        return no("Unsupported charset", _BADCHARSET)
+    await session.send(response)
+    return Done(text="THREAD completed")
