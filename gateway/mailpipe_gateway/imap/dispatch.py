@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailpipe_gateway.imap import append as appending
 from mailpipe_gateway.imap import mailbox_commands as mailboxes
 from mailpipe_gateway.imap import message_commands as messages
 from mailpipe_gateway.imap.session import IMAPSession
@@ -37,7 +38,7 @@ HANDLERS: dict[str, Entry] = {
     "GETQUOTAROOT": Entry(mailboxes.cmd_getquotaroot, AUTHENTICATED),
     "GETQUOTA": Entry(mailboxes.cmd_getquota, AUTHENTICATED),
     "SETQUOTA": Entry(mailboxes.cmd_setquota, AUTHENTICATED),
-    "APPEND": Entry(messages.cmd_append, AUTHENTICATED),
+    "APPEND": Entry(appending.cmd_append, AUTHENTICATED),
     "CHECK": Entry(messages.cmd_check, SELECTED),
     "CLOSE": Entry(messages.cmd_close, SELECTED),
     "UNSELECT": Entry(messages.cmd_close, SELECTED),

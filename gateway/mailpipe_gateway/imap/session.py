@@ -80,6 +80,8 @@ class IMAPSession:
         self._counted_as: str | None = None  # the user whose session count this session holds
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "unknown"
+        local = writer.get_extra_info("sockname")
+        self.local_address = str(local[0]) if local else ""  # a name CATENATE's URLs may give us by
 
     # -- the loop ----------------------------------------------------------------
 
@@ -272,6 +274,8 @@ class IMAPSession:
             "SEARCHRES",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
+            "MULTIAPPEND",
+            "CATENATE",
             "QUOTA",
             "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self.ctx.append_limit}",

@@ -1,0 +1,83 @@
+"""APPEND: one message, several at once (MULTIAPPEND, RFC 3502), or one built by CATENATE (RFC 4469).
+
+One message costs the S3 PUT and one transaction (MailStore.append_message). Several are stored
+as one batch, all or none (MailStore.append_batch): a PUT each, then one transaction per 99
+messages; APPENDUID then names them all with a UID set (RFC 4315). The reader already bounds
+what one command may hold: all its literals together within APPENDLIMIT plus a line, so a
+MULTIAPPEND cannot make the server buffer more than one maximal APPEND would; a CATENATEd
+message is bounded by APPENDLIMIT as it is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailpipe.store import NewMessage, NoSuchMailbox
+from mailpipe_gateway.imap import catenate
+from mailpipe_gateway.imap.commands import Append
+from mailpipe_gateway.imap.ranges import uid_set
+from mailpipe_gateway.imap.state import Done, no
+
+if TYPE_CHECKING:
+    from mailpipe_gateway.imap.session import IMAPSession
+
+
+async def cmd_append(session: IMAPSession, command: Append) -> Done:
+    limit = session.ctx.append_limit
+    messages: list[NewMessage] = []
+    for message in command.messages:
+        raw = message.message
+        if message.catenate is not None:
+            try:
+                raw = await catenate.build(session, message.catenate, limit)
+            except catenate.BadURL as exc:
+                return no(f"Cannot use that URL: {exc.why}", f"BADURL {exc.url}")
+            except catenate.TooBig:
+                return no("The catenated message is too large", "TOOBIG")
+        if len(raw) > limit:
+            return no("Message too large", "TOOBIG")
+        if not raw:
+            # As Dovecot: an empty message is no message (and moto's S3 never answers an empty PUT).
+            return no("Can't save a zero-byte message")
+        flags = tuple(flag for flag in message.flags if flag.lower() != "\\recent")
+        date = int(message.internal_date.timestamp()) if message.internal_date is not None else None
+        messages.append(NewMessage(raw, flags, date))
+    quota = await session.call(session.ctx.quotas.state, session.st.user)
+    if not quota.fits(sum(len(m.raw) for m in messages)):
+        return no("Quota exceeded: delete some mail first", "OVERQUOTA")
+    if len(messages) == 1:
+        return await _append_one(session, command.mailbox, messages[0])
+    return await _append_many(session, command.mailbox, messages)
+
+
+async def _append_one(session: IMAPSession, mailbox_name: str, new: NewMessage) -> Done:
+    try:
+        appended = await session.call(
+            lambda: session.ctx.store.append_message(
+                session.st.user, mailbox_name, new.raw, flags=new.flags, internaldate=new.internaldate
+            )
+        )
+    except NoSuchMailbox:
+        return no("No such mailbox", "TRYCREATE")
+    view, mailbox, uid = session.st.view, appended.mailbox, appended.message.uid
+    if (
+        view is not None
+        and view.mailbox.mailbox_id == mailbox.mailbox_id
+        and view.followed_own_append(appended.message, appended.started_from)
+    ):
+        await session.send(b"* %d EXISTS\r\n" % view.exists)
+    return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uid}")
+
+
+async def _append_many(session: IMAPSession, mailbox_name: str, messages: list[NewMessage]) -> Done:
+    try:
+        batch = await session.call(session.ctx.store.append_batch, session.st.user, mailbox_name, messages)
+    except NoSuchMailbox:
+        return no("No such mailbox", "TRYCREATE")
+    view, mailbox = session.st.view, batch.mailbox
+    if view is not None and view.mailbox.mailbox_id == mailbox.mailbox_id:
+        followed = [view.followed_own_appends(stored, started) for started, stored in batch.transactions]
+        if any(followed):
+            await session.send(b"* %d EXISTS\r\n" % view.exists)
+    uids = uid_set([m.uid for m in batch.messages])
+    return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uids}")
