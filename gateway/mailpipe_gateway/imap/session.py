@@ -276,6 +276,7 @@ class IMAPSession:
             "UTF8=ACCEPT",
             "MULTIAPPEND",
             "CATENATE",
+            "BINARY",
             "QUOTA",
             "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self.ctx.append_limit}",
