@@ -78,6 +78,11 @@ class Enable(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Compress(Command):
+    mechanism: str  # upper-cased: DEFLATE is the one there is (RFC 4978)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Id(Command):
     params: tuple[tuple[str, str | None], ...] | None  # None for "ID NIL"; field names as sent
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailpipe_gateway.imap import append as appending
+from mailpipe_gateway.imap import compress
 from mailpipe_gateway.imap import mailbox_commands as mailboxes
 from mailpipe_gateway.imap import message_commands as messages
 from mailpipe_gateway.imap.session import IMAPSession
@@ -23,6 +24,7 @@ HANDLERS: dict[str, Entry] = {
     "LOGIN": Entry(IMAPSession.cmd_login, NOT_AUTHENTICATED),
     "AUTHENTICATE": Entry(IMAPSession.cmd_authenticate, NOT_AUTHENTICATED),
     "ENABLE": Entry(IMAPSession.cmd_enable, AUTHENTICATED),
+    "COMPRESS": Entry(compress.cmd_compress, AUTHENTICATED),
     "NAMESPACE": Entry(IMAPSession.cmd_namespace, AUTHENTICATED),
     "IDLE": Entry(IMAPSession.cmd_idle, AUTHENTICATED),
     "SELECT": Entry(mailboxes.cmd_select, AUTHENTICATED),

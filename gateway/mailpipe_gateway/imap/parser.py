@@ -30,6 +30,7 @@ from mailpipe_gateway.imap.commands import (
     Authenticate,
     CatenatePart,
     Command,
+    Compress,
     Contains,
     Copy,
     DateKey,
@@ -497,6 +498,10 @@ class _Parser:
             capabilities.append(self.word("a capability"))
             if self.at_end():
                 return Enable(tag=self.require_tag(), name=name, capabilities=tuple(capabilities))
+
+    def compress(self, name: str) -> Compress:
+        self.sp()
+        return Compress(tag=self.require_tag(), name=name, mechanism=self.word("a compression mechanism"))
 
     def id_command(self, name: str) -> Id:
         self.sp()
@@ -982,6 +987,7 @@ _COMMANDS: dict[str, Callable[..., Command]] = {
     "LOGIN": _Parser.login,
     "AUTHENTICATE": _Parser.authenticate,
     "ENABLE": _Parser.enable,
+    "COMPRESS": _Parser.compress,
     "ID": _Parser.id_command,
     "SELECT": _Parser.select,
     "EXAMINE": _Parser.select,
