@@ -42,12 +42,17 @@ async def cmd_append(session: IMAPSession, command: Append) -> Done:
         flags = tuple(flag for flag in message.flags if flag.lower() != "\\recent")
         date = int(message.internal_date.timestamp()) if message.internal_date is not None else None
         messages.append(NewMessage(raw, flags, date))
-    quota = await session.call(session.ctx.quotas.state, session.st.user)
-    if not quota.fits(sum(len(m.raw) for m in messages)):
+    size = sum(len(m.raw) for m in messages)
+    quota = session.ctx.append_quota
+    if not await session.call(quota.fits, session.st.user, size):
         return no("Quota exceeded: delete some mail first", "OVERQUOTA")
     if len(messages) == 1:
-        return await _append_one(session, command.mailbox, messages[0])
-    return await _append_many(session, command.mailbox, messages)
+        done = await _append_one(session, command.mailbox, messages[0])
+    else:
+        done = await _append_many(session, command.mailbox, messages)
+    if done.status == "OK":
+        quota.added(session.st.user, size)
+    return done
 
 
 async def _append_one(session: IMAPSession, mailbox_name: str, new: NewMessage) -> Done:

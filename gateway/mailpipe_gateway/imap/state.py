@@ -10,6 +10,7 @@ from typing import Any
 
 from mailpipe.directory import Directory
 from mailpipe.quota import DEFAULT_LIMIT, Quotas
+from mailpipe.quota_cache import QuotaUsageCache
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
@@ -48,6 +49,11 @@ class IMAPContext:
     append_limit: int = APPEND_LIMIT
     quota_storage: int = QUOTA_STORAGE_BYTES
     user_sessions: UserSessions = field(default_factory=UserSessions.from_env)  # the per-user cap
+    # APPEND's quota check: counted again only near the limit or after a minute (quota_cache.py)
+    append_quota: QuotaUsageCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.append_quota = QuotaUsageCache(lambda owner: self.quotas.state(owner))
 
     @property
     def quotas(self) -> Quotas:

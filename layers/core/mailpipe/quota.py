@@ -12,7 +12,8 @@ reads the gateway's cached snapshots, for everyone):
 - delivery: mail accepted before the limit was reached is still stored up to the limit plus a
   grace of GRACE_FRACTION of it; past that the copy is not stored and the sender gets a bounce
   (5.2.2) on the existing bounce path (poison.py);
-- IMAP APPEND: refused with `NO [OVERQUOTA]` if the message would take the user over the limit.
+- IMAP APPEND: refused with `NO [OVERQUOTA]` if the message would take the user over the limit
+  (counted again only near the limit or after a minute: quota_cache.py).
 
 Usage is counted by listing the user's messages (one Query per mailbox), as GETQUOTA did: exact,
 but its cost grows with the mailbox. A running total kept on the mailbox items would make it one
