@@ -167,3 +167,33 @@ def test_a_catenated_message_is_bounded_by_appendlimit(stack, new_user) -> None:
 def test_capability_is_advertised(client) -> None:
     [caps, _] = client.ok("c", b"CAPABILITY")
     assert b" CATENATE" in caps
+
+
+def test_catenated_messages_of_one_command_stay_within_its_bound(stack, new_user) -> None:
+    """Each CATENATEd message fits APPENDLIMIT, but a MULTIAPPEND of them may hold no more than one
+    command may (APPENDLIMIT plus a line), as literals may not: four copies of 30 kB are too many
+    under a 40 kB limit, three are not."""
+    server = stack.build_imap(append_limit=40_000)
+    stack.loop.run(server.start())
+    owner = new_user()
+    store = stack.mail_store()
+    store.ensure_mailboxes(owner)
+    big = b"Subject: big\r\n\r\n" + b"y" * 30_000 + b"\r\n"
+    store.append(owner, "INBOX", big)
+    try:
+        client = login(server.port, owner, PASSWORD)
+        four = b"APPEND Drafts" + b' CATENATE (URL "/INBOX/;UID=1")' * 4
+        assert client.command("a", four)[-1].startswith(b"a NO [TOOBIG]")
+        assert stored(stack, owner) == []
+        three = b"APPEND Drafts" + b' CATENATE (URL "/INBOX/;UID=1")' * 3
+        assert client.command("b", three)[-1].startswith(b"b OK [APPENDUID ")
+        assert stored(stack, owner) == [big] * 3
+        client.close()
+    finally:
+        stack.loop.run(server.stop())
+
+
+def test_badurl_echoes_no_characters_that_would_break_the_response(stack, user, client) -> None:
+    url = b"/INBOX]\r\n* OK injected\r\n/;UID=9"
+    lines = client.command("a", b"APPEND Drafts CATENATE (URL {%d+}\r\n%s)" % (len(url), url))
+    assert len(lines) == 1 and lines[0].startswith(b"a NO [BADURL /INBOX???* OK injected??/;UID=9] "), lines

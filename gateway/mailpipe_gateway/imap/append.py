@@ -10,30 +10,38 @@ message is bounded by APPENDLIMIT as it is built.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from mailpipe.store import NewMessage, NoSuchMailbox
 from mailpipe_gateway.imap import catenate
 from mailpipe_gateway.imap.commands import Append
 from mailpipe_gateway.imap.ranges import uid_set
+from mailpipe_gateway.imap.reader import MAX_LINE
 from mailpipe_gateway.imap.state import Done, no
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
 
+_NOT_URL_TEXT = re.compile(r"[^\x01-\x09\x0b\x0c\x0e-\x5c\x5e-\x7f]")  # RFC 4469 url-resp-text
+
 
 async def cmd_append(session: IMAPSession, command: Append) -> Done:
     limit = session.ctx.append_limit
+    # What one command may hold, as the reader bounds its literals: CATENATEd messages count too,
+    # so that many of them cannot each take APPENDLIMIT of memory.
+    budget = limit + MAX_LINE - sum(len(m.message) for m in command.messages)
     messages: list[NewMessage] = []
     for message in command.messages:
         raw = message.message
         if message.catenate is not None:
             try:
-                raw = await catenate.build(session, message.catenate, limit)
+                raw = await catenate.build(session, message.catenate, max(0, min(limit, budget)))
             except catenate.BadURL as exc:
-                return no(f"Cannot use that URL: {exc.why}", f"BADURL {exc.url}")
+                return no(f"Cannot use that URL: {exc.why}", f"BADURL {_url_text(exc.url)}")
             except catenate.TooBig:
                 return no("The catenated message is too large", "TOOBIG")
+            budget -= len(raw)
         if len(raw) > limit:
             return no("Message too large", "TOOBIG")
         if not raw:
@@ -86,3 +94,8 @@ async def _append_many(session: IMAPSession, mailbox_name: str, messages: list[N
             await session.send(b"* %d EXISTS\r\n" % view.exists)
     uids = uid_set([m.uid for m in batch.messages])
     return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uids}")
+
+
+def _url_text(url: str) -> str:
+    """The URL as BADURL may echo it: no CR, LF, "]" or 8-bit (it came from the client)."""
+    return _NOT_URL_TEXT.sub("?", url)[:1000] or "?"

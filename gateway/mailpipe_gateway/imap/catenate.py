@@ -12,8 +12,9 @@ The mailbox is looked up among the session user's own mailboxes, whatever the UR
 reaches another user's mail. URLAUTH (RFC 4467) is not supported: such URLs are BADURL, as is
 anything unknown, a UIDVALIDITY that does not match, or a message that is not there.
 
-Memory stays bounded: the message being built may not exceed APPENDLIMIT (``NO [TOOBIG]``), and
-a referenced message is read only when its size fits what is left of that.
+Memory stays bounded: the message being built may not exceed APPENDLIMIT, nor all the messages of
+one command what the reader lets one command hold (``NO [TOOBIG]``); a referenced message is read
+only when it is within APPENDLIMIT, and when it is wanted whole, only when it fits what is left.
 """
 
 from __future__ import annotations
