@@ -86,7 +86,8 @@ def test_absolute_and_relative_urls_and_partial(stack, user, client) -> None:
     v = uidvalidity(stack, user)
     host = stack.options.hostname
     client.ok("s", b"SELECT INBOX")
-    lines = catenate(client, "a", [f"imap://{user.replace('@', '%40')}@{host}/INBOX;UIDVALIDITY={v}/;UID=1"])
+    me = user.replace("@", "%40")
+    lines = catenate(client, "a", [f"imap://{me};AUTH=*@{host}/INBOX;UIDVALIDITY={v}/;UID=1"])
     assert lines[-1].startswith(b"a OK"), lines
     lines = catenate(client, "b", ["imap://127.0.0.1/INBOX/;UID=1/;SECTION=HEADER.FIELDS%20(SUBJECT)"])
     assert lines[-1].startswith(b"b OK"), lines

@@ -3,8 +3,8 @@
 A URL part names a message, or a section of one, by an IMAP URL (RFC 5092). Only URLs that
 come back to the session's own user on this server are followed:
 
-- ``imap://[user@]host[:port]/mailbox;UIDVALIDITY=v/;UID=n[/;SECTION=s][/;PARTIAL=o.l]``, where
-  ``user`` (if given) is the logged-in user and ``host`` this server's name or address;
+- ``imap://[user[;AUTH=x]@]host[:port]/mailbox;UIDVALIDITY=v/;UID=n[/;SECTION=s][/;PARTIAL=o.l]``,
+  where ``user`` (if given) is the logged-in user and ``host`` this server's name or address;
 - ``/mailbox;UIDVALIDITY=v/;UID=n...``, relative to this server and user;
 - ``;UID=n...`` (or ``/;UID=n...``), relative to the selected mailbox.
 
@@ -65,11 +65,10 @@ def parse_url(url: str, *, user: str, hosts: set[str]) -> MessageURL:
         authority, slash, rest = rest[7:].partition("/")
         if not slash:
             raise BadURL(url, "no mailbox in the URL")
-        userinfo, at, hostport = authority.rpartition("@")
-        if at:
-            name = urllib.parse.unquote(userinfo.split(";", 1)[0])
-            if ";" in userinfo or name.lower() != user.lower():
-                raise BadURL(url, "the URL names another user, or an authentication mechanism")
+        userinfo, _, hostport = authority.rpartition("@")
+        name = urllib.parse.unquote(userinfo.split(";", 1)[0])
+        if name and name.lower() != user.lower():  # ";AUTH=..." alone says how, not who: us
+            raise BadURL(url, "the URL names another user")
         host = hostport.rsplit(":", 1)[0] if not hostport.endswith("]") else hostport
         if host.strip("[]").lower() not in hosts:
             raise BadURL(url, "the URL names another server")
