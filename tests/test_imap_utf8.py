@@ -103,7 +103,7 @@ def test_utf8_append_is_refused_before_enable(stack, user, client) -> None:
         b"UTF8 ({%d+}\r\n%s)",  # a plain literal: the grammar says literal8
         b"UTF8 (~{%d+}\r\n%s",  # no closing parenthesis
         b"UTF8 ~{%d+}\r\n%s",  # no parentheses
-        b"UTF8 (~{%d+}\r\n%s) ~{1+}\r\nx",  # a second message: no MULTIAPPEND
+        b"UTF8 (~{%d+}\r\n%s) x",  # something that is not another message after it
     ],
 )
 def test_malformed_utf8_append_is_bad(stack, user, client, shape: bytes) -> None:

@@ -17,6 +17,7 @@ from mailpipe_gateway.imap.commands import (
     And,
     Append,
     Authenticate,
+    CatenatePart,
     Command,
     Contains,
     Copy,
@@ -902,6 +903,24 @@ def test_utf8_append_data_and_search_charsets_under_utf8_accept() -> None:
     )
 
 
+def test_multiappend_and_catenate() -> None:
+    """RFC 3502's several messages, each with its own flags and date, and RFC 4469's parts."""
+    wire = (
+        b'a APPEND Sent (\\Seen) {1+}\r\nx "01-Feb-1994 21:23:45 +0000" ~{2+}\r\ny\x00 '
+        b'CATENATE (URL "/INBOX;UIDVALIDITY=7/;UID=20/;SECTION=1" TEXT {3+}\r\nabc URL ;UID=2)'
+    )
+    command = parse_bytes(wire)
+    assert isinstance(command, Append)
+    first, second, third = command.messages
+    assert (first.flags, first.message, first.catenate) == (("\\Seen",), b"x", None)
+    assert (second.message, second.binary, second.internal_date.year) == (b"y\x00", True, 1994)
+    assert third.catenate == (
+        CatenatePart(url="/INBOX;UIDVALIDITY=7/;UID=20/;SECTION=1"),
+        CatenatePart(text=b"abc"),
+        CatenatePart(url=";UID=2"),
+    )
+
+
 def test_fetch_item_labels_for_the_response() -> None:
     command = parse_bytes(
         b"a FETCH 1 (BODY.PEEK[HEADER.FIELDS (DATE FROM)]<0.2048> BINARY.PEEK[1.2] BINARY.SIZE[3] "
@@ -1013,7 +1032,12 @@ REJECTED: list[tuple[bytes, str | None]] = [
     (b'a APPEND x "01-Feb-1994 21:23:45 +0160" {1+}\r\nx', "a"),
     (b'a APPEND x "01-Foo-1994 21:23:45 +0100" {1+}\r\nx', "a"),
     (b"a APPEND x hello", "a"),
-    (b"a APPEND x {1+}\r\nx {1+}\r\ny", "a"),
+    (b"a APPEND x {1+}\r\nx {1+}\r\ny y", "a"),
+    (b"a APPEND x {1+}\r\nx ", "a"),
+    (b"a APPEND x CATENATE ()", "a"),
+    (b"a APPEND x CATENATE (TEXT x)", "a"),
+    (b"a APPEND x CATENATE (FILE {1+}\r\nx)", "a"),
+    (b"a APPEND x CATENATE (URL /INBOX;UID=1", "a"),
     (b"a APPEND x (\\Seen {1+}\r\nx", "a"),
     (b"a APPEND x UTF8 (~{1+}\r\nx)", "a"),
     (b"a FETCH", "a"),

@@ -93,6 +93,11 @@ class Enable(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Compress(Command):
+    mechanism: str  # upper-cased: DEFLATE is the one there is (RFC 4978)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Id(Command):
     params: tuple[tuple[str, str | None], ...] | None  # None for "ID NIL"; field names as sent
 
@@ -157,11 +162,48 @@ class Status(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class Append(Command):
+    """APPEND of one message, or of several (MULTIAPPEND, RFC 3502: ``more`` holds the rest).
+
+    A message given by CATENATE (RFC 4469) has ``catenate`` set and an empty ``message``.
+    """
+
     mailbox: str
     flags: tuple[str, ...] = ()
     internal_date: datetime.datetime | None = None  # timezone-aware
     message: bytes
     binary: bool = False  # sent as literal8 (RFC 3516): may hold NUL and bare CR or LF
+    catenate: tuple[CatenatePart, ...] | None = None
+    more: tuple[AppendMessage, ...] = ()
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        first = AppendMessage(
+            flags=self.flags,
+            internal_date=self.internal_date,
+            message=self.message,
+            binary=self.binary,
+            catenate=self.catenate,
+        )
+        return (first, *self.more)
+
+
+@dataclass(frozen=True)
+class CatenatePart:
+    """One part of a CATENATE (RFC 4469): literal text (``TEXT``), or an IMAP URL (``URL``)."""
+
+    text: bytes | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppendMessage:
+    """One message of an APPEND: a literal, or CATENATE's parts."""
+
+    flags: tuple[str, ...] = ()
+    internal_date: datetime.datetime | None = None
+    message: bytes = b""
+    binary: bool = False
+    catenate: tuple[CatenatePart, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailpipe_gateway.imap import append as appending
+from mailpipe_gateway.imap import compress
 from mailpipe_gateway.imap import mailbox_commands as mailboxes
 from mailpipe_gateway.imap import message_commands as messages
 from mailpipe_gateway.imap import sort_commands as sorting
@@ -23,6 +25,7 @@ HANDLERS: dict[str, Entry] = {
     "LOGIN": Entry(IMAPSession.cmd_login, NOT_AUTHENTICATED),
     "AUTHENTICATE": Entry(IMAPSession.cmd_authenticate, NOT_AUTHENTICATED),
     "ENABLE": Entry(IMAPSession.cmd_enable, AUTHENTICATED),
+    "COMPRESS": Entry(compress.cmd_compress, AUTHENTICATED),
     "NAMESPACE": Entry(IMAPSession.cmd_namespace, AUTHENTICATED),
     "IDLE": Entry(IMAPSession.cmd_idle, AUTHENTICATED),
     "SELECT": Entry(mailboxes.cmd_select, AUTHENTICATED),
@@ -38,7 +41,7 @@ HANDLERS: dict[str, Entry] = {
     "GETQUOTAROOT": Entry(mailboxes.cmd_getquotaroot, AUTHENTICATED),
     "GETQUOTA": Entry(mailboxes.cmd_getquota, AUTHENTICATED),
     "SETQUOTA": Entry(mailboxes.cmd_setquota, AUTHENTICATED),
-    "APPEND": Entry(messages.cmd_append, AUTHENTICATED),
+    "APPEND": Entry(appending.cmd_append, AUTHENTICATED),
     "CHECK": Entry(messages.cmd_check, SELECTED),
     "CLOSE": Entry(messages.cmd_close, SELECTED),
     "UNSELECT": Entry(messages.cmd_close, SELECTED),

@@ -1,4 +1,4 @@
-"""APPEND, CHECK, CLOSE, UNSELECT, EXPUNGE, COPY, MOVE, STORE, FETCH, SEARCH."""
+"""CHECK, CLOSE, UNSELECT, EXPUNGE, COPY, MOVE, STORE, FETCH, SEARCH."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mailpipe.store import NoSuchMailbox, StoredMessage
+from mailpipe.store import StoredMessage
 from mailpipe_gateway.imap import contexts, loading
 from mailpipe_gateway.imap import fetch as fetching
 from mailpipe_gateway.imap import search as searching
 from mailpipe_gateway.imap.commands import (
     And,
-    Append,
     Command,
     Copy,
     Expunge,
@@ -60,39 +59,7 @@ def resolve(session: IMAPSession, sequence_set: SequenceSet, uid: bool) -> Targe
     return view.by_numbers(ranges)
 
 
-# -- APPEND and mailbox-level commands ------------------------------------------------------------
-
-
-async def cmd_append(session: IMAPSession, command: Append) -> Done:
-    if len(command.message) > session.ctx.append_limit:
-        return no("Message too large", "TOOBIG")
-    if not command.message:
-        # As Dovecot: an empty message is no message (and moto's S3 never answers an empty PUT).
-        return no("Can't save a zero-byte message")
-    quota = await session.call(session.ctx.quotas.state, session.st.user)
-    if not quota.fits(len(command.message)):
-        return no("Quota exceeded: delete some mail first", "OVERQUOTA")
-    flags = [flag for flag in command.flags if flag.lower() != "\\recent"]
-    date = int(command.internal_date.timestamp()) if command.internal_date is not None else None
-    try:
-        appended = await session.call(
-            lambda: session.ctx.store.append_message(
-                session.st.user, command.mailbox, command.message, flags=flags, internaldate=date
-            )
-        )
-    except NoSuchMailbox:
-        return no("No such mailbox", "TRYCREATE")
-    view, mailbox, uid = session.st.view, appended.mailbox, appended.message.uid
-    if (
-        view is not None
-        and view.mailbox.mailbox_id == mailbox.mailbox_id
-        and view.followed_own_append(appended.message, appended.started_from)
-    ):
-        new_keywords = view.take_new_keywords([appended.message])
-        await session.send(
-            (session.flags_changed() if new_keywords else b"") + b"* %d EXISTS\r\n" % view.exists
-        )
-    return Done(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uid}")
+# -- mailbox-level commands (APPEND: imap/append.py) ----------------------------------------------
 
 
 async def cmd_check(session: IMAPSession, command: Command) -> Done:

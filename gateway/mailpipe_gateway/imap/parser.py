@@ -28,9 +28,12 @@ from mailpipe_gateway.imap.commands import (
     SORT_RETURN_OPTIONS,
     And,
     Append,
+    AppendMessage,
     Authenticate,
     CancelUpdate,
+    CatenatePart,
     Command,
+    Compress,
     Contains,
     Copy,
     DateKey,
@@ -515,6 +518,10 @@ class _Parser:
             if self.at_end():
                 return Enable(tag=self.require_tag(), name=name, capabilities=tuple(capabilities))
 
+    def compress(self, name: str) -> Compress:
+        self.sp()
+        return Compress(tag=self.require_tag(), name=name, mechanism=self.word("a compression mechanism"))
+
     def id_command(self, name: str) -> Id:
         self.sp()
         if self.peek_word() == "NIL":
@@ -663,6 +670,25 @@ class _Parser:
         self.sp()
         mailbox = self.mailbox()
         self.sp()
+        first = self.append_message()
+        more = []
+        while not self.at_end():  # MULTIAPPEND (RFC 3502): another message follows
+            self.sp()
+            more.append(self.append_message())
+        return Append(
+            tag=self.require_tag(),
+            name=name,
+            mailbox=mailbox,
+            flags=first.flags,
+            internal_date=first.internal_date,
+            message=first.message,
+            binary=first.binary,
+            catenate=first.catenate,
+            more=tuple(more),
+        )
+
+    def append_message(self) -> AppendMessage:
+        """``[SP flag-list] [SP date-time] SP append-data`` (without the leading space)."""
         flags: tuple[str, ...] = ()
         internal_date = None
         if self.peek() == b"(":
@@ -671,24 +697,40 @@ class _Parser:
         if self.peek() == b'"':
             internal_date = self.date_time()
             self.sp()
+        catenate = None
+        message = b""
         if self.peek_word() == "UTF8":
             message, binary = self.utf8_append_data(), True
+        elif self.peek_word() == "CATENATE":
+            catenate, binary = self.catenate(), False
         else:
             literal = self.literal()
             if literal is None:
                 self.fail("Expected the message as a literal")
             message, binary = literal  # a literal8 (~{n}, ~{n+}) too: RFC 3516 and RFC 7888
-        if not self.at_end():
-            self.fail("Only one message per APPEND")  # no MULTIAPPEND
-        return Append(
-            tag=self.require_tag(),
-            name=name,
-            mailbox=mailbox,
-            flags=flags,
-            internal_date=internal_date,
-            message=message,
-            binary=binary,
+        return AppendMessage(
+            flags=flags, internal_date=internal_date, message=message, binary=binary, catenate=catenate
         )
+
+    def catenate(self) -> tuple[CatenatePart, ...]:
+        """RFC 4469 5: ``"CATENATE" SP "(" cat-part *(SP cat-part) ")"``, a part being ``TEXT``
+        and a literal (or literal8: RFC 4469 with BINARY), or ``URL`` and an astring."""
+        self.pos += len("CATENATE")
+        self.sp()
+
+        def part() -> CatenatePart:
+            kind = self.word("TEXT or URL")
+            self.sp()
+            if kind == "TEXT":
+                literal = self.literal()
+                if literal is None:
+                    self.fail("Expected a literal after TEXT")
+                return CatenatePart(text=literal[0])
+            if kind == "URL":
+                return CatenatePart(url=self.astring("a URL").decode("utf-8", "replace"))
+            self.fail("Expected TEXT or URL")
+
+        return tuple(self.parenthesized(part, empty=False))
 
     def utf8_append_data(self) -> bytes:
         """RFC 6855 4: ``"UTF8" SP "(" literal8 ")"``, a message whose headers may be UTF-8."""
@@ -1060,6 +1102,7 @@ _COMMANDS: dict[str, Callable[..., Command]] = {
     "LOGIN": _Parser.login,
     "AUTHENTICATE": _Parser.authenticate,
     "ENABLE": _Parser.enable,
+    "COMPRESS": _Parser.compress,
     "ID": _Parser.id_command,
     "SELECT": _Parser.select,
     "EXAMINE": _Parser.select,

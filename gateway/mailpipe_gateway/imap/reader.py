@@ -181,6 +181,14 @@ class CommandReader:
         """Whether a command has begun but not ended (at end of input: the client was cut off)."""
         return bool(self._buffer or self._lines or self._literal or self._error)
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the received octets not yet part of an event: after COMPRESS they are
+        compressed, and go through the inflater first."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        self._scanned = 0
+        return data
+
     def set_limits(self, *, max_line: int, max_literal: int, skip_oversize: bool) -> None:
         """New limits for the commands still to come (after login: the full ones)."""
         self.max_line, self.max_literal, self.skip_oversize = max_line, max_literal, skip_oversize

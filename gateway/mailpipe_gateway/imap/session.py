@@ -13,7 +13,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from mailpipe.store import Mailbox
 from mailpipe_gateway.auth.login import Logins, Throttled
@@ -80,6 +80,9 @@ class IMAPSession:
         self._counted_as: str | None = None  # the user whose session count this session holds
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "unknown"
+        self.compression: str | None = None  # COMPRESS=DEFLATE once it is on
+        local = writer.get_extra_info("sockname")
+        self.local_address = str(local[0]) if local else ""  # a name CATENATE's URLs may give us by
 
     # -- the loop ----------------------------------------------------------------
 
@@ -322,6 +325,10 @@ class IMAPSession:
             "PREVIEW",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
+            "MULTIAPPEND",
+            "CATENATE",
+            "BINARY",
+            "COMPRESS=DEFLATE",
             "QUOTA",
             "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self.ctx.append_limit}",
@@ -360,6 +367,13 @@ class IMAPSession:
             log.info("IMAP STARTTLS from %s failed: %s", self.peer, exc)
             raise _Closed from None
         self.tls = True
+        raise _Continue
+
+    async def answer_then_layer(self, tag: str, text: str, layer: Callable[..., tuple[Any, Any]]) -> NoReturn:
+        """Answer the command OK, then put `layer` (COMPRESS's deflate) between the session and its
+        connection: `layer(octets already received, reader, writer)` gives the new reader and writer."""
+        await self.send(serializer.status_response(tag, "OK", text))
+        self._stream, self._writer = layer(self._commands.take_buffered(), self._stream, self._writer)
         raise _Continue
 
     async def cmd_login(self, command: Login) -> Done:

@@ -11,6 +11,7 @@ from typing import Any
 from mailpipe.changes.feed import ChangeFeed
 from mailpipe.directory import Directory
 from mailpipe.quota import DEFAULT_LIMIT, Quotas
+from mailpipe.quota_cache import QuotaUsageCache
 from mailpipe.store import MailboxSnapshots, MailStore
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
@@ -52,6 +53,11 @@ class IMAPContext:
     # The process's change feed (mailpipe.changes.feed), started and closed by whoever runs the
     # servers; None without a changes topic (then sessions poll the store).
     changes: ChangeFeed | None = None
+    # APPEND's quota check: counted again only near the limit or after a minute (quota_cache.py)
+    append_quota: QuotaUsageCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.append_quota = QuotaUsageCache(lambda owner: self.quotas.state(owner))
 
     @property
     def quotas(self) -> Quotas:

@@ -186,6 +186,18 @@ class MailboxView:
         self.current_by_own_writes = True
         return True
 
+    def followed_own_appends(self, messages: list[StoredMessage], started_from: int) -> bool:
+        """As followed_own_append, for the messages one transaction of a MULTIAPPEND stored."""
+        first = messages[0]
+        if started_from != self.mailbox.highestmodseq or first.uid != self.mailbox.uidnext:
+            return False
+        for message in messages:
+            self._uids.append(message.uid)
+            self._messages[message.uid] = message
+        self.mailbox = replace(self.mailbox, uidnext=messages[-1].uid + 1, highestmodseq=started_from + 1)
+        self.current_by_own_writes = True
+        return True
+
     def apply_own_change(self, message: StoredMessage) -> None:
         """This session changed the message (STORE): the client hears of it in the reply, not later."""
         if message.uid in self._messages:

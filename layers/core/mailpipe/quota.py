@@ -12,7 +12,8 @@ Enforcement, softest first, for every user (the default limit too):
 - delivery: mail accepted before the limit was reached is still stored up to the limit plus a
   grace of GRACE_FRACTION of it; past that the copy is not stored and the sender gets a bounce
   (5.2.2) on the existing bounce path (poison.py);
-- IMAP APPEND: refused with `NO [OVERQUOTA]` if the message would take the user over the limit.
+- IMAP APPEND: refused with `NO [OVERQUOTA]` if the message would take the user over the limit
+  (counted again only near the limit or after a minute: quota_cache.py).
 """
 
 from __future__ import annotations

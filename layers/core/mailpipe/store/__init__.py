@@ -1,9 +1,11 @@
 """The mail store: message bodies in S3, the mailbox index in DynamoDB."""
 
 from mailpipe.store.mailstore import (
+    AppendedBatch,
     FlagChange,
     MailboxExists,
     MailStore,
+    NewMessage,
     NoSuchMailbox,
     StoreError,
 )
@@ -12,6 +14,7 @@ from mailpipe.store.snapshots import Changes, MailboxSnapshots
 
 __all__ = [
     "DEFAULT_MAILBOXES",
+    "AppendedBatch",
     "Changes",
     "FlagChange",
     "MailStore",
@@ -19,6 +22,7 @@ __all__ = [
     "MailboxExists",
     "MailboxSnapshots",
     "MessageState",
+    "NewMessage",
     "NoSuchMailbox",
     "StoreError",
     "StoredMessage",
