@@ -16,7 +16,7 @@ from typing import Any, Literal
 from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
-from mailpipe.store import MailboxSnapshots, MailStore
+from mailpipe.store import MailMemory, MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.connection_limits import (
@@ -92,7 +92,7 @@ class AccessParts:
 
     directory: Directory
     store: MailStore
-    snapshots: MailboxSnapshots
+    memory: MailMemory  # what the process knows of the store, kept current by the change feed
     leases: Leases
     throttle: AuthThrottle
 
@@ -103,7 +103,7 @@ class AccessParts:
         return cls(
             directory=Directory(aws.table(resources.directory_table)),
             store=store,
-            snapshots=MailboxSnapshots(store),
+            memory=MailMemory(store),
             leases=Leases(table),
             throttle=AuthThrottle(),
         )
@@ -136,7 +136,7 @@ def access_server(
         "plaintext_loopback": plaintext_loopback,
     }
     if protocol == "imap":
-        context = IMAPContext(snapshots=parts.snapshots, **common)
+        context = IMAPContext(memory=parts.memory, **common)
         return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port, limiter=limiter)
     return POP3Server(
         POP3Context(leases=parts.leases, **common),

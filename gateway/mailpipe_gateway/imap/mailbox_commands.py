@@ -97,15 +97,15 @@ async def cmd_create(session: IMAPSession, command: MailboxCommand) -> Done:
     name = command.mailbox.rstrip(DELIMITER)
     if not _valid_name(name):
         return no("Bad mailbox name", "CANNOT")
-    store, owner = session.ctx.store, session.st.user
+    memory, owner = session.ctx.memory, session.st.user
     # RFC 9051 6.3.4: create the superiors the name implies, so the hierarchy can be listed.
     parts = name.split(DELIMITER)
     for depth in range(1, len(parts)):
         parent = DELIMITER.join(parts[:depth])
         with contextlib.suppress(MailboxExists):
-            await session.call(store.create_mailbox, owner, parent)
+            await session.call(memory.create_mailbox, owner, parent)
     try:
-        await session.call(store.create_mailbox, owner, name)
+        await session.call(memory.create_mailbox, owner, name)
     except MailboxExists:
         return no("Mailbox exists", "ALREADYEXISTS")
     return Done(text="CREATE completed")
@@ -114,7 +114,7 @@ async def cmd_create(session: IMAPSession, command: MailboxCommand) -> Done:
 async def cmd_delete(session: IMAPSession, command: MailboxCommand) -> Done:
     if command.mailbox == "INBOX":
         return no("INBOX cannot be deleted", "CANNOT")
-    names = {m.name for m in await session.call(session.ctx.store.list_mailboxes, session.st.user)}
+    names = {m.name for m in await session.call(session.ctx.memory.items.list, session.st.user)}
     if any(name.startswith(command.mailbox + DELIMITER) for name in names):
         # RFC 9051 6.3.5 lets a server keep such a name as \Noselect; refusing is simpler and clear.
         return no("Mailbox has inferior hierarchical names: delete those first", "INUSE")
@@ -122,19 +122,19 @@ async def cmd_delete(session: IMAPSession, command: MailboxCommand) -> Done:
         session.st.view = None
         session.st.state = State.AUTHENTICATED
     try:
-        await session.call(session.ctx.store.delete_mailbox, session.st.user, command.mailbox)
+        await session.call(session.ctx.memory.delete_mailbox, session.st.user, command.mailbox)
     except NoSuchMailbox:
         return no("No such mailbox", "NONEXISTENT")
     return Done(text="DELETE completed")
 
 
 async def cmd_rename(session: IMAPSession, command: Rename) -> Done:
-    store, owner = session.ctx.store, session.st.user
+    memory, owner = session.ctx.memory, session.st.user
     if not _valid_name(command.new):
         return no("Bad mailbox name", "CANNOT")
     if command.old == "INBOX":
         return await _rename_inbox(session, command.new)
-    names = [m.name for m in await session.call(store.list_mailboxes, owner)]
+    names = [m.name for m in await session.call(memory.items.list, owner)]
     if command.old not in names:
         return no("No such mailbox", "NONEXISTENT")
     if command.new in names:
@@ -147,7 +147,7 @@ async def cmd_rename(session: IMAPSession, command: Rename) -> Done:
     ]
     try:
         for old, new in moves:
-            await session.call(store.rename_mailbox, owner, old, new)
+            await session.call(memory.rename_mailbox, owner, old, new)
     except MailboxExists:
         return no("Mailbox exists", "ALREADYEXISTS")
     except StoreError as exc:
@@ -157,15 +157,15 @@ async def cmd_rename(session: IMAPSession, command: Rename) -> Done:
 
 async def _rename_inbox(session: IMAPSession, new: str) -> Done:
     """RENAME INBOX moves its messages to the new mailbox and leaves INBOX empty (RFC 9051 6.3.6)."""
-    store, owner = session.ctx.store, session.st.user
+    memory, owner = session.ctx.memory, session.st.user
     try:
-        await session.call(store.create_mailbox, owner, new)
+        await session.call(memory.create_mailbox, owner, new)
     except MailboxExists:
         return no("Mailbox exists", "ALREADYEXISTS")
-    _, messages = await session.call(store.list_messages, owner, "INBOX")
+    inbox, messages = await session.call(memory.store.list_messages, owner, "INBOX")
     uids = [m.uid for m in messages]
-    await session.call(store.copy, owner, "INBOX", uids, new)
-    await session.call(store.expunge, owner, "INBOX", uids)
+    await session.call(memory.copy, owner, "INBOX", uids, new)
+    await session.call(lambda: memory.expunge(owner, "INBOX", uids, mailbox=inbox))
     return Done(text="RENAME completed")
 
 
@@ -179,7 +179,7 @@ async def cmd_unsubscribe(session: IMAPSession, command: MailboxCommand) -> Done
 
 async def _subscription(session: IMAPSession, command: MailboxCommand, subscribed: bool) -> Done:
     try:
-        await session.call(session.ctx.store.set_subscribed, session.st.user, command.mailbox, subscribed)
+        await session.call(session.ctx.memory.set_subscribed, session.st.user, command.mailbox, subscribed)
     except NoSuchMailbox:
         return no("No such mailbox", "NONEXISTENT")
     return Done(text=f"{command.name} completed")
@@ -193,7 +193,7 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
     patterns = {command.reference + pattern for pattern in command.patterns}
     if len(patterns) > MAX_LIST_PATTERNS:
         return bad(f"At most {MAX_LIST_PATTERNS} mailbox patterns in one LIST")
-    mailboxes = await session.call(session.ctx.store.list_mailboxes, session.st.user)
+    mailboxes = await session.call(session.ctx.memory.items.list, session.st.user)
     # Matching costs a step per character of each name for each pattern: off the event loop.
     mailboxes, parents = await session.call(_matching, mailboxes, patterns)
     subscribed_only = lsub or "SUBSCRIBED" in command.select_options
@@ -270,7 +270,7 @@ QUOTA_ROOT = ""
 
 
 async def cmd_getquotaroot(session: IMAPSession, command: MailboxCommand) -> Done:
-    if await session.call(session.ctx.store.get_mailbox, session.st.user, command.mailbox) is None:
+    if await session.call(session.ctx.memory.items.get, session.st.user, command.mailbox) is None:
         return no("No such mailbox", "NONEXISTENT")
     line = b"* QUOTAROOT " + serializer.mailbox(command.mailbox, utf8=session.st.utf8) + b' ""\r\n'
     await session.send(line + await _quota_line(session))

@@ -10,16 +10,17 @@ from typing import Any
 
 from mailpipe.directory import Directory
 from mailpipe.quota import DEFAULT_LIMIT, Quotas
-from mailpipe.store import MailboxSnapshots, MailStore
+from mailpipe.store import MailboxSnapshots, MailMemory, MailStore
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
 from mailpipe_gateway.imap.view import MailboxView
+from mailpipe_gateway.imap.wakeups import Wakeups
 
 DELIMITER = "/"
 APPEND_LIMIT = 40 * 1024 * 1024  # the SMTP gateway's SIZE: what can arrive can be appended
 AUTOLOGOUT_SECONDS = 30 * 60  # RFC 9051 5.4: at least 30 minutes outside IDLE
 IDLE_KEEPALIVE_SECONDS = 2 * 60  # a network load balancer drops idle TCP at 350 s
-IDLE_POLL_SECONDS = 0.5  # new mail reaches an IDLE-ing client within a second
+IDLE_POLL_SECONDS = 0.5  # without a healthy change feed: new mail reaches an IDLE-ing client within 1 s
 QUOTA_STORAGE_BYTES = DEFAULT_LIMIT  # what a user without a quota of their own may store (RFC 9208)
 
 
@@ -36,7 +37,7 @@ class IMAPContext:
 
     directory: Directory
     store: MailStore
-    snapshots: MailboxSnapshots  # the mailboxes as this process last read them, shared by sessions
+    memory: MailMemory  # the mailboxes as this process knows them, shared by sessions (store/memory.py)
     throttle: AuthThrottle
     hostname: str
     tls_context: ssl.SSLContext | None
@@ -48,10 +49,24 @@ class IMAPContext:
     append_limit: int = APPEND_LIMIT
     quota_storage: int = QUOTA_STORAGE_BYTES
     user_sessions: UserSessions = field(default_factory=UserSessions.from_env)  # the per-user cap
+    wakeups: Wakeups = field(default_factory=Wakeups)  # IDLE sessions woken by the change feed
+
+    def __post_init__(self) -> None:
+        self.memory.add_observer(self.wakeups.changed)
+
+    @property
+    def snapshots(self) -> MailboxSnapshots:
+        return self.memory.snapshots
 
     @property
     def quotas(self) -> Quotas:
-        return Quotas(self.directory, self.store, self.quota_storage, self.snapshots.list_messages)
+        return Quotas(
+            self.directory,
+            self.store,
+            self.quota_storage,
+            self.snapshots.list_messages,
+            mailboxes=self.memory.items.list,
+        )
 
 
 @dataclass(frozen=True)

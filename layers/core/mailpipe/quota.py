@@ -81,11 +81,15 @@ class Quotas:
         store: MailStore,
         default: int = DEFAULT_LIMIT,
         lister: Lister | None = None,
+        *,
+        mailboxes: Callable[[str], Sequence[Mailbox]] | None = None,
     ) -> None:
         self._directory = directory
         self._store = store
         self._default = default
         self._list = lister or store.list_messages
+        # The user's mailboxes: MailStore.list_mailboxes, or the gateway's memory of them.
+        self._mailboxes = mailboxes or store.list_mailboxes
 
     def state(self, owner: str) -> QuotaState:
         own = self._directory.quota(owner)
@@ -102,7 +106,7 @@ class Quotas:
 
     def usage(self, owner: str) -> int:
         used = 0
-        for mailbox in self._store.list_mailboxes(owner):
+        for mailbox in self._mailboxes(owner):
             try:
                 used += sum(message.crlf_size for message in self._list(owner, mailbox.name)[1])
             except NoSuchMailbox:  # deleted since it was listed: it holds nothing now

@@ -1,5 +1,6 @@
 """The mail store: message bodies in S3, the mailbox index in DynamoDB."""
 
+from mailpipe.store.mailbox_items import MailboxItems
 from mailpipe.store.mailstore import (
     FlagChange,
     MailboxExists,
@@ -7,6 +8,7 @@ from mailpipe.store.mailstore import (
     NoSuchMailbox,
     StoreError,
 )
+from mailpipe.store.memory import MailMemory
 from mailpipe.store.model import DEFAULT_MAILBOXES, Mailbox, MessageState, StoredMessage
 from mailpipe.store.snapshots import Changes, MailboxSnapshots
 
@@ -14,9 +16,11 @@ __all__ = [
     "DEFAULT_MAILBOXES",
     "Changes",
     "FlagChange",
+    "MailMemory",
     "MailStore",
     "Mailbox",
     "MailboxExists",
+    "MailboxItems",
     "MailboxSnapshots",
     "MessageState",
     "NoSuchMailbox",
