@@ -56,12 +56,16 @@ def free_port() -> int:
 
 def start_stack(directory: str, sessions: int) -> tuple[subprocess.Popen[str], dict[str, int]]:
     ports = {name: free_port() for name in ("smtp", "submission", "imap", "pop3", "aws")}
-    command = [str(REPO / ".venv/bin/mailpipe"), "dev"]
+    command = [sys.executable, "-m", "mailpipe_tools.cli", "dev"]
     for n in range(USERS):
         command += ["--user", f"{user(n)}:{PASSWORD}"]
     for name, port in ports.items():
         command += [f"--{name}-port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
+    # This tree's code, not whichever the virtualenv's `mailpipe` was installed from.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "layers/core"), str(REPO / "gateway"), str(REPO / "tools")]
+    )
     env["MAILPIPE_IMAP_MAX_SESSIONS_PER_USER"] = str(sessions + 10)  # 1,000 sessions of one user
     process = subprocess.Popen(
         command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
