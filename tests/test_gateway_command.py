@@ -21,6 +21,8 @@ import tomllib
 
 from conftest import PASSWORD, REPO_ROOT, wait_for_inbox
 
+from mailpipe import aws
+from mailpipe.changes.feed import NAME_PREFIX
 from mailpipe_gateway.tls import write_self_signed
 
 # What the image does not hold: the dev stack, the `mailpipe` command, and their dependencies.
@@ -174,6 +176,13 @@ def test_access_gateway_serves_imap_and_pop3_with_tls(stack, new_user, tmp_path)
             "MAILPIPE_TLS_KEY_PEM": key.read_text(),
         },
     )
+    sqs = aws.client("sqs")
+
+    def change_queues() -> set[str]:
+        return set(sqs.list_queues(QueueNamePrefix=NAME_PREFIX).get("QueueUrls", []))
+
+    before = change_queues()
+    assert env["MAILPIPE_CHANGES_TOPIC_ARN"]
     process = subprocess.Popen(
         gateway_command("access"),
         env=env,
@@ -200,8 +209,11 @@ def test_access_gateway_serves_imap_and_pop3_with_tls(stack, new_user, tmp_path)
         pop3s.pass_(PASSWORD)
         assert pop3s.stat()[0] == 1
         pop3s.quit()
+        # Its change feed: a queue of its own while it runs, gone when it has drained.
+        assert len(change_queues() - before) == 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        assert change_queues() - before == set()
     finally:
         if process.poll() is None:
             process.kill()

@@ -61,6 +61,7 @@ GLOBAL_ENV = {
     "MAILPIPE_TRANSPORTS": {"Ref": "OutboundTransports"},
     "MAILPIPE_HOSTNAME": {"Ref": "GatewayHostname"},
     "MAILPIPE_SES_CONFIGURATION_SET": {"Ref": "SesConfigurationSet"},
+    "MAILPIPE_CHANGES_TOPIC_ARN": {"Ref": "MailboxChangesTopic"},
     "POWERTOOLS_SERVICE_NAME": "mailpipe-functions",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
@@ -123,6 +124,11 @@ RESOURCE_TYPES = {
     "SesEventDeadLetterAlarm": "AWS::CloudWatch::Alarm",
     "SesEventsFunction": "AWS::Serverless::Function",
     "SesEmailIdentity": "AWS::SES::EmailIdentity",
+    "MailboxChangesTopic": "AWS::SNS::Topic",
+    "MailboxChangesFunction": "AWS::Serverless::Function",
+    "MailboxChangesFailureQueue": "AWS::SQS::Queue",
+    "MailboxChangesFailureAlarm": "AWS::CloudWatch::Alarm",
+    "MailboxChangesIteratorAgeAlarm": "AWS::CloudWatch::Alarm",
 }
 
 SQS_MAX_RETENTION = 14 * 24 * 3600
@@ -186,6 +192,29 @@ FUNCTION_CALLS = {
         ("s3:PutObject", "spool/"),  # DsnReporter: the sender's bounce
         ("sqs:SendMessage", "InboundQueue"),  # the bounce's envelope
     },
+    "MailboxChangesFunction": {
+        ("sns:Publish", "MailboxChangesTopic"),  # Relay.relay
+        # The event source mapping's on-failure destination, with the role's rights (the stream
+        # reads come with SAM's AWSLambdaDynamoDBExecutionRole).
+        ("sqs:SendMessage", "MailboxChangesFailureQueue"),
+    },
+}
+
+# Every AWS call the access gateway's change feed makes (mailpipe.changes.feed), as (IAM action,
+# ARN text or logical id); the task role must allow each (test_access_gateway_may_make_every_call).
+CHANGE_QUEUES = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:mailpipe-changes-*"
+ACCESS_GATEWAY_FEED_CALLS = {
+    ("sqs:CreateQueue", CHANGE_QUEUES),  # with its policy and heartbeat tag
+    ("sqs:SetQueueAttributes", CHANGE_QUEUES),
+    ("sqs:TagQueue", CHANGE_QUEUES),  # heartbeat, subscription
+    ("sqs:ListQueueTags", CHANGE_QUEUES),  # the sweep
+    ("sqs:ReceiveMessage", CHANGE_QUEUES),
+    ("sqs:DeleteMessage", CHANGE_QUEUES),  # DeleteMessageBatch
+    ("sqs:SendMessage", CHANGE_QUEUES),  # close(): wakes its own long poll
+    ("sqs:DeleteQueue", CHANGE_QUEUES),
+    ("sqs:ListQueues", "*"),
+    ("sns:Subscribe", "MailboxChangesTopic"),
+    ("sns:Unsubscribe", "MailboxChangesTopic"),
 }
 
 # The access gateway's listeners: port -> (listener, target group), IMAP 143/993, POP3 110/995.
@@ -233,6 +262,7 @@ FUNCTIONS = {
     "ValidateRecipientFunction": "functions/validate_recipient/",
     "InboundFunction": "functions/inbound/",
     "SesEventsFunction": "functions/ses_events/",
+    "MailboxChangesFunction": "functions/mailbox_changes/",
 }
 
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
@@ -785,7 +815,9 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any], resou
         ((dimension),) = alarm["Dimensions"]
         assert dimension["Name"] == "QueueName"
         alarmed[dimension["Value"]["Fn::GetAtt"][0]] = name
-    assert set(alarmed) == dead_letter_queues
+    # The stream's on-failure queue is no SQS dead-letter queue, but a message there is also a change
+    # nobody was told of.
+    assert set(alarmed) == dead_letter_queues | {"MailboxChangesFailureQueue"}
     # The alert address is optional; without it the topic has no subscription (and the stack deploys).
     assert template["Parameters"]["AlertEmail"]["Default"] == ""
     subscription = resources["AlertEmailSubscription"]
@@ -837,7 +869,11 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bo
                 continue
             if not resource.endswith("/") and any(
                 json.dumps(reference) in text
-                for reference in ({"Fn::GetAtt": [resource, "QueueName"]}, {"Ref": resource})
+                for reference in (
+                    {"Fn::GetAtt": [resource, "QueueName"]},
+                    {"Fn::GetAtt": [resource, "TopicName"]},
+                    {"Ref": resource},
+                )
             ):
                 return True
     return False
@@ -1495,6 +1531,7 @@ def test_access_gateway_task_definition(resources: dict[str, Any]) -> None:
     assert environment["MAILPIPE_INBOUND_QUEUE_URL"] == {"Ref": "InboundQueue"}
     assert environment["MAILPIPE_DIRECTORY_TABLE"] == {"Ref": "DirectoryTable"}
     assert environment["MAILPIPE_MAILBOX_TABLE"] == {"Ref": "MailboxTable"}
+    assert environment["MAILPIPE_CHANGES_TOPIC_ARN"] == {"Ref": "MailboxChangesTopic"}
     assert environment["MAILPIPE_HOSTNAME"] == {
         "Fn::If": ["AccessGatewayHostnameSet", {"Ref": "AccessGatewayHostname"}, {"Ref": "GatewayHostname"}]
     }
@@ -1532,7 +1569,8 @@ def test_access_gateway_environment_is_what_the_code_reads(resources: dict[str, 
         for e in container["Environment"]
     }
     env.update({s["Name"]: "<secret>" for s in container["Secrets"]})
-    config.Resources.from_env(env)  # raises if one of the four is missing
+    resources = config.Resources.from_env(env)  # raises if one of the four is missing
+    assert resources.changes_topic_arn == "<Ref>"  # so access.change_feed makes the feed
     settings = access.AccessSettings.from_env(env)
     ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
     assert ports == (143, 993, 110, 995)
@@ -1564,14 +1602,78 @@ def test_access_gateway_task_role_is_least_privilege(resources: dict[str, Any]) 
         },
         "${MailboxTable.Arn}/index/by_modseq": {"dynamodb:Query"},
         "${MailBucket.Arn}/messages/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+        # The change feed: queues of its own (by name prefix), and a subscription to the topic.
+        CHANGE_QUEUES: {
+            action for action, resource in ACCESS_GATEWAY_FEED_CALLS if resource == CHANGE_QUEUES
+        },
+        "*": {"sqs:ListQueues"},  # names only; it has no resource to scope to
+        json.dumps({"Ref": "MailboxChangesTopic"}): {"sns:Subscribe", "sns:Unsubscribe"},
     }
-    # No spool, no queue, no function, no wildcards.
+    # No spool, no mail queue, no function, no wildcard actions.
     text = json.dumps(role["Policies"])
     assert "spool" not in text
-    assert "InboundQueue" not in text and "sqs:" not in text
+    assert "InboundQueue" not in text and "OutboundQueue" not in text
     assert "ValidateRecipientFunction" not in text and "lambda:" not in text
     for actions in grants.values():
         assert not {a for a in actions if "*" in a}, actions
+
+
+def test_access_gateway_may_make_every_call_of_the_change_feed(resources: dict[str, Any]) -> None:
+    role = resources["AccessGatewayTaskRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in _as_list(policy["PolicyDocument"]["Statement"])]
+    missing = [
+        call
+        for call in sorted(ACCESS_GATEWAY_FEED_CALLS)
+        if not any(
+            call[0] in _as_list(statement["Action"])
+            and any(
+                _sub_text(granted) == call[1] or json.dumps(granted) == json.dumps({"Ref": call[1]})
+                for granted in _as_list(statement["Resource"])
+            )
+            for statement in statements
+        )
+    ]
+    assert not missing, f"the access gateway may not make these calls: {missing}"
+    # The queue names the feed makes are the ones the role may touch.
+    from mailpipe.changes.feed import NAME_PREFIX
+
+    assert CHANGE_QUEUES.endswith(":" + NAME_PREFIX + "*")
+
+
+def test_mailbox_table_streams_mailbox_items_to_the_relay(resources: dict[str, Any]) -> None:
+    """The relay reads old and new images, and the filter passes mailbox items and nothing else."""
+    from mailpipe.store.model import MAILBOX_PREFIX, USER_PREFIX
+
+    table = resources["MailboxTable"]["Properties"]
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    function = resources["MailboxChangesFunction"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    source = event["Properties"]
+    assert source["Stream"] == {"Fn::GetAtt": ["MailboxTable", "StreamArn"]}
+    assert source["StartingPosition"] == "LATEST"
+    assert source["MaximumBatchingWindowInSeconds"] == 0
+    assert source["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["MailboxChangesFailureQueue", "Arn"]
+    }
+    # Retries end, so one bad batch cannot hold the shard (and every later change) for a day.
+    assert 0 <= source["MaximumRetryAttempts"] <= 20
+    assert source["MaximumRecordAgeInSeconds"] <= 3600
+    ((pattern),) = [json.loads(f["Pattern"]) for f in source["FilterCriteria"]["Filters"]]
+    assert pattern == {
+        "dynamodb": {
+            "Keys": {
+                "pk": {"S": [{"prefix": USER_PREFIX}]},
+                "sk": {"S": [{"prefix": MAILBOX_PREFIX}]},
+            }
+        }
+    }
+    # Its lag pages.
+    (age,) = _alarms(resources, "IteratorAge").values()
+    assert age["Properties"]["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": "MailboxChangesFunction"}}
+    ]
+    _pages(age["Properties"])
 
 
 def test_gateways_may_only_rehash_passwords(template: dict[str, Any], resources: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailpipe import aws
+from mailpipe.changes.feed import ChangeFeed
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.store import MailMemory, MailStore
@@ -95,9 +96,11 @@ class AccessParts:
     memory: MailMemory  # what the process knows of the store, kept current by the change feed
     leases: Leases
     throttle: AuthThrottle
+    # One per process, shared by its IMAP sessions; not started here (see change_feed).
+    changes: ChangeFeed | None = None
 
     @classmethod
-    def from_resources(cls, resources: Resources) -> AccessParts:
+    def from_resources(cls, resources: Resources, changes: ChangeFeed | None = None) -> AccessParts:
         table = aws.table(resources.mailbox_table)
         store = MailStore(table, aws.client("s3"), resources.mail_bucket)
         return cls(
@@ -106,7 +109,22 @@ class AccessParts:
             memory=MailMemory(store),
             leases=Leases(table),
             throttle=AuthThrottle(),
+            changes=changes,
         )
+
+    def __post_init__(self) -> None:
+        if self.changes is not None:
+            # Memory is trusted while the feed is healthy (it says so when it starts).
+            self.memory.follow(self.changes)
+
+
+def change_feed(resources: Resources) -> ChangeFeed | None:
+    """The process's change feed on the resources' changes topic (MAILPIPE_CHANGES_TOPIC_ARN), not
+    yet started; None without one. Its owner starts it before the listeners open and closes it
+    after they stop (close deletes its queue and subscription)."""
+    if not resources.changes_topic_arn:
+        return None
+    return ChangeFeed(aws.long_poll_client("sqs"), aws.client("sns"), resources.changes_topic_arn)
 
 
 def access_server(
@@ -136,7 +154,7 @@ def access_server(
         "plaintext_loopback": plaintext_loopback,
     }
     if protocol == "imap":
-        context = IMAPContext(memory=parts.memory, **common)
+        context = IMAPContext(memory=parts.memory, changes=parts.changes, **common)
         return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port, limiter=limiter)
     return POP3Server(
         POP3Context(leases=parts.leases, **common),

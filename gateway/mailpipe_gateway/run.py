@@ -16,7 +16,7 @@ from dataclasses import replace
 from mailpipe import aws
 from mailpipe.config import Resources
 from mailpipe.services import directory, quotas, spool
-from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, tls_from_env
+from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, change_feed, tls_from_env
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.listeners import executor_runner
 from mailpipe_gateway.loop_watch import LoopWatch
@@ -84,12 +84,16 @@ def run_smtp_gateway() -> None:
 def run_access_gateway() -> None:
     settings = AccessSettings.from_env()
     tls = tls_from_env()
-    parts = AccessParts.from_resources(Resources.from_env())
+    resources = Resources.from_env()
+    parts = AccessParts.from_resources(resources, changes=change_feed(resources))
 
     async def serve() -> None:
         watch = LoopWatch.from_env()
         await watch.start()
         executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mailpipe-io")
+        if parts.changes is not None:
+            # Subscribed before the first session: a change committed after this is heard of.
+            await asyncio.to_thread(parts.changes.start)
         servers = access_servers(settings, parts, tls, executor_runner(executor))
         for server in servers:
             await server.start()
@@ -97,6 +101,8 @@ def run_access_gateway() -> None:
         await _until_stopped()
         for server in servers:
             await server.stop()
+        if parts.changes is not None:
+            await asyncio.to_thread(parts.changes.close)  # its queue and subscription go with it
         executor.shutdown(wait=False, cancel_futures=True)
         await watch.stop()
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailpipe.changes.feed import ChangeFeed
 from mailpipe.directory import Directory
 from mailpipe.quota import DEFAULT_LIMIT, Quotas
 from mailpipe.store import MailboxSnapshots, MailMemory, MailStore
@@ -49,6 +50,9 @@ class IMAPContext:
     append_limit: int = APPEND_LIMIT
     quota_storage: int = QUOTA_STORAGE_BYTES
     user_sessions: UserSessions = field(default_factory=UserSessions.from_env)  # the per-user cap
+    # The process's change feed (mailpipe.changes.feed), started and closed by whoever runs the
+    # servers; None without a changes topic (then sessions poll the store). `memory` follows it.
+    changes: ChangeFeed | None = None
     wakeups: Wakeups = field(default_factory=Wakeups)  # IDLE sessions woken by the change feed
 
     def __post_init__(self) -> None:

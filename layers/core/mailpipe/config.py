@@ -19,6 +19,8 @@ ENV_DNS_SERVER = "MAILPIPE_DNS_SERVER"  # "host:port" of the resolver for MX loo
 # The SES configuration set the `ses` transport sends with: its events reach the ses-events function.
 ENV_SES_CONFIGURATION_SET = "MAILPIPE_SES_CONFIGURATION_SET"
 ENV_RETRY_SCHEDULE = "MAILPIPE_RETRY_SCHEDULE"  # "5m,10m,...;5d;4h": intervals; give up; warn
+# The SNS topic of mailbox notices (mailpipe.changes): the relay publishes, access gateways subscribe.
+ENV_CHANGES_TOPIC_ARN = "MAILPIPE_CHANGES_TOPIC_ARN"
 
 
 class ConfigError(RuntimeError):
@@ -33,6 +35,8 @@ class Resources:
     mailbox_table: str
     # Only the inbound function hands mail to the outbound queue; the gateways do without it.
     outbound_queue_url: str | None = None
+    # The change feed's topic; without it (a bench on bare moto, say) the access gateway polls.
+    changes_topic_arn: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Resources:
@@ -50,4 +54,5 @@ class Resources:
             directory_table=env[ENV_DIRECTORY_TABLE],
             mailbox_table=env[ENV_MAILBOX_TABLE],
             outbound_queue_url=env.get(ENV_OUTBOUND_QUEUE_URL) or None,
+            changes_topic_arn=env.get(ENV_CHANGES_TOPIC_ARN) or None,
         )

@@ -6,6 +6,7 @@ import os
 from functools import lru_cache
 
 from mailpipe import aws, dns_resolver
+from mailpipe.changes.relay import Relay
 from mailpipe.config import (
     ENV_HOSTNAME,
     ENV_OUTBOUND_QUEUE_URL,
@@ -50,6 +51,14 @@ def directory() -> Directory:
 @lru_cache(maxsize=1)
 def mail_store() -> MailStore:
     return MailStore(aws.table(resources().mailbox_table), aws.client("s3"), resources().mail_bucket)
+
+
+@lru_cache(maxsize=1)
+def mailbox_relay() -> Relay:
+    topic_arn = resources().changes_topic_arn
+    if not topic_arn:
+        raise ConfigError("missing environment: MAILPIPE_CHANGES_TOPIC_ARN")
+    return Relay(aws.client("sns"), topic_arn)
 
 
 @lru_cache(maxsize=1)

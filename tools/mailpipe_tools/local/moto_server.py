@@ -38,7 +38,9 @@ class _AtomicDynamoDB:
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        # Stream reads too ("DynamoDBStreams_..."): they read the shard's records as writes append
+        # (and _install_bounded_streams trims) them.
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith(("DynamoDB_", "DynamoDBStreams_")):
             with self.lock:
                 return list(self._app(environ, start_response))
         return self._app(environ, start_response)
@@ -55,6 +57,12 @@ _READS = (
     "AmazonSQS.ReceiveMessage",
     "AmazonSQS.GetQueueAttributes",
     "AmazonSQS.GetQueueUrl",
+    "AmazonSQS.ListQueues",
+    "AmazonSQS.ListQueueTags",
+    # The dev stack's stream source reads the mailbox table's stream several times a second.
+    "DynamoDBStreams_20120810.DescribeStream",
+    "DynamoDBStreams_20120810.GetShardIterator",
+    "DynamoDBStreams_20120810.GetRecords",
 )
 
 
@@ -306,6 +314,55 @@ def _install_fast_projection() -> None:
     Item.project = project
 
 
+# Stream records kept per shard (DynamoDB keeps 24 hours'): the dev stack's reader is never more
+# than a poll behind, and each record holds both images of an item (up to ~10 KB with a header).
+STREAM_RECORDS_KEPT = 4096
+# Shard iterators remembered (DynamoDB's expire after 15 minutes): one is made per GetRecords.
+SHARD_ITERATORS_KEPT = 1024
+
+
+def _install_bounded_streams() -> None:
+    """Keep a table stream's records and its shard iterators bounded, as DynamoDB's expire.
+
+    moto keeps every stream record since the table was made, and every shard iterator it ever
+    handed out (one per GetRecords, a poll several times a second): a dev stack running for days
+    would grow without end. The oldest records are trimmed (the shard's starting sequence number
+    moves on, so sequence numbers stay what they were), an iterator from before the trim horizon
+    reads from the oldest record kept (DynamoDB would answer TrimmedDataAccessException), and only
+    the newest iterators are remembered. Safe because stream requests are serialised with the
+    table's writes (_AtomicDynamoDB).
+    """
+    from moto.dynamodb.models.table import StreamShard
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+
+    if getattr(StreamShard.add, "mailpipe_bounded", False):
+        return
+    original_add = StreamShard.add
+    original_get_records = DynamoDBStreamsBackend.get_records
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        original_add(self, old, new)
+        excess = len(self.items) - STREAM_RECORDS_KEPT
+        if excess > 0:
+            del self.items[:excess]
+            self.starting_sequence_number += excess
+
+    def get(self: Any, start: int, quantity: int) -> list[dict[str, Any]]:
+        start = max(start - self.starting_sequence_number, 0)
+        return [i.to_json() for i in self.items[start : start + quantity]]
+
+    def get_records(self: Any, iterator_arn: str, limit: int) -> dict[str, Any]:
+        result = original_get_records(self, iterator_arn, limit)
+        while len(self.shard_iterators) > SHARD_ITERATORS_KEPT:
+            del self.shard_iterators[next(iter(self.shard_iterators))]
+        return result
+
+    add.mailpipe_bounded = True  # type: ignore[attr-defined]
+    StreamShard.add = add
+    StreamShard.get = get
+    DynamoDBStreamsBackend.get_records = get_records
+
+
 def _remember_moto_modules() -> None:
     """moto looks for its service packages on disk at every request (to route it); they do not
     change while the server runs, so the list is read once."""
@@ -343,6 +400,7 @@ class MotoServer:
         _install_fast_transactions()
         _install_partitioned_local_index_queries()
         _install_fast_projection()
+        _install_bounded_streams()
         _remember_moto_modules()
         if bodies is not None:
             s3_files.install(bodies)

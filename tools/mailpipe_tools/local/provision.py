@@ -1,6 +1,6 @@
-"""Creating the template's buckets, queues, tables and SES configuration sets on moto, and resolving
-references to them. Other resource types (topics, policies, alarms, the SES identity) have no part
-in a local run and are skipped."""
+"""Creating the template's buckets, queues, tables (with their streams), topics and SES configuration
+sets on moto, and resolving references to them. Other resource types (subscriptions, policies,
+alarms, the SES identity) have no part in a local run and are skipped."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ class Deployment:
     prefix: str
     refs: dict[str, str] = field(default_factory=dict)
     arns: dict[str, str] = field(default_factory=dict)
+    # Tables with a StreamSpecification: their stream's ARN (Fn::GetAtt TABLE.StreamArn).
+    stream_arns: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, value: Any) -> Any:
         """Evaluate the intrinsics the template uses in environment values (Ref, GetAtt .Arn, Sub)."""
@@ -55,6 +57,7 @@ def provision(
     dynamodb: Any,
     prefix: str = "mailpipe-dev",
     sesv2: Any = None,
+    sns: Any = None,
 ) -> Deployment:
     deployment = Deployment(prefix)
     # A reference to a parameter resolves to its default, as a deployment without overrides would.
@@ -77,9 +80,21 @@ def provision(
         _configure_queue(sqs, deployment, logical_id, resource.get("Properties", {}))
     for logical_id, resource in template.of_type("AWS::DynamoDB::Table").items():
         name = _physical_name(prefix, logical_id)
-        _create_table(dynamodb, name, resource.get("Properties", {}))
+        stream_arn = _create_table(dynamodb, name, resource.get("Properties", {}))
         deployment.refs[logical_id] = name
         deployment.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        if stream_arn:
+            deployment.stream_arns[logical_id] = stream_arn
+    # A topic's Ref is its ARN. Without a client (no SNS asked for), only the ARN it would have.
+    for logical_id in template.of_type("AWS::SNS::Topic"):
+        name = _physical_name(prefix, logical_id)
+        arn = (
+            sns.create_topic(Name=name)["TopicArn"]
+            if sns is not None
+            else f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"
+        )
+        deployment.refs[logical_id] = arn
+        deployment.arns[logical_id] = arn
     # The functions' environment names the configuration set; moto's SES records it (and ignores it
     # when sending), so a local `ses` route sends as on AWS. Without a client, only the name.
     for logical_id in template.of_type("AWS::SES::ConfigurationSet"):
@@ -118,7 +133,8 @@ def _configure_queue(sqs: Any, deployment: Deployment, logical_id: str, props: d
         sqs.set_queue_attributes(QueueUrl=deployment.refs[logical_id], Attributes=attributes)
 
 
-def _create_table(dynamodb: Any, name: str, props: dict[str, Any]) -> None:
+def _create_table(dynamodb: Any, name: str, props: dict[str, Any]) -> str | None:
+    """Creates the table; returns its stream's ARN if it has one."""
     kwargs: dict[str, Any] = {
         "TableName": name,
         "KeySchema": props["KeySchema"],
@@ -128,4 +144,9 @@ def _create_table(dynamodb: Any, name: str, props: dict[str, Any]) -> None:
     for indexes in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         if props.get(indexes):
             kwargs[indexes] = props[indexes]
-    dynamodb.create_table(**kwargs)
+    stream = props.get("StreamSpecification")
+    if stream:
+        # CloudFormation's form has no StreamEnabled: a specification is the stream.
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    table = dynamodb.create_table(**kwargs)["TableDescription"]
+    return table.get("LatestStreamArn") if stream else None

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mailpipe.changes.feed import NAME_PREFIX as CHANGE_QUEUE_PREFIX
 from mailpipe_tools.local import s3_files
 from mailpipe_tools.local.provision import ACCOUNT, REGION
 
@@ -49,9 +50,12 @@ def capture(dynamodb_lock: threading.Lock) -> dict[str, Any]:
             name: [item.to_json()["Attributes"] for item in table.all_items()]
             for name, table in list(dynamodb.tables.items())
         }
+    # The change feed's queues belong to a gateway process, made at its start and gone with it:
+    # what they hold means nothing to the next run (mailpipe.changes.feed).
     queues = {
         name: [_message(message) for message in list(queue._messages)]
         for name, queue in list(sqs.queues.items())
+        if not name.startswith(CHANGE_QUEUE_PREFIX)
     }
     buckets = {
         name: [

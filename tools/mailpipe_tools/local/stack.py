@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from mailpipe import aws
+from mailpipe.changes.feed import ChangeFeed
 from mailpipe.config import ENV_DNS_SERVER, ConfigError, Resources
 from mailpipe.directory import Directory, DirectoryError
 from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
-from mailpipe_gateway.access import AccessParts, access_server
+from mailpipe_gateway.access import AccessParts, access_server, change_feed
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
@@ -36,7 +37,8 @@ from mailpipe_tools.local.moto_server import MotoServer
 from mailpipe_tools.local.provision import REGION, Deployment, provision
 from mailpipe_tools.local.snapshot import STATE_FILE, Saver
 from mailpipe_tools.local.state_lock import StateLock
-from mailpipe_tools.local.template import DEFAULT_TEMPLATE, Template
+from mailpipe_tools.local.stream_source import StreamPoller
+from mailpipe_tools.local.template import DEFAULT_TEMPLATE, StreamEventSource, Template
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,6 +141,9 @@ class DevStack:
         self.pop3: POP3Server | None = None
         self.imap: IMAPServer | None = None
         self.pollers: list[SqsPoller] = []
+        self.stream_pollers: list[StreamPoller] = []
+        # The access gateway's change feed, as a gateway process has one (shared by build_imap's).
+        self.changes: ChangeFeed | None = None
         self.environment: dict[str, str] = {}
         # One per process, as in production: submission, POP3 and IMAP count failed logins together.
         self.throttle = AuthThrottle()
@@ -161,6 +166,7 @@ class DevStack:
             aws.client("sqs"),
             aws.client("dynamodb"),
             sesv2=aws.client("sesv2"),
+            sns=aws.client("sns"),
         )
         if self.moto is not None and self.options.persistent:
             state = self.options.state_dir / STATE_FILE
@@ -189,6 +195,14 @@ class DevStack:
             for logical_id in self.template.functions()
         }
         self._seed_directory()
+        # The mailbox table's stream, relayed to the changes topic as on AWS (docs/change-feed.md).
+        # Always, unlike the SQS pollers: a gateway whose change feed is subscribed trusts it.
+        self.stream_pollers = [self._stream_poller(source) for source in self.template.stream_event_sources()]
+        for stream_poller in self.stream_pollers:
+            stream_poller.start()
+        self.changes = change_feed(self.resources)
+        if self.changes is not None:
+            self.changes.start()
         self.loop.start()
         self.gateway = self.build_gateway(self.spool(), port=self.options.smtp_port)
         _listening("smtp", self.options.smtp_port, lambda: self.loop.run(self.gateway.start()))
@@ -208,6 +222,8 @@ class DevStack:
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stop()
+        for stream_poller in self.stream_pollers:
+            stream_poller.stop()
         for gateway in (self.gateway, self.submission):
             if gateway is not None:
                 self.loop.run(gateway.stop())
@@ -215,6 +231,8 @@ class DevStack:
             self.loop.run(self.pop3.stop())
         if self.imap is not None:
             self.loop.run(self.imap.stop())
+        if self.changes is not None:
+            self.changes.close()
         self.loop.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.saver is not None:
@@ -284,7 +302,7 @@ class DevStack:
 
     def access_parts(self) -> AccessParts:
         assert self.resources is not None
-        return AccessParts.from_resources(self.resources)
+        return AccessParts.from_resources(self.resources, changes=self.changes)
 
     def build_pop3(self, port: int = 0, **options: Any) -> POP3Server:
         """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback.
@@ -366,6 +384,17 @@ class DevStack:
             batch_size=source.batch_size,
             wait_seconds=self.options.poll_wait_seconds,
             retry_after=self.options.retry_after,
+        )
+
+    def _stream_poller(self, source: StreamEventSource) -> StreamPoller:
+        assert self.deployment is not None
+        return StreamPoller(
+            aws.client("dynamodbstreams"),
+            self.deployment.stream_arns[source.table],
+            self.functions[source.function],
+            batch_size=source.batch_size,
+            starting_position=source.starting_position,
+            filters=source.filters,
         )
 
     def _seed_directory(self) -> None:

@@ -5,6 +5,7 @@ The template is the one source of truth, so local runs and AWS cannot drift apar
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,18 @@ class SqsEventSource:
     queue: str
     batch_size: int = 10
     report_batch_item_failures: bool = False
+
+
+@dataclass(frozen=True)
+class StreamEventSource:
+    """A DynamoDB stream event source mapping: the table's stream, read by the function."""
+
+    function: str
+    table: str
+    batch_size: int = 100
+    starting_position: str = "LATEST"
+    # FilterCriteria's patterns, parsed (event_pattern.py applies them).
+    filters: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -95,6 +108,30 @@ class Template:
                         batch_size=int(props.get("BatchSize", 10)),
                         report_batch_item_failures="ReportBatchItemFailures"
                         in props.get("FunctionResponseTypes", []),
+                    )
+                )
+        return sources
+
+    def stream_event_sources(self) -> list[StreamEventSource]:
+        sources = []
+        for name, res in self.functions().items():
+            for event in res.get("Properties", {}).get("Events", {}).values():
+                if event.get("Type") != "DynamoDB":
+                    continue
+                props = event.get("Properties", {})
+                stream = props["Stream"]
+                if not (
+                    isinstance(stream, dict) and stream.get("Fn::GetAtt", [None, None])[1] == "StreamArn"
+                ):
+                    raise ValueError(f"{name}: the local runtime reads only streams of the template's tables")
+                filters = props.get("FilterCriteria", {}).get("Filters", [])
+                sources.append(
+                    StreamEventSource(
+                        function=name,
+                        table=stream["Fn::GetAtt"][0],
+                        batch_size=int(props.get("BatchSize", 100)),
+                        starting_position=str(props.get("StartingPosition", "LATEST")),
+                        filters=tuple(json.loads(f["Pattern"]) for f in filters),
                     )
                 )
         return sources

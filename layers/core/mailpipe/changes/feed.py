@@ -158,12 +158,11 @@ class ChangeFeed:
     def _run(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
-            if self._queue_url is None:
+            if self._subscription_arn is None:
                 try:
                     self._subscribe()
                 except (BotoCoreError, ClientError) as exc:
                     log.warning("change feed: cannot subscribe (%s); retrying in %.0f s", exc, backoff)
-                    self._drop()
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
@@ -236,6 +235,17 @@ class ChangeFeed:
     # Queue and subscription.
 
     def _subscribe(self) -> None:
+        """A new queue, subscribed; on failure, nothing is left behind and the error is raised."""
+        self._drop()
+        try:
+            self._make_queue_and_subscribe()
+        except BaseException:
+            self._drop()
+            raise
+        log.info("change feed: receiving on %s", self._queue_url)
+        self._set_health(True)
+
+    def _make_queue_and_subscribe(self) -> None:
         name = self._prefix + secrets.token_hex(8)
         queue_arn = _queue_arn(self._topic_arn, name)
         now = self._clock()
@@ -257,8 +267,6 @@ class ChangeFeed:
         )["SubscriptionArn"]
         # So that whoever sweeps this queue after we died can unsubscribe it too.
         self._sqs.tag_queue(QueueUrl=self._queue_url, Tags={SUBSCRIPTION_TAG: self._subscription_arn})
-        log.info("change feed: receiving on %s", self._queue_url)
-        self._set_health(True)
 
     def _drop(self) -> None:
         if self._subscription_arn:
