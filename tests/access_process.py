@@ -51,8 +51,10 @@ class AccessProcess:
             }
         )
         self.process: subprocess.Popen[bytes] | None = None
+        self._logged_before = 0  # where this run's log starts (a restart appends)
 
     def start(self) -> None:
+        self._logged_before = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mailpipe_gateway", "access"],
@@ -66,6 +68,19 @@ class AccessProcess:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             assert self.process.poll() is None and time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.1)
+
+    def logged(self) -> str:
+        """What this run (since the last start) has logged."""
+        with self.log.open("rb") as log:
+            log.seek(self._logged_before)
+            return log.read().decode(errors="replace")
+
+    def wait_for_log(self, text: str, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        while text not in self.logged():
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"no {text!r} in the log: {self.log.read_text()}"
             time.sleep(0.1)
 
     def stop(self) -> None:

@@ -20,11 +20,20 @@ def message(n: int) -> bytes:
     return b"From: a@remote.test\r\nSubject: two processes %d\r\n\r\nbody %d\r\n" % (n, n)
 
 
-@pytest.fixture
-def processes(stack, tmp_path):
-    started = [AccessProcess(stack.environment, tmp_path, name) for name in ("a", "b")]
+FOLLOWING = "mail memory: kept current by the change feed"
+
+
+@pytest.fixture(params=["feed", "polling"])
+def processes(request, stack, tmp_path):
+    """Two processes with the dev stack's change feed, or (as without a changes topic) polling."""
+    environment = dict(stack.environment)
+    if request.param == "polling":
+        environment["MAILPIPE_CHANGES_TOPIC_ARN"] = ""
+    started = [AccessProcess(environment, tmp_path, name) for name in ("a", "b")]
     for process in started:
         process.start()
+        if request.param == "feed":
+            process.wait_for_log(FOLLOWING)
     yield started
     for process in started:
         process.stop()
@@ -91,6 +100,8 @@ def test_qresync_after_a_restart_of_a_process(processes, new_user) -> None:
     writer.ok("x", b"EXPUNGE")
     added = writer.append("INBOX", message(5))
     second.start()
+    if FOLLOWING in first.logged():
+        second.wait_for_log(FOLLOWING)
 
     client = second.client(bob, PASSWORD)
     client.ok("e", b"ENABLE QRESYNC")
