@@ -67,17 +67,16 @@ def start_stack(directory: str, sessions: int) -> tuple[subprocess.Popen[str], d
         [str(REPO / "layers/core"), str(REPO / "gateway"), str(REPO / "tools")]
     )
     env["MAILPIPE_IMAP_MAX_SESSIONS_PER_USER"] = str(sessions + 10)  # 1,000 sessions of one user
-    process = subprocess.Popen(
-        command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert process.stdout is not None
+    log = Path(directory) / "dev.log"  # a file, not a pipe: a pipe nobody reads fills and stalls it
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line or line.strip() == "mailpipe dev ready":
-            break
-    if process.poll() is not None:
-        raise SystemExit("mailpipe dev did not start")
+    while "mailpipe dev ready" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"mailpipe dev did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
     return process, ports
 
 
@@ -178,7 +177,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         process, ports = start_stack(directory, max(args.sessions))
         try:
-            results = [(s, m, asyncio.run(run_case(ports, s, m, args.window, args.rounds))) for s, m in cases]
+            results = []
+            for sessions, mailboxes in cases:
+                print(f"{sessions} sessions over {mailboxes} mailboxes...", file=sys.stderr, flush=True)
+                result = asyncio.run(run_case(ports, sessions, mailboxes, args.window, args.rounds))
+                results.append((sessions, mailboxes, result))
         finally:
             process.send_signal(signal.SIGINT)
             try:

@@ -8,7 +8,9 @@ own writes go through here and update both from what the write returned, so a se
 writes before their notice comes back. While the feed is unhealthy or absent, memory is not
 trusted and reads go to the store as they did without a feed; sessions then poll.
 
-Observers (the IMAP server's wake-ups) hear which users changed, on the feed's thread.
+Observers (the IMAP server's wake-ups) hear which users changed: on the feed's thread, and on the
+writer's at once for this process's own writes to messages (its other sessions of the user in
+IDLE need not wait for the notice).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class MailMemory:
             commits = []
         change = self.store.update_flags(owner, name, *args, commits=commits, mailbox=mailbox, **kwargs)
         self._followed(mailbox, commits, change.changed, ())
+        self._tell({owner})
         return change
 
     def expunge(
@@ -112,6 +115,7 @@ class MailMemory:
             commits = []
         expunged = self.store.expunge(owner, name, uids, commits=commits, mailbox=mailbox, **kwargs)
         self._followed(mailbox, commits, (), expunged)
+        self._tell({owner})
         return expunged
 
     def _followed(
@@ -126,6 +130,7 @@ class MailMemory:
     ) -> tuple[Mailbox, list[tuple[int, int]]]:
         mailbox, pairs = self.store.copy(owner, source, uids, target)
         self.items.wrote(owner, target, mailbox.mailbox_id, mailbox.uidnext, mailbox.highestmodseq)
+        self._tell({owner})
         return mailbox, pairs
 
     def create_mailbox(self, owner: str, name: str) -> Mailbox:
