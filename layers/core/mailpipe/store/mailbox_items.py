@@ -56,7 +56,10 @@ class MailboxItems:
         self._store = store
         self._lock = threading.Lock()
         self._users: OrderedDict[str, dict[str, Mailbox]] = OrderedDict()  # least recently used first
-        self._versions: Counter[str] = Counter()  # notices seen per user: a read that saw one is stale
+        # Per user being read now: how many reads, and the notices seen meanwhile (the read may
+        # predate them, so it is not kept). Only those users: every process hears of every user.
+        self._loading: Counter[str] = Counter()
+        self._versions: Counter[str] = Counter()
         self._epoch = 0  # bumped whenever trust changes: reads started before are not kept
         self._echoes: Counter[_Echo] = Counter()
         self._noticed: dict[str, int] = {}  # the highest HIGHESTMODSEQ a notice gave, per mailbox id
@@ -72,7 +75,6 @@ class MailboxItems:
         with self._lock:
             self._trusted = trusted
             self._users.clear()
-            self._versions.clear()
             self._echoes.clear()
             self._noticed.clear()
             self._epoch += 1
@@ -108,16 +110,28 @@ class MailboxItems:
             held = self._users.get(owner)
             if held is not None and self._trusted:
                 self._users.move_to_end(owner)
-                return held
+                return dict(held)  # a copy: notices change the held one on the feed's thread
             epoch, version = self._epoch, self._versions[owner]
-        listing = {m.name: m for m in self._store.list_mailboxes(owner)}
+            self._loading[owner] += 1
+        try:
+            listing = {m.name: m for m in self._store.list_mailboxes(owner)}
+        except BaseException:
+            with self._lock:
+                self._loaded(owner)
+            raise
         with self._lock:
-            # Kept only if no notice for the user came meanwhile (the listing may predate it).
             if self._trusted and epoch == self._epoch and version == self._versions[owner]:
                 self._users[owner] = listing
                 while len(self._users) > MAX_USERS:
                     self._users.popitem(last=False)
+            self._loaded(owner)
         return listing
+
+    def _loaded(self, owner: str) -> None:
+        self._loading[owner] -= 1
+        if not self._loading[owner]:
+            del self._loading[owner]
+            self._versions.pop(owner, None)
 
     # -- the feed ------------------------------------------------------------------
 
@@ -131,7 +145,8 @@ class MailboxItems:
         return owners
 
     def _apply(self, notice: Notice) -> None:
-        self._versions[notice.owner] += 1
+        if notice.owner in self._loading:
+            self._versions[notice.owner] += 1
         if len(self._noticed) >= MAX_NOTICED:
             self._forget_echoes()
         noticed = self._noticed.get(notice.mailbox_id, 0)
