@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, wait_for
 
 from mailpipe import aws
+from mailpipe.changes.feed import ChangeFeed
+from mailpipe.changes.notice import MailboxNotice
 from mailpipe.outbound.suppression import SuppressionList
 from mailpipe.spool import Envelope
 from mailpipe_tools.local.functions import LocalLambdaContext
@@ -57,3 +59,30 @@ def test_ses_events_event(stack) -> None:
     assert suppressed.envelope_id == "01A21E05E9755A96E0B978CE7E63"
     assert "User unknown" in suppressed.detail
     assert suppressions.remove("nobody@hamburger.edu")
+
+
+def test_mailbox_changes_event(stack) -> None:
+    """The relay function publishes the event's notices to the changes topic: a process's feed
+    hears of both mailboxes (bob's INBOX got mail; "Old Projects" was deleted or renamed away)."""
+    function = stack.functions["MailboxChangesFunction"]
+    event = json.loads((EVENTS / "mailbox_changes.json").read_text())
+    feed = ChangeFeed(
+        aws.long_poll_client("sqs"), aws.client("sns"), stack.deployment.refs["MailboxChangesTopic"]
+    )
+    heard: list[MailboxNotice] = []
+    feed.add_listener(heard.extend)
+    feed.start()
+    try:
+        assert function.handler(event, LocalLambdaContext(function.name)) == {"notices": 2}
+        wait_for(
+            lambda: {n.name for n in heard if n.owner == "bob@example.test"} >= {"INBOX", "Old Projects"}
+        )
+    finally:
+        feed.close()
+    by_name = {n.name: n for n in heard if n.owner == "bob@example.test"}
+    assert by_name["INBOX"] == MailboxNotice(
+        "bob@example.test", "INBOX", "0f5e3c1c7a8b4d2e9f1a2b3c4d5e6f70", 43, 118, False
+    )
+    assert by_name["Old Projects"] == MailboxNotice(
+        "bob@example.test", "Old Projects", "8d777f385d3dfec8815d20f7496026dc", 7, 12, True
+    )

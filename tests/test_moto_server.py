@@ -209,3 +209,46 @@ def test_projections_pick_top_level_attributes_and_leave_the_item_alone(table) -
         "uid": {"N": "7"},
     }
     assert client.get_item(TableName=name, Key={"pk": {"S": "p"}})["Item"] == item
+
+
+def test_a_stream_keeps_its_newest_records_and_iterators_only(stack, monkeypatch) -> None:
+    """moto would keep every stream record and shard iterator forever (_install_bounded_streams)."""
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from mailpipe_tools.local import moto_server
+
+    monkeypatch.setattr(moto_server, "STREAM_RECORDS_KEPT", 20)
+    monkeypatch.setattr(moto_server, "SHARD_ITERATORS_KEPT", 5)
+    client, streams = aws.client("dynamodb"), aws.client("dynamodbstreams")
+    name = f"stream-{secrets.token_hex(4)}"
+    arn = client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]
+    try:
+        (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        oldest = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for n in range(50):
+            client.put_item(TableName=name, Item={"pk": {"S": str(n)}})
+        # An iterator from before the trim reads on from the oldest record kept, in order.
+        page = streams.get_records(ShardIterator=oldest, Limit=1000)
+        assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in page["Records"]] == [str(n) for n in range(30, 50)]
+        sequence = [int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"]]
+        assert sequence == sorted(sequence) and len(set(sequence)) == 20
+        # Reading on from the last one: only what is written after it.
+        client.put_item(TableName=name, Item={"pk": {"S": "last"}})
+        iterator, after = page["NextShardIterator"], []
+        for _ in range(10):
+            page = streams.get_records(ShardIterator=iterator)
+            iterator = page["NextShardIterator"]
+            after += [r["dynamodb"]["Keys"]["pk"]["S"] for r in page["Records"]]
+        assert after == ["last"]
+        backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
+        assert len(backend.shard_iterators) <= 5
+    finally:
+        client.delete_table(TableName=name)

@@ -18,7 +18,7 @@ tracer = Tracer()
 @tracer.capture_lambda_handler
 @event_source(data_class=DynamoDBStreamEvent)
 def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict:
-    # A publish that fails raises: the event source retries the batch (bisecting it), then sends
-    # its description to the on-failure queue. Gateways revalidate on their own after any gap.
+    # A publish that fails raises: the event source retries the batch (halving it), then describes
+    # it on the on-failure queue, whose alarm pages (docs/change-feed.md, "When the relay fails").
     published = mailbox_relay().relay(record.raw_event for record in event.records)
     return {"notices": published}

@@ -106,8 +106,9 @@ class ChangeFeed:
 
     def start(self) -> None:
         """Makes and subscribes this process's queue, then receives on a daemon thread. A change
-        committed after start() returned with `healthy` True reaches the listeners. AWS errors do
-        not raise: the feed stays unhealthy and its thread keeps trying."""
+        committed after start() returned with `healthy` True reaches the listeners (once SNS
+        delivers to the new subscription, at once in practice). AWS errors do not raise: the feed
+        stays unhealthy and its thread keeps trying."""
         try:
             self._subscribe()
         except (BotoCoreError, ClientError) as exc:
@@ -253,6 +254,7 @@ class ChangeFeed:
             QueueName=name,
             Attributes={
                 "MessageRetentionPeriod": str(RETENTION_SECONDS),
+                "SqsManagedSseEnabled": "true",  # as the stack's own queues (template.yaml)
                 "Policy": json.dumps(_queue_policy(queue_arn, self._topic_arn)),
             },
             tags={HEARTBEAT_TAG: str(int(now))},

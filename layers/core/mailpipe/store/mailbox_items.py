@@ -19,8 +19,9 @@ counters cannot be done from a notice.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 MAX_USERS = 50_000  # users whose items are kept: a few hundred bytes per mailbox each
 MAX_ECHOES = 10_000  # own writes whose notices are still to come (each is dropped when it comes)
 MAX_NOTICED = 100_000  # mailboxes whose last notice is remembered (~150 bytes each)
+# A user's items are read again after this long even if no notice came: the feed can lose notices
+# without knowing it (a relay batch given up on, docs/change-feed.md), so this bounds how long a
+# lost one can hide a change. One Query per active user per period per process.
+REVALIDATE_SECONDS = 300.0
 
 
 class Notice(Protocol):
@@ -52,8 +57,10 @@ _Echo = tuple[str, str, str, int]  # owner, name, mailbox_id, highestmodseq
 class MailboxItems:
     """The per-process cache of users' mailbox items; every method is safe from any thread."""
 
-    def __init__(self, store: MailStore) -> None:
+    def __init__(self, store: MailStore, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
+        self._clock = clock
+        self._read_at: dict[str, float] = {}  # when each held user's items were read
         self._lock = threading.Lock()
         self._users: OrderedDict[str, dict[str, Mailbox]] = OrderedDict()  # least recently used first
         # Per user being read now: how many reads, and the notices seen meanwhile (the read may
@@ -75,6 +82,7 @@ class MailboxItems:
         with self._lock:
             self._trusted = trusted
             self._users.clear()
+            self._read_at.clear()
             self._echoes.clear()
             self._noticed.clear()
             self._epoch += 1
@@ -101,14 +109,17 @@ class MailboxItems:
         """(True, the mailbox or None) if memory answers without any read; else (False, None).
         For the event loop, which must not wait for the store."""
         with self._lock:
-            if not self._trusted or owner not in self._users:
+            if not self._trusted or owner not in self._users or self._stale(owner):
                 return False, None
             return True, self._users[owner].get(name)
+
+    def _stale(self, owner: str) -> bool:
+        return self._clock() - self._read_at.get(owner, 0.0) > REVALIDATE_SECONDS
 
     def _listing(self, owner: str) -> dict[str, Mailbox]:
         with self._lock:
             held = self._users.get(owner)
-            if held is not None and self._trusted:
+            if held is not None and self._trusted and not self._stale(owner):
                 self._users.move_to_end(owner)
                 return dict(held)  # a copy: notices change the held one on the feed's thread
             epoch, version = self._epoch, self._versions[owner]
@@ -122,8 +133,11 @@ class MailboxItems:
         with self._lock:
             if self._trusted and epoch == self._epoch and version == self._versions[owner]:
                 self._users[owner] = listing
+                self._users.move_to_end(owner)
+                self._read_at[owner] = self._clock()
                 while len(self._users) > MAX_USERS:
-                    self._users.popitem(last=False)
+                    evicted, _ = self._users.popitem(last=False)
+                    self._read_at.pop(evicted, None)
             self._loaded(owner)
         return listing
 
@@ -175,6 +189,7 @@ class MailboxItems:
             return
         # A mailbox this process has not seen, or one changed in a way a notice does not show.
         del self._users[notice.owner]
+        self._read_at.pop(notice.owner, None)
 
     # -- this process's own writes -------------------------------------------------
 
