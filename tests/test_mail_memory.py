@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter
 
 from mailpipe.changes.notice import MailboxNotice
-from mailpipe.store import MailMemory
+from mailpipe.store import MailboxItems, MailMemory
+from mailpipe.store.mailbox_items import REVALIDATE_SECONDS
 
 MESSAGE = b"From: a@remote.test\r\nSubject: remembered\r\n\r\nbody line\r\n"
 
@@ -149,3 +150,16 @@ def test_losing_and_regaining_the_feed_reads_everything_again(stack, store, owne
     memory.set_trusted(True)
     store.append(owner, "INBOX", MESSAGE)  # missed too: its notice came before the feed was back
     assert_agrees(memory, store, owner)
+
+
+def test_a_lost_notice_is_made_good_by_reading_again_after_a_while(store, owner) -> None:
+    now = [0.0]
+    items = MailboxItems(store, clock=lambda: now[0])
+    items.set_trusted(True)
+    before = items.get(owner, "INBOX")
+    store.append(owner, "INBOX", MESSAGE)  # its notice never comes
+    now[0] += REVALIDATE_SECONDS / 2
+    assert items.get(owner, "INBOX") == before  # memory trusted meanwhile
+    now[0] += REVALIDATE_SECONDS
+    assert items.known(owner, "INBOX") == (False, None)  # too old to answer from
+    assert items.get(owner, "INBOX") == store.get_mailbox(owner, "INBOX")
