@@ -202,6 +202,12 @@ class MailboxItems:
             if there is not None and there.mailbox_id == mailbox_id:
                 self._users[owner][name] = _advanced(there, uidnext, highestmodseq)
 
+    def expect(self, owner: str, name: str, mailbox_id: str, highestmodseq: int) -> None:
+        """A commit of this process left the mailbox at this HIGHESTMODSEQ (one of several: the
+        counters of the last are given to wrote())."""
+        with self._lock:
+            self._expect(owner, name, mailbox_id, highestmodseq)
+
     def created(self, mailbox: Mailbox) -> None:
         with self._lock:
             if mailbox.owner in self._users:

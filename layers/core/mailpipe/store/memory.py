@@ -121,8 +121,18 @@ class MailMemory:
     def _followed(
         self, mailbox: Mailbox, commits: list[int], changed: Iterable[StoredMessage], expunged: Iterable[int]
     ) -> None:
-        for start in commits:
-            self.items.wrote(mailbox.owner, mailbox.name, mailbox.mailbox_id, 0, start + 1)
+        if not commits:
+            return
+        # The item as the commits left it: its UIDNEXT with its HIGHESTMODSEQ. (The commits may have
+        # started later than `mailbox`, after another process's APPEND: HIGHESTMODSEQ alone would
+        # pass for a state that lacks that message.)
+        after = self.store.last_written(mailbox.owner, mailbox.name)
+        if after is not None and after.mailbox_id == mailbox.mailbox_id:
+            for start in commits[:-1]:
+                self.items.expect(mailbox.owner, mailbox.name, mailbox.mailbox_id, start + 1)
+            self.items.wrote(
+                mailbox.owner, mailbox.name, mailbox.mailbox_id, after.uidnext, after.highestmodseq
+            )
         self.snapshots.followed_own_writes(mailbox.mailbox_id, commits, changed, expunged)
 
     def copy(
