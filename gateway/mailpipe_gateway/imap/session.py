@@ -407,8 +407,7 @@ class IMAPSession:
         return Done(text="NAMESPACE completed")
 
     async def cmd_idle(self, command: Command) -> Done:
-        """IDLE (RFC 2177): woken by the change feed (Wakeups) while memory is trusted, else polling
-        the store every `idle_poll` seconds as before the feed; a keep-alive either way."""
+        """IDLE (RFC 2177): woken by the change feed (Wakeups); a keep-alive every `idle_keepalive`."""
         await self.send(serializer.continuation("idling"))
         self._commands.expect_line()
         loop = asyncio.get_running_loop()
@@ -421,7 +420,11 @@ class IMAPSession:
                 event = self._commands.next_event()
                 if event is None:
                     until_keepalive = max(0.0, last_keepalive + self.ctx.idle_keepalive - loop.time())
-                    timeout = until_keepalive if self.ctx.memory.trusted else self.ctx.idle_poll
+                    # Woken by the change feed at once; the memory is also looked at every
+                    # idle_poll seconds as a backstop (no request while it is trusted and current:
+                    # Thunderbird's IDLE was once left unwoken, cause not yet found). Untrusted,
+                    # that look reads the store, as before the feed.
+                    timeout = min(until_keepalive, self.ctx.idle_poll)
                     if reading is None:
                         reading = asyncio.ensure_future(self._stream.read(65536))
                     event = await self._read_or_wake(reading, wake, timeout)
