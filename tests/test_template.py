@@ -1670,7 +1670,7 @@ def test_access_gateway_may_make_every_call_of_the_change_feed(resources: dict[s
 
 def test_mailbox_table_streams_mailbox_items_to_the_relay(resources: dict[str, Any]) -> None:
     """The relay reads old and new images, and the filter passes mailbox items and nothing else."""
-    from mailpipe.store.model import MAILBOX_PREFIX, USER_PREFIX
+    from mailpipe.store.model import MAILBOX_PREFIX, SUBSCRIPTION_PREFIX, USER_PREFIX
 
     table = resources["MailboxTable"]["Properties"]
     assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
@@ -1687,15 +1687,12 @@ def test_mailbox_table_streams_mailbox_items_to_the_relay(resources: dict[str, A
     # Retries end, so one bad batch cannot hold the shard (and every later change) for a day.
     assert 0 <= source["MaximumRetryAttempts"] <= 20
     assert source["MaximumRecordAgeInSeconds"] <= 3600
-    ((pattern),) = [json.loads(f["Pattern"]) for f in source["FilterCriteria"]["Filters"]]
-    assert pattern == {
-        "dynamodb": {
-            "Keys": {
-                "pk": {"S": [{"prefix": USER_PREFIX}]},
-                "sk": {"S": [{"prefix": MAILBOX_PREFIX}]},
-            }
-        }
-    }
+    # Mailbox items, and subscription items (names kept apart from the mailboxes).
+    patterns = [json.loads(f["Pattern"]) for f in source["FilterCriteria"]["Filters"]]
+    assert patterns == [
+        {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": USER_PREFIX}]}, "sk": {"S": [{"prefix": prefix}]}}}}
+        for prefix in (MAILBOX_PREFIX, SUBSCRIPTION_PREFIX)
+    ]
     # Its lag pages.
     (age,) = _alarms(resources, "IteratorAge").values()
     assert age["Properties"]["Dimensions"] == [

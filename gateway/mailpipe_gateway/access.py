@@ -17,7 +17,7 @@ from mailpipe import aws
 from mailpipe.changes.feed import ChangeFeed
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
-from mailpipe.store import MailboxSnapshots, MailStore
+from mailpipe.store import MailMemory, MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.connection_limits import (
@@ -93,7 +93,7 @@ class AccessParts:
 
     directory: Directory
     store: MailStore
-    snapshots: MailboxSnapshots
+    memory: MailMemory  # what the process knows of the store, kept current by the change feed
     leases: Leases
     throttle: AuthThrottle
     # One per process, shared by its IMAP sessions; not started here (see change_feed).
@@ -106,11 +106,16 @@ class AccessParts:
         return cls(
             directory=Directory(aws.table(resources.directory_table)),
             store=store,
-            snapshots=MailboxSnapshots(store),
+            memory=MailMemory(store),
             leases=Leases(table),
             throttle=AuthThrottle(),
             changes=changes,
         )
+
+    def __post_init__(self) -> None:
+        if self.changes is not None:
+            # Memory is trusted while the feed is healthy (it says so when it starts).
+            self.memory.follow(self.changes)
 
 
 def change_feed(resources: Resources) -> ChangeFeed | None:
@@ -149,7 +154,7 @@ def access_server(
         "plaintext_loopback": plaintext_loopback,
     }
     if protocol == "imap":
-        context = IMAPContext(snapshots=parts.snapshots, changes=parts.changes, **common)
+        context = IMAPContext(memory=parts.memory, changes=parts.changes, **common)
         return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port, limiter=limiter)
     return POP3Server(
         POP3Context(leases=parts.leases, **common),

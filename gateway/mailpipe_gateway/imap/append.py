@@ -66,7 +66,7 @@ async def cmd_append(session: IMAPSession, command: Append) -> Done:
 async def _append_one(session: IMAPSession, mailbox_name: str, new: NewMessage) -> Done:
     try:
         appended = await session.call(
-            lambda: session.ctx.store.append_message(
+            lambda: session.ctx.memory.append_message(
                 session.st.user, mailbox_name, new.raw, flags=new.flags, internaldate=new.internaldate
             )
         )
@@ -87,7 +87,7 @@ async def _append_one(session: IMAPSession, mailbox_name: str, new: NewMessage) 
 
 async def _append_many(session: IMAPSession, mailbox_name: str, messages: list[NewMessage]) -> Done:
     try:
-        batch = await session.call(session.ctx.store.append_batch, session.st.user, mailbox_name, messages)
+        batch = await session.call(session.ctx.memory.append_batch, session.st.user, mailbox_name, messages)
     except NoSuchMailbox:
         return no("No such mailbox", "TRYCREATE")
     view, mailbox = session.st.view, batch.mailbox

@@ -103,15 +103,15 @@ async def cmd_create(session: IMAPSession, command: MailboxCommand) -> Done:
     name = command.mailbox.rstrip(DELIMITER)
     if not _valid_name(name):
         return no("Bad mailbox name", "CANNOT")
-    store, owner = session.ctx.store, session.st.user
+    memory, owner = session.ctx.memory, session.st.user
     # RFC 9051 6.3.4: create the superiors the name implies, so the hierarchy can be listed.
     parts = name.split(DELIMITER)
     for depth in range(1, len(parts)):
         parent = DELIMITER.join(parts[:depth])
         with contextlib.suppress(MailboxExists):
-            await session.call(store.create_mailbox, owner, parent)
+            await session.call(memory.create_mailbox, owner, parent)
     try:
-        created = await session.call(store.create_mailbox, owner, name)
+        created = await session.call(memory.create_mailbox, owner, name)
     except MailboxExists:
         return no("Mailbox exists", "ALREADYEXISTS")
     return Done(text="CREATE completed", code=f"MAILBOXID ({created.mailbox_id})")  # RFC 8474 4.1
@@ -120,7 +120,7 @@ async def cmd_create(session: IMAPSession, command: MailboxCommand) -> Done:
 async def cmd_delete(session: IMAPSession, command: MailboxCommand) -> Done:
     if command.mailbox == "INBOX":
         return no("INBOX cannot be deleted", "CANNOT")
-    names = {m.name for m in await session.call(session.ctx.store.list_mailboxes, session.st.user)}
+    names = {m.name for m in await session.call(session.ctx.memory.items.list, session.st.user)}
     if any(name.startswith(command.mailbox + DELIMITER) for name in names):
         # RFC 9051 6.3.5 lets a server keep such a name as \Noselect; refusing is simpler and clear.
         return no("Mailbox has inferior hierarchical names: delete those first", "INUSE")
@@ -128,19 +128,19 @@ async def cmd_delete(session: IMAPSession, command: MailboxCommand) -> Done:
         session.st.view = None
         session.st.state = State.AUTHENTICATED
     try:
-        await session.call(session.ctx.store.delete_mailbox, session.st.user, command.mailbox)
+        await session.call(session.ctx.memory.delete_mailbox, session.st.user, command.mailbox)
     except NoSuchMailbox:
         return no("No such mailbox", "NONEXISTENT")
     return Done(text="DELETE completed")
 
 
 async def cmd_rename(session: IMAPSession, command: Rename) -> Done:
-    store, owner = session.ctx.store, session.st.user
+    memory, owner = session.ctx.memory, session.st.user
     if not _valid_name(command.new):
         return no("Bad mailbox name", "CANNOT")
     if command.old == "INBOX":
         return await _rename_inbox(session, command.new)
-    names = [m.name for m in await session.call(store.list_mailboxes, owner)]
+    names = [m.name for m in await session.call(memory.items.list, owner)]
     if command.old not in names:
         return no("No such mailbox", "NONEXISTENT")
     if command.new in names:
@@ -153,7 +153,7 @@ async def cmd_rename(session: IMAPSession, command: Rename) -> Done:
     ]
     try:
         for old, new in moves:
-            await session.call(store.rename_mailbox, owner, old, new)
+            await session.call(memory.rename_mailbox, owner, old, new)
     except MailboxExists:
         return no("Mailbox exists", "ALREADYEXISTS")
     except StoreError as exc:
@@ -163,15 +163,15 @@ async def cmd_rename(session: IMAPSession, command: Rename) -> Done:
 
 async def _rename_inbox(session: IMAPSession, new: str) -> Done:
     """RENAME INBOX moves its messages to the new mailbox and leaves INBOX empty (RFC 9051 6.3.6)."""
-    store, owner = session.ctx.store, session.st.user
+    memory, owner = session.ctx.memory, session.st.user
     try:
-        await session.call(store.create_mailbox, owner, new)
+        await session.call(memory.create_mailbox, owner, new)
     except MailboxExists:
         return no("Mailbox exists", "ALREADYEXISTS")
-    _, messages = await session.call(store.list_messages, owner, "INBOX")
+    inbox, messages = await session.call(memory.store.list_messages, owner, "INBOX")
     uids = [m.uid for m in messages]
-    await session.call(store.copy, owner, "INBOX", uids, new)
-    await session.call(store.expunge, owner, "INBOX", uids)
+    await session.call(memory.copy, owner, "INBOX", uids, new)
+    await session.call(lambda: memory.expunge(owner, "INBOX", uids, mailbox=inbox))
     return Done(text="RENAME completed")
 
 
@@ -184,11 +184,7 @@ async def cmd_unsubscribe(session: IMAPSession, command: MailboxCommand) -> Done
 
 
 async def _subscription(session: IMAPSession, command: MailboxCommand, subscribed: bool) -> Done:
-    # Names, not mailboxes (RFC 9051 6.3.7): subscribing a name no mailbox has is allowed, and
-    # unsubscribing one that is not subscribed is no error.
-    store = session.ctx.store
-    change = store.subscribe if subscribed else store.unsubscribe
-    await session.call(change, session.st.user, command.mailbox)
+    await session.call(session.ctx.memory.set_subscribed, session.st.user, command.mailbox, subscribed)
     return Done(text=f"{command.name} completed")
 
 
@@ -213,7 +209,9 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
         recursive="RECURSIVEMATCH" in command.select_options,
         show_subscribed=subscribed_only or "SUBSCRIBED" in command.return_options,
     )
-    mailboxes, subscribed = await session.call(session.ctx.store.mailboxes_and_subscriptions, session.st.user)
+    mailboxes, subscribed = await session.call(
+        session.ctx.memory.items.list_with_subscriptions, session.st.user
+    )
     # Matching costs a step per character of each name for each pattern: off the event loop.
     rows = await session.call(listing, mailboxes, subscribed, patterns, selection)
     out = []
@@ -263,7 +261,7 @@ QUOTA_ROOT = ""
 
 
 async def cmd_getquotaroot(session: IMAPSession, command: MailboxCommand) -> Done:
-    if await session.call(session.ctx.store.get_mailbox, session.st.user, command.mailbox) is None:
+    if await session.call(session.ctx.memory.items.get, session.st.user, command.mailbox) is None:
         return no("No such mailbox", "NONEXISTENT")
     line = b"* QUOTAROOT " + serializer.mailbox(command.mailbox, utf8=session.st.utf8) + b' ""\r\n'
     await session.send(line + await _quota_line(session))

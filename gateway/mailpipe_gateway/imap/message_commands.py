@@ -74,8 +74,8 @@ async def cmd_close(session: IMAPSession, command: Command) -> Done:
         deleted = await _flagged_deleted(session)
         if deleted:
             await session.call(
-                lambda: session.ctx.store.expunge(
-                    session.st.user, view.mailbox.name, deleted, only_deleted=True
+                lambda: session.ctx.memory.expunge(
+                    session.st.user, view.mailbox.name, deleted, only_deleted=True, mailbox=view.mailbox
                 )
             )
     session.st.view = None
@@ -95,7 +95,7 @@ async def cmd_expunge(session: IMAPSession, command: Expunge) -> Done:
         deleted = [m.uid for _, m in view.by_uids(command.uids.resolve(view.largest_uid))]
     commits: list[int] = []
     expunged = await session.call(
-        lambda: session.ctx.store.expunge(
+        lambda: session.ctx.memory.expunge(
             session.st.user,
             view.mailbox.name,
             deleted,
@@ -141,13 +141,13 @@ async def cmd_copy(session: IMAPSession, command: Copy) -> Done:
         targets = resolve(session, command.sequence_set, command.uid)
     except _BadSet as exc:
         return bad(str(exc))
-    if await session.call(session.ctx.store.get_mailbox, session.st.user, command.mailbox) is None:
+    if await session.call(session.ctx.memory.items.get, session.st.user, command.mailbox) is None:
         return no("No such mailbox", "TRYCREATE")
     uids = [m.uid for _, m in targets if not view.is_expunged(m.uid)]
     if not uids:
         return Done(text=f"{command.name} completed (nothing to do)")
     target, pairs = await session.call(
-        session.ctx.store.copy, session.st.user, view.mailbox.name, uids, command.mailbox
+        session.ctx.memory.copy, session.st.user, view.mailbox.name, uids, command.mailbox
     )
     code = f"COPYUID {target.uidvalidity} {uid_set([s for s, _ in pairs])} {uid_set([d for _, d in pairs])}"
     if not move:
@@ -156,7 +156,7 @@ async def cmd_copy(session: IMAPSession, command: Copy) -> Done:
     await session.send(f"* OK [{code}] Moved\r\n".encode())
     commits: list[int] = []
     expunged = await session.call(
-        lambda: session.ctx.store.expunge(
+        lambda: session.ctx.memory.expunge(
             session.st.user, view.mailbox.name, uids, commits=commits, mailbox=view.mailbox
         )
     )
@@ -183,7 +183,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
     uids = [m.uid for _, m in targets if not view.is_expunged(m.uid)]
     commits: list[int] = []
     change = await session.call(
-        lambda: session.ctx.store.update_flags(
+        lambda: session.ctx.memory.update_flags(
             session.st.user,
             view.mailbox.name,
             uids,
@@ -319,7 +319,7 @@ async def _mark_seen(session: IMAPSession, targets: Targets) -> Targets:
         return targets
     commits: list[int] = []
     change = await session.call(
-        lambda: session.ctx.store.update_flags(
+        lambda: session.ctx.memory.update_flags(
             session.st.user,
             view.mailbox.name,
             unseen,

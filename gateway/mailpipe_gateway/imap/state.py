@@ -12,16 +12,17 @@ from mailpipe.changes.feed import ChangeFeed
 from mailpipe.directory import Directory
 from mailpipe.quota import DEFAULT_LIMIT, Quotas
 from mailpipe.quota_cache import QuotaUsageCache
-from mailpipe.store import MailboxSnapshots, MailStore
+from mailpipe.store import MailboxSnapshots, MailMemory, MailStore
 from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
 from mailpipe_gateway.imap.view import MailboxView
+from mailpipe_gateway.imap.wakeups import Wakeups
 
 DELIMITER = "/"
 APPEND_LIMIT = 40 * 1024 * 1024  # the SMTP gateway's SIZE: what can arrive can be appended
 AUTOLOGOUT_SECONDS = 30 * 60  # RFC 9051 5.4: at least 30 minutes outside IDLE
 IDLE_KEEPALIVE_SECONDS = 2 * 60  # a network load balancer drops idle TCP at 350 s
-IDLE_POLL_SECONDS = 0.5  # new mail reaches an IDLE-ing client within a second
+IDLE_POLL_SECONDS = 0.5  # without a healthy change feed: new mail reaches an IDLE-ing client within 1 s
 QUOTA_STORAGE_BYTES = DEFAULT_LIMIT  # what a user without a quota of their own may store (RFC 9208)
 
 
@@ -38,7 +39,7 @@ class IMAPContext:
 
     directory: Directory
     store: MailStore
-    snapshots: MailboxSnapshots  # the mailboxes as this process last read them, shared by sessions
+    memory: MailMemory  # the mailboxes as this process knows them, shared by sessions (store/memory.py)
     throttle: AuthThrottle
     hostname: str
     tls_context: ssl.SSLContext | None
@@ -51,16 +52,24 @@ class IMAPContext:
     quota_storage: int = QUOTA_STORAGE_BYTES
     user_sessions: UserSessions = field(default_factory=UserSessions.from_env)  # the per-user cap
     # The process's change feed (mailpipe.changes.feed), started and closed by whoever runs the
-    # servers; None without a changes topic (then sessions poll the store).
+    # servers; None without a changes topic (then sessions poll the store). `memory` follows it.
     changes: ChangeFeed | None = None
+    wakeups: Wakeups = field(default_factory=Wakeups)  # IDLE sessions woken by the change feed
     # APPEND's quota check: counted again only near the limit or after a minute (quota_cache.py)
     append_quota: QuotaUsageCache = field(init=False)
 
     def __post_init__(self) -> None:
+        self.memory.add_observer(self.wakeups.changed)
         self.append_quota = QuotaUsageCache(lambda owner: self.quotas.state(owner))
 
     @property
+    def snapshots(self) -> MailboxSnapshots:
+        return self.memory.snapshots
+
+    @property
     def quotas(self) -> Quotas:
+        # Usage from the mailbox items' running totals, read from the store: memory's items do
+        # not follow the totals (a notice carries only the counters).
         return Quotas(self.directory, self.store, self.quota_storage)
 
 

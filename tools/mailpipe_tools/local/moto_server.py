@@ -7,10 +7,12 @@ import copy
 import errno
 import json
 import logging
+import re
 import shutil
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,53 @@ class _ChangeCounter:
         if not reads:
             self.count += 1
         return response
+
+
+class RequestCounter:
+    """Counts every request by what it asked of which service ("dynamodb:GetItem", "s3:GET",
+    "sqs:ReceiveMessage"), so tests and benches can tell how many AWS requests a command cost.
+
+    Read `counts()` in this process, or GET /_mailpipe/requests (JSON) from another one."""
+
+    PATH = "/_mailpipe/requests"
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def counts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._counts)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == self.PATH and environ.get("REQUEST_METHOD") == "GET":
+            body = json.dumps(self.counts()).encode()
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        with self._lock:
+            self._counts[_request_kind(environ)] += 1
+        return self._app(environ, start_response)
+
+
+def _request_kind(environ: dict[str, Any]) -> str:
+    """ "service:Operation" for the JSON services (X-Amz-Target), "service:METHOD" for the others
+    (the service from the signature's credential scope)."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        prefix, _, operation = target.partition(".")
+        service = {"DynamoDB_20120810": "dynamodb", "DynamoDBStreams_20120810": "dynamodbstreams"}.get(
+            prefix, prefix.lower().removeprefix("amazon")
+        )
+        return f"{service}:{operation}"
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = scope.group(1) if scope else "unsigned"
+    return f"{service}:{environ.get('REQUEST_METHOD', '?')}"
+
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 
 
 def _install_fast_transactions() -> None:
@@ -385,7 +434,8 @@ class MotoServer:
             s3_files.install(bodies)
         self.dynamodb = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
         self.changes = _ChangeCounter(self.dynamodb)
-        app = self.changes
+        self.requests = RequestCounter(self.changes)
+        app = self.requests
         self._server: Any = create_server(
             app,
             host=host,

@@ -23,6 +23,9 @@ class MailboxNotice:
     uidnext, highestmodseq: the item's counters (the old image's when `removed`).
     removed: the item is gone: the mailbox was deleted, or renamed away from this name (a rename
       gives a `removed` notice for the old name and one for the new name, same mailbox_id).
+
+    A subscription item (`subscription#<name>`: a subscribed name, kept apart from the mailboxes)
+    gives a notice with an empty mailbox_id and zero counters: the user's subscriptions changed.
     """
 
     owner: str

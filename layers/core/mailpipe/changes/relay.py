@@ -16,7 +16,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from mailpipe.changes.notice import MailboxNotice, encode_batch
-from mailpipe.store.model import MAILBOX_PREFIX, USER_PREFIX
+from mailpipe.store.model import MAILBOX_PREFIX, SUBSCRIPTION_PREFIX, USER_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,15 @@ def notice_of(record: Mapping[str, Any]) -> MailboxNotice | None:
     keys = change.get("Keys") or {}
     pk = keys.get("pk", {}).get("S", "")
     sk = keys.get("sk", {}).get("S", "")
-    if not (pk.startswith(USER_PREFIX) and sk.startswith(MAILBOX_PREFIX)):
+    if not pk.startswith(USER_PREFIX):
         return None
     removed = record.get("eventName") == "REMOVE"
+    if sk.startswith(SUBSCRIPTION_PREFIX):
+        # A subscription (a name apart from the mailboxes): no id, no counters; readers of the
+        # user's items read them again.
+        return MailboxNotice(pk[len(USER_PREFIX) :], sk[len(SUBSCRIPTION_PREFIX) :], "", 0, 0, removed)
+    if not sk.startswith(MAILBOX_PREFIX):
+        return None
     image = change.get("OldImage" if removed else "NewImage")
     if not image:
         log.warning("stream record without its image (is the view NEW_AND_OLD_IMAGES?): %s %s", pk, sk)
@@ -64,7 +70,7 @@ def notices_of(records: Iterable[Mapping[str, Any]]) -> list[MailboxNotice]:
     for record in records:
         notice = notice_of(record)
         if notice is not None:
-            key = (notice.owner, notice.name)
+            key = (notice.owner, notice.name, notice.mailbox_id == "")
             latest.pop(key, None)  # re-inserted last: the batch keeps stream order
             latest[key] = notice
     return list(latest.values())

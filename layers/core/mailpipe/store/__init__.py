@@ -1,5 +1,6 @@
 """The mail store: message bodies in S3, the mailbox index in DynamoDB."""
 
+from mailpipe.store.mailbox_items import MailboxItems
 from mailpipe.store.mailstore import (
     AppendedBatch,
     FlagChange,
@@ -9,6 +10,7 @@ from mailpipe.store.mailstore import (
     NoSuchMailbox,
     StoreError,
 )
+from mailpipe.store.memory import MailMemory
 from mailpipe.store.model import DEFAULT_MAILBOXES, Mailbox, MessageState, StoredMessage
 from mailpipe.store.snapshots import Changes, MailboxSnapshots
 
@@ -17,9 +19,11 @@ __all__ = [
     "AppendedBatch",
     "Changes",
     "FlagChange",
+    "MailMemory",
     "MailStore",
     "Mailbox",
     "MailboxExists",
+    "MailboxItems",
     "MailboxSnapshots",
     "MessageState",
     "NewMessage",

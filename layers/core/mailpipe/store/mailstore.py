@@ -380,6 +380,11 @@ class MailStore:
         the caller; returns the UID range [start, end) it got (store/recent.py)."""
         return self._recent.claim(mailbox)
 
+    def last_written(self, owner: str, name: str) -> Mailbox | None:
+        """The mailbox item as this process's latest commit to it left it (UIDNEXT and HIGHESTMODSEQ
+        of one moment), if it wrote to it lately."""
+        return self._writers.remembered(owner, name)
+
     def require_mailbox(self, owner: str, name: str) -> Mailbox:
         mailbox = self.get_mailbox(owner, name)
         if mailbox is None:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from mailpipe.store.model import Mailbox, MessageState, StoredMessage
 
 if TYPE_CHECKING:
+    from mailpipe.store.mailbox_items import MailboxItems
     from mailpipe.store.mailstore import MailStore
 
 # A message in memory is ~1 KB with its summary packed (StoredMessage.packed_summary): ~200 MB
@@ -70,8 +72,16 @@ class Changes:
 class MailboxSnapshots:
     """The per-process cache of mailboxes; every method is safe to call from many threads."""
 
-    def __init__(self, store: MailStore, *, max_messages: int = MAX_CACHED_MESSAGES) -> None:
+    def __init__(
+        self,
+        store: MailStore,
+        *,
+        max_messages: int = MAX_CACHED_MESSAGES,
+        items: MailboxItems | None = None,
+    ) -> None:
         self._store = store
+        # Where mailbox items come from: memory kept by the change feed, else a read of the store.
+        self._items = items
         self._max_messages = max_messages
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()  # least recently used first
@@ -80,7 +90,10 @@ class MailboxSnapshots:
 
     def list_messages(self, owner: str, name: str) -> tuple[Mailbox, list[StoredMessage]]:
         """The mailbox and its live messages in UID order, like MailStore.list_messages."""
-        mailbox = self._store.require_mailbox(owner, name)
+        if self._items is not None:
+            mailbox = self._items.require(owner, name)
+        else:
+            mailbox = self._store.require_mailbox(owner, name)
         snapshot = self._current(mailbox)
         return _as_of(mailbox, snapshot), list(snapshot.messages.values())
 
@@ -98,9 +111,59 @@ class MailboxSnapshots:
         found = {m.uid: m for m in self._store.messages_by_uid(mailbox, new)} if new else {}
         return Changes(mailbox, states, found)
 
+    def answers(self, mailbox: Mailbox, since: int) -> bool:
+        """Whether changes(mailbox, since) is answered from memory now, without a read or a wait."""
+        snapshot = self._get(mailbox.mailbox_id)
+        return (
+            snapshot is not None
+            and snapshot.mailbox.highestmodseq >= mailbox.highestmodseq
+            and snapshot.log_start <= since
+        )
+
+    def followed_own_writes(
+        self,
+        mailbox_id: str,
+        commits: list[int],
+        changed: Iterable[StoredMessage] = (),
+        expunged: Iterable[int] = (),
+    ) -> None:
+        """This process committed `commits` (the HIGHESTMODSEQ each started from) to the mailbox,
+        changing `changed` (or adding them, at UIDNEXT) and expunging `expunged`. A snapshot that
+        was exactly where they started takes them in without a read; any other is brought
+        forward from the store when next used."""
+        if not commits or commits != list(range(commits[0], commits[0] + len(commits))):
+            return
+        with self._lock:
+            updating = self._updating.setdefault(mailbox_id, threading.Lock())
+        with updating:
+            old = self._get(mailbox_id)
+            if old is None or old.mailbox.highestmodseq != commits[0]:
+                return
+            messages = dict(old.messages)
+            uidnext = old.mailbox.uidnext
+            uids = set()
+            for message in sorted(changed, key=lambda m: m.uid):
+                if message.uid == uidnext:
+                    uidnext += 1
+                elif message.uid > uidnext:
+                    return  # UIDs this snapshot never saw: not where the writes started
+                elif message.uid not in messages:
+                    continue
+                messages[message.uid] = message
+                uids.add(message.uid)
+            for uid in expunged:
+                messages.pop(uid, None)
+                uids.add(uid)
+            batch = _Batch(commits[0], commits[-1] + 1, frozenset(uids))
+            counters = replace(old.mailbox, uidnext=uidnext, highestmodseq=commits[-1] + 1)
+            self._put(mailbox_id, _Snapshot(counters, messages, (*old.log, batch)[-MAX_LOGGED_BATCHES:]))
+
     def _current(self, mailbox: Mailbox) -> _Snapshot:
         """The snapshot of this mailbox at least as new as `mailbox`, read from the store if need be."""
         key = mailbox.mailbox_id
+        snapshot = self._get(key)
+        if snapshot is not None and snapshot.mailbox.highestmodseq >= mailbox.highestmodseq:
+            return snapshot  # without waiting for a reader of a newer one
         with self._lock:
             updating = self._updating.setdefault(key, threading.Lock())
         # One reader per mailbox at a time: sessions arriving meanwhile find its result.
