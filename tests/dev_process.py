@@ -36,11 +36,13 @@ class DevProcess:
             *args,
         ]
         self.process: subprocess.Popen[str] | None = None
+        self.extra_env: dict[str, str] = {}  # set before start(): variables the stack is given
         self.output = ""
 
     def start(self, *more: str) -> str:
         """Starts it and waits for the ready line; the banner."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
+        env.update(self.extra_env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mailpipe_tools.cli", "dev", *self.args, *more],
             cwd=self.cwd,

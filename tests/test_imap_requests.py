@@ -91,9 +91,15 @@ def test_metadata_commands_make_no_aws_request_in_steady_state(stack, new_user) 
     client.ok("w5", b"UNSUBSCRIBE Projects")
 
     steady(stack, client)
-    for _ in range(3):
-        spent = costs(stack, client)
-        assert not any(spent.values()), {c: dict(n) for c, n in spent.items() if n}
+    # The count is of every request moto serves, so the dev stack's own background work (its
+    # scheduled prune run, the functions serving other tests' mail) can land in a command's
+    # window now and then: a command that reads the store does so every time, so it is caught
+    # by costing in more than one of the rounds.
+    rounds = [costs(stack, client) for _ in range(4)]
+    costly = Counter(command for spent in rounds for command, cost in spent.items() if cost)
+    assert all(times <= 1 for times in costly.values()), [
+        {c: dict(n) for c, n in spent.items() if n} for spent in rounds
+    ]
     client.ok("o", b"LOGOUT")
     client.close()
 

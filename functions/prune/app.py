@@ -13,6 +13,6 @@ tracer = Tracer()
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # Bounded work per run (store/pruning.py's budget): what is left waits for the next run.
-    report = prune()
+    report = prune(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
     logger.info(report.line(), extra={"report": report.__dict__})
     return report.__dict__

@@ -7,6 +7,7 @@ import copy
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -320,7 +321,7 @@ def _install_fast_projection() -> None:
 
 # Stream records kept per shard (DynamoDB keeps 24 hours'): the dev stack's reader is never more
 # than a poll behind, and each record holds both images of an item (up to ~10 KB with a header).
-STREAM_RECORDS_KEPT = 4096
+STREAM_RECORDS_KEPT = int(os.environ.get("MAILPIPE_DEV_STREAM_RECORDS", "4096"))
 # Shard iterators remembered (DynamoDB's expire after 15 minutes): one is made per GetRecords.
 SHARD_ITERATORS_KEPT = 1024
 

@@ -66,15 +66,19 @@ class PruneReport:
     tombstones: int = 0
     markers: int = 0
     markers_dated: int = 0  # markers from before `at` existed, given this run's time
-    complete: bool = True  # False: the budget ran out, the next run goes on
+    complete: bool = True  # False: the budget or the time ran out, the next run goes on
 
     def line(self) -> str:
-        rest = "" if self.complete else "; budget spent, the next run continues"
+        rest = "" if self.complete else "; budget or time spent, the next run continues"
         return (
             f"pruned {self.tombstones} tombstones and {self.markers} delivery markers in "
             f"{self.mailboxes} mailboxes ({self.floors_raised} floors raised, "
             f"{self.markers_dated} markers dated){rest}"
         )
+
+
+# A mailbox's pruning takes a few requests: this much time left is plenty to stop cleanly.
+STOP_SECONDS_BEFORE_TIMEOUT = 30.0
 
 
 class _Spent(Exception):
@@ -90,12 +94,16 @@ class Pruner:
         marker_age: float = MARKER_AGE,
         budget: int = BUDGET,
         clock: Callable[[], float] = time.time,
+        time_left: Callable[[], float] | None = None,
     ) -> None:
+        """`time_left`: seconds the run may still take (a Lambda context's remaining time): it
+        stops between mailboxes when little is left, as when its budget is spent."""
         self._table = table
         self._tombstone_age = tombstone_age
         self._marker_age = marker_age
         self._budget = budget
         self._clock = clock
+        self._time_left = time_left
 
     def run(self, owners: Iterable[str]) -> PruneReport:
         """Prune every mailbox of `owners`, until done or the budget is spent."""
@@ -104,6 +112,8 @@ class Pruner:
         try:
             for owner in owners:
                 for item in self._mailbox_items(owner):
+                    if self._time_left is not None and self._time_left() < STOP_SECONDS_BEFORE_TIMEOUT:
+                        raise _Spent
                     report.mailboxes += 1
                     self._prune(item, report)
         except _Spent:
