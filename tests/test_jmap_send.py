@@ -387,3 +387,98 @@ def test_search_snippets_mark_the_terms_html_escaped(client: LoopbackClient, raw
         ["SearchSnippet/get", {"accountId": raw.account, "emailIds": [], "filter": {"text": 5}}, "c"]
     )
     assert (name, result["type"]) == ("error", "invalidArguments")
+
+
+def test_draft_and_submission_in_one_request_as_an_alias(
+    stack: DevStack, client: LoopbackClient, raw: Raw, user: str, new_user: Callable[..., str]
+) -> None:
+    alias = f"team-{secrets.token_hex(3)}@example.test"
+    stack.directory().add_alias(alias, [user])
+    to = new_user()
+    identities = {
+        i["email"]: i["id"]
+        for i in raw.call(["Identity/get", {"accountId": raw.account}, "i"], using=ALL)[0][1]["list"]
+    }
+    before = raw.call(["EmailSubmission/get", {"accountId": raw.account, "ids": []}, "g"], using=ALL)[0][1][
+        "state"
+    ]
+    drafts = roles_raw(raw)["drafts"]
+    responses = raw.call(
+        [
+            "Email/set",
+            {
+                "accountId": raw.account,
+                "create": {
+                    "d": {
+                        "mailboxIds": {drafts: True},
+                        "from": [{"email": alias}],
+                        "to": [{"email": to}],
+                        "subject": "from the team",
+                        "bodyValues": {"t": {"value": "hi"}},
+                        "textBody": [{"partId": "t", "type": "text/plain"}],
+                    }
+                },
+            },
+            "e",
+        ],
+        [
+            "EmailSubmission/set",
+            {
+                "accountId": raw.account,
+                "create": {"s": {"identityId": identities[alias], "emailId": "#d"}},
+                "onSuccessDestroyEmail": ["#s"],
+            },
+            "s",
+        ],
+        using=ALL,
+    )
+    assert [r[0] for r in responses] == ["Email/set", "EmailSubmission/set", "Email/set"]
+    email_id = responses[0][1]["created"]["d"]["id"]
+    submission_id = responses[1][1]["created"]["s"]["id"]
+    assert responses[2][1]["destroyed"] == [email_id] and responses[2][2] == "s"
+
+    wait_for_inbox(stack, to, 1)
+    (message,) = imap_messages(stack, to)
+    assert email.message_from_bytes(message)["From"] == alias
+
+    changes = raw.call(
+        ["EmailSubmission/changes", {"accountId": raw.account, "sinceState": before}, "c"], using=ALL
+    )
+    assert changes[0][1]["created"] == [submission_id] and changes[0][1]["newState"] != before
+    got = raw.call(
+        [
+            "EmailSubmission/query",
+            {"accountId": raw.account, "filter": {"emailIds": [email_id]}, "sort": [{"property": "sentAt"}]},
+            "q",
+        ],
+        [
+            "EmailSubmission/get",
+            {
+                "accountId": raw.account,
+                "#ids": {"resultOf": "q", "name": "EmailSubmission/query", "path": "/ids"},
+            },
+            "g",
+        ],
+        using=ALL,
+    )
+    (record,) = got[1][1]["list"]
+    assert record["envelope"]["mailFrom"]["email"] == alias and record["identityId"] == identities[alias]
+    assert record["envelope"]["rcptTo"] == [{"email": to, "parameters": None}]
+    ((_, result, _),) = raw.call(
+        [
+            "EmailSubmission/set",
+            {
+                "accountId": raw.account,
+                "update": {submission_id: {"undoStatus": "canceled"}},
+                "destroy": [submission_id],
+            },
+            "x",
+        ],
+        using=ALL,
+    )
+    assert result["notUpdated"][submission_id]["type"] == "cannotUnsend"
+    assert result["notDestroyed"][submission_id]["type"] == "forbidden"
+    ((name, result, _),) = raw.call(
+        ["EmailSubmission/query", {"accountId": raw.account, "sort": [{"property": "nope"}]}, "q"], using=ALL
+    )
+    assert (name, result["type"]) == ("error", "unsupportedSort")
