@@ -5,6 +5,7 @@ Core/echo, every request-level error and the method-level ones, and the limits."
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -44,12 +45,14 @@ def test_session_resource(raw: Raw, jmap_server: LocalHttpApi) -> None:
     assert status == 200 and json.loads(body) == session
 
 
-def test_unauthenticated_and_wrong_password(raw: Raw) -> None:
+def test_unauthenticated_and_wrong_password(raw: Raw, caplog: pytest.LogCaptureFixture) -> None:
     raw.auth = None  # type: ignore[assignment]
     status, headers, _ = raw.http("GET", "/.well-known/jmap")
     assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
     wrong = Raw(raw.base_url, "nobody@example.test", "nope")
-    assert wrong.http("GET", "/.well-known/jmap")[0] == 401
+    with caplog.at_level(logging.WARNING, logger="mailpipe.jmap.http"):
+        assert wrong.http("GET", "/.well-known/jmap")[0] == 401
+    assert "auth failed: client=127.0.0.1 protocol=jmap user=nobody@example.test" in caplog.text
     assert wrong.http("POST", "/jmap/api", b"{}", {"Content-Type": "application/json"})[0] == 401
 
 
@@ -112,6 +115,12 @@ def test_both_argument_and_reference_is_invalid(raw: Raw) -> None:
         (b'{"using": [], "methodCalls": [["Core/echo", {}]]}', "application/json", "notRequest"),
         (b'{"using": [], "methodCalls": [[1, {}, "a"]]}', "application/json", "notRequest"),
         (b'{"using": ["urn:example:nope"], "methodCalls": []}', "application/json", "unknownCapability"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", "notJSON"),
+        (
+            b'{"using": [], "methodCalls": [["Core/echo", {"a": ' + b"[" * 500 + b"]" * 500 + b'}, "0"]]}',
+            "application/json",
+            "notRequest",
+        ),
     ],
 )
 def test_request_level_errors(raw: Raw, body: bytes, content_type: str, kind: str) -> None:

@@ -209,6 +209,15 @@ def test_email_get_query_and_bodies(client: LoopbackClient, imap: imaplib.IMAP4,
     ]
     # The attachment's blob downloads, and the attached message parses.
     pdf, attached = second["attachments"]
+    parts = raw_client.one(
+        "Email/get",
+        {
+            "ids": [second["id"]],
+            "properties": ["attachments"],
+            "bodyProperties": ["partId", "header:Content-Type:asRaw"],
+        },
+    )["list"][0]["attachments"]
+    assert "application/pdf" in parts[0]["header:Content-Type:asRaw"]
     status, headers, data = raw_client.http(
         "GET", f"/jmap/download/{raw_client.account}/{pdf['blobId']}/doc.pdf?type=application/pdf"
     )
@@ -443,3 +452,25 @@ def test_threads_from_references(client: LoopbackClient, imap: imaplib.IMAP4, ra
     assert (inbox.total_emails, inbox.total_threads) == (2, 2)
     changes = raw_client.one("Thread/changes", {"sinceState": state})
     assert changes["updated"] == [start["threadId"]] and changes["created"] == [other["threadId"]]
+
+
+def test_destroying_a_mailbox_with_mail(client: LoopbackClient, imap: imaplib.IMAP4, raw_client: Raw) -> None:
+    """mailboxHasEmail unless onDestroyRemoveEmails; then IMAP no longer lists it, and Email/changes
+    from before says cannotCalculateChanges (its messages went with it: docs/jmap.md)."""
+    assert imap.create("Doomed")[0] == "OK"
+    append(imap, message("in doomed"), mailbox="Doomed")
+    doomed = mailboxes(client)["Doomed"].id
+    state = raw_client.one("Email/get", {"ids": []})["state"]
+    kept = raw_client.one("Mailbox/set", {"destroy": [doomed]})
+    assert kept["notDestroyed"][doomed]["type"] == "mailboxHasEmail"
+    current = raw_client.one("Mailbox/get", {"ids": []})["state"]
+    gone = raw_client.one(
+        "Mailbox/set", {"ifInState": current, "destroy": [doomed], "onDestroyRemoveEmails": True}
+    )
+    assert gone["destroyed"] == [doomed]
+    status, listing = imap.list()
+    assert status == "OK" and not any(b"Doomed" in line for line in listing)
+    ((name, error, _),) = raw_client.call(
+        ["Email/changes", {"accountId": raw_client.account, "sinceState": state}, "c"]
+    )
+    assert (name, error["type"]) == ("error", "cannotCalculateChanges")

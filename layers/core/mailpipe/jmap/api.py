@@ -29,6 +29,11 @@ from mailpipe.store import StoreError
 
 log = logging.getLogger(__name__)
 
+# How deep a request's JSON may nest: a request is a few levels, a filter of a webmail's search
+# a few more; the parser and the methods (filters are compiled recursively) stay far from
+# Python's recursion limit.
+MAX_DEPTH = 64
+
 
 class Concurrency:
     """maxConcurrentRequests, per owner, within this process (one Lambda environment runs one
@@ -69,6 +74,11 @@ def parse_request(body: bytes, context: Context) -> dict[str, Any]:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError("notJSON", f"the request is not JSON: {exc}") from None
+    except RecursionError:  # deeper than the parser goes: no request needs that
+        raise RequestError("notJSON", f"nested more than {MAX_DEPTH} levels") from None
+    if _too_deep(request):
+        # Methods walk filters and patches recursively: a request is refused before they could.
+        raise RequestError("notRequest", f"nested more than {MAX_DEPTH} levels")
     if not (
         isinstance(request, dict)
         and isinstance(request.get("using"), list)
@@ -88,6 +98,19 @@ def parse_request(body: bytes, context: Context) -> dict[str, Any]:
             limit="maxCallsInRequest",
         )
     return request
+
+
+def _too_deep(value: Any) -> bool:
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return False
 
 
 def _is_invocation(call: Any) -> bool:

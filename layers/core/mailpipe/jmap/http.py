@@ -80,6 +80,14 @@ class JmapHttp:
         self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self._route(request)
+        except Exception:
+            # An outage (the directory, the store) or a bug: a 500 problem, the trace to the log only.
+            log.exception("jmap %s %s failed", request.method, request.path[:200])
+            return HttpResponse.json(500, {"type": "about:blank", "status": 500, "detail": "server error"})
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
         path = request.path
         known = (
             path in SESSION_PATHS
@@ -123,7 +131,12 @@ class JmapHttp:
             return None
         found = self._directory.authenticate(user, password)
         if found is None:
-            log.info("jmap: failed login for %r from %s", user[:100], request.source_ip or "?")
+            # The gateways' line (auth/throttle.py), so one fail2ban filter reads every protocol.
+            log.warning(
+                "auth failed: client=%s protocol=jmap user=%s",
+                request.source_ip or "-",
+                user[:254].replace(" ", "_"),
+            )
             return None
         return found.address
 

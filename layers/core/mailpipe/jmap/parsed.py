@@ -396,6 +396,10 @@ def body_part(part: Part, blob_id: Any, wanted: tuple[str, ...] | list[str]) -> 
         values["subParts"] = (
             [body_part(p, blob_id, wanted) for p in part.sub_parts] if part.is_multipart else None
         )
+    for prop in wanted:
+        spec = parse_header_property(prop) if prop.startswith("header:") else None
+        if spec is not None:
+            values[prop] = header_form(part.headers, *spec)
     return {name: values[name] for name in wanted if name in values}
 
 
