@@ -482,3 +482,40 @@ def test_draft_and_submission_in_one_request_as_an_alias(
         ["EmailSubmission/query", {"accountId": raw.account, "sort": [{"property": "nope"}]}, "q"], using=ALL
     )
     assert (name, result["type"]) == ("error", "unsupportedSort")
+
+
+BAD_SUBMISSIONS: list[object] = [
+    5,
+    [],
+    {},
+    {"identityId": 5, "emailId": []},
+    {"identityId": "Inope", "emailId": "Enope"},
+    {"emailId": "#nope"},
+    {"envelope": {"mailFrom": "x", "rcptTo": 5}},
+    {"envelope": {"mailFrom": {"email": 5}, "rcptTo": [{"email": "a@b.test"}]}},
+    {"envelope": {"mailFrom": {"email": "a@b.test"}, "rcptTo": ["x"]}},
+    {"undoStatus": "pending"},
+    {"sendAt": "2026-01-01T00:00:00Z"},
+]
+
+
+def test_bad_submissions_get_set_errors(raw: Raw) -> None:
+    objects = {str(i): o for i, o in enumerate(BAD_SUBMISSIONS)}
+    responses = raw.call(
+        [
+            "EmailSubmission/set",
+            {
+                "accountId": raw.account,
+                "create": objects,
+                "onSuccessUpdateEmail": {"#0": 5, "Snope": {"keywords": 5}},
+                "onSuccessDestroyEmail": ["#1", "Snope"],
+            },
+            "c",
+        ],
+        ["Identity/set", {"accountId": raw.account, "create": objects, "update": {"Inope": 5}}, "i"],
+        using=ALL,
+    )
+    for name, result, _ in responses:
+        assert name != "error", result
+        assert set(result["notCreated"]) == set(objects), result
+        assert result["created"] is None

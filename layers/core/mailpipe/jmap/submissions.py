@@ -223,10 +223,10 @@ def _create(context: Context, properties: Any) -> dict[str, Any]:
     unknown = sorted(set(properties) - {"identityId", "emailId", "envelope"})
     if unknown:
         raise SetFailure("invalidProperties", "these cannot be set", properties=unknown)
-    identity = find_identity(context, context.resolve(properties.get("identityId")))
+    identity = find_identity(context, _resolved(context, properties, "identityId"))
     if identity is None:
         raise SetFailure("invalidProperties", "no such identity", properties=["identityId"])
-    email_id = context.resolve(properties.get("emailId"))
+    email_id = _resolved(context, properties, "emailId")
     found = locate_ids(context, [email_id]).get(email_id) if isinstance(email_id, str) else None
     if found is None:
         raise SetFailure("invalidProperties", "no such Email", properties=["emailId"])
@@ -275,6 +275,19 @@ def _create(context: Context, properties: Any) -> dict[str, Any]:
     }
     outbox.record(context.owner, sent.queue_id, record)
     return record
+
+
+def _resolved(context: Context, properties: dict[str, Any], name: str) -> Any:
+    """An id, or "#creationId" of an object made earlier in the request; a creation id that names
+    nothing fails this object only (a SetError), not the whole call."""
+    value = properties.get(name)
+    if isinstance(value, str) and value.startswith("#"):
+        value = context.created_ids.get(value[1:])
+        if value is None:
+            raise SetFailure(
+                "invalidProperties", f"{name}: no object was created as {properties[name]}", properties=[name]
+            )
+    return value
 
 
 def _fields(raw: bytes) -> dict[str, list[str]]:
