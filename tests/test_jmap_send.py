@@ -329,6 +329,33 @@ def test_upload_download_import_and_scoping(
     got = client.request(EmailGet(ids=[imported["id"]], properties=["subject"]))
     assert got.data[0].subject == "uploaded"
 
+    # An upload attached to a new Email (a draft with an attachment), read back as its part.
+    pdf = b"%PDF-1.4 uploaded attachment"
+    status, _, body = raw.http(
+        "POST", f"/jmap/upload/{raw.account}/", pdf, {"Content-Type": "application/pdf"}
+    )
+    attachment = json.loads(body)["blobId"]
+    result = raw.one(
+        "Email/set",
+        {
+            "create": {
+                "a": {
+                    "mailboxIds": {inbox: True},
+                    "subject": "with attachment",
+                    "bodyValues": {"t": {"value": "see attached"}},
+                    "textBody": [{"partId": "t", "type": "text/plain"}],
+                    "attachments": [{"blobId": attachment, "type": "application/pdf", "name": "a.pdf"}],
+                }
+            }
+        },
+    )
+    with_attachment = result["created"]["a"]["id"]
+    (got_email,) = raw.one("Email/get", {"ids": [with_attachment], "properties": ["attachments"]})["list"]
+    (part,) = got_email["attachments"]
+    assert (part["name"], part["type"], part["size"]) == ("a.pdf", "application/pdf", len(pdf))
+    status, _, data = raw.http("GET", f"/jmap/download/{raw.account}/{part['blobId']}/a.pdf")
+    assert (status, data) == (200, pdf)
+
     # Another user: neither the download nor an import finds the blob.
     other = Raw(jmap_server.url, new_user(), PASSWORD)
     status, _, _ = other.http("GET", f"/jmap/download/{other.account}/{blob['blobId']}/m.eml")
