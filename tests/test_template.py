@@ -199,6 +199,11 @@ FUNCTION_CALLS = {
         ("dynamodb:DeleteItem", "MailboxTable"),  # delete_mailbox, rename (transaction)
         ("dynamodb:BatchGetItem", "MailboxTable"),  # messages_by_uid, read_headers
         ("dynamodb:BatchWriteItem", "MailboxTable"),  # delete_mailbox's purge
+        ("s3:GetObject", "uploads/"),  # Uploads.read, size (HeadObject), presigned downloads
+        ("s3:PutObject", "uploads/"),  # Uploads.put
+        ("s3:PutObject", "spool/"),  # Outbox.send: Spool.put, as SMTP submission
+        ("sqs:SendMessage", "InboundQueue"),
+        ("dynamodb:Scan", "DirectoryTable"),  # Directory.owned_addresses (identities)
     },
     "PruneFunction": {
         ("dynamodb:Scan", "DirectoryTable"),  # Directory.list_users
@@ -774,7 +779,11 @@ def test_mail_bucket(resources: dict[str, Any]) -> None:
 
     rules = [r for r in properties["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
     expiring = [r for r in rules if "ExpirationInDays" in r or "ExpirationDate" in r]
-    assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [("spool/", 60)]
+    # Stored messages never expire; JMAP uploads (blobs no object references) after two days.
+    assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [
+        ("spool/", 60),
+        ("uploads/", 2),
+    ]
     # A backstop only: longer than an envelope can be queued for its object (docs/architecture.md,
     # "Never lost"): the inbound queue or its DLQ, the outbound queue before a first attempt, the
     # retry schedule, and the last retry on the outbound queue or its DLQ.
