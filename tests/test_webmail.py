@@ -135,7 +135,8 @@ def frame_state(driver: WebDriver) -> dict[str, object]:
         return driver.execute_script(
             r"""return {
               text: document.body.innerText,
-              scripts: document.querySelectorAll('script, iframe, object, embed, form, svg, style, meta[http-equiv]').length,
+              scripts: document.querySelectorAll(
+                  'script, iframe, object, embed, form, svg, style, meta[http-equiv]').length,
               handlers: [...document.querySelectorAll('*')].filter(
                   e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
               jsLinks: document.querySelectorAll('[href^="javascript:" i]').length,
@@ -143,7 +144,8 @@ def frame_state(driver: WebDriver) -> dict[str, object]:
               remoteSrc: [...document.images].map(i => i.getAttribute('src')).filter(Boolean),
               remoteDataSrc: [...document.images].map(i => i.getAttribute('data-src')).filter(Boolean),
               webLinkTarget: document.querySelector('#weblink') && document.querySelector('#weblink').target,
-              strong: [...document.querySelectorAll('strong')].map(e => e.textContent.replace(/\s+/g, ' ').trim()),
+              strong: [...document.querySelectorAll('strong')].map(
+                  e => e.textContent.replace(/\s+/g, ' ').trim()),
             }"""
         )
     finally:
@@ -161,6 +163,10 @@ def open_message(driver: WebDriver, wait: WebDriverWait, subject: str) -> None:
     )
     assert clicked, subject
     wait.until(lambda d: d.find_element(By.ID, "reader-subject").text == subject)
+
+
+def text_of(driver: WebDriver, element_id: str) -> str:
+    return str(driver.find_element(By.ID, element_id).text)
 
 
 def inbox_unread(driver: WebDriver) -> str:
@@ -210,7 +216,8 @@ def test_webmail_reads_safely_and_replies(
 
     # A corpus message's HTML, shown in the sandboxed frame; reading it marks it read.
     open_message(driver, wait, "Testing outlook")
-    wait.until(lambda d: "This is an outlook test" in frame_state(d)["strong"])
+    wait.until(lambda d: "This is an outlook" in str(frame_state(d)["text"]))
+    assert "This is an outlook test" in frame_state(driver)["strong"]
     wait.until(lambda d: inbox_unread(d) == "2")
     sandbox = driver.find_element(By.ID, "reader-html").get_attribute("sandbox")
     assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
@@ -229,6 +236,7 @@ def test_webmail_reads_safely_and_replies(
     wait.until(lambda d: frame_state(d)["remoteSrc"] == [REMOTE_IMAGE])
     assert driver.execute_script("return window.pwned === undefined") and driver.title == title
 
+    wait.until(lambda d: inbox_unread(d) == "1" and "Totally harmless" in str(frame_state(d)["text"]))
     screenshots = Path(os.environ.get("WEBMAIL_SCREENSHOT_DIR") or REPO_ROOT / ".artifacts")
     screenshots.mkdir(parents=True, exist_ok=True)
     shot = screenshots / "webmail-reader.png"

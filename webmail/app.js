@@ -257,8 +257,9 @@ function renderReader(email, threadEmails) {
   if (htmlParts.length) {
     state.remoteHtml = bodyText(email, htmlParts);
     const clean = sanitize(state.remoteHtml);
-    frame.srcdoc = srcdoc(clean.html);
+    // Shown before it is filled: Chromium leaves a sandboxed frame filled while display:none blank.
     frame.hidden = false;
+    frame.srcdoc = srcdoc(clean.html);
     text.hidden = true;
     $("remote-images").hidden = clean.remoteImages === 0;
   } else {
@@ -307,8 +308,8 @@ async function download(attachment) {
 function closeReader() {
   state.open = null;
   state.remoteHtml = null;
-  $("reader").hidden = true;
   $("reader-html").srcdoc = "";
+  $("reader").hidden = true;
   $("message-list").focus();
 }
 
