@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS, DOMAIN, PASSWORD, REPO_ROOT, wait_for
-from jmap_support import serve
+from jmap_support import Raw, serve
 
 from mailpipe.store import MailStore
 from mailpipe_tools.local.jmap_http import LocalHttpApi
@@ -279,3 +279,116 @@ def test_webmail_reads_safely_and_replies(
     assert reply["In-Reply-To"] == bob_id
     text = reply.get_body(("plain",)).get_content()
     assert f"Yes, noon works. {tag}" in text and "> Shall we?" in text
+
+
+def test_webmail_flags_search_delete_drafts_and_forward(
+    stack: DevStack,
+    jmap_server: LocalHttpApi,
+    browser: WebDriver,
+    new_user: Callable[..., str],
+    store: MailStore,
+    tmp_path: Path,
+) -> None:
+    user, bob = new_user(), new_user()
+    store.ensure_mailboxes(user)
+    store.ensure_mailboxes(bob)
+    tag = secrets.token_hex(3)
+    store.append_message(user, "INBOX", message(bob, user, f"Agenda {tag}", None, "see you", f"<a{tag}@x>"))
+    attached = (
+        f"From: {bob}\r\nTo: {user}\r\nSubject: Notes {tag}\r\nMessage-ID: <n{tag}@x>\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        "--m\r\nContent-Type: text/plain\r\n\r\nnotes attached\r\n"
+        '--m\r\nContent-Type: text/plain; name="notes.txt"\r\nContent-Disposition: attachment; '
+        f'filename="notes.txt"\r\n\r\nthe notes {tag}\r\n--m--\r\n'
+    ).encode()
+    store.append_message(user, "INBOX", attached)
+    raw = Raw(jmap_server.url, user, PASSWORD)
+
+    def keywords(subject: str) -> list[dict[str, bool]]:
+        ids = raw.one("Email/query", {"filter": {"subject": subject}})["ids"]
+        return [e["keywords"] for e in raw.one("Email/get", {"ids": ids, "properties": ["keywords"]})["list"]]
+
+    def in_mailbox(role: str, subject: str) -> int:
+        (box,) = [m for m in raw.one("Mailbox/get", {})["list"] if m["role"] == role]
+        return len(raw.one("Email/query", {"filter": {"inMailbox": box["id"], "subject": subject}})["ids"])
+
+    driver = browser
+    wait = WebDriverWait(driver, 30)
+    driver.get(jmap_server.url + "/")
+    # A wrong password is told, and nothing is shown.
+    driver.find_element(By.ID, "login-user").send_keys(user)
+    driver.find_element(By.ID, "login-password").send_keys("wrong")
+    driver.find_element(By.ID, "login-submit").click()
+    wait.until(lambda d: text_of(d, "login-error") == "Wrong address or password.")
+    assert not driver.find_element(By.ID, "app").is_displayed()
+    driver.find_element(By.ID, "login-password").clear()
+    driver.find_element(By.ID, "login-password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login-submit").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#message-list li")) == 2)
+    keys = driver.find_element(By.TAG_NAME, "body")
+
+    # Search from the keyboard (/), then flag the first hit (s).
+    keys.send_keys("/")
+    driver.switch_to.active_element.send_keys(f"Agenda {tag}\n")
+    wait.until(lambda d: text_of(d, "list-title") == f"Search: Agenda {tag}")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#message-list li")) == 1)
+    keys.send_keys("j", "s")
+    wait.until(lambda d: keywords(f"Agenda {tag}") == [{"$flagged": True}])
+
+    # Delete (#): to Trash; from Trash, for good.
+    open_message(driver, wait, f"Agenda {tag}")
+    keys.send_keys("#")
+    wait.until(
+        lambda d: in_mailbox("trash", f"Agenda {tag}") == 1 and in_mailbox("inbox", f"Agenda {tag}") == 0
+    )
+    driver.execute_script("document.querySelector('#mailbox-list a[data-role=\"trash\"]').click()")
+    wait.until(lambda d: text_of(d, "list-title") == "Trash")
+    open_message(driver, wait, f"Agenda {tag}")
+    keys.send_keys("#")
+    wait.until(lambda d: in_mailbox("trash", f"Agenda {tag}") == 0)
+
+    # A draft is saved into Drafts with $draft.
+    keys.send_keys("c")
+    wait.until(lambda d: d.find_element(By.ID, "compose").is_displayed())
+    driver.find_element(By.ID, "compose-to").send_keys(bob)
+    driver.find_element(By.ID, "compose-subject").send_keys(f"Draft {tag}")
+    driver.find_element(By.ID, "compose-body").send_keys("not yet")
+    driver.find_element(By.ID, "compose-save").click()
+    wait.until(lambda d: text_of(d, "status") == "Draft saved.")
+    assert in_mailbox("drafts", f"Draft {tag}") == 1
+    assert keywords(f"Draft {tag}") == [{"$draft": True, "$seen": True}]
+
+    # Forward (f) with the message's attachment and an uploaded file; bob gets both.
+    driver.execute_script("document.querySelector('#mailbox-list a[data-role=\"inbox\"]').click()")
+    wait.until(lambda d: text_of(d, "list-title") == "INBOX")
+    open_message(driver, wait, f"Notes {tag}")
+    links = driver.find_elements(By.CSS_SELECTOR, "#attachments a")
+    assert [link.text.split(" (")[0] for link in links] == ["⬇ notes.txt"]
+    keys.send_keys("f")
+    wait.until(lambda d: d.find_element(By.ID, "compose").is_displayed())
+    upload = tmp_path / "extra.txt"
+    upload.write_text(f"uploaded {tag}\n")
+    driver.find_element(By.ID, "compose-files").send_keys(str(upload))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#compose-attachments li")) == 2)
+    driver.find_element(By.ID, "compose-to").send_keys(bob)
+    driver.find_element(By.ID, "compose-send").click()
+    wait.until(lambda d: text_of(d, "status") == "Sent." or text_of(d, "compose-error"))
+    assert text_of(driver, "status") == "Sent.", text_of(driver, "compose-error")
+    assert in_mailbox("sent", f"Fwd: Notes {tag}") == 1
+
+    def forwarded() -> email.message.EmailMessage | None:
+        connection = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+        try:
+            connection.login(bob, PASSWORD)
+            connection.select("INBOX", readonly=True)
+            _, found = connection.search(None, "SUBJECT", f'"Fwd: Notes {tag}"')
+            if not found[0]:
+                return None
+            _, data = connection.fetch(found[0].split()[-1], "(BODY.PEEK[])")
+            return email.message_from_bytes(data[0][1], policy=email.policy.default)
+        finally:
+            connection.logout()
+
+    got = wait_for(forwarded, timeout=30)
+    files = {part.get_filename(): part.get_content().strip() for part in got.iter_attachments()}
+    assert files == {"notes.txt": f"the notes {tag}", "extra.txt": f"uploaded {tag}"}, files

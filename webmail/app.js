@@ -141,8 +141,9 @@ function listFilter() {
   return { inMailbox: state.mailboxId };
 }
 
+// keepSelection: a refresh in the background, which leaves the selection and the status line be.
 export async function loadList(keepSelection = false) {
-  status("Loading…");
+  if (!keepSelection) status("Loading…");
   const answers = await state.jmap.request([
     ["Email/query", { filter: listFilter(), sort: [{ property: "receivedAt", isAscending: false }], collapseThreads: true, position: state.position, limit: PAGE, calculateTotal: true }, "q"],
     ["Email/get", { "#ids": ref("q", "Email/query", "/ids"), properties: LIST_PROPERTIES }, "g"],
@@ -159,7 +160,7 @@ export async function loadList(keepSelection = false) {
   if (index < 0 && keepSelection) index = Math.min(state.selected, state.emails.length - 1);
   state.selected = index;
   renderList();
-  status("");
+  if (!keepSelection) status("");
 }
 
 function renderList() {

@@ -7,6 +7,10 @@ export const SUBMISSION = "urn:ietf:params:jmap:submission";
 
 export class AuthError extends Error {}
 
+// Every request carries its Authorization header itself. With credentials omitted, a 401 (whose
+// WWW-Authenticate: Basic would make the browser ask in a dialog of its own) comes back to us.
+const OMIT = { credentials: "omit" };
+
 export class MethodError extends Error {
   constructor(name, error) {
     super(`${name}: ${error.type}${error.description ? ` (${error.description})` : ""}`);
@@ -45,7 +49,7 @@ export class Jmap {
   }
 
   static async connect() {
-    const response = await checked(await fetch("/.well-known/jmap", { headers: authorization() }));
+    const response = await checked(await fetch("/.well-known/jmap", { ...OMIT, headers: authorization() }));
     return new Jmap(await response.json());
   }
 
@@ -55,6 +59,7 @@ export class Jmap {
     const methodCalls = calls.map(([name, args, id]) => [name, { accountId: this.accountId, ...args }, id]);
     const response = await checked(
       await fetch(localPath(this.session.apiUrl), {
+        ...OMIT,
         method: "POST",
         headers: { ...authorization(), "Content-Type": "application/json" },
         body: JSON.stringify({ using: this.using, methodCalls }),
@@ -79,6 +84,7 @@ export class Jmap {
     const url = this.session.uploadUrl.replace("{accountId}", encodeURIComponent(this.accountId));
     const response = await checked(
       await fetch(localPath(url), {
+        ...OMIT,
         method: "POST",
         headers: { ...authorization(), "Content-Type": file.type || "application/octet-stream" },
         body: file,
@@ -93,7 +99,7 @@ export class Jmap {
       .replace("{blobId}", encodeURIComponent(blobId))
       .replace("{name}", encodeURIComponent(name || "attachment"))
       .replace("{type}", encodeURIComponent(type || "application/octet-stream"));
-    const response = await checked(await fetch(localPath(url), { headers: authorization() }));
+    const response = await checked(await fetch(localPath(url), { ...OMIT, headers: authorization() }));
     return response.blob();
   }
 }
