@@ -38,6 +38,8 @@ from jmapc.models import (
 )
 
 from mailpipe import aws
+from mailpipe.dkim_signing.signer import MessageSigner
+from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.queue import OutboundMessage, OutboundQueue, OutboundRecipient
 from mailpipe.outbound.state import QueueState
@@ -546,3 +548,52 @@ def test_bad_submissions_get_set_errors(raw: Raw) -> None:
         assert name != "error", result
         assert set(result["notCreated"]) == set(objects), result
         assert result["created"] is None
+
+
+def test_a_jmap_submission_is_dkim_signed_like_smtp_submission(
+    stack: DevStack, jmap_server: LocalHttpApi, tmp_path: Path
+) -> None:
+    # A domain of its own with a DKIM key, so no other test's mail is signed.
+    domain = f"jmapsign-{secrets.token_hex(4)}.test"
+    stack.directory().add_domain(domain)
+    sender = f"writer@{domain}"
+    stack.directory().add_user(sender, PASSWORD)
+    keys = KeyStore(aws.client("secretsmanager"))
+    keys.create(domain)
+    client = LoopbackClient(jmap_server.url, sender, PASSWORD)
+    email_id = draft(client, sender, ["friend@remote.test"], [], [], "signed")
+    (identity,) = client.request(IdentityGet(ids=None)).data
+    sent = client.request(
+        EmailSubmissionSet(create={"s": EmailSubmission(identity_id=identity.id, email_id=email_id)})
+    )
+    queue_id = sent.created["s"].id[1:]
+    state = QueueState(aws.table(os.environ["MAILPIPE_OUTBOUND_TABLE"]))
+    wait_for(lambda: state.entries(queue_id), 60)
+    record = client.request(EmailSubmissionGet(ids=[sent.created["s"].id])).data[0]
+    sqs = aws.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"jmap-sign-{secrets.token_hex(4)}")["QueueUrl"]
+    try:
+        # The outbound function's configuration: its signer, the capture transport.
+        config = OutboundConfig(
+            hostname="mail.example.test",
+            transports=TransportMap.parse([f"*=capture:{tmp_path / 'outbox'}"]),
+            sign=MessageSigner(keys).sign,
+        )
+        engine = OutboundDelivery(stack.spool(), state, OutboundQueue(sqs, queue_url), config)
+        engine.process(
+            OutboundMessage(
+                envelope_id=queue_id,
+                s3_key=spool_key(queue_id, record.send_at),
+                mail_from=sender,
+                auth_user=sender,
+                received_at=record.send_at.isoformat(),
+                size=0,
+                recipients=[OutboundRecipient("friend@remote.test")],
+            )
+        )
+    finally:
+        sqs.delete_queue(QueueUrl=queue_url)
+    (written,) = (tmp_path / "outbox").glob("*.remote.test.eml")
+    parsed = email.message_from_bytes(written.read_bytes())
+    signatures = parsed.get_all("DKIM-Signature") or []
+    assert signatures and all(f"d={domain}" in s.replace(" ", "") for s in signatures), signatures
