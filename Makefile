@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive as real clients.
-TEST_DEBS := swaks curl dovecot-imapd isync offlineimap3 fetchmail thunderbird libmail-dkim-perl rspamd opendkim-tools
+TEST_DEBS := swaks curl dovecot-imapd isync offlineimap3 fetchmail thunderbird libmail-dkim-perl rspamd opendkim-tools chromium chromium-driver
 
 .PHONY: install dev test test-deps lint clean
 

@@ -82,6 +82,12 @@ RESOURCE_TYPES = {
     "ValidateRecipientFunction": "AWS::Serverless::Function",
     "JmapFunction": "AWS::Serverless::Function",
     "JmapHttpApi": "AWS::Serverless::HttpApi",
+    "WebmailBucket": "AWS::S3::Bucket",
+    "WebmailBucketPolicy": "AWS::S3::BucketPolicy",
+    "WebmailOriginAccessControl": "AWS::CloudFront::OriginAccessControl",
+    "WebmailResponseHeadersPolicy": "AWS::CloudFront::ResponseHeadersPolicy",
+    "WebmailApiCachePolicy": "AWS::CloudFront::CachePolicy",
+    "WebmailDistribution": "AWS::CloudFront::Distribution",
     "PruneFunction": "AWS::Serverless::Function",
     "PruneLogGroup": "AWS::Logs::LogGroup",
     "InboundFunction": "AWS::Serverless::Function",
@@ -199,6 +205,11 @@ FUNCTION_CALLS = {
         ("dynamodb:DeleteItem", "MailboxTable"),  # delete_mailbox, rename (transaction)
         ("dynamodb:BatchGetItem", "MailboxTable"),  # messages_by_uid, read_headers
         ("dynamodb:BatchWriteItem", "MailboxTable"),  # delete_mailbox's purge
+        ("s3:GetObject", "uploads/"),  # Uploads.read, size (HeadObject), presigned downloads
+        ("s3:PutObject", "uploads/"),  # Uploads.put
+        ("s3:PutObject", "spool/"),  # Outbox.send: Spool.put, as SMTP submission
+        ("sqs:SendMessage", "InboundQueue"),
+        ("dynamodb:Scan", "DirectoryTable"),  # Directory.owned_addresses (identities)
     },
     "PruneFunction": {
         ("dynamodb:Scan", "DirectoryTable"),  # Directory.list_users
@@ -774,7 +785,11 @@ def test_mail_bucket(resources: dict[str, Any]) -> None:
 
     rules = [r for r in properties["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
     expiring = [r for r in rules if "ExpirationInDays" in r or "ExpirationDate" in r]
-    assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [("spool/", 60)]
+    # Stored messages never expire; JMAP uploads (blobs no object references) after two days.
+    assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [
+        ("spool/", 60),
+        ("uploads/", 2),
+    ]
     # A backstop only: longer than an envelope can be queued for its object (docs/architecture.md,
     # "Never lost"): the inbound queue or its DLQ, the outbound queue before a first attempt, the
     # retry schedule, and the last retry on the outbound queue or its DLQ.
@@ -2180,3 +2195,30 @@ def test_one_load_balancer_for_every_port(
         set(ACCESS_PORTS) if deploy_access_gateway == "true" else set()
     )
     assert ports == sorted(expected)  # each port once
+
+
+def test_webmail_behind_cloudfront_with_the_local_servers_csp(resources: dict[str, Any]) -> None:
+    """The webmail's files come from a private bucket only CloudFront reads, with the same CSP the
+    local server sends; JMAP goes through the same distribution (one origin), never cached."""
+    from mailpipe_tools.local.webmail_files import CONTENT_SECURITY_POLICY
+
+    policy = resources["WebmailResponseHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
+    csp = policy["SecurityHeadersConfig"]["ContentSecurityPolicy"]
+    assert csp == {"ContentSecurityPolicy": CONTENT_SECURITY_POLICY, "Override": True}
+    block = resources["WebmailBucket"]["Properties"]["PublicAccessBlockConfiguration"]
+    assert all(block[s] is True for s in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls"))
+    (statement,) = resources["WebmailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert statement["Action"] == "s3:GetObject" and "AWS:SourceArn" in statement["Condition"]["StringEquals"]
+    config = resources["WebmailDistribution"]["Properties"]["DistributionConfig"]
+    assert config["DefaultRootObject"] == "webmail/index.html"
+    default = config["DefaultCacheBehavior"]
+    assert default["ResponseHeadersPolicyId"] == {"Ref": "WebmailResponseHeadersPolicy"}
+    assert default["ViewerProtocolPolicy"] == "redirect-to-https"
+    api = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+    assert set(api) == {"/jmap/*", "/.well-known/jmap"}
+    for behavior in api.values():
+        assert behavior["TargetOriginId"] == "jmap" and behavior["ViewerProtocolPolicy"] == "https-only"
+    cache = resources["WebmailApiCachePolicy"]["Properties"]["CachePolicyConfig"]
+    assert cache["DefaultTTL"] == 0
+    assert cache["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]["Headers"] == ["Authorization"]

@@ -3,8 +3,8 @@
 Differences from port 25: AUTH is required before MAIL (and offered only over TLS,
 loopback in dev excepted); a user may only send as an address they own, in MAIL FROM
 and in From:, Sender:, Resent-From: and Resent-Sender: (display names included, see
-sender_fields.py); recipients anywhere are accepted (the outbound queue delivers them);
-missing Date and Message-ID headers are added.
+mailpipe/sender_fields.py, the rule JMAP shares); recipients anywhere are accepted (the
+outbound queue delivers them); missing Date and Message-ID headers are added.
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Session
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
-from mailpipe.addresses import AddressError, parse_address
 from mailpipe.directory import Verdict
 from mailpipe.message_ids import new_message_id
 from mailpipe.mime.headers import header_fields
 from mailpipe.mime.offsets import scan_header
+from mailpipe.sender_fields import Unreadable, claimed_senders, may_send_as
 from mailpipe.spool import now_utc
 from mailpipe_gateway.auth.login import Logins, Throttled
 from mailpipe_gateway.auth.sasl import Credentials, decode_response, plain_credentials
 from mailpipe_gateway.smtp.handler import InboundHandler, rcpt_reply
 from mailpipe_gateway.smtp.protocol import MailpipeSMTP
-from mailpipe_gateway.smtp.sender_fields import Unreadable, claimed_senders
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +173,12 @@ class SubmissionHandler(InboundHandler):
         user = session.auth_data
         if not isinstance(user, str) or not address:
             return False
-        try:
-            wanted = parse_address(address)
-        except AddressError:
-            return False
         # Looked up once per session: MAIL FROM and From: of every message ask the same question.
         owned = getattr(session, "owned_addresses", None)
         if owned is None or session.auth_data != getattr(session, "owned_by", None):
             owned = await self._owned_addresses(user)
             session.owned_addresses, session.owned_by = owned, user
-        return wanted.text in owned or wanted.base.text in owned
+        return may_send_as(owned, address)
 
 
 def _title(name: str) -> str:

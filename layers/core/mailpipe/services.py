@@ -22,7 +22,9 @@ from mailpipe.directory import Directory
 from mailpipe.dkim_signing.signer import MessageSigner
 from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.inbound import InboundDelivery
+from mailpipe.jmap.blobs import Uploads
 from mailpipe.jmap.http import JmapHttp
+from mailpipe.jmap.outbox import Outbox
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.mta_sts import MtaSts
 from mailpipe.outbound.queue import OutboundQueue
@@ -153,4 +155,11 @@ def sqs_batch_processor() -> RedeliveringBatchProcessor:
 
 @lru_cache(maxsize=1)
 def jmap_http() -> JmapHttp:
-    return JmapHttp(directory(), mail_store())
+    res = resources()
+    # Sending goes through the spool, as SMTP submission does; submissions are recorded in the
+    # mailbox table beside the user's mailboxes; uploads are kept in the mail bucket.
+    outbox = Outbox(
+        directory(), spool(), aws.table(res.mailbox_table), os.environ.get(ENV_HOSTNAME, "localhost")
+    )
+    uploads = Uploads(aws.client("s3"), res.mail_bucket)
+    return JmapHttp(directory(), mail_store(), outbox=outbox, uploads=uploads)

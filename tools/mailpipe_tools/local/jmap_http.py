@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mailpipe_tools.local.functions import LocalLambdaContext
+from mailpipe_tools.local.webmail_files import WEBMAIL_DIR, WebmailFiles
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,18 @@ def response_parts(result: Any) -> tuple[int, dict[str, str], bytes]:
 class LocalHttpApi:
     """An HTTP server on `host:port` (0: any free port) feeding `handler`; start() and stop()."""
 
-    def __init__(self, handler: Handler, function_name: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        function_name: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        webmail: WebmailFiles | None = None,
+    ) -> None:
         self._handler = handler
         self._function_name = function_name
+        # The webmail's static files at / (CloudFront + S3 on AWS), when the repository has them.
+        self._webmail = webmail if webmail is not None or not WEBMAIL_DIR.is_dir() else WebmailFiles()
         self._server = ThreadingHTTPServer((host, port), self._request_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -152,6 +162,10 @@ class LocalHttpApi:
                     self.close_connection = True
                     return
                 body = self.rfile.read(length) if length else b""
+                path = urlsplit(self.path).path
+                if api._webmail is not None and api._webmail.wants(path):
+                    self._send(*api._webmail.answer(self.command, path))
+                    return
                 host = self.headers.get("Host") or f"127.0.0.1:{api.port}"
                 event = http_api_event(
                     self.command, self.path, list(self.headers.items()), body, host, self.client_address[0]

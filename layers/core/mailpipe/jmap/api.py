@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mailpipe.jmap import core_methods, emails, mailboxes, threads  # noqa: F401  (they register methods)
+from mailpipe.jmap import (  # noqa: F401  (they register methods)
+    core_methods,
+    emails,
+    identities,
+    mailboxes,
+    snippets,
+    submissions,
+    threads,
+)
 from mailpipe.jmap.context import CAPABILITIES, CORE, Context
 from mailpipe.jmap.errors import MethodError, RequestError
 from mailpipe.jmap.methods import METHODS

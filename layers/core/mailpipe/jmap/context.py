@@ -4,12 +4,16 @@ creation ids (RFC 8620 3.3: "#k1" names an object created earlier in the same re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailpipe.jmap import ids
 from mailpipe.jmap.errors import MethodError
 from mailpipe.jmap.limits import Limits
 from mailpipe.store import Mailbox, MailboxSnapshots, MailStore, StoredMessage
+
+if TYPE_CHECKING:
+    from mailpipe.jmap.blobs import Uploads
+    from mailpipe.jmap.outbox import Outbox
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -27,6 +31,10 @@ class Context:
     # The process's mailbox snapshots (store/snapshots.py), kept across requests of a warm
     # process: listing a mailbox then costs a Query of its changes, not of all its messages.
     snapshots: MailboxSnapshots | None = None
+    # Sending (Identity/*, EmailSubmission/*: jmap/outbox.py) and uploaded blobs (jmap/blobs.py);
+    # None where the handler was built without them (then those methods answer serverFail/notFound).
+    outbox: Outbox | None = None
+    uploads: Uploads | None = None
     _mailboxes: list[Mailbox] | None = None
     # The subscribed names (items apart from the mailboxes: a subscription may outlive its
     # mailbox), read with the mailboxes.

@@ -14,11 +14,13 @@ from urllib.parse import unquote
 
 from mailpipe.directory import Directory
 from mailpipe.jmap import api
+from mailpipe.jmap.blobs import INLINE_DOWNLOAD, Uploads
 from mailpipe.jmap.context import Context
 from mailpipe.jmap.errors import RequestError
 from mailpipe.jmap.limits import Limits
-from mailpipe.jmap.messages import read_blob
-from mailpipe.jmap.session import API_PATH, DOWNLOAD_PATH, SESSION_PATHS, session_resource
+from mailpipe.jmap.messages import read_blob, stored_object
+from mailpipe.jmap.outbox import Outbox
+from mailpipe.jmap.session import API_PATH, DOWNLOAD_PATH, SESSION_PATHS, UPLOAD_PATH, session_resource
 from mailpipe.store import MailboxSnapshots, MailStore
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 REALM = 'Basic realm="mailpipe JMAP", charset="UTF-8"'
 _DOWNLOAD = re.compile(re.escape(DOWNLOAD_PATH) + r"([^/]+)/([^/]+)/([^/]*)")
+_UPLOAD = re.compile(re.escape(UPLOAD_PATH) + r"([^/]+)/?")
 # Messages kept in memory across requests (~1 KB each with the summary packed): ~100 MB of the
 # function's 512 MB.
 SNAPSHOT_MESSAGES = 100_000
@@ -60,10 +63,20 @@ def _problem(error: RequestError) -> HttpResponse:
 
 
 class JmapHttp:
-    def __init__(self, directory: Directory, store: MailStore, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        store: MailStore,
+        limits: Limits | None = None,
+        *,
+        outbox: Outbox | None = None,
+        uploads: Uploads | None = None,
+    ) -> None:
         self._directory = directory
         self._store = store
         self.limits = limits or Limits()
+        self._outbox = outbox
+        self._uploads = uploads
         self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
@@ -76,7 +89,12 @@ class JmapHttp:
 
     def _route(self, request: HttpRequest) -> HttpResponse:
         path = request.path
-        known = path in SESSION_PATHS or path == API_PATH or path.startswith(DOWNLOAD_PATH)
+        known = (
+            path in SESSION_PATHS
+            or path == API_PATH
+            or path.startswith(DOWNLOAD_PATH)
+            or path.startswith(UPLOAD_PATH)
+        )
         if not known:
             return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "not found"})
         owner = self._authenticate(request)
@@ -91,6 +109,10 @@ class JmapHttp:
             if request.method != "POST":
                 return _not_allowed("POST")
             return self._api(owner, request)
+        if path.startswith(UPLOAD_PATH):
+            if request.method != "POST":
+                return _not_allowed("POST")
+            return self._upload(owner, request)
         if request.method != "GET":
             return _not_allowed("GET")
         return self._download(owner, request)
@@ -120,7 +142,7 @@ class JmapHttp:
 
     def _api(self, owner: str, request: HttpRequest) -> HttpResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        context = Context(owner, self._store, self.limits, snapshots=self._snapshots)
+        context = self._context(owner)
         try:
             if content_type != JSON:
                 raise RequestError("notJSON", "the request's Content-Type must be application/json")
@@ -130,20 +152,64 @@ class JmapHttp:
             return _problem(error)
         return HttpResponse.json(200, response)
 
+    def _context(self, owner: str) -> Context:
+        return Context(
+            owner,
+            self._store,
+            self.limits,
+            snapshots=self._snapshots,
+            outbox=self._outbox,
+            uploads=self._uploads,
+        )
+
+    def _upload(self, owner: str, request: HttpRequest) -> HttpResponse:
+        """RFC 8620 6.1: the body is the blob; answered 201 with its id, type and size."""
+        match = _UPLOAD.fullmatch(request.path)
+        context = self._context(owner)
+        if match is None or unquote(match.group(1)) != context.account_id or self._uploads is None:
+            log.info("jmap upload by %s to %s refused: not their account", owner, request.path[:200])
+            return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such account"})
+        if len(request.body) > self.limits.max_size_upload:
+            log.info("jmap upload from %s refused: %d bytes", owner, len(request.body))
+            error = RequestError(
+                "limit",
+                f"an upload is at most {self.limits.max_size_upload} bytes",
+                status=413,
+                limit="maxSizeUpload",
+            )
+            return _problem(error)
+        wanted = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = wanted if _TOKEN.fullmatch(wanted) else "application/octet-stream"
+        try:
+            with api.CONCURRENCY.slot(owner + " upload", self.limits.max_concurrent_upload):
+                uploaded = self._uploads.put(context.account_id, request.body, content_type)
+        except RequestError as error:
+            return _problem(error)
+        log.info("jmap upload %s by %s: %d bytes", uploaded.blob_id, owner, uploaded.size)
+        return HttpResponse.json(201, uploaded.response(context.account_id))
+
     def _download(self, owner: str, request: HttpRequest) -> HttpResponse:
         match = _DOWNLOAD.fullmatch(request.path)
-        context = Context(owner, self._store, self.limits, snapshots=self._snapshots)
+        context = self._context(owner)
         if match is None or unquote(match.group(1)) != context.account_id:
             return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
-        data = read_blob(context, unquote(match.group(2)))
-        if data is None:
-            return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
+        blob_id = unquote(match.group(2))
         wanted = request.query.get("type", "application/octet-stream")
         content_type = wanted if _TOKEN.fullmatch(wanted) else "application/octet-stream"
         name = unquote(match.group(3)).replace('"', "").replace("\\", "")[:200] or "blob"
+        disposition = f'attachment; filename="{name.encode("ascii", "replace").decode()}"'
+        # A blob kept whole in S3 and too large for a Lambda response: the client fetches it from
+        # S3 directly, by a presigned URL that answers with the same headers.
+        whole = stored_object(context, blob_id)
+        if whole is not None and whole[1] > INLINE_DOWNLOAD and self._uploads is not None:
+            url = self._uploads.presigned(whole[0], content_type, disposition)
+            return HttpResponse(302, {"Location": url, "Cache-Control": "no-store"}, b"")
+        data = read_blob(context, blob_id)
+        if data is None:
+            return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
         headers = {
             "Content-Type": content_type,
-            "Content-Disposition": f'attachment; filename="{name.encode("ascii", "replace").decode()}"',
+            "Content-Disposition": disposition,
             "Cache-Control": "private, immutable, max-age=31536000",
             "X-Content-Type-Options": "nosniff",
         }

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Limits:
-    max_size_upload: int = 50 * 1024 * 1024
+    # An upload is the body of one Lambda invocation: at most 6 MB, and API Gateway sends binary
+    # bodies base64-encoded (4/3 larger), so 4 MB of bytes is what reliably fits (docs/jmap.md).
+    max_size_upload: int = 4 * 1024 * 1024
     max_concurrent_upload: int = 4
     # API Gateway's payload limit is 10 MB; a JMAP request of method calls needs far less.
     max_size_request: int = 1024 * 1024

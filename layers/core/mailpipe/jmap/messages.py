@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailpipe.jmap import ids
+from mailpipe.jmap.blobs import is_upload_id
 from mailpipe.jmap.context import Context
 from mailpipe.jmap.ids import MessageRef
 from mailpipe.jmap.parsed import Part, find_part, parse_message, structure
@@ -59,7 +60,10 @@ def locate_ids(context: Context, jmap_ids: Iterable[str], kind: str = "E") -> di
 
 
 def read_blob(context: Context, blob_id: str) -> bytes | None:
-    """A blob's bytes: a whole message, or one part's decoded content; None if not the owner's."""
+    """A blob's bytes: an upload, a whole message, or one part's decoded content; None if not the
+    owner's."""
+    if is_upload_id(blob_id):
+        return context.uploads.read(context.account_id, blob_id) if context.uploads else None
     ref = ids.parse(blob_id, "B")
     if ref is None:
         return None
@@ -71,6 +75,23 @@ def read_blob(context: Context, blob_id: str) -> bytes | None:
         return raw
     part = part_of(raw, ref.part)
     return part.content() if part is not None else None
+
+
+def stored_object(context: Context, blob_id: str) -> tuple[str, int] | None:
+    """The S3 key and size of a blob kept whole in the mail bucket (an upload, a whole message),
+    for a download too large to answer inline; None for parts and for what is not the owner's."""
+    if is_upload_id(blob_id):
+        if context.uploads is None:
+            return None
+        size = context.uploads.size(context.account_id, blob_id)
+        return None if size is None else (context.uploads.key(context.account_id, blob_id), size)
+    ref = ids.parse(blob_id, "B")
+    if ref is None or ref.part is not None:
+        return None
+    found = locate(context, [ref]).get(ref)
+    if found is None or not found.message.blob_key:
+        return None
+    return found.message.blob_key, found.message.size
 
 
 def part_of(raw: bytes, part_id: str) -> Part | None:

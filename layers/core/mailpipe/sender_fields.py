@@ -1,4 +1,8 @@
-"""Who a submitted message says it is from, as its reader will see it.
+"""Who a submitted message says it is from, as its reader will see it, and the send-as rule.
+
+Both ways of sending use this one rule: SMTP submission (mailpipe_gateway/smtp/submission.py) and
+JMAP's EmailSubmission (mailpipe/jmap/submissions.py). A user may send as the addresses
+`Directory.owned_addresses` gives (their own and the aliases that deliver to them).
 
 From, Sender, Resent-From and Resent-Sender name the author and the sender; a mail client
 shows their display names (RFC 2047-decoded) and comments as much as the addresses, so
@@ -44,6 +48,18 @@ def claimed_senders(fields: dict[str, list[str]]) -> list[tuple[str, str]]:
     if not authors:
         raise Unreadable("the message needs a From: header with the sender's address")
     return found
+
+
+def may_send_as(owned: set[str], address: str) -> bool:
+    """Whether an address is one of `owned` (the user's send-as addresses), subaddress or not:
+    bob+lists@example.test is bob's."""
+    if not address:
+        return False
+    try:
+        wanted = parse_address(address)
+    except AddressError:
+        return False
+    return wanted.text in owned or wanted.base.text in owned
 
 
 def addresses_in_text(text: str) -> list[str]:

@@ -1,0 +1,146 @@
+"""Sending over JMAP against SMTP submission (issue 12): the time until a message is in the spool.
+
+Run by hand from the repository root (never in `make test`):
+
+    .venv/bin/python bench/jmap_send.py              # 30 rounds
+
+It starts the dev stack without its pollers (moto in a process of its own, the submission
+gateway, the JMAP function behind tools/mailpipe_tools/local/jmap_http.py), so what is timed is
+the path both share up to the spool (S3 PUT + SQS SendMessage), not delivery:
+
+    smtp send    MAIL, RCPT, DATA of one message on a logged-in submission connection (plaintext
+                 on loopback)
+    jmap send    one POST: EmailSubmission/set of a stored draft, with onSuccessUpdateEmail
+                 dropping $draft (what a webmail's Send does once the draft is saved)
+    sign-in      GET /jmap/session: what HTTP Basic's argon2id check costs every JMAP request
+
+and prints p50 and p99 of each and JMAP/SMTP, with and without the sign-in's p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import smtplib
+import statistics
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from jmap import percentile, timed
+from processes import moto_in_own_process
+
+from mailpipe.jmap.ids import account_id, mailbox_jmap_id
+from mailpipe_tools.local.jmap_http import LocalHttpApi
+from mailpipe_tools.local.stack import DevOptions, DevStack
+
+DOMAIN = "example.test"
+USER = f"sender@{DOMAIN}"
+PASSWORD = "jmap-send-bench-password"
+USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:submission"]
+MESSAGE = (
+    f"From: {USER}\r\nTo: friend@remote.test\r\nSubject: bench\r\n"
+    "Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <bench@example.test>\r\n\r\nhello\r\n"
+).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    with contextlib.ExitStack() as resources:
+        endpoint = resources.enter_context(moto_in_own_process())
+        state_dir = Path(resources.enter_context(tempfile.TemporaryDirectory()))
+        stack = DevStack(
+            DevOptions(
+                smtp_port=0,
+                submission_port=0,
+                pop3_port=0,
+                imap_port=0,
+                aws_port=0,
+                domains=[DOMAIN],
+                users=[(USER, PASSWORD)],
+                state_dir=state_dir,
+                aws_endpoint=endpoint,
+                run_pollers=False,
+                resolver="127.0.0.1:9",
+            )
+        )
+        stack.start()
+        resources.callback(stack.stop)
+        function = stack.functions["JmapFunction"]
+        api = LocalHttpApi(function.handler, function.name)
+        api.start()
+        resources.callback(api.stop)
+        auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+        def post(calls: list[list[object]]) -> list[list[object]]:
+            request = urllib.request.Request(
+                api.url + "/jmap/api",
+                data=json.dumps({"using": USING, "methodCalls": calls}).encode(),
+                headers={"Authorization": auth, "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return json.loads(response.read())["methodResponses"]  # type: ignore[no-any-return]
+
+        store = stack.mail_store()
+        store.ensure_mailboxes(USER)
+        account = account_id(USER)
+        drafts = store.require_mailbox(USER, "Drafts")
+        draft_uid = store.append_message(USER, "Drafts", MESSAGE, flags=("\\Draft",)).message.uid
+        email_id = f"E{drafts.mailbox_id}-{draft_uid}"
+        identity = post([["Identity/get", {"accountId": account}, "i"]])[0][1]["list"][0]["id"]
+        assert mailbox_jmap_id(drafts.mailbox_id)
+
+        def jmap_send() -> None:
+            responses = post(
+                [
+                    [
+                        "EmailSubmission/set",
+                        {
+                            "accountId": account,
+                            "create": {"s": {"identityId": identity, "emailId": email_id}},
+                            "onSuccessUpdateEmail": {"#s": {"keywords/$draft": None}},
+                        },
+                        "s",
+                    ]
+                ]
+            )
+            assert responses[0][1].get("created"), responses
+
+        smtp = smtplib.SMTP("127.0.0.1", stack.submission_port, timeout=60)
+        smtp.login(USER, PASSWORD)
+        resources.callback(smtp.quit)
+
+        def smtp_send() -> None:
+            assert not smtp.sendmail(USER, ["friend@remote.test"], MESSAGE)
+
+        def sign_in() -> None:
+            request = urllib.request.Request(api.url + "/jmap/session", headers={"Authorization": auth})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                response.read()
+
+        results = {}
+        for name, function_ in (("smtp send", smtp_send), ("jmap send", jmap_send), ("sign-in", sign_in)):
+            function_()  # warm
+            results[name] = timed(function_, args.rounds)
+        print(f"{args.rounds} rounds each (seconds)")
+        for name, seconds in results.items():
+            print(f"  {name:10} p50 {statistics.median(seconds):.4f}  p99 {percentile(seconds, 0.99):.4f}")
+        smtp_p50 = statistics.median(results["smtp send"])
+        jmap_p50 = statistics.median(results["jmap send"])
+        without = max(jmap_p50 - statistics.median(results["sign-in"]), 0.0)
+        print(
+            f"  send: JMAP/SMTP p50 = {jmap_p50 / smtp_p50:.2f} ({without / smtp_p50:.2f} less the sign-in)"
+        )
+
+
+if __name__ == "__main__":
+    main()
