@@ -158,6 +158,7 @@ def test_notify_none_stops_them(pair, stack) -> None:
         (b"NOTIFY SET", rb"^t BAD "),
         (b"NOTIFY MAYBE", rb"^t BAD "),
         (b"NOTIFY SET (PERSONAL (MessageNew MessageExpunge)", rb"^t BAD "),
+        (b"NOTIFY SET (MAILBOXES (" + b" ".join(b"m%d" % n for n in range(257)) + b") NONE)", rb"^t BAD "),
     ],
 )
 def test_bad_notify_commands(pair, command, answer) -> None:

@@ -108,6 +108,7 @@ async def cmd_notify(session: IMAPSession, command: Notify) -> Done:
         return Done(text="NOTIFY completed")
     refused = _check(command.groups)
     if refused is not None:
+        log.info("IMAP NOTIFY from %s refused: %s", session.peer, refused.text)
         return refused
     notifications = Notifications(command.groups)
     assert session.st.user is not None
@@ -209,6 +210,8 @@ def _changes(
             continue
         if mailbox_id == selected:
             continue  # the selected mailbox hears EXISTS, EXPUNGE and FETCH instead
+        if (mailbox.uidnext, mailbox.highestmodseq) == (old.uidnext, old.highestmodseq):
+            continue  # unchanged: no filter to match (most of a user's mailboxes, most times)
         events = notifications.events_for(name, subscribed)
         new = mailbox.uidnext > old.uidnext and "MESSAGENEW" in events
         other = mailbox.highestmodseq > old.highestmodseq and (

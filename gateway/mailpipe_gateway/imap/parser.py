@@ -1113,6 +1113,9 @@ class _Parser:
             groups.append(self.notify_group())
             if len(groups) > MAX_NOTIFY_GROUPS:
                 self.fail(f"At most {MAX_NOTIFY_GROUPS} event groups")
+        # Every delivery matches each changed mailbox against these names: bounded in all.
+        if sum(len(group.mailboxes) for group in groups) > MAX_NOTIFY_NAMES:
+            self.fail(f"At most {MAX_NOTIFY_NAMES} mailboxes named in one NOTIFY")
         return Notify(tag=self.require_tag(), name=name, groups=tuple(groups), status=status)
 
     def notify_group(self) -> NotifyGroup:
@@ -1126,8 +1129,6 @@ class _Parser:
                 if self.peek() == b"("
                 else (self.mailbox(),)
             )
-            if len(names) > MAX_NOTIFY_NAMES:
-                self.fail(f"At most {MAX_NOTIFY_NAMES} mailboxes in one filter")
         elif kind not in _NOTIFY_FILTERS:
             self.fail("Unknown mailbox filter")
         self.sp()
@@ -1153,7 +1154,7 @@ class _Parser:
 _UID_COMMANDS = frozenset(("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"))
 _NOTIFY_FILTERS = frozenset(("SELECTED", "SELECTED-DELAYED", "PERSONAL", "INBOXES", "SUBSCRIBED"))
 MAX_NOTIFY_GROUPS = 32  # RFC 5465 sets no bound; clients send two or three
-MAX_NOTIFY_NAMES = 256  # mailboxes named in one SUBTREE or MAILBOXES filter
+MAX_NOTIFY_NAMES = 256  # mailboxes named in all of a NOTIFY's SUBTREE and MAILBOXES filters
 _COMMANDS: dict[str, Callable[..., Command]] = {
     **dict.fromkeys(
         ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "NAMESPACE", "IDLE", "CLOSE", "UNSELECT", "CHECK"),
