@@ -134,8 +134,8 @@ async def deliver(session: IMAPSession, *, between_commands: bool = False) -> No
     """Send what changed since the session last heard. `between_commands`: no command is running,
     so the selected mailbox's news (EXISTS, EXPUNGE unless SELECTED-DELAYED) goes out too."""
     notifications = session.notify
-    if notifications is None or session.st.user is None:
-        return
+    if notifications is None or session.st.user is None or session.st.state is State.LOGOUT:
+        return  # (after LOGOUT's BYE, nothing more)
     selected = notifications.selected
     if between_commands and selected is not None and session.st.state is State.SELECTED:
         await session.refresh(may_expunge=selected.filter == "SELECTED")
