@@ -106,6 +106,14 @@ def test_selected_mailbox_new_messages_come_with_the_fetch_attributes(pair) -> N
     lines = unasked(watcher, rb"^\* STATUS Saved \(")
     assert re.search(rb"UNSEEN 1 HIGHESTMODSEQ \d+\)", lines[-1]), lines
 
+    watcher.send(b"i IDLE\r\n")  # in IDLE too
+    watcher.continuation()
+    append(writer, b"INBOX", 8)
+    lines = unasked(watcher, rb"^\* 2 FETCH ")
+    assert b"Subject: notified 8" in lines[-1], lines
+    watcher.send(b"DONE\r\n")
+    assert watcher.until("i")[-1].startswith(b"i OK")
+
     writer.ok("s", b"SELECT INBOX")
     writer.ok("d", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
     writer.ok("x", b"EXPUNGE")
