@@ -126,7 +126,10 @@ async def cmd_notify(session: IMAPSession, command: Notify) -> Done:
         for mailbox in sorted(mailboxes, key=lambda m: m.name):
             events = notifications.events_for(mailbox.name, subscribed)
             if mailbox.mailbox_id != selected and set(events) & set(MESSAGE_EVENTS):
-                await session.send(await _status(session, mailbox.name))
+                try:
+                    await session.send(await _status(session, mailbox.name))
+                except NoSuchMailbox:
+                    continue  # deleted meanwhile: its LIST comes with the next delivery
     return Done(text="NOTIFY completed")
 
 
