@@ -58,7 +58,8 @@ def reader(stack) -> StreamReader:
 
 
 def _only(records: list[dict[str, Any]]) -> MailboxNotice:
-    (notice,) = notices_of(records)
+    # (CREATE also subscribes: that subscription item's notice, without a mailbox id, is left out.)
+    (notice,) = [n for n in notices_of(records) if n.mailbox_id]
     return notice
 
 
@@ -84,7 +85,7 @@ def test_each_mailbox_change_becomes_one_notice(stack, store, owner, reader) -> 
 
     # RENAME: the old name is gone, the new one has the same mailbox and counters.
     store.rename_mailbox(owner, "Projects", "Done")
-    by_name = {n.name: n for n in notices_of(reader.read())}
+    by_name = {n.name: n for n in [n for n in notices_of(reader.read()) if n.mailbox_id]}
     assert set(by_name) == {"Projects", "Done"}
     assert by_name["Projects"].removed and not by_name["Done"].removed
     assert by_name["Projects"].mailbox_id == by_name["Done"].mailbox_id == created.mailbox_id
@@ -129,7 +130,7 @@ def test_the_templates_filter_passes_mailbox_items_only(stack, store, owner, rea
 def test_a_batch_keeps_the_latest_notice_of_each_mailbox_in_stream_order(stack, store, owner, reader) -> None:
     for name in ("INBOX", "Sent", "INBOX"):
         store.append(owner, name, MESSAGE)
-    notices = notices_of(reader.read())
+    notices = [n for n in notices_of(reader.read()) if n.mailbox_id]
     assert [(n.name, n.uidnext) for n in notices] == [("Sent", 2), ("INBOX", 3)]
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -187,6 +188,19 @@ def test_processes_creating_mailboxes_at_once_never_share_a_uidvalidity(stack, u
 # -- CONDSTORE enabling commands (RFC 7162 3.1) -------------------------------------------------
 
 
+def noop_until(client: Client, pattern: bytes, seconds: float = 10.0) -> list[bytes]:
+    """NOOP until a response matches: a write made beside the gateway (the test's own store)
+    reaches its memory through the change feed, a moment later."""
+    deadline = time.monotonic() + seconds
+    seen: list[bytes] = []
+    while time.monotonic() < deadline:
+        seen += [line for line in client.ok("n", b"NOOP") if line.startswith(b"*")]
+        if any(re.search(pattern, line) for line in seen):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"no {pattern!r} within {seconds} s: {seen}")
+
+
 def test_fetch_modseq_enables_condstore(stack, user, client: Client) -> None:
     store = stack.mail_store()
     for _ in range(2):
@@ -200,7 +214,7 @@ def test_fetch_modseq_enables_condstore(stack, user, client: Client) -> None:
     # From now on every FETCH response carries MODSEQ, an unsolicited flag update too.
     assert b"MODSEQ (" in client.ok("c", b"FETCH 2 FLAGS")[0]
     store.update_flags(user, "INBOX", [2], "add", ["\\Flagged"])
-    update = client.ok("d", b"NOOP")
+    update = noop_until(client, rb"^\* 2 FETCH")
     assert re.match(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", update[0]), update
     assert not any(b"HIGHESTMODSEQ" in line for line in client.ok("e", b"FETCH 1 (MODSEQ)"))
 
@@ -373,7 +387,7 @@ def test_recent_is_seen_by_one_session_only(stack, user) -> None:
 
         # New mail: the first selected session to hear of it has it as recent, the other not.
         store.append(user, "INBOX", MESSAGE)
-        lines = second.ok("m", b"NOOP")
+        lines = noop_until(second, rb"EXISTS")
         assert lines[:2] == [b"* 3 EXISTS\r\n", b"* 1 RECENT\r\n"], lines
         assert second.ok("n", b"FETCH 3 FLAGS")[0] == b"* 3 FETCH (FLAGS (\\Recent))\r\n"
         lines = first.ok("o", b"NOOP")
@@ -382,6 +396,10 @@ def test_recent_is_seen_by_one_session_only(stack, user) -> None:
         # A session that enabled IMAP4rev2 hears of no \Recent at all.
         store.append(user, "INBOX", MESSAGE)
         status.ok("q", b"ENABLE IMAP4rev2")
+        deadline = time.monotonic() + 10
+        while b"MESSAGES 4" not in status.ok("w", b"STATUS INBOX (MESSAGES)")[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         assert not any(b"RECENT" in line for line in status.ok("r", b"SELECT INBOX"))
         assert b"\\Recent" not in status.ok("t", b"FETCH 4 FLAGS")[0]
         assert recent_line(first.ok("u", b"NOOP")) == b"* 3 RECENT\r\n"  # the IMAP4rev2 session left it

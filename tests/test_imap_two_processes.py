@@ -57,8 +57,8 @@ def test_writes_in_one_process_reach_the_others_sessions(processes, new_user) ->
     later.noop_until(rb"^\* 2 EXISTS")
 
     writer.ok("f", b"UID STORE %d +FLAGS (\\Flagged)" % uids[0])
-    watcher.idle_until(rb"^\* 1 FETCH \(.*FLAGS \(\\Flagged\)")
-    later.noop_until(rb"^\* 1 FETCH \(.*FLAGS \(\\Flagged\)")
+    watcher.idle_until(rb"^\* 1 FETCH \(.*FLAGS \(\\Flagged( \\Recent)?\)")
+    later.noop_until(rb"^\* 1 FETCH \(.*FLAGS \(\\Flagged( \\Recent)?\)")
 
     writer.ok("d", b"UID STORE %d +FLAGS.SILENT (\\Deleted)" % uids[1])
     writer.ok("x", b"EXPUNGE")

@@ -99,9 +99,10 @@ def test_mailboxes_made_changed_and_removed_elsewhere_are_seen(store, owner) -> 
     created = store.create_mailbox(owner, "Projects")
     memory.apply([notice(store, owner, "Projects")])
     assert memory.items.get(owner, "Projects") == created
-    store.set_subscribed(owner, "Projects", False)  # the item changes, its counters do not
-    memory.apply([notice(store, owner, "Projects")])
-    assert memory.items.get(owner, "Projects").subscribed is False
+    assert "Projects" in memory.items.list_with_subscriptions(owner)[1]  # CREATE subscribes
+    store.unsubscribe(owner, "Projects")  # a subscription item: its notice has no mailbox id
+    memory.apply([MailboxNotice(owner, "Projects", "", 0, 0, True)])
+    assert "Projects" not in memory.items.list_with_subscriptions(owner)[1]
     renamed = store.rename_mailbox(owner, "Projects", "Done")
     memory.apply([removed(created), notice(store, owner, "Done")])
     assert memory.items.get(owner, "Projects") is None

@@ -286,7 +286,7 @@ class IMAPSession:
         \\Recent ones (RFC 3501 2.3.2; store/recent.py). No request when none arrived."""
         if view.read_only or self.st.rev2 or mailbox.recent_from >= mailbox.uidnext:
             return
-        start, end = await self.call(self.ctx.store.claim_recent, mailbox)
+        start, end = await self.call(self.ctx.memory.claim_recent, mailbox)
         view.claimed_recent(start, end)
 
     def flags_changed(self) -> bytes:

@@ -255,6 +255,15 @@ class MailboxItems:
                 if gone is not None and gone.legacy_subscribed:  # the subscription outlives it
                     self._subscriptions[owner].add(name)
 
+    def claimed_recent(self, mailbox: Mailbox, end: int) -> None:
+        """This process claimed the UIDs below `end` as \\Recent (store/recent.py)."""
+        with self._lock:
+            there = self._held(mailbox.owner, mailbox.name)
+            if there is not None and there.mailbox_id == mailbox.mailbox_id:
+                self._users[mailbox.owner][mailbox.name] = replace(
+                    there, recent_from=max(there.recent_from, end)
+                )
+
     def subscribed(self, owner: str, name: str, subscribed: bool) -> None:
         with self._lock:
             names = self._subscriptions.get(owner)

@@ -167,6 +167,12 @@ class MailMemory:
         self.store.delete_mailbox(owner, name)
         self.items.deleted(owner, name)
 
+    def claim_recent(self, mailbox: Mailbox) -> tuple[int, int]:
+        """MailStore.claim_recent, and memory's item then says from where nothing is claimed yet."""
+        start, end = self.store.claim_recent(mailbox)
+        self.items.claimed_recent(mailbox, end)
+        return start, end
+
     def set_subscribed(self, owner: str, name: str, subscribed: bool) -> None:
         # Names, not mailboxes (RFC 9051 6.3.7): subscribing a name no mailbox has is allowed, and
         # unsubscribing one that is not subscribed is no error.
