@@ -58,6 +58,9 @@ AUTHENTICATED = [
     b"UNSELECT",
     b"IDLE",
     b"NAMESPACE",
+    b"NOTIFY SET STATUS (SELECTED (MessageNew (UID BODY.PEEK[HEADER]) MessageExpunge FlagChange))"
+    b" (SUBTREE (a x) (MessageNew MessageExpunge MailboxName SubscriptionChange)) (INBOXES NONE)",
+    b"NOTIFY NONE",
     b"AUTHENTICATE PLAIN",
 ]
 _ANNOUNCEMENT = re.compile(rb"~?\{\d+\+?\}$")

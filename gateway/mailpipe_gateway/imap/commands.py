@@ -450,3 +450,24 @@ class CancelUpdate(Command):
     """CANCELUPDATE tag... (RFC 5267 4.3): stop the UPDATE notifications of those searches."""
 
     tags: tuple[str, ...]
+
+
+# --- NOTIFY (RFC 5465) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotifyGroup:
+    """One event group: a mailbox filter (upper-cased: SELECTED, SELECTED-DELAYED, PERSONAL,
+    INBOXES, SUBSCRIBED, SUBTREE, MAILBOXES), its names for SUBTREE/MAILBOXES, the events asked
+    for (upper-cased, unknown ones kept for the handler's BADEVENT), and MessageNew's fetch-atts."""
+
+    filter: str
+    mailboxes: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    fetch: tuple[FetchItem, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notify(Command):
+    groups: tuple[NotifyGroup, ...] | None  # None: NOTIFY NONE
+    status: bool = False  # NOTIFY SET STATUS: the initial STATUS of each mailbox watched

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailpipe_gateway.imap import append as appending
-from mailpipe_gateway.imap import compress
+from mailpipe_gateway.imap import compress, notify
 from mailpipe_gateway.imap import mailbox_commands as mailboxes
 from mailpipe_gateway.imap import message_commands as messages
 from mailpipe_gateway.imap import sort_commands as sorting
@@ -54,4 +54,5 @@ HANDLERS: dict[str, Entry] = {
     "SORT": Entry(sorting.cmd_sort, SELECTED),
     "THREAD": Entry(sorting.cmd_thread, SELECTED),
     "CANCELUPDATE": Entry(sorting.cmd_cancelupdate, SELECTED),
+    "NOTIFY": Entry(notify.cmd_notify, AUTHENTICATED),
 }

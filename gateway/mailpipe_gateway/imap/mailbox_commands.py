@@ -222,7 +222,7 @@ async def cmd_list(session: IMAPSession, command: ListMailboxes) -> Done:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         out.append(line + b"\r\n")
         if command.status_items and row.mailbox is not None:
-            out.append(await _status_line(session, row.name, command.status_items))
+            out.append(await status_line(session, row.name, command.status_items))
     await session.send(b"".join(out))
     return Done(text=f"{command.name} completed")
 
@@ -231,14 +231,14 @@ async def cmd_status(session: IMAPSession, command: Status) -> Done:
     if "HIGHESTMODSEQ" in command.items:  # a CONDSTORE enabling command (RFC 7162 3.1)
         await session.enable_condstore()
     try:
-        line = await _status_line(session, command.mailbox, command.items)
+        line = await status_line(session, command.mailbox, command.items)
     except NoSuchMailbox:
         return no("No such mailbox", "NONEXISTENT")
     await session.send(line)
     return Done(text="STATUS completed")
 
 
-async def _status_line(session: IMAPSession, name: str, items: tuple[str, ...]) -> bytes:
+async def status_line(session: IMAPSession, name: str, items: tuple[str, ...]) -> bytes:
     mailbox, messages = await session.call(session.ctx.snapshots.list_messages, session.st.user, name)
     values = {
         "MESSAGES": len(messages),

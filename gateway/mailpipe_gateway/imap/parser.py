@@ -53,6 +53,8 @@ from mailpipe_gateway.imap.commands import (
     MailboxCommand,
     ModSeqKey,
     Not,
+    Notify,
+    NotifyGroup,
     ObjectIdKey,
     Or,
     QResync,
@@ -1092,8 +1094,67 @@ class _Parser:
             self.fail("CANCELUPDATE needs the tags of the searches to cancel")
         return CancelUpdate(tag=self.require_tag(), name=name, tags=tuple(tags))
 
+    def notify(self, name: str) -> Notify:
+        """NOTIFY NONE, or NOTIFY SET [STATUS] event-group... (RFC 5465 8)."""
+        self.sp()
+        verb = self.word("SET or NONE")
+        if verb == "NONE":
+            return Notify(tag=self.require_tag(), name=name, groups=None)
+        if verb != "SET":
+            self.fail("Expected SET or NONE")
+        self.sp()
+        status = self.peek_word() == "STATUS"
+        if status:
+            self.word("STATUS")
+            self.sp()
+        groups = [self.notify_group()]
+        while not self.at_end():
+            self.sp()
+            groups.append(self.notify_group())
+            if len(groups) > MAX_NOTIFY_GROUPS:
+                self.fail(f"At most {MAX_NOTIFY_GROUPS} event groups")
+        # Every delivery matches each changed mailbox against these names: bounded in all.
+        if sum(len(group.mailboxes) for group in groups) > MAX_NOTIFY_NAMES:
+            self.fail(f"At most {MAX_NOTIFY_NAMES} mailboxes named in one NOTIFY")
+        return Notify(tag=self.require_tag(), name=name, groups=tuple(groups), status=status)
+
+    def notify_group(self) -> NotifyGroup:
+        self.expect(b"(")
+        kind = self.word("a mailbox filter")
+        names: tuple[str, ...] = ()
+        if kind in ("SUBTREE", "MAILBOXES"):
+            self.sp()
+            names = (
+                tuple(self.parenthesized(self.mailbox, empty=False))
+                if self.peek() == b"("
+                else (self.mailbox(),)
+            )
+        elif kind not in _NOTIFY_FILTERS:
+            self.fail("Unknown mailbox filter")
+        self.sp()
+        events: list[str] = []
+        fetch: tuple[FetchItem, ...] = ()
+        if self.peek_word() == "NONE":
+            self.word("NONE")
+        else:
+
+            def event() -> str:
+                nonlocal fetch
+                word = self.word("an event")
+                if word == "MESSAGENEW" and self.line[self.pos : self.pos + 2] == b" (":
+                    self.sp()
+                    fetch = tuple(self.parenthesized(self.fetch_att, empty=False))
+                return word
+
+            events = self.parenthesized(event, empty=False)
+        self.expect(b")")
+        return NotifyGroup(kind, names, tuple(events), fetch)
+
 
 _UID_COMMANDS = frozenset(("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"))
+_NOTIFY_FILTERS = frozenset(("SELECTED", "SELECTED-DELAYED", "PERSONAL", "INBOXES", "SUBSCRIBED"))
+MAX_NOTIFY_GROUPS = 32  # RFC 5465 sets no bound; clients send two or three
+MAX_NOTIFY_NAMES = 256  # mailboxes named in all of a NOTIFY's SUBTREE and MAILBOXES filters
 _COMMANDS: dict[str, Callable[..., Command]] = {
     **dict.fromkeys(
         ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "NAMESPACE", "IDLE", "CLOSE", "UNSELECT", "CHECK"),
@@ -1124,4 +1185,5 @@ _COMMANDS: dict[str, Callable[..., Command]] = {
     "SORT": _Parser.sort,
     "THREAD": _Parser.thread,
     "CANCELUPDATE": _Parser.cancel_update,
+    "NOTIFY": _Parser.notify,
 }

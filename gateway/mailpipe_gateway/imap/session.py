@@ -24,7 +24,7 @@ from mailpipe_gateway.auth.sasl import (
     encode_challenge,
     plain_credentials,
 )
-from mailpipe_gateway.imap import contexts, serializer
+from mailpipe_gateway.imap import contexts, notify, serializer
 from mailpipe_gateway.imap.commands import Authenticate, Command, Enable, FetchAttr, Id, Login
 from mailpipe_gateway.imap.fetch import render_fetch
 from mailpipe_gateway.imap.parser import ParseError, parse_command
@@ -83,6 +83,7 @@ class IMAPSession:
         self.compression: str | None = None  # COMPRESS=DEFLATE once it is on
         local = writer.get_extra_info("sockname")
         self.local_address = str(local[0]) if local else ""  # a name CATENATE's URLs may give us by
+        self.notify: notify.Notifications | None = None  # NOTIFY SET's, until NOTIFY NONE (notify.py)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -92,7 +93,10 @@ class IMAPSession:
                 serializer.status_response("*", "OK", "mailpipe IMAP ready", self.capability_code())
             )
             while self.st.state is not State.LOGOUT:
-                event = await self.next_event(self.ctx.autologout)
+                if self.notify is None:
+                    event = await self.next_event(self.ctx.autologout)
+                else:
+                    event = await self._next_event_or_notify()
                 await self._handle_event(event)
         except _Closed:
             pass
@@ -179,6 +183,8 @@ class IMAPSession:
             uid = getattr(command, "uid", False)
             await self.refresh(may_expunge=uid or command.name not in _NO_EXPUNGE_DURING)
             await contexts.notify(self)  # CONTEXT=SEARCH/SORT: results kept up to date
+        if self.notify is not None and command.name != "NOTIFY":
+            await notify.deliver(self)
         await self.send(serializer.status_response(command.tag, done.status, done.text, done.code))
 
     # -- output --------------------------------------------------------------------
@@ -345,6 +351,7 @@ class IMAPSession:
             "CATENATE",
             "BINARY",
             "COMPRESS=DEFLATE",
+            "NOTIFY",
             "QUOTA",
             "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self.ctx.append_limit}",
@@ -501,9 +508,45 @@ class IMAPSession:
                 if self.st.state is State.SELECTED:
                     await self.refresh(may_expunge=True)
                     await contexts.notify(self)
+                if self.notify is not None:
+                    await notify.deliver(self)
                 if loop.time() - last_keepalive >= self.ctx.idle_keepalive:
                     await self.send(b"* OK Still here\r\n")
                     last_keepalive = loop.time()
+        finally:
+            self.ctx.wakeups.unwatch(self.st.user, wake)
+            if reading is not None:
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
+                    await reading
+
+    async def _next_event_or_notify(self) -> Any:
+        """next_event() for a session with NOTIFY on: while it waits for the client, changes to the
+        user's mailboxes (the change feed's wake-ups, memory looked at every idle_poll seconds as
+        IDLE does) are sent as they come (RFC 5465: no command needs to be running)."""
+        assert self.st.user is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ctx.autologout
+        wake = self.ctx.wakeups.watch(self.st.user)
+        reading: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                event = self._commands.next_event()
+                if event is not None:
+                    return event
+                left = deadline - loop.time()
+                if left <= 0:
+                    await self.send(b"* BYE autologout: idle for too long\r\n")
+                    raise _Closed
+                if reading is None:
+                    reading = asyncio.ensure_future(self._stream.read(65536))
+                event = await self._read_or_wake(reading, wake, min(left, self.ctx.idle_poll))
+                if reading.done():
+                    reading = None
+                if event is not None:
+                    return event
+                if not self._commands.in_command and self.notify is not None:
+                    await notify.deliver(self, between_commands=True)
         finally:
             self.ctx.wakeups.unwatch(self.st.user, wake)
             if reading is not None:
