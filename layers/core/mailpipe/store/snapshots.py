@@ -181,7 +181,7 @@ class MailboxSnapshots:
             # not live as expunged, so a new listing costs no more and logs nothing.
             old = None
         if old is None:
-            messages = self._store.messages_in(mailbox)
+            messages = self._store.messages_in(mailbox, keep_headers=True)
             return _Snapshot(mailbox, {m.uid: m for m in messages}, ())
         since = old.mailbox.highestmodseq
         states = self._store.changes_since(mailbox, since)
