@@ -971,9 +971,11 @@ class MailStore:
             return 0
         return int(item.get(PRUNED_MODSEQ, 0))
 
-    def messages_by_uid(self, mailbox: Mailbox, uids: Iterable[int]) -> list[StoredMessage]:
-        """The live messages among `uids`, whole, in UID order."""
-        return self._messages_by_uid(mailbox, set(uids))
+    def messages_by_uid(
+        self, mailbox: Mailbox, uids: Iterable[int], *, keep_headers: bool = False
+    ) -> list[StoredMessage]:
+        """The live messages among `uids`, whole, in UID order; `keep_headers` as for messages_in."""
+        return self._messages_by_uid(mailbox, set(uids), keep_headers)
 
     def read_body(self, message: StoredMessage) -> bytes:
         return self._bodies.read(message)
@@ -1001,7 +1003,9 @@ class MailStore:
         the body holds it, mostly from the index (store/headers.py); expunged ones are left out."""
         return self._headers.read(mailbox_id, messages)
 
-    def _messages_by_uid(self, mailbox: Mailbox, uids: set[int]) -> list[StoredMessage]:
+    def _messages_by_uid(
+        self, mailbox: Mailbox, uids: set[int], keep_headers: bool = False
+    ) -> list[StoredMessage]:
         """The live messages among `uids`, in UID order: a few by BatchGetItem, many by one Query.
 
         A STORE or EXPUNGE of a handful of messages then costs reads of those messages only,
@@ -1009,7 +1013,7 @@ class MailStore:
         """
         wanted = sorted(uid for uid in uids if 0 < uid < mailbox.uidnext)
         if len(wanted) > BATCH_READ_LIMIT:
-            return [m for m in self.messages_in(mailbox) if m.uid in uids]
+            return [m for m in self.messages_in(mailbox, keep_headers=keep_headers) if m.uid in uids]
         found: list[StoredMessage] = []
         for start in range(0, len(wanted), 100):
             keys = [
@@ -1017,13 +1021,15 @@ class MailStore:
                 for uid in wanted[start : start + 100]
             ]
             pending: dict[str, Any] = {
-                self._table.name: {"Keys": keys, "ConsistentRead": True, **message_projection()}
+                self._table.name: {"Keys": keys, "ConsistentRead": True, **message_projection(keep_headers)}
             }
             while pending:
                 response = self._client.batch_get_item(RequestItems=pending)
-                found += [
-                    StoredMessage.from_item(item) for item in response["Responses"].get(self._table.name, [])
-                ]
+                for item in response["Responses"].get(self._table.name, []):
+                    message = StoredMessage.from_item(item)
+                    if keep_headers and not message.expunged:
+                        self._headers.keep(message.blob_key, item.get("header"))
+                    found.append(message)
                 pending = response.get("UnprocessedKeys") or {}
         return sorted((m for m in found if not m.expunged), key=lambda m: m.uid)
 

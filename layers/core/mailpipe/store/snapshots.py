@@ -195,7 +195,7 @@ class MailboxSnapshots:
                 messages[state.uid] = replace(messages[state.uid], flags=state.flags, modseq=state.modseq)
             elif state.uid > last:
                 new.append(state.uid)
-        for message in self._store.messages_by_uid(mailbox, new) if new else []:
+        for message in self._store.messages_by_uid(mailbox, new, keep_headers=True) if new else []:
             messages[message.uid] = message  # ascending, after every UID already there
         batch = _Batch(since, mailbox.highestmodseq, frozenset(s.uid for s in states))
         return _Snapshot(mailbox, messages, (*old.log, batch)[-MAX_LOGGED_BATCHES:])
