@@ -7,8 +7,11 @@ Run by hand from the repository root (Dovecot from Debian's dovecot-imapd must b
 
 For each N it fills the INBOX of a user of its own, on each server, with N corpus messages
 (../shared/corpus, cycled) by APPEND, one after another, timed, then once more into another
-mailbox by MULTIAPPEND (RFC 3502), 100 messages to a command, timed; then one client, after
-EXAMINE, times each of:
+mailbox by MULTIAPPEND (RFC 3502), 100 messages to a command, timed (--fill multiappend: INBOX
+by MULTIAPPEND only, quicker for N = 10,000). mailpipe's dev stack is then restarted on its
+saved state, so that nothing of the fill is in the serving process's memory. Then, for each N,
+mailpipe and Dovecot in turn, one client on a new connection times EXAMINE (mailpipe's listing,
+which also keeps the header blocks in memory) and each of:
 
     folder open  UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To Cc Subject
                  Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type
@@ -16,10 +19,9 @@ EXAMINE, times each of:
     headers      UID FETCH 1:* (UID BODY.PEEK[HEADER])
     bodies       UID FETCH 1:300 (UID BODY.PEEK[])
 
-each once on a server that has not served it before (as a user opening the folder meets it) and
-once more right after. It prints seconds per command and mailpipe/Dovecot, against the targets:
-folder open within 3x Dovecot, body fetches within 10x, APPEND within 5x (the first runs count).
-Both servers run on this machine, one after the other; the client shares its cores. Dovecot gets
+each once and once more right after. It prints seconds per command and mailpipe/Dovecot, against
+the targets: folder open within 3x Dovecot, body fetches within 10x, APPEND within 5x (the first
+runs count). Both servers run on this machine; the client shares its cores. Dovecot gets
 plaintext passwords by default (--dovecot-scheme PLAIN): LOGIN is not what is measured here.
 """
 
