@@ -13,6 +13,7 @@ from typing import Any
 from test_store_headers import Imap
 
 from mailpipe import aws
+from mailpipe_gateway.imap.loading import BODY_BYTES_AHEAD
 
 
 @dataclass
@@ -108,3 +109,23 @@ def test_fetch_stopped_by_an_unknown_encoding_still_sends_the_responses_before_i
     finally:
         imap.close()
     assert sent.startswith(b"* 1 FETCH (BINARY[1] ") and b"* 2 FETCH" not in sent
+
+
+def test_bodies_read_ahead_are_bounded_by_their_size(stack, owner) -> None:
+    """FETCH reads up to loading.BODIES_AHEAD bodies at once, but no more than BODY_BYTES_AHEAD
+    of stored size: 1.5 MB messages are read at most five at a time (8 MB), and all of them."""
+    store = stack.mail_store()
+    big = 1_500_000
+    raws = [message(n) + b"x" * (big - len(message(n)) - 2) + b"\r\n" for n in range(12)]
+    for raw in raws:
+        store.append(owner, "INBOX", raw)
+    imap = Imap(stack.imap_port, owner)
+    try:
+        imap.command("EXAMINE INBOX")
+        with body_reads(owner) as reads:
+            fetched = imap.command("UID FETCH 1:* (UID BODY.PEEK[])")
+    finally:
+        imap.close()
+    assert fetched.count(b" FETCH (UID ") == len(raws)
+    assert reads.started == len(raws)
+    assert 1 <= reads.most_at_once <= BODY_BYTES_AHEAD // big

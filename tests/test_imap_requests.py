@@ -17,6 +17,8 @@ from collections import Counter
 from conftest import PASSWORD, wait_for
 from raw_imap import Client, login
 
+from mailpipe.store.mailstore import NewMessage
+
 STORE_SERVICES = ("dynamodb", "s3")
 MESSAGE = (
     b"From: Alice <alice@remote.test>\r\nTo: bob@example.test\r\nSubject: counted\r\n"
@@ -122,5 +124,44 @@ def test_an_own_write_is_read_back_without_waiting_for_the_feed(stack, new_user)
         assert store_requests(stack) == before, store_requests(stack) - before
         assert (b"\\Flagged" in fetched[0]) == bool(n % 2), fetched
         assert b"MESSAGES 1" in status[0]
+    client.ok("o", b"LOGOUT")
+    client.close()
+
+
+FOLDER_OPEN = (
+    b"UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To Cc Subject Date Message-ID"
+    b" Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)])"
+)
+
+
+def test_opening_a_listed_folder_makes_no_aws_request(stack, new_user) -> None:
+    """Thunderbird's folder-open fetch of a mailbox filled by another process: the snapshot's
+    listing (at EXAMINE) kept every compressed header, so the fetch, over more messages than one
+    rendering chunk, reads neither S3 nor DynamoDB (issue 14)."""
+    wait_for(lambda: stack.imap.context.memory.trusted, timeout=30)
+    bob = new_user()
+    other = stack.mail_store()  # its own clients: another process's store, as delivery has
+    other.ensure_mailboxes(bob)
+    count = 600
+    messages = [
+        NewMessage(MESSAGE.replace(b"Subject: counted", b"Subject: counted %d" % n)) for n in range(count)
+    ]
+    for start in range(0, count, 100):
+        other.append_batch(bob, "INBOX", messages[start : start + 100])
+    client = login(stack.imap_port, bob, PASSWORD)
+    client.ok("e", b"EXAMINE INBOX")
+    # The feed's notices of those appends may still bring the snapshot forward: wait for quiet.
+    deadline = time.monotonic() + 60
+    free = 0
+    while free < 3:
+        before = store_requests(stack)
+        client.ok("n", b"NOOP")
+        free = 0 if store_requests(stack) != before else free + 1
+        assert time.monotonic() < deadline
+    before = store_requests(stack)
+    fetched = client.ok("fo1", FOLDER_OPEN)
+    assert store_requests(stack) == before, store_requests(stack) - before
+    assert sum(1 for line in fetched if b" FETCH (" in line[:40]) == count
+    assert b"Subject: counted 599\r\n" in b"".join(fetched)
     client.ok("o", b"LOGOUT")
     client.close()

@@ -106,6 +106,29 @@ def test_every_corpus_header_from_the_index_is_the_header_in_s3(stack, owner) ->
         assert "header" in item(store, mailbox.mailbox_id, message.uid), path
 
 
+@needs_corpus
+def test_every_corpus_header_kept_in_memory_is_the_header_in_s3(stack, owner) -> None:
+    """The process keeps the compressed header blocks of its own APPENDs and of a snapshot's
+    listing (issue 14); what it serves from them is the header in S3, byte for byte, read with no
+    request at all."""
+    writer = own_store(stack)
+    for path in CORPUS_FILES:
+        writer.append(owner, "INBOX", path.read_bytes())
+    mailbox, messages = writer.list_messages(owner, "INBOX")
+    lister = own_store(stack)  # another process: it knows the headers only by listing them
+    assert all(lister.cached_header(m) is None for m in messages)
+    listed = lister.messages_in(mailbox, keep_headers=True)
+    assert listed == messages  # the header goes into the cache, never into StoredMessage
+    for store in (writer, lister):
+        with requests_made(store._s3) as s3, requests_made(store._client) as dynamodb:
+            headers = store.read_headers(mailbox.mailbox_id, messages)
+        assert s3 == Counter() and dynamodb == Counter()
+        for path, message in zip(CORPUS_FILES, messages, strict=True):
+            in_s3 = writer.read_range(message, 0, message.summary["body_start"])
+            assert store.cached_header(message) == in_s3, path
+            assert headers[message.uid] == in_s3, path
+
+
 def test_a_header_beyond_the_bound_is_read_from_s3(stack, owner) -> None:
     store = own_store(stack)
     raw = big_header_message()

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import StoredMessage
-from mailpipe_gateway.imap import contexts, loading
+from mailpipe_gateway.imap import contexts, header_fetch, loading
 from mailpipe_gateway.imap import fetch as fetching
 from mailpipe_gateway.imap import search as searching
 from mailpipe_gateway.imap.commands import (
@@ -218,6 +218,7 @@ async def cmd_store(session: IMAPSession, command: Store) -> Done:
 _FLAGS = (FetchAttr("FLAGS"),)
 _MODSEQ = FetchAttr("MODSEQ")
 _RENDER_INLINE = 256 * 1024  # bodies below this are rendered on the loop: a thread hop costs more
+_RENDER_ON_LOOP = 50  # FETCHes of more messages than this, without bytes, render off the loop
 
 
 # -- FETCH -----------------------------------------------------------------------------------------
@@ -245,6 +246,11 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
     live = [(n, m) for n, m in targets if not view.is_expunged(m.uid)]
     expunged_meanwhile = len(live) < len(targets)
     wanted = [(m, _bytes_needed(items, m)) for _, m in live]
+    if all(need != "body" for _, need in wanted) and (
+        len(wanted) > _RENDER_ON_LOOP or any(need == "header" for _, need in wanted)
+    ):
+        missing = await _fetch_headers(session, command, items, live, wanted)
+        return await _fetch_done(session, missing, expunged_meanwhile)
     out = bytearray()
     loaded = loading.in_order(session.call, session.ctx.store, view.mailbox.mailbox_id, wanted)
     missing: list[StoredMessage] = []  # bodies not in S3: expunged meanwhile, or a bug
@@ -278,6 +284,40 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
                 out.clear()
     if out:
         await session.send(bytes(out))
+    return await _fetch_done(session, missing, expunged_meanwhile)
+
+
+async def _fetch_headers(
+    session: IMAPSession,
+    command: Fetch,
+    items: tuple[FetchItem, ...],
+    live: Targets,
+    wanted: list[tuple[StoredMessage, loading.Need]],
+) -> list[StoredMessage]:
+    """FETCH of items that need at most the header block (a folder being opened), rendered a
+    chunk at a time off the event loop (imap/header_fetch.py); returns the messages whose header
+    was gone."""
+    view = session.st.view
+    assert view is not None
+    rendering = header_fetch.Rendering(items, command.uid, session.st.condstore, session.st.utf8)
+    targets = [
+        (number, view.shown(message), need == "header")
+        for (number, message), (_, need) in zip(live, wanted, strict=True)
+    ]
+    missing: list[StoredMessage] = []
+    store = session.ctx.store
+    rendered = header_fetch.chunks(session.call, store, view.mailbox.mailbox_id, rendering, targets)
+    async with contextlib.aclosing(rendered):
+        async for chunk in rendered:
+            missing += chunk.missing
+            if chunk.responses:
+                await session.send(chunk.responses)
+    return missing
+
+
+async def _fetch_done(session: IMAPSession, missing: list[StoredMessage], expunged_meanwhile: bool) -> Done:
+    view = session.st.view
+    assert view is not None
     if missing:
         # Only a real expunge may be answered EXPUNGEISSUED: a body missing under a live index
         # item is a fault of ours.

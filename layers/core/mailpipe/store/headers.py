@@ -8,8 +8,10 @@ as the binary attribute `header`, when it compresses to at most MAX_PACKED_HEADE
 many at once with BatchGetItem and falls back to the ranged GET for messages without it (bigger
 headers, or messages stored before it existed and not yet backfilled: store/backfill.py).
 
-The header never goes into StoredMessage: listings project it out (model.message_projection), so
-the per-process mailbox snapshots do not hold it.
+The header never goes into StoredMessage. This process keeps the compressed blocks it meets in a
+bounded cache by blob key (blob keys name bytes that never change): those of its own APPENDs,
+deliveries and COPYs (it has the bytes) and those a snapshot's listing reads (the listing projects
+`header` for that: docs/mail-store.md). A folder opened after its listing then reads nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from mailpipe.store.cache import BytesLRU
 from mailpipe.store.model import MAX_PACKED_HEADER, StoredMessage, _as_bytes, messages_pk, uid_sk
 
 BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
-CACHED_HEADER_BYTES = 16 * 1024 * 1024  # decompressed headers kept per process
+# Compressed headers kept per process: ~0.3-1 KB each, so some 50,000-100,000 messages' worth.
+CACHED_HEADER_BYTES = 48 * 1024 * 1024
 _PROJECTION = {
     "ProjectionExpression": "#uid, #header, #expunged",
     "ExpressionAttributeNames": {"#uid": "uid", "#header": "header", "#expunged": "expunged"},
@@ -70,18 +73,29 @@ class HeaderReader:
         self._pool = pool
         self._cache = BytesLRU(CACHED_HEADER_BYTES)
 
+    def keep(self, blob_key: str, packed: Any) -> None:
+        """Remember the compressed header block of the message stored at `blob_key`."""
+        if packed is not None:
+            self._cache.put(blob_key, _as_bytes(packed))
+
+    def cached(self, message: StoredMessage) -> bytes | None:
+        """The message's header block if this process holds it, else None (reads nothing)."""
+        packed = self._cache.get(message.blob_key)
+        return None if packed is None else zlib.decompress(packed)
+
     def read(self, mailbox_id: str, messages: Sequence[StoredMessage]) -> dict[int, bytes]:
         """The header block of each message, by UID; a message expunged meanwhile (its item a
         tombstone, or its body gone) is left out."""
         found: dict[int, bytes] = {}
         todo: list[StoredMessage] = []
         for message in messages:
-            cached = self._cache.get(message.blob_key)
+            cached = self.cached(message)
             if cached is None:
                 todo.append(message)
             else:
                 found[message.uid] = cached
         gone: set[int] = set()
+        by_uid = {m.uid: m for m in todo}
         chunks = [todo[i : i + BATCH_GET_KEYS] for i in range(0, len(todo), BATCH_GET_KEYS)]
         for items in self._map(lambda chunk: self._batch_get(mailbox_id, chunk), chunks):
             for item in items:
@@ -90,15 +104,18 @@ class HeaderReader:
                     gone.add(uid)
                 elif item.get("header") is not None:
                     found[uid] = unpack_header(item["header"])
+                    if uid in by_uid:
+                        self.keep(by_uid[uid].blob_key, item["header"])
         # No attribute (too big, or not backfilled yet), or the item not seen by this eventually
         # consistent read (a message just stored): the ranged GET that served headers before.
         fallback = [m for m in todo if m.uid not in found and m.uid not in gone]
         for message, header in zip(fallback, self._map(self._from_s3, fallback), strict=True):
             if header is not None:
                 found[message.uid] = header
-        for message in todo:
+        for message in fallback:
             if message.uid in found:
-                self._cache.put(message.blob_key, found[message.uid])
+                # Compressed whatever its size: the bound is the item's, not the cache's.
+                self.keep(message.blob_key, zlib.compress(found[message.uid], 6))
         return found
 
     def _batch_get(self, mailbox_id: str, messages: Sequence[StoredMessage]) -> list[dict[str, Any]]:

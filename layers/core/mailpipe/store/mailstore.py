@@ -433,7 +433,9 @@ class MailStore:
         self._s3.copy_object(
             Bucket=self._bucket, Key=blob_key, CopySource={"Bucket": source_bucket, "Key": source_key}
         )
-        message = _message_item(blob_key, size, summary, internaldate, flags, delivery_id, crlf_size, header)
+        message = self._kept(
+            _message_item(blob_key, size, summary, internaldate, flags, delivery_id, crlf_size, header)
+        )
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], int]:
             uid, modseq = mailbox.uidnext, mailbox.highestmodseq + 1
@@ -499,15 +501,17 @@ class MailStore:
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
         self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
         summary = summarize(raw)
-        message = _message_item(
-            blob_key,
-            len(raw),
-            summary,
-            internaldate,
-            flags,
-            import_id or message_id,
-            lines.crlf_size(raw),
-            raw[: header_end(raw, summary)],
+        message = self._kept(
+            _message_item(
+                blob_key,
+                len(raw),
+                summary,
+                internaldate,
+                flags,
+                import_id or message_id,
+                lines.crlf_size(raw),
+                raw[: header_end(raw, summary)],
+            )
         )
 
         def build(mailbox: Mailbox) -> tuple[list[dict[str, Any]], Appended]:
@@ -557,15 +561,17 @@ class MailStore:
                 Bucket=self._bucket, Key=keys[index], Body=new.raw, ContentType="message/rfc822"
             )
             summary = summarize(new.raw)
-            return _message_item(
-                keys[index],
-                len(new.raw),
-                summary,
-                new.internaldate,
-                new.flags,
-                ids[index],
-                lines.crlf_size(new.raw),
-                new.raw[: header_end(new.raw, summary)],
+            return self._kept(
+                _message_item(
+                    keys[index],
+                    len(new.raw),
+                    summary,
+                    new.internaldate,
+                    new.flags,
+                    ids[index],
+                    lines.crlf_size(new.raw),
+                    new.raw[: header_end(new.raw, summary)],
+                )
             )
 
         try:
@@ -644,15 +650,17 @@ class MailStore:
                 CopySource={"Bucket": self._bucket, "Key": original.blob_key},
             )
             copies.append(
-                _message_item(
-                    blob_key,
-                    original.size,
-                    original.summary,
-                    original.internaldate,
-                    original.flags,
-                    copy_id,
-                    original.crlf_size,
-                    headers.get(original.uid),
+                self._kept(
+                    _message_item(
+                        blob_key,
+                        original.size,
+                        original.summary,
+                        original.internaldate,
+                        original.flags,
+                        copy_id,
+                        original.crlf_size,
+                        headers.get(original.uid),
+                    )
                 )
             )
         pairs: list[tuple[int, int]] = []
@@ -963,9 +971,11 @@ class MailStore:
             return 0
         return int(item.get(PRUNED_MODSEQ, 0))
 
-    def messages_by_uid(self, mailbox: Mailbox, uids: Iterable[int]) -> list[StoredMessage]:
-        """The live messages among `uids`, whole, in UID order."""
-        return self._messages_by_uid(mailbox, set(uids))
+    def messages_by_uid(
+        self, mailbox: Mailbox, uids: Iterable[int], *, keep_headers: bool = False
+    ) -> list[StoredMessage]:
+        """The live messages among `uids`, whole, in UID order; `keep_headers` as for messages_in."""
+        return self._messages_by_uid(mailbox, set(uids), keep_headers)
 
     def read_body(self, message: StoredMessage) -> bytes:
         return self._bodies.read(message)
@@ -978,12 +988,24 @@ class MailStore:
         """Bytes [start, end) of the body, with one ranged GET (for BODY[section] and partial fetches)."""
         return self._bodies.read_range(message, start, end)
 
+    def _kept(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A new message item, its compressed header remembered: this process has the bytes, so
+        its own mail's header fetches read nothing (store/headers.py)."""
+        self._headers.keep(item["blob_key"], item.get("header"))
+        return item
+
+    def cached_header(self, message: StoredMessage) -> bytes | None:
+        """The message's top-level header block if this process holds it; reads nothing."""
+        return self._headers.cached(message)
+
     def read_headers(self, mailbox_id: str, messages: Sequence[StoredMessage]) -> dict[int, bytes]:
         """The top-level header block of each of `messages` (of mailbox `mailbox_id`) by UID, as
         the body holds it, mostly from the index (store/headers.py); expunged ones are left out."""
         return self._headers.read(mailbox_id, messages)
 
-    def _messages_by_uid(self, mailbox: Mailbox, uids: set[int]) -> list[StoredMessage]:
+    def _messages_by_uid(
+        self, mailbox: Mailbox, uids: set[int], keep_headers: bool = False
+    ) -> list[StoredMessage]:
         """The live messages among `uids`, in UID order: a few by BatchGetItem, many by one Query.
 
         A STORE or EXPUNGE of a handful of messages then costs reads of those messages only,
@@ -991,7 +1013,7 @@ class MailStore:
         """
         wanted = sorted(uid for uid in uids if 0 < uid < mailbox.uidnext)
         if len(wanted) > BATCH_READ_LIMIT:
-            return [m for m in self.messages_in(mailbox) if m.uid in uids]
+            return [m for m in self.messages_in(mailbox, keep_headers=keep_headers) if m.uid in uids]
         found: list[StoredMessage] = []
         for start in range(0, len(wanted), 100):
             keys = [
@@ -999,27 +1021,36 @@ class MailStore:
                 for uid in wanted[start : start + 100]
             ]
             pending: dict[str, Any] = {
-                self._table.name: {"Keys": keys, "ConsistentRead": True, **message_projection()}
+                self._table.name: {"Keys": keys, "ConsistentRead": True, **message_projection(keep_headers)}
             }
             while pending:
                 response = self._client.batch_get_item(RequestItems=pending)
-                found += [
-                    StoredMessage.from_item(item) for item in response["Responses"].get(self._table.name, [])
-                ]
+                for item in response["Responses"].get(self._table.name, []):
+                    message = StoredMessage.from_item(item)
+                    if keep_headers and not message.expunged:
+                        self._headers.keep(message.blob_key, item.get("header"))
+                    found.append(message)
                 pending = response.get("UnprocessedKeys") or {}
         return sorted((m for m in found if not m.expunged), key=lambda m: m.uid)
 
-    def messages_in(self, mailbox: Mailbox, *, include_expunged: bool = False) -> list[StoredMessage]:
+    def messages_in(
+        self, mailbox: Mailbox, *, include_expunged: bool = False, keep_headers: bool = False
+    ) -> list[StoredMessage]:
+        """The mailbox's messages in UID order. With `keep_headers` the listing also reads each
+        compressed header block and keeps it in this process's header cache (what a snapshot's
+        listing does: the folder-open fetch that follows then reads nothing)."""
         if mailbox.uidnext <= 1:
             return []
         condition = Key("pk").eq(messages_pk(mailbox.mailbox_id)) & Key("sk").between(
             uid_sk(1), uid_sk(mailbox.uidnext - 1)
         )
-        messages = [
-            StoredMessage.from_item(item)
-            for item in query_all(self._table, condition, **message_projection())
-            if item["sk"].startswith(UID_PREFIX)
-        ]
+        messages = []
+        for item in query_all(self._table, condition, **message_projection(keep_headers)):
+            if item["sk"].startswith(UID_PREFIX):
+                message = StoredMessage.from_item(item)
+                if keep_headers and not message.expunged:
+                    self._headers.keep(message.blob_key, item.get("header"))
+                messages.append(message)
         return messages if include_expunged else [m for m in messages if not m.expunged]
 
     # -- committing --------------------------------------------------------------

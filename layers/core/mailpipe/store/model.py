@@ -182,10 +182,12 @@ MESSAGE_ATTRIBUTES = (
 )
 
 
-def message_projection() -> dict[str, Any]:
+def message_projection(with_header: bool = False) -> dict[str, Any]:
     """ProjectionExpression and ExpressionAttributeNames reading MESSAGE_ATTRIBUTES (names go
-    through placeholders: SIZE is one of DynamoDB's reserved words)."""
-    names = {f"#m{i}": name for i, name in enumerate(MESSAGE_ATTRIBUTES)}
+    through placeholders: SIZE is one of DynamoDB's reserved words), and `header` if asked for
+    (a snapshot's listing, which keeps the headers in the process: store/headers.py)."""
+    attributes = (*MESSAGE_ATTRIBUTES, "header") if with_header else MESSAGE_ATTRIBUTES
+    names = {f"#m{i}": name for i, name in enumerate(attributes)}
     return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
 

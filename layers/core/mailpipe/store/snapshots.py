@@ -181,7 +181,7 @@ class MailboxSnapshots:
             # not live as expunged, so a new listing costs no more and logs nothing.
             old = None
         if old is None:
-            messages = self._store.messages_in(mailbox)
+            messages = self._store.messages_in(mailbox, keep_headers=True)
             return _Snapshot(mailbox, {m.uid: m for m in messages}, ())
         since = old.mailbox.highestmodseq
         states = self._store.changes_since(mailbox, since)
@@ -195,7 +195,7 @@ class MailboxSnapshots:
                 messages[state.uid] = replace(messages[state.uid], flags=state.flags, modseq=state.modseq)
             elif state.uid > last:
                 new.append(state.uid)
-        for message in self._store.messages_by_uid(mailbox, new) if new else []:
+        for message in self._store.messages_by_uid(mailbox, new, keep_headers=True) if new else []:
             messages[message.uid] = message  # ascending, after every UID already there
         batch = _Batch(since, mailbox.highestmodseq, frozenset(s.uid for s in states))
         return _Snapshot(mailbox, messages, (*old.log, batch)[-MAX_LOGGED_BATCHES:])
