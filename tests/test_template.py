@@ -62,6 +62,7 @@ GLOBAL_ENV = {
     "MAILPIPE_HOSTNAME": {"Ref": "GatewayHostname"},
     "MAILPIPE_SES_CONFIGURATION_SET": {"Ref": "SesConfigurationSet"},
     "MAILPIPE_CHANGES_TOPIC_ARN": {"Ref": "MailboxChangesTopic"},
+    "MAILPIPE_JMAP_TABLE": {"Ref": "JmapTable"},
     "POWERTOOLS_SERVICE_NAME": "mailpipe-functions",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
@@ -82,6 +83,7 @@ RESOURCE_TYPES = {
     "ValidateRecipientFunction": "AWS::Serverless::Function",
     "JmapFunction": "AWS::Serverless::Function",
     "JmapHttpApi": "AWS::Serverless::HttpApi",
+    "JmapTable": "AWS::DynamoDB::Table",
     "PruneFunction": "AWS::Serverless::Function",
     "PruneLogGroup": "AWS::Logs::LogGroup",
     "InboundFunction": "AWS::Serverless::Function",
@@ -192,6 +194,10 @@ FUNCTION_CALLS = {
         ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
         ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
         ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
+        ("dynamodb:GetItem", "JmapTable"),  # SessionTokens.owner, StoredThrottle.admits_now
+        ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add
+        ("dynamodb:UpdateItem", "JmapTable"),  # StoredThrottle._add
+        ("dynamodb:DeleteItem", "JmapTable"),  # SessionTokens.revoke, StoredThrottle unlock
         ("dynamodb:Query", "MailboxTable"),  # MailStore listings, changes_since (by_modseq)
         ("dynamodb:GetItem", "MailboxTable"),
         ("dynamodb:PutItem", "MailboxTable"),  # create_mailbox, transactions
@@ -959,6 +965,13 @@ def test_tables(resources: dict[str, Any], table: str) -> None:
     }
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_jmap_table_forgets_by_ttl(resources: dict[str, Any]) -> None:
+    """Tokens, failure counts and connections expire; DynamoDB deletes them by `expires`."""
+    properties = resources["JmapTable"]["Properties"]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires", "Enabled": True}
     assert properties["SSESpecification"]["SSEEnabled"] is True
 
 

@@ -7,6 +7,8 @@ from functools import lru_cache
 from typing import Any
 
 from mailpipe import aws, dns_resolver
+from mailpipe.auth.stored_throttle import StoredThrottle
+from mailpipe.auth.tokens import SessionTokens
 from mailpipe.changes.relay import Relay
 from mailpipe.config import (
     ENV_HOSTNAME,
@@ -22,6 +24,7 @@ from mailpipe.directory import Directory
 from mailpipe.dkim_signing.signer import MessageSigner
 from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.inbound import InboundDelivery
+from mailpipe.jmap.auth import JmapAuth
 from mailpipe.jmap.http import JmapHttp
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.mta_sts import MtaSts
@@ -153,4 +156,9 @@ def sqs_batch_processor() -> RedeliveringBatchProcessor:
 
 @lru_cache(maxsize=1)
 def jmap_http() -> JmapHttp:
-    return JmapHttp(directory(), mail_store())
+    table_name = resources().jmap_table
+    if not table_name:
+        return JmapHttp(directory(), mail_store())  # Basic only, throttled in memory
+    table = aws.table(table_name)
+    auth = JmapAuth(directory(), StoredThrottle(table), SessionTokens(table, directory()))
+    return JmapHttp(directory(), mail_store(), auth=auth)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from mailpipe import aws
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.changes.feed import ChangeFeed
 from mailpipe.config import ENV_DNS_SERVER, ConfigError, Resources
 from mailpipe.directory import Directory, DirectoryError
@@ -21,7 +22,6 @@ from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 from mailpipe_gateway.access import AccessParts, access_server, change_feed
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.listeners import executor_runner
