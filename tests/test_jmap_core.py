@@ -33,7 +33,7 @@ def raw(jmap_server: LocalHttpApi, new_user: Callable[..., str]) -> Raw:
 
 def test_session_resource(raw: Raw, jmap_server: LocalHttpApi) -> None:
     session = raw.session()
-    assert set(session["capabilities"]) == {CORE, MAIL, SUBMISSION}
+    assert set(session["capabilities"]) == {CORE, MAIL, SUBMISSION, "urn:ietf:params:jmap:websocket"}
     core = session["capabilities"][CORE]
     for limit in ("maxSizeRequest", "maxCallsInRequest", "maxObjectsInGet", "maxObjectsInSet"):
         assert isinstance(core[limit], int) and core[limit] > 0

@@ -23,6 +23,10 @@ ENV_RETRY_SCHEDULE = "MAILPIPE_RETRY_SCHEDULE"  # "5m,10m,...;5d;4h": intervals;
 ENV_CHANGES_TOPIC_ARN = "MAILPIPE_CHANGES_TOPIC_ARN"
 # JMAP's own state: session tokens, failed-login counts, push connections (docs/jmap.md).
 ENV_JMAP_TABLE = "MAILPIPE_JMAP_TABLE"
+# The JMAP WebSocket API: its wss:// URL for the session resource, and the https:// endpoint of its
+# @connections management API, where the relay posts StateChange (docs/jmap.md, "Push").
+ENV_JMAP_WEBSOCKET_URL = "MAILPIPE_JMAP_WEBSOCKET_URL"
+ENV_PUSH_ENDPOINT = "MAILPIPE_PUSH_ENDPOINT"
 
 
 class ConfigError(RuntimeError):

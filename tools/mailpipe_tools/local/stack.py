@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from mailpipe import aws
 from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.changes.feed import ChangeFeed
-from mailpipe.config import ENV_DNS_SERVER, ConfigError, Resources
+from mailpipe.config import ENV_DNS_SERVER, ENV_JMAP_WEBSOCKET_URL, ENV_PUSH_ENDPOINT, ConfigError, Resources
 from mailpipe.directory import Directory, DirectoryError
 from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
@@ -216,6 +216,10 @@ class DevStack:
         function_env[ENV_REDELIVERY_BACKOFF] = self.options.redelivery_backoff
         if self.options.resolver:
             function_env[ENV_DNS_SERVER] = self.options.resolver
+        # The WebSocket API is the local HTTP server's: the session names ws://HOST:PORT/jmap/ws, and
+        # the relay posts to its @connections once it serves (_start_http); never to AWS's names.
+        function_env[ENV_JMAP_WEBSOCKET_URL] = ""
+        function_env[ENV_PUSH_ENDPOINT] = ""
         os.environ.update(function_env)
         self.environment.update(function_env)
         self.resources = Resources.from_env()
@@ -264,6 +268,7 @@ class DevStack:
         function = self.functions[JMAP_FUNCTION]
         http = LocalHttpApi(function.handler, function.name, self.options.host, self.options.http_port or 0)
         http.start()
+        os.environ[ENV_PUSH_ENDPOINT] = self.environment[ENV_PUSH_ENDPOINT] = http.url
         return http
 
     def stop(self) -> None:

@@ -18,7 +18,9 @@ from mailpipe.jmap.context import Context
 from mailpipe.jmap.errors import RequestError
 from mailpipe.jmap.limits import Limits
 from mailpipe.jmap.messages import read_blob
-from mailpipe.jmap.session import API_PATH, DOWNLOAD_PATH, SESSION_PATHS, session_resource
+from mailpipe.jmap.push import PushConnections
+from mailpipe.jmap.session import API_PATH, DOWNLOAD_PATH, SESSION_PATHS, WEBSOCKET_PATH, session_resource
+from mailpipe.jmap.websocket import JmapWebSocket
 from mailpipe.store import MailboxSnapshots, MailStore
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,21 @@ class JmapHttp:
         store: MailStore,
         limits: Limits | None = None,
         auth: JmapAuth | None = None,
+        connections: PushConnections | None = None,
+        websocket_url: str | None = None,
     ) -> None:
-        # Without a JMAP table: Basic only, throttled in this process's memory.
+        # Without a JMAP table: Basic only, throttled in this process's memory, and no WebSocket.
         self.auth = auth or JmapAuth(directory, AuthThrottle())
         self._store = store
         self.limits = limits or Limits()
         self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
+        self.websocket = (
+            JmapWebSocket(self.auth, connections, store, self.limits, self._snapshots)
+            if connections
+            else None
+        )
+        # On AWS the WebSocket API's wss:// URL; None: the local server's, next to the API.
+        self._websocket_url = websocket_url
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -105,7 +116,9 @@ class JmapHttp:
         if path in SESSION_PATHS:
             if request.method != "GET":
                 return _not_allowed("GET")
-            return HttpResponse.json(200, session_resource(owner, request.base_url, self.limits))
+            return HttpResponse.json(
+                200, session_resource(owner, request.base_url, self.limits, self._ws_url(request))
+            )
         if path == API_PATH:
             if request.method != "POST":
                 return _not_allowed("POST")
@@ -113,6 +126,13 @@ class JmapHttp:
         if request.method != "GET":
             return _not_allowed("GET")
         return self._download(owner, request)
+
+    def _ws_url(self, request: HttpRequest) -> str | None:
+        if self.websocket is None:
+            return None
+        if self._websocket_url:
+            return self._websocket_url
+        return "ws" + request.base_url.removeprefix("http") + WEBSOCKET_PATH  # http→ws, https→wss
 
     def _login(self, request: HttpRequest) -> HttpResponse:
         """POST /jmap/login {"username", "password"} → {"accessToken", "tokenType": "Bearer"}."""
