@@ -5,6 +5,7 @@ the relay function and the @connections management API; nobody else's."""
 
 from __future__ import annotations
 
+import imaplib
 import json
 import smtplib
 import time
@@ -202,3 +203,39 @@ def test_a_gone_connection_is_dropped_at_the_next_push(
             return
         time.sleep(0.2)
     raise AssertionError("the gone connection was not dropped")
+
+
+def test_an_imap_store_pushes_a_state_change(
+    stack: DevStack, jmap_server: LocalHttpApi, push_endpoint: str, new_user: Callable[..., str]
+) -> None:
+    user = new_user()
+    stack.mail_store().ensure_mailboxes(user)
+    stack.mail_store().append_message(user, "INBOX", b"Subject: flag me\r\n\r\nhello\r\n")
+    ws = connect(jmap_server.url, user)
+    try:
+        ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}))
+        ws.send(json.dumps({"@type": "Request", "id": "sync", "using": [CORE], "methodCalls": []}))
+        assert receive(ws)["requestId"] == "sync"
+        imap = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+        try:
+            imap.login(user, PASSWORD)
+            imap.select("INBOX")
+            assert imap.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
+        finally:
+            imap.logout()
+        raw = Raw(jmap_server.url, user, PASSWORD)
+        # The append may be pushed first: the flag's change comes within the deadline.
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            states = state_change_for(ws, account_id(user))["changed"][account_id(user)]
+            current = raw.call(["Email/get", {"accountId": account_id(user), "ids": []}, "g"])[0][1]["state"]
+            if states["Email"] == current:
+                break
+        else:
+            raise AssertionError("no StateChange with the state after the STORE")
+        query = raw.call(
+            ["Email/query", {"accountId": account_id(user), "filter": {"hasKeyword": "$flagged"}}, "q"]
+        )
+        assert len(query[0][1]["ids"]) == 1
+    finally:
+        ws.close()
