@@ -209,10 +209,10 @@ FUNCTION_CALLS = {
         ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
         ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
         ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
-        ("dynamodb:GetItem", "JmapTable"),  # SessionTokens.owner, StoredThrottle.admits_now
-        ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add
+        ("dynamodb:GetItem", "JmapTable"),  # SessionTokens.owner, StoredThrottle, PushConnections.owner
+        ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add, PushConnections
         ("dynamodb:UpdateItem", "JmapTable"),  # StoredThrottle._add
-        ("dynamodb:DeleteItem", "JmapTable"),  # SessionTokens.revoke, StoredThrottle unlock
+        ("dynamodb:DeleteItem", "JmapTable"),  # SessionTokens.revoke, unlock, PushConnections.closed
         ("dynamodb:Query", "MailboxTable"),  # MailStore listings, changes_since (by_modseq)
         ("dynamodb:GetItem", "MailboxTable"),
         ("dynamodb:PutItem", "MailboxTable"),  # create_mailbox, transactions
