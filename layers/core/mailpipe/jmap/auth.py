@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +27,10 @@ from mailpipe.directory import Directory, StoredLogin
 log = logging.getLogger(__name__)
 
 PROTOCOL = "jmap"
+# argon2id checks at once in one process (64 MiB and a core each): a Lambda environment runs one
+# request at a time anyway, but the local server runs a thread per request, and a flood of wrong
+# passwords must queue here rather than take every core and gigabytes (as the gateways' login.py).
+_CHECKS = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) - 1))
 
 
 class Throttle(Protocol):
@@ -73,7 +79,8 @@ class JmapAuth:
         stored = self.directory.stored_login(user)
         if stored is not None and self.cache.verified(stored, password) is not None:
             return stored
-        account = self.directory.check_password(stored, password)
+        with _CHECKS:
+            account = self.directory.check_password(stored, password)
         if account is None or stored is None:
             self.throttle.failed(client or "-", user, PROTOCOL)
             return None
