@@ -52,7 +52,7 @@ def serve(moto_in_process: bool) -> None:
     """The dev stack with a loop meter; answers "lag" on stdin with the longest stall since the last."""
     from processes import moto_in_own_process
 
-    from mailpipe_gateway.auth.throttle import AuthThrottle
+    from mailpipe.auth.throttle import AuthThrottle
     from mailpipe_gateway.connection_limits import ConnectionLimiter
     from mailpipe_gateway.loop_watch import LoopWatch
     from mailpipe_tools.local.stack import DevOptions, DevStack

@@ -52,7 +52,7 @@ def user(n: int) -> str:
 def serve(users: int, moto_in_process: bool) -> None:
     from processes import moto_in_own_process
 
-    from mailpipe_gateway.auth.throttle import AuthThrottle
+    from mailpipe.auth.throttle import AuthThrottle
     from mailpipe_gateway.loop_watch import LoopWatch
     from mailpipe_tools.local.stack import DevOptions, DevStack
 

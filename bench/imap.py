@@ -28,7 +28,7 @@ moto server without that count). A command counts when it completes inside the m
 NO, BAD and dropped connections count as failures.
 
 Passwords: by default Dovecot stores them in plaintext (no hash at LOGIN) and mailpipe answers
-every LOGIN after the first from its cache of verified credentials (gateway auth/cache.py), so
+every LOGIN after the first from its cache of verified credentials (core mailpipe/auth/cache.py), so
 the figures are of the IMAP engines, not of argon2id. --argon2id stores the same argon2id hash
 (t=3, 64 MiB) in Dovecot too, with Dovecot's auth cache on and the same TTL as mailpipe's
 (MAILPIPE_AUTH_CACHE_TTL, set for the dev stack). Beware: Dovecot's auth cache keeps the passdb

@@ -18,11 +18,19 @@ the store (as APPEND stores them), then times, --rounds times each, from this pr
                  client's first sync (with --messages > 1000, in pages of maxChanges)
     imap sync    SELECT INBOX, UID FETCH 1:* (UID FLAGS)
 
-    sign-in      GET /jmap/session: what HTTP Basic's argon2id check costs every JMAP request
+    sign-in      GET /jmap/session with HTTP Basic: after the first, the verified-credentials cache
+                 answers (mailpipe/auth/cache.py), so no argon2id
+    token        GET /jmap/session with a session token (POST /jmap/login, Bearer)
+    argon2id     the directory's password check itself, called in this process: the baseline,
+                 what every Basic request cost before the cache
 
-and prints p50 and p99 of each and JMAP/IMAP, with and without the sign-in's p50. Both run
-against the same store in the same run; each JMAP request pays HTTP Basic's password check
-(argon2id), which IMAP pays once at LOGIN.
+    push         from a message stored to the StateChange on a JMAP WebSocket with push enabled
+                 (stream → relay → @connections → the socket), --rounds // 3 times
+    poll         the same change found by asking Email/get's state every 0.5 s: the baseline, what a
+                 client without push does
+
+and prints p50 and p99 of each, JMAP/IMAP with and without the sign-in's p50, sign-in/argon2id and
+push/poll. Both run against the same store in the same run.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ import base64
 import contextlib
 import imaplib
 import json
+import os
+import random
 import statistics
 import sys
 import tempfile
@@ -45,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from processes import moto_in_own_process  # noqa: E402
 
+from mailpipe.config import ENV_PUSH_ENDPOINT  # noqa: E402
 from mailpipe.jmap.ids import account_id, mailbox_jmap_id  # noqa: E402
 from mailpipe_tools.local.jmap_http import LocalHttpApi  # noqa: E402
 from mailpipe_tools.local.stack import DevOptions, DevStack  # noqa: E402
@@ -90,6 +101,64 @@ class Jmap:
         )
         with urllib.request.urlopen(request, timeout=300) as response:
             return json.loads(response.read())["methodResponses"]  # type: ignore[no-any-return]
+
+
+POLL_SECONDS = 0.5
+
+
+def push_and_poll(
+    api: LocalHttpApi, jmap: Jmap, append: Callable[[], object], rounds: int
+) -> dict[str, list[float]]:
+    """Seconds from a stored message to its StateChange over WebSocket, and to a 0.5 s poll seeing it."""
+    import websocket  # the test extra's client (websocket-client)
+
+    os.environ[ENV_PUSH_ENDPOINT] = api.url  # the relay posts to this server's @connections
+    login = urllib.request.Request(
+        api.url + "/jmap/login",
+        data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(login, timeout=60) as response:
+        token = json.load(response)["accessToken"]
+    ws_url = api.url.replace("http://", "ws://") + "/jmap/ws?access_token=" + token
+    ws = websocket.create_connection(ws_url, subprotocols=["jmap"], timeout=60)
+    account = account_id(USER)
+
+    def state() -> str:
+        return str(jmap.post([["Email/get", {"accountId": account, "ids": []}, "s"]])[0][1]["state"])
+
+    phases = random.Random(12)
+    try:
+        ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}))
+        ws.send(json.dumps({"@type": "Request", "id": "sync", "using": USING, "methodCalls": []}))
+        json.loads(ws.recv())
+        results: dict[str, list[float]] = {"push": [], "poll": []}
+        for _ in range(rounds):
+            before = state()
+            start = time.perf_counter()
+            append()
+            while True:
+                change = json.loads(ws.recv())
+                pushed = change.get("changed", {}).get(account, {}).get("Email")
+                if pushed and pushed != before:
+                    break
+            results["push"].append(time.perf_counter() - start)
+            before = state()
+            start = time.perf_counter()
+            append()
+            # A poller's next ask comes anywhere in its 0.5 s cycle after the change.
+            time.sleep(phases.uniform(0, POLL_SECONDS))
+            while state() == before:
+                time.sleep(POLL_SECONDS)
+            results["poll"].append(time.perf_counter() - start)
+            ws.settimeout(0.2)  # drop the poll round's own StateChange before the next push round
+            with contextlib.suppress(websocket.WebSocketTimeoutException):
+                while True:
+                    ws.recv()
+            ws.settimeout(60)
+        return results
+    finally:
+        ws.close()
 
 
 def main() -> None:
@@ -183,17 +252,45 @@ def main() -> None:
             with urllib.request.urlopen(request, timeout=60) as response:
                 response.read()
 
-        results = {}
+        token_request = urllib.request.Request(
+            api.url + "/jmap/login",
+            data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(token_request, timeout=60) as response:
+            bearer = "Bearer " + json.load(response)["accessToken"]
+
+        def token() -> None:
+            request = urllib.request.Request(api.url + "/jmap/session", headers={"Authorization": bearer})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                response.read()
+
+        directory = stack.directory()
+        stored = directory.stored_login(USER)
+
+        def argon2id() -> None:
+            assert directory.check_password(stored, PASSWORD) is not None
+
+        results: dict[str, list[float]] = {}
         for name, function_ in (
             ("jmap list", jmap_list),
             ("imap list", imap_list),
             ("jmap sync", jmap_sync),
             ("imap sync", imap_sync),
             ("sign-in", sign_in),
+            ("token", token),
+            ("argon2id", argon2id),
         ):
             function_()  # warm: the first run fills caches on both sides alike
             results[name] = timed(function_, args.rounds)
-        print(f"{args.messages} messages, {args.rounds} rounds each (seconds)")
+        extra = iter(range(args.messages, args.messages + 10 * args.rounds))
+        results |= push_and_poll(
+            api,
+            jmap,
+            lambda: store.append_message(USER, "INBOX", message(next(extra))),
+            max(3, args.rounds // 3),
+        )
+        print(f"{args.messages} messages, {args.rounds} rounds each (push and poll: a third) (seconds)")
         for name, seconds in results.items():
             print(f"  {name:10} p50 {statistics.median(seconds):.4f}  p99 {percentile(seconds, 0.99):.4f}")
         for kind in ("list", "sync"):
@@ -201,6 +298,11 @@ def main() -> None:
             signed_in = statistics.median(results[f"jmap {kind}"]) - statistics.median(results["sign-in"])
             without = max(signed_in, 0.0) / statistics.median(results[f"imap {kind}"])
             print(f"  {kind}: JMAP/IMAP p50 = {ratio:.2f} ({without:.2f} less the sign-in)")
+        for kind in ("sign-in", "token"):
+            ratio = statistics.median(results[kind]) / statistics.median(results["argon2id"])
+            print(f"  {kind}/argon2id p50 = {ratio:.3f}")
+        ratio = statistics.median(results["push"]) / statistics.median(results["poll"])
+        print(f"  push/poll p50 = {ratio:.2f}")
 
 
 if __name__ == "__main__":

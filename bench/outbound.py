@@ -262,12 +262,12 @@ class Stack:
 
 
 def start_stack(stack: contextlib.ExitStack, workdir: Path, sink_port: int) -> Stack:
-    smtp, submission, imap, pop3, aws = free_ports(5)
+    smtp, submission, imap, pop3, aws, http = free_ports(6)
     command = [str(VENV_BIN / "mailpipe"), "dev", "--domain", DOMAIN, "--user", f"{USER}:{PASSWORD}"]
     command += ["--transport", f"{SINK_DOMAIN}=smtp:[{HOST}]:{sink_port}"]
     command += ["--template", str(REPO_ROOT / "template.yaml"), "--host", HOST]
     ports = {"--smtp-port": smtp, "--submission-port": submission, "--imap-port": imap}
-    ports |= {"--pop3-port": pop3, "--aws-port": aws}
+    ports |= {"--pop3-port": pop3, "--aws-port": aws, "--http-port": http}
     for option, port in ports.items():
         command += [option, str(port)]
     stack_dir = workdir / "stack"

@@ -26,7 +26,7 @@ class DevProcess:
 
     def __init__(self, cwd: Path, resolver: str, *args: str) -> None:
         self.cwd = cwd
-        self.ports = {name: free_port() for name in ("smtp", "submission", "pop3", "imap", "aws")}
+        self.ports = {name: free_port() for name in ("smtp", "submission", "pop3", "imap", "aws", "http")}
         self.args = [
             *(arg for name, port in self.ports.items() for arg in (f"--{name}-port", str(port))),
             "--template",

@@ -18,8 +18,8 @@ from conftest import PASSWORD
 
 from mailpipe import passwords
 from mailpipe.addresses import parse_address
+from mailpipe.auth.cache import VerifiedCredentials
 from mailpipe.directory import StoredLogin
-from mailpipe_gateway.auth.cache import VerifiedCredentials
 
 
 def mailpipe(stack, *args: str, stdin: str = "") -> None:

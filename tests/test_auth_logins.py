@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from conftest import PASSWORD
 
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe_gateway.auth.login import CONCURRENT_CHECKS, Logins
 from mailpipe_gateway.auth.sasl import Credentials
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.listeners import executor_runner
 
 

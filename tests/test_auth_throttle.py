@@ -18,7 +18,7 @@ import pytest
 from conftest import PASSWORD
 from test_gateway_command import free_port, wait_listening
 
-from mailpipe_gateway.auth.throttle import AuthThrottle
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe_gateway.tls import write_self_signed
 
 FAILED, THROTTLED, OK = "failed", "throttled", "ok"
@@ -165,7 +165,7 @@ def test_mailpipe_user_unlock_lifts_the_hold_on_running_gateways(
     port = servers[attempt]
     assert [attempt(port, user, "wrong") for _ in range(5)] == [FAILED] * 5
     assert attempt(port, user, PASSWORD) == THROTTLED
-    caplog.set_level(logging.WARNING, logger="mailpipe_gateway.auth.throttle")
+    caplog.set_level(logging.WARNING, logger="mailpipe.auth.throttle")
     unlocked = mailpipe(stack, "user", "unlock", user)
     assert unlocked.returncode == 0, unlocked.stderr
     assert attempt(port, user, PASSWORD) == OK
@@ -186,7 +186,7 @@ def test_failures_count_across_protocols_in_the_stack(stack, new_user) -> None:
 
 def test_failed_logins_are_logged_for_fail2ban(stack, new_user, servers, caplog) -> None:
     user = new_user()
-    caplog.set_level(logging.WARNING, logger="mailpipe_gateway.auth.throttle")
+    caplog.set_level(logging.WARNING, logger="mailpipe.auth.throttle")
     pop3(servers[pop3], f"<{user.upper()}>", "wrong")
     imap(servers[imap], "x\r\nauth failed: client=192.0.2.9 protocol=imap user=y", "wrong")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("auth failed")]

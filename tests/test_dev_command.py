@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import signal
@@ -11,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -40,7 +43,7 @@ def dns_server():
 
 @pytest.fixture
 def dev_stack(tmp_path: Path, dev_args: list[str], dns_server: str):
-    smtp_port, pop3_port, imap_port, aws_port, submission_port = (free_port() for _ in range(5))
+    smtp_port, pop3_port, imap_port, aws_port, submission_port, http_port = (free_port() for _ in range(6))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
     process = subprocess.Popen(
         [
@@ -58,6 +61,8 @@ def dev_stack(tmp_path: Path, dev_args: list[str], dns_server: str):
             str(submission_port),
             "--aws-port",
             str(aws_port),
+            "--http-port",
+            str(http_port),
             "--template",
             str(REPO_ROOT / "template.yaml"),
             "--resolver",
@@ -97,6 +102,21 @@ def test_dev_prints_endpoints_and_demo_user_then_ready(dev_stack) -> None:
     assert f"outbound  *=capture:{outbox}  (nothing leaves this machine" in output
     assert "example.test" in output
     assert "bob@example.test  password bob-password" in output
+
+
+def test_dev_serves_jmap_on_the_http_port(dev_stack) -> None:
+    """`--http-port`: the JMAP function behind the local HTTP API, its URL in the banner."""
+    _process, _smtp_port, output, _cwd = dev_stack
+    match = re.search(r"^JMAP      (http://127\.0\.0\.1:\d+)/\.well-known/jmap", output, re.M)
+    assert match, output
+    credentials = base64.b64encode(b"bob@example.test:bob-password").decode()
+    request = urllib.request.Request(
+        match.group(1) + "/.well-known/jmap", headers={"Authorization": f"Basic {credentials}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        session = json.load(response)
+    assert session["username"] == "bob@example.test"
+    assert session["apiUrl"] == match.group(1) + "/jmap/api"
 
 
 def test_first_message_with_swaks_then_ctrl_c(dev_stack) -> None:

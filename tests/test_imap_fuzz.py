@@ -10,7 +10,7 @@ from conftest import PASSWORD
 from imap_fuzzer import Fuzzer
 from logged_errors import Errors
 
-from mailpipe_gateway.auth.throttle import AuthThrottle
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe_gateway.loop_watch import LoopWatch
 
 COMMANDS = [

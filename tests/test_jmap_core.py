@@ -33,7 +33,7 @@ def raw(jmap_server: LocalHttpApi, new_user: Callable[..., str]) -> Raw:
 
 def test_session_resource(raw: Raw, jmap_server: LocalHttpApi) -> None:
     session = raw.session()
-    assert set(session["capabilities"]) == {CORE, MAIL, SUBMISSION}
+    assert set(session["capabilities"]) == {CORE, MAIL, SUBMISSION, "urn:ietf:params:jmap:websocket"}
     core = session["capabilities"][CORE]
     for limit in ("maxSizeRequest", "maxCallsInRequest", "maxObjectsInGet", "maxObjectsInSet"):
         assert isinstance(core[limit], int) and core[limit] > 0
@@ -50,7 +50,7 @@ def test_unauthenticated_and_wrong_password(raw: Raw, caplog: pytest.LogCaptureF
     status, headers, _ = raw.http("GET", "/.well-known/jmap")
     assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
     wrong = Raw(raw.base_url, "nobody@example.test", "nope")
-    with caplog.at_level(logging.WARNING, logger="mailpipe.jmap.http"):
+    with caplog.at_level(logging.WARNING, logger="mailpipe"):
         assert wrong.http("GET", "/.well-known/jmap")[0] == 401
     assert "auth failed: client=127.0.0.1 protocol=jmap user=nobody@example.test" in caplog.text
     assert wrong.http("POST", "/jmap/api", b"{}", {"Content-Type": "application/json"})[0] == 401

@@ -10,7 +10,7 @@ import pytest
 from conftest import PASSWORD
 from logged_errors import Errors
 
-from mailpipe_gateway.auth.throttle import AuthThrottle
+from mailpipe.auth.throttle import AuthThrottle
 
 BEFORE_LOGIN = [b"CAPA", b"USER nobody@example.test", b"PASS secret", b"AUTH", b"AUTH PLAIN", b"AUTH LOGIN"]
 BEFORE_LOGIN += [

@@ -62,6 +62,13 @@ GLOBAL_ENV = {
     "MAILPIPE_HOSTNAME": {"Ref": "GatewayHostname"},
     "MAILPIPE_SES_CONFIGURATION_SET": {"Ref": "SesConfigurationSet"},
     "MAILPIPE_CHANGES_TOPIC_ARN": {"Ref": "MailboxChangesTopic"},
+    "MAILPIPE_JMAP_TABLE": {"Ref": "JmapTable"},
+    "MAILPIPE_JMAP_WEBSOCKET_URL": {
+        "Fn::Sub": "wss://${JmapWebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/push"
+    },
+    "MAILPIPE_PUSH_ENDPOINT": {
+        "Fn::Sub": "https://${JmapWebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/push"
+    },
     "POWERTOOLS_SERVICE_NAME": "mailpipe-functions",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
@@ -88,6 +95,16 @@ RESOURCE_TYPES = {
     "WebmailResponseHeadersPolicy": "AWS::CloudFront::ResponseHeadersPolicy",
     "WebmailApiCachePolicy": "AWS::CloudFront::CachePolicy",
     "WebmailDistribution": "AWS::CloudFront::Distribution",
+    "JmapTable": "AWS::DynamoDB::Table",
+    "JmapWebSocketApi": "AWS::ApiGatewayV2::Api",
+    "JmapWebSocketIntegration": "AWS::ApiGatewayV2::Integration",
+    "JmapWebSocketConnectRoute": "AWS::ApiGatewayV2::Route",
+    "JmapWebSocketDisconnectRoute": "AWS::ApiGatewayV2::Route",
+    "JmapWebSocketDefaultRoute": "AWS::ApiGatewayV2::Route",
+    "JmapWebSocketDefaultRouteResponse": "AWS::ApiGatewayV2::RouteResponse",
+    "JmapWebSocketDeployment": "AWS::ApiGatewayV2::Deployment",
+    "JmapWebSocketStage": "AWS::ApiGatewayV2::Stage",
+    "JmapWebSocketPermission": "AWS::Lambda::Permission",
     "PruneFunction": "AWS::Serverless::Function",
     "PruneLogGroup": "AWS::Logs::LogGroup",
     "InboundFunction": "AWS::Serverless::Function",
@@ -198,6 +215,10 @@ FUNCTION_CALLS = {
         ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
         ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
         ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
+        ("dynamodb:GetItem", "JmapTable"),  # SessionTokens.owner, StoredThrottle, PushConnections.owner
+        ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add, PushConnections
+        ("dynamodb:UpdateItem", "JmapTable"),  # StoredThrottle._add
+        ("dynamodb:DeleteItem", "JmapTable"),  # SessionTokens.revoke, unlock, PushConnections.closed
         ("dynamodb:Query", "MailboxTable"),  # MailStore listings, changes_since (by_modseq)
         ("dynamodb:GetItem", "MailboxTable"),
         ("dynamodb:PutItem", "MailboxTable"),  # create_mailbox, transactions
@@ -233,6 +254,11 @@ FUNCTION_CALLS = {
         # The event source mapping's on-failure destination, with the role's rights (the stream
         # reads come with SAM's AWSLambdaDynamoDBExecutionRole).
         ("sqs:SendMessage", "MailboxChangesFailureQueue"),
+        ("dynamodb:Query", "JmapTable"),  # PushConnections.listening
+        ("dynamodb:DeleteItem", "JmapTable"),  # PushConnections.closed, on GoneException
+        ("dynamodb:Query", "MailboxTable"),  # push.state_change: mailboxes_and_subscriptions
+        # Pusher: post_to_connection, on the stage the environment's MAILPIPE_PUSH_ENDPOINT names.
+        ("execute-api:ManageConnections", "${JmapWebSocketApi}/push/POST/@connections/*"),
     },
 }
 
@@ -903,6 +929,8 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bo
                 return True
             if resource.startswith("secret:") and text.endswith(f":{resource}*"):
                 return True
+            if resource.startswith("${") and text.endswith(f":{resource}"):
+                return True
             if resource.endswith("/") and text == "${MailBucket.Arn}/" + resource + "*":
                 return True
             if resource.startswith(("identity/", "configuration-set/")):
@@ -974,6 +1002,36 @@ def test_tables(resources: dict[str, Any], table: str) -> None:
     }
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_jmap_websocket_api_routes_every_frame_to_the_jmap_function(resources: dict[str, Any]) -> None:
+    """RFC 8887 through API Gateway: $connect, $default (answered by its route response) and
+    $disconnect all reach JmapFunction, on the stage the push endpoint names."""
+    assert resources["JmapWebSocketApi"]["Properties"]["ProtocolType"] == "WEBSOCKET"
+    target = {"Fn::Sub": "integrations/${JmapWebSocketIntegration}"}
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert set(routes) == {"$connect", "$default", "$disconnect"}
+    assert all(route["Target"] == target for route in routes.values())
+    assert routes["$default"]["RouteResponseSelectionExpression"] == "$default"
+    uri = resources["JmapWebSocketIntegration"]["Properties"]["IntegrationUri"]["Fn::Sub"]
+    assert "${JmapFunction.Arn}" in uri
+    stage = resources["JmapWebSocketStage"]["Properties"]["StageName"]
+    assert GLOBAL_ENV["MAILPIPE_PUSH_ENDPOINT"]["Fn::Sub"].endswith("/" + stage)
+    assert GLOBAL_ENV["MAILPIPE_JMAP_WEBSOCKET_URL"]["Fn::Sub"].endswith("/" + stage)
+    permission = resources["JmapWebSocketPermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "JmapFunction"}
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+
+
+def test_jmap_table_forgets_by_ttl(resources: dict[str, Any]) -> None:
+    """Tokens, failure counts and connections expire; DynamoDB deletes them by `expires`."""
+    properties = resources["JmapTable"]["Properties"]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires", "Enabled": True}
     assert properties["SSESpecification"]["SSEEnabled"] is True
 
 

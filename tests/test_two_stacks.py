@@ -38,7 +38,7 @@ class Stack:
     def __init__(
         self, directory: Path, domain: str, user: str, transports: list[str] = (), *, resolver: str
     ) -> None:
-        self.smtp, self.submission, self.imap, self.pop3, self.aws = free_ports(5)
+        self.smtp, self.submission, self.imap, self.pop3, self.aws, self.http = free_ports(6)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
         ports = {
             "--smtp-port": self.smtp,
@@ -46,6 +46,7 @@ class Stack:
             "--imap-port": self.imap,
             "--pop3-port": self.pop3,
             "--aws-port": self.aws,
+            "--http-port": self.http,
         }
         command = [sys.executable, "-m", "mailpipe_tools.cli", "dev", "--domain", domain, "--user"]
         command += [f"{user}:{PASSWORD}", "--template", str(REPO_ROOT / "template.yaml")]

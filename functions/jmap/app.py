@@ -1,9 +1,11 @@
-"""JMAP over HTTP (RFC 8620/8621): API Gateway HTTP API (payload v2) in, the core's answer out."""
+"""JMAP (RFC 8620/8621): API Gateway's HTTP API (payload v2) and WebSocket API (RFC 8887) in, the
+core's answer out."""
 
 import base64
+from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, event_source
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailpipe.jmap.http import HttpRequest
@@ -15,8 +17,13 @@ tracer = Tracer()
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@event_source(data_class=APIGatewayProxyEventV2)
-def lambda_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict:
+    if "connectionId" in (event.get("requestContext") or {}):
+        return _websocket(event)
+    return _http(APIGatewayProxyEventV2(event))
+
+
+def _http(event: APIGatewayProxyEventV2) -> dict:
     body = event.body or ""
     http = event.request_context.http
     request = HttpRequest(
@@ -37,3 +44,28 @@ def lambda_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dic
         "body": base64.b64encode(response.body).decode(),
         "isBase64Encoded": True,
     }
+
+
+def _websocket(event: dict[str, Any]) -> dict:
+    """$connect, $default and $disconnect of the WebSocket API (mailpipe/jmap/websocket.py)."""
+    websocket = jmap_http().websocket
+    context = event["requestContext"]
+    route, connection_id = context.get("routeKey", ""), context["connectionId"]
+    if websocket is None:  # no JMAP table: nowhere to keep connections
+        return {"statusCode": 503}
+    if route == "$connect":
+        headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+        query = event.get("queryStringParameters") or {}
+        client = (context.get("identity") or {}).get("sourceIp", "")
+        reply = websocket.connect(connection_id, headers, query, client)
+    elif route == "$disconnect":
+        reply = websocket.disconnect(connection_id)
+    else:
+        body = event.get("body") or ""
+        data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+        reply = websocket.message(connection_id, data)
+    logger.info("jmap websocket", extra={"route": route, "status": reply.status})
+    result: dict[str, Any] = {"statusCode": reply.status, "headers": reply.headers}
+    if reply.body is not None:
+        result["body"] = reply.body  # sent back to the client by the $default route's response
+    return result

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailpipe import aws
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.changes.feed import ChangeFeed
 from mailpipe.config import Resources
 from mailpipe.directory import Directory
 from mailpipe.store import MailMemory, MailStore
 from mailpipe.store.locks import Leases
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.connection_limits import (
     DEFAULT_EXEMPT,
     DEFAULT_MAX_CONNECTIONS,

@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from mailpipe import aws
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.config import Resources
 from mailpipe.services import directory, quotas, spool
 from mailpipe_gateway.access import AccessParts, AccessSettings, access_servers, change_feed, tls_from_env
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.listeners import executor_runner
 from mailpipe_gateway.loop_watch import LoopWatch
 from mailpipe_gateway.recipient_check import Lookup, directory_lookup, lambda_lookup

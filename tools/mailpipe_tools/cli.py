@@ -39,6 +39,7 @@ PORT_FLAGS = {
     "imap": "--imap-port",
     "pop3": "--pop3-port",
     "aws": "--aws-port",
+    "http": "--http-port",
 }
 DEMO_USER = ("bob@example.test", "bob-password")
 T = TypeVar("T")
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--imap-port", type=int, default=1143)
     dev.add_argument("--pop3-port", type=int, default=1110)
     dev.add_argument("--aws-port", type=int, default=4566)
+    dev.add_argument("--http-port", type=int, default=8080, help="JMAP (and the webmail) over plain HTTP")
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean it)")
     dev.add_argument(
         "--hostname",
@@ -544,6 +546,7 @@ def _run_dev(args: argparse.Namespace) -> None:
         pop3_port=args.pop3_port,
         imap_port=args.imap_port,
         aws_port=args.aws_port,
+        http_port=args.http_port,
         domains=domains,
         hostname=args.hostname,
         users=users,
@@ -582,6 +585,7 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
             f"IMAP      imap://{args.host}:{stack.imap_port}  (STARTTLS; plaintext login allowed on loopback)"
         )
         print(f"POP3      pop3://{args.host}:{stack.pop3_port}  (STLS; plaintext login allowed on loopback)")
+        print(f"JMAP      {stack.http_url}/.well-known/jmap  (HTTP Basic, or POST /jmap/login for a token)")
         print(f"AWS       {stack.moto.endpoint}  (moto)")
         if args.rspamd:
             print(f"rspamd    {args.rspamd}  (spam filter on ports 25 and 587)")

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailpipe.auth.cache import VerifiedCredentials, shared_cache
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.directory import Directory, User
-from mailpipe_gateway.auth.cache import VerifiedCredentials, shared_cache
 from mailpipe_gateway.auth.sasl import Credentials
-from mailpipe_gateway.auth.throttle import AuthThrottle
 
 Runner = Callable[..., Awaitable[Any]]
 

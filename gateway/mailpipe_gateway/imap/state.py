@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.changes.feed import ChangeFeed
 from mailpipe.directory import Directory
 from mailpipe.quota import DEFAULT_LIMIT, Quotas
 from mailpipe.quota_cache import QuotaUsageCache
 from mailpipe.store import MailboxSnapshots, MailMemory, MailStore
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.imap.user_sessions import UserSessions
 from mailpipe_gateway.imap.view import MailboxView
 from mailpipe_gateway.imap.wakeups import Wakeups

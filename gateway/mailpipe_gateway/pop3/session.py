@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.directory import Directory
 from mailpipe.store import MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth.login import Logins, Throttled
 from mailpipe_gateway.auth.sasl import CANCEL, Credentials, decode_response, plain_credentials
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.pop3.maildrop import Maildrop, MaildropLocked
 from mailpipe_gateway.wire_numbers import ascii_number
 

@@ -8,13 +8,13 @@ from concurrent.futures import Executor
 
 import dns.asyncresolver
 
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.config import ENV_DNS_SERVER
 from mailpipe.directory import Directory
 from mailpipe.dns_resolver import async_resolver
 from mailpipe.mailauth.authenticate import Authenticator
 from mailpipe.spool import Spool
 from mailpipe_gateway.auth.login import Logins
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.listeners import executor_runner
 from mailpipe_gateway.recipient_check import Lookup, RecipientChecker
 from mailpipe_gateway.smtp.authentication import InboundAuthentication

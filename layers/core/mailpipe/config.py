@@ -21,6 +21,12 @@ ENV_SES_CONFIGURATION_SET = "MAILPIPE_SES_CONFIGURATION_SET"
 ENV_RETRY_SCHEDULE = "MAILPIPE_RETRY_SCHEDULE"  # "5m,10m,...;5d;4h": intervals; give up; warn
 # The SNS topic of mailbox notices (mailpipe.changes): the relay publishes, access gateways subscribe.
 ENV_CHANGES_TOPIC_ARN = "MAILPIPE_CHANGES_TOPIC_ARN"
+# JMAP's own state: session tokens, failed-login counts, push connections (docs/jmap.md).
+ENV_JMAP_TABLE = "MAILPIPE_JMAP_TABLE"
+# The JMAP WebSocket API: its wss:// URL for the session resource, and the https:// endpoint of its
+# @connections management API, where the relay posts StateChange (docs/jmap.md, "Push").
+ENV_JMAP_WEBSOCKET_URL = "MAILPIPE_JMAP_WEBSOCKET_URL"
+ENV_PUSH_ENDPOINT = "MAILPIPE_PUSH_ENDPOINT"
 
 
 class ConfigError(RuntimeError):
@@ -37,6 +43,7 @@ class Resources:
     outbound_queue_url: str | None = None
     # The change feed's topic; without it (a bench on bare moto, say) the access gateway polls.
     changes_topic_arn: str | None = None
+    jmap_table: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Resources:
@@ -55,4 +62,5 @@ class Resources:
             mailbox_table=env[ENV_MAILBOX_TABLE],
             outbound_queue_url=env.get(ENV_OUTBOUND_QUEUE_URL) or None,
             changes_topic_arn=env.get(ENV_CHANGES_TOPIC_ARN) or None,
+            jmap_table=env.get(ENV_JMAP_TABLE) or None,
         )

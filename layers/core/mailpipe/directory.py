@@ -286,7 +286,7 @@ class Directory:
         """What a login is checked against (one GetItem); None for no such user or no address.
 
         Split from check_password so that a gateway's cache of verified credentials
-        (mailpipe_gateway/auth/cache.py) can compare against this read, made at every login,
+        (mailpipe/auth/cache.py) can compare against this read, made at every login,
         before it pays for an argon2id check.
         """
         try:

@@ -52,7 +52,7 @@ def _dummy() -> str:
 
 
 # How many hashes this process has verified: what shows that a login answered from the gateways'
-# cache of verified credentials (mailpipe_gateway/auth/cache.py) cost no argon2id check (tests,
+# cache of verified credentials (mailpipe/auth/cache.py) cost no argon2id check (tests,
 # bench/imap.py). Counted under a lock: the gateways verify on several executor threads.
 _verified = 0
 _verified_lock = threading.Lock()

@@ -7,11 +7,15 @@ from functools import lru_cache
 from typing import Any
 
 from mailpipe import aws, dns_resolver
+from mailpipe.auth.stored_throttle import StoredThrottle
+from mailpipe.auth.tokens import SessionTokens
 from mailpipe.changes.relay import Relay
 from mailpipe.config import (
     ENV_HOSTNAME,
+    ENV_JMAP_WEBSOCKET_URL,
     ENV_OUTBOUND_QUEUE_URL,
     ENV_OUTBOUND_TABLE,
+    ENV_PUSH_ENDPOINT,
     ENV_RETRY_SCHEDULE,
     ENV_SES_CONFIGURATION_SET,
     ENV_TRANSPORTS,
@@ -22,9 +26,11 @@ from mailpipe.directory import Directory
 from mailpipe.dkim_signing.signer import MessageSigner
 from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.inbound import InboundDelivery
+from mailpipe.jmap.auth import JmapAuth
 from mailpipe.jmap.blobs import Uploads
 from mailpipe.jmap.http import JmapHttp
 from mailpipe.jmap.outbox import Outbox
+from mailpipe.jmap.push import PushConnections, Pusher
 from mailpipe.outbound.delivery import OutboundConfig, OutboundDelivery
 from mailpipe.outbound.mta_sts import MtaSts
 from mailpipe.outbound.queue import OutboundQueue
@@ -63,7 +69,7 @@ def mailbox_relay() -> Relay:
     topic_arn = resources().changes_topic_arn
     if not topic_arn:
         raise ConfigError("missing environment: MAILPIPE_CHANGES_TOPIC_ARN")
-    return Relay(aws.client("sns"), topic_arn)
+    return Relay(aws.client("sns"), topic_arn, jmap_pusher())
 
 
 @lru_cache(maxsize=2)
@@ -162,4 +168,32 @@ def jmap_http() -> JmapHttp:
         directory(), spool(), aws.table(res.mailbox_table), os.environ.get(ENV_HOSTNAME, "localhost")
     )
     uploads = Uploads(aws.client("s3"), res.mail_bucket)
-    return JmapHttp(directory(), mail_store(), outbox=outbox, uploads=uploads)
+    table_name = res.jmap_table
+    if not table_name:  # Basic only, throttled in memory
+        return JmapHttp(directory(), mail_store(), outbox=outbox, uploads=uploads)
+    table = aws.table(table_name)
+    auth = JmapAuth(directory(), StoredThrottle(table), SessionTokens(table, directory()))
+    websocket_url = os.environ.get(ENV_JMAP_WEBSOCKET_URL) or None
+    return JmapHttp(
+        directory(),
+        mail_store(),
+        auth=auth,
+        connections=PushConnections(table),
+        websocket_url=websocket_url,
+        outbox=outbox,
+        uploads=uploads,
+    )
+
+
+def jmap_pusher() -> Pusher | None:
+    """StateChange to the owners' WebSocket connections, if the JMAP table and the WebSocket API's
+    management endpoint are configured (read each time: the dev stack sets it once it serves)."""
+    table_name = resources().jmap_table
+    if not table_name:
+        return None
+    return Pusher(PushConnections(aws.table(table_name)), mail_store(), _push_management)
+
+
+def _push_management() -> Any | None:
+    endpoint = os.environ.get(ENV_PUSH_ENDPOINT)
+    return aws.client("apigatewaymanagementapi", endpoint) if endpoint else None

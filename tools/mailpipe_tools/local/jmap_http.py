@@ -1,9 +1,11 @@
 """A local HTTP server that hands each request to the JMAP Lambda handler as API Gateway's HTTP API
 would (a payload format 2.0 event), and answers with what the handler returns.
 
-Used by the tests and meant for `mailpipe dev --http-port`: it knows nothing of JMAP, only how
-API Gateway turns HTTP into an event and a result back into HTTP, so whatever the function
-serves (session, API, downloads; later uploads, push, the webmail) is served here the same way.
+It also takes WebSocket upgrades as API Gateway's WebSocket API would, and serves that API's
+@connections management endpoint (websocket_api.py). Used by the tests and `mailpipe dev
+--http-port`: it knows nothing of JMAP, only how API Gateway turns HTTP into an event and a result
+back into HTTP, so whatever the function serves (session, API, downloads, WebSocket; later
+uploads, the webmail) is served here the same way.
 Binds to loopback by default; plain HTTP, so for local use only.
 """
 
@@ -18,10 +20,11 @@ import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mailpipe_tools.local.functions import LocalLambdaContext
 from mailpipe_tools.local.webmail_files import WEBMAIL_DIR, WebmailFiles
+from mailpipe_tools.local.websocket_api import LocalWebSockets
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,7 @@ class LocalHttpApi:
         self._server = ThreadingHTTPServer((host, port), self._request_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self.websockets = LocalWebSockets()
 
     @property
     def port(self) -> int:
@@ -129,6 +133,7 @@ class LocalHttpApi:
         self._thread.start()
 
     def stop(self) -> None:
+        self.websockets.close_all()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -151,6 +156,9 @@ class LocalHttpApi:
             timeout = SOCKET_TIMEOUT
 
             def _serve(self) -> None:
+                if self.command == "GET" and self.headers.get("Upgrade", "").lower() == "websocket":
+                    self._websocket()
+                    return
                 try:
                     length = int(self.headers.get("Content-Length") or 0)
                 except ValueError:
@@ -163,6 +171,9 @@ class LocalHttpApi:
                     return
                 body = self.rfile.read(length) if length else b""
                 path = urlsplit(self.path).path
+                if api.websockets.is_management(self.path):
+                    self._send(*api.websockets.manage(self.command, unquote(path), body))
+                    return
                 if api._webmail is not None and api._webmail.wants(path):
                     self._send(*api._webmail.answer(self.command, path))
                     return
@@ -171,6 +182,16 @@ class LocalHttpApi:
                     self.command, self.path, list(self.headers.items()), body, host, self.client_address[0]
                 )
                 self._send(*api.invoke(event))
+
+            def _websocket(self) -> None:
+                """API Gateway's WebSocket API on the same port (websocket_api.py)."""
+                lines = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items())]
+                request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+                host = self.headers.get("Host") or f"127.0.0.1:{api.port}"
+                api.websockets.serve(
+                    self.connection, request, self.path, host, self.client_address[0], api.invoke
+                )
+                self.close_connection = True
 
             def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 self.send_response(status)

@@ -40,7 +40,12 @@ class Deployment:
         raise ValueError(f"the local runtime cannot evaluate {value!r}")
 
     def _ref(self, name: str) -> str:
-        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": self.prefix}
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::StackName": self.prefix,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
         if name in pseudo:
             return pseudo[name]
         return self.refs[name]
@@ -103,6 +108,10 @@ def provision(
             sesv2.create_configuration_set(ConfigurationSetName=name)
         deployment.refs[logical_id] = name
         deployment.arns[logical_id] = f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/{name}"
+    # A WebSocket API is the local HTTP server's (websocket_api.py): only a name, so that the
+    # environment's URLs resolve; the dev stack sets the real local ones.
+    for logical_id in template.of_type("AWS::ApiGatewayV2::Api"):
+        deployment.refs[logical_id] = _physical_name(prefix, logical_id)
     for logical_id in template.functions():
         deployment.refs[logical_id] = _physical_name(prefix, logical_id)
         deployment.arns[logical_id] = (

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from mailpipe import aws
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.changes.feed import ChangeFeed
-from mailpipe.config import ENV_DNS_SERVER, ConfigError, Resources
+from mailpipe.config import ENV_DNS_SERVER, ENV_JMAP_WEBSOCKET_URL, ENV_PUSH_ENDPOINT, ConfigError, Resources
 from mailpipe.directory import Directory, DirectoryError
 from mailpipe.redelivery import ENV_REDELIVERY_BACKOFF
 from mailpipe.spool import Spool
 from mailpipe.store import MailStore
 from mailpipe_gateway.access import AccessParts, access_server, change_feed
-from mailpipe_gateway.auth.throttle import AuthThrottle
 from mailpipe_gateway.background import BackgroundLoop
 from mailpipe_gateway.imap.server import IMAPServer
 from mailpipe_gateway.listeners import executor_runner
@@ -32,6 +32,7 @@ from mailpipe_gateway.smtp.settings import GatewaySettings
 from mailpipe_gateway.tls import server_context, write_self_signed
 from mailpipe_tools.local.event_source import SqsPoller
 from mailpipe_tools.local.functions import LocalFunction, in_process_lookup, load_function
+from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.moto_process import MotoPortInUse, MotoProcess
 from mailpipe_tools.local.provision import REGION, Deployment, provision
 from mailpipe_tools.local.schedules import ScheduledRuns
@@ -65,6 +66,9 @@ class DevOptions:
     pop3_port: int = 1110
     imap_port: int = 1143
     aws_port: int = 4566
+    # The JMAP function behind a local HTTP API (jmap_http.py), as `mailpipe dev --http-port`
+    # serves it; None: not served (tests start their own, on a free port).
+    http_port: int | None = None
     # The server's own name (greeting, Received:, the certificate, bounces); "": mail.FIRST-DOMAIN.
     hostname: str = ""
     domains: list[str] = field(default_factory=lambda: ["example.test"])
@@ -92,6 +96,9 @@ class DevOptions:
     def __post_init__(self) -> None:
         if not self.hostname:
             self.hostname = f"mail.{self.domains[0]}" if self.domains else "mail.example.test"
+
+
+JMAP_FUNCTION = "JmapFunction"
 
 
 class PortInUse(ConfigError):
@@ -131,6 +138,7 @@ class DevStack:
         self.submission: SMTPGateway | None = None
         self.pop3: POP3Server | None = None
         self.imap: IMAPServer | None = None
+        self.http: LocalHttpApi | None = None
         self.pollers: list[SqsPoller] = []
         self.stream_pollers: list[StreamPoller] = []
         # The access gateway's change feed, as a gateway process has one (shared by build_imap's).
@@ -153,6 +161,9 @@ class DevStack:
             # then the moto child, which must not outlive the failed start.
             for stream_poller in self.stream_pollers:
                 stream_poller.stop()
+            if self.http is not None:
+                self.http.stop()
+                self.http = None
             if self.changes is not None:
                 self.changes.close()
                 self.changes = None
@@ -205,6 +216,10 @@ class DevStack:
         function_env[ENV_REDELIVERY_BACKOFF] = self.options.redelivery_backoff
         if self.options.resolver:
             function_env[ENV_DNS_SERVER] = self.options.resolver
+        # The WebSocket API is the local HTTP server's: the session names ws://HOST:PORT/jmap/ws, and
+        # the relay posts to its @connections once it serves (_start_http); never to AWS's names.
+        function_env[ENV_JMAP_WEBSOCKET_URL] = ""
+        function_env[ENV_PUSH_ENDPOINT] = ""
         os.environ.update(function_env)
         self.environment.update(function_env)
         self.resources = Resources.from_env()
@@ -232,6 +247,8 @@ class DevStack:
         _listening("pop3", self.options.pop3_port, lambda: self.loop.run(self.pop3.start()))
         self.imap = self.build_imap(port=self.options.imap_port, throttle=self.throttle)
         _listening("imap", self.options.imap_port, lambda: self.loop.run(self.imap.start()))
+        if self.options.http_port is not None:
+            self.http = _listening("http", self.options.http_port, self._start_http)
         if self.options.run_pollers:
             self.pollers = [self._poller(source) for source in self.template.sqs_event_sources()]
             for poller in self.pollers:
@@ -242,7 +259,21 @@ class DevStack:
             for scheduled in self.schedules:
                 scheduled.start()
 
+    def _start_http(self) -> LocalHttpApi:
+        """JMAP at http://HOST:PORT/ (the session at /.well-known/jmap), through the function's handler.
+
+        The webmail's static files (issue 12) are to be served at `/` by this same server: hand
+        LocalHttpApi their folder here once webmail/ exists, so one origin serves page and API.
+        """
+        function = self.functions[JMAP_FUNCTION]
+        http = LocalHttpApi(function.handler, function.name, self.options.host, self.options.http_port or 0)
+        http.start()
+        os.environ[ENV_PUSH_ENDPOINT] = self.environment[ENV_PUSH_ENDPOINT] = http.url
+        return http
+
     def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
         for poller in self.pollers:
             poller.stop()
         for stream_poller in self.stream_pollers:
@@ -366,6 +397,10 @@ class DevStack:
     def imap_port(self) -> int:
         assert self.imap is not None
         return self.imap.port
+
+    @property
+    def http_url(self) -> str | None:
+        return self.http.url if self.http is not None else None
 
     @property
     def pop3_port(self) -> int:

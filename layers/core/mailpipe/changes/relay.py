@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -95,12 +95,18 @@ def batches(notices: list[MailboxNotice], max_bytes: int = MAX_MESSAGE_BYTES) ->
     return bodies
 
 
-class Relay:
-    """Publishes the notices of stream records to the changes topic."""
+class Pushes(Protocol):
+    def push(self, owners: set[str]) -> int: ...
 
-    def __init__(self, sns: Any, topic_arn: str) -> None:
+
+class Relay:
+    """Publishes the notices of stream records to the changes topic, and tells the owners' JMAP
+    WebSocket connections (jmap/push.py), since it sees every mailbox change anyway."""
+
+    def __init__(self, sns: Any, topic_arn: str, pusher: Pushes | None = None) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
+        self._pusher = pusher
 
     def relay(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Publishes the notices of `records`; returns how many. Raises if a publish fails, so the
@@ -108,4 +114,7 @@ class Relay:
         notices = notices_of(records)
         for body in batches(notices):
             self._sns.publish(TopicArn=self._topic_arn, Message=body)
+        if self._pusher is not None and notices:
+            # After the publish: a retried batch must not be for a push (which never raises).
+            self._pusher.push({notice.owner for notice in notices})
         return len(notices)

@@ -1,10 +1,8 @@
-"""JMAP over HTTP (RFC 8620 2, 3.1, 6.2): routes, HTTP Basic against the directory, and the answers,
+"""JMAP over HTTP (RFC 8620 2, 3.1, 6.2): routes, sign-in (jmap/auth.py), and the answers,
 independent of what carries the request (the Lambda handler behind API Gateway, the local server)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
@@ -12,21 +10,34 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.directory import Directory
 from mailpipe.jmap import api
+from mailpipe.jmap.auth import JmapAuth, Throttled
 from mailpipe.jmap.blobs import INLINE_DOWNLOAD, Uploads
 from mailpipe.jmap.context import Context
 from mailpipe.jmap.errors import RequestError
 from mailpipe.jmap.limits import Limits
 from mailpipe.jmap.messages import read_blob, stored_object
 from mailpipe.jmap.outbox import Outbox
-from mailpipe.jmap.session import API_PATH, DOWNLOAD_PATH, SESSION_PATHS, UPLOAD_PATH, session_resource
+from mailpipe.jmap.push import PushConnections
+from mailpipe.jmap.session import (
+    API_PATH,
+    DOWNLOAD_PATH,
+    SESSION_PATHS,
+    UPLOAD_PATH,
+    WEBSOCKET_PATH,
+    session_resource,
+)
+from mailpipe.jmap.websocket import JmapWebSocket
 from mailpipe.store import MailboxSnapshots, MailStore
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 REALM = 'Basic realm="mailpipe JMAP", charset="UTF-8"'
+LOGIN_PATH = "/jmap/login"
+LOGOUT_PATH = "/jmap/logout"
 _DOWNLOAD = re.compile(re.escape(DOWNLOAD_PATH) + r"([^/]+)/([^/]+)/([^/]*)")
 _UPLOAD = re.compile(re.escape(UPLOAD_PATH) + r"([^/]+)/?")
 # Messages kept in memory across requests (~1 KB each with the summary packed): ~100 MB of the
@@ -68,16 +79,27 @@ class JmapHttp:
         directory: Directory,
         store: MailStore,
         limits: Limits | None = None,
+        auth: JmapAuth | None = None,
+        connections: PushConnections | None = None,
+        websocket_url: str | None = None,
         *,
         outbox: Outbox | None = None,
         uploads: Uploads | None = None,
     ) -> None:
-        self._directory = directory
+        # Without a JMAP table: Basic only, throttled in this process's memory, and no WebSocket.
+        self.auth = auth or JmapAuth(directory, AuthThrottle())
         self._store = store
         self.limits = limits or Limits()
         self._outbox = outbox
         self._uploads = uploads
         self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
+        self.websocket = (
+            JmapWebSocket(self.auth, connections, store, self.limits, self._snapshots)
+            if connections
+            else None
+        )
+        # On AWS the WebSocket API's wss:// URL; None: the local server's, next to the API.
+        self._websocket_url = websocket_url
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -91,20 +113,28 @@ class JmapHttp:
         path = request.path
         known = (
             path in SESSION_PATHS
-            or path == API_PATH
+            or path in (API_PATH, LOGIN_PATH, LOGOUT_PATH)
             or path.startswith(DOWNLOAD_PATH)
             or path.startswith(UPLOAD_PATH)
         )
         if not known:
             return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "not found"})
-        owner = self._authenticate(request)
+        if path == LOGIN_PATH:
+            return self._login(request)
+        if path == LOGOUT_PATH:
+            return self._logout(request)
+        try:
+            owner = self.auth.authorization(request.headers.get("authorization", ""), request.source_ip)
+        except Throttled:
+            return _throttled()
         if owner is None:
-            response = HttpResponse.json(401, {"type": "about:blank", "status": 401, "detail": "sign in"})
-            return HttpResponse(401, {**response.headers, "WWW-Authenticate": REALM}, response.body)
+            return _sign_in()
         if path in SESSION_PATHS:
             if request.method != "GET":
                 return _not_allowed("GET")
-            return HttpResponse.json(200, session_resource(owner, request.base_url, self.limits))
+            return HttpResponse.json(
+                200, session_resource(owner, request.base_url, self.limits, self._ws_url(request))
+            )
         if path == API_PATH:
             if request.method != "POST":
                 return _not_allowed("POST")
@@ -117,28 +147,43 @@ class JmapHttp:
             return _not_allowed("GET")
         return self._download(owner, request)
 
-    def _authenticate(self, request: HttpRequest) -> str | None:
-        header = request.headers.get("authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "basic":
+    def _ws_url(self, request: HttpRequest) -> str | None:
+        if self.websocket is None:
             return None
+        if self._websocket_url:
+            return self._websocket_url
+        return "ws" + request.base_url.removeprefix("http") + WEBSOCKET_PATH  # http→ws, https→wss
+
+    def _login(self, request: HttpRequest) -> HttpResponse:
+        """POST /jmap/login {"username", "password"} → {"accessToken", "tokenType": "Bearer"}."""
+        if request.method != "POST":
+            return _not_allowed("POST")
         try:
-            user, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            log.info("jmap: malformed Basic credentials from %s", request.source_ip or "?")
-            return None
-        if not sep or not user:
-            return None
-        found = self._directory.authenticate(user, password)
-        if found is None:
-            # The gateways' line (auth/throttle.py), so one fail2ban filter reads every protocol.
-            log.warning(
-                "auth failed: client=%s protocol=jmap user=%s",
-                request.source_ip or "-",
-                user[:254].replace(" ", "_"),
+            credentials = json.loads(request.body) if len(request.body) <= 4096 else None
+            user, password = credentials["username"], credentials["password"]
+        except (ValueError, TypeError, KeyError):
+            user = password = None
+        if not isinstance(user, str) or not isinstance(password, str):
+            log.info("jmap login from %s: not {username, password}", request.source_ip or "-")
+            return HttpResponse.json(
+                400, {"type": "about:blank", "status": 400, "detail": "username and password"}
             )
-            return None
-        return found.address
+        try:
+            token = self.auth.login(user, password, request.source_ip)
+        except Throttled:
+            return _throttled()
+        if token is None:
+            return _sign_in()
+        return HttpResponse.json(200, {"accessToken": token, "tokenType": "Bearer"})
+
+    def _logout(self, request: HttpRequest) -> HttpResponse:
+        """POST /jmap/logout with the token as Bearer: the token is deleted (204 either way)."""
+        if request.method != "POST":
+            return _not_allowed("POST")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            self.auth.logout(token.strip())
+        return HttpResponse(204, {"Cache-Control": "no-store"}, b"")
 
     def _api(self, owner: str, request: HttpRequest) -> HttpResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -214,6 +259,19 @@ class JmapHttp:
             "X-Content-Type-Options": "nosniff",
         }
         return HttpResponse(200, headers, data)
+
+
+def _sign_in() -> HttpResponse:
+    response = HttpResponse.json(401, {"type": "about:blank", "status": 401, "detail": "sign in"})
+    return HttpResponse(401, {**response.headers, "WWW-Authenticate": REALM}, response.body)
+
+
+def _throttled() -> HttpResponse:
+    # The password was not checked: too many failures lately (mailpipe/auth/throttle.py).
+    response = HttpResponse.json(
+        429, {"type": "about:blank", "status": 429, "detail": "too many failed logins"}
+    )
+    return HttpResponse(429, {**response.headers, "Retry-After": "900"}, response.body)
 
 
 def _not_allowed(allowed: str) -> HttpResponse:

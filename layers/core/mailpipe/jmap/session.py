@@ -17,6 +17,9 @@ SESSION_PATHS = ("/.well-known/jmap", "/jmap/session")
 DOWNLOAD_PATH = "/jmap/download/"
 UPLOAD_PATH = "/jmap/upload/"
 EVENTS_PATH = "/jmap/eventsource"
+# Where the local HTTP server takes WebSocket upgrades; on AWS the WebSocket API has its own URL.
+WEBSOCKET_PATH = "/jmap/ws"
+WEBSOCKET = "urn:ietf:params:jmap:websocket"  # RFC 8887
 
 
 def mail_capability() -> dict[str, Any]:
@@ -35,9 +38,13 @@ def submission_capability() -> dict[str, Any]:
     return {"maxDelayedSend": 0, "submissionExtensions": {}}
 
 
-def session_resource(owner: str, base_url: str, limits: Limits) -> dict[str, Any]:
+def session_resource(
+    owner: str, base_url: str, limits: Limits, websocket_url: str | None = None
+) -> dict[str, Any]:
     account = ids.account_id(owner)
-    capabilities = {CORE: limits.core_capability(), MAIL: {}, SUBMISSION: {}}
+    capabilities: dict[str, Any] = {CORE: limits.core_capability(), MAIL: {}, SUBMISSION: {}}
+    if websocket_url:
+        capabilities[WEBSOCKET] = {"url": websocket_url, "supportsPush": True}
     body: dict[str, Any] = {
         "capabilities": capabilities,
         "accounts": {

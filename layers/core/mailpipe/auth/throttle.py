@@ -1,6 +1,6 @@
-"""Failed-login throttling for the access gateways, per (user, client address) and per address.
+"""Failed-login throttling, per (user, client address) and per address: the access gateways' and JMAP's.
 
-One instance per process, shared by every protocol it serves (submission, IMAP, POP3): the
+One instance per process, shared by every protocol it serves (submission, IMAP, POP3, JMAP): the
 guesses an attacker gets for a user are the same whichever door they knock on. Counted per
 process: with several instances an attacker gets a few more tries in all, still far too few
 to guess a password.
@@ -82,9 +82,26 @@ class AuthThrottle:
             return False
         if self._user_held(user, client):
             self._forget_before(user, await unlocked_at(user))
-            if self._user_held(user, client):
-                self._log_refusal(client, protocol, user)
-                return False
+            return self._still_admits(client, protocol, user)
+        return True
+
+    def admits_now(
+        self, client: str, login: str, protocol: str, unlocked_at: Callable[[str], float | None]
+    ) -> bool:
+        """`admits` for a caller with no event loop (the JMAP function): the same decision."""
+        user = login_key(login)
+        if self._address_held(client):
+            self._log_refusal(client, protocol, user)
+            return False
+        if self._user_held(user, client):
+            self._forget_before(user, unlocked_at(user))
+            return self._still_admits(client, protocol, user)
+        return True
+
+    def _still_admits(self, client: str, protocol: str, user: str) -> bool:
+        if self._user_held(user, client):
+            self._log_refusal(client, protocol, user)
+            return False
         return True
 
     def failed(self, client: str, login: str, protocol: str) -> None:

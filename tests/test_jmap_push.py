@@ -1,0 +1,241 @@
+"""JMAP over WebSocket (RFC 8887) and push, through the local WebSocket API (the function's handler
+fed as API Gateway's WebSocket API feeds it) and the real relay: mail delivered over SMTP, or a
+change by IMAP, reaches the owner's socket as a StateChange through the mailbox table's stream,
+the relay function and the @connections management API; nobody else's."""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import smtplib
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+import websocket
+from conftest import PASSWORD
+from jmap_support import CORE, MAIL, Raw, serve
+
+from mailpipe import aws
+from mailpipe.config import ENV_PUSH_ENDPOINT
+from mailpipe.jmap.ids import account_id
+from mailpipe_tools.local.jmap_http import LocalHttpApi
+from mailpipe_tools.local.stack import DevStack
+
+WEBSOCKET = "urn:ietf:params:jmap:websocket"
+DEADLINE = 30.0  # seconds a StateChange may take at most before the test gives up
+
+
+@pytest.fixture(scope="module")
+def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
+    api = serve(stack)
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def push_endpoint(jmap_server: LocalHttpApi, monkeypatch: pytest.MonkeyPatch) -> str:
+    # The relay (run in this process by the dev stack's stream source) posts here, as on AWS to
+    # the WebSocket API's @connections endpoint.
+    monkeypatch.setenv(ENV_PUSH_ENDPOINT, jmap_server.url)
+    return jmap_server.url
+
+
+def token_for(base_url: str, user: str) -> str:
+    raw = Raw(base_url, user, PASSWORD)
+    body = json.dumps({"username": user, "password": PASSWORD}).encode()
+    status, _, answer = raw.http("POST", "/jmap/login", body, {"Content-Type": "application/json"})
+    assert status == 200, answer
+    return json.loads(answer)["accessToken"]
+
+
+def connect(base_url: str, user: str) -> websocket.WebSocket:
+    session = Raw(base_url, user, PASSWORD).session()
+    url = session["capabilities"][WEBSOCKET]["url"]
+    query = urllib.parse.urlencode({"access_token": token_for(base_url, user)})
+    return websocket.create_connection(f"{url}?{query}", subprotocols=["jmap"], timeout=DEADLINE)
+
+
+def receive(ws: websocket.WebSocket) -> dict[str, Any]:
+    return json.loads(ws.recv())
+
+
+def state_change_for(ws: websocket.WebSocket, account: str) -> dict[str, Any]:
+    """The first StateChange naming `account`, within the deadline (the socket's timeout)."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        message = receive(ws)
+        if message.get("@type") == "StateChange" and account in message["changed"]:
+            return message
+    raise AssertionError(f"no StateChange for {account} within {DEADLINE} s")
+
+
+def test_session_names_the_websocket(jmap_server: LocalHttpApi, new_user: Callable[..., str]) -> None:
+    session = Raw(jmap_server.url, new_user(), PASSWORD).session()
+    capability = session["capabilities"][WEBSOCKET]
+    assert capability == {
+        "url": jmap_server.url.replace("http://", "ws://") + "/jmap/ws",
+        "supportsPush": True,
+    }
+
+
+def test_requests_over_websocket(jmap_server: LocalHttpApi, new_user: Callable[..., str]) -> None:
+    user = new_user()
+    ws = connect(jmap_server.url, user)
+    try:
+        assert ws.subprotocol == "jmap"
+        request = {
+            "@type": "Request",
+            "id": "r1",
+            "using": [CORE, MAIL],
+            "methodCalls": [
+                ["Core/echo", {"hello": True}, "c1"],
+                ["Mailbox/get", {"accountId": account_id(user), "properties": ["role"]}, "c2"],
+            ],
+        }
+        ws.send(json.dumps(request))
+        response = receive(ws)
+        assert response["@type"] == "Response" and response["requestId"] == "r1"
+        assert response["methodResponses"][0] == ["Core/echo", {"hello": True}, "c1"]
+        assert "inbox" in {mailbox["role"] for mailbox in response["methodResponses"][1][1]["list"]}
+        # Bad input: a RequestError frame, and the socket stays open.
+        for bad, kind in (("not json", "notJSON"), ('{"@type": "Nope", "id": "x"}', "notRequest")):
+            ws.send(bad)
+            error = receive(ws)
+            assert error["@type"] == "RequestError" and error["type"].endswith(kind), error
+        ws.send(json.dumps({**request, "id": "r2", "using": ["urn:example:nope"]}))
+        error = receive(ws)
+        assert error["type"].endswith("unknownCapability") and error["requestId"] == "r2"
+        ws.send(json.dumps({**request, "id": "r3"}))
+        assert receive(ws)["requestId"] == "r3"
+    finally:
+        ws.close()
+
+
+def test_handshake_needs_a_token_and_the_jmap_subprotocol(
+    jmap_server: LocalHttpApi, new_user: Callable[..., str]
+) -> None:
+    url = jmap_server.url.replace("http://", "ws://") + "/jmap/ws"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{url}?access_token={'A' * 43}", subprotocols=["jmap"], timeout=30)
+    assert refused.value.status_code == 401
+    token = token_for(jmap_server.url, new_user())
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{url}?access_token={token}", timeout=30)
+    assert refused.value.status_code == 400
+
+
+def test_new_mail_pushes_a_state_change_to_its_owner_only(
+    stack: DevStack, jmap_server: LocalHttpApi, push_endpoint: str, new_user: Callable[..., str]
+) -> None:
+    alice, bob = new_user(), new_user()
+    for user in (alice, bob):
+        stack.mail_store().ensure_mailboxes(user)
+    alice_ws, bob_ws = connect(jmap_server.url, alice), connect(jmap_server.url, bob)
+    try:
+        for ws in (alice_ws, bob_ws):
+            ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": None}))
+        # A request after the enable: once answered, the enable is stored (frames are in order).
+        for ws in (alice_ws, bob_ws):
+            ws.send(json.dumps({"@type": "Request", "id": "sync", "using": [CORE], "methodCalls": []}))
+            assert receive(ws)["requestId"] == "sync"
+        before = Raw(jmap_server.url, alice, PASSWORD).call(
+            ["Email/get", {"accountId": account_id(alice), "ids": []}, "g"]
+        )
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "carol@crepes.fr", alice, "push me"
+        message.set_content("hello\n")
+        with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
+            client.send_message(message)
+        change = state_change_for(alice_ws, account_id(alice))
+        assert set(change["changed"]) == {account_id(alice)}
+        states = change["changed"][account_id(alice)]
+        assert states["Email"] != before[0][1]["state"]
+        # The state pushed is the state the account now has (what Email/get tells).
+        after = Raw(jmap_server.url, alice, PASSWORD).call(
+            ["Email/get", {"accountId": account_id(alice), "ids": []}, "g"]
+        )
+        assert states["Email"] == after[0][1]["state"]
+        # Bob heard nothing of it: the first thing his socket gets is about his own mailbox.
+        stack.mail_store().create_mailbox(bob, "Projects")
+        change = receive(bob_ws)
+        assert change["@type"] == "StateChange" and set(change["changed"]) == {account_id(bob)}
+    finally:
+        alice_ws.close()
+        bob_ws.close()
+
+
+def test_push_only_of_the_types_asked_and_disable(
+    stack: DevStack, jmap_server: LocalHttpApi, push_endpoint: str, new_user: Callable[..., str]
+) -> None:
+    user = new_user()
+    stack.mail_store().ensure_mailboxes(user)
+    ws = connect(jmap_server.url, user)
+    try:
+        ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Mailbox"]}))
+        ws.send(json.dumps({"@type": "Request", "id": "sync", "using": [CORE], "methodCalls": []}))
+        assert receive(ws)["requestId"] == "sync"
+        stack.mail_store().create_mailbox(user, "Receipts")
+        change = state_change_for(ws, account_id(user))
+        assert set(change["changed"][account_id(user)]) == {"Mailbox"}
+        ws.send(json.dumps({"@type": "WebSocketPushDisable"}))
+        ws.send(json.dumps({"@type": "Request", "id": "off", "using": [CORE], "methodCalls": []}))
+        assert receive(ws)["requestId"] == "off"
+    finally:
+        ws.close()
+
+
+def test_a_gone_connection_is_dropped_at_the_next_push(
+    stack: DevStack, jmap_server: LocalHttpApi, push_endpoint: str, new_user: Callable[..., str]
+) -> None:
+    """A connection whose $disconnect was lost: the management API answers Gone, the relay forgets it."""
+    user = new_user()
+    stack.mail_store().ensure_mailboxes(user)
+    table = aws.table(stack.resources.jmap_table)
+    table.put_item(Item={"pk": f"push#{user}", "sk": "lost-connection", "expires": int(time.time()) + 3600})
+    stack.mail_store().create_mailbox(user, "Trigger")
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if "Item" not in table.get_item(Key={"pk": f"push#{user}", "sk": "lost-connection"}):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the gone connection was not dropped")
+
+
+def test_an_imap_store_pushes_a_state_change(
+    stack: DevStack, jmap_server: LocalHttpApi, push_endpoint: str, new_user: Callable[..., str]
+) -> None:
+    user = new_user()
+    stack.mail_store().ensure_mailboxes(user)
+    stack.mail_store().append_message(user, "INBOX", b"Subject: flag me\r\n\r\nhello\r\n")
+    ws = connect(jmap_server.url, user)
+    try:
+        ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}))
+        ws.send(json.dumps({"@type": "Request", "id": "sync", "using": [CORE], "methodCalls": []}))
+        assert receive(ws)["requestId"] == "sync"
+        imap = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+        try:
+            imap.login(user, PASSWORD)
+            imap.select("INBOX")
+            assert imap.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
+        finally:
+            imap.logout()
+        raw = Raw(jmap_server.url, user, PASSWORD)
+        # The append may be pushed first: the flag's change comes within the deadline.
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            states = state_change_for(ws, account_id(user))["changed"][account_id(user)]
+            current = raw.call(["Email/get", {"accountId": account_id(user), "ids": []}, "g"])[0][1]["state"]
+            if states["Email"] == current:
+                break
+        else:
+            raise AssertionError("no StateChange with the state after the STORE")
+        query = raw.call(
+            ["Email/query", {"accountId": account_id(user), "filter": {"hasKeyword": "$flagged"}}, "q"]
+        )
+        assert len(query[0][1]["ids"]) == 1
+    finally:
+        ws.close()
