@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 from mailpipe import aws
 from mailpipe.spool import Envelope, EnvelopeRecipient, new_queue_id, now_utc, spool_key
 from mailpipe_tools.local.event_source import SqsPoller
+from mailpipe_tools.local.moto_server import HIDDEN_PATH
 
 MOTO_ACCOUNT = "123456789012"
 MOTO_REGION = "us-east-1"
@@ -43,14 +45,11 @@ class FunctionQueue:
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
     def seconds_hidden(self, message_id: str) -> float:
-        """How long SQS still hides the message: read from the moto server's state (it runs in this
-        process), the one thing the SQS API does not tell."""
-        from moto.core.utils import unix_time_millis
-        from moto.sqs.models import sqs_backends
-
-        queue = sqs_backends[MOTO_ACCOUNT][MOTO_REGION].queues[self.name]
-        (message,) = [m for m in queue._messages if m.id == message_id]
-        return (message.visible_at - unix_time_millis()) / 1000
+        """How long SQS still hides the message: asked of the moto server (moto_server.HIDDEN_PATH),
+        the one thing the SQS API does not tell."""
+        endpoint = self.sqs.meta.endpoint_url
+        with urllib.request.urlopen(f"{endpoint}{HIDDEN_PATH}?queue={self.name}", timeout=10) as answer:
+            return json.loads(answer.read())[message_id]
 
 
 @contextmanager
