@@ -27,6 +27,7 @@ from mailpipe_gateway.imap.commands import (
     Store,
 )
 from mailpipe_gateway.imap.ranges import uid_set
+from mailpipe_gateway.imap.serializer import esearch
 from mailpipe_gateway.imap.state import Done, State, bad, no
 from mailpipe_gateway.imap.view import Updates
 
@@ -430,7 +431,8 @@ async def cmd_search(session: IMAPSession, command: Search) -> Done:
         session.st.saved_search = [m.uid for _, m in found]
         if options == ("SAVE",):
             return Done(text="SEARCH completed, result saved")
-    await session.send(_esearch(command, options, values, modseq))
+    # SEARCH results are ascending: MIN and MAX are the ends, ALL a plain set.
+    await session.send(esearch(command.tag, command.uid, options, sorted(values), command.partial, modseq))
     return Done(text="SEARCH completed")
 
 
@@ -456,29 +458,6 @@ async def _keep_updated(session: IMAPSession, command: Search, uids: list[int]) 
         return [m.uid for _, m in found]
 
     contexts.register(session, command.tag, sorted_=False, evaluate=evaluate, result=uids)
-
-
-def _esearch(command: Search, options: tuple[str, ...], values: list[int], modseq: int | None) -> bytes:
-    """The ESEARCH response (RFC 4731): only the parts asked for, nothing for an empty result but COUNT."""
-    parts: list[str] = [f'(TAG "{command.tag}")']
-    if command.uid:
-        parts.append("UID")
-    if values:
-        if "MIN" in options:
-            parts.append(f"MIN {min(values)}")
-        if "MAX" in options:
-            parts.append(f"MAX {max(values)}")
-        if "ALL" in options:
-            parts.append(f"ALL {uid_set(values)}")
-    if "COUNT" in options:
-        parts.append(f"COUNT {len(values)}")
-    if command.partial is not None:  # RFC 5267 4.4: the results at these positions, in order
-        low, high = command.partial
-        chosen = values[low - 1 : high]
-        parts.append(f"PARTIAL ({low}:{high} {uid_set(chosen) if chosen else 'NIL'})")
-    if modseq is not None and values:
-        parts.append(f"MODSEQ {modseq}")
-    return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()
 
 
 def _result_modseq(found: Targets, options: tuple[str, ...]) -> int | None:

@@ -40,15 +40,20 @@ def indexes_within(numbers: Sequence[int], ranges: Sequence[tuple[int, int]]) ->
 
 def uid_set(uids: list[int]) -> str:
     """UIDs as a compact sequence set: 1:3,7,9:10."""
-    ranges: list[str] = []
+    return ordered_set(sorted(uids))
+
+
+def ordered_set(values: list[int]) -> str:
+    """``values`` as a sequence set that keeps their order: ascending runs become ranges."""
+    out: list[str] = []
     start = previous = None
-    for uid in sorted(uids):
-        if previous is not None and uid == previous + 1:
-            previous = uid
+    for value in values:
+        if previous is not None and value == previous + 1:
+            previous = value
             continue
         if start is not None:
-            ranges.append(f"{start}:{previous}" if start != previous else str(start))
-        start = previous = uid
+            out.append(f"{start}:{previous}" if start != previous else str(start))
+        start = previous = value
     if start is not None:
-        ranges.append(f"{start}:{previous}" if start != previous else str(start))
-    return ",".join(ranges)
+        out.append(f"{start}:{previous}" if start != previous else str(start))
+    return ",".join(out)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mailpipe_gateway.imap import mutf7
+from mailpipe_gateway.imap.ranges import ordered_set
 
 QUOTED_MAX = 1024  # longer strings go out as literals: easier on clients than huge quoted lines
 
@@ -231,3 +232,36 @@ def body_structure(part: dict[str, Any], *, extensible: bool = True) -> bytes:
     if extensible:
         fields += [_header(part.get("md5")), *_extension(part)]
     return b"(" + b" ".join(fields) + b")"
+
+
+def esearch(
+    tag: str,
+    uid: bool,
+    options: tuple[str, ...],
+    values: list[int],
+    partial: tuple[int, int] | None,
+    modseq: int | None,
+) -> bytes:
+    """The ESEARCH response (RFC 4731; to a SORT, RFC 5267 3.2): only the parts asked for, nothing for
+    an empty result but COUNT. ``values`` are in result order (ascending for SEARCH, sort order for
+    SORT), so MIN and MAX are the first and the last, and ALL keeps the order (ranges only for
+    ascending runs)."""
+    parts = [f'(TAG "{tag}")']
+    if uid:
+        parts.append("UID")
+    if values:
+        if "MIN" in options:
+            parts.append(f"MIN {values[0]}")
+        if "MAX" in options:
+            parts.append(f"MAX {values[-1]}")
+        if "ALL" in options:
+            parts.append(f"ALL {ordered_set(values)}")
+    if "COUNT" in options:
+        parts.append(f"COUNT {len(values)}")
+    if partial is not None:
+        low, high = partial
+        chosen = values[low - 1 : high]
+        parts.append(f"PARTIAL ({low}:{high} {ordered_set(chosen) if chosen else 'NIL'})")
+    if modseq is not None and values:
+        parts.append(f"MODSEQ {modseq}")
+    return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()

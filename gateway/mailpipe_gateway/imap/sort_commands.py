@@ -14,6 +14,7 @@ from mailpipe_gateway.imap import search as searching
 from mailpipe_gateway.imap.commands import CancelUpdate, SearchKey, Sort, Thread
 from mailpipe_gateway.imap.fetch import has_summary, message_summary
 from mailpipe_gateway.imap.message_commands import _uses_modseq
+from mailpipe_gateway.imap.serializer import esearch
 from mailpipe_gateway.imap.sort import sort_messages
 from mailpipe_gateway.imap.state import Done, no
 from mailpipe_gateway.imap.threads import thread, thread_response, threadable_of
@@ -91,53 +92,6 @@ async def cmd_sort(session: IMAPSession, command: Sort) -> Done:
 async def cmd_cancelupdate(session: IMAPSession, command: CancelUpdate) -> Done:
     contexts.cancel(session, command.tags)
     return Done(text="CANCELUPDATE completed")
-
-
-def esearch(
-    tag: str,
-    uid: bool,
-    options: tuple[str, ...],
-    values: list[int],
-    partial: tuple[int, int] | None,
-    modseq: int | None,
-) -> bytes:
-    """The ESEARCH response to a SORT (RFC 5267 3.2): ``values`` are in sort order, so MIN and MAX
-    are the first and the last, and ALL keeps the order (ranges only for ascending runs)."""
-    parts = [f'(TAG "{tag}")']
-    if uid:
-        parts.append("UID")
-    if values:
-        if "MIN" in options:
-            parts.append(f"MIN {values[0]}")
-        if "MAX" in options:
-            parts.append(f"MAX {values[-1]}")
-        if "ALL" in options:
-            parts.append(f"ALL {ordered_set(values)}")
-    if "COUNT" in options:
-        parts.append(f"COUNT {len(values)}")
-    if partial is not None:
-        low, high = partial
-        chosen = values[low - 1 : high]
-        parts.append(f"PARTIAL ({low}:{high} {ordered_set(chosen) if chosen else 'NIL'})")
-    if modseq is not None and values:
-        parts.append(f"MODSEQ {modseq}")
-    return ("* ESEARCH " + " ".join(parts) + "\r\n").encode()
-
-
-def ordered_set(values: list[int]) -> str:
-    """``values`` as a sequence set that keeps their order: ascending runs become ranges."""
-    out: list[str] = []
-    start = previous = None
-    for value in values:
-        if previous is not None and value == previous + 1:
-            previous = value
-            continue
-        if start is not None:
-            out.append(f"{start}:{previous}" if start != previous else str(start))
-        start = previous = value
-    if start is not None:
-        out.append(f"{start}:{previous}" if start != previous else str(start))
-    return ",".join(out)
 
 
 async def cmd_thread(session: IMAPSession, command: Thread) -> Done:
