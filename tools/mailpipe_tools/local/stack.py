@@ -262,8 +262,8 @@ class DevStack:
     def _start_http(self) -> LocalHttpApi:
         """JMAP at http://HOST:PORT/ (the session at /.well-known/jmap), through the function's handler.
 
-        The webmail's static files (issue 12) are to be served at `/` by this same server: hand
-        LocalHttpApi their folder here once webmail/ exists, so one origin serves page and API.
+        LocalHttpApi also serves the webmail's static files (webmail/) at `/`: one origin serves
+        page and API.
         """
         function = self.functions[JMAP_FUNCTION]
         http = LocalHttpApi(function.handler, function.name, self.options.host, self.options.http_port or 0)
