@@ -96,6 +96,26 @@ def test_aliases_expand_to_every_target_once(stack, new_user, queue) -> None:
     assert stack.mail_store().read_body(stored) == raw
 
 
+def test_a_message_to_many_users_is_stored_once_for_each(stack, new_user, queue) -> None:
+    # More owners than the copiers' threads (inbound.COPY_THREADS): their copies are stored a few
+    # at a time, each exactly once, and the envelope fails whole while its body is unreadable.
+    users = [new_user() for _ in range(12)]
+    envelope, raw = spooled(stack, users, upload=False)
+    queue.send(envelope.to_json())
+    queue.drain(rounds=2)
+    assert queue.depth() == 1
+    assert all(subjects(stack, user) == [] for user in users)
+    upload_raw(stack, envelope, raw)
+    queue.drain()
+    store = stack.mail_store()
+    for user in users:
+        [stored] = inbox(stack, user)
+        assert stored.summary["envelope"]["subject"] == envelope.id
+        assert store.read_body(stored) == raw
+    assert len({stored.uid for user in users for stored in inbox(stack, user)}) == 1  # each UID 1
+    assert queue.depth() == 0
+
+
 def test_every_user_has_the_default_mailboxes(stack, new_user, queue) -> None:
     dave = new_user()
     envelope, _ = spooled(stack, [dave])

@@ -18,6 +18,8 @@ last remote recipient is delivered or bounced.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,6 +38,20 @@ log = logging.getLogger(__name__)
 
 INBOX = "INBOX"
 JUNK = "Junk"
+# A message to many local recipients stores their copies this many at a time: each copy is an S3
+# copy and a transaction (tens of ms on AWS), so a list of 100 recipients is stored in a few rounds
+# rather than 100 requests one after another; few enough to bound what one delivery asks at once.
+COPY_THREADS = 8
+_copier_pool: Executor | None = None  # made at the first message with more than one local owner
+_copier_pool_lock = threading.Lock()
+
+
+def _copiers() -> Executor:
+    global _copier_pool
+    with _copier_pool_lock:
+        if _copier_pool is None:
+            _copier_pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="inbound-copy")
+        return _copier_pool
 
 
 class UnexpectedRelay(PoisonEnvelope):
@@ -166,8 +182,11 @@ class InboundDelivery:
             # summarize reads anything that looks like mail; what it cannot read never will be.
             raise PoisonEnvelope(f"the message cannot be read as mail: {exc}", "5.6.0") from exc
         internaldate = _epoch(envelope.received_at)
-        for owner in owners:
-            report.uids[owner] = self._store.deliver(
+        header = raw[: header_end(raw, summary)]
+        crlf_size = lines.crlf_size(raw)
+
+        def store_copy(owner: str) -> int:
+            return self._store.deliver(
                 owner,
                 JUNK if envelope.junk else INBOX,
                 delivery_id=envelope.id,
@@ -175,10 +194,26 @@ class InboundDelivery:
                 source_key=envelope.s3_key,
                 size=len(raw),
                 summary=summary,
-                header=raw[: header_end(raw, summary)],
+                header=header,
                 internaldate=internaldate,
-                crlf_size=lines.crlf_size(raw),
+                crlf_size=crlf_size,
             )
+
+        if len(owners) == 1:
+            report.uids[owners[0]] = store_copy(owners[0])
+            return
+        # Every copy is tried even when one fails: the retry of the envelope then finds the others
+        # stored (by the envelope id) and has less to do; the first failure is raised for it.
+        futures = {owner: _copiers().submit(store_copy, owner) for owner in owners}
+        first_failure: BaseException | None = None
+        for owner, future in futures.items():
+            try:
+                report.uids[owner] = future.result()
+            except Exception as exc:  # raised below, once every copy has been tried
+                log.warning("%s: copy for %s not stored yet: %s", envelope.id, owner, exc)
+                first_failure = first_failure or exc
+        if first_failure is not None:
+            raise first_failure
 
     def split_recipients(self, envelope: Envelope) -> tuple[dict[str, Verdict], list[OutboundRecipient]]:
         """Recipients in hosted domains with the directory's verdict now, and the others (with
