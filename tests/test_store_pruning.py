@@ -14,6 +14,7 @@ from test_cli import mailpipe
 
 from mailpipe.services import prune
 from mailpipe.store.model import DELIVERY_PREFIX, UID_PREFIX, messages_pk
+from mailpipe_tools.local.functions import LocalLambdaContext
 
 
 def filler(n: int) -> bytes:
@@ -185,4 +186,25 @@ def test_work_per_run_is_bounded_and_the_cli_runs_it(stack, owner: str) -> None:
     said = mailpipe(stack, "store", "prune", "--owner", owner, "--tombstone-age", "0")
     assert said.returncode == 0, said.stderr
     assert said.stdout.startswith("pruned 2 tombstones and 0 delivery markers in "), said.stdout
+    assert tombstones(store, store.require_mailbox(owner, "INBOX")) == []
+
+
+def test_a_run_stops_before_its_lambda_time_is_up(stack, owner: str) -> None:
+    store = stack.mail_store()
+    for n in range(1, 4):
+        store.append(owner, "INBOX", filler(n))
+    store.expunge(owner, "INBOX", [1, 2])
+    prune_now(owner)  # takes the mark
+    # The prune function's own handler with a Lambda context of 20 s left: less than the margin
+    # it keeps (pruning.STOP_SECONDS_BEFORE_TIMEOUT), so it stops before its first mailbox.
+    function = stack.functions["PruneFunction"]
+    with function.invocation:
+        said = function.handler({"source": "aws.events"}, LocalLambdaContext(function.name, 20))
+    assert (said["mailboxes"], said["tombstones"], said["complete"]) == (0, 0, False)
+    assert tombstones(store, store.require_mailbox(owner, "INBOX")) == [1, 2]
+    # Time running out between mailboxes: the two it had time for are done, the rest wait.
+    left = iter([300.0, 300.0] + [10.0] * 20)
+    cut_short = prune_now(owner, time_left=lambda: next(left))
+    assert (cut_short.mailboxes, cut_short.complete) == (2, False)
+    assert prune_now(owner).complete
     assert tombstones(store, store.require_mailbox(owner, "INBOX")) == []
