@@ -2255,14 +2255,20 @@ def test_one_load_balancer_for_every_port(
     assert ports == sorted(expected)  # each port once
 
 
-def test_webmail_behind_cloudfront_with_the_local_servers_csp(resources: dict[str, Any]) -> None:
+def test_webmail_behind_cloudfront_with_the_local_servers_csp(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
     """The webmail's files come from a private bucket only CloudFront reads, with the same CSP the
     local server sends; JMAP goes through the same distribution (one origin), never cached."""
-    from mailpipe_tools.local.webmail_files import CONTENT_SECURITY_POLICY
+    from mailpipe_tools.local.webmail_files import content_security_policy
 
     policy = resources["WebmailResponseHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
     csp = policy["SecurityHeadersConfig"]["ContentSecurityPolicy"]
-    assert csp == {"ContentSecurityPolicy": CONTENT_SECURITY_POLICY, "Override": True}
+    # The push socket goes to the WebSocket API's own host, which the page may connect to.
+    websocket = "wss://${JmapWebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    assert csp == {"ContentSecurityPolicy": {"Fn::Sub": content_security_policy(websocket)}, "Override": True}
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["MAILPIPE_JMAP_WEBSOCKET_URL"]["Fn::Sub"].startswith(websocket + "/")
     block = resources["WebmailBucket"]["Properties"]["PublicAccessBlockConfiguration"]
     assert all(block[s] is True for s in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls"))
     (statement,) = resources["WebmailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
