@@ -107,6 +107,10 @@ export function startPush(jmap, { onChange, resync, onLive = () => {} }) {
         changed(); // what changed between the last look and push being on
         return;
       }
+      if (message["@type"] === "RequestError" && message.status === 401) {
+        ws.close(); // the token no longer holds: the resync before reconnecting meets the 401
+        return;
+      }
       if (message["@type"] !== "StateChange") return;
       const states = message.changed?.[jmap.accountId];
       if (!states) return;
