@@ -183,11 +183,20 @@ function listFilter() {
 // keepSelection: a refresh in the background, which leaves the selection and the status line be.
 export async function loadList(keepSelection = false) {
   if (!keepSelection) status("Loading…");
-  const answers = await state.jmap.request([
+  showList(await state.jmap.request(listCalls()), keepSelection);
+  if (!keepSelection) status("");
+}
+
+// The list view's calls, answered under the ids q, g and t.
+function listCalls() {
+  return [
     ["Email/query", { filter: listFilter(), sort: [{ property: "receivedAt", isAscending: false }], collapseThreads: true, position: state.position, limit: PAGE, calculateTotal: true }, "q"],
     ["Email/get", { "#ids": ref("q", "Email/query", "/ids"), properties: LIST_PROPERTIES }, "g"],
     ["Thread/get", { "#ids": ref("g", "Email/get", "/list/*/threadId") }, "t"],
-  ]);
+  ];
+}
+
+function showList(answers, keepSelection) {
   // The selection as it is now: the user may have moved it while the request was out.
   const selectedId = state.emails[state.selected]?.id;
   state.total = answers.q.total ?? answers.g.list.length;
@@ -199,7 +208,6 @@ export async function loadList(keepSelection = false) {
   if (index < 0 && keepSelection) index = Math.min(state.selected, state.emails.length - 1);
   state.selected = index;
   renderList();
-  if (!keepSelection) status("");
 }
 
 function renderList() {
@@ -405,9 +413,20 @@ async function search(event) {
 
 // --- live updates ----------------------------------------------------------------------------
 
+const MAILBOX_GET = ["Mailbox/get", { properties: ["id", "name", "role", "parentId", "sortOrder", "totalEmails", "unreadEmails"] }, "m"];
+
+// On push: the server said which states moved, so no Email/changes is needed to know that the
+// list may have: one request, the counts and (if Emails moved) the list again.
+async function pushed(types) {
+  const calls = [MAILBOX_GET, ...(types.has("Email") ? listCalls() : [])];
+  const answers = await state.jmap.request(calls);
+  setMailboxes(answers.m.list);
+  if (answers.q) showList(answers, true);
+}
+
 // Counts and the list again, keeping the selection.
 export async function refresh(force = false) {
-  const calls = [["Mailbox/get", { properties: ["id", "name", "role", "parentId", "sortOrder", "totalEmails", "unreadEmails"] }, "m"]];
+  const calls = [MAILBOX_GET];
   if (state.emailState) calls.push(["Email/changes", { sinceState: state.emailState, maxChanges: 200 }, "c"]);
   const responses = await state.jmap.batch(calls);
   let changed = force || !state.emailState;
@@ -421,7 +440,7 @@ export async function refresh(force = false) {
 
 function startLive() {
   const stop = startPush(state.jmap, {
-    onChange: () => refresh(),
+    onChange: pushed,
     resync: () => refresh(),
     onLive: (live) => {
       document.body.dataset.live = live ? "push" : "reconnecting";
@@ -495,7 +514,10 @@ function renderHelp() {
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey || $("app").hidden || $("compose").open) return;
-  if ($("help").open) return; // the dialog closes itself on Escape, and by its button
+  if ($("help").open) {
+    if (event.key === "?") $("help").close(); // and Escape, the dialog's own
+    return;
+  }
   const tag = event.target.tagName;
   if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") {
     if (event.key === "Escape") event.target.blur();

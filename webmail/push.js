@@ -4,8 +4,9 @@
 // The socket is opened with the `jmap` subprotocol and the session token as its access_token
 // parameter: a browser's WebSocket cannot send an Authorization header, and the subprotocol list
 // is for protocol names (the server would echo it back). After WebSocketPushEnable for Email and
-// Mailbox, each StateChange whose states differ from the last ones seen calls onChange(); calls
-// never overlap, and changes that arrive meanwhile make one more call, not one each.
+// Mailbox, each StateChange whose states differ from the last ones seen calls onChange(types),
+// the set of those that moved; calls never overlap, and changes that arrive meanwhile make one
+// more call (with their types together), not one each.
 //
 // When the socket closes it is opened again after 1, 2, 4 ... 30 s (with jitter, so that a
 // server restart is not met by every page at once). Before each new socket, resync() runs over
@@ -57,15 +58,18 @@ function socketUrl(url, accessToken) {
 }
 
 // Returns a stop function when the session offers push, or false when the caller must poll.
-// onChange(): the Email or Mailbox state moved. resync(): catch up after a gap; may throw.
+// onChange(types): the Email and/or Mailbox state moved. resync(): catch up after a gap; may throw.
 // onLive(live): the socket is listening (true) or not (false), for the page's status.
 export function startPush(jmap, { onChange, resync, onLive = () => {} }) {
   const capability = jmap.session.capabilities[WEBSOCKET];
   if (!capability?.url || !capability.supportsPush || typeof WebSocket === "undefined") return false;
 
+  let moved = new Set(); // types whose state moved since the last onChange
   const changed = serial(async () => {
+    const types = moved;
+    moved = new Set();
     try {
-      await onChange();
+      await onChange(types);
     } catch {
       // a failed refresh is retried at the next change or reconnect
     }
@@ -104,6 +108,7 @@ export function startPush(jmap, { onChange, resync, onLive = () => {} }) {
       if (message["@type"] === "Response" && message.requestId === READY) {
         delay = FIRST_DELAY_MS;
         onLive(true);
+        for (const type of TYPES) moved.add(type);
         changed(); // what changed between the last look and push being on
         return;
       }
@@ -114,9 +119,10 @@ export function startPush(jmap, { onChange, resync, onLive = () => {} }) {
       if (message["@type"] !== "StateChange") return;
       const states = message.changed?.[jmap.accountId];
       if (!states) return;
-      const moved = TYPES.some((type) => type in states && states[type] !== seen[type]);
+      const now = TYPES.filter((type) => type in states && states[type] !== seen[type]);
       seen = { ...seen, ...states };
-      if (moved) changed();
+      for (const type of now) moved.add(type);
+      if (now.length) changed();
     };
     ws.onclose = () => {
       clearInterval(keepalive);
