@@ -215,7 +215,7 @@ FUNCTION_CALLS = {
         ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
         ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
         ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
-        ("dynamodb:GetItem", "JmapTable"),  # SessionTokens.owner, StoredThrottle, PushConnections.owner
+        ("dynamodb:GetItem", "JmapTable"),  # tokens, StoredThrottle, PushConnections.signed_in
         ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add, PushConnections
         ("dynamodb:UpdateItem", "JmapTable"),  # StoredThrottle._add
         ("dynamodb:DeleteItem", "JmapTable"),  # SessionTokens.revoke, unlock, PushConnections.closed
