@@ -1026,6 +1026,10 @@ def test_jmap_websocket_api_routes_every_frame_to_the_jmap_function(resources: d
     permission = resources["JmapWebSocketPermission"]["Properties"]
     assert permission["FunctionName"] == {"Ref": "JmapFunction"}
     assert permission["Principal"] == "apigateway.amazonaws.com"
+    # $connect carries the session token in its query string (access_token): an access log of
+    # the stage must not write it. None is configured; one added must leave the query out.
+    settings = resources["JmapWebSocketStage"]["Properties"].get("AccessLogSettings")
+    assert settings is None or "querystring" not in json.dumps(settings).lower(), settings
 
 
 def test_jmap_table_forgets_by_ttl(resources: dict[str, Any]) -> None:
