@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import imaplib
 import json
+import logging
 import smtplib
 import time
 import urllib.parse
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import websocket
+from boto3.dynamodb.conditions import Key
 from conftest import PASSWORD
 from jmap_support import CORE, MAIL, Raw, serve
 
@@ -239,3 +241,71 @@ def test_an_imap_store_pushes_a_state_change(
         assert len(query[0][1]["ids"]) == 1
     finally:
         ws.close()
+
+
+def test_a_revoked_token_ends_its_sockets_use(
+    stack: DevStack, jmap_server: LocalHttpApi, new_user: Callable[..., str]
+) -> None:
+    """A socket signed in with a token is checked at each frame: after logout (or passwd) its
+    requests are refused with a 401 problem and it is forgotten, pushes included."""
+    user = new_user()
+    stack.mail_store().ensure_mailboxes(user)
+    url = Raw(jmap_server.url, user, PASSWORD).session()["capabilities"][WEBSOCKET]["url"]
+    request = {"@type": "Request", "using": [CORE], "methodCalls": [["Core/echo", {}, "e"]]}
+    table = aws.table(stack.resources.jmap_table)
+
+    def revoked_by(revoke: Callable[[str], None]) -> None:
+        token = token_for(jmap_server.url, user)
+        ws = websocket.create_connection(
+            f"{url}?access_token={token}", subprotocols=["jmap"], timeout=DEADLINE
+        )
+        try:
+            ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": None}))
+            ws.send(json.dumps({**request, "id": "before"}))
+            assert receive(ws)["requestId"] == "before"
+            assert table.query(KeyConditionExpression=Key("pk").eq(f"push#{user}"))["Items"]
+            revoke(token)
+            ws.send(json.dumps({**request, "id": "after"}))
+            refused = receive(ws)
+            assert refused["@type"] == "RequestError" and refused["status"] == 401, refused
+            assert "methodResponses" not in refused
+            # Forgotten: no push item (the relay tells it nothing more), and still refused.
+            assert table.query(KeyConditionExpression=Key("pk").eq(f"push#{user}"))["Items"] == []
+            ws.send(json.dumps({**request, "id": "again"}))
+            assert receive(ws)["@type"] == "RequestError"
+        finally:
+            ws.close()
+
+    def logout(token: str) -> None:
+        raw = Raw(jmap_server.url, user, PASSWORD)
+        raw.auth = f"Bearer {token}"
+        assert raw.http("POST", "/jmap/logout")[0] == 204
+
+    revoked_by(logout)
+    revoked_by(lambda token: stack.directory().set_password(user, PASSWORD))
+
+
+def test_the_access_token_is_never_logged(
+    jmap_server: LocalHttpApi,
+    new_user: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The token rides in the WebSocket URL: no log line of the local server or the function
+    carries it, whether the handshake is taken, refused, or the URL is asked without upgrading."""
+    caplog.set_level(logging.DEBUG)
+    user = new_user()
+    token = token_for(jmap_server.url, user)
+    url = jmap_server.url.replace("http://", "ws://") + "/jmap/ws"
+    ws = websocket.create_connection(f"{url}?access_token={token}", subprotocols=["jmap"], timeout=DEADLINE)
+    ws.send(json.dumps({"@type": "Request", "id": "r", "using": [CORE], "methodCalls": []}))
+    assert receive(ws)["requestId"] == "r"
+    ws.close()
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        websocket.create_connection(f"{url}?access_token={token}", timeout=DEADLINE)  # no subprotocol
+    raw = Raw(jmap_server.url, user, PASSWORD)
+    assert raw.http("GET", f"/jmap/ws?access_token={token}")[0] == 404
+    assert raw.http("GET", f"/.well-known/jmap?x=1&access_token={token}")[0] == 200
+    out, err = capfd.readouterr()
+    assert "jmap/ws?access_token=(hidden)" in caplog.text  # the request line was logged, hidden
+    assert token not in caplog.text and token not in out and token not in err

@@ -215,7 +215,7 @@ FUNCTION_CALLS = {
         ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
         ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
         ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
-        ("dynamodb:GetItem", "JmapTable"),  # SessionTokens.owner, StoredThrottle, PushConnections.owner
+        ("dynamodb:GetItem", "JmapTable"),  # tokens, StoredThrottle, PushConnections.signed_in
         ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add, PushConnections
         ("dynamodb:UpdateItem", "JmapTable"),  # StoredThrottle._add
         ("dynamodb:DeleteItem", "JmapTable"),  # SessionTokens.revoke, unlock, PushConnections.closed
@@ -1026,6 +1026,10 @@ def test_jmap_websocket_api_routes_every_frame_to_the_jmap_function(resources: d
     permission = resources["JmapWebSocketPermission"]["Properties"]
     assert permission["FunctionName"] == {"Ref": "JmapFunction"}
     assert permission["Principal"] == "apigateway.amazonaws.com"
+    # $connect carries the session token in its query string (access_token): an access log of
+    # the stage must not write it. None is configured; one added must leave the query out.
+    settings = resources["JmapWebSocketStage"]["Properties"].get("AccessLogSettings")
+    assert settings is None or "querystring" not in json.dumps(settings).lower(), settings
 
 
 def test_jmap_table_forgets_by_ttl(resources: dict[str, Any]) -> None:
@@ -2255,14 +2259,20 @@ def test_one_load_balancer_for_every_port(
     assert ports == sorted(expected)  # each port once
 
 
-def test_webmail_behind_cloudfront_with_the_local_servers_csp(resources: dict[str, Any]) -> None:
+def test_webmail_behind_cloudfront_with_the_local_servers_csp(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
     """The webmail's files come from a private bucket only CloudFront reads, with the same CSP the
     local server sends; JMAP goes through the same distribution (one origin), never cached."""
-    from mailpipe_tools.local.webmail_files import CONTENT_SECURITY_POLICY
+    from mailpipe_tools.local.webmail_files import content_security_policy
 
     policy = resources["WebmailResponseHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
     csp = policy["SecurityHeadersConfig"]["ContentSecurityPolicy"]
-    assert csp == {"ContentSecurityPolicy": CONTENT_SECURITY_POLICY, "Override": True}
+    # The push socket goes to the WebSocket API's own host, which the page may connect to.
+    websocket = "wss://${JmapWebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    assert csp == {"ContentSecurityPolicy": {"Fn::Sub": content_security_policy(websocket)}, "Override": True}
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["MAILPIPE_JMAP_WEBSOCKET_URL"]["Fn::Sub"].startswith(websocket + "/")
     block = resources["WebmailBucket"]["Properties"]["PublicAccessBlockConfiguration"]
     assert all(block[s] is True for s in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls"))
     (statement,) = resources["WebmailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]

@@ -9,16 +9,25 @@ from __future__ import annotations
 import email
 import email.policy
 import imaplib
+import json
 import os
 import secrets
+import smtplib
+import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from boto3.dynamodb.conditions import Key
 from conftest import CORPUS, DOMAIN, PASSWORD, REPO_ROOT, wait_for
-from jmap_support import Raw, serve
+from jmap_support import JMAP_FUNCTION, Raw
 
+from mailpipe import aws
+from mailpipe.config import ENV_PUSH_ENDPOINT
 from mailpipe.store import MailStore
 from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevStack
@@ -27,7 +36,9 @@ from mailpipe_tools.local.webmail_files import CONTENT_SECURITY_POLICY
 # Selenium must not look for or fetch a driver or a browser (no network in tests).
 os.environ["SE_OFFLINE"] = "true"
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -69,10 +80,49 @@ def message(sender: str, to: str, subject: str, html: str | None, text: str, mes
     ).encode()
 
 
+class Watched:
+    """A request hook: the JMAP function as the local server calls it, noting for each request
+    how it signed in, as the function received it (the server's side of what the page sent)."""
+
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        self._handler = handler
+        self._lock = threading.Lock()
+        self.seen: list[tuple[str, str]] = []  # (path or WebSocket route, credentials)
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        route = event["requestContext"].get("routeKey", "$default")
+        if route == "$connect":
+            token = (event.get("queryStringParameters") or {}).get("access_token")
+            seen = ("websocket", "access_token" if token else headers.get("authorization", "none"))
+        elif "rawPath" in event:
+            seen = (event["rawPath"], headers.get("authorization", "none").split(" ")[0].lower())
+        else:
+            seen = ("websocket " + route, "socket")
+        with self._lock:
+            self.seen.append(seen)
+        return self._handler(event, context)
+
+    def since(self, start: int) -> list[tuple[str, str]]:
+        with self._lock:
+            return self.seen[start:]
+
+
 @pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
+def watched(stack: DevStack) -> Watched:
+    return Watched(stack.functions[JMAP_FUNCTION].handler)
+
+
+@pytest.fixture(scope="module")
+def jmap_server(stack: DevStack, watched: Watched) -> Iterator[LocalHttpApi]:
+    # The JMAP function as `mailpipe dev --http-port` serves it, and the dev stack's relay told to
+    # post StateChange to this server's @connections (what DevStack._start_http does).
+    api = LocalHttpApi(watched, stack.functions[JMAP_FUNCTION].name)
+    api.start()
+    before = os.environ.get(ENV_PUSH_ENDPOINT)
+    os.environ[ENV_PUSH_ENDPOINT] = api.url
     yield api
+    os.environ[ENV_PUSH_ENDPOINT] = before or ""
     api.stop()
 
 
@@ -165,6 +215,21 @@ def open_message(driver: WebDriver, wait: WebDriverWait, subject: str) -> None:
     wait.until(lambda d: d.find_element(By.ID, "reader-subject").text == subject)
 
 
+def signed_out_page(driver: WebDriver, wait: WebDriverWait, url: str) -> None:
+    """The sign-in form of a fresh page: the tab's session token (an earlier test's) forgotten."""
+    driver.get(url + "/")
+    driver.execute_script("sessionStorage.clear()")
+    driver.refresh()
+    wait.until(lambda d: d.find_element(By.ID, "login-user").is_displayed())
+
+
+def sign_in(driver: WebDriver, user: str) -> None:
+    for field, value in (("login-user", user), ("login-password", PASSWORD)):
+        driver.find_element(By.ID, field).clear()
+        driver.find_element(By.ID, field).send_keys(value)
+    driver.find_element(By.ID, "login-submit").click()
+
+
 def text_of(driver: WebDriver, element_id: str) -> str:
     return str(driver.find_element(By.ID, element_id).text)
 
@@ -202,7 +267,7 @@ def test_webmail_reads_safely_and_replies(
 
     driver = browser
     wait = WebDriverWait(driver, 30)
-    driver.get(jmap_server.url + "/")
+    signed_out_page(driver, wait, jmap_server.url)
     title = driver.title
     driver.find_element(By.ID, "login-user").send_keys(user)
     driver.find_element(By.ID, "login-password").send_keys(PASSWORD)
@@ -314,7 +379,7 @@ def test_webmail_flags_search_delete_drafts_and_forward(
 
     driver = browser
     wait = WebDriverWait(driver, 30)
-    driver.get(jmap_server.url + "/")
+    signed_out_page(driver, wait, jmap_server.url)
     # A wrong password is told, and nothing is shown.
     driver.find_element(By.ID, "login-user").send_keys(user)
     driver.find_element(By.ID, "login-password").send_keys("wrong")
@@ -392,3 +457,143 @@ def test_webmail_flags_search_delete_drafts_and_forward(
     got = wait_for(forwarded, timeout=30)
     files = {part.get_filename(): part.get_content().strip() for part in got.iter_attachments()}
     assert files == {"notes.txt": f"the notes {tag}", "extra.txt": f"uploaded {tag}"}, files
+
+
+def live(driver: WebDriver) -> str | None:
+    """How the page follows the store: "push", "reconnecting", or "poll" (no WebSocket offered)."""
+    return driver.execute_script("return document.body.dataset.live || null")
+
+
+def subjects(driver: WebDriver) -> list[str]:
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll('#message-list li .subject')].map(s => s.textContent)"
+        )
+    )
+
+
+def test_webmail_keeps_a_token_follows_push_and_signs_out(
+    stack: DevStack,
+    jmap_server: LocalHttpApi,
+    watched: Watched,
+    browser: WebDriver,
+    new_user: Callable[..., str],
+    store: MailStore,
+) -> None:
+    user = new_user()
+    store.ensure_mailboxes(user)
+    tag = secrets.token_hex(3)
+    store.append_message(
+        user, "INBOX", message("carol@crepes.fr", user, f"First {tag}", None, "one", f"<1{tag}@x>")
+    )
+    driver = browser
+    # Sign-out reloads the page: an element found just before may be gone when asked about.
+    wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
+    signed_out_page(driver, wait, jmap_server.url)
+    start = len(watched.seen)
+    sign_in(driver, user)
+    wait.until(lambda d: subjects(d) == [f"First {tag}"])
+    # Listening: the socket is open, push enabled for Email and Mailbox (and nothing polls).
+    wait.until(lambda d: live(d) == "push")
+
+    # The token is in this tab's sessionStorage, nothing in localStorage; the password nowhere.
+    token = driver.execute_script("return sessionStorage.getItem('mailpipe.token')")
+    assert token and len(token) >= 40
+    assert driver.execute_script("return localStorage.length") == 0
+    assert PASSWORD not in json.dumps(driver.execute_script("return {...sessionStorage}"))
+
+    # New mail over SMTP shows in the open page, list and unread count, without a reload.
+    assert inbox_unread(driver) == "1"
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "carol@crepes.fr", user, f"Second {tag}"
+    mail.set_content("two\n")
+    sent = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
+        client.send_message(mail)
+    wait.until(lambda d: subjects(d) == [f"Second {tag}", f"First {tag}"] and inbox_unread(d) == "2")
+    print(f"webmail: new mail shown {time.monotonic() - sent:.2f} s after SMTP's answer")
+    assert live(driver) == "push"
+
+    # From the server's side: the password went once, to /jmap/login; every other request
+    # carried the token (Bearer, or the socket's access_token), none HTTP Basic.
+    seen = watched.since(start)
+    assert seen[0] == ("/jmap/login", "none"), seen[:3]
+    assert ("websocket", "access_token") in seen
+    assert {credentials for path, credentials in seen[1:]} <= {"bearer", "access_token", "socket"}, seen
+
+    # Keyboard: ? shows the shortcuts, Escape hides them; j and Enter open, u marks unread again,
+    # j k o open the same one, Escape closes the reader, Delete moves it to Trash.
+    keys = driver.find_element(By.TAG_NAME, "body")
+    keys.send_keys("?")
+    wait.until(lambda d: d.find_element(By.ID, "help").is_displayed())
+    assert "Mark unread" in text_of(driver, "help-keys") and "Delete" in text_of(driver, "help-keys")
+    keys.send_keys(Keys.ESCAPE)
+    wait.until(lambda d: not d.find_element(By.ID, "help").is_displayed())
+    keys.send_keys("j", Keys.ENTER)
+    wait.until(lambda d: text_of(d, "reader-subject") == f"Second {tag}")
+    wait.until(lambda d: inbox_unread(d) == "1")
+    keys.send_keys("u")
+    wait.until(lambda d: inbox_unread(d) == "2" and not d.find_element(By.ID, "reader").is_displayed())
+    keys.send_keys("j", "k", "o")
+    wait.until(lambda d: d.find_element(By.ID, "reader").is_displayed())
+    assert text_of(driver, "reader-subject") == f"Second {tag}"
+    keys.send_keys(Keys.ESCAPE)
+    wait.until(lambda d: not d.find_element(By.ID, "reader").is_displayed())
+    keys.send_keys(Keys.DELETE)
+    wait.until(lambda d: subjects(d) == [f"First {tag}"] and text_of(d, "status") == "Moved to Trash.")
+
+    # The server drops the socket (API Gateway does after 2 hours, or at a deploy): the page
+    # opens another after its backoff, and new mail shows again.
+    table = aws.table(stack.resources.jmap_table)
+
+    def listening() -> list[str]:
+        items = table.query(KeyConditionExpression=Key("pk").eq(f"push#{user}"))["Items"]
+        return [str(item["sk"]) for item in items]
+
+    (dropped,) = listening()
+    request = urllib.request.Request(f"{jmap_server.url}/@connections/{dropped}", method="DELETE")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200
+    wait.until(lambda d: listening() not in ([], [dropped]) and live(d) == "push")
+    assert dropped not in listening()
+    mail.replace_header("Subject", f"Third {tag}")
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
+        client.send_message(mail)
+    wait.until(lambda d: subjects(d) == [f"Third {tag}", f"First {tag}"])
+
+    # The token revoked elsewhere (another tab signing out): the next request is a 401 and the
+    # page goes back to its sign-in form.
+    def with_token(path: str, method: str = "GET", bearer: str = token) -> int:
+        raw = Raw(jmap_server.url, user, PASSWORD)
+        raw.auth = f"Bearer {bearer}"
+        return raw.http(method, path)[0]
+
+    assert with_token("/.well-known/jmap") == 200
+    assert with_token("/jmap/logout", "POST") == 204
+    keys.send_keys("s")
+    wait.until(lambda d: d.find_element(By.ID, "login-view").is_displayed())
+    assert text_of(driver, "login-error") == "Your session has ended: sign in again."
+    assert not driver.find_element(By.ID, "app").is_displayed()
+    assert driver.execute_script("return sessionStorage.getItem('mailpipe.token')") is None
+
+    # Signing in again, then out: back to the form, and the server refuses the old token.
+    sign_in(driver, user)
+    wait.until(
+        lambda d: (
+            d.find_element(By.ID, "app").is_displayed() and subjects(d) == [f"Third {tag}", f"First {tag}"]
+        )
+    )
+    second = driver.execute_script("return sessionStorage.getItem('mailpipe.token')")
+    assert second and second != token and with_token("/.well-known/jmap", bearer=second) == 200
+    # A reload keeps the tab signed in (the token is in sessionStorage), push included.
+    driver.refresh()
+    wait.until(
+        lambda d: (
+            d.find_element(By.ID, "app").is_displayed() and subjects(d) == [f"Third {tag}", f"First {tag}"]
+        )
+    )
+    wait.until(lambda d: live(d) == "push")
+    driver.find_element(By.ID, "sign-out").click()
+    wait.until(lambda d: d.find_element(By.ID, "login-view").is_displayed())
+    assert driver.execute_script("return sessionStorage.getItem('mailpipe.token')") is None
+    assert with_token("/.well-known/jmap", bearer=second) == 401

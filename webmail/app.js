@@ -1,7 +1,8 @@
 // The webmail: sign-in, mailboxes, the message list, the reader and keyboard shortcuts.
-// Everything goes through JMAP (jmap.js); compose.js writes and sends; push.js or polling keeps
-// the view current.
-import { signIn, signOut } from "./auth.js";
+// Everything goes through JMAP (jmap.js); auth.js holds the session token; compose.js writes and
+// sends; push.js (JMAP over WebSocket) keeps the view current, or polling where the server offers
+// no push.
+import { onSessionEnd, signIn, signOut, signedIn } from "./auth.js";
 import { openCompose, setupCompose } from "./compose.js";
 import { AuthError, Jmap, ref } from "./jmap.js";
 import { startPush } from "./push.js";
@@ -70,19 +71,36 @@ function shortDate(iso) {
 async function onLogin(event) {
   event.preventDefault();
   const user = $("login-user").value.trim();
-  signIn(user, $("login-password").value);
   $("login-error").textContent = "";
   $("login-submit").disabled = true;
   try {
+    await signIn(user, $("login-password").value);
     state.jmap = await Jmap.connect();
   } catch (error) {
-    signOut();
+    await signOut();
     $("login-error").textContent = error instanceof AuthError ? "Wrong address or password." : String(error.message || error);
     return;
   } finally {
     $("login-submit").disabled = false;
   }
   $("login-password").value = "";
+  await enterApp();
+}
+
+// A reload finds the tab's token (auth.js) and goes on without asking for the password again.
+async function resume() {
+  if (!signedIn()) return;
+  $("login-view").hidden = true;
+  try {
+    state.jmap = await Jmap.connect();
+  } catch (error) {
+    showLogin(error instanceof AuthError ? "" : String(error.message || error));
+    return;
+  }
+  await enterApp();
+}
+
+async function enterApp() {
   $("login-view").hidden = true;
   $("app").hidden = false;
   $("whoami").textContent = state.jmap.session.username;
@@ -91,10 +109,31 @@ async function onLogin(event) {
   startLive();
 }
 
-function onSignOut() {
+function showLogin(message) {
   if (state.stopLive) state.stopLive();
-  signOut();
-  location.reload();
+  state.stopLive = null;
+  state.jmap = null;
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  // Nothing of the mailbox stays in the page, even hidden.
+  closeReader();
+  for (const id of ["mailbox-list", "message-list", "page-info", "whoami"]) $(id).replaceChildren();
+  $("app").hidden = true;
+  $("login-view").hidden = false;
+  $("login-error").textContent = message;
+  $("login-password").value = "";
+  $("login-password").focus();
+}
+
+// The server refused the token (revoked, expired, password changed): back to the sign-in form.
+function sessionEnded() {
+  showLogin("Your session has ended: sign in again.");
+}
+
+async function onSignOut() {
+  if (state.stopLive) state.stopLive();
+  state.stopLive = null;
+  await signOut(); // revokes the token on the server
+  location.reload(); // a clean page: nothing of the mailbox is left in memory
 }
 
 // --- mailboxes -----------------------------------------------------------------------------
@@ -144,11 +183,20 @@ function listFilter() {
 // keepSelection: a refresh in the background, which leaves the selection and the status line be.
 export async function loadList(keepSelection = false) {
   if (!keepSelection) status("Loading…");
-  const answers = await state.jmap.request([
+  showList(await state.jmap.request(listCalls()), keepSelection);
+  if (!keepSelection) status("");
+}
+
+// The list view's calls, answered under the ids q, g and t.
+function listCalls() {
+  return [
     ["Email/query", { filter: listFilter(), sort: [{ property: "receivedAt", isAscending: false }], collapseThreads: true, position: state.position, limit: PAGE, calculateTotal: true }, "q"],
     ["Email/get", { "#ids": ref("q", "Email/query", "/ids"), properties: LIST_PROPERTIES }, "g"],
     ["Thread/get", { "#ids": ref("g", "Email/get", "/list/*/threadId") }, "t"],
-  ]);
+  ];
+}
+
+function showList(answers, keepSelection) {
   // The selection as it is now: the user may have moved it while the request was out.
   const selectedId = state.emails[state.selected]?.id;
   state.total = answers.q.total ?? answers.g.list.length;
@@ -160,7 +208,6 @@ export async function loadList(keepSelection = false) {
   if (index < 0 && keepSelection) index = Math.min(state.selected, state.emails.length - 1);
   state.selected = index;
   renderList();
-  if (!keepSelection) status("");
 }
 
 function renderList() {
@@ -366,9 +413,20 @@ async function search(event) {
 
 // --- live updates ----------------------------------------------------------------------------
 
+const MAILBOX_GET = ["Mailbox/get", { properties: ["id", "name", "role", "parentId", "sortOrder", "totalEmails", "unreadEmails"] }, "m"];
+
+// On push: the server said which states moved, so no Email/changes is needed to know that the
+// list may have: one request, the counts and (if Emails moved) the list again.
+async function pushed(types) {
+  const calls = [MAILBOX_GET, ...(types.has("Email") ? listCalls() : [])];
+  const answers = await state.jmap.request(calls);
+  setMailboxes(answers.m.list);
+  if (answers.q) showList(answers, true);
+}
+
 // Counts and the list again, keeping the selection.
 export async function refresh(force = false) {
-  const calls = [["Mailbox/get", { properties: ["id", "name", "role", "parentId", "sortOrder", "totalEmails", "unreadEmails"] }, "m"]];
+  const calls = [MAILBOX_GET];
   if (state.emailState) calls.push(["Email/changes", { sinceState: state.emailState, maxChanges: 200 }, "c"]);
   const responses = await state.jmap.batch(calls);
   let changed = force || !state.emailState;
@@ -381,37 +439,85 @@ export async function refresh(force = false) {
 }
 
 function startLive() {
-  const stop = startPush(state.jmap, () => refresh().catch(() => {}));
+  const stop = startPush(state.jmap, {
+    onChange: pushed,
+    resync: () => refresh(),
+    onLive: (live) => {
+      document.body.dataset.live = live ? "push" : "reconnecting";
+      $("live").textContent = live ? "" : "Reconnecting…";
+    },
+  });
   if (stop) {
-    state.stopLive = stop;
+    state.stopLive = () => {
+      stop();
+      delete document.body.dataset.live;
+    };
     return;
   }
-  // No push yet: poll (one small request: Mailbox/get + Email/changes) while the page is visible.
+  // No push offered: poll (one small request: Mailbox/get + Email/changes) while the page is visible.
+  document.body.dataset.live = "poll";
   const timer = setInterval(() => {
     if (document.visibilityState === "visible") refresh().catch((e) => status(`Offline? ${e.message || e}`));
   }, POLL_MS);
-  state.stopLive = () => clearInterval(timer);
+  state.stopLive = () => {
+    clearInterval(timer);
+    delete document.body.dataset.live;
+  };
 }
 
 // --- keyboard ------------------------------------------------------------------------------
 
-const KEYS = {
-  j: () => { select(Math.min(state.selected + 1, state.emails.length - 1)); if (state.open) openSelected(); },
-  k: () => { select(Math.max(state.selected - 1, 0)); if (state.open) openSelected(); },
-  Enter: () => openSelected(),
-  o: () => openSelected(),
-  u: () => closeReader(),
-  r: () => state.open && openCompose("reply", state.open),
-  a: () => state.open && openCompose("replyAll", state.open),
-  f: () => state.open && openCompose("forward", state.open),
-  c: () => openCompose("new"),
-  "#": () => remove(),
-  s: () => { const e = target(); if (e) setKeyword("$flagged", !e.keywords?.$flagged); },
-  "/": () => $("search-input").focus(),
-};
+async function markUnread() {
+  await setKeyword("$seen", false);
+  closeReader();
+}
+
+function next(step) {
+  select(Math.min(Math.max(state.selected + step, 0), state.emails.length - 1));
+  if (state.open) openSelected();
+}
+
+function toggleHelp() {
+  const help = $("help");
+  if (help.open) help.close();
+  else help.showModal();
+}
+
+// The one list of shortcuts: the key map and the help dialog (?) are both made from it.
+// Keys are KeyboardEvent.key values; the first of each is the one shown first in the help.
+const SHORTCUTS = [
+  [["j"], "Next message", () => next(1)],
+  [["k"], "Previous message", () => next(-1)],
+  [["Enter", "o"], "Open the message", () => openSelected()],
+  [["Escape"], "Close the message, back to the list", () => closeReader()],
+  [["r"], "Reply", () => state.open && openCompose("reply", state.open)],
+  [["a"], "Reply to all", () => state.open && openCompose("replyAll", state.open)],
+  [["f"], "Forward", () => state.open && openCompose("forward", state.open)],
+  [["c"], "Compose a new message", () => openCompose("new")],
+  [["#", "Delete"], "Delete (to Trash; from Trash for good)", () => remove()],
+  [["s"], "Flag or unflag (star)", () => { const e = target(); if (e) return setKeyword("$flagged", !e.keywords?.$flagged); }],
+  [["u"], "Mark unread", () => target() && markUnread()],
+  [["/"], "Search", () => $("search-input").focus()],
+  [["?"], "Show or hide these shortcuts", () => toggleHelp()],
+];
+const KEYS = Object.fromEntries(SHORTCUTS.flatMap(([keys, , action]) => keys.map((key) => [key, action])));
+const KEY_NAMES = { Escape: "Esc" };
+
+function renderHelp() {
+  $("help-keys").replaceChildren(
+    ...SHORTCUTS.flatMap(([keys, text]) => [
+      element("dt", {}, ...keys.flatMap((key, i) => [i ? " or " : null, element("kbd", {}, KEY_NAMES[key] || key)])),
+      element("dd", {}, text),
+    ]),
+  );
+}
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey || $("app").hidden || $("compose").open) return;
+  if ($("help").open) {
+    if (event.key === "?") $("help").close(); // and Escape, the dialog's own
+    return;
+  }
   const tag = event.target.tagName;
   if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") {
     if (event.key === "Escape") event.target.blur();
@@ -421,13 +527,18 @@ function onKey(event) {
   const action = KEYS[event.key];
   if (!action) return;
   event.preventDefault();
-  Promise.resolve(action()).catch((e) => status(String(e.message || e)));
+  Promise.resolve(action()).catch(failed);
 }
 
 // --- wiring --------------------------------------------------------------------------------
 
+// An action failed: told in the status line, unless the session ended (the sign-in form says so).
+function failed(error) {
+  if (!(error instanceof AuthError)) status(String(error.message || error));
+}
+
 function guard(fn) {
-  return (...args) => Promise.resolve(fn(...args)).catch((e) => status(String(e.message || e)));
+  return (...args) => Promise.resolve(fn(...args)).catch(failed);
 }
 
 function start() {
@@ -442,13 +553,22 @@ function start() {
   $("forward").addEventListener("click", () => openCompose("forward", state.open));
   $("edit-draft").addEventListener("click", () => openCompose("draft", state.open));
   $("flag").addEventListener("click", guard(() => setKeyword("$flagged", !state.open?.keywords?.$flagged)));
-  $("unread").addEventListener("click", guard(async () => { await setKeyword("$seen", false); closeReader(); }));
+  $("unread").addEventListener("click", guard(markUnread));
   $("move").addEventListener("change", guard((e) => moveTo(e.target.value)));
   $("delete").addEventListener("click", guard(remove));
   $("load-images").addEventListener("click", loadRemoteImages);
   $("compose-button").addEventListener("click", () => openCompose("new"));
+  $("help-button").addEventListener("click", toggleHelp);
+  $("help-close").addEventListener("click", () => $("help").close());
   document.addEventListener("keydown", onKey);
+  // A 401 from anywhere (a click, a key, a refresh on push) lands here rather than in a console.
+  window.addEventListener("unhandledrejection", (event) => {
+    if (event.reason instanceof AuthError) event.preventDefault();
+  });
+  onSessionEnd(sessionEnded);
   setupCompose();
+  renderHelp();
+  resume().catch(failed);
 }
 
 start();

@@ -1,11 +1,11 @@
 // A small JMAP client (RFC 8620): the session, batched method calls, blob upload and download.
-import { authorization } from "./auth.js";
+import { AuthError, authorization, expired } from "./auth.js";
+
+export { AuthError };
 
 export const CORE = "urn:ietf:params:jmap:core";
 export const MAIL = "urn:ietf:params:jmap:mail";
 export const SUBMISSION = "urn:ietf:params:jmap:submission";
-
-export class AuthError extends Error {}
 
 // Every request carries its Authorization header itself. With credentials omitted, a 401 (whose
 // WWW-Authenticate: Basic would make the browser ask in a dialog of its own) comes back to us.
@@ -26,7 +26,10 @@ function localPath(url) {
 }
 
 async function checked(response) {
-  if (response.status === 401) throw new AuthError("wrong address or password");
+  if (response.status === 401) {
+    expired(); // the token was refused: the session is over (app.js shows the sign-in form)
+    throw new AuthError("signed out");
+  }
   if (!response.ok) {
     let detail = response.statusText;
     try {

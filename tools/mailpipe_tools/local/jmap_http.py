@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -34,6 +35,14 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAX_PAYLOAD = 10 * 1024 * 1024
 # A client that stops sending mid-request is dropped after this (API Gateway times out at 30 s).
 SOCKET_TIMEOUT = 30
+# A session token in a URL (the WebSocket's access_token parameter, RFC 8887 gives a browser no
+# other way): never written to a log line.
+_TOKEN_PARAMETER = re.compile(r"(access_token=)[^&\s\"]*", re.IGNORECASE)
+
+
+def redacted(text: str) -> str:
+    """`text` (a request line, a path) with any access_token parameter's value hidden."""
+    return _TOKEN_PARAMETER.sub(r"\1(hidden)", text)
 
 
 def http_api_event(
@@ -206,6 +215,7 @@ class LocalHttpApi:
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
             def log_message(self, format: str, *args: Any) -> None:
-                log.debug("jmap http: " + format, *args)
+                # The request line names the URL, query and all: no token goes to the log.
+                log.debug("jmap http: %s", redacted(format % args))
 
         return Request

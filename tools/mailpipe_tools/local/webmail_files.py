@@ -9,13 +9,23 @@ from pathlib import Path
 WEBMAIL_DIR = Path(__file__).resolve().parents[3] / "webmail"
 PREFIX = "/webmail/"
 
-# Kept equal to template.yaml's WebmailResponseHeadersPolicy (tests/test_webmail.py checks). Mail's
-# HTML is shown in a sandboxed srcdoc iframe, which inherits this policy: no script runs, no
-# remote image or style loads, whatever the sanitizer missed.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+
+def content_security_policy(websocket_origin: str = "") -> str:
+    """The webmail's CSP; `websocket_origin` is where its push socket goes when that is not the
+    page's own origin (on AWS the WebSocket API's wss://… host; locally the same server, which
+    'self' covers, ws: included).
+
+    Kept equal to template.yaml's WebmailResponseHeadersPolicy (tests/test_template.py checks).
+    Mail's HTML is shown in a sandboxed srcdoc iframe, which inherits this policy: no script
+    runs, no remote image or style loads, whatever the sanitizer missed."""
+    connect = f"connect-src 'self' {websocket_origin}" if websocket_origin else "connect-src 'self'"
+    return (
+        f"default-src 'self'; {connect}; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",

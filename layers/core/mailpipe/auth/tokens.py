@@ -64,9 +64,13 @@ class SessionTokens:
 
     def owner(self, token: str) -> str | None:
         """The address the token signs in, or None (unknown, expired, revoked, or malformed)."""
-        if not 20 <= len(token) <= 100:
-            return None
-        item = self._table.get_item(Key={"pk": _key(token), "sk": _SK}, ConsistentRead=True).get("Item")
+        key = token_key(token)
+        return self.owner_by_key(key) if key else None
+
+    def owner_by_key(self, key: str) -> str | None:
+        """As owner(), for a token known by its key only (a WebSocket connection keeps that, not
+        the token, to check at each frame that the token it signed in with still holds)."""
+        item = self._table.get_item(Key={"pk": key, "sk": _SK}, ConsistentRead=True).get("Item")
         if item is None or float(item.get("expires", 0)) <= self._clock():
             return None
         stored = self._directory.stored_login(str(item["owner"]))
@@ -81,6 +85,11 @@ class SessionTokens:
     def revoke(self, token: str) -> None:
         if 20 <= len(token) <= 100:
             self._table.delete_item(Key={"pk": _key(token), "sk": _SK})
+
+
+def token_key(token: str) -> str | None:
+    """The table key a token is kept under (from its SHA-256), or None for a malformed token."""
+    return _key(token) if 20 <= len(token) <= 100 else None
 
 
 def _key(token: str) -> str:

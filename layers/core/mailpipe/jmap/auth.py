@@ -106,3 +106,7 @@ class JmapAuth:
 
     def token(self, token: str) -> str | None:
         return self.tokens.owner(token) if self.tokens and token else None
+
+    def token_by_key(self, key: str) -> str | None:
+        """The owner of the token kept under `key` (auth/tokens.py token_key), if it still holds."""
+        return self.tokens.owner_by_key(key) if self.tokens and key else None

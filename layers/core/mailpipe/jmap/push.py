@@ -3,7 +3,9 @@
 Connections live in the JMAP table, by owner, so that the relay (mailpipe/changes/relay.py), which
 sees every mailbox change, finds whom to tell with one Query per owner that changed:
 
-    pk=connection#<id>  sk=connection   owner, expires         ($connect: who the connection is)
+    pk=connection#<id>  sk=connection   owner, token, expires  ($connect: who the connection is;
+                                                               token: the key of the session token
+                                                               it signed in with, if one)
     pk=push#<owner>     sk=<id>         types, expires         (after WebSocketPushEnable)
 
 `expires` is DynamoDB's TTL: API Gateway closes a WebSocket after 2 hours at most, and a
@@ -42,19 +44,27 @@ class PushConnections:
         self._table = table
         self._clock = clock
 
-    def opened(self, connection_id: str, owner: str) -> None:
-        self._table.put_item(
-            Item={
-                "pk": _connection_pk(connection_id),
-                "sk": "connection",
-                "owner": owner,
-                "expires": self._expires(),
-            }
-        )
+    def opened(self, connection_id: str, owner: str, token_key: str | None = None) -> None:
+        item: dict[str, Any] = {
+            "pk": _connection_pk(connection_id),
+            "sk": "connection",
+            "owner": owner,
+            "expires": self._expires(),
+        }
+        if token_key is not None:
+            item["token"] = token_key
+        self._table.put_item(Item=item)
 
     def owner(self, connection_id: str) -> str | None:
+        signed_in = self.signed_in(connection_id)
+        return signed_in[0] if signed_in else None
+
+    def signed_in(self, connection_id: str) -> tuple[str, str | None] | None:
+        """(owner, key of the session token it signed in with or None) of an open connection."""
         item = self._table.get_item(Key={"pk": _connection_pk(connection_id), "sk": "connection"}).get("Item")
-        return str(item["owner"]) if item else None
+        if item is None:
+            return None
+        return str(item["owner"]), (str(item["token"]) if "token" in item else None)
 
     def enable(self, connection_id: str, owner: str, types: list[str] | None) -> None:
         item: dict[str, Any] = {"pk": _push_pk(owner), "sk": connection_id, "expires": self._expires()}

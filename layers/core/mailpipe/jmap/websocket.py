@@ -3,7 +3,9 @@
 - `$connect`: the handshake must offer the `jmap` subprotocol and sign in. Browsers cannot set
   an Authorization header on a WebSocket, so a session token may come as the query parameter
   `access_token` (`wss://HOST/?access_token=T`); an Authorization header (Basic or Bearer) is
-  taken too, for other clients. The connection is then stored with its owner (jmap/push.py).
+  taken too, for other clients. The connection is then stored with its owner and the key of its
+  token (jmap/push.py); each frame checks that token again, so a logout or a password change
+  ends the connection's use as it ends the token's over HTTP.
 - `$default`: each text frame is a JMAP object: `Request` (answered by a `Response` with the same
   `requestId`, through the same dispatch as POST /jmap/api), `WebSocketPushEnable` and
   `WebSocketPushDisable`. Anything else is a `RequestError` frame; nothing closes the socket.
@@ -17,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from mailpipe.auth.tokens import token_key
 from mailpipe.jmap import api
 from mailpipe.jmap.auth import JmapAuth, Throttled
 from mailpipe.jmap.context import Context
@@ -28,6 +31,13 @@ from mailpipe.store import MailboxSnapshots, MailStore
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "jmap"
+# RFC 8887 4.3.3: a problem (RFC 7807) for a frame refused; here because the session is over.
+_SIGNED_OUT = {
+    "@type": "RequestError",
+    "type": "about:blank",
+    "status": 401,
+    "detail": "the session token no longer holds: sign in again",
+}
 
 
 @dataclass(frozen=True)
@@ -59,19 +69,19 @@ class JmapWebSocket:
         if SUBPROTOCOL not in offered:
             log.info("jmap websocket from %s refused: no jmap subprotocol", client or "-")
             return Reply(400, {})
+        header = headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        # The token the connection signs in with, if any: its key is kept with the connection, so
+        # that a token revoked later (logout, passwd, disable) stops the socket too (message()).
+        token = query.get("access_token", "") or (credentials.strip() if scheme.lower() == "bearer" else "")
         try:
-            token = query.get("access_token", "")
-            owner = (
-                self._auth.token(token)
-                if token
-                else self._auth.authorization(headers.get("authorization", ""), client)
-            )
+            owner = self._auth.token(token) if token else self._auth.authorization(header, client)
         except Throttled:
             return Reply(429, {})
         if owner is None:
             log.info("jmap websocket from %s refused: not signed in", client or "-")
             return Reply(401, {})
-        self._connections.opened(connection_id, owner)
+        self._connections.opened(connection_id, owner, token_key(token) if token else None)
         return Reply(200, {"Sec-WebSocket-Protocol": SUBPROTOCOL})
 
     def disconnect(self, connection_id: str) -> Reply:
@@ -79,11 +89,18 @@ class JmapWebSocket:
         return Reply(200, {})
 
     def message(self, connection_id: str, body: bytes) -> Reply:
-        owner = self._connections.owner(connection_id)
-        if owner is None:
+        signed_in = self._connections.signed_in(connection_id)
+        if signed_in is None:
             return Reply(
                 200, {}, _error(RequestError("notRequest", "this connection is not signed in"), None)
             )
+        owner, key = signed_in
+        if key is not None and self._auth.token_by_key(key) != owner:
+            # Signed out, password changed, disabled or expired since $connect: the connection is
+            # forgotten (no more pushes) and told; a browser cannot be asked to close it from here.
+            log.info("jmap websocket %s of %s: its session token no longer holds", connection_id, owner)
+            self._connections.closed(connection_id, owner)
+            return Reply(200, {}, _frame(_SIGNED_OUT))
         request_id: Any = None
         try:
             if len(body) > self._limits.max_size_request:
