@@ -112,8 +112,12 @@ class MailMemory:
         commits: list[int] = kwargs.pop("commits", None)
         if commits is None:  # the caller's list, if it gave one: it learns the commits too
             commits = []
-        change = self.store.update_flags(owner, name, *args, commits=commits, mailbox=mailbox, **kwargs)
-        self._followed(mailbox, commits, change.changed, ())
+        with self.store.writer_turn(owner, name):
+            seen = self._seen(owner, name, mailbox)
+            change = self.store.update_flags(
+                owner, name, *args, commits=commits, mailbox=mailbox, seen=seen, **kwargs
+            )
+            self._followed(mailbox, commits, change.changed, ())
         self._tell({owner})
         return change
 
@@ -123,10 +127,28 @@ class MailMemory:
         commits: list[int] = kwargs.pop("commits", None)
         if commits is None:  # the caller's list, if it gave one: it learns the commits too
             commits = []
-        expunged = self.store.expunge(owner, name, uids, commits=commits, mailbox=mailbox, **kwargs)
-        self._followed(mailbox, commits, (), expunged)
+        bodies: list[str] = []
+        try:
+            with self.store.writer_turn(owner, name):
+                seen = self._seen(owner, name, mailbox)
+                expunged = self.store.expunge(
+                    owner, name, uids, commits=commits, mailbox=mailbox, seen=seen, bodies=bodies, **kwargs
+                )
+                self._followed(mailbox, commits, (), expunged)
+        finally:
+            self.store.delete_bodies(bodies)  # after the turn: the next writer need not wait for S3
         self._tell({owner})
         return expunged
+
+    def _seen(self, owner: str, name: str, mailbox: Mailbox) -> dict[int, StoredMessage] | None:
+        """The messages a STORE or EXPUNGE may start from instead of reading them: the snapshot's,
+        while the feed keeps memory current and the snapshot is as new as memory's item (the
+        store checks each message's MODSEQ as it commits). Called in the writer's turn, so this
+        process's own earlier writes are in the snapshot already."""
+        held, item = self.items.known(owner, name)
+        if not held or item is None or item.mailbox_id != mailbox.mailbox_id:
+            return None
+        return self.snapshots.messages_as_of(item)
 
     def _followed(
         self, mailbox: Mailbox, commits: list[int], changed: Iterable[StoredMessage], expunged: Iterable[int]
