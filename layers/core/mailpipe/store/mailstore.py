@@ -483,6 +483,7 @@ class MailStore:
         flags: Iterable[str] = (),
         internaldate: int | None = None,
         import_id: str | None = None,
+        then: Callable[[Appended], None] | None = None,
     ) -> Appended:
         """APPEND, telling the caller the message as stored and the HIGHESTMODSEQ its commit started
         from: a session whose view was there knows the mailbox changed by this alone.
@@ -496,6 +497,9 @@ class MailStore:
         last writer left it, when there was one, not from a read. A stale item only makes the guard
         fail, and the cancellation returns the item to retry from (a new message, unlike a flag
         change, depends on nothing else read with it).
+
+        `then`, if given, is called with the result once committed, still in the writer's turn
+        (store/memory.py follows this process's writes in commit order so).
         """
         mailbox = self._writers.remembered(owner, mailbox_name) or self.require_mailbox(owner, mailbox_name)
         if import_id is not None:
@@ -541,7 +545,7 @@ class MailStore:
             return self._already_there(mailbox, import_id)
 
         try:
-            return self._commit(owner, mailbox_name, build, on_conflict, mailbox=mailbox)
+            return self._commit(owner, mailbox_name, build, on_conflict, mailbox=mailbox, then=then)
         except NoSuchMailbox:
             self._delete_blobs([blob_key])  # deleted meanwhile: nothing points at the body
             raise
@@ -1105,11 +1109,15 @@ class MailStore:
         on_conflict: Callable[[Mailbox, list[str]], T | None] | None = None,
         *,
         mailbox: Mailbox | None = None,
+        then: Callable[[T], None] | None = None,
     ) -> T:
         """Run `build`'s transaction against the mailbox as read; rebuild until it commits. Writers
-        in this process take turns (store/writers.py)."""
+        in this process take turns (store/writers.py); `then` gets the result in the turn."""
         with self._writers.turn(owner, mailbox_name):
-            return self._commit_in_turn(owner, mailbox_name, build, on_conflict, mailbox)
+            result = self._commit_in_turn(owner, mailbox_name, build, on_conflict, mailbox)
+            if then is not None:
+                then(result)
+            return result
 
     def _commit_in_turn(
         self,

@@ -5,8 +5,12 @@ each mailbox's messages (MailboxSnapshots). The change feed (mailpipe.changes.Ch
 them current: a notice updates a mailbox's counters in memory, and the snapshot is brought
 forward (one read, by the first session that needs it) when they moved past it. This process's
 own writes go through here and update both from what the write returned, so a session reads its
-writes before their notice comes back. While the feed is unhealthy or absent, memory is not
-trusted and reads go to the store as they did without a feed; sessions then poll.
+writes before their notice comes back; they do so in the writer's turn (store/writers.py), so in
+commit order: a snapshot left behind by writes followed out of order would cost a read, and an
+item moved past a notice not yet known as an echo would make the user's items be read again.
+STORE and EXPUNGE start from the snapshot's messages (MailStore's `seen`) instead of reading
+them. While the feed is unhealthy or absent, memory is not trusted and reads go to the store as
+they did without a feed; sessions then poll.
 
 Observers (the IMAP server's wake-ups) hear which users changed: on the feed's thread, and on the
 writer's at once for this process's own writes to messages (its other sessions of the user in
@@ -88,15 +92,16 @@ class MailMemory:
     # -- writes that update memory from their results (read your writes) ----------------
 
     def append_message(self, owner: str, name: str, raw: bytes, **kwargs: Any) -> Appended:
-        appended = self.store.append_message(owner, name, raw, **kwargs)
-        if appended.started_from >= 0:
-            mailbox = appended.mailbox
-            uidnext, modseq = appended.message.uid + 1, appended.started_from + 1
-            self.items.wrote(owner, name, mailbox.mailbox_id, uidnext, modseq)
-            self.snapshots.followed_own_writes(
-                mailbox.mailbox_id, [appended.started_from], [appended.message]
-            )
-        return appended
+        def followed(appended: Appended) -> None:  # in the writer's turn: in commit order
+            if appended.started_from >= 0:
+                mailbox = appended.mailbox
+                uidnext, modseq = appended.message.uid + 1, appended.started_from + 1
+                self.items.wrote(owner, name, mailbox.mailbox_id, uidnext, modseq)
+                self.snapshots.followed_own_writes(
+                    mailbox.mailbox_id, [appended.started_from], [appended.message]
+                )
+
+        return self.store.append_message(owner, name, raw, then=followed, **kwargs)
 
     def append_batch(self, owner: str, name: str, messages: list[NewMessage]) -> AppendedBatch:
         """MULTIAPPEND: each of its transactions followed as append_message follows its one."""
