@@ -36,8 +36,9 @@ entry, the hash, and verifies the password against it at every LOGIN all the sam
 keeps the verification. --only measures one side.
 
 CPU is utime+stime from /proc: for mailpipe the `mailpipe dev` process and its moto child, for
-Dovecot the master; each with every live descendant and what it reaped (cutime/cstime). The load
-client shares the machine's cores with the server under test.
+Dovecot the master; each with every live descendant and what it reaped (cutime/cstime); mailpipe's
+is also given split between the `mailpipe dev` process and its moto child. The load client shares
+the machine's cores with the server under test.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ class Result:
     failures: Counter[str] = field(default_factory=Counter)
     cpu: float | None = None  # server CPU seconds during the run
     aws_requests: Counter[str] | None = None  # by kind, during the run (mailpipe; None: not counted)
+    backend_cpu: float | None = None  # of `cpu`, the moto child's (mailpipe; None: not split)
     client_cpu: float | None = None  # this process's CPU seconds during the run
     timed_out: bool = False
 
@@ -366,6 +368,8 @@ class Server:
     cpu: Callable[[], float]  # the server's CPU seconds so far
     # AWS requests so far, by kind (mailpipe's moto); None: not counted.
     aws_requests: Callable[[], Counter[str] | None] = lambda: None
+    # Of cpu(), what the AWS stand-in (mailpipe's moto child) used; None: not split.
+    backend_cpu: Callable[[], float | None] = lambda: None
 
 
 def moto_requests(endpoint: str) -> Counter[str] | None:
@@ -376,6 +380,17 @@ def moto_requests(endpoint: str) -> Counter[str] | None:
     except (URLError, OSError, ValueError):
         return None
     return Counter(counts) if isinstance(counts, dict) else None
+
+
+def moto_cpu(root: int) -> float | None:
+    """CPU seconds of the moto server that `mailpipe dev` (pid `root`) runs as its child."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or (fields := _stat(int(entry.name))) is None or int(fields[1]) != root:
+            continue
+        with contextlib.suppress(OSError):
+            if b"moto_server" in (entry / "cmdline").read_bytes():
+                return tree_cpu(int(entry.name))
+    return None
 
 
 def dev_port_options() -> list[str]:
@@ -420,6 +435,7 @@ def mailpipe_dev(
             int(port[1]),
             lambda: tree_cpu(process.pid),  # the gateway and its moto child
             lambda: moto_requests(endpoint[1]),
+            lambda: moto_cpu(process.pid),
         )
     finally:
         if process.poll() is None:
@@ -465,9 +481,13 @@ def measure(server: Server, args: argparse.Namespace, users: list[str], corpus: 
     asyncio.run(load.run(args.warmup, None))
     result = Result(server.name)
     cpu, client_cpu, requests = server.cpu(), time.process_time(), server.aws_requests()
+    backend = server.backend_cpu()
     print(f"  {server.name}: {args.clients} clients for {args.seconds:g}s ...", flush=True)
     asyncio.run(load.run(args.seconds, result))
     result.cpu = server.cpu() - cpu
+    backend_after = server.backend_cpu()
+    if backend is not None and backend_after is not None:
+        result.backend_cpu = backend_after - backend
     result.client_cpu = time.process_time() - client_cpu
     after = server.aws_requests()
     if requests is not None and after is not None:
@@ -523,6 +543,12 @@ def report(results: list[Result]) -> float | None:
     for r in results:
         if r.server != "mailpipe":
             continue
+        if r.cpu is not None and r.backend_cpu is not None and r.commands:
+            print(
+                f"\nmailpipe server CPU ms/cmd: {(r.cpu - r.backend_cpu) * 1000 / r.commands:.2f} in the"
+                f" `mailpipe dev` process (gateway, feed, local functions),"
+                f" {r.backend_cpu * 1000 / r.commands:.2f} in its moto child"
+            )
         if r.aws_requests is None:
             print("\nmailpipe AWS requests/command: n/a (this moto server does not count requests)")
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,6 +96,29 @@ def owner(stack: DevStack, new_user: Callable[..., str]) -> str:
 def store(stack: DevStack) -> MailStore:
     """The dev stack's mail store, as a process of its own (its own writers; see store/writers.py)."""
     return stack.mail_store()
+
+
+@pytest.fixture
+def gateway_requests(stack) -> Iterator[Counter[str]]:
+    """Every AWS request the IMAP gateway's store and directory make, by service and operation
+    (counted on the gateway's own clients, so the stack's other work does not show)."""
+    context = stack.imap.context
+    clients = {
+        id(client): client
+        for client in (context.store._client, context.store._s3, context.directory._table.meta.client)
+    }
+    counted: Counter[str] = Counter()
+
+    def count(event_name: str, **_kwargs: object) -> None:
+        counted[event_name.removeprefix("before-call.")] += 1
+
+    for client in clients.values():
+        client.meta.events.register("before-call", count)
+    try:
+        yield counted
+    finally:
+        for client in clients.values():
+            client.meta.events.unregister("before-call", count)
 
 
 def inbox(stack: DevStack, owner: str) -> list:

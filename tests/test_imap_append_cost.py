@@ -8,63 +8,38 @@ an APPEND's time); now it is counted again only near the limit or after a minute
 from __future__ import annotations
 
 import imaplib
-from collections import Counter
-from collections.abc import Iterator
 
-import pytest
 from conftest import PASSWORD
-
-
-@pytest.fixture
-def requests(stack) -> Iterator[Counter[str]]:
-    """Every AWS request the IMAP gateway's store and directory make, by service and operation."""
-    context = stack.imap.context
-    clients = {
-        id(client): client
-        for client in (context.store._client, context.store._s3, context.directory._table.meta.client)
-    }
-    counted: Counter[str] = Counter()
-
-    def count(event_name: str, **_kwargs: object) -> None:
-        counted[event_name.removeprefix("before-call.")] += 1
-
-    for client in clients.values():
-        client.meta.events.register("before-call", count)
-    try:
-        yield counted
-    finally:
-        for client in clients.values():
-            client.meta.events.unregister("before-call", count)
 
 
 def message(n: int) -> bytes:
     return b"Subject: cost %d\r\nFrom: a@example.test\r\n\r\nbody\r\n" % n
 
 
-def test_an_append_costs_the_put_and_one_transaction(stack, owner, requests) -> None:
+def test_an_append_costs_the_put_and_one_transaction(stack, owner, gateway_requests) -> None:
     client = imaplib.IMAP4("127.0.0.1", stack.imap_port)
     try:
         client.login(owner, PASSWORD)
         assert client.append("INBOX", None, None, message(0))[0] == "OK"  # counts the quota once
-        requests.clear()
+        gateway_requests.clear()
         for n in range(1, 6):
             assert client.append("INBOX", "(\\Seen)", None, message(n))[0] == "OK"
-        assert requests == {"s3.PutObject": 5, "dynamodb.TransactWriteItems": 5}
+        assert gateway_requests == {"s3.PutObject": 5, "dynamodb.TransactWriteItems": 5}
     finally:
         client.logout()
 
 
-def test_a_multiappend_costs_a_put_each_and_a_transaction_per_99(stack, owner, requests) -> None:
+def test_a_multiappend_costs_a_put_each_and_a_transaction_per_99(stack, owner, gateway_requests) -> None:
     client = imaplib.IMAP4("127.0.0.1", stack.imap_port)
     try:
         client.login(owner, PASSWORD)
         assert client.append("INBOX", None, None, message(0))[0] == "OK"
-        requests.clear()
+        gateway_requests.clear()
         wire = b"a APPEND INBOX"
         for n in range(1, 151):
             wire += b" {%d+}\r\n" % len(message(n)) + message(n)
         client.send(wire + b"\r\n")
         assert client.readline().startswith(b"a OK [APPENDUID ")
-        assert requests == {"s3.PutObject": 150, "dynamodb.TransactWriteItems": 2}
+        assert gateway_requests == {"s3.PutObject": 150, "dynamodb.TransactWriteItems": 2}
     finally:
         client.logout()

@@ -78,7 +78,7 @@ async def in_order(
                 size = bodies[started_bodies].size
                 if body_tasks and bytes_ahead + size > BODY_BYTES_AHEAD:
                     break
-                task = asyncio.ensure_future(call(store.read_body, bodies[started_bodies]))
+                task = _body(call, store, bodies[started_bodies])
                 body_tasks.append((task, size))
                 bytes_ahead += size
                 started_bodies += 1
@@ -109,6 +109,17 @@ async def in_order(
                 task.exception()  # retrieved, so asyncio does not log it as forgotten
             else:
                 task.cancel()
+
+
+def _body(call: Call, store: MailStore, message: StoredMessage) -> asyncio.Future[bytes]:
+    """The message's body: from the body cache at once, without a trip to the executor (which
+    costs more than the copy on a loaded machine), else read there."""
+    cached = store.cached_body(message)
+    if cached is None:
+        return asyncio.ensure_future(call(store.read_body, message))
+    done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    done.set_result(cached)
+    return done
 
 
 class BodiesAhead:

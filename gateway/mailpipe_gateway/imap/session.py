@@ -283,8 +283,14 @@ class IMAPSession:
 
     async def claim_recent(self, view: Any, mailbox: Mailbox) -> None:
         """A read-write IMAP4rev1 session claims the messages no session has seen yet as its
-        \\Recent ones (RFC 3501 2.3.2; store/recent.py). No request when none arrived."""
+        \\Recent ones (RFC 3501 2.3.2; store/recent.py). No request when none arrived, nor when
+        all that arrived since the last claim is expunged already: the view holds every live
+        message below `mailbox.uidnext`, so none of them is at or above `recent_from`, and a later
+        claim takes those UIDs along with nothing to show for them (a client that appends and
+        expunges, as a Drafts folder sees, would otherwise cost a write at every SELECT)."""
         if view.read_only or self.st.rev2 or mailbox.recent_from >= mailbox.uidnext:
+            return
+        if not view.holds_from(mailbox.recent_from):
             return
         start, end = await self.call(self.ctx.memory.claim_recent, mailbox)
         view.claimed_recent(start, end)

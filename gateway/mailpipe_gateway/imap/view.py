@@ -92,6 +92,10 @@ class MailboxView:
         # "*" in a UID set: the largest UID in the mailbox (RFC 9051 6.4.8); in an empty one, UIDNEXT-1.
         return self._uids[-1] if self._uids else max(self.mailbox.uidnext - 1, 1)
 
+    def holds_from(self, uid: int) -> bool:
+        """Whether the view holds a message with this UID or a higher one."""
+        return bool(self._uids) and self._uids[-1] >= uid
+
     def claimed_recent(self, start: int, end: int) -> None:
         if start < end:
             self._recent.append((start, end))

@@ -3,7 +3,9 @@
 A client that opens a message usually fetches it more than once (BODYSTRUCTURE first, then a
 part, then BODY[] to display or index it), and a SEARCH TEXT reads every body: the cache spares
 those repeated GETs; bodies over CACHED_BODY_LIMIT are not kept, so one big attachment does
-not push out hundreds of ordinary messages.
+not push out hundreds of ordinary messages. A body this process APPENDs is kept too (`keep`): the
+client that saves a draft or a sent message usually reads it back soon, and the bytes are in hand.
+A FETCH finds a kept body without leaving the event loop (`cached`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,19 @@ class BodyReader:
         self._bucket = bucket
         self._pool = pool
         self._cache = BytesLRU(CACHED_BODY_BYTES, CACHED_BODY_LIMIT)
+
+    def cached(self, message: StoredMessage) -> bytes | None:
+        """The body if the cache holds it (no request, no wait: for the event loop)."""
+        return self._cache.get(message.blob_key)
+
+    def keep(self, blob_key: str, body: bytes) -> None:
+        """This process stored `body` under `blob_key`: keep it for the reads that follow."""
+        self._cache.put(blob_key, body)
+
+    def forget(self, blob_keys: list[str]) -> None:
+        """These bodies are being deleted: this process serves them no more."""
+        for key in blob_keys:
+            self._cache.discard(key)
 
     def read(self, message: StoredMessage) -> bytes:
         body = self._cache.get(message.blob_key)

@@ -42,6 +42,12 @@ class BytesLRU:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= len(dropped)
 
+    def discard(self, key: str) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+
     @property
     def size(self) -> int:
         """The bytes held."""

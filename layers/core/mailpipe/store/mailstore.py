@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
@@ -380,6 +380,11 @@ class MailStore:
         the caller; returns the UID range [start, end) it got (store/recent.py)."""
         return self._recent.claim(mailbox)
 
+    def writer_turn(self, owner: str, name: str) -> contextlib.AbstractContextManager[None]:
+        """This process's turn to write to the mailbox (store/writers.py; re-entrant): the writes
+        made while holding it, and what the holder does with their results, come in commit order."""
+        return self._writers.turn(owner, name)
+
     def last_written(self, owner: str, name: str) -> Mailbox | None:
         """The mailbox item as this process's latest commit to it left it (UIDNEXT and HIGHESTMODSEQ
         of one moment), if it wrote to it lately."""
@@ -478,6 +483,7 @@ class MailStore:
         flags: Iterable[str] = (),
         internaldate: int | None = None,
         import_id: str | None = None,
+        then: Callable[[Appended], None] | None = None,
     ) -> Appended:
         """APPEND, telling the caller the message as stored and the HIGHESTMODSEQ its commit started
         from: a session whose view was there knows the mailbox changed by this alone.
@@ -491,6 +497,9 @@ class MailStore:
         last writer left it, when there was one, not from a read. A stale item only makes the guard
         fail, and the cancellation returns the item to retry from (a new message, unlike a flag
         change, depends on nothing else read with it).
+
+        `then`, if given, is called with the result once committed, still in the writer's turn
+        (store/memory.py follows this process's writes in commit order so).
         """
         mailbox = self._writers.remembered(owner, mailbox_name) or self.require_mailbox(owner, mailbox_name)
         if import_id is not None:
@@ -500,6 +509,7 @@ class MailStore:
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
         self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
+        self._bodies.keep(blob_key, raw)
         summary = summarize(raw)
         message = self._kept(
             _message_item(
@@ -535,7 +545,7 @@ class MailStore:
             return self._already_there(mailbox, import_id)
 
         try:
-            return self._commit(owner, mailbox_name, build, on_conflict, mailbox=mailbox)
+            return self._commit(owner, mailbox_name, build, on_conflict, mailbox=mailbox, then=then)
         except NoSuchMailbox:
             self._delete_blobs([blob_key])  # deleted meanwhile: nothing points at the body
             raise
@@ -713,12 +723,14 @@ class MailStore:
         unchanged_since: int | None = None,
         commits: list[int] | None = None,
         mailbox: Mailbox | None = None,
+        seen: Mapping[int, StoredMessage] | None = None,
     ) -> FlagChange:
         """STORE: add, remove or replace flags; each message whose flags change gets a new MODSEQ.
 
         With `unchanged_since` (CONDSTORE), messages modified after that MODSEQ are left
         alone and reported in `modified`. `mailbox`, if given, is the caller's last picture of
-        the mailbox item, tried before reading it (see _change_messages).
+        the mailbox item, tried before reading it, and `seen` its picture of the messages, by
+        UID (see _change_messages).
         """
         new_flags = set(flags)
         modified: set[int] = set()
@@ -735,7 +747,9 @@ class MailStore:
             after[message.uid] = replace(message, flags=tuple(result), modseq=modseq)
             return tx.set_flags(self._table.name, mailbox, message.uid, modseq, result)
 
-        changed = self._change_messages(owner, mailbox_name, uids, change, commits, mailbox=mailbox)
+        changed = self._change_messages(
+            owner, mailbox_name, uids, change, commits, mailbox=mailbox, seen=seen
+        )
         return FlagChange([after[uid] for uid in sorted(changed)], sorted(modified))
 
     def expunge(
@@ -747,11 +761,15 @@ class MailStore:
         only_deleted: bool = False,
         commits: list[int] | None = None,
         mailbox: Mailbox | None = None,
+        seen: Mapping[int, StoredMessage] | None = None,
+        bodies: list[str] | None = None,
     ) -> list[int]:
         """Remove messages; returns the UIDs expunged. Their bodies are deleted after the index says so.
 
         With `only_deleted` (IMAP EXPUNGE), a message is removed only if it has the \\Deleted flag
         when the transaction is built: another session may have taken the flag off meanwhile.
+        With `bodies`, the bodies are left for the caller to delete (delete_bodies): their keys
+        are added to that list (a caller holding the writer's turn deletes them after it).
         """
         blobs: dict[int, str] = {}
 
@@ -764,11 +782,23 @@ class MailStore:
         expunged: list[int] = []
         try:
             self._change_messages(
-                owner, mailbox_name, uids, change, commits, mailbox=mailbox, committed=expunged, removes=True
+                owner,
+                mailbox_name,
+                uids,
+                change,
+                commits,
+                mailbox=mailbox,
+                seen=seen,
+                committed=expunged,
+                removes=True,
             )
         finally:
             # Even if a later transaction failed: the bodies of what was expunged go.
-            self._delete_blobs([blobs[uid] for uid in expunged])
+            gone = [blobs[uid] for uid in expunged]
+            if bodies is None:
+                self._delete_blobs(gone)
+            else:
+                bodies += gone
         return sorted(expunged)
 
     def _change_messages(
@@ -780,6 +810,7 @@ class MailStore:
         commits: list[int] | None = None,
         *,
         mailbox: Mailbox | None = None,
+        seen: Mapping[int, StoredMessage] | None = None,
         committed: list[int] | None = None,
         removes: bool = False,
     ) -> list[int]:
@@ -793,7 +824,12 @@ class MailStore:
         So when another change to the mailbox commits first, the next attempt needs only the
         mailbox item DynamoDB returns with the cancellation, and rereads just the messages that
         changed: losing a race costs one request, not three. `mailbox` is a first guess of the
-        mailbox item (a session's view); the guard corrects a stale one.
+        mailbox item (a session's view); the guard corrects a stale one. `seen` is a first guess
+        of the messages (the process's snapshot, kept current by the change feed): those in it
+        are not read at all, and a stale one fails its MODSEQ condition and is reread like a
+        message that lost a race. So a STORE or EXPUNGE from a current snapshot costs its
+        transaction alone. (What `change` decides to leave alone it decides from the guess:
+        from what the sessions of this process are shown, as of the feed's latest notice.)
 
         `committed`, if given, receives the UIDs changed as each transaction commits, so a caller
         learns of them even if a later transaction fails.
@@ -810,6 +846,7 @@ class MailStore:
                 change,
                 commits,
                 mailbox,
+                seen or {},
                 [] if committed is None else committed,
                 removes,
             )
@@ -822,11 +859,16 @@ class MailStore:
         change: Callable[[Mailbox, StoredMessage, int], dict[str, Any] | None],
         commits: list[int] | None,
         mailbox: Mailbox | None,
+        seen: Mapping[int, StoredMessage],
         changed: list[int],
         removes: bool,
     ) -> list[int]:
         current = self._starting_point(owner, mailbox_name, mailbox)
-        known = {m.uid: m for m in self._messages_by_uid(current, set(uids))}
+        wanted = set(uids)
+        known = {uid: seen[uid] for uid in wanted if uid in seen}
+        unseen = wanted - known.keys()
+        if unseen:
+            known.update((m.uid, m) for m in self._messages_by_uid(current, unseen))
         remaining = set(known)
         attempt = 0
         while remaining:
@@ -980,6 +1022,10 @@ class MailStore:
     def read_body(self, message: StoredMessage) -> bytes:
         return self._bodies.read(message)
 
+    def cached_body(self, message: StoredMessage) -> bytes | None:
+        """The body if this process's body cache holds it; None without a request otherwise."""
+        return self._bodies.cached(message)
+
     def read_ahead(self, message: StoredMessage) -> Future[bytes]:
         """The body, read meanwhile on the store's reader threads (store/bodies.py)."""
         return self._bodies.read_ahead(message)
@@ -1063,11 +1109,15 @@ class MailStore:
         on_conflict: Callable[[Mailbox, list[str]], T | None] | None = None,
         *,
         mailbox: Mailbox | None = None,
+        then: Callable[[T], None] | None = None,
     ) -> T:
         """Run `build`'s transaction against the mailbox as read; rebuild until it commits. Writers
-        in this process take turns (store/writers.py)."""
+        in this process take turns (store/writers.py); `then` gets the result in the turn."""
         with self._writers.turn(owner, mailbox_name):
-            return self._commit_in_turn(owner, mailbox_name, build, on_conflict, mailbox)
+            result = self._commit_in_turn(owner, mailbox_name, build, on_conflict, mailbox)
+            if then is not None:
+                then(result)
+            return result
 
     def _commit_in_turn(
         self,
@@ -1108,7 +1158,12 @@ class MailStore:
             return self.require_mailbox(owner, mailbox_name)
         return self._writers.newest(owner, mailbox_name, guess)
 
+    def delete_bodies(self, keys: list[str]) -> None:
+        """Delete the bodies of expunged messages (those expunge() left to its caller)."""
+        self._delete_blobs(keys)
+
     def _delete_blobs(self, keys: list[str]) -> None:
+        self._bodies.forget(keys)
         for chunk in _chunks(keys, 1000):
             try:
                 self._s3.delete_objects(

@@ -5,8 +5,12 @@ each mailbox's messages (MailboxSnapshots). The change feed (mailpipe.changes.Ch
 them current: a notice updates a mailbox's counters in memory, and the snapshot is brought
 forward (one read, by the first session that needs it) when they moved past it. This process's
 own writes go through here and update both from what the write returned, so a session reads its
-writes before their notice comes back. While the feed is unhealthy or absent, memory is not
-trusted and reads go to the store as they did without a feed; sessions then poll.
+writes before their notice comes back; they do so in the writer's turn (store/writers.py), so in
+commit order: a snapshot left behind by writes followed out of order would cost a read, and an
+item moved past a notice not yet known as an echo would make the user's items be read again.
+STORE and EXPUNGE start from the snapshot's messages (MailStore's `seen`) instead of reading
+them. While the feed is unhealthy or absent, memory is not trusted and reads go to the store as
+they did without a feed; sessions then poll.
 
 Observers (the IMAP server's wake-ups) hear which users changed: on the feed's thread, and on the
 writer's at once for this process's own writes to messages (its other sessions of the user in
@@ -88,15 +92,16 @@ class MailMemory:
     # -- writes that update memory from their results (read your writes) ----------------
 
     def append_message(self, owner: str, name: str, raw: bytes, **kwargs: Any) -> Appended:
-        appended = self.store.append_message(owner, name, raw, **kwargs)
-        if appended.started_from >= 0:
-            mailbox = appended.mailbox
-            uidnext, modseq = appended.message.uid + 1, appended.started_from + 1
-            self.items.wrote(owner, name, mailbox.mailbox_id, uidnext, modseq)
-            self.snapshots.followed_own_writes(
-                mailbox.mailbox_id, [appended.started_from], [appended.message]
-            )
-        return appended
+        def followed(appended: Appended) -> None:  # in the writer's turn: in commit order
+            if appended.started_from >= 0:
+                mailbox = appended.mailbox
+                uidnext, modseq = appended.message.uid + 1, appended.started_from + 1
+                self.items.wrote(owner, name, mailbox.mailbox_id, uidnext, modseq)
+                self.snapshots.followed_own_writes(
+                    mailbox.mailbox_id, [appended.started_from], [appended.message]
+                )
+
+        return self.store.append_message(owner, name, raw, then=followed, **kwargs)
 
     def append_batch(self, owner: str, name: str, messages: list[NewMessage]) -> AppendedBatch:
         """MULTIAPPEND: each of its transactions followed as append_message follows its one."""
@@ -112,8 +117,12 @@ class MailMemory:
         commits: list[int] = kwargs.pop("commits", None)
         if commits is None:  # the caller's list, if it gave one: it learns the commits too
             commits = []
-        change = self.store.update_flags(owner, name, *args, commits=commits, mailbox=mailbox, **kwargs)
-        self._followed(mailbox, commits, change.changed, ())
+        with self.store.writer_turn(owner, name):
+            seen = self._seen(owner, name, mailbox)
+            change = self.store.update_flags(
+                owner, name, *args, commits=commits, mailbox=mailbox, seen=seen, **kwargs
+            )
+            self._followed(mailbox, commits, change.changed, ())
         self._tell({owner})
         return change
 
@@ -123,10 +132,28 @@ class MailMemory:
         commits: list[int] = kwargs.pop("commits", None)
         if commits is None:  # the caller's list, if it gave one: it learns the commits too
             commits = []
-        expunged = self.store.expunge(owner, name, uids, commits=commits, mailbox=mailbox, **kwargs)
-        self._followed(mailbox, commits, (), expunged)
+        bodies: list[str] = []
+        try:
+            with self.store.writer_turn(owner, name):
+                seen = self._seen(owner, name, mailbox)
+                expunged = self.store.expunge(
+                    owner, name, uids, commits=commits, mailbox=mailbox, seen=seen, bodies=bodies, **kwargs
+                )
+                self._followed(mailbox, commits, (), expunged)
+        finally:
+            self.store.delete_bodies(bodies)  # after the turn: the next writer need not wait for S3
         self._tell({owner})
         return expunged
+
+    def _seen(self, owner: str, name: str, mailbox: Mailbox) -> dict[int, StoredMessage] | None:
+        """The messages a STORE or EXPUNGE may start from instead of reading them: the snapshot's,
+        while the feed keeps memory current and the snapshot is as new as memory's item (the
+        store checks each message's MODSEQ as it commits). Called in the writer's turn, so this
+        process's own earlier writes are in the snapshot already."""
+        held, item = self.items.known(owner, name)
+        if not held or item is None or item.mailbox_id != mailbox.mailbox_id:
+            return None
+        return self.snapshots.messages_as_of(item)
 
     def _followed(
         self, mailbox: Mailbox, commits: list[int], changed: Iterable[StoredMessage], expunged: Iterable[int]

@@ -111,6 +111,14 @@ class MailboxSnapshots:
         found = {m.uid: m for m in self._store.messages_by_uid(mailbox, new)} if new else {}
         return Changes(mailbox, states, found)
 
+    def messages_as_of(self, mailbox: Mailbox) -> dict[int, StoredMessage] | None:
+        """The live messages by UID, from memory only, if the snapshot held is at least as new as
+        `mailbox`; else None (no read)."""
+        snapshot = self._get(mailbox.mailbox_id)
+        if snapshot is None or snapshot.mailbox.highestmodseq < mailbox.highestmodseq:
+            return None
+        return snapshot.messages
+
     def answers(self, mailbox: Mailbox, since: int) -> bool:
         """Whether changes(mailbox, since) is answered from memory now, without a read or a wait."""
         snapshot = self._get(mailbox.mailbox_id)

@@ -8,6 +8,10 @@ backoff sleeps, and a read of the mailbox per attempt. So writers in a process q
 lock per mailbox, and each starts from the mailbox item as the previous one left it. The
 guard still decides: a writer from another process makes the first attempt fail, and the
 cancellation returns the item to retry from.
+
+A turn is re-entrant: the access gateway's memory (store/memory.py) holds it around a write and
+its following of what the write returned, so that its snapshots and items learn this process's
+commits in the order they were made.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ REMEMBERED_MAILBOXES = 10_000
 
 class MailboxWriters:
     def __init__(self) -> None:
-        self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._stripes = [threading.RLock() for _ in range(LOCK_STRIPES)]
         self._latest: OrderedDict[tuple[str, str], Mailbox] = OrderedDict()
         self._latest_lock = threading.Lock()
 
