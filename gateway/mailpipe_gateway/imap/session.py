@@ -40,7 +40,16 @@ from mailpipe_gateway.imap.reader import (
     RawCommand,
 )
 from mailpipe_gateway.imap.starttls import start_tls
-from mailpipe_gateway.imap.state import Done, Entry, IMAPContext, SessionState, State, bad, no
+from mailpipe_gateway.imap.state import (
+    Done,
+    Entry,
+    IMAPContext,
+    SessionEnded,
+    SessionState,
+    State,
+    bad,
+    no,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +61,9 @@ _FLAGS = (FetchAttr("FLAGS"),)
 _NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 
-class _Closed(Exception):
-    """The client went away, or the session ended."""
+# What reading or writing a connection the client dropped raises (a reset, a close mid-TLS record):
+# the client's doing, so a log line, not a trace.
+_CONNECTION_LOST = (ConnectionError, ssl.SSLError)
 
 
 class IMAPSession:
@@ -98,10 +108,10 @@ class IMAPSession:
                 else:
                     event = await self._next_event_or_notify()
                 await self._handle_event(event)
-        except _Closed:
+        except SessionEnded:
             pass
-        except (ConnectionError, ssl.SSLError):
-            pass
+        except _CONNECTION_LOST as exc:
+            log.info("IMAP client %s went away: %s", self.peer, exc.__class__.__name__)
         except Exception:
             log.exception("IMAP session from %s failed", self.peer)
             with contextlib.suppress(Exception):
@@ -118,12 +128,12 @@ class IMAPSession:
             if event is not None:
                 return event
             try:
-                data = await asyncio.wait_for(self._stream.read(65536), timeout)
+                data = await asyncio.wait_for(self._read(), timeout)
             except TimeoutError:
                 await self.send(b"* BYE autologout: idle for too long\r\n")
-                raise _Closed from None
+                raise SessionEnded from None
             if not data:
-                raise _Closed
+                raise SessionEnded
             self._commands.feed(data)
 
     async def _handle_event(self, event: Any) -> None:
@@ -134,7 +144,7 @@ class IMAPSession:
             await self.send(event.response())
             if event.fatal:
                 await self.send(b"* BYE Too much data\r\n")
-                raise _Closed
+                raise SessionEnded
         elif isinstance(event, RawCommand):
             try:
                 command = parse_command(event, utf8=self.st.utf8, utf8_accept=self.st.utf8_accept)
@@ -166,7 +176,7 @@ class IMAPSession:
                 self.st.view.current_by_own_writes = False
             try:
                 done = await entry.handler(self, command)
-            except _Closed:
+            except SessionEnded:
                 raise
             except _Continue:
                 return
@@ -190,8 +200,24 @@ class IMAPSession:
     # -- output --------------------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
+        """Writes `data`; if the client has gone (it may close right after LOGOUT, or reset the
+        connection mid-command), the session ends quietly here, whatever command was answering."""
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except _CONNECTION_LOST as exc:
+            self._went_away(exc)
+
+    async def _read(self) -> bytes:
+        """The client's next octets (b"" at its end of stream); a dropped connection ends the session."""
+        try:
+            return await self._stream.read(65536)
+        except _CONNECTION_LOST as exc:
+            self._went_away(exc)
+
+    def _went_away(self, exc: BaseException) -> NoReturn:
+        log.info("IMAP client %s went away: %s", self.peer, exc.__class__.__name__)
+        raise SessionEnded from None
 
     async def untagged(self, *parts: bytes | str) -> None:
         await self.send(serializer.untagged(*parts))
@@ -215,7 +241,7 @@ class IMAPSession:
             self.st.view = None
             self.st.state = State.AUTHENTICATED
             await self.send(b"* BYE the selected mailbox was deleted or renamed\r\n")
-            raise _Closed
+            raise SessionEnded
         if (current.uidnext, current.highestmodseq) == (
             view.mailbox.uidnext,
             view.mailbox.highestmodseq,
@@ -388,7 +414,7 @@ class IMAPSession:
             self._stream, self._writer = await start_tls(self._writer, self.ctx.tls_context)
         except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.info("IMAP STARTTLS from %s failed: %s", self.peer, exc)
-            raise _Closed from None
+            raise SessionEnded from None
         self.tls = True
         raise _Continue
 
@@ -428,7 +454,7 @@ class IMAPSession:
         self._commands.expect_line()
         event = await self.next_event(self.ctx.autologout)
         if not isinstance(event, Line):
-            raise _Closed
+            raise SessionEnded
         if event.data.strip() == CANCEL:
             raise _Cancelled
         response = decode_response(event.data)
@@ -497,7 +523,7 @@ class IMAPSession:
                     # that look reads the store, as before the feed.
                     timeout = min(until_keepalive, self.ctx.idle_poll)
                     if reading is None:
-                        reading = asyncio.ensure_future(self._stream.read(65536))
+                        reading = asyncio.ensure_future(self._read())
                     event = await self._read_or_wake(reading, wake, timeout)
                     if reading.done():
                         reading = None
@@ -517,7 +543,7 @@ class IMAPSession:
             self.ctx.wakeups.unwatch(self.st.user, wake)
             if reading is not None:
                 reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
+                with contextlib.suppress(asyncio.CancelledError, SessionEnded, *_CONNECTION_LOST):
                     await reading
 
     async def _next_event_or_notify(self) -> Any:
@@ -537,9 +563,9 @@ class IMAPSession:
                 left = deadline - loop.time()
                 if left <= 0:
                     await self.send(b"* BYE autologout: idle for too long\r\n")
-                    raise _Closed
+                    raise SessionEnded
                 if reading is None:
-                    reading = asyncio.ensure_future(self._stream.read(65536))
+                    reading = asyncio.ensure_future(self._read())
                 event = await self._read_or_wake(reading, wake, min(left, self.ctx.idle_poll))
                 if reading.done():
                     reading = None
@@ -551,7 +577,7 @@ class IMAPSession:
             self.ctx.wakeups.unwatch(self.st.user, wake)
             if reading is not None:
                 reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
+                with contextlib.suppress(asyncio.CancelledError, SessionEnded, *_CONNECTION_LOST):
                     await reading
 
     async def _read_or_wake(self, reading: asyncio.Task[bytes], wake: asyncio.Event, timeout: float) -> Any:
@@ -568,7 +594,7 @@ class IMAPSession:
             return None
         data = reading.result()
         if not data:
-            raise _Closed
+            raise SessionEnded
         self._commands.feed(data)
         return self._commands.next_event()
 

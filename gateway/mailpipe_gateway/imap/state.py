@@ -73,6 +73,10 @@ class IMAPContext:
         return Quotas(self.directory, self.store, self.quota_storage)
 
 
+class SessionEnded(Exception):
+    """The client went away, or the session ended: handlers that catch failures let it through."""
+
+
 @dataclass(frozen=True)
 class Done:
     """A command's tagged completion: OK, NO or BAD, an optional response code, and text."""
