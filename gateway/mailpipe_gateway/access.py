@@ -163,7 +163,7 @@ def access_server(
         context = IMAPContext(memory=parts.memory, changes=parts.changes, **common)
         return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port, limiter=limiter)
     return POP3Server(
-        POP3Context(leases=parts.leases, **common),
+        POP3Context(memory=parts.memory, leases=parts.leases, **common),
         host,
         port,
         implicit_tls_port=implicit_tls_port,
