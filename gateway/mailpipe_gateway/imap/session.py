@@ -94,6 +94,8 @@ class IMAPSession:
         local = writer.get_extra_info("sockname")
         self.local_address = str(local[0]) if local else ""  # a name CATENATE's URLs may give us by
         self.notify: notify.Notifications | None = None  # NOTIFY SET's, until NOTIFY NONE (notify.py)
+        # This session's RENAME took its selected mailbox away: BYE at the next command (refresh).
+        self._selection_renamed = False
 
     # -- the loop ----------------------------------------------------------------
 
@@ -156,6 +158,8 @@ class IMAPSession:
             await self.send(b"* BAD Expected a command\r\n")
 
     async def _execute(self, command: Command) -> None:
+        if self._selection_renamed and command.name != "LOGOUT":
+            await self._selection_gone()
         entry = self._handlers.get(command.name)
         if entry is None:
             done = bad("Unknown command")
@@ -191,7 +195,9 @@ class IMAPSession:
             and command.name not in ("SELECT", "EXAMINE")
         ):
             uid = getattr(command, "uid", False)
-            await self.refresh(may_expunge=uid or command.name not in _NO_EXPUNGE_DURING)
+            await self.refresh(
+                may_expunge=uid or command.name not in _NO_EXPUNGE_DURING, own_rename=command.name == "RENAME"
+            )
             await contexts.notify(self)  # CONTEXT=SEARCH/SORT: results kept up to date
         if self.notify is not None and command.name != "NOTIFY":
             await notify.deliver(self)
@@ -227,8 +233,13 @@ class IMAPSession:
 
     # -- keeping the client up to date ----------------------------------------------
 
-    async def refresh(self, *, may_expunge: bool) -> None:
-        """Tell the client what changed in its mailbox since it last heard (other sessions, new mail)."""
+    async def refresh(self, *, may_expunge: bool, own_rename: bool = False) -> None:
+        """Tell the client what changed in its mailbox since it last heard (other sessions, new mail).
+
+        A selected mailbox deleted or renamed away (by any session) ends the session with BYE, as
+        Dovecot does: nothing sensible remains selected. After this session's own RENAME
+        (`own_rename`) the BYE waits for the next command, so that the client first learns that
+        its RENAME succeeded (Dovecot answers OK, then BYE at the next command)."""
         view = self.st.view
         if view is None:
             return
@@ -237,11 +248,10 @@ class IMAPSession:
             return
         current = await self._mailbox_now(view.mailbox.name)
         if current is None or current.mailbox_id != view.mailbox.mailbox_id:
-            # Deleted or renamed away under us: nothing sensible remains selected.
-            self.st.view = None
-            self.st.state = State.AUTHENTICATED
-            await self.send(b"* BYE the selected mailbox was deleted or renamed\r\n")
-            raise SessionEnded
+            if own_rename:
+                self._selection_renamed = True
+                return
+            await self._selection_gone()
         if (current.uidnext, current.highestmodseq) == (
             view.mailbox.uidnext,
             view.mailbox.highestmodseq,
@@ -262,6 +272,12 @@ class IMAPSession:
         if updates.exists is not None:  # new UIDs: this session may be the first to see them
             await self.claim_recent(view, current)
         await self.announce(updates)
+
+    async def _selection_gone(self) -> NoReturn:
+        self.st.view = None
+        self.st.state = State.AUTHENTICATED
+        await self.send(b"* BYE the selected mailbox was deleted or renamed\r\n")
+        raise SessionEnded
 
     async def _mailbox_now(self, name: str) -> Mailbox | None:
         """The mailbox item as it is now: from memory while the change feed keeps it current
