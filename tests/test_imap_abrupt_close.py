@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import zlib
 
@@ -30,6 +31,23 @@ def send_and_vanish(port: int, data: bytes, *, reset: bool) -> None:
     if reset:  # close with RST instead of FIN: the server's next write or read fails
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def send_over_tls_and_vanish(port: int, data: bytes, *, reset: bool) -> None:
+    """As send_and_vanish, after STARTTLS: the server reads and writes through TLS."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    reader = sock.makefile("rb")
+    assert reader.readline().startswith(b"* OK")
+    sock.sendall(b"s STARTTLS\r\n")
+    assert reader.readline().startswith(b"s OK")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    tls = context.wrap_socket(sock, server_hostname="localhost")
+    tls.sendall(data)
+    if reset:
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    tls.close()  # without close_notify (no unwrap): the TLS stream just stops
 
 
 def deflated(data: bytes) -> bytes:
@@ -72,6 +90,8 @@ def test_clients_that_vanish_leave_no_trace_in_the_log(stack, owner) -> None:
             for case in cases:
                 for reset in (True, False):
                     send_and_vanish(imap.port, case, reset=reset)
+                    wait_for(lambda: imap.limiter.open_sessions == 0)
+                    send_over_tls_and_vanish(imap.port, case, reset=reset)
                     wait_for(lambda: imap.limiter.open_sessions == 0)
         with socket.create_connection(("127.0.0.1", imap.port), timeout=10) as sock:
             assert sock.makefile("rb").readline().startswith(b"* OK")
