@@ -117,6 +117,12 @@ class AccessParts:
             # Memory is trusted while the feed is healthy (it says so when it starts).
             self.memory.follow(self.changes)
 
+    def close(self) -> None:
+        """The servers on these parts have stopped: the feed (which may outlive them, as the dev
+        stack's does) lets go of this memory."""
+        if self.changes is not None:
+            self.memory.unfollow(self.changes)
+
 
 def change_feed(resources: Resources) -> ChangeFeed | None:
     """The process's change feed on the resources' changes topic (MAILPIPE_CHANGES_TOPIC_ARN), not
@@ -157,7 +163,7 @@ def access_server(
         context = IMAPContext(memory=parts.memory, changes=parts.changes, **common)
         return IMAPServer(context, host, port, implicit_tls_port=implicit_tls_port, limiter=limiter)
     return POP3Server(
-        POP3Context(leases=parts.leases, **common),
+        POP3Context(memory=parts.memory, leases=parts.leases, **common),
         host,
         port,
         implicit_tls_port=implicit_tls_port,

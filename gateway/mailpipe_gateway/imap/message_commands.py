@@ -26,6 +26,7 @@ from mailpipe_gateway.imap.commands import (
     SequenceSet,
     Store,
 )
+from mailpipe_gateway.imap.matching import matcher
 from mailpipe_gateway.imap.ranges import uid_set
 from mailpipe_gateway.imap.serializer import esearch
 from mailpipe_gateway.imap.state import Done, State, bad, no
@@ -389,26 +390,8 @@ async def _vanished_since(session: IMAPSession, command: Fetch) -> None:
 
 
 async def cmd_search(session: IMAPSession, command: Search) -> Done:
-    view = session.st.view
-    assert view is not None
-    store = session.ctx.store
-    candidates = [(n, view.shown(m)) for n, m in view.messages() if not view.is_expunged(m.uid)]
-    if searching.needs_body(command.criteria):
-        load_body: searching.BodyLoader = loading.BodiesAhead(store, [m for _, m in candidates])
-    else:
-        load_body = store.read_body
     try:
-        found: Targets = await session.call(
-            lambda: searching.search(
-                command.criteria,
-                command.charset,
-                candidates,
-                load_body,
-                largest_number=view.exists,
-                largest_uid=view.largest_uid,
-                saved=session.st.saved_search,
-            )
-        )
+        found: Targets = await session.call(matcher(session, command.criteria, command.charset))
     except searching.BadCharset:
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     values = [m.uid if command.uid else n for n, m in found]
@@ -441,21 +424,9 @@ async def _keep_updated(session: IMAPSession, command: Search, uids: list[int]) 
     if reason is not None:
         await session.send(contexts.noupdate(command.tag, reason))
         return
-    view = session.st.view
-    assert view is not None
 
     def evaluate(session: IMAPSession) -> list[int]:
-        candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
-        found = searching.search(
-            command.criteria,
-            command.charset,
-            candidates,
-            session.ctx.store.read_body,
-            largest_number=view.exists,
-            largest_uid=view.largest_uid,
-            saved=session.st.saved_search,
-        )
-        return [m.uid for _, m in found]
+        return [m.uid for _, m in matcher(session, command.criteria, command.charset)()]
 
     contexts.register(session, command.tag, sorted_=False, evaluate=evaluate, result=uids)
 

@@ -23,7 +23,7 @@ from mailpipe.store import Mailbox, NoSuchMailbox
 from mailpipe_gateway.imap import serializer
 from mailpipe_gateway.imap.commands import Fetch, FetchItem, Notify, NotifyGroup, SequenceSet
 from mailpipe_gateway.imap.fetch import sets_seen
-from mailpipe_gateway.imap.state import DELIMITER, Done, State, bad, no
+from mailpipe_gateway.imap.state import DELIMITER, Done, SessionEnded, State, bad, no
 
 if TYPE_CHECKING:
     from mailpipe_gateway.imap.session import IMAPSession
@@ -148,6 +148,8 @@ async def deliver(session: IMAPSession, *, between_commands: bool = False) -> No
         mailboxes, subscribed = await session.call(
             session.ctx.memory.items.list_with_subscriptions, session.st.user
         )
+    except SessionEnded:
+        raise
     except Exception:  # the store failed: told at the next delivery, the session goes on
         log.warning("IMAP NOTIFY for %s: store unreadable, told later", session.st.user, exc_info=True)
         return
@@ -167,6 +169,8 @@ async def deliver(session: IMAPSession, *, between_commands: bool = False) -> No
             out.append(await _status(session, name))
         except NoSuchMailbox:
             continue  # deleted meanwhile: its LIST (\NonExistent) comes at the next delivery
+        except SessionEnded:
+            raise
         except Exception:
             log.warning("IMAP NOTIFY STATUS of %s for %s failed", name, session.st.user, exc_info=True)
     if out:

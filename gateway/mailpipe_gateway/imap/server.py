@@ -36,6 +36,14 @@ class IMAPServer(StreamListeners):
             refusal=REFUSAL,
         )
 
+    async def start(self) -> None:
+        self.context.open()
+        await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.context.close()
+
     async def _run_session(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
     ) -> None:

@@ -40,7 +40,16 @@ from mailpipe_gateway.imap.reader import (
     RawCommand,
 )
 from mailpipe_gateway.imap.starttls import start_tls
-from mailpipe_gateway.imap.state import Done, Entry, IMAPContext, SessionState, State, bad, no
+from mailpipe_gateway.imap.state import (
+    Done,
+    Entry,
+    IMAPContext,
+    SessionEnded,
+    SessionState,
+    State,
+    bad,
+    no,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +61,9 @@ _FLAGS = (FetchAttr("FLAGS"),)
 _NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 
-class _Closed(Exception):
-    """The client went away, or the session ended."""
+# What reading or writing a connection the client dropped raises (a reset, a close mid-TLS record):
+# the client's doing, so a log line, not a trace.
+_CONNECTION_LOST = (ConnectionError, ssl.SSLError)
 
 
 class IMAPSession:
@@ -84,6 +94,8 @@ class IMAPSession:
         local = writer.get_extra_info("sockname")
         self.local_address = str(local[0]) if local else ""  # a name CATENATE's URLs may give us by
         self.notify: notify.Notifications | None = None  # NOTIFY SET's, until NOTIFY NONE (notify.py)
+        # This session's RENAME took its selected mailbox away: BYE at the next command (refresh).
+        self._selection_renamed = False
 
     # -- the loop ----------------------------------------------------------------
 
@@ -98,10 +110,10 @@ class IMAPSession:
                 else:
                     event = await self._next_event_or_notify()
                 await self._handle_event(event)
-        except _Closed:
+        except SessionEnded:
             pass
-        except (ConnectionError, ssl.SSLError):
-            pass
+        except _CONNECTION_LOST as exc:
+            log.info("IMAP client %s went away: %s", self.peer, exc.__class__.__name__)
         except Exception:
             log.exception("IMAP session from %s failed", self.peer)
             with contextlib.suppress(Exception):
@@ -118,12 +130,12 @@ class IMAPSession:
             if event is not None:
                 return event
             try:
-                data = await asyncio.wait_for(self._stream.read(65536), timeout)
+                data = await asyncio.wait_for(self._read(), timeout)
             except TimeoutError:
                 await self.send(b"* BYE autologout: idle for too long\r\n")
-                raise _Closed from None
+                raise SessionEnded from None
             if not data:
-                raise _Closed
+                raise SessionEnded
             self._commands.feed(data)
 
     async def _handle_event(self, event: Any) -> None:
@@ -134,7 +146,7 @@ class IMAPSession:
             await self.send(event.response())
             if event.fatal:
                 await self.send(b"* BYE Too much data\r\n")
-                raise _Closed
+                raise SessionEnded
         elif isinstance(event, RawCommand):
             try:
                 command = parse_command(event, utf8=self.st.utf8, utf8_accept=self.st.utf8_accept)
@@ -146,6 +158,8 @@ class IMAPSession:
             await self.send(b"* BAD Expected a command\r\n")
 
     async def _execute(self, command: Command) -> None:
+        if self._selection_renamed and command.name != "LOGOUT":
+            await self._selection_gone()
         entry = self._handlers.get(command.name)
         if entry is None:
             done = bad("Unknown command")
@@ -166,7 +180,7 @@ class IMAPSession:
                 self.st.view.current_by_own_writes = False
             try:
                 done = await entry.handler(self, command)
-            except _Closed:
+            except SessionEnded:
                 raise
             except _Continue:
                 return
@@ -181,7 +195,9 @@ class IMAPSession:
             and command.name not in ("SELECT", "EXAMINE")
         ):
             uid = getattr(command, "uid", False)
-            await self.refresh(may_expunge=uid or command.name not in _NO_EXPUNGE_DURING)
+            await self.refresh(
+                may_expunge=uid or command.name not in _NO_EXPUNGE_DURING, own_rename=command.name == "RENAME"
+            )
             await contexts.notify(self)  # CONTEXT=SEARCH/SORT: results kept up to date
         if self.notify is not None and command.name != "NOTIFY":
             await notify.deliver(self)
@@ -190,8 +206,24 @@ class IMAPSession:
     # -- output --------------------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
+        """Writes `data`; if the client has gone (it may close right after LOGOUT, or reset the
+        connection mid-command), the session ends quietly here, whatever command was answering."""
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except _CONNECTION_LOST as exc:
+            self._went_away(exc)
+
+    async def _read(self) -> bytes:
+        """The client's next octets (b"" at its end of stream); a dropped connection ends the session."""
+        try:
+            return await self._stream.read(65536)
+        except _CONNECTION_LOST as exc:
+            self._went_away(exc)
+
+    def _went_away(self, exc: BaseException) -> NoReturn:
+        log.info("IMAP client %s went away: %s", self.peer, exc.__class__.__name__)
+        raise SessionEnded from None
 
     async def untagged(self, *parts: bytes | str) -> None:
         await self.send(serializer.untagged(*parts))
@@ -201,8 +233,13 @@ class IMAPSession:
 
     # -- keeping the client up to date ----------------------------------------------
 
-    async def refresh(self, *, may_expunge: bool) -> None:
-        """Tell the client what changed in its mailbox since it last heard (other sessions, new mail)."""
+    async def refresh(self, *, may_expunge: bool, own_rename: bool = False) -> None:
+        """Tell the client what changed in its mailbox since it last heard (other sessions, new mail).
+
+        A selected mailbox deleted or renamed away (by any session) ends the session with BYE, as
+        Dovecot does: nothing sensible remains selected. After this session's own RENAME
+        (`own_rename`) the BYE waits for the next command, so that the client first learns that
+        its RENAME succeeded (Dovecot answers OK, then BYE at the next command)."""
         view = self.st.view
         if view is None:
             return
@@ -211,11 +248,10 @@ class IMAPSession:
             return
         current = await self._mailbox_now(view.mailbox.name)
         if current is None or current.mailbox_id != view.mailbox.mailbox_id:
-            # Deleted or renamed away under us: nothing sensible remains selected.
-            self.st.view = None
-            self.st.state = State.AUTHENTICATED
-            await self.send(b"* BYE the selected mailbox was deleted or renamed\r\n")
-            raise _Closed
+            if own_rename:
+                self._selection_renamed = True
+                return
+            await self._selection_gone()
         if (current.uidnext, current.highestmodseq) == (
             view.mailbox.uidnext,
             view.mailbox.highestmodseq,
@@ -236,6 +272,12 @@ class IMAPSession:
         if updates.exists is not None:  # new UIDs: this session may be the first to see them
             await self.claim_recent(view, current)
         await self.announce(updates)
+
+    async def _selection_gone(self) -> NoReturn:
+        self.st.view = None
+        self.st.state = State.AUTHENTICATED
+        await self.send(b"* BYE the selected mailbox was deleted or renamed\r\n")
+        raise SessionEnded
 
     async def _mailbox_now(self, name: str) -> Mailbox | None:
         """The mailbox item as it is now: from memory while the change feed keeps it current
@@ -394,7 +436,7 @@ class IMAPSession:
             self._stream, self._writer = await start_tls(self._writer, self.ctx.tls_context)
         except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.info("IMAP STARTTLS from %s failed: %s", self.peer, exc)
-            raise _Closed from None
+            raise SessionEnded from None
         self.tls = True
         raise _Continue
 
@@ -434,7 +476,7 @@ class IMAPSession:
         self._commands.expect_line()
         event = await self.next_event(self.ctx.autologout)
         if not isinstance(event, Line):
-            raise _Closed
+            raise SessionEnded
         if event.data.strip() == CANCEL:
             raise _Cancelled
         response = decode_response(event.data)
@@ -503,7 +545,7 @@ class IMAPSession:
                     # that look reads the store, as before the feed.
                     timeout = min(until_keepalive, self.ctx.idle_poll)
                     if reading is None:
-                        reading = asyncio.ensure_future(self._stream.read(65536))
+                        reading = asyncio.ensure_future(self._read())
                     event = await self._read_or_wake(reading, wake, timeout)
                     if reading.done():
                         reading = None
@@ -523,7 +565,7 @@ class IMAPSession:
             self.ctx.wakeups.unwatch(self.st.user, wake)
             if reading is not None:
                 reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
+                with contextlib.suppress(asyncio.CancelledError, SessionEnded, *_CONNECTION_LOST):
                     await reading
 
     async def _next_event_or_notify(self) -> Any:
@@ -543,9 +585,9 @@ class IMAPSession:
                 left = deadline - loop.time()
                 if left <= 0:
                     await self.send(b"* BYE autologout: idle for too long\r\n")
-                    raise _Closed
+                    raise SessionEnded
                 if reading is None:
-                    reading = asyncio.ensure_future(self._stream.read(65536))
+                    reading = asyncio.ensure_future(self._read())
                 event = await self._read_or_wake(reading, wake, min(left, self.ctx.idle_poll))
                 if reading.done():
                     reading = None
@@ -557,7 +599,7 @@ class IMAPSession:
             self.ctx.wakeups.unwatch(self.st.user, wake)
             if reading is not None:
                 reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
+                with contextlib.suppress(asyncio.CancelledError, SessionEnded, *_CONNECTION_LOST):
                     await reading
 
     async def _read_or_wake(self, reading: asyncio.Task[bytes], wake: asyncio.Event, timeout: float) -> Any:
@@ -574,7 +616,7 @@ class IMAPSession:
             return None
         data = reading.result()
         if not data:
-            raise _Closed
+            raise SessionEnded
         self._commands.feed(data)
         return self._commands.next_event()
 

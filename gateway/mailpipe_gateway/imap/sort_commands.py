@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import StoredMessage
-from mailpipe_gateway.imap import contexts, loading
+from mailpipe_gateway.imap import contexts
 from mailpipe_gateway.imap import search as searching
-from mailpipe_gateway.imap.commands import CancelUpdate, SearchKey, Sort, Thread
+from mailpipe_gateway.imap.commands import CancelUpdate, Sort, Thread
 from mailpipe_gateway.imap.fetch import has_summary, message_summary
+from mailpipe_gateway.imap.matching import matcher
 from mailpipe_gateway.imap.message_commands import _uses_modseq
 from mailpipe_gateway.imap.serializer import esearch
 from mailpipe_gateway.imap.sort import sort_messages
@@ -26,27 +27,6 @@ Targets = list[tuple[int, StoredMessage]]
 _BADCHARSET = "BADCHARSET (UTF-8 US-ASCII)"
 
 
-def matching(session: IMAPSession, criteria: SearchKey, charset: str | None) -> Targets:
-    """The messages of the selected mailbox matching ``criteria`` (blocking: call off the loop).
-    Raises search.BadCharset."""
-    view = session.st.view
-    assert view is not None
-    store = session.ctx.store
-    candidates = [(n, m) for n, m in view.messages() if not view.is_expunged(m.uid)]
-    load_body: searching.BodyLoader = store.read_body
-    if searching.needs_body(criteria):
-        load_body = loading.BodiesAhead(store, [m for _, m in candidates])
-    return searching.search(
-        criteria,
-        charset,
-        candidates,
-        load_body,
-        largest_number=view.exists,
-        largest_uid=view.largest_uid,
-        saved=session.st.saved_search,
-    )
-
-
 def summaries(session: IMAPSession) -> Any:
     """A message's complete summary: the stored one, or one made from its body (``too_large``)."""
     store = session.ctx.store
@@ -54,8 +34,10 @@ def summaries(session: IMAPSession) -> Any:
 
 
 async def cmd_sort(session: IMAPSession, command: Sort) -> Done:
+    matching = matcher(session, command.criteria, command.charset)  # the view as the client knows it
+
     def work() -> Targets:
-        found = matching(session, command.criteria, command.charset)
+        found = matching()
         return sort_messages(command.keys, found, summaries(session))
 
     try:
@@ -80,7 +62,7 @@ async def cmd_sort(session: IMAPSession, command: Sort) -> Done:
         else:
 
             def evaluate(session: IMAPSession) -> list[int]:
-                found = matching(session, command.criteria, command.charset)
+                found = matcher(session, command.criteria, command.charset)()
                 return [m.uid for _, m in sort_messages(command.keys, found, summaries(session))]
 
             uids = [m.uid for _, m in ordered]
@@ -98,9 +80,10 @@ async def cmd_thread(session: IMAPSession, command: Thread) -> Done:
     view = session.st.view
     assert view is not None
     store = session.ctx.store
+    matching = matcher(session, command.criteria, command.charset)  # the view as the client knows it
 
     def work() -> bytes:
-        found = matching(session, command.criteria, command.charset)
+        found = matching()
         summary_of = summaries(session)
         headers: dict[int, bytes] = {}
         if command.algorithm == "REFERENCES":  # References is not in ENVELOPE: the index keeps it

@@ -58,9 +58,25 @@ class IMAPContext:
     # APPEND's quota check: counted again only near the limit or after a minute (quota_cache.py)
     append_quota: QuotaUsageCache = field(init=False)
 
+    observing: bool = field(init=False, default=False)  # memory wakes this context's sessions
+
     def __post_init__(self) -> None:
-        self.memory.add_observer(self.wakeups.changed)
+        self.open()
         self.append_quota = QuotaUsageCache(lambda owner: self.quotas.state(owner))
+
+    def open(self) -> None:
+        """Memory's changes wake this context's waiting sessions (from construction, or again after
+        close)."""
+        if not self.observing:
+            self.memory.add_observer(self.wakeups.changed)
+            self.observing = True
+
+    def close(self) -> None:
+        """The server stopped: memory (shared with the process's other servers, which may outlive
+        this one) lets go of this context's wake-ups."""
+        if self.observing:
+            self.memory.remove_observer(self.wakeups.changed)
+            self.observing = False
 
     @property
     def snapshots(self) -> MailboxSnapshots:
@@ -71,6 +87,10 @@ class IMAPContext:
         # Usage from the mailbox items' running totals, read from the store: memory's items do
         # not follow the totals (a notice carries only the counters).
         return Quotas(self.directory, self.store, self.quota_storage)
+
+
+class SessionEnded(Exception):
+    """The client went away, or the session ended: handlers that catch failures let it through."""
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,12 @@ class MailboxView:
         """Expunged by someone else, still shown to this client until it may be told."""
         return uid in self._gone
 
+    def searchable(self) -> list[tuple[int, StoredMessage]]:
+        """What SEARCH, SORT and THREAD test (imap/matching.py): each message by its number, as
+        this session shows it, except those expunged by another session and not yet announced (the
+        client keeps their numbers until then, and they no longer match anything)."""
+        return [(n, self.shown(m)) for n, m in self.messages() if m.uid not in self._gone]
+
     def by_numbers(self, ranges: list[tuple[int, int]]) -> list[tuple[int, StoredMessage]]:
         chosen = (n for low, high in merged(ranges) for n in range(max(low, 1), min(high, self.exists) + 1))
         return [(n, self._messages[self._uids[n - 1]]) for n in chosen]

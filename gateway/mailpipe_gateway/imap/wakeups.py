@@ -34,6 +34,11 @@ class Wakeups:
             if not events:
                 del self._waiting[user]
 
+    @property
+    def waiting(self) -> int:
+        """Sessions waiting now (each watch not yet unwatched)."""
+        return sum(len(events) for events in self._waiting.values())
+
     def changed(self, users: set[str] | None) -> None:
         """From any thread: these users' mailboxes changed (None: anyone's may have)."""
         loop = self._loop

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from mailpipe.mime.lines import crlf_lines
-from mailpipe.store import MailStore, StoredMessage
+from mailpipe.store import Mailbox, MailMemory, MailStore, StoredMessage
 from mailpipe.store.locks import Leases
 
 INBOX = "INBOX"
@@ -21,10 +21,9 @@ class MaildropLocked(RuntimeError):
 @dataclass
 class Maildrop:
     owner: str
-    store: MailStore
+    memory: MailMemory  # the process's: the UPDATE state's expunge goes through it (see commit)
     leases: Leases
-    uidvalidity: int = 0
-    mailbox_id: str = ""
+    mailbox: Mailbox | None = None  # INBOX as opened
     messages: list[StoredMessage] = field(default_factory=list)
     deleted: set[int] = field(default_factory=set)
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -33,8 +32,11 @@ class Maildrop:
         if not self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL):
             raise MaildropLocked(self.owner)
         self.store.ensure_inbox(self.owner)
-        mailbox, self.messages = self.store.list_messages(self.owner, INBOX)
-        self.uidvalidity, self.mailbox_id = mailbox.uidvalidity, mailbox.mailbox_id
+        self.mailbox, self.messages = self.store.list_messages(self.owner, INBOX)
+
+    @property
+    def store(self) -> MailStore:
+        return self.memory.store
 
     def renew(self) -> None:
         self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL)
@@ -53,18 +55,25 @@ class Maildrop:
 
     def unique_id(self, message: StoredMessage) -> str:
         # Stable across sessions for as long as the mailbox exists (RFC 1939 7: 1-70 printable chars).
-        return f"{self.uidvalidity:x}.{message.uid:x}"
+        assert self.mailbox is not None
+        return f"{self.mailbox.uidvalidity:x}.{message.uid:x}"
 
     def lines(self, message: StoredMessage, header_only: bool = False) -> list[bytes]:
         """The message's lines; `header_only` (TOP n 0, how clients list a maildrop): those of its
         header and the empty line after it, from the index rather than the body in S3."""
         if header_only:
-            header = self.store.read_headers(self.mailbox_id, [message]).get(message.uid)
+            assert self.mailbox is not None
+            header = self.store.read_headers(self.mailbox.mailbox_id, [message]).get(message.uid)
             if header is not None:
                 return crlf_lines(header)
         return crlf_lines(self.store.read_body(message))
 
     def commit(self) -> list[int]:
-        """The UPDATE state: expunge what was marked deleted."""
+        """The UPDATE state: expunge what was marked deleted. Through the process's memory, as IMAP's
+        own expunges go: its IMAP sessions of the user hear of it at their next command (IDLE at
+        once) from memory, not only when the change feed's notice comes back."""
         uids = [self.messages[n - 1].uid for n in sorted(self.deleted)]
-        return self.store.expunge(self.owner, INBOX, uids) if uids else []
+        if not uids:
+            return []
+        assert self.mailbox is not None
+        return self.memory.expunge(self.owner, INBOX, uids, mailbox=self.mailbox)

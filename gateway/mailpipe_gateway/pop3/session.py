@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.directory import Directory
-from mailpipe.store import MailStore
+from mailpipe.store import MailMemory, MailStore
 from mailpipe.store.locks import Leases
 from mailpipe_gateway.auth.login import Logins, Throttled
 from mailpipe_gateway.auth.sasl import CANCEL, Credentials, decode_response, plain_credentials
@@ -33,6 +33,7 @@ class POP3Context:
 
     directory: Directory
     store: MailStore
+    memory: MailMemory  # the process's, shared with its IMAP sessions (store/memory.py)
     leases: Leases
     throttle: AuthThrottle
     hostname: str
@@ -223,7 +224,7 @@ class POP3Session:
         if account is None:
             await self._send("-ERR [AUTH] invalid user name or password")
             return
-        maildrop = Maildrop(account.address, self._ctx.store, self._ctx.leases)
+        maildrop = Maildrop(account.address, self._ctx.memory, self._ctx.leases)
         try:
             await self._call(maildrop.open)
         except MaildropLocked:

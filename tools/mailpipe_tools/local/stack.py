@@ -143,6 +143,10 @@ class DevStack:
         self.stream_pollers: list[StreamPoller] = []
         # The access gateway's change feed, as a gateway process has one (shared by build_imap's).
         self.changes: ChangeFeed | None = None
+        # What the access gateway's sessions share in one process (its memory of the store, kept
+        # current by `changes`): one, as in a gateway process, for the stack's POP3 and IMAP and
+        # for every server build_imap/build_pop3 makes.
+        self.parts: AccessParts | None = None
         self.schedules: list[ScheduledRuns] = []
         self.environment: dict[str, str] = {}
         # One per process, as in production: submission, POP3 and IMAP count failed logins together.
@@ -287,6 +291,8 @@ class DevStack:
             self.loop.run(self.pop3.stop())
         if self.imap is not None:
             self.loop.run(self.imap.stop())
+        if self.parts is not None:
+            self.parts.close()
         if self.changes is not None:
             self.changes.close()
         self.loop.stop()
@@ -354,21 +360,26 @@ class DevStack:
         return self.submission.port
 
     def access_parts(self) -> AccessParts:
+        """The stack's access parts (made at the first call): its gateway process's memory."""
         assert self.resources is not None
-        return AccessParts.from_resources(self.resources, changes=self.changes)
+        if self.parts is None:
+            self.parts = AccessParts.from_resources(self.resources, changes=self.changes)
+        return self.parts
 
     def build_pop3(self, port: int = 0, **options: Any) -> POP3Server:
         """A POP3 server on the stack's store; in dev, plaintext logins are allowed on loopback.
 
-        It has a login throttle of its own unless given the stack's (`throttle=stack.throttle`).
+        It shares the stack's access parts (memory), as servers of one gateway process do, but has
+        a login throttle of its own unless given the stack's (`throttle=stack.throttle`).
         """
         return self._access_server("pop3", port, options)  # type: ignore[return-value]
 
     def build_imap(self, port: int = 0, **options: Any) -> IMAPServer:
-        """An IMAP server on the stack's store; in dev, plaintext logins are allowed on loopback."""
+        """An IMAP server on the stack's store, like build_pop3's."""
         return self._access_server("imap", port, options)  # type: ignore[return-value]
 
     def _access_server(self, protocol: Literal["imap", "pop3"], port: int, options: dict[str, Any]) -> Any:
+        options.setdefault("throttle", AuthThrottle())
         server = access_server(
             protocol,
             self.access_parts(),

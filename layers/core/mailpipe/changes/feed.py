@@ -93,6 +93,23 @@ class ChangeFeed:
         revalidates everything it holds from the store."""
         self._health_listeners.append(callback)
 
+    # Removing is for consumers that end before the feed does (a server stopped in a process that
+    # goes on, the dev stack's tests): each listener holds its consumer, memory and all, alive.
+    # The feed's thread calls a copy of the lists, so a listener removed meanwhile may be called
+    # once more.
+
+    def remove_listener(self, callback: NoticeListener) -> None:
+        """Stop calling `callback` (one added with add_listener; a bound method compares equal)."""
+        self._listeners.remove(callback)
+
+    def remove_health_listener(self, callback: HealthListener) -> None:
+        self._health_listeners.remove(callback)
+
+    @property
+    def listener_count(self) -> int:
+        """Notice and health listeners added and not removed (what consumers hold on the feed)."""
+        return len(self._listeners) + len(self._health_listeners)
+
     @property
     def healthy(self) -> bool:
         """True only while the queue is subscribed and the last receive succeeded; while False,

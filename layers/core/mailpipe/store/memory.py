@@ -45,6 +45,10 @@ class Feed(Protocol):
 
     def add_health_listener(self, callback: Callable[[bool], None]) -> None: ...
 
+    def remove_listener(self, callback: Callable[[list[Any]], None]) -> None: ...
+
+    def remove_health_listener(self, callback: Callable[[bool], None]) -> None: ...
+
 
 class MailMemory:
     def __init__(self, store: MailStore) -> None:
@@ -52,6 +56,7 @@ class MailMemory:
         self.items = MailboxItems(store)
         self.snapshots = MailboxSnapshots(store, items=self.items)
         self._observers: list[Observer] = []
+        self._following: list[Feed] = []
         self._lock = threading.Lock()
 
     @property
@@ -63,10 +68,29 @@ class MailMemory:
         """Be kept current by `feed` from now on (its health decides whether memory is trusted)."""
         feed.add_listener(self.apply)
         feed.add_health_listener(self.set_trusted)
+        self._following.append(feed)
         self.set_trusted(feed.healthy)
+
+    def unfollow(self, feed: Feed) -> None:
+        """No longer kept current by `feed` (its owner is done with this memory), and so no longer
+        trusted: the feed's listeners would otherwise keep this memory alive as long as the feed.
+        Once is enough: a feed not followed is left alone."""
+        if feed not in self._following:
+            return
+        self._following.remove(feed)
+        feed.remove_listener(self.apply)
+        feed.remove_health_listener(self.set_trusted)
+        self.set_trusted(False)
 
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        self._observers.remove(observer)
+
+    @property
+    def observer_count(self) -> int:
+        return len(self._observers)
 
     def set_trusted(self, trusted: bool) -> None:
         """The feed's health changed: what memory holds is read afresh when next used (snapshots
