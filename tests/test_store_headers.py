@@ -353,6 +353,37 @@ def test_pop3_top_0_reads_the_header_from_the_index(stack, owner) -> None:
     assert first_lines == retrieved[0][: retrieved[0].index(b"") + 3]
 
 
+def test_pop3_lists_a_large_maildrop_by_top_0_without_a_request_per_message(stack, owner) -> None:
+    """What a POP3 client listing a maildrop does (LIST, UIDL, then TOP n 0 for each message): the
+    header blocks come with the session's listing, and the maildrop's lease is not written again
+    at every command."""
+    store = stack.mail_store()
+    for path in CORPUS_FILES[:8] or [None] * 8:
+        store.append(owner, "INBOX", path.read_bytes() if path else b"Subject: x\r\n\r\nbody\r\n")
+    while len(uids := [m.uid for m in store.list_messages(owner, "INBOX")[1]]) < 300:
+        store.copy(owner, "INBOX", uids, "INBOX")
+    client = poplib.POP3("127.0.0.1", stack.pop3_port, timeout=60)
+    client.user(owner)
+    client.pass_(PASSWORD)
+    gateway_dynamodb = aws.table(stack.resources.mailbox_table).meta.client
+    try:
+        with (
+            requests_made(aws.client("s3"), f"messages/{owner}/") as s3,
+            requests_made(gateway_dynamodb) as dynamodb,
+        ):
+            listed = client.list()[1]
+            unique_ids = client.uidl()[1]
+            tops = [client.top(n, 0)[1] for n in range(1, len(uids) + 1)]
+        first = client.retr(1)[1]
+    finally:
+        client.quit()
+    assert len(listed) == len(unique_ids) == len(tops) == len(uids) >= 300
+    assert s3 == Counter()
+    assert dynamodb["BatchGetItem"] == dynamodb["GetItem"] == 0
+    assert dynamodb["PutItem"] <= 1  # the lease, renewed once if this took over a minute
+    assert tops[0] == first[: first.index(b"") + 1]
+
+
 # -- backfill -----------------------------------------------------------------------------------------
 
 

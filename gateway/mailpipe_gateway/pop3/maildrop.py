@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -11,7 +12,10 @@ from mailpipe.store.locks import Leases
 
 INBOX = "INBOX"
 LOCK_NAME = "pop3"
-LOCK_TTL = 15 * 60  # longer than the 10-minute autologout, renewed on every command
+LOCK_TTL = 15 * 60  # longer than the 10-minute autologout
+# The lease is renewed by a command at least this long after the last renewal: renewing at every
+# command made a client listing a maildrop with TOP n 0 pay a DynamoDB write per message.
+RENEW_AFTER = 60
 
 
 class MaildropLocked(RuntimeError):
@@ -27,19 +31,25 @@ class Maildrop:
     messages: list[StoredMessage] = field(default_factory=list)
     deleted: set[int] = field(default_factory=set)
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+    renewed: float = 0.0  # time.monotonic() of the last acquire
 
     def open(self) -> None:
         if not self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL):
             raise MaildropLocked(self.owner)
+        self.renewed = time.monotonic()
         self.store.ensure_inbox(self.owner)
-        self.mailbox, self.messages = self.store.list_messages(self.owner, INBOX)
+        # The header blocks come with the listing and stay in this process (as a SELECT's do), so
+        # that TOP n 0, how clients list a maildrop, reads neither S3 nor DynamoDB.
+        self.mailbox, self.messages = self.store.list_messages(self.owner, INBOX, keep_headers=True)
 
     @property
     def store(self) -> MailStore:
         return self.memory.store
 
     def renew(self) -> None:
-        self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL)
+        if time.monotonic() - self.renewed >= RENEW_AFTER:
+            self.leases.acquire(self.owner, LOCK_NAME, self.holder, LOCK_TTL)
+            self.renewed = time.monotonic()
 
     def close(self) -> None:
         self.leases.release(self.owner, LOCK_NAME, self.holder)

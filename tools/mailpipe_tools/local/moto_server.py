@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from mailpipe_tools.local import s3_files
+from mailpipe_tools.local.moto_queries import install_partition_queries, install_plain_read_answers
+from mailpipe_tools.local.s3_reads import PlainObjectReads
 
 # Threads answering requests: the gateways' calls (DynamoDB ones queue in _AtomicDynamoDB anyway)
 # and the SQS long polls of the local event sources, which hold one each for up to 20 s.
@@ -338,7 +340,9 @@ def _install_fast_projection() -> None:
         projected = Item(hash_key=self.hash_key, range_key=self.range_key, attrs={})
         for (name,) in projection_expressions:
             if name in self.attrs:
-                projected.attrs[name] = self.attrs[name]
+                # Past moto's size check (LimitedSizeDict sums every attribute's size at each
+                # assignment: most of a projected Query's CPU): a projection only makes it smaller.
+                dict.__setitem__(projected.attrs, name, self.attrs[name])
         return projected
 
     project.mailpipe_fast = True  # type: ignore[attr-defined]
@@ -453,6 +457,8 @@ class MotoServer:
         logging.getLogger("waitress").setLevel(logging.ERROR)
         _install_fast_transactions()
         _install_partitioned_local_index_queries()
+        install_partition_queries()
+        install_plain_read_answers()
         _install_fast_projection()
         _install_bounded_streams()
         _remember_moto_modules()
@@ -461,7 +467,8 @@ class MotoServer:
             s3_files.install(bodies)
         self.dynamodb = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
         self.changes = _ChangeCounter(self.dynamodb)
-        self.requests = RequestCounter(self.changes)
+        # Plain GetObjects skip moto's request path (s3_reads.py); still counted.
+        self.requests = RequestCounter(PlainObjectReads(self.changes))
         app = self.requests
         self._server: Any = create_server(
             app,

@@ -930,16 +930,16 @@ class MailStore:
     # -- reading -----------------------------------------------------------------
 
     def list_messages(
-        self, owner: str, mailbox_name: str, *, include_expunged: bool = False
+        self, owner: str, mailbox_name: str, *, include_expunged: bool = False, keep_headers: bool = False
     ) -> tuple[Mailbox, list[StoredMessage]]:
         """The mailbox and its messages in UID order, as of one consistent point.
 
         Reads the mailbox first and lists only UIDs below the `uidnext` seen there:
         every such message was committed before that read, so a later listing can
-        add only higher UIDs.
+        add only higher UIDs. `keep_headers`: as messages_in.
         """
         mailbox = self.require_mailbox(owner, mailbox_name)
-        messages = self.messages_in(mailbox, include_expunged=include_expunged)
+        messages = self.messages_in(mailbox, include_expunged=include_expunged, keep_headers=keep_headers)
         return mailbox, messages
 
     def changes_since(self, mailbox: Mailbox, modseq: int) -> list[MessageState]:
