@@ -66,7 +66,17 @@ def _only(records: list[dict[str, Any]]) -> MailboxNotice:
 def test_each_mailbox_change_becomes_one_notice(stack, store, owner, reader) -> None:
     created = store.create_mailbox(owner, "Projects")
     notice = _only(reader.read())
-    assert notice == MailboxNotice(owner, "Projects", created.mailbox_id, 1, created.highestmodseq, False)
+    assert notice == MailboxNotice(
+        owner,
+        "Projects",
+        created.mailbox_id,
+        1,
+        created.highestmodseq,
+        False,
+        1,
+        size_total=0,
+        message_total=0,
+    )
 
     _, uid = store.append(owner, "Projects", MESSAGE)
     records = reader.read()

@@ -82,10 +82,10 @@ def test_mailbox_changes_event(stack) -> None:
         feed.close()
     by_name = {n.name: n for n in heard if n.owner == "bob@example.test"}
     assert by_name["INBOX"] == MailboxNotice(
-        "bob@example.test", "INBOX", "0f5e3c1c7a8b4d2e9f1a2b3c4d5e6f70", 43, 118, False
+        "bob@example.test", "INBOX", "0f5e3c1c7a8b4d2e9f1a2b3c4d5e6f70", 43, 118, False, 1
     )
     assert by_name["Old Projects"] == MailboxNotice(
-        "bob@example.test", "Old Projects", "8d777f385d3dfec8815d20f7496026dc", 7, 12, True
+        "bob@example.test", "Old Projects", "8d777f385d3dfec8815d20f7496026dc", 7, 12, True, 1
     )
 
 

@@ -23,8 +23,19 @@ def store_requests(stack) -> Counter[str]:
 
 
 def notice(store, owner: str, name: str) -> MailboxNotice:
-    mailbox = store.get_mailbox(owner, name)
-    return MailboxNotice(owner, name, mailbox.mailbox_id, mailbox.uidnext, mailbox.highestmodseq, False)
+    """The notice the relay makes of the mailbox's item as it is now (changes/relay.py)."""
+    m = store.get_mailbox(owner, name)
+    return MailboxNotice(
+        owner,
+        name,
+        m.mailbox_id,
+        m.uidnext,
+        m.highestmodseq,
+        False,
+        m.recent_from,
+        m.size_total,
+        m.message_total,
+    )
 
 
 def removed(mailbox) -> MailboxNotice:
@@ -139,6 +150,32 @@ def test_own_writes_are_read_back_from_memory_and_their_notices_cost_nothing(sta
     memory.items.list(owner)
     memory.snapshots.list_messages(owner, "INBOX")
     assert store_requests(stack) == before
+
+
+def test_recent_claims_are_followed_from_their_notices(stack, store, owner) -> None:
+    """A \\Recent claim writes only the item's recent_from: its notice says all of it, so neither
+    this process's own claim coming back nor another process's claim costs a read of the items."""
+    memory = MailMemory(store)
+    memory.set_trusted(True)
+    store.append(owner, "INBOX", MESSAGE)
+    store.append(owner, "INBOX", MESSAGE)
+    inbox = memory.items.get(owner, "INBOX")
+    assert memory.claim_recent(inbox) == (1, 3)
+    memory.apply([notice(store, owner, "INBOX")])  # the echo of this process's claim
+    before = store_requests(stack)
+    assert memory.items.get(owner, "INBOX").recent_from == 3
+    assert store_requests(stack) == before
+    store.append(owner, "INBOX", MESSAGE)
+    memory.apply([notice(store, owner, "INBOX")])
+    other = MailMemory(store)  # another process claims UID 3
+    other.set_trusted(True)
+    assert other.claim_recent(other.items.get(owner, "INBOX")) == (3, 4)
+    memory.apply([notice(store, owner, "INBOX")])
+    before = store_requests(stack)
+    assert memory.items.get(owner, "INBOX").recent_from == 4
+    assert store_requests(stack) == before
+    assert memory.claim_recent(memory.items.get(owner, "INBOX")) == (4, 4)  # nothing left to claim
+    assert_agrees(memory, store, owner)
 
 
 def test_losing_and_regaining_the_feed_reads_everything_again(stack, store, owner) -> None:

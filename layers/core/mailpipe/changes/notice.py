@@ -23,6 +23,11 @@ class MailboxNotice:
     uidnext, highestmodseq: the item's counters (the old image's when `removed`).
     removed: the item is gone: the mailbox was deleted, or renamed away from this name (a rename
       gives a `removed` notice for the old name and one for the new name, same mailbox_id).
+    recent_from: the item's first UID no session has claimed as \\Recent (store/recent.py); a claim
+      changes only this, so a reader can follow it without reading the user's items again (0: a
+      notice from a relay that did not send it).
+    size_total, message_total: the item's running totals (store/totals.py), None when not counted
+      or not sent.
 
     A subscription item (`subscription#<name>`: a subscribed name, kept apart from the mailboxes)
     gives a notice with an empty mailbox_id and zero counters: the user's subscriptions changed.
@@ -34,6 +39,9 @@ class MailboxNotice:
     uidnext: int
     highestmodseq: int
     removed: bool
+    recent_from: int = 0
+    size_total: int | None = None
+    message_total: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The notice as a JSON object (the wire form; `from_json` reads it back)."""
@@ -44,6 +52,9 @@ class MailboxNotice:
             "uidnext": self.uidnext,
             "highestmodseq": self.highestmodseq,
             "removed": self.removed,
+            "recent_from": self.recent_from,
+            "size_total": self.size_total,
+            "message_total": self.message_total,
         }
 
     @classmethod
@@ -57,12 +68,19 @@ class MailboxNotice:
                 uidnext=int(obj["uidnext"]),
                 highestmodseq=int(obj["highestmodseq"]),
                 removed=bool(obj["removed"]),
+                recent_from=int(obj.get("recent_from", 0)),
+                size_total=_count(obj.get("size_total")),
+                message_total=_count(obj.get("message_total")),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a mailbox notice: {exc!r}") from None
         if not all(isinstance(v, str) for v in (notice.owner, notice.name, notice.mailbox_id)):
             raise ValueError("not a mailbox notice: owner, name and mailbox_id must be strings")
         return notice
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def encode_batch(notices: Iterable[MailboxNotice]) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from boto3.dynamodb.types import TypeDeserializer
 
 from mailpipe.changes.notice import MailboxNotice, encode_batch
-from mailpipe.store.model import MAILBOX_PREFIX, SUBSCRIPTION_PREFIX, USER_PREFIX
+from mailpipe.store.model import MAILBOX_PREFIX, SUBSCRIPTION_PREFIX, USER_PREFIX, Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,17 @@ def notice_of(record: Mapping[str, Any]) -> MailboxNotice | None:
         return None
     try:
         item = {name: _deserializer.deserialize(value) for name, value in image.items()}
+        mailbox = Mailbox.from_item(item)
         return MailboxNotice(
-            owner=pk[len(USER_PREFIX) :],
-            name=sk[len(MAILBOX_PREFIX) :],
-            mailbox_id=str(item["mailbox_id"]),
-            uidnext=int(item["uidnext"]),
-            highestmodseq=int(item["highestmodseq"]),
+            owner=mailbox.owner,
+            name=mailbox.name,
+            mailbox_id=mailbox.mailbox_id,
+            uidnext=mailbox.uidnext,
+            highestmodseq=mailbox.highestmodseq,
             removed=removed,
+            recent_from=mailbox.recent_from,
+            size_total=mailbox.size_total,
+            message_total=mailbox.message_total,
         )
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("unreadable mailbox item in the stream (%r): %s %s", exc, pk, sk)

@@ -53,6 +53,9 @@ class Notice(Protocol):
     uidnext: int
     highestmodseq: int
     removed: bool
+    recent_from: int  # 0: not known (an older relay's notice)
+    size_total: int | None  # None: not known
+    message_total: int | None
 
 
 _Echo = tuple[str, str, str, int]  # owner, name, mailbox_id, highestmodseq
@@ -74,6 +77,7 @@ class MailboxItems:
         self._versions: Counter[str] = Counter()
         self._epoch = 0  # bumped whenever trust changes: reads started before are not kept
         self._echoes: Counter[_Echo] = Counter()
+        self._claims: Counter[tuple[str, int]] = Counter()  # (mailbox_id, recent_from) of own claims
         self._noticed: dict[str, int] = {}  # the highest HIGHESTMODSEQ a notice gave, per mailbox id
         self._trusted = False
 
@@ -199,9 +203,29 @@ class MailboxItems:
             return
         if there is not None and there.mailbox_id == notice.mailbox_id:
             if notice.highestmodseq > there.highestmodseq or notice.uidnext > there.uidnext:
-                listing[notice.name] = _advanced(there, notice.uidnext, notice.highestmodseq)
+                advanced = _advanced(there, notice.uidnext, notice.highestmodseq)
+                if notice.highestmodseq >= there.highestmodseq and notice.size_total is not None:
+                    # The totals change with the counters, in the same transaction: the notice's are
+                    # at least as new as these.
+                    advanced = replace(
+                        advanced,
+                        size_total=notice.size_total,
+                        message_total=notice.message_total,
+                        recent_from=max(advanced.recent_from, notice.recent_from),
+                    )
+                listing[notice.name] = advanced
                 return
             if own:
+                return
+            claim = (notice.mailbox_id, notice.recent_from)
+            if self._claims[claim] > 0:  # the echo of this process's own \Recent claim
+                self._claims[claim] -= 1
+                if not self._claims[claim]:
+                    del self._claims[claim]
+                return
+            if notice.recent_from > there.recent_from:
+                # A \Recent claim (store/recent.py) writes only recent_from: the notice shows it all.
+                listing[notice.name] = replace(there, recent_from=notice.recent_from)
                 return
         elif own:
             return
@@ -255,9 +279,14 @@ class MailboxItems:
                 if gone is not None and gone.legacy_subscribed:  # the subscription outlives it
                     self._subscriptions[owner].add(name)
 
-    def claimed_recent(self, mailbox: Mailbox, end: int) -> None:
-        """This process claimed the UIDs below `end` as \\Recent (store/recent.py)."""
+    def claimed_recent(self, mailbox: Mailbox, end: int, *, wrote: bool = True) -> None:
+        """This process claimed the UIDs below `end` as \\Recent (store/recent.py); `wrote`: its
+        claim wrote the item (so a notice of it will come)."""
         with self._lock:
+            if self._trusted and wrote:
+                if len(self._claims) >= MAX_ECHOES:
+                    self._claims.clear()
+                self._claims[(mailbox.mailbox_id, end)] += 1
             there = self._held(mailbox.owner, mailbox.name)
             if there is not None and there.mailbox_id == mailbox.mailbox_id:
                 self._users[mailbox.owner][mailbox.name] = replace(

@@ -221,7 +221,7 @@ class MailMemory:
     def claim_recent(self, mailbox: Mailbox) -> tuple[int, int]:
         """MailStore.claim_recent, and memory's item then says from where nothing is claimed yet."""
         start, end = self.store.claim_recent(mailbox)
-        self.items.claimed_recent(mailbox, end)
+        self.items.claimed_recent(mailbox, end, wrote=start < end)
         return start, end
 
     def set_subscribed(self, owner: str, name: str, subscribed: bool) -> None:
