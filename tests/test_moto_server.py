@@ -1,4 +1,5 @@
-"""The dev stack's moto server: transactions stay all-or-nothing with the fast path."""
+"""The dev stack's moto server: transactions stay all-or-nothing, local index queries, projections,
+kept-open connections and bounded streams."""
 
 from __future__ import annotations
 
