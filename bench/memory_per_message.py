@@ -38,7 +38,7 @@ USER = ("bob@example.test", "bench-password")
 
 
 def start_stack(directory: str, resolver: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
-    names = ("smtp", "submission", "imap", "pop3", "aws")
+    names = ("smtp", "submission", "imap", "pop3", "aws", "http")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     command = [sys.executable, "-m", "mailpipe_tools.cli", "dev", "--ephemeral", "--user", ":".join(USER)]
     command += ["--resolver", resolver]

@@ -210,9 +210,10 @@ def test_projections_pick_top_level_attributes_and_leave_the_item_alone(table) -
     assert client.get_item(TableName=name, Key={"pk": {"S": "p"}})["Item"] == item
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def moto_here():
-    """A moto server in this process (the dev stack's runs in a child), so the test can shrink its bounds."""
+    """A moto server in this process (the dev stack's runs in a child), so the test can shrink its
+    bounds (one for the module: several started and stopped in one process upset waitress)."""
     from mailpipe_tools.local.moto_server import MotoServer
 
     server = MotoServer()
@@ -269,3 +270,35 @@ def test_a_stream_keeps_its_newest_records_and_iterators_only(moto_here, monkeyp
         assert len(backend.shard_iterators) <= 5
     finally:
         client.delete_table(TableName=name)
+
+
+def test_a_queue_remembers_only_its_newest_deleted_receipt_handles(moto_here, monkeypatch) -> None:
+    """moto would keep every receipt handle of every deleted message (_install_bounded_sqs_deletions)."""
+    import boto3
+    from moto.sqs.models import sqs_backends
+
+    from mailpipe_tools.local import moto_server
+
+    monkeypatch.setattr(moto_server, "DELETED_RECEIPTS_KEPT", 10)
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    sqs = session.client("sqs", endpoint_url=moto_here.endpoint)
+    name = f"deleted-{secrets.token_hex(4)}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    try:
+        handles = []
+        for n in range(30):
+            sqs.send_message(QueueUrl=url, MessageBody=str(n))
+            (received,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=received["ReceiptHandle"])
+            handles.append(received["ReceiptHandle"])
+        queue = sqs_backends["123456789012"]["us-east-1"].queues[name]
+        # The newest ten (a message's every handle is remembered: the one from sending too).
+        assert len(queue.deleted_messages) == 10 and list(queue.deleted_messages)[-1] == handles[-1]
+        assert not set(handles[:20]) & set(queue.deleted_messages)
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=handles[-1])  # deleting twice still succeeds
+        sqs.send_message(QueueUrl=url, MessageBody="kept")
+        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["kept"]
+    finally:
+        sqs.delete_queue(QueueUrl=url)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from mailpipe_tools.local import moto_transactions, s3_files
+from mailpipe_tools.local import moto_memory, moto_transactions, s3_files
 
 # Threads answering requests: the gateways' calls (DynamoDB ones queue in _AtomicDynamoDB anyway)
 # and the SQS long polls of the local event sources, which hold one each for up to 20 s.
@@ -48,6 +48,13 @@ class _AtomicDynamoDB:
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith(("DynamoDB_", "DynamoDBStreams_")):
             with self.lock:
                 return list(self._app(environ, start_response))
+        if environ.get("PATH_INFO") == moto_memory.PATH and environ.get("REQUEST_METHOD") == "GET":
+            with self.lock:  # the tables are read while no request changes them
+                body = json.dumps(moto_memory.report()).encode()
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
         return self._app(environ, start_response)
 
 
@@ -277,6 +284,45 @@ def _install_bounded_streams() -> None:
     DynamoDBStreamsBackend.get_records = get_records
 
 
+# Receipt handles of deleted SQS messages remembered per queue: a second DeleteMessage of one
+# must succeed, as SQS's does, but a handle is only ever used again within its message's
+# visibility timeout (the dev stack's are seconds to minutes), so the newest few thousand do.
+DELETED_RECEIPTS_KEPT = 4096
+
+
+class _RecentReceipts(dict[str, None]):
+    """The set moto keeps a queue's deleted receipt handles in (`in`, `update`), keeping only
+    the newest DELETED_RECEIPTS_KEPT."""
+
+    def update(self, handles: Any = (), /, **_: Any) -> None:  # type: ignore[override]
+        for handle in handles:
+            self[handle] = None
+        while len(self) > DELETED_RECEIPTS_KEPT:
+            del self[next(iter(self))]
+
+
+def _install_bounded_sqs_deletions() -> None:
+    """Keep the receipt handles moto remembers of deleted SQS messages bounded.
+
+    moto adds every receipt handle a deleted message ever had (185 characters each, one per
+    receive) to a set on its queue and never drops one: every delivery, every change-feed notice
+    and every spool message the dev stack handles left ~0.3 kB per receive behind, for good.
+    """
+    from moto.sqs.models import Queue
+
+    original = Queue.delete_message
+    if getattr(original, "mailpipe_bounded", False):
+        return
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if not isinstance(self.deleted_messages, _RecentReceipts):
+            self.deleted_messages = _RecentReceipts.fromkeys(self.deleted_messages)
+        original(self, receipt_handle)
+
+    delete_message.mailpipe_bounded = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
 def _remember_moto_modules() -> None:
     """moto looks for its service packages on disk at every request (to route it); they do not
     change while the server runs, so the list is read once."""
@@ -338,6 +384,7 @@ class MotoServer:
         _install_partitioned_local_index_queries()
         _install_fast_projection()
         _install_bounded_streams()
+        _install_bounded_sqs_deletions()
         _remember_moto_modules()
         _stop_tracking_model_instances()
         if bodies is not None:
