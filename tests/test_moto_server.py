@@ -302,3 +302,37 @@ def test_a_queue_remembers_only_its_newest_deleted_receipt_handles(moto_here, mo
         assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["kept"]
     finally:
         sqs.delete_queue(QueueUrl=url)
+
+
+def test_a_topic_remembers_only_its_newest_published_messages(moto_here, monkeypatch) -> None:
+    """moto would keep every message published to a topic (_install_bounded_sns_notifications)."""
+    import boto3
+    from moto.sns.models import sns_backends
+
+    from mailpipe_tools.local import moto_server
+
+    monkeypatch.setattr(moto_server, "SENT_NOTIFICATIONS_KEPT", 5)
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    sns, sqs = (session.client(s, endpoint_url=moto_here.endpoint) for s in ("sns", "sqs"))
+    name = f"topic-{secrets.token_hex(4)}"
+    arn = sns.create_topic(Name=name)["TopicArn"]
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    try:
+        for n in range(20):
+            sns.publish(TopicArn=arn, Message=str(n))
+        topic = sns_backends["123456789012"]["us-east-1"].topics[arn]
+        assert [sent[1] for sent in topic.sent_notifications] == ["15", "16", "17", "18", "19"]
+        delivered = set()
+        for _ in range(10):  # every message still reaches the subscribers
+            delivered |= {
+                m["Body"]
+                for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            }
+        assert delivered == {str(n) for n in range(20)}
+    finally:
+        sns.delete_topic(TopicArn=arn)
+        sqs.delete_queue(QueueUrl=url)

@@ -323,6 +323,32 @@ def _install_bounded_sqs_deletions() -> None:
     Queue.delete_message = delete_message  # type: ignore[method-assign]
 
 
+# Published SNS messages a topic remembers (moto keeps them all, for tests that read them back).
+SENT_NOTIFICATIONS_KEPT = 64
+
+
+def _install_bounded_sns_notifications() -> None:
+    """Keep only a topic's newest published messages.
+
+    moto appends every message published to a topic to a list on it, and nothing reads or drops
+    them: the change feed publishes a notice per batch of the mailbox table's stream, so every
+    write the dev stack made stayed in moto's memory as JSON, for good.
+    """
+    from moto.sns.models import Topic
+
+    original = Topic.publish
+    if getattr(original, "mailpipe_bounded", False):
+        return
+
+    def publish(self: Any, *args: Any, **kwargs: Any) -> str:
+        message_id = original(self, *args, **kwargs)
+        del self.sent_notifications[:-SENT_NOTIFICATIONS_KEPT]
+        return message_id
+
+    publish.mailpipe_bounded = True  # type: ignore[attr-defined]
+    Topic.publish = publish  # type: ignore[method-assign]
+
+
 def _remember_moto_modules() -> None:
     """moto looks for its service packages on disk at every request (to route it); they do not
     change while the server runs, so the list is read once."""
@@ -385,6 +411,7 @@ class MotoServer:
         _install_fast_projection()
         _install_bounded_streams()
         _install_bounded_sqs_deletions()
+        _install_bounded_sns_notifications()
         _remember_moto_modules()
         _stop_tracking_model_instances()
         if bodies is not None:
