@@ -336,3 +336,34 @@ def test_a_topic_remembers_only_its_newest_published_messages(moto_here, monkeyp
     finally:
         sns.delete_topic(TopicArn=arn)
         sqs.delete_queue(QueueUrl=url)
+
+
+def test_the_memory_report_counts_what_moto_holds(moto_here) -> None:
+    """GET /_mailpipe/memory (moto_memory.py): how bench/memory_per_message.py sees into moto's child."""
+    import json
+    from urllib.request import urlopen
+
+    import boto3
+
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    client = session.client("dynamodb", endpoint_url=moto_here.endpoint)
+    name = f"memory-{secrets.token_hex(4)}"
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    try:
+        for n in range(3):
+            client.put_item(TableName=name, Item={"pk": {"S": str(n)}})
+        with urlopen(f"{moto_here.endpoint}/_mailpipe/memory?trim=1", timeout=60) as response:
+            report = json.loads(response.read())
+        assert report["tables"][name] == {"items": 3, "partitions": 3, "stream_records": 3}
+        assert report["rss"] > 0 and isinstance(report["trimmed"], int)
+        assert len(report["objects"]) == 20 and report["objects"][0][1] >= report["objects"][-1][1]
+    finally:
+        client.delete_table(TableName=name)

@@ -4,13 +4,16 @@ moto runs in a process of its own (moto_process.py), out of reach of a test's or
 tracemalloc and gc: this answers for it. The report: the process's resident memory, DynamoDB's
 tables (items, stream records kept), SQS's queues (messages), the Python objects by type (the most
 numerous), and, when the child runs under PYTHONTRACEMALLOC=1 (Python's own switch; the variable
-reaches the child), the source lines that allocated the most memory still held. Counting objects
+reaches the child), the source lines whose live allocations grew most since the first report (at
+the first, the biggest). With ?trim=1,
+glibc's malloc_trim runs first and the report says what it gave back. Counting objects
 walks the whole heap: a debug hook, for bench/memory_per_message.py and investigations, not for
 anything that runs often.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import re
 import tracemalloc
@@ -22,16 +25,28 @@ PATH = "/_mailpipe/memory"
 TOP = 20  # types and allocation sites reported
 
 
-def report() -> dict[str, Any]:
-    status = Path("/proc/self/status").read_text()
-    rss = re.search(r"VmRSS:\s+(\d+) kB", status)
+def report(trim: bool = False) -> dict[str, Any]:
+    """`trim`: first hand the C heap's free memory back to the system (glibc's malloc_trim), and
+    say how much resident memory that gave back: what the allocator kept, not the objects."""
+    trimmed = None
+    if trim:
+        before = _rss()
+        ctypes.CDLL(None).malloc_trim(0)
+        trimmed = before - _rss()
     return {
-        "rss": int(rss.group(1)) * 1024 if rss else None,
+        "rss": _rss(),
+        "trimmed": trimmed,
         "tables": _tables(),
         "queues": _queues(),
         "objects": Counter(type(o).__name__ for o in gc.get_objects()).most_common(TOP),
         "allocated_by": _allocations(),
     }
+
+
+def _rss() -> int:
+    status = Path("/proc/self/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(found.group(1)) * 1024 if found else 0
 
 
 def _tables() -> dict[str, dict[str, int]]:
@@ -63,9 +78,22 @@ def _queues() -> dict[str, int]:
     return queues
 
 
+# The first report's tracemalloc snapshot: later reports give what grew since.
+_first: tracemalloc.Snapshot | None = None
+
+
 def _allocations() -> list[tuple[str, int, int]]:
-    """(file:line, bytes, blocks) of the biggest live allocations; empty when not tracing."""
+    """(file:line, bytes, blocks) of the live allocations that grew most since the first report
+    (at the first, the biggest); empty when not tracing."""
+    global _first
     if not tracemalloc.is_tracing():
         return []
-    stats = tracemalloc.take_snapshot().statistics("lineno")[:TOP]
-    return [(f"{s.traceback[0].filename}:{s.traceback[0].lineno}", s.size, s.count) for s in stats]
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<unknown>")]
+    )
+    if _first is None:
+        _first = snapshot
+        stats = snapshot.statistics("lineno")[:TOP]
+        return [(f"{s.traceback[0].filename}:{s.traceback[0].lineno}", s.size, s.count) for s in stats]
+    grown = snapshot.compare_to(_first, "lineno")[:TOP]
+    return [(f"{s.traceback[0].filename}:{s.traceback[0].lineno}", s.size_diff, s.count_diff) for s in grown]

@@ -50,7 +50,8 @@ class _AtomicDynamoDB:
                 return list(self._app(environ, start_response))
         if environ.get("PATH_INFO") == moto_memory.PATH and environ.get("REQUEST_METHOD") == "GET":
             with self.lock:  # the tables are read while no request changes them
-                body = json.dumps(moto_memory.report()).encode()
+                trim = parse_qs(environ.get("QUERY_STRING", "")).get("trim") == ["1"]
+                body = json.dumps(moto_memory.report(trim)).encode()
             start_response(
                 "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             )
