@@ -7,8 +7,9 @@ numerous), and, when the child runs under PYTHONTRACEMALLOC=1 (Python's own swit
 reaches the child), the source lines whose live allocations grew most since the first report (at
 the first, the biggest). With ?trim=1,
 glibc's malloc_trim runs first and the report says what it gave back. Counting objects
-walks the whole heap: a debug hook, for bench/memory_per_message.py and investigations, not for
-anything that runs often.
+walks the whole heap, with DynamoDB's requests held (moto_server._AtomicDynamoDB: the tables are
+read as they stand), for a second, or for minutes under tracemalloc: a debug hook, for
+bench/memory_per_message.py and investigations, not for anything that runs often.
 """
 
 from __future__ import annotations

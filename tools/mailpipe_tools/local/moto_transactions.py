@@ -10,12 +10,13 @@ per write.
 Here moto's own code still runs the transaction (its conditions, its per-item cancellation
 reasons, MultipleTransactionsException, ReturnValuesOnConditionCheckFailure, its validation
 errors), but its copy of a table is the table itself, and its restore of the copy a no-op.
-Before it runs, the items the transaction names are kept (by key: a copy of each, or "absent"),
-with the length of each table's stream; if it raises, exactly those items are put back or
-removed, directly in the table's storage (no stream record for the undo), and the stream records
-it appended are taken out: the dev stack's change feed (stream_source.py) must never relay a
-write that did not happen. Other items are left alone, so nothing written beside the transaction is
-undone (moto's whole-table restore undid it; _AtomicDynamoDB also keeps that from happening).
+Before it runs, the items the transaction names are kept by key (the item, a copy of it if an
+Update will change it in place, or "absent"); the stream records it appends are noted as it runs.
+If it raises, exactly those items are put back or removed, directly in the table's storage (no
+stream record for the undo), and its stream records are taken out: the dev stack's change feed
+(stream_source.py) must never relay a write that did not happen. Other items are left alone, so
+nothing written beside the transaction is undone (moto's whole-table restore undid it;
+_AtomicDynamoDB also keeps that from happening).
 
 If moto ever stops copying through `copy.deepcopy` in that module, the wrapper still rolls back
 correctly, only no faster (tests/test_moto_transactions.py fails then, to say so).
@@ -101,8 +102,9 @@ def _kept_item(backend: Any, op_type: str, op: dict[str, Any]) -> tuple[Any, Any
         current = table.get_item(hash_key, range_key)
     except Exception:
         return None
-    # A copy, not the object: moto's Update changes the item in place.
-    return table, hash_key, range_key, copy.deepcopy(current)
+    # moto's Update changes the item in place: a copy of it is kept. Put and Delete replace or
+    # remove the object, which is left as it was: the object itself is kept.
+    return table, hash_key, range_key, copy.deepcopy(current) if op_type == "Update" else current
 
 
 def install() -> None:
