@@ -5,8 +5,8 @@ tracemalloc and gc: this answers for it. The report: the process's resident memo
 tables (items, stream records kept), SQS's queues (messages), the Python objects by type (the most
 numerous), and, when the child runs under PYTHONTRACEMALLOC=1 (Python's own switch; the variable
 reaches the child), the source lines whose live allocations grew most since the first report (at
-the first, the biggest). With ?trim=1,
-glibc's malloc_trim runs first and the report says what it gave back. Counting objects
+the first, the biggest). With ?trim=1, glibc's malloc_trim runs first and the report says what it
+gave back (what the C allocator held free, not objects). Counting objects
 walks the whole heap, with DynamoDB's requests held (moto_server._AtomicDynamoDB: the tables are
 read as they stand), for a second, or for minutes under tracemalloc: a debug hook, for
 bench/memory_per_message.py and investigations, not for anything that runs often.
@@ -14,6 +14,7 @@ bench/memory_per_message.py and investigations, not for anything that runs often
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import re
@@ -26,13 +27,19 @@ PATH = "/_mailpipe/memory"
 TOP = 20  # types and allocation sites reported
 
 
+def malloc_trim() -> None:
+    """Hand the C heap's free pages back to the system (glibc; nothing elsewhere)."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def report(trim: bool = False) -> dict[str, Any]:
     """`trim`: first hand the C heap's free memory back to the system (glibc's malloc_trim), and
     say how much resident memory that gave back: what the allocator kept, not the objects."""
     trimmed = None
     if trim:
         before = _rss()
-        ctypes.CDLL(None).malloc_trim(0)
+        malloc_trim()
         trimmed = before - _rss()
     return {
         "rss": _rss(),
