@@ -239,8 +239,9 @@ def _install_fast_projection() -> None:
 # Stream records kept per shard (DynamoDB keeps 24 hours'): the dev stack's reader is never more
 # than a poll behind, and each record holds both images of an item (up to ~10 KB with a header).
 STREAM_RECORDS_KEPT = int(os.environ.get("MAILPIPE_DEV_STREAM_RECORDS", "4096"))
-# Shard iterators remembered (DynamoDB's expire after 15 minutes): one is made per GetRecords.
-SHARD_ITERATORS_KEPT = 1024
+# Shard iterators remembered (DynamoDB's expire after 15 minutes): one is made per GetRecords, and
+# the stack's reader (stream_source.py) only ever uses the newest; ~1.5 kB each.
+SHARD_ITERATORS_KEPT = 64
 
 
 def _install_bounded_streams() -> None:
@@ -287,8 +288,8 @@ def _install_bounded_streams() -> None:
 
 # Receipt handles of deleted SQS messages remembered per queue: a second DeleteMessage of one
 # must succeed, as SQS's does, but a handle is only ever used again within its message's
-# visibility timeout (the dev stack's are seconds to minutes), so the newest few thousand do.
-DELETED_RECEIPTS_KEPT = 4096
+# visibility timeout (the dev stack's are seconds to minutes), so the newest thousand do.
+DELETED_RECEIPTS_KEPT = 1024
 
 
 class _RecentReceipts(dict[str, None]):
