@@ -2,10 +2,10 @@
 
 moto (5.1-5.2, DynamoDBBackend.transact_write_items) deep-copies every table a transaction
 names before it starts, to put the copy back if any operation fails. The dev stack's mailbox
-table holds every user's messages, so each APPEND, STORE, EXPUNGE and delivery cost a copy of
-all of them, and, DynamoDB requests being served one at a time (moto_server._AtomicDynamoDB),
-every other session waited for it; each copy was also a table's worth of memory made and freed
-per write.
+table holds every user's messages: a copy of all of them per APPEND, STORE, EXPUNGE or delivery,
+made while every other DynamoDB request waits (moto_server._AtomicDynamoDB). The fast path this
+replaces skipped the copy by judging the conditions itself, and fell back to moto's copy for
+anything else; it also left the stream records of an operation that failed to apply behind.
 
 Here moto's own code still runs the transaction (its conditions, its per-item cancellation
 reasons, MultipleTransactionsException, ReturnValuesOnConditionCheckFailure, its validation
@@ -54,7 +54,7 @@ class _Undo:
     """What a transaction may change, kept before it runs, and put back if it fails."""
 
     def __init__(self, backend: Any, transact_items: list[dict[str, Any]]) -> None:
-        # (table, hash key, range key or None, a copy of the item or None when absent)
+        # (table, hash key, range key or None, the item (a copy for an Update) or None when absent)
         self.items: list[tuple[Any, Any, Any, Any]] = []
         # The stream records the transaction appends, as (shard, record): StreamShard.add below.
         self.records: list[tuple[Any, Any]] = []
