@@ -210,20 +210,6 @@ def test_projections_pick_top_level_attributes_and_leave_the_item_alone(table) -
     assert client.get_item(TableName=name, Key={"pk": {"S": "p"}})["Item"] == item
 
 
-@pytest.fixture(scope="module")
-def moto_here():
-    """A moto server in this process (the dev stack's runs in a child), so the test can shrink its
-    bounds (one for the module: several started and stopped in one process upset waitress)."""
-    from mailpipe_tools.local.moto_server import MotoServer
-
-    server = MotoServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_a_stream_keeps_its_newest_records_and_iterators_only(moto_here, monkeypatch) -> None:
     """moto would keep every stream record and shard iterator forever (_install_bounded_streams)."""
     import boto3

@@ -17,18 +17,6 @@ from mailpipe_tools.local.moto_server import MotoServer
 
 
 @pytest.fixture(scope="module")
-def moto_here() -> Iterator[MotoServer]:
-    """A moto server in this process, so a test can reach into its backend (one for the module:
-    waitress's stop of one server can close a later one's trigger descriptor)."""
-    server = MotoServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def clients(moto_here: MotoServer) -> tuple[Any, Any]:
     session = boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
