@@ -72,6 +72,21 @@ def _stack(tmp_path_factory: pytest.TempPathFactory, resolver: str) -> Iterator[
     dev.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_here() -> Iterator[object]:
+    """A moto server in the tests' process (the dev stack's runs in a child), so a test can reach
+    into its backend or shrink its bounds. One for the session: waitress's stop of one server
+    in a process can leave a later one's trigger descriptor closed."""
+    from mailpipe_tools.local.moto_server import MotoServer
+
+    server = MotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def new_user(stack: DevStack) -> Callable[..., str]:
     """Makes a user of its own for a test, so tests never see each other's mail."""

@@ -12,7 +12,12 @@ from pathlib import Path
 
 def tree_rss(pid: int) -> int:
     """VmRSS of `pid` and all its descendants, in bytes."""
-    total, pending = 0, [pid]
+    return sum(tree_rss_by_process(pid).values())
+
+
+def tree_rss_by_process(pid: int) -> dict[int, int]:
+    """VmRSS of `pid` and of each of its descendants, in bytes, by PID."""
+    sizes, pending = {}, [pid]
     while pending:
         current = pending.pop()
         try:
@@ -20,13 +25,13 @@ def tree_rss(pid: int) -> int:
         except FileNotFoundError:
             continue  # ended meanwhile
         found = re.search(r"VmRSS:\s+(\d+) kB", status)
-        total += int(found.group(1)) * 1024 if found else 0
+        sizes[current] = int(found.group(1)) * 1024 if found else 0
         for task in Path(f"/proc/{current}/task").glob("*"):
             try:
                 pending += [int(child) for child in (task / "children").read_text().split()]
             except FileNotFoundError:
                 continue
-    return total
+    return sizes
 
 
 def message(n: int) -> bytes:

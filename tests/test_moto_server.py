@@ -1,4 +1,5 @@
-"""The dev stack's moto server: transactions stay all-or-nothing with the fast path."""
+"""The dev stack's moto server: transactions stay all-or-nothing, local index queries, projections,
+kept-open connections and bounded streams."""
 
 from __future__ import annotations
 
@@ -209,19 +210,6 @@ def test_projections_pick_top_level_attributes_and_leave_the_item_alone(table) -
     assert client.get_item(TableName=name, Key={"pk": {"S": "p"}})["Item"] == item
 
 
-@pytest.fixture
-def moto_here():
-    """A moto server in this process (the dev stack's runs in a child), so the test can shrink its bounds."""
-    from mailpipe_tools.local.moto_server import MotoServer
-
-    server = MotoServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_a_stream_keeps_its_newest_records_and_iterators_only(moto_here, monkeypatch) -> None:
     """moto would keep every stream record and shard iterator forever (_install_bounded_streams)."""
     import boto3
@@ -266,5 +254,102 @@ def test_a_stream_keeps_its_newest_records_and_iterators_only(moto_here, monkeyp
         assert after == ["last"]
         backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
         assert len(backend.shard_iterators) <= 5
+    finally:
+        client.delete_table(TableName=name)
+
+
+def test_a_queue_remembers_only_its_newest_deleted_receipt_handles(moto_here, monkeypatch) -> None:
+    """moto would keep every receipt handle of every deleted message (_install_bounded_sqs_deletions)."""
+    import boto3
+    from moto.sqs.models import sqs_backends
+
+    from mailpipe_tools.local import moto_server
+
+    monkeypatch.setattr(moto_server, "DELETED_RECEIPTS_KEPT", 10)
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    sqs = session.client("sqs", endpoint_url=moto_here.endpoint)
+    name = f"deleted-{secrets.token_hex(4)}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    try:
+        handles = []
+        for n in range(30):
+            sqs.send_message(QueueUrl=url, MessageBody=str(n))
+            (received,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=received["ReceiptHandle"])
+            handles.append(received["ReceiptHandle"])
+        queue = sqs_backends["123456789012"]["us-east-1"].queues[name]
+        # The newest ten (a message's every handle is remembered: the one from sending too).
+        assert len(queue.deleted_messages) == 10 and list(queue.deleted_messages)[-1] == handles[-1]
+        assert not set(handles[:20]) & set(queue.deleted_messages)
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=handles[-1])  # deleting twice still succeeds
+        sqs.send_message(QueueUrl=url, MessageBody="kept")
+        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["kept"]
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+
+
+def test_a_topic_remembers_only_its_newest_published_messages(moto_here, monkeypatch) -> None:
+    """moto would keep every message published to a topic (_install_bounded_sns_notifications)."""
+    import boto3
+    from moto.sns.models import sns_backends
+
+    from mailpipe_tools.local import moto_server
+
+    monkeypatch.setattr(moto_server, "SENT_NOTIFICATIONS_KEPT", 5)
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    sns, sqs = (session.client(s, endpoint_url=moto_here.endpoint) for s in ("sns", "sqs"))
+    name = f"topic-{secrets.token_hex(4)}"
+    arn = sns.create_topic(Name=name)["TopicArn"]
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    try:
+        for n in range(20):
+            sns.publish(TopicArn=arn, Message=str(n))
+        topic = sns_backends["123456789012"]["us-east-1"].topics[arn]
+        assert [sent[1] for sent in topic.sent_notifications] == ["15", "16", "17", "18", "19"]
+        delivered = set()
+        for _ in range(10):  # every message still reaches the subscribers
+            delivered |= {
+                m["Body"]
+                for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            }
+        assert delivered == {str(n) for n in range(20)}
+    finally:
+        sns.delete_topic(TopicArn=arn)
+        sqs.delete_queue(QueueUrl=url)
+
+
+def test_the_memory_report_counts_what_moto_holds(moto_here) -> None:
+    """GET /_mailpipe/memory (moto_memory.py): how bench/memory_per_message.py sees into moto's child."""
+    import json
+    from urllib.request import urlopen
+
+    import boto3
+
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    client = session.client("dynamodb", endpoint_url=moto_here.endpoint)
+    name = f"memory-{secrets.token_hex(4)}"
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    try:
+        for n in range(3):
+            client.put_item(TableName=name, Item={"pk": {"S": str(n)}})
+        with urlopen(f"{moto_here.endpoint}/_mailpipe/memory?trim=1", timeout=60) as response:
+            report = json.loads(response.read())
+        assert report["tables"][name] == {"items": 3, "partitions": 3, "stream_records": 3}
+        assert report["rss"] > 0 and isinstance(report["trimmed"], int)
+        assert len(report["objects"]) == 20 and report["objects"][0][1] >= report["objects"][-1][1]
     finally:
         client.delete_table(TableName=name)

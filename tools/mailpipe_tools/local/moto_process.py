@@ -43,6 +43,8 @@ PORT_IN_USE = "port-in-use"  # what the child says when its port is taken
 # RequestCounter, added by the imap-memory work): tests and benches count AWS requests there.
 REQUESTS_PATH = "/_mailpipe/requests"
 STOP_SECONDS = 60  # a final save of a big state, then the server's threads
+# The environment variables of the stack's that are the child's own settings (moto_server.py).
+CHILD_SETTINGS = ("MAILPIPE_DEV_STREAM_RECORDS",)
 
 
 class RequestCounts:
@@ -108,9 +110,13 @@ class MotoProcess:
             command += ["--state-dir", str(self.state_dir)]
         if self.persistent:
             command.append("--persistent")
-        # moto needs none of the stack's settings; an endpoint inherited from another stack in this
-        # process (tests) must not leak into it.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILPIPE_"))}
+        # moto needs none of the stack's settings (an endpoint inherited from another stack in this
+        # process, in tests, must not leak into it), only its own: the stream records it keeps.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "MAILPIPE_")) or k in CHILD_SETTINGS
+        }
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,

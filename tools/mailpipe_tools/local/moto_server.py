@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import errno
 import json
 import logging
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from mailpipe_tools.local import s3_files
+from mailpipe_tools.local import moto_memory, moto_transactions, s3_files
 from mailpipe_tools.local.moto_queries import install_partition_queries, install_plain_read_answers
 from mailpipe_tools.local.s3_reads import PlainObjectReads
 
@@ -51,6 +50,14 @@ class _AtomicDynamoDB:
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith(("DynamoDB_", "DynamoDBStreams_")):
             with self.lock:
                 return list(self._app(environ, start_response))
+        if environ.get("PATH_INFO") == moto_memory.PATH and environ.get("REQUEST_METHOD") == "GET":
+            with self.lock:  # the tables are read while no request changes them
+                trim = parse_qs(environ.get("QUERY_STRING", "")).get("trim") == ["1"]
+                body = json.dumps(moto_memory.report(trim)).encode()
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
         return self._app(environ, start_response)
 
 
@@ -162,122 +169,6 @@ def _request_kind(environ: dict[str, Any]) -> str:
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 
 
-def _install_fast_transactions() -> None:
-    """Spare moto's copy of whole tables on every TransactWriteItems.
-
-    moto deep-copies each table a transaction touches, to roll back if one of its conditions
-    fails; with a mailbox of a few hundred messages that costs ~100 ms per STORE or APPEND,
-    and under contention (sessions racing for one mailbox) most transactions are cancelled.
-    DynamoDB forbids two operations on one item in a transaction, so checking every condition
-    against the state before the transaction, and then applying all operations, is the same
-    as moto's one-by-one run. So a transaction whose checks all pass is applied directly (the
-    items it touches are copied first, and put back if applying fails anyway); one whose only
-    fault is failed conditions is cancelled with the reasons (and, if asked, the items) moto
-    would give, without touching anything; any other goes to moto's own code, so other errors
-    are reported exactly as moto reports them. Safe only because this server runs DynamoDB
-    requests one at a time (_AtomicDynamoDB).
-    """
-    from moto.dynamodb.comparisons import get_filter_expression
-    from moto.dynamodb.exceptions import TransactionCanceledException
-    from moto.dynamodb.models import DynamoDBBackend
-
-    original = DynamoDBBackend.transact_write_items
-    if getattr(original, "mailpipe_fast", False):
-        return
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        checked = _checked_plan(self, transact_items, get_filter_expression)
-        if checked is None:
-            return original(self, transact_items)
-        plan, failures = checked
-        if any(failure is not None for failure in failures):
-            raise TransactionCanceledException(
-                [
-                    ("ConditionalCheckFailed", "The conditional request failed", failure or None)
-                    if failure is not None
-                    else (None, None, None)
-                    for failure in failures
-                ]
-            )
-        saved = [
-            (table_name, key, copy.deepcopy(self.get_item(table_name, key))) for table_name, key, _, _ in plan
-        ]
-        try:
-            for table_name, key, op_type, op in plan:
-                expressions = {
-                    "expression_attribute_names": op.get("ExpressionAttributeNames"),
-                    "expression_attribute_values": op.get("ExpressionAttributeValues"),
-                }
-                if op_type == "Put":
-                    self.put_item(table_name, op["Item"], **expressions)
-                elif op_type == "Delete":
-                    self.delete_item(table_name, key)
-                elif op_type == "Update":
-                    self.update_item(table_name, key, update_expression=op["UpdateExpression"], **expressions)
-        except Exception:
-            for table_name, key, item in saved:
-                if item is None:
-                    self.delete_item(table_name, key)
-                else:
-                    self.put_item(table_name, item.to_json()["Attributes"])
-            return original(self, transact_items)
-        return None
-
-    transact_write_items.mailpipe_fast = True  # type: ignore[attr-defined]
-    DynamoDBBackend.transact_write_items = transact_write_items
-
-
-def _checked_plan(
-    backend: Any, transact_items: list[dict[str, Any]], get_filter_expression: Any
-) -> tuple[list[tuple[str, dict[str, Any], str, dict[str, Any]]], list[dict[str, Any] | None]] | None:
-    """The operations with their keys, and for each entry None if its condition holds, else the
-    item to return with the failure ({} for none), all judged on the state before the
-    transaction; None if anything is unusual enough for moto to judge."""
-    plan = []
-    failures: list[dict[str, Any] | None] = []
-    seen = set()
-    try:
-        if len(transact_items) > 100:
-            return None
-        for entry in transact_items:
-            if len(entry) != 1:
-                return None
-            op_type, op = next(iter(entry.items()))
-            if op_type not in ("ConditionCheck", "Put", "Delete", "Update"):
-                return None
-            return_values = op.get("ReturnValuesOnConditionCheckFailure")
-            if return_values not in (None, "NONE", "ALL_OLD"):
-                return None
-            table_name = op["TableName"]
-            if op_type == "Put":
-                table = backend.get_table(table_name)
-                key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
-                if table.range_key_attr is not None:
-                    key[table.range_key_attr] = op["Item"][table.range_key_attr]
-            else:
-                key = op["Key"]
-            identity = (table_name, str(sorted(key.items())))
-            if identity in seen:
-                return None
-            seen.add(identity)
-            condition = op.get("ConditionExpression")
-            failure = None
-            if condition is not None:
-                check = get_filter_expression(
-                    condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
-                )
-                current = backend.get_item(table_name, key)
-                if not check.expr(current):
-                    wants_item = return_values == "ALL_OLD" and current is not None
-                    failure = current.to_json()["Attributes"] if wants_item else {}
-            failures.append(failure)
-            if op_type != "ConditionCheck":
-                plan.append((table_name, key, op_type, op))
-    except Exception:
-        return None
-    return plan, failures
-
-
 def _install_partitioned_local_index_queries() -> None:
     """Let a Query of a local secondary index read only its partition, as DynamoDB does.
 
@@ -352,8 +243,9 @@ def _install_fast_projection() -> None:
 # Stream records kept per shard (DynamoDB keeps 24 hours'): the dev stack's reader is never more
 # than a poll behind, and each record holds both images of an item (up to ~10 KB with a header).
 STREAM_RECORDS_KEPT = int(os.environ.get("MAILPIPE_DEV_STREAM_RECORDS", "4096"))
-# Shard iterators remembered (DynamoDB's expire after 15 minutes): one is made per GetRecords.
-SHARD_ITERATORS_KEPT = 1024
+# Shard iterators remembered (DynamoDB's expire after 15 minutes): one is made per GetRecords, and
+# the stack's reader (stream_source.py) only ever uses the newest; ~1.5 kB each.
+SHARD_ITERATORS_KEPT = 64
 
 
 def _install_bounded_streams() -> None:
@@ -396,6 +288,71 @@ def _install_bounded_streams() -> None:
     StreamShard.add = add
     StreamShard.get = get
     DynamoDBStreamsBackend.get_records = get_records
+
+
+# Receipt handles of deleted SQS messages remembered per queue: a second DeleteMessage of one
+# must succeed, as SQS's does, but a handle is only ever used again within its message's
+# visibility timeout (the dev stack's are seconds to minutes), so the newest thousand do.
+DELETED_RECEIPTS_KEPT = 1024
+
+
+class _RecentReceipts(dict[str, None]):
+    """The set moto keeps a queue's deleted receipt handles in (`in`, `update`), keeping only
+    the newest DELETED_RECEIPTS_KEPT."""
+
+    def update(self, handles: Any = (), /, **_: Any) -> None:  # type: ignore[override]
+        for handle in handles:
+            self[handle] = None
+        while len(self) > DELETED_RECEIPTS_KEPT:
+            del self[next(iter(self))]
+
+
+def _install_bounded_sqs_deletions() -> None:
+    """Keep the receipt handles moto remembers of deleted SQS messages bounded.
+
+    moto adds every receipt handle a deleted message ever had (185 characters each, one per
+    receive) to a set on its queue and never drops one: every delivery, every change-feed notice
+    and every spool message the dev stack handles left ~0.3 kB per receive behind, for good.
+    """
+    from moto.sqs.models import Queue
+
+    original = Queue.delete_message
+    if getattr(original, "mailpipe_bounded", False):
+        return
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if not isinstance(self.deleted_messages, _RecentReceipts):
+            self.deleted_messages = _RecentReceipts.fromkeys(self.deleted_messages)
+        original(self, receipt_handle)
+
+    delete_message.mailpipe_bounded = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
+# Published SNS messages a topic remembers (moto keeps them all, for tests that read them back).
+SENT_NOTIFICATIONS_KEPT = 64
+
+
+def _install_bounded_sns_notifications() -> None:
+    """Keep only a topic's newest published messages.
+
+    moto appends every message published to a topic to a list on it, and nothing reads or drops
+    them: the change feed publishes a notice per batch of the mailbox table's stream, so every
+    write the dev stack made stayed in moto's memory as JSON, for good.
+    """
+    from moto.sns.models import Topic
+
+    original = Topic.publish
+    if getattr(original, "mailpipe_bounded", False):
+        return
+
+    def publish(self: Any, *args: Any, **kwargs: Any) -> str:
+        message_id = original(self, *args, **kwargs)
+        del self.sent_notifications[:-SENT_NOTIFICATIONS_KEPT]
+        return message_id
+
+    publish.mailpipe_bounded = True  # type: ignore[attr-defined]
+    Topic.publish = publish  # type: ignore[method-assign]
 
 
 def _remember_moto_modules() -> None:
@@ -455,12 +412,14 @@ class MotoServer:
 
         # waitress warns at every queue build-up; the dev stack's logs are for the mail system.
         logging.getLogger("waitress").setLevel(logging.ERROR)
-        _install_fast_transactions()
+        moto_transactions.install()
         _install_partitioned_local_index_queries()
         install_partition_queries()
         install_plain_read_answers()
         _install_fast_projection()
         _install_bounded_streams()
+        _install_bounded_sqs_deletions()
+        _install_bounded_sns_notifications()
         _remember_moto_modules()
         _stop_tracking_model_instances()
         if bodies is not None:
