@@ -158,7 +158,7 @@ def test_method_level_errors(raw: Raw) -> None:
         ["Mailbox/get", {"accountId": account, "properties": ["nosuch"]}, "d"],
         ["Mailbox/changes", {"accountId": account, "sinceState": "garbage"}, "e"],
         ["Mailbox/set", {"accountId": account, "ifInState": "m1:old", "create": {}}, "f"],
-        ["Email/queryChanges", {"accountId": account, "sinceQueryState": "e1:"}, "g"],
+        ["Email/queryChanges", {"accountId": account, "sinceQueryState": "garbage"}, "g"],
         ["Email/copy", {"accountId": account, "fromAccountId": "Aother", "create": {}}, "h"],
         ["Email/get", {"accountId": account, "ids": None}, "i"],
         ["Mailbox/query", {"accountId": account, "filter": {"nosuch": 1}}, "j"],
