@@ -230,7 +230,9 @@ FUNCTION_CALLS = {
         ("s3:PutObject", "uploads/"),  # Uploads.put
         ("s3:PutObject", "spool/"),  # Outbox.send: Spool.put, as SMTP submission
         ("sqs:SendMessage", "InboundQueue"),
-        ("dynamodb:Scan", "DirectoryTable"),  # Directory.owned_addresses (identities)
+        ("dynamodb:Query", "DirectoryTable"),  # Directory.owned_addresses: the send-as hints
+        ("dynamodb:BatchGetItem", "DirectoryTable"),  # ... and the aliases they name
+        ("dynamodb:Scan", "DirectoryTable"),  # ... or, before the hints, the aliases
     },
     "PruneFunction": {
         ("dynamodb:Scan", "DirectoryTable"),  # Directory.list_users
@@ -1561,7 +1563,8 @@ def test_gateway_with_certificate_reads_only_its_secret_and_the_directory(templa
     grants = _grants(task_role)
     spool = "${MailBucket.Arn}/spool/*"
     assert "s3:PutObject" in grants.pop(spool)
-    # Directory.authenticate (GetItem) and Directory.owned_addresses (Scan of the aliases); reads only.
+    # Directory.authenticate (GetItem) and Directory.owned_addresses (Query, BatchGetItem; Scan in a
+    # directory from before the send-as hints); reads only.
     assert grants == {
         json.dumps({"Fn::GetAtt": ["InboundQueue", "Arn"]}): {"sqs:SendMessage"},
         json.dumps({"Fn::GetAtt": ["ValidateRecipientFunction", "Arn"]}): {"lambda:InvokeFunction"},

@@ -6,6 +6,18 @@ Item layout (pk = domain, so everything about one address is one BatchGetItem aw
     pk=example.test  sk=user#bob        password_hash, disabled, created
     pk=example.test  sk=alias#sales     targets=[addresses]
     pk=example.test  sk=unlock#bob      at (epoch seconds of the last `mailpipe user unlock`)
+    pk=example.test  sk=sendas#bob@example.test#sales@other.test   alias (a hint: see below)
+    pk=#index        sk=sendas          the hints above cover every alias (set once, by a backfill)
+
+Send-as hints. `owned_addresses` (what a user may send as: JMAP's Identities and EmailSubmission,
+SMTP submission) needs the aliases that deliver to a user, from any hosted domain. Rather than a
+Scan of the whole directory per JMAP request, each alias leaves a hint under each target's domain,
+found by one Query, and the alias items they name are read (one consistent BatchGetItem) and kept
+only if they still deliver to the user. So a hint that outlived its alias (a crash between
+writes, a domain deleted with its aliases) is harmless, and every write puts the hints before the
+alias item and deletes them after it: no alias is ever without its hints. A directory from before
+the hints has no `#index` item: then owned_addresses scans as before, until the next directory
+change by the CLI (`add_domain`, `add_user`, `add_alias`, `delete_alias`) writes the missing hints.
 
 Mail for postmaster@ goes to the domain's admin (a person: RFC 5321 4.5.1 wants postmaster
 read) unless a user or alias named postmaster exists.
@@ -35,6 +47,9 @@ log = logging.getLogger(__name__)
 USER_PREFIX = "user#"
 ALIAS_PREFIX = "alias#"
 UNLOCK_PREFIX = "unlock#"
+SENDAS_PREFIX = "sendas#"
+INDEX_PK = "#index"  # not a domain name: nothing that lists domains or their entries sees it
+SENDAS_INDEX_SK = "sendas"
 POSTMASTER = "postmaster"
 MAX_ALIAS_DEPTH = 8
 
@@ -104,9 +119,15 @@ def _alias_sk(local: str) -> str:
     return ALIAS_PREFIX + local
 
 
+def _sendas_key(target: str, alias: str) -> dict[str, str]:
+    return {"pk": parse_address(target).domain, "sk": f"{SENDAS_PREFIX}{target}#{alias}"}
+
+
 class Directory:
     def __init__(self, table: Any) -> None:
         self._table = table
+        # Once seen, the hints' index item stays (nothing deletes it): no need to read it again.
+        self._sendas_indexed = False
 
     # -- domains -----------------------------------------------------------------
 
@@ -122,6 +143,7 @@ class Directory:
             item["catch_all"] = domain.catch_all
         if domain.admin:
             item["admin"] = domain.admin
+        self.ensure_sendas_index()
         with _or_directory_error(f"domain exists: {domain.name}"):
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         return domain
@@ -176,6 +198,8 @@ class Directory:
         if not any(i["sk"] == DOMAIN_SK for i in entries):
             raise DirectoryError(f"no such domain: {domain}")
         others = [i for i in entries if i["sk"] != DOMAIN_SK]
+        # Send-as hints are not entries of the domain's own: they go with it, uncounted.
+        others = [i for i in others if not i["sk"].startswith(SENDAS_PREFIX)]
         if others and not force:
             raise DirectoryError(f"{domain} still has {len(others)} users/aliases (use --force)")
         with self._table.batch_writer() as batch:
@@ -187,6 +211,7 @@ class Directory:
     def add_user(self, address: str, password: str) -> User:
         addr = parse_address(address)
         self._require_domain(addr.domain)
+        self.ensure_sendas_index()
         if self._item(addr.domain, _alias_sk(addr.local)) is not None:
             raise DirectoryError(f"{addr} is an alias (delete it first with `mailpipe alias del`)")
         with _or_directory_error(f"user exists: {addr}"):
@@ -348,9 +373,12 @@ class Directory:
             if not self._names_someone(target):
                 raise DirectoryError(f"alias target {target} is no user or alias (add it first)")
         self._refuse_loop(addr, resolved)
+        self.ensure_sendas_index()
         item = {"pk": addr.domain, "sk": _alias_sk(addr.local), "targets": resolved}
+        self._put_sendas(addr.text, resolved)  # before the alias: it is never without them
         if replace:
-            self._table.put_item(Item=item)
+            old = self._table.put_item(Item=item, ReturnValues="ALL_OLD").get("Attributes") or {}
+            self._delete_sendas(addr.text, [t for t in old.get("targets", []) if t not in resolved])
         else:
             with _or_directory_error(f"alias exists: {addr} (use --replace to change its targets)"):
                 self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
@@ -390,11 +418,17 @@ class Directory:
 
     def delete_alias(self, address: str) -> None:
         addr = parse_address(address)
+        self.ensure_sendas_index()
         with _or_directory_error(f"no such alias: {addr}"):
-            self._table.delete_item(
-                Key={"pk": addr.domain, "sk": _alias_sk(addr.local)},
-                ConditionExpression="attribute_exists(pk)",
+            old = (
+                self._table.delete_item(
+                    Key={"pk": addr.domain, "sk": _alias_sk(addr.local)},
+                    ConditionExpression="attribute_exists(pk)",
+                    ReturnValues="ALL_OLD",
+                ).get("Attributes")
+                or {}
             )
+        self._delete_sendas(addr.text, list(old.get("targets", [])))
 
     def list_aliases(self, domain: str | None = None) -> list[Alias]:
         items = self._entries(domain, ALIAS_PREFIX)
@@ -404,13 +438,56 @@ class Directory:
         )
 
     def owned_addresses(self, address: str) -> set[str]:
-        """The addresses `address` may send as: its own, and every alias that delivers to it."""
+        """The addresses `address` may send as: its own, and every alias that delivers to it.
+
+        One Query of the send-as hints under the user's domain, and one consistent BatchGetItem
+        of the aliases they name (none without aliases): read at each call, so an alias added or
+        deleted counts at once. A directory without the hints' index item is scanned instead."""
         own = parse_address(address).text
         owned = {own}
-        for alias in self.list_aliases():
-            if own in alias.targets:
-                owned.add(alias.address)
+        if not self._has_sendas_index():
+            for alias in self.list_aliases():
+                if own in alias.targets:
+                    owned.add(alias.address)
+            return owned
+        hints = query_all(
+            self._table,
+            Key("pk").eq(parse_address(own).domain) & Key("sk").begins_with(f"{SENDAS_PREFIX}{own}#"),
+        )
+        named = {str(h["alias"]) for h in hints if h.get("alias")}
+        keys = []
+        for alias in sorted(named):
+            alias_addr = parse_address(alias)
+            keys.append({"pk": alias_addr.domain, "sk": _alias_sk(alias_addr.local)})
+        for item in self._batch_get(keys):
+            if own in item.get("targets", []):
+                owned.add(f"{item['sk'][len(ALIAS_PREFIX) :]}@{item['pk']}")
         return owned
+
+    def ensure_sendas_index(self) -> None:
+        """Write the send-as hints of every alias, once per directory (a directory from before
+        them); after that, alias writes keep them. A Scan of the aliases, then a BatchWrite."""
+        if self._has_sendas_index():
+            return
+        for alias in self.list_aliases():
+            self._put_sendas(alias.address, alias.targets)
+        self._table.put_item(Item={"pk": INDEX_PK, "sk": SENDAS_INDEX_SK, "at": int(time.time())})
+        self._sendas_indexed = True
+
+    def _has_sendas_index(self) -> bool:
+        if not self._sendas_indexed:
+            self._sendas_indexed = self._item(INDEX_PK, SENDAS_INDEX_SK) is not None
+        return self._sendas_indexed
+
+    def _put_sendas(self, alias: str, targets: list[str]) -> None:
+        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for target in targets:
+                batch.put_item(Item={**_sendas_key(target, alias), "alias": alias})
+
+    def _delete_sendas(self, alias: str, targets: list[str]) -> None:
+        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for target in targets:
+                batch.delete_item(Key=_sendas_key(target, alias))
 
     # -- resolution --------------------------------------------------------------
 
@@ -482,18 +559,27 @@ class Directory:
         sort_keys = [DOMAIN_SK]
         for local in _candidate_locals(addr):
             sort_keys += [_user_sk(local), _alias_sk(local)]
-        # The table resource's client converts between DynamoDB's typed values and Python's.
-        keys = [{"pk": addr.domain, "sk": sk} for sk in sort_keys]
-        pending: dict[str, Any] = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(5):
-            response = self._table.meta.client.batch_get_item(RequestItems=pending)
-            for item in response.get("Responses", {}).get(self._table.name, []):
-                found[item["sk"]] = item
-            pending = response.get("UnprocessedKeys") or {}
-            if not pending:
-                return found
-        raise RuntimeError("directory lookup throttled")
+        return {
+            item["sk"]: item for item in self._batch_get([{"pk": addr.domain, "sk": sk} for sk in sort_keys])
+        }
+
+    def _batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The items of `keys` that exist (consistent reads), 100 keys per request."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            # The table resource's client converts between DynamoDB's typed values and Python's.
+            pending: dict[str, Any] = {
+                self._table.name: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+            }
+            for _ in range(5):
+                response = self._table.meta.client.batch_get_item(RequestItems=pending)
+                found += response.get("Responses", {}).get(self._table.name, [])
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                raise RuntimeError("directory lookup throttled")
+        return found
 
     def _item(self, pk: str, sk: str) -> dict[str, Any] | None:
         return self._table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")
