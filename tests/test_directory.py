@@ -258,6 +258,16 @@ def test_owned_addresses_are_a_query_and_follow_alias_changes_at_once(stack, new
     assert reader.owned_addresses(bob) == {bob, f"old@{domain}"}
     admin.delete_domain(domain, force=True)
     assert reader.owned_addresses(bob) == {bob}
+    # An alias elsewhere still names an address of a domain deleted and added again: it is the
+    # user's again, as the alias delivers to them again.
+    carl, fan = f"carl@{domain}", f"fan-{tag}@{OTHER_DOMAIN}"
+    admin.add_domain(domain)
+    admin.add_user(carl, PASSWORD)
+    admin.add_alias(fan, [carl])
+    admin.delete_domain(domain, force=True)
+    admin.add_domain(domain)
+    admin.add_user(carl, PASSWORD)
+    assert reader.owned_addresses(carl) == {carl, fan}
 
 
 def test_a_directory_from_before_the_send_as_hints_is_scanned_until_indexed(stack, new_user) -> None:

@@ -6,18 +6,19 @@ Item layout (pk = domain, so everything about one address is one BatchGetItem aw
     pk=example.test  sk=user#bob        password_hash, disabled, created
     pk=example.test  sk=alias#sales     targets=[addresses]
     pk=example.test  sk=unlock#bob      at (epoch seconds of the last `mailpipe user unlock`)
-    pk=example.test  sk=sendas#bob@example.test#sales@other.test   alias (a hint: see below)
-    pk=#index        sk=sendas          the hints above cover every alias (set once, by a backfill)
+    pk=sendas#bob@example.test  sk=sendas#sales@other.test   alias (a hint: see below)
+    pk=#index        sk=sendas          the hints cover every alias (set once, by a backfill)
 
 Send-as hints. `owned_addresses` (what a user may send as: JMAP's Identities and EmailSubmission,
 SMTP submission) needs the aliases that deliver to a user, from any hosted domain. Rather than a
-Scan of the whole directory per JMAP request, each alias leaves a hint under each target's domain,
-found by one Query, and the alias items they name are read (one consistent BatchGetItem) and kept
-only if they still deliver to the user. So a hint that outlived its alias (a crash between
-writes, a domain deleted with its aliases) is harmless, and every write puts the hints before the
-alias item and deletes them after it: no alias is ever without its hints. A directory from before
-the hints has no `#index` item: then owned_addresses scans as before, until the next directory
-change by the CLI (`add_domain`, `add_user`, `add_alias`, `delete_alias`) writes the missing hints.
+Scan of the whole directory per JMAP request, each alias leaves a hint in a partition of each
+target's own (not under a domain: no domain's listing or deletion sees it), found by one Query;
+the alias items they name are read (one consistent BatchGetItem) and kept only if they still
+deliver to the user. So a hint that outlived its alias (a crash between writes, a domain deleted
+with its aliases) is harmless, and every write puts the hints before the alias item and deletes
+them after it: no alias is ever without its hints. A directory from before the hints has no
+`#index` item: then owned_addresses scans as before, until the next directory change by the CLI
+(`add_domain`, `add_user`, `add_alias`, `delete_alias`) writes the missing hints.
 
 Mail for postmaster@ goes to the domain's admin (a person: RFC 5321 4.5.1 wants postmaster
 read) unless a user or alias named postmaster exists.
@@ -120,7 +121,7 @@ def _alias_sk(local: str) -> str:
 
 
 def _sendas_key(target: str, alias: str) -> dict[str, str]:
-    return {"pk": parse_address(target).domain, "sk": f"{SENDAS_PREFIX}{target}#{alias}"}
+    return {"pk": SENDAS_PREFIX + target, "sk": SENDAS_PREFIX + alias}
 
 
 class Directory:
@@ -197,9 +198,9 @@ class Directory:
         entries = self._query(domain)
         if not any(i["sk"] == DOMAIN_SK for i in entries):
             raise DirectoryError(f"no such domain: {domain}")
+        # (Send-as hints for this domain's addresses are not under it: aliases elsewhere still
+        # name those addresses, and deliver to them again if the domain comes back.)
         others = [i for i in entries if i["sk"] != DOMAIN_SK]
-        # Send-as hints are not entries of the domain's own: they go with it, uncounted.
-        others = [i for i in others if not i["sk"].startswith(SENDAS_PREFIX)]
         if others and not force:
             raise DirectoryError(f"{domain} still has {len(others)} users/aliases (use --force)")
         with self._table.batch_writer() as batch:
@@ -440,7 +441,7 @@ class Directory:
     def owned_addresses(self, address: str) -> set[str]:
         """The addresses `address` may send as: its own, and every alias that delivers to it.
 
-        One Query of the send-as hints under the user's domain, and one consistent BatchGetItem
+        One Query of the user's send-as hints, and one consistent BatchGetItem
         of the aliases they name (none without aliases): read at each call, so an alias added or
         deleted counts at once. A directory without the hints' index item is scanned instead."""
         own = parse_address(address).text
@@ -450,10 +451,7 @@ class Directory:
                 if own in alias.targets:
                     owned.add(alias.address)
             return owned
-        hints = query_all(
-            self._table,
-            Key("pk").eq(parse_address(own).domain) & Key("sk").begins_with(f"{SENDAS_PREFIX}{own}#"),
-        )
+        hints = query_all(self._table, Key("pk").eq(SENDAS_PREFIX + own))
         named = {str(h["alias"]) for h in hints if h.get("alias")}
         keys = []
         for alias in sorted(named):
