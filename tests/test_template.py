@@ -216,7 +216,7 @@ FUNCTION_CALLS = {
         ("s3:GetObject", "messages/"),  # MailStore.read_body, read_range, copy (server-side)
         ("s3:PutObject", "messages/"),  # MailStore.append_message (Email/set, import), copy
         ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
-        ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
+        ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate, owned_addresses' hints
         ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
         ("dynamodb:GetItem", "JmapTable"),  # SessionTokens.owner, StoredThrottle, PushConnections.owner
         ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add, PushConnections
@@ -233,8 +233,7 @@ FUNCTION_CALLS = {
         ("s3:PutObject", "uploads/"),  # Uploads.put
         ("s3:PutObject", "spool/"),  # Outbox.send: Spool.put, as SMTP submission
         ("sqs:SendMessage", "InboundQueue"),
-        ("dynamodb:Query", "DirectoryTable"),  # Directory.owned_addresses: the send-as hints
-        ("dynamodb:BatchGetItem", "DirectoryTable"),  # ... and the aliases they name
+        ("dynamodb:BatchGetItem", "DirectoryTable"),  # Directory.owned_addresses: the aliases named
         ("dynamodb:Scan", "DirectoryTable"),  # ... or, before the hints, the aliases
     },
     "PruneFunction": {
@@ -1570,7 +1569,7 @@ def test_gateway_with_certificate_reads_only_its_secret_and_the_directory(templa
     grants = _grants(task_role)
     spool = "${MailBucket.Arn}/spool/*"
     assert "s3:PutObject" in grants.pop(spool)
-    # Directory.authenticate (GetItem) and Directory.owned_addresses (Query, BatchGetItem; Scan in a
+    # Directory.authenticate (GetItem) and Directory.owned_addresses (GetItem, BatchGetItem; Scan in a
     # directory from before the send-as hints); reads only.
     assert grants == {
         json.dumps({"Fn::GetAtt": ["InboundQueue", "Arn"]}): {"sqs:SendMessage"},

@@ -6,19 +6,20 @@ Item layout (pk = domain, so everything about one address is one BatchGetItem aw
     pk=example.test  sk=user#bob        password_hash, disabled, created
     pk=example.test  sk=alias#sales     targets=[addresses]
     pk=example.test  sk=unlock#bob      at (epoch seconds of the last `mailpipe user unlock`)
-    pk=sendas#bob@example.test  sk=sendas#sales@other.test   alias (a hint: see below)
+    pk=sendas#bob@example.test  sk=sendas   aliases={sales@other.test, ...}   (hints: see below)
     pk=#index        sk=sendas          the hints cover every alias (set once, by a backfill)
 
 Send-as hints. `owned_addresses` (what a user may send as: JMAP's Identities and EmailSubmission,
 SMTP submission) needs the aliases that deliver to a user, from any hosted domain. Rather than a
-Scan of the whole directory per JMAP request, each alias leaves a hint in a partition of each
-target's own (not under a domain: no domain's listing or deletion sees it), found by one Query;
-the alias items they name are read (one consistent BatchGetItem) and kept only if they still
-deliver to the user. So a hint that outlived its alias (a crash between writes, a domain deleted
-with its aliases) is harmless, and every write puts the hints before the alias item and deletes
-them after it: no alias is ever without its hints. A directory from before the hints has no
-`#index` item: then owned_addresses scans as before, until the next directory change by the CLI
-(`add_domain`, `add_user`, `add_alias`, `delete_alias`) writes the missing hints.
+Scan of the whole directory per JMAP request, each alias is named in a hint item of each of its
+targets (a string set kept by UpdateItem ADD/DELETE; not under a domain: no domain's listing or
+deletion sees it), read by one GetItem; the alias items it names are read (one consistent
+BatchGetItem) and kept only if they still deliver to the user. So a hint that outlived its alias
+(a crash between writes, a domain deleted with its aliases) is harmless, and every write puts the
+hints before the alias item and deletes them after it: no alias is ever without its hints. A
+directory from before the hints has no `#index` item: then owned_addresses scans as before, until
+the next directory change by the CLI (`add_domain`, `add_user`, `add_alias`, `delete_alias`)
+writes the missing hints.
 
 Mail for postmaster@ goes to the domain's admin (a person: RFC 5321 4.5.1 wants postmaster
 read) unless a user or alias named postmaster exists.
@@ -120,8 +121,8 @@ def _alias_sk(local: str) -> str:
     return ALIAS_PREFIX + local
 
 
-def _sendas_key(target: str, alias: str) -> dict[str, str]:
-    return {"pk": SENDAS_PREFIX + target, "sk": SENDAS_PREFIX + alias}
+def _sendas_key(target: str) -> dict[str, str]:
+    return {"pk": SENDAS_PREFIX + target, "sk": SENDAS_INDEX_SK}
 
 
 class Directory:
@@ -441,7 +442,7 @@ class Directory:
     def owned_addresses(self, address: str) -> set[str]:
         """The addresses `address` may send as: its own, and every alias that delivers to it.
 
-        One Query of the user's send-as hints, and one consistent BatchGetItem
+        One GetItem of the user's send-as hints, and one consistent BatchGetItem
         of the aliases they name (none without aliases): read at each call, so an alias added or
         deleted counts at once. A directory without the hints' index item is scanned instead."""
         own = parse_address(address).text
@@ -451,8 +452,8 @@ class Directory:
                 if own in alias.targets:
                     owned.add(alias.address)
             return owned
-        hints = query_all(self._table, Key("pk").eq(SENDAS_PREFIX + own))
-        named = {str(h["alias"]) for h in hints if h.get("alias")}
+        hints = self._table.get_item(Key=_sendas_key(own), ConsistentRead=True).get("Item") or {}
+        named = {str(a) for a in hints.get("aliases", ())}
         keys = []
         for alias in sorted(named):
             alias_addr = parse_address(alias)
@@ -478,14 +479,19 @@ class Directory:
         return self._sendas_indexed
 
     def _put_sendas(self, alias: str, targets: list[str]) -> None:
-        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for target in targets:
-                batch.put_item(Item={**_sendas_key(target, alias), "alias": alias})
+        self._change_sendas("ADD", alias, targets)
 
     def _delete_sendas(self, alias: str, targets: list[str]) -> None:
-        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for target in targets:
-                batch.delete_item(Key=_sendas_key(target, alias))
+        self._change_sendas("DELETE", alias, targets)
+
+    def _change_sendas(self, action: str, alias: str, targets: list[str]) -> None:
+        """ADD or DELETE `alias` in each target's hint set (atomic: concurrent changes both hold)."""
+        for target in targets:
+            self._table.update_item(
+                Key=_sendas_key(target),
+                UpdateExpression=f"{action} aliases :alias",
+                ExpressionAttributeValues={":alias": {alias}},
+            )
 
     # -- resolution --------------------------------------------------------------
 
