@@ -13,6 +13,14 @@ the path both share up to the spool (S3 PUT + SQS SendMessage), not delivery:
     jmap send    one POST: EmailSubmission/set of a stored draft, with onSuccessUpdateEmail
                  dropping $draft (what a webmail's Send does once the draft is saved)
     sign-in      GET /jmap/session: what HTTP Basic's argon2id check costs every JMAP request
+    identities   Identity/get: the addresses the user may send as (Directory.owned_addresses), in
+                 a directory of --directory-users other users and a tenth as many aliases
+                 (written straight into the table: no argon2id per user) and one alias of the
+                 sender's
+    owned        Directory.owned_addresses itself, called in this process: the send-as hints' Query
+                 and the aliases' BatchGetItem
+    owned scan   the same answer as before the hints: a Scan of the directory's aliases (the
+                 baseline, same run)
 
 and prints p50 and p99 of each and JMAP/SMTP, with and without the sign-in's p50.
 """
@@ -54,6 +62,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--directory-users", type=int, default=2000)
     args = parser.parse_args()
     with contextlib.ExitStack() as resources:
         endpoint = resources.enter_context(moto_in_own_process())
@@ -90,6 +99,15 @@ def main() -> None:
             with urllib.request.urlopen(request, timeout=300) as response:
                 return json.loads(response.read())["methodResponses"]  # type: ignore[no-any-return]
 
+        directory = stack.directory()
+        with directory._table.batch_writer() as batch:
+            for n in range(args.directory_users):
+                batch.put_item(Item={"pk": DOMAIN, "sk": f"user#filler{n}", "password_hash": "x"})
+                if n % 10 == 0:
+                    batch.put_item(
+                        Item={"pk": DOMAIN, "sk": f"alias#list{n}", "targets": [f"filler{n}@{DOMAIN}"]}
+                    )
+        directory.add_alias(f"sales@{DOMAIN}", [USER])
         store = stack.mail_store()
         store.ensure_mailboxes(USER)
         account = account_id(USER)
@@ -127,8 +145,25 @@ def main() -> None:
             with urllib.request.urlopen(request, timeout=60) as response:
                 response.read()
 
+        def identities() -> None:
+            found = post([["Identity/get", {"accountId": account}, "i"]])[0][1]["list"]
+            assert len(found) == 2, found
+
+        def owned() -> None:
+            assert directory.owned_addresses(USER) == {USER, f"sales@{DOMAIN}"}
+
+        def owned_scan() -> None:
+            assert {a.address for a in directory.list_aliases() if USER in a.targets} == {f"sales@{DOMAIN}"}
+
         results = {}
-        for name, function_ in (("smtp send", smtp_send), ("jmap send", jmap_send), ("sign-in", sign_in)):
+        for name, function_ in (
+            ("smtp send", smtp_send),
+            ("jmap send", jmap_send),
+            ("sign-in", sign_in),
+            ("identities", identities),
+            ("owned", owned),
+            ("owned scan", owned_scan),
+        ):
             function_()  # warm
             results[name] = timed(function_, args.rounds)
         print(f"{args.rounds} rounds each (seconds)")
@@ -140,6 +175,10 @@ def main() -> None:
         print(
             f"  send: JMAP/SMTP p50 = {jmap_p50 / smtp_p50:.2f} ({without / smtp_p50:.2f} less the sign-in)"
         )
+        identities_p50 = statistics.median(results["identities"])
+        print(f"  identities/sign-in p50 = {identities_p50 / statistics.median(results['sign-in']):.2f}")
+        owned_ratio = statistics.median(results["owned"]) / statistics.median(results["owned scan"])
+        print(f"  owned/owned scan p50 = {owned_ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from conftest import DOMAIN, OTHER_DOMAIN, PASSWORD
 
-from mailpipe.directory import DirectoryError, Verdict
+from mailpipe.directory import INDEX_PK, SENDAS_INDEX_SK, Directory, DirectoryError, Verdict
 
 
 @pytest.fixture
@@ -207,3 +210,84 @@ def test_password_hashes_are_argon2id_with_the_declared_cost() -> None:
     assert not verify_password(None, "s3cret")
     assert not verify_password("$argon2id$v=19$m=65536,t=3,p=1$broken", "s3cret")
     assert not verify_password("not a hash", "s3cret")
+
+
+@contextmanager
+def requests(directory: Directory) -> Iterator[Counter[str]]:
+    """The DynamoDB operations `directory` makes, counted on its own client."""
+    counted: Counter[str] = Counter()
+
+    def count(event_name: str, **_kwargs: object) -> None:
+        counted[event_name.split(".")[-1]] += 1
+
+    events = directory._table.meta.client.meta.events
+    events.register("before-call.dynamodb", count)
+    try:
+        yield counted
+    finally:
+        events.unregister("before-call.dynamodb", count)
+
+
+def test_owned_addresses_are_a_query_and_follow_alias_changes_at_once(stack, new_user) -> None:
+    """What a user may send as (JMAP Identity/get and EmailSubmission/set, SMTP submission): the
+    user's send-as hints (one GetItem) and the aliases they name (one BatchGetItem), never a Scan
+    of the directory; an alias added, replaced or deleted counts at the next call."""
+    admin, reader = stack.directory(), stack.directory()  # the CLI, and a JMAP function's process
+    bob, carol, dave = new_user(), new_user(), new_user()
+    tag = secrets.token_hex(3)
+    sales, team = f"sales-{tag}@{DOMAIN}", f"team-{tag}@{OTHER_DOMAIN}"
+    admin.add_alias(sales, [bob])
+    admin.add_alias(team, [carol, bob])
+    with requests(reader) as counted:
+        assert reader.owned_addresses(bob) == {bob, sales, team}
+        assert reader.owned_addresses(carol) == {carol, team}
+        assert reader.owned_addresses(dave) == {dave}
+    # One GetItem of the hints each (and once per process the index item), a BatchGetItem of the
+    # aliases named for those who have any.
+    assert counted["Scan"] == counted["Query"] == 0
+    assert counted["BatchGetItem"] == 2 and 3 <= counted["GetItem"] <= 4
+
+    admin.add_alias(team, [carol], replace=True)
+    admin.delete_alias(sales)
+    with requests(reader) as counted:
+        assert reader.owned_addresses(bob) == {bob}
+        assert reader.owned_addresses(carol) == {carol, team}
+    assert counted["Scan"] == counted["Query"] == 0 and counted["GetItem"] == 2
+    # A hint that outlived its alias (the alias's domain deleted with --force) names nobody.
+    domain = f"gone-{tag}.test"
+    admin.add_domain(domain)
+    admin.add_alias(f"old@{domain}", [bob])
+    assert reader.owned_addresses(bob) == {bob, f"old@{domain}"}
+    admin.delete_domain(domain, force=True)
+    assert reader.owned_addresses(bob) == {bob}
+    # An alias elsewhere still names an address of a domain deleted and added again: it is the
+    # user's again, as the alias delivers to them again.
+    carl, fan = f"carl@{domain}", f"fan-{tag}@{OTHER_DOMAIN}"
+    admin.add_domain(domain)
+    admin.add_user(carl, PASSWORD)
+    admin.add_alias(fan, [carl])
+    admin.delete_domain(domain, force=True)
+    admin.add_domain(domain)
+    admin.add_user(carl, PASSWORD)
+    assert reader.owned_addresses(carl) == {carl, fan}
+
+
+def test_a_directory_from_before_the_send_as_hints_is_scanned_until_indexed(stack, new_user) -> None:
+    directory = stack.directory()
+    table = directory._table
+    bob = new_user()
+    alias = f"old-{secrets.token_hex(3)}@{DOMAIN}"
+    # As an older mailpipe left it: the alias item alone, and no index item.
+    table.put_item(Item={"pk": DOMAIN, "sk": "alias#" + alias.split("@")[0], "targets": [bob]})
+    table.delete_item(Key={"pk": INDEX_PK, "sk": SENDAS_INDEX_SK})
+    try:
+        old = stack.directory()
+        with requests(old) as counted:
+            assert old.owned_addresses(bob) == {bob, alias}
+        assert counted["Scan"] == 1
+    finally:
+        stack.directory().ensure_sendas_index()  # as the next `mailpipe user add` would
+    new = stack.directory()
+    with requests(new) as counted:
+        assert new.owned_addresses(bob) == {bob, alias}
+    assert counted["Scan"] == 0

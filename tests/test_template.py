@@ -69,6 +69,9 @@ GLOBAL_ENV = {
     "MAILPIPE_PUSH_ENDPOINT": {
         "Fn::Sub": "https://${JmapWebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/push"
     },
+    "MAILPIPE_JMAP_DOMAIN_NAME": {"Ref": "JmapDomainName"},
+    "MAILPIPE_JMAP_WEBSOCKET_DOMAIN_NAME": {"Ref": "JmapWebSocketDomainName"},
+    "MAILPIPE_WEBMAIL_DOMAIN_NAME": {"Ref": "WebmailDomainName"},
     "POWERTOOLS_SERVICE_NAME": "mailpipe-functions",
     "POWERTOOLS_METRICS_NAMESPACE": "mailpipe",
     "LOG_LEVEL": "INFO",
@@ -213,7 +216,7 @@ FUNCTION_CALLS = {
         ("s3:GetObject", "messages/"),  # MailStore.read_body, read_range, copy (server-side)
         ("s3:PutObject", "messages/"),  # MailStore.append_message (Email/set, import), copy
         ("s3:DeleteObject", "messages/"),  # MailStore.expunge, delete_mailbox
-        ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate
+        ("dynamodb:GetItem", "DirectoryTable"),  # Directory.authenticate, owned_addresses' hints
         ("dynamodb:UpdateItem", "DirectoryTable"),  # Directory._rehash
         ("dynamodb:GetItem", "JmapTable"),  # tokens, StoredThrottle, PushConnections.signed_in
         ("dynamodb:PutItem", "JmapTable"),  # SessionTokens.issue, StoredThrottle._add, PushConnections
@@ -230,7 +233,8 @@ FUNCTION_CALLS = {
         ("s3:PutObject", "uploads/"),  # Uploads.put
         ("s3:PutObject", "spool/"),  # Outbox.send: Spool.put, as SMTP submission
         ("sqs:SendMessage", "InboundQueue"),
-        ("dynamodb:Scan", "DirectoryTable"),  # Directory.owned_addresses (identities)
+        ("dynamodb:BatchGetItem", "DirectoryTable"),  # Directory.owned_addresses: the aliases named
+        ("dynamodb:Scan", "DirectoryTable"),  # ... or, before the hints, the aliases
     },
     "PruneFunction": {
         ("dynamodb:Scan", "DirectoryTable"),  # Directory.list_users
@@ -318,6 +322,10 @@ IMPLIED_CONDITIONS = {
     "SesDomainSet": {None, "SesDomainSet"},
     "SesByoDkim": {None, "SesByoDkim", "SesDomainSet"},
     "GatewayRspamdEnabled": {None, "GatewayRspamdEnabled", "GatewayEnabled", "AnyGatewayEnabled"},
+    "WebmailDomainSet": {None, "WebmailDomainSet"},
+    "WebmailCertificateInStack": {None, "WebmailCertificateInStack", "WebmailDomainSet"},
+    "JmapDomainSet": {None, "JmapDomainSet"},
+    "JmapWebSocketDomainSet": {None, "JmapWebSocketDomainSet"},
 }
 
 FUNCTIONS = {
@@ -1565,7 +1573,8 @@ def test_gateway_with_certificate_reads_only_its_secret_and_the_directory(templa
     grants = _grants(task_role)
     spool = "${MailBucket.Arn}/spool/*"
     assert "s3:PutObject" in grants.pop(spool)
-    # Directory.authenticate (GetItem) and Directory.owned_addresses (Scan of the aliases); reads only.
+    # Directory.authenticate (GetItem) and Directory.owned_addresses (GetItem, BatchGetItem; Scan in a
+    # directory from before the send-as hints); reads only.
     assert grants == {
         json.dumps({"Fn::GetAtt": ["InboundQueue", "Arn"]}): {"sqs:SendMessage"},
         json.dumps({"Fn::GetAtt": ["ValidateRecipientFunction", "Arn"]}): {"lambda:InvokeFunction"},
@@ -1880,6 +1889,10 @@ def test_access_gateway_cfn_lint_ignores_are_narrow(resources: dict[str, Any]) -
     for name, resource in resources.items():
         ignored = resource.get("Metadata", {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])
         assert set(ignored) <= {"W1030", "W1031"}, (name, ignored)
+        if name == "WebmailDistribution":
+            # WebmailCertificateArn's empty default, taken only under an !If that needs it set.
+            assert ignored == ["W1030"]
+            continue
         if ignored:
             assert resource.get("Condition") in (
                 "GatewayEnabled",
@@ -2270,7 +2283,17 @@ def test_webmail_behind_cloudfront_with_the_local_servers_csp(
     csp = policy["SecurityHeadersConfig"]["ContentSecurityPolicy"]
     # The push socket goes to the WebSocket API's own host, which the page may connect to.
     websocket = "wss://${JmapWebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
-    assert csp == {"ContentSecurityPolicy": {"Fn::Sub": content_security_policy(websocket)}, "Override": True}
+    own_name = "wss://${JmapWebSocketDomainName}"  # with the stack's own names (docs/deploy-domain.md)
+    assert csp == {
+        "ContentSecurityPolicy": {
+            "Fn::If": [
+                "JmapWebSocketDomainSet",
+                {"Fn::Sub": content_security_policy(own_name)},
+                {"Fn::Sub": content_security_policy(websocket)},
+            ]
+        },
+        "Override": True,
+    }
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["MAILPIPE_JMAP_WEBSOCKET_URL"]["Fn::Sub"].startswith(websocket + "/")
     block = resources["WebmailBucket"]["Properties"]["PublicAccessBlockConfiguration"]
@@ -2290,3 +2313,143 @@ def test_webmail_behind_cloudfront_with_the_local_servers_csp(
     cache = resources["WebmailApiCachePolicy"]["Properties"]["CachePolicyConfig"]
     assert cache["DefaultTTL"] == 0
     assert cache["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]["Headers"] == ["Authorization"]
+
+
+WEB_DOMAINS = {
+    "WebmailDomainName": "webmail.example.org",
+    "JmapDomainName": "jmap.example.org",
+    "JmapWebSocketDomainName": "jmap-push.example.org",
+}
+ZONE = "Z0123456789ABCDEFGHIJ"
+CLOUDFRONT_ZONE = "Z2FDTNDATAQYW2"
+
+
+@pytest.mark.parametrize("webmail_certificate", ["", "arn:aws:acm:us-east-1:123456789012:certificate/abc"])
+@pytest.mark.parametrize("names", [(), ("JmapDomainName",), tuple(WEB_DOMAINS)])
+def test_the_web_side_behind_the_stacks_own_names(
+    template: dict[str, Any], names: tuple[str, ...], webmail_certificate: str
+) -> None:
+    """Each name set gets its certificate (DNS-validated in the hosted zone), its custom domain and
+    API mapping or CloudFront alias, and its alias record; none set deploys as before."""
+    chosen = {name: WEB_DOMAINS[name] for name in names}
+    deployed = _deploy(
+        template,
+        **chosen,
+        HostedZoneId=ZONE if names else "",
+        WebmailCertificateArn=webmail_certificate,
+    )
+    for body in deployed.values():
+        for target in _refs(body) | set(_as_list(body.get("DependsOn", []))):
+            generated = target == "JmapHttpApiApiGatewayDefaultStage"  # SAM makes it with the HttpApi
+            assert (
+                generated
+                or target in deployed
+                or target in template["Parameters"]
+                or target.startswith("AWS::")
+            )
+
+    def certificate(logical_id: str, domain: str) -> None:
+        properties = deployed[logical_id]["Properties"]
+        assert properties["DomainName"] == {"Ref": domain} and properties["ValidationMethod"] == "DNS"
+        assert properties["DomainValidationOptions"] == [
+            {"DomainName": {"Ref": domain}, "HostedZoneId": {"Ref": "HostedZoneId"}}
+        ]
+
+    def record(logical_id: str, domain: str) -> dict[str, Any]:
+        properties = deployed[logical_id]["Properties"]
+        assert (properties["HostedZoneId"], properties["Name"], properties["Type"]) == (
+            {"Ref": "HostedZoneId"},
+            {"Ref": domain},
+            "A",
+        )
+        return properties["AliasTarget"]
+
+    api_parts = {
+        "JmapDomainName": (
+            "JmapCertificate",
+            "JmapCustomDomain",
+            "JmapApiMapping",
+            "JmapDnsRecord",
+            "JmapHttpApi",
+        ),
+        "JmapWebSocketDomainName": (
+            "JmapWebSocketCertificate",
+            "JmapWebSocketCustomDomain",
+            "JmapWebSocketApiMapping",
+            "JmapWebSocketDnsRecord",
+            "JmapWebSocketApi",
+        ),
+    }
+    for domain, (cert, custom, mapping, dns, api) in api_parts.items():
+        present = domain in chosen
+        assert (
+            {cert, custom, mapping, dns} <= set(deployed)
+            if present
+            else not {cert, custom, mapping, dns} & set(deployed)
+        )
+        if not present:
+            continue
+        certificate(cert, domain)
+        (configuration,) = deployed[custom]["Properties"]["DomainNameConfigurations"]
+        assert configuration == {
+            "CertificateArn": {"Ref": cert},
+            "EndpointType": "REGIONAL",
+            "SecurityPolicy": "TLS_1_2",
+        }
+        assert deployed[mapping]["Properties"]["ApiId"] == {"Ref": api}
+        assert deployed[mapping]["Properties"]["DomainName"] == {"Ref": custom}
+        assert "ApiMappingKey" not in deployed[mapping]["Properties"]  # the stage at the name's root
+        assert record(dns, domain) == {
+            "DNSName": {"Fn::GetAtt": [custom, "RegionalDomainName"]},
+            "HostedZoneId": {"Fn::GetAtt": [custom, "RegionalHostedZoneId"]},
+        }
+
+    config = deployed["WebmailDistribution"]["Properties"]["DistributionConfig"]
+    if "WebmailDomainName" in chosen:
+        assert config["Aliases"] == [{"Ref": "WebmailDomainName"}]
+        viewer = config["ViewerCertificate"]
+        assert (viewer["SslSupportMethod"], viewer["MinimumProtocolVersion"]) == ("sni-only", "TLSv1.2_2021")
+        if webmail_certificate:
+            assert viewer["AcmCertificateArn"] == {"Ref": "WebmailCertificateArn"}
+            assert "WebmailCertificate" not in deployed
+        else:
+            assert viewer["AcmCertificateArn"] == {"Ref": "WebmailCertificate"}
+            certificate("WebmailCertificate", "WebmailDomainName")
+        assert record("WebmailDnsRecord", "WebmailDomainName") == {
+            "DNSName": {"Fn::GetAtt": ["WebmailDistribution", "DomainName"]},
+            "HostedZoneId": CLOUDFRONT_ZONE,
+        }
+    else:
+        assert "Aliases" not in config and "ViewerCertificate" not in config
+        assert not {"WebmailCertificate", "WebmailDnsRecord"} & set(deployed)
+
+    outputs = _resolve(template["Outputs"], _evaluate_conditions(template, _parameters(template, **chosen)))
+    if "JmapDomainName" in chosen:
+        assert outputs["JmapApiUrl"]["Value"] == {"Fn::Sub": "https://${JmapDomainName}/.well-known/jmap"}
+    else:
+        assert "execute-api" in outputs["JmapApiUrl"]["Value"]["Fn::Sub"]
+    web_socket = "JmapWebSocketDomainName" in chosen
+    assert (
+        outputs["JmapWebSocketUrl"]["Value"]["Fn::Sub"] == "wss://${JmapWebSocketDomainName}"
+    ) is web_socket
+
+
+def test_web_domain_rules(template: dict[str, Any]) -> None:
+    """The hosted zone is required with any name; the webmail's certificate outside us-east-1."""
+    rules = template["Rules"]
+    zone = rules["WebDomainsNeedHostedZone"]
+    named = {operand["Fn::Not"][0]["Fn::Equals"][0]["Ref"] for operand in zone["RuleCondition"]["Fn::Or"]}
+    assert named == set(WEB_DOMAINS)
+    (assertion,) = zone["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "HostedZoneId"}, ""]}]}
+    cloudfront = rules["WebmailCertificateOutsideUsEast1"]
+    assert cloudfront["RuleCondition"] == {
+        "Fn::And": [
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebmailDomainName"}, ""]}]},
+            {"Fn::Equals": [{"Ref": "WebmailCertificateArn"}, ""]},
+        ]
+    }
+    (assertion,) = cloudfront["Assertions"]
+    assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
+    for name in (*WEB_DOMAINS, "HostedZoneId", "WebmailCertificateArn"):
+        assert template["Parameters"][name]["Default"] == ""

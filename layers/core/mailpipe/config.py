@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 ENV_MAIL_BUCKET = "MAILPIPE_MAIL_BUCKET"
@@ -27,6 +28,11 @@ ENV_JMAP_TABLE = "MAILPIPE_JMAP_TABLE"
 # @connections management API, where the relay posts StateChange (docs/jmap.md, "Push").
 ENV_JMAP_WEBSOCKET_URL = "MAILPIPE_JMAP_WEBSOCKET_URL"
 ENV_PUSH_ENDPOINT = "MAILPIPE_PUSH_ENDPOINT"
+# The web side's own host names (template.yaml JmapDomainName, ...; empty when not set): the session
+# resource names them rather than the execute-api or cloudfront.net names (docs/deploy-domain.md).
+ENV_JMAP_DOMAIN_NAME = "MAILPIPE_JMAP_DOMAIN_NAME"
+ENV_JMAP_WEBSOCKET_DOMAIN_NAME = "MAILPIPE_JMAP_WEBSOCKET_DOMAIN_NAME"
+ENV_WEBMAIL_DOMAIN_NAME = "MAILPIPE_WEBMAIL_DOMAIN_NAME"
 
 
 class ConfigError(RuntimeError):
@@ -64,3 +70,16 @@ class Resources:
             changes_topic_arn=env.get(ENV_CHANGES_TOPIC_ARN) or None,
             jmap_table=env.get(ENV_JMAP_TABLE) or None,
         )
+
+
+def jmap_public_urls(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(base URL, WebSocket URL) the JMAP session resource gives clients; None: as the request came.
+
+    The base is JMAP's own name, else the webmail's (CloudFront routes /jmap/* to the same API), so
+    the session never names an execute-api host a client reached by another name. The WebSocket
+    URL is its own name (its API mapping puts the stage at the root), else the WebSocket API's URL.
+    """
+    jmap, webmail = environ.get(ENV_JMAP_DOMAIN_NAME), environ.get(ENV_WEBMAIL_DOMAIN_NAME)
+    base = f"https://{jmap}" if jmap else f"https://{webmail}" if webmail else None
+    websocket = environ.get(ENV_JMAP_WEBSOCKET_DOMAIN_NAME)
+    return base, (f"wss://{websocket}" if websocket else environ.get(ENV_JMAP_WEBSOCKET_URL) or None)

@@ -6,6 +6,20 @@ Item layout (pk = domain, so everything about one address is one BatchGetItem aw
     pk=example.test  sk=user#bob        password_hash, disabled, created
     pk=example.test  sk=alias#sales     targets=[addresses]
     pk=example.test  sk=unlock#bob      at (epoch seconds of the last `mailpipe user unlock`)
+    pk=sendas#bob@example.test  sk=sendas   aliases={sales@other.test, ...}   (hints: see below)
+    pk=#index        sk=sendas          the hints cover every alias (set once, by a backfill)
+
+Send-as hints. `owned_addresses` (what a user may send as: JMAP's Identities and EmailSubmission,
+SMTP submission) needs the aliases that deliver to a user, from any hosted domain. Rather than a
+Scan of the whole directory per JMAP request, each alias is named in a hint item of each of its
+targets (a string set kept by UpdateItem ADD/DELETE; not under a domain: no domain's listing or
+deletion sees it), read by one GetItem; the alias items it names are read (one consistent
+BatchGetItem) and kept only if they still deliver to the user. So a hint that outlived its alias
+(a crash between writes, a domain deleted with its aliases) is harmless, and every write puts the
+hints before the alias item and deletes them after it: no alias is ever without its hints. A
+directory from before the hints has no `#index` item: then owned_addresses scans as before, until
+the next directory change by the CLI (`add_domain`, `add_user`, `add_alias`, `delete_alias`)
+writes the missing hints.
 
 Mail for postmaster@ goes to the domain's admin (a person: RFC 5321 4.5.1 wants postmaster
 read) unless a user or alias named postmaster exists.
@@ -35,6 +49,9 @@ log = logging.getLogger(__name__)
 USER_PREFIX = "user#"
 ALIAS_PREFIX = "alias#"
 UNLOCK_PREFIX = "unlock#"
+SENDAS_PREFIX = "sendas#"
+INDEX_PK = "#index"  # not a domain name: nothing that lists domains or their entries sees it
+SENDAS_INDEX_SK = "sendas"
 POSTMASTER = "postmaster"
 MAX_ALIAS_DEPTH = 8
 
@@ -104,9 +121,15 @@ def _alias_sk(local: str) -> str:
     return ALIAS_PREFIX + local
 
 
+def _sendas_key(target: str) -> dict[str, str]:
+    return {"pk": SENDAS_PREFIX + target, "sk": SENDAS_INDEX_SK}
+
+
 class Directory:
     def __init__(self, table: Any) -> None:
         self._table = table
+        # Once seen, the hints' index item stays (nothing deletes it): no need to read it again.
+        self._sendas_indexed = False
 
     # -- domains -----------------------------------------------------------------
 
@@ -122,6 +145,7 @@ class Directory:
             item["catch_all"] = domain.catch_all
         if domain.admin:
             item["admin"] = domain.admin
+        self.ensure_sendas_index()
         with _or_directory_error(f"domain exists: {domain.name}"):
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         return domain
@@ -175,6 +199,8 @@ class Directory:
         entries = self._query(domain)
         if not any(i["sk"] == DOMAIN_SK for i in entries):
             raise DirectoryError(f"no such domain: {domain}")
+        # (Send-as hints for this domain's addresses are not under it: aliases elsewhere still
+        # name those addresses, and deliver to them again if the domain comes back.)
         others = [i for i in entries if i["sk"] != DOMAIN_SK]
         if others and not force:
             raise DirectoryError(f"{domain} still has {len(others)} users/aliases (use --force)")
@@ -187,6 +213,7 @@ class Directory:
     def add_user(self, address: str, password: str) -> User:
         addr = parse_address(address)
         self._require_domain(addr.domain)
+        self.ensure_sendas_index()
         if self._item(addr.domain, _alias_sk(addr.local)) is not None:
             raise DirectoryError(f"{addr} is an alias (delete it first with `mailpipe alias del`)")
         with _or_directory_error(f"user exists: {addr}"):
@@ -348,9 +375,12 @@ class Directory:
             if not self._names_someone(target):
                 raise DirectoryError(f"alias target {target} is no user or alias (add it first)")
         self._refuse_loop(addr, resolved)
+        self.ensure_sendas_index()
         item = {"pk": addr.domain, "sk": _alias_sk(addr.local), "targets": resolved}
+        self._put_sendas(addr.text, resolved)  # before the alias: it is never without them
         if replace:
-            self._table.put_item(Item=item)
+            old = self._table.put_item(Item=item, ReturnValues="ALL_OLD").get("Attributes") or {}
+            self._delete_sendas(addr.text, [t for t in old.get("targets", []) if t not in resolved])
         else:
             with _or_directory_error(f"alias exists: {addr} (use --replace to change its targets)"):
                 self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
@@ -390,11 +420,17 @@ class Directory:
 
     def delete_alias(self, address: str) -> None:
         addr = parse_address(address)
+        self.ensure_sendas_index()
         with _or_directory_error(f"no such alias: {addr}"):
-            self._table.delete_item(
-                Key={"pk": addr.domain, "sk": _alias_sk(addr.local)},
-                ConditionExpression="attribute_exists(pk)",
+            old = (
+                self._table.delete_item(
+                    Key={"pk": addr.domain, "sk": _alias_sk(addr.local)},
+                    ConditionExpression="attribute_exists(pk)",
+                    ReturnValues="ALL_OLD",
+                ).get("Attributes")
+                or {}
             )
+        self._delete_sendas(addr.text, list(old.get("targets", [])))
 
     def list_aliases(self, domain: str | None = None) -> list[Alias]:
         items = self._entries(domain, ALIAS_PREFIX)
@@ -404,13 +440,58 @@ class Directory:
         )
 
     def owned_addresses(self, address: str) -> set[str]:
-        """The addresses `address` may send as: its own, and every alias that delivers to it."""
+        """The addresses `address` may send as: its own, and every alias that delivers to it.
+
+        One GetItem of the user's send-as hints, and one consistent BatchGetItem
+        of the aliases they name (none without aliases): read at each call, so an alias added or
+        deleted counts at once. A directory without the hints' index item is scanned instead."""
         own = parse_address(address).text
         owned = {own}
-        for alias in self.list_aliases():
-            if own in alias.targets:
-                owned.add(alias.address)
+        if not self._has_sendas_index():
+            for alias in self.list_aliases():
+                if own in alias.targets:
+                    owned.add(alias.address)
+            return owned
+        hints = self._table.get_item(Key=_sendas_key(own), ConsistentRead=True).get("Item") or {}
+        named = {str(a) for a in hints.get("aliases", ())}
+        keys = []
+        for alias in sorted(named):
+            alias_addr = parse_address(alias)
+            keys.append({"pk": alias_addr.domain, "sk": _alias_sk(alias_addr.local)})
+        for item in self._batch_get(keys):
+            if own in item.get("targets", []):
+                owned.add(f"{item['sk'][len(ALIAS_PREFIX) :]}@{item['pk']}")
         return owned
+
+    def ensure_sendas_index(self) -> None:
+        """Write the send-as hints of every alias, once per directory (a directory from before
+        them); after that, alias writes keep them. A Scan of the aliases, then a BatchWrite."""
+        if self._has_sendas_index():
+            return
+        for alias in self.list_aliases():
+            self._put_sendas(alias.address, alias.targets)
+        self._table.put_item(Item={"pk": INDEX_PK, "sk": SENDAS_INDEX_SK, "at": int(time.time())})
+        self._sendas_indexed = True
+
+    def _has_sendas_index(self) -> bool:
+        if not self._sendas_indexed:
+            self._sendas_indexed = self._item(INDEX_PK, SENDAS_INDEX_SK) is not None
+        return self._sendas_indexed
+
+    def _put_sendas(self, alias: str, targets: list[str]) -> None:
+        self._change_sendas("ADD", alias, targets)
+
+    def _delete_sendas(self, alias: str, targets: list[str]) -> None:
+        self._change_sendas("DELETE", alias, targets)
+
+    def _change_sendas(self, action: str, alias: str, targets: list[str]) -> None:
+        """ADD or DELETE `alias` in each target's hint set (atomic: concurrent changes both hold)."""
+        for target in targets:
+            self._table.update_item(
+                Key=_sendas_key(target),
+                UpdateExpression=f"{action} aliases :alias",
+                ExpressionAttributeValues={":alias": {alias}},
+            )
 
     # -- resolution --------------------------------------------------------------
 
@@ -482,18 +563,27 @@ class Directory:
         sort_keys = [DOMAIN_SK]
         for local in _candidate_locals(addr):
             sort_keys += [_user_sk(local), _alias_sk(local)]
-        # The table resource's client converts between DynamoDB's typed values and Python's.
-        keys = [{"pk": addr.domain, "sk": sk} for sk in sort_keys]
-        pending: dict[str, Any] = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(5):
-            response = self._table.meta.client.batch_get_item(RequestItems=pending)
-            for item in response.get("Responses", {}).get(self._table.name, []):
-                found[item["sk"]] = item
-            pending = response.get("UnprocessedKeys") or {}
-            if not pending:
-                return found
-        raise RuntimeError("directory lookup throttled")
+        return {
+            item["sk"]: item for item in self._batch_get([{"pk": addr.domain, "sk": sk} for sk in sort_keys])
+        }
+
+    def _batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The items of `keys` that exist (consistent reads), 100 keys per request."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            # The table resource's client converts between DynamoDB's typed values and Python's.
+            pending: dict[str, Any] = {
+                self._table.name: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+            }
+            for _ in range(5):
+                response = self._table.meta.client.batch_get_item(RequestItems=pending)
+                found += response.get("Responses", {}).get(self._table.name, [])
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                raise RuntimeError("directory lookup throttled")
+        return found
 
     def _item(self, pk: str, sk: str) -> dict[str, Any] | None:
         return self._table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")

@@ -12,7 +12,6 @@ from mailpipe.auth.tokens import SessionTokens
 from mailpipe.changes.relay import Relay
 from mailpipe.config import (
     ENV_HOSTNAME,
-    ENV_JMAP_WEBSOCKET_URL,
     ENV_OUTBOUND_QUEUE_URL,
     ENV_OUTBOUND_TABLE,
     ENV_PUSH_ENDPOINT,
@@ -21,6 +20,7 @@ from mailpipe.config import (
     ENV_TRANSPORTS,
     ConfigError,
     Resources,
+    jmap_public_urls,
 )
 from mailpipe.directory import Directory
 from mailpipe.dkim_signing.signer import MessageSigner
@@ -168,18 +168,19 @@ def jmap_http() -> JmapHttp:
         directory(), spool(), aws.table(res.mailbox_table), os.environ.get(ENV_HOSTNAME, "localhost")
     )
     uploads = Uploads(aws.client("s3"), res.mail_bucket)
+    public_url, websocket_url = jmap_public_urls(os.environ)
     table_name = res.jmap_table
     if not table_name:  # Basic only, throttled in memory
-        return JmapHttp(directory(), mail_store(), outbox=outbox, uploads=uploads)
+        return JmapHttp(directory(), mail_store(), outbox=outbox, uploads=uploads, public_url=public_url)
     table = aws.table(table_name)
     auth = JmapAuth(directory(), StoredThrottle(table), SessionTokens(table, directory()))
-    websocket_url = os.environ.get(ENV_JMAP_WEBSOCKET_URL) or None
     return JmapHttp(
         directory(),
         mail_store(),
         auth=auth,
         connections=PushConnections(table),
         websocket_url=websocket_url,
+        public_url=public_url,
         outbox=outbox,
         uploads=uploads,
     )

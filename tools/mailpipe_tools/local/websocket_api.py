@@ -5,7 +5,8 @@ $default and $disconnect events for the function, and the @connections managemen
 wsproto does the framing: it is sans-I/O, so it runs inside the threaded HTTP server's request
 handler, on the socket the upgrade came in on, with no event loop or server of its own.
 
-Bounds as API Gateway's: a message of at most 128 KiB (larger: closed with 1009), a connection
+Bounds as API Gateway's: a message of at most 128 KB (larger: closed with 1009; the session's
+maxSizeRequest is below it, mailpipe/jmap/limits.py), a connection
 idle for 10 minutes is closed, and one thread per connection (the HTTP server's). The management
 API takes no signature check: the server binds to loopback, for local use only.
 """
@@ -35,9 +36,11 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from mailpipe.jmap.limits import WEBSOCKET_MESSAGE_LIMIT
+
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 128 * 1024
+MAX_MESSAGE = WEBSOCKET_MESSAGE_LIMIT
 IDLE_SECONDS = 600
 CONNECTIONS_PATH = "/@connections/"
 
@@ -165,7 +168,7 @@ class LocalWebSockets:
                             if isinstance(event, TextMessage)
                             else bytes(event.data).decode("utf-8", "replace")
                         )
-                        size += len(text)
+                        size += len(text.encode("utf-8"))  # API Gateway counts bytes
                         if size > MAX_MESSAGE:
                             log.info(
                                 "websocket %s: message over %d bytes, closed", connection_id, MAX_MESSAGE

@@ -33,7 +33,7 @@ class Delta:
     destroyed: list[MessageRef]
 
 
-def _mailbox_changes(context: Context, mailbox: Mailbox, mark: MailboxMark | None) -> list[Change]:
+def mailbox_changes(context: Context, mailbox: Mailbox, mark: MailboxMark | None) -> list[Change]:
     if mark is None:  # a mailbox made since the state: everything in it is new
         # Only those below the UIDNEXT the new state records (a snapshot may be newer).
         return [
@@ -68,7 +68,7 @@ def email_delta(context: Context, since: str, limit: int) -> Delta:
     lists = {"created": created, "updated": updated, "destroyed": destroyed}
     for mailbox in mailboxes:
         mark = marks.get(short(mailbox.mailbox_id))
-        changes = sorted(_mailbox_changes(context, mailbox, mark), key=lambda c: (c.modseq, c.uid))
+        changes = sorted(mailbox_changes(context, mailbox, mark), key=lambda c: (c.modseq, c.uid))
         room = limit - len(created) - len(updated) - len(destroyed)
         if len(changes) > room:
             changes, mark_reached = _cut(changes, room, mailbox, mark)

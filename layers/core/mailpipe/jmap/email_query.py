@@ -1,4 +1,4 @@
-"""Email/query and Email/queryChanges (RFC 8621 4.4, 4.5): filters and sorts over the index.
+"""Email/query (RFC 8621 4.4): filters and sorts over the index (queryChanges: email_query_changes.py).
 
 Everything but text searches is answered from the index: flags, dates, sizes and the summary, and
 header conditions from the header blocks kept in the index (one BatchGetItem per 100 messages).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from mailpipe.jmap.methods import method
 from mailpipe.jmap.sorting import SORT_PROPERTIES
 from mailpipe.jmap.state import email_state
 from mailpipe.jmap.threads import all_messages, by_thread
+from mailpipe.store import Mailbox
 
 CONDITIONS = {
     "inMailbox",
@@ -47,8 +49,57 @@ CONDITIONS = {
     "body",
     "header",
 }
+# What an Email/queryChanges must know about a query: the conditions and sorts that read something
+# an Email can change (its keywords; an Email's mailbox, dates, size and content never change: a
+# move makes a new Email), the ones that look at the Email's thread, and the body searches.
+KEYWORD_CONDITIONS = {
+    "hasKeyword",
+    "notKeyword",
+    "allInThreadHaveKeyword",
+    "someInThreadHaveKeyword",
+    "noneInThreadHaveKeyword",
+}
+THREAD_CONDITIONS = {"allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword"}
+KEYWORD_SORTS = {"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"}
+THREAD_SORTS = {"allInThreadHaveKeyword", "someInThreadHaveKeyword"}
 HEADER_CONDITIONS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "subject": "Subject"}
 BODY_CONDITIONS = {"text", "body"}
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    keywords: bool  # membership or order can change when an Email's keywords do
+    threads: bool  # an Email's place depends on the other Emails of its thread
+    bodies: bool  # text or body conditions: reads bodies
+
+    @property
+    def calculable(self) -> bool:
+        """Whether Email/queryChanges answers for this query (a body search: query again)."""
+        return not self.bodies
+
+    @classmethod
+    def of(cls, arguments: dict[str, Any]) -> QueryShape:
+        names = _condition_names(arguments.get("filter"))
+        sort = arguments.get("sort")
+        sorts = {c.get("property") for c in sort if isinstance(c, dict)} if isinstance(sort, list) else set()
+        return cls(
+            keywords=bool(names & KEYWORD_CONDITIONS or sorts & KEYWORD_SORTS),
+            threads=bool(
+                arguments.get("collapseThreads") or names & THREAD_CONDITIONS or sorts & THREAD_SORTS
+            ),
+            bodies=bool(names & BODY_CONDITIONS),
+        )
+
+
+def _condition_names(condition: Any) -> set[str]:
+    if not isinstance(condition, dict):
+        return set()
+    if "operator" in condition:
+        conditions = condition.get("conditions")
+        return (
+            set().union(*(_condition_names(c) for c in conditions)) if isinstance(conditions, list) else set()
+        )
+    return set(condition)
 
 
 class Candidates:
@@ -248,9 +299,9 @@ def _base_subject(subject: str) -> str:
             return text
 
 
-def _in_scope(context: Context, condition: Any) -> list[Found]:
-    """The messages the filter can match: a filter that requires inMailbox (the webmail's list of a
-    mailbox) lists that mailbox only, not every mailbox of the account."""
+def scope(context: Context, condition: Any) -> list[Mailbox]:
+    """The mailboxes the filter can match in: a filter that requires inMailbox (the webmail's list
+    of a mailbox) looks at that mailbox only (none if it is not the owner's), others at all."""
     conditions = [condition] if isinstance(condition, dict) else []
     if (
         conditions
@@ -261,12 +312,20 @@ def _in_scope(context: Context, condition: Any) -> list[Found]:
     for item in conditions:
         if "inMailbox" in item and "operator" not in item:
             mailbox = context.mailbox_by_jmap_id(item["inMailbox"])
-            if mailbox is None:
-                return []
-            if "all" in context.cache:
-                return [f for f in context.cache["all"] if f.mailbox.mailbox_id == mailbox.mailbox_id]
-            return [Found(mailbox, m) for m in context.messages(mailbox)]
-    return all_messages(context)
+            return [] if mailbox is None else [mailbox]
+    return context.mailboxes()
+
+
+def _in_scope(context: Context, condition: Any) -> list[Found]:
+    """The messages the filter can match, as of the mailboxes read for the query state: one a
+    snapshot lists beyond that UIDNEXT would come again as created in Email/queryChanges."""
+    mailboxes = scope(context, condition)
+    wanted = {m.mailbox_id: m.uidnext for m in mailboxes}
+    if len(mailboxes) == len(context.mailboxes()) or "all" in context.cache:
+        found = [f for f in all_messages(context) if f.mailbox.mailbox_id in wanted]
+    else:
+        found = [Found(m, message) for m in mailboxes for message in context.messages(m)]
+    return [f for f in found if f.message.uid < wanted[f.mailbox.mailbox_id]]
 
 
 def run_query(context: Context, arguments: dict[str, Any]) -> list[str]:
@@ -308,19 +367,7 @@ def email_query(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
     return {
         "accountId": context.account_id,
         "queryState": state,
-        "canCalculateChanges": False,
+        "canCalculateChanges": QueryShape.of(arguments).calculable,
         "collapseThreads": bool(arguments.get("collapseThreads")),
         **standard.window(context, arguments, ids),
-    }
-
-
-@method("Email/queryChanges", MAIL)
-def email_query_changes(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = standard.query_changes(arguments, email_state(context.mailboxes()))
-    if arguments.get("calculateTotal"):
-        result["total"] = len(run_query(context, arguments))
-    return {
-        "accountId": context.account_id,
-        "collapseThreads": bool(arguments.get("collapseThreads")),
-        **result,
     }

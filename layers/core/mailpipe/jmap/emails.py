@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from mailpipe.jmap import email_changes, email_query, email_set, ids, parsed, standard  # noqa: F401 (register)
+from mailpipe.jmap import email_changes, email_query, email_query_changes, email_set, ids, parsed, standard  # noqa: F401 (register)
 from mailpipe.jmap.context import MAIL, Context
 from mailpipe.jmap.email_view import (
     DEFAULT,

@@ -85,6 +85,7 @@ class JmapHttp:
         *,
         outbox: Outbox | None = None,
         uploads: Uploads | None = None,
+        public_url: str | None = None,
     ) -> None:
         # Without a JMAP table: Basic only, throttled in this process's memory, and no WebSocket.
         self.auth = auth or JmapAuth(directory, AuthThrottle())
@@ -100,6 +101,8 @@ class JmapHttp:
         )
         # On AWS the WebSocket API's wss:// URL; None: the local server's, next to the API.
         self._websocket_url = websocket_url
+        # https://the stack's own name for JMAP (config.jmap_public_urls); None: the request's.
+        self._public_url = public_url
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -133,7 +136,10 @@ class JmapHttp:
             if request.method != "GET":
                 return _not_allowed("GET")
             return HttpResponse.json(
-                200, session_resource(owner, request.base_url, self.limits, self._ws_url(request))
+                200,
+                session_resource(
+                    owner, self._public_url or request.base_url, self.limits, self._ws_url(request)
+                ),
             )
         if path == API_PATH:
             if request.method != "POST":

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# API Gateway's WebSocket API takes messages of at most 128 KB (a hard quota; read here as 128,000
+# bytes, the smaller meaning) and closes the connection on a larger one: the function never sees
+# it. The local server (tools/mailpipe_tools/local/websocket_api.py) does the same.
+WEBSOCKET_MESSAGE_LIMIT = 128_000
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -11,8 +16,11 @@ class Limits:
     # bodies base64-encoded (4/3 larger), so 4 MB of bytes is what reliably fits (docs/jmap.md).
     max_size_upload: int = 4 * 1024 * 1024
     max_concurrent_upload: int = 4
-    # API Gateway's payload limit is 10 MB; a JMAP request of method calls needs far less.
-    max_size_request: int = 1024 * 1024
+    # One limit for both ways in (RFC 8887 applies maxSizeRequest to WebSocket requests too): below
+    # the WebSocket API's message limit, so a request a little too large still reaches the function
+    # and is answered with the `limit` problem rather than a closed socket. A request of method
+    # calls needs far less; message bodies go as uploaded blobs.
+    max_size_request: int = 100_000
     max_concurrent_requests: int = 4
     max_calls_in_request: int = 32
     max_objects_in_get: int = 500

@@ -160,8 +160,7 @@ def mailbox_changes(context: Context, arguments: dict[str, Any]) -> dict[str, An
 FILTERS = {"parentId", "name", "role", "hasAnyRole", "isSubscribed"}
 
 
-@method("Mailbox/query", MAIL)
-def mailbox_query(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+def _query_ids(context: Context, arguments: dict[str, Any]) -> list[str]:
     mailboxes = context.mailboxes()
     by_name = {m.name: m for m in mailboxes}
     objects = [to_jmap(context, m, by_name, [*PROPERTIES[:5], "isSubscribed"]) for m in mailboxes]
@@ -180,12 +179,17 @@ def mailbox_query(context: Context, arguments: dict[str, Any]) -> dict[str, Any]
             key=lambda o, p=prop: (o[p] or 0) if p == "sortOrder" else o["name"].lower(),
             reverse=comparator.get("isAscending") is False,
         )
-    state = mailbox_state(mailboxes, context.subscribed_names)
+    return [o["id"] for o in objects]
+
+
+@method("Mailbox/query", MAIL)
+def mailbox_query(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+    ids_found = _query_ids(context, arguments)
     return {
         "accountId": context.account_id,
-        "queryState": state,
-        "canCalculateChanges": False,
-        **standard.window(context, arguments, [o["id"] for o in objects]),
+        "queryState": mailbox_state(context.mailboxes(), context.subscribed_names),
+        "canCalculateChanges": True,
+        **standard.window(context, arguments, ids_found),
     }
 
 
@@ -204,10 +208,36 @@ def _matches(mailbox: dict[str, Any], condition: dict[str, Any]) -> bool:
 
 @method("Mailbox/queryChanges", MAIL)
 def mailbox_query_changes(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = standard.query_changes(arguments, mailbox_state(context.mailboxes(), context.subscribed_names))
+    """RFC 8620 5.6 from the Mailbox state: what a filter or sort reads (name, and with it the
+    parent; role; subscription) is in each mailbox's description hash, so a mailbox whose hash
+    moved is removed and added again where it matches; HIGHESTMODSEQ (the counts) moves nothing.
+    Every property can change, so upToId is ignored (as the RFC says)."""
+    since = standard.since_state(arguments, "sinceQueryState")
+    old = parse_mailbox_state(since)
+    if old is None:
+        raise MethodError("cannotCalculateChanges", "not a Mailbox query state of this server")
+    limit = arguments.get("maxChanges")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise invalid_arguments("maxChanges must be a positive integer")
+    mailboxes = context.mailboxes()
+    now = {m.mailbox_id: describe(m, m.name in context.subscribed_names) for m in mailboxes}
+    touched = {ids.mailbox_jmap_id(i) for i, d in now.items() if old.get(i, (None, 0))[0] != d}
+    gone = {ids.mailbox_jmap_id(i) for i in old if i not in now}
+    found = _query_ids(context, arguments)
+    added = [{"id": i, "index": n} for n, i in enumerate(found) if i in touched]
+    removed = sorted((touched - {ids.mailbox_jmap_id(i) for i in now if i not in old}) | gone)
+    if limit is not None and len(added) + len(removed) > limit:
+        raise MethodError("tooManyChanges", f"more than maxChanges ({limit}) changes")
+    result: dict[str, Any] = {
+        "accountId": context.account_id,
+        "oldQueryState": since,
+        "newQueryState": mailbox_state(mailboxes, context.subscribed_names),
+        "removed": removed,
+        "added": added,
+    }
     if arguments.get("calculateTotal"):
-        result["total"] = len(context.mailboxes())
-    return {"accountId": context.account_id, **result}
+        result["total"] = len(found)
+    return result
 
 
 @method("Mailbox/set", MAIL)

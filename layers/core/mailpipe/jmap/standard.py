@@ -94,12 +94,3 @@ def window(context: Context, arguments: dict[str, Any], ids: list[str]) -> dict[
     if arguments.get("calculateTotal"):
         result["total"] = len(ids)
     return result
-
-
-def query_changes(arguments: dict[str, Any], query_state: str) -> dict[str, Any]:
-    """/queryChanges (RFC 8620 5.6): the store keeps no past query results, so only "no change since
-    the current state" can be calculated; otherwise the client queries again (the RFC's way)."""
-    since = since_state(arguments, "sinceQueryState")
-    if since != query_state:
-        raise MethodError("cannotCalculateChanges", "query again: past results are not kept")
-    return {"oldQueryState": since, "newQueryState": query_state, "removed": [], "added": []}
