@@ -122,9 +122,15 @@ def test_mailboxes_roles_counts_and_changes_both_ways(
     assert {"Projects", "Projects/2026"} <= names
     renamed = client.request(MailboxSet(update={parent: {"name": "Work"}}))
     assert renamed.updated == {parent: None}
-    status, listing = imap.list()
-    names = {line.decode().rsplit(" ", 1)[1].strip('"') for line in listing}
-    assert {"Work", "Work/2026"} <= names and "Projects" not in names
+
+    # The IMAP process learns of another process's rename from the change feed, which may be late
+    # under load (changes/feed.py): its LIST shows the new names once the notice has come.
+    def renamed_in_imap() -> bool:
+        status, listing = imap.list()
+        names = {line.decode().rsplit(" ", 1)[1].strip('"') for line in listing}
+        return status == "OK" and {"Work", "Work/2026"} <= names and "Projects" not in names
+
+    wait_for(renamed_in_imap)
 
     # IMAP creates: JMAP's Mailbox/changes shows it.
     state = client.request(MailboxGet(ids=[])).state
