@@ -18,16 +18,11 @@ import time
 from pathlib import Path
 
 from conftest import REPO_ROOT
+from ports import free_port
 
 from mailpipe_gateway.tls import write_self_signed
 
 PACKAGES = (REPO_ROOT / "layers" / "core", REPO_ROOT / "gateway")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class AccessProcess:

@@ -5,6 +5,7 @@ recursive server would answer. Tests never use real DNS; point code at it with M
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from collections.abc import Iterator
 
@@ -76,11 +77,8 @@ def serving(zone_text: str, *, tcp: bool = False, both: bool = False) -> Iterato
     zone = ZoneResolver(zone_text)
     quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
     handler = ClassicUDPHandler if both else DNSHandler
-    server = DNSServer(zone, address="127.0.0.1", port=0, tcp=tcp, logger=quiet, handler=handler)
-    servers = [server]
-    port = server.server.server_address[1]
-    if both:
-        servers.append(DNSServer(zone, address="127.0.0.1", port=port, tcp=True, logger=quiet))
+    servers = _bound(zone, quiet, handler, tcp=tcp, both=both)
+    port = servers[0].server.server_address[1]
     for each in servers:
         each.start_thread()
     try:
@@ -89,6 +87,24 @@ def serving(zone_text: str, *, tcp: bool = False, both: bool = False) -> Iterato
         for each in servers:
             each.stop()
             each.server.server_close()
+
+
+def _bound(zone: ZoneResolver, quiet: DNSLogger, handler: type, *, tcp: bool, both: bool) -> list[DNSServer]:
+    """The server(s), bound: with both=True the UDP port the system chose may already be taken for
+    TCP by another process (another test run on the machine), so a taken pair is let go and another
+    port tried."""
+    for _attempt in range(50):
+        server = DNSServer(zone, address="127.0.0.1", port=0, tcp=tcp, logger=quiet, handler=handler)
+        if not both:
+            return [server]
+        port = server.server.server_address[1]
+        try:
+            return [server, DNSServer(zone, address="127.0.0.1", port=port, tcp=True, logger=quiet)]
+        except OSError as exc:
+            server.server.server_close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, "no port free for both UDP and TCP on 127.0.0.1")
 
 
 @contextlib.contextmanager

@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ports import free_port
+
 DEBIAN_PACKAGES = ("dovecot-imapd",)  # pulls in dovecot-core, which has the dovecot binary
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0  # seconds for Dovecot to greet on its port
@@ -76,13 +78,6 @@ def _argon2id(password: str) -> str:
 # Password schemes for the passwd-file: PLAIN (the default, cheapest) or ARGON2ID, which makes
 # Dovecot pay what mailpipe pays for a LOGIN (bench/imap.py).
 SCHEMES = {"PLAIN": lambda password: "{PLAIN}" + password, "ARGON2ID": _argon2id}
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class DovecotError(RuntimeError):

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 DEBIAN_PACKAGE = "rspamd"
 HOST = "127.0.0.1"
@@ -125,12 +126,6 @@ def require_rspamd() -> str:
     if found is None:
         pytest.skip(SKIP_REASON)
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class RspamdError(RuntimeError):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import imaplib
 import re
+import secrets
 import smtplib
 import socket
+from dataclasses import dataclass
 
 import pytest
-from conftest import CORPUS, PASSWORD, wait_for_inbox
+from conftest import CORPUS, DOMAIN, PASSWORD, wait_for_inbox
 
 from mailpipe.mime.lines import crlf_lines
 
@@ -25,9 +27,19 @@ def as_received(message: bytes) -> bytes:
     return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
 
 
-@pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")
-def test_every_corpus_message_is_stored_byte_exact(stack, new_user) -> None:
-    owner = new_user()
+@dataclass
+class Delivered:
+    owner: str
+    sent: dict[str, bytes]  # queue id -> the message as the server received it
+
+
+@pytest.fixture(scope="module")
+def delivered(stack) -> Delivered:
+    """The corpus, sent over SMTP once for the module to a user of its own: each test checks one way
+    it comes back (the store, POP3, IMAP), and none changes it (POP3 deletes nothing, IMAP only
+    reads), so three deliveries of the whole corpus would check nothing more."""
+    owner = f"corpus-{secrets.token_hex(4)}@{DOMAIN}"
+    stack.directory().add_user(owner, PASSWORD)
     sent: dict[str, bytes] = {}
     client = smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60)
     client.ehlo("corpus.test")
@@ -40,6 +52,13 @@ def test_every_corpus_message_is_stored_byte_exact(stack, new_user) -> None:
         queue_id = reply.decode().rsplit(" ", 1)[1]
         sent[queue_id] = as_received(message)
     client.quit()
+    wait_for_inbox(stack, owner, len(CORPUS_FILES), timeout=120)
+    return Delivered(owner, sent)
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")
+def test_every_corpus_message_is_stored_byte_exact(stack, delivered: Delivered) -> None:
+    owner, sent = delivered.owner, delivered.sent
     stored = wait_for_inbox(stack, owner, len(CORPUS_FILES), timeout=120)
     assert len(stored) == len(CORPUS_FILES)
     store = stack.mail_store()
@@ -86,11 +105,8 @@ def pop3_retr_all(port: int, user: str, count: int) -> list[bytes]:
 
 
 @pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")
-def test_every_corpus_message_comes_back_over_pop3(stack, new_user) -> None:
-    owner = new_user()
-    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
-        for path in CORPUS_FILES:
-            client.sendmail("corpus@remote.test", [owner], path.read_bytes())
+def test_every_corpus_message_comes_back_over_pop3(stack, delivered: Delivered) -> None:
+    owner = delivered.owner
     stored = wait_for_inbox(stack, owner, len(CORPUS_FILES), timeout=120)
     retrieved = pop3_retr_all(stack.pop3_port, owner, len(stored))
     store = stack.mail_store()
@@ -102,11 +118,8 @@ def test_every_corpus_message_comes_back_over_pop3(stack, new_user) -> None:
 
 
 @pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")
-def test_every_corpus_message_comes_back_over_imap(stack, new_user) -> None:
-    owner = new_user()
-    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=60) as client:
-        for path in CORPUS_FILES:
-            client.sendmail("corpus@remote.test", [owner], path.read_bytes())
+def test_every_corpus_message_comes_back_over_imap(stack, delivered: Delivered) -> None:
+    owner = delivered.owner
     stored = wait_for_inbox(stack, owner, len(CORPUS_FILES), timeout=120)
     imap = imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=60)
     imap.login(owner, PASSWORD)

@@ -19,13 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, require_tool
 from dns_zone import serving
+from ports import free_port
 from rspamd import GTUBE_REJECT, Rspamd, rspamd_fixture  # noqa: F401 (the fixture "rspamd")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

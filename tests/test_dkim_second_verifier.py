@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from conftest import require_tool, wait_for
 from dns_zone import serving
 from dnslib import RR
+from ports import free_port
 from test_dkim_signing import message_from
 
 from mailpipe import aws
@@ -103,12 +103,6 @@ def rspamd(tmp_path_factory: pytest.TempPathFactory):
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers(url: str) -> bool:

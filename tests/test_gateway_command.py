@@ -20,6 +20,7 @@ import time
 import tomllib
 
 from conftest import PASSWORD, REPO_ROOT, wait_for_inbox
+from ports import free_port
 
 from mailpipe import aws
 from mailpipe.changes.feed import NAME_PREFIX
@@ -141,12 +142,6 @@ def test_gateway_runs_from_the_environment_and_stops_on_sigterm(stack, new_user)
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_listening(process: subprocess.Popen, port: int) -> None:

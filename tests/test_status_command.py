@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 
+from ports import free_port
 from test_cli import mailpipe
 
 from mailpipe import aws
 
 
 def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    # Not one the system hands out (ports.py): no other process starts listening on it meanwhile.
+    return free_port()
 
 
 def _queue(sqs, name: str, dead_letters: str | None = None) -> str:

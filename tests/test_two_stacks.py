@@ -7,7 +7,6 @@ import imaplib
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -16,22 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 from dns_zone import serving
+from ports import free_ports
 
 PASSWORD = "two-stacks"
 MESSAGE = (
     "From: Alice <alice@crepes.fr>\r\nTo: Bob <{to}>\r\nSubject: {subject}\r\n"
     "Date: Fri, 27 Nov 2026 18:00:00 +0100\r\nMessage-ID: <{subject}@crepes.fr>\r\n\r\nBonjour Bob.\r\n"
 )
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 class Stack:

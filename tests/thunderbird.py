@@ -14,13 +14,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from marionette_driver.marionette import Marionette
+from ports import free_port as _free_port
 
 SCRIPTS = Path(__file__).with_name("thunderbird.js")
 STARTUP_SECONDS = 90  # Thunderbird's first start on a new profile, on a loaded 2-core machine
@@ -74,12 +74,6 @@ _QUIET = {
     # Start offline: online only once the test has set the password (see goOnline).
     "offline.startup_state": 3,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _quoted(value: Any) -> str:
