@@ -41,6 +41,29 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
+def wait_for_gateway(
+    stack: DevStack, owner: str, names: tuple[str, ...] = ("INBOX",), timeout: float = 60.0
+) -> None:
+    """Until the stack's IMAP gateway has heard of every change made to these mailboxes elsewhere (a
+    test writing through the store directly): the change feed's notices come asynchronously, as
+    another gateway process's would, and a client's next command sees what memory has heard."""
+    store = stack.mail_store()
+    memory = stack.imap.context.memory
+
+    def heard() -> bool:
+        for name in names:
+            want, held = store.get_mailbox(owner, name), memory.items.get(owner, name)
+            if (
+                want is None
+                or held is None
+                or (held.uidnext, held.highestmodseq) != (want.uidnext, want.highestmodseq)
+            ):
+                return False
+        return True
+
+    wait_for(heard, timeout)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     # Inbound authentication looks up SPF, DKIM and DMARC: a loopback server that knows no names

@@ -33,7 +33,7 @@ from clients import (
     run,
     stored,
 )
-from conftest import PASSWORD, require_tool, wait_for_inbox
+from conftest import PASSWORD, require_tool, wait_for_gateway, wait_for_inbox
 
 from mailpipe.store import MailStore
 
@@ -368,6 +368,7 @@ def test_mbsync_full_sync(stack, new_user, samples, tmp_path) -> None:
     store.update_flags(owner, "INBOX", [unseen[1]], "add", ["\\Answered"])
     store.expunge(owner, "INBOX", [unseen[2]])
     _, arrived = store.append(owner, "INBOX", b"From: late@remote.test\r\nSubject: late\r\n\r\nNew mail.\r\n")
+    wait_for_gateway(stack, owner)
 
     mbsync(config, tmp_path)
     server = stored(store, owner, "INBOX")
