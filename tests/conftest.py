@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import imaplib
 import secrets
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dns_zone import serving
+from jmap_support import serve
 
 from mailpipe.store import MailStore
+from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevOptions, DevStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,27 +45,35 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
-def wait_for_gateway(
-    stack: DevStack, owner: str, names: tuple[str, ...] = ("INBOX",), timeout: float = 60.0
-) -> None:
-    """Until the stack's IMAP gateway has heard of every change made to these mailboxes elsewhere (a
-    test writing through the store directly): the change feed's notices come asynchronously, as
-    another gateway process's would, and a client's next command sees what memory has heard."""
+def wait_for_gateway(stack: DevStack, owner: str, timeout: float = 60.0) -> None:
+    """Until the stack's IMAP gateway has heard of every change made to the user's mailboxes
+    elsewhere (a test writing through the store or JMAP): the change feed's notices come
+    asynchronously, as another gateway process's would, and a client's next command sees what
+    memory has heard."""
     store = stack.mail_store()
     memory = stack.imap.context.memory
 
     def heard() -> bool:
-        for name in names:
-            want, held = store.get_mailbox(owner, name), memory.items.get(owner, name)
-            if (
-                want is None
-                or held is None
-                or (held.uidnext, held.highestmodseq) != (want.uidnext, want.highestmodseq)
-            ):
-                return False
-        return True
+        want = {m.name: (m.mailbox_id, m.uidnext, m.highestmodseq) for m in store.list_mailboxes(owner)}
+        held = {m.name: (m.mailbox_id, m.uidnext, m.highestmodseq) for m in memory.items.list(owner)}
+        return want == held
 
     wait_for(heard, timeout)
+
+
+class HeardIMAP(imaplib.IMAP4):
+    """imaplib's client on the stack's IMAP port whose every command after login first waits for
+    the gateway to hear of the user's changes made by other processes (wait_for_gateway): what a
+    real client sees a moment later, without a test racing the change feed."""
+
+    def __init__(self, stack: DevStack, user: str) -> None:
+        self._stack, self._user = stack, user
+        super().__init__("127.0.0.1", stack.imap_port)
+
+    def _simple_command(self, name: str, *args: Any) -> tuple[str, list[Any]]:
+        if self.state in ("AUTH", "SELECTED") and name != "LOGOUT":
+            wait_for_gateway(self._stack, self._user)
+        return super()._simple_command(name, *args)
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +140,14 @@ def owner(stack: DevStack, new_user: Callable[..., str]) -> str:
     address = new_user()
     stack.mail_store().ensure_mailboxes(address)
     return address
+
+
+@pytest.fixture(scope="module")
+def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
+    """The stack's JMAP function behind a local HTTP server, as API Gateway would feed it."""
+    api = serve(stack)
+    yield api
+    api.stop()
 
 
 @pytest.fixture

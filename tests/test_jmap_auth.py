@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from conftest import PASSWORD
-from jmap_support import Raw, serve
+from jmap_support import Raw
 
 from mailpipe import aws
 from mailpipe.auth.cache import shared_cache
 from mailpipe.auth.throttle import MAX_FAILURES_PER_USER
 from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevStack
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 def login(base_url: str, user: str, password: str) -> tuple[int, dict]:

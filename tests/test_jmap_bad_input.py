@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from conftest import PASSWORD
-from jmap_support import Raw, serve
+from jmap_support import Raw
 
 from mailpipe.jmap.api import Concurrency
 from mailpipe.jmap.errors import RequestError
 from mailpipe.jmap.methods import METHODS
 from mailpipe_tools.local.jmap_http import LocalHttpApi
-from mailpipe_tools.local.stack import DevStack
 
 SUBMISSION = "urn:ietf:params:jmap:submission"
 CORE = "urn:ietf:params:jmap:core"
@@ -89,13 +88,6 @@ BAD_OBJECTS: list[object] = [
     {"subject": ["x"]},
     {"bodyValues": 5, "textBody": [{"partId": "1"}]},
 ]
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 @pytest.fixture

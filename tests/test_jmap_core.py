@@ -6,24 +6,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from conftest import PASSWORD
-from jmap_support import CORE, MAIL, Raw, serve
+from jmap_support import CORE, MAIL, Raw
 
 from mailpipe_tools.local.jmap_http import LocalHttpApi
-from mailpipe_tools.local.stack import DevStack
 
 SUBMISSION = "urn:ietf:params:jmap:submission"
 PROBLEM = "urn:ietf:params:jmap:error:"
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 @pytest.fixture

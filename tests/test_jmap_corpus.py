@@ -4,15 +4,14 @@ hasAttachment and preview agreeing with the body's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from conftest import CORPUS, PASSWORD
-from jmap_support import Raw, serve
+from jmap_support import Raw
 
 from mailpipe.store import MailStore
 from mailpipe_tools.local.jmap_http import LocalHttpApi
-from mailpipe_tools.local.stack import DevStack
 
 ALL = [
     "id",
@@ -46,13 +45,6 @@ ALL = [
     "header:Date:asDate",
     "header:List-Post:asURLs",
 ]
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 def test_every_corpus_message(

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
 import pytest
-from conftest import PASSWORD, wait_for, wait_for_inbox
-from jmap_support import LoopbackClient, Raw, serve
+from conftest import PASSWORD, HeardIMAP, wait_for, wait_for_inbox
+from jmap_support import LoopbackClient, Raw
 from jmapc import Ref
 from jmapc.methods import (
     EmailChanges,
@@ -51,13 +51,6 @@ def message(subject: str, body: str = "hello there", attach: bool = False) -> by
     return mail.as_bytes().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
 
 
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
-
-
 @pytest.fixture
 def user(new_user: Callable[..., str]) -> str:
     return new_user()
@@ -70,7 +63,7 @@ def client(jmap_server: LocalHttpApi, user: str) -> LoopbackClient:
 
 @pytest.fixture
 def imap(stack: DevStack, user: str) -> Iterator[imaplib.IMAP4]:
-    connection = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+    connection = HeardIMAP(stack, user)  # JMAP writes reach it through the change feed
     connection.login(user, PASSWORD)
     yield connection
     connection.logout()

@@ -11,7 +11,7 @@ import logging
 import smtplib
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 import websocket
 from boto3.dynamodb.conditions import Key
 from conftest import PASSWORD
-from jmap_support import CORE, MAIL, Raw, serve
+from jmap_support import CORE, MAIL, Raw
 
 from mailpipe import aws
 from mailpipe.config import ENV_PUSH_ENDPOINT
@@ -29,13 +29,6 @@ from mailpipe_tools.local.stack import DevStack
 
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 DEADLINE = 30.0  # seconds a StateChange may take at most before the test gives up
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 @pytest.fixture

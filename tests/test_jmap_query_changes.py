@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import PASSWORD
-from jmap_support import LoopbackClient, Raw, serve
+from conftest import PASSWORD, HeardIMAP
+from jmap_support import LoopbackClient, Raw
 from jmapc.methods import EmailQuery, EmailQueryChanges
 from jmapc.models import EmailQueryFilterCondition
 
@@ -19,13 +19,6 @@ from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevStack
 
 NEWEST_FIRST = [{"property": "receivedAt", "isAscending": False}]
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 @pytest.fixture
@@ -40,7 +33,7 @@ def raw(jmap_server: LocalHttpApi, user: str) -> Raw:
 
 @pytest.fixture
 def imap(stack: DevStack, user: str) -> Iterator[imaplib.IMAP4]:
-    connection = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+    connection = HeardIMAP(stack, user)  # JMAP writes reach it through the change feed
     connection.login(user, PASSWORD)
     yield connection
     connection.logout()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, wait_for, wait_for_inbox
-from jmap_support import CORE, MAIL, LoopbackClient, Raw, serve
+from jmap_support import CORE, MAIL, LoopbackClient, Raw
 from jmapc.methods import (
     EmailGet,
     EmailSet,
@@ -50,13 +50,6 @@ from mailpipe_tools.local.stack import DevStack
 
 SUBMISSION = "urn:ietf:params:jmap:submission"
 ALL = (CORE, MAIL, SUBMISSION)
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 @pytest.fixture

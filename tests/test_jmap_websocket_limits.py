@@ -7,27 +7,19 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import websocket
 from conftest import PASSWORD
-from jmap_support import CORE, Raw, serve
+from jmap_support import CORE, Raw
 
 from mailpipe.jmap.limits import WEBSOCKET_MESSAGE_LIMIT
 from mailpipe_tools.local.jmap_http import LocalHttpApi
-from mailpipe_tools.local.stack import DevStack
 
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 LIMIT = "urn:ietf:params:jmap:error:limit"
-
-
-@pytest.fixture(scope="module")
-def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
-    api = serve(stack)
-    yield api
-    api.stop()
 
 
 @pytest.fixture
