@@ -402,6 +402,13 @@ def dev_port_options() -> list[str]:
     return sorted(set(re.findall(r"--[a-z0-9]+(?:-[a-z0-9]+)*-port\b", text)))
 
 
+def tree_path() -> str:
+    """PYTHONPATH for this tree's code: the virtualenv's `mailpipe` is an editable install of
+    whichever checkout made it (a worktree's bench would measure another tree's code)."""
+    repo = Path(__file__).resolve().parents[1]
+    return os.pathsep.join(str(repo / part) for part in ("layers/core", "gateway", "tools"))
+
+
 @contextlib.contextmanager
 def mailpipe_dev(
     users: list[str], workdir: Path, auth_cache_ttl: int = AUTH_CACHE_TTL_SECONDS
@@ -413,7 +420,7 @@ def mailpipe_dev(
         command += [option, "0"]
     for user in users:
         command += ["--user", f"{user}:{PASSWORD}"]
-    env = {**os.environ, "MAILPIPE_AUTH_CACHE_TTL": str(auth_cache_ttl)}
+    env = {**os.environ, "MAILPIPE_AUTH_CACHE_TTL": str(auth_cache_ttl), "PYTHONPATH": tree_path()}
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=env
