@@ -76,6 +76,7 @@ def test_each_mailbox_change_becomes_one_notice(stack, store, owner, reader) -> 
         1,
         size_total=0,
         message_total=0,
+        prunedmodseq=0,
     )
 
     _, uid = store.append(owner, "Projects", MESSAGE)

@@ -28,6 +28,7 @@ class MailboxNotice:
       notice from a relay that did not send it).
     size_total, message_total: the item's running totals (store/totals.py), None when not counted
       or not sent.
+    prunedmodseq: the item's pruning floor (store/pruning.py), -1 when not sent.
 
     A subscription item (`subscription#<name>`: a subscribed name, kept apart from the mailboxes)
     gives a notice with an empty mailbox_id and zero counters: the user's subscriptions changed.
@@ -42,6 +43,7 @@ class MailboxNotice:
     recent_from: int = 0
     size_total: int | None = None
     message_total: int | None = None
+    prunedmodseq: int = -1
 
     def to_json(self) -> dict[str, Any]:
         """The notice as a JSON object (the wire form; `from_json` reads it back)."""
@@ -55,6 +57,7 @@ class MailboxNotice:
             "recent_from": self.recent_from,
             "size_total": self.size_total,
             "message_total": self.message_total,
+            "prunedmodseq": self.prunedmodseq,
         }
 
     @classmethod
@@ -71,6 +74,7 @@ class MailboxNotice:
                 recent_from=int(obj.get("recent_from", 0)),
                 size_total=_count(obj.get("size_total")),
                 message_total=_count(obj.get("message_total")),
+                prunedmodseq=int(obj.get("prunedmodseq", -1)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a mailbox notice: {exc!r}") from None

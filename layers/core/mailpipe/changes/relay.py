@@ -60,6 +60,7 @@ def notice_of(record: Mapping[str, Any]) -> MailboxNotice | None:
             recent_from=mailbox.recent_from,
             size_total=mailbox.size_total,
             message_total=mailbox.message_total,
+            prunedmodseq=mailbox.prunedmodseq,
         )
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("unreadable mailbox item in the stream (%r): %s %s", exc, pk, sk)

@@ -56,6 +56,7 @@ class Notice(Protocol):
     recent_from: int  # 0: not known (an older relay's notice)
     size_total: int | None  # None: not known
     message_total: int | None
+    prunedmodseq: int  # -1: not known
 
 
 _Echo = tuple[str, str, str, int]  # owner, name, mailbox_id, highestmodseq
@@ -181,6 +182,9 @@ class MailboxItems:
         if notice.owner in self._loading:
             self._versions[notice.owner] += 1
         if not notice.mailbox_id:  # a subscription item changed (relay.py)
+            names = self._subscriptions.get(notice.owner)
+            if names is not None and (notice.name in names) != notice.removed:
+                return  # memory holds it already (this process's own SUBSCRIBE, or read since)
             self._forget_user(notice.owner)
             return
         if len(self._noticed) >= MAX_NOTICED:
@@ -212,6 +216,7 @@ class MailboxItems:
                         size_total=notice.size_total,
                         message_total=notice.message_total,
                         recent_from=max(advanced.recent_from, notice.recent_from),
+                        prunedmodseq=max(advanced.prunedmodseq, notice.prunedmodseq),
                     )
                 listing[notice.name] = advanced
                 return
@@ -223,6 +228,8 @@ class MailboxItems:
                 if not self._claims[claim]:
                     del self._claims[claim]
                 return
+            if _shows(notice, there):
+                return  # a state memory holds already: read after the write, or a repeat
             if notice.recent_from > there.recent_from:
                 # A \Recent claim (store/recent.py) writes only recent_from: the notice shows it all.
                 listing[notice.name] = replace(there, recent_from=notice.recent_from)
@@ -324,6 +331,18 @@ class MailboxItems:
         mailboxes noticed. Forgetting an echo costs only a read of the user's items when it comes."""
         self._echoes.clear()
         self._noticed.clear()
+
+
+def _shows(notice: Notice, mailbox: Mailbox) -> bool:
+    """The notice says exactly what memory holds of the mailbox: every attribute a write changes
+    (the counters, the \\Recent claim, the totals, the pruning floor) is there and equal."""
+    return (
+        notice.prunedmodseq >= 0
+        and notice.recent_from > 0
+        and (notice.uidnext, notice.highestmodseq, notice.recent_from, notice.prunedmodseq)
+        == (mailbox.uidnext, mailbox.highestmodseq, mailbox.recent_from, mailbox.prunedmodseq)
+        and (notice.size_total, notice.message_total) == (mailbox.size_total, mailbox.message_total)
+    )
 
 
 def _advanced(mailbox: Mailbox, uidnext: int, highestmodseq: int) -> Mailbox:
