@@ -275,7 +275,10 @@ def test_webmail_reads_safely_and_replies(
 
     # Mailboxes, roles first, with the unread count; the list in thread view.
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#message-list li")) == 3)
-    roles = [a.get_attribute("data-role") for a in driver.find_elements(By.CSS_SELECTOR, "#mailbox-list a")]
+    # One script: a push redraws the mailbox list, so elements found first may go stale.
+    roles = driver.execute_script(
+        "return [...document.querySelectorAll('#mailbox-list a')].map(a => a.dataset.role)"
+    )
     assert roles[0] == "inbox" and "trash" in roles, roles
     assert inbox_unread(driver) == "3"
 
@@ -427,8 +430,10 @@ def test_webmail_flags_search_delete_drafts_and_forward(
     driver.execute_script("document.querySelector('#mailbox-list a[data-role=\"inbox\"]').click()")
     wait.until(lambda d: text_of(d, "list-title") == "INBOX")
     open_message(driver, wait, f"Notes {tag}")
-    links = driver.find_elements(By.CSS_SELECTOR, "#attachments a")
-    assert [link.text.split(" (")[0] for link in links] == ["⬇ notes.txt"]
+    links = driver.execute_script(
+        "return [...document.querySelectorAll('#attachments a')].map(a => a.textContent)"
+    )
+    assert [text.split(" (")[0] for text in links] == ["⬇ notes.txt"]
     keys.send_keys("f")
     wait.until(lambda d: d.find_element(By.ID, "compose").is_displayed())
     upload = tmp_path / "extra.txt"
