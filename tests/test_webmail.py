@@ -215,6 +215,21 @@ def open_message(driver: WebDriver, wait: WebDriverWait, subject: str) -> None:
     wait.until(lambda d: d.find_element(By.ID, "reader-subject").text == subject)
 
 
+def newest_with_subject(stack: DevStack, user: str, subject: str) -> email.message.EmailMessage | None:
+    """The newest message in the user's INBOX with this subject, read over IMAP; None before it came."""
+    connection = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+    try:
+        connection.login(user, PASSWORD)
+        connection.select("INBOX", readonly=True)
+        _, found = connection.search(None, "SUBJECT", f'"{subject}"')
+        if not found[0]:
+            return None
+        _, data = connection.fetch(found[0].split()[-1], "(BODY.PEEK[])")
+        return email.message_from_bytes(data[0][1], policy=email.policy.default)
+    finally:
+        connection.logout()
+
+
 def signed_out_page(driver: WebDriver, wait: WebDriverWait, url: str) -> None:
     """The sign-in form of a fresh page: the tab's session token (an earlier test's) forgotten."""
     driver.get(url + "/")
@@ -329,20 +344,7 @@ def test_webmail_reads_safely_and_replies(
     ).text
     assert driver.execute_script("return window.pwned === undefined")
 
-    def bobs_reply() -> email.message.EmailMessage | None:
-        connection = imaplib.IMAP4("127.0.0.1", stack.imap_port)
-        try:
-            connection.login(bob, PASSWORD)
-            connection.select("INBOX", readonly=True)
-            _, found = connection.search(None, "SUBJECT", f'"Re: {question}"')
-            if not found[0]:
-                return None
-            _, data = connection.fetch(found[0].split()[-1], "(BODY.PEEK[])")
-            return email.message_from_bytes(data[0][1], policy=email.policy.default)
-        finally:
-            connection.logout()
-
-    reply = wait_for(bobs_reply, timeout=30)
+    reply = wait_for(lambda: newest_with_subject(stack, bob, f"Re: {question}"), timeout=30)
     assert reply["From"].addresses[0].addr_spec == user
     assert reply["In-Reply-To"] == bob_id
     text = reply.get_body(("plain",)).get_content()
@@ -446,20 +448,7 @@ def test_webmail_flags_search_delete_drafts_and_forward(
     assert text_of(driver, "status") == "Sent.", text_of(driver, "compose-error")
     assert in_mailbox("sent", f"Fwd: Notes {tag}") == 1
 
-    def forwarded() -> email.message.EmailMessage | None:
-        connection = imaplib.IMAP4("127.0.0.1", stack.imap_port)
-        try:
-            connection.login(bob, PASSWORD)
-            connection.select("INBOX", readonly=True)
-            _, found = connection.search(None, "SUBJECT", f'"Fwd: Notes {tag}"')
-            if not found[0]:
-                return None
-            _, data = connection.fetch(found[0].split()[-1], "(BODY.PEEK[])")
-            return email.message_from_bytes(data[0][1], policy=email.policy.default)
-        finally:
-            connection.logout()
-
-    got = wait_for(forwarded, timeout=30)
+    got = wait_for(lambda: newest_with_subject(stack, bob, f"Fwd: Notes {tag}"), timeout=30)
     files = {part.get_filename(): part.get_content().strip() for part in got.iter_attachments()}
     assert files == {"notes.txt": f"the notes {tag}", "extra.txt": f"uploaded {tag}"}, files
 
