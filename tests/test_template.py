@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mailpipe.jmap.downloads import COPY_REFRESH, DOWNLOADS_PREFIX, PRESIGNED_SECONDS
 from mailpipe.outbound.schedule import RetrySchedule
 from mailpipe.redelivery import MAX_HOLD_SECONDS, Backoff
 from mailpipe.store.model import CHANGES_INDEX
@@ -231,6 +232,8 @@ FUNCTION_CALLS = {
         ("dynamodb:BatchWriteItem", "MailboxTable"),  # delete_mailbox's purge
         ("s3:GetObject", "uploads/"),  # Uploads.read, size (HeadObject), presigned downloads
         ("s3:PutObject", "uploads/"),  # Uploads.put
+        ("s3:GetObject", "downloads/"),  # BucketDownloads.fresh (HeadObject), presigned downloads
+        ("s3:PutObject", "downloads/"),  # BucketDownloads.put: a large part, decoded
         ("s3:PutObject", "spool/"),  # Outbox.send: Spool.put, as SMTP submission
         ("sqs:SendMessage", "InboundQueue"),
         ("dynamodb:BatchGetItem", "DirectoryTable"),  # Directory.owned_addresses: the aliases named
@@ -819,11 +822,16 @@ def test_mail_bucket(resources: dict[str, Any]) -> None:
 
     rules = [r for r in properties["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
     expiring = [r for r in rules if "ExpirationInDays" in r or "ExpirationDate" in r]
-    # Stored messages never expire; JMAP uploads (blobs no object references) after two days.
+    # Stored messages never expire; JMAP uploads (blobs no object references) after two days;
+    # large parts decoded for a download after a day.
     assert [(r.get("Prefix"), r.get("ExpirationInDays")) for r in expiring] == [
         ("spool/", 60),
         ("uploads/", 2),
+        (DOWNLOADS_PREFIX, 1),
     ]
+    # A decoded part is written again before a presigned URL to it could outlive it (S3 expires an
+    # object at the first midnight UTC at least ExpirationInDays after it was written).
+    assert COPY_REFRESH + timedelta(seconds=PRESIGNED_SECONDS) < timedelta(days=1)
     # A backstop only: longer than an envelope can be queued for its object (docs/architecture.md,
     # "Never lost"): the inbound queue or its DLQ, the outbound queue before a first attempt, the
     # retry schedule, and the last retry on the outbound queue or its DLQ.

@@ -28,6 +28,9 @@ ENV_JMAP_TABLE = "MAILPIPE_JMAP_TABLE"
 # @connections management API, where the relay posts StateChange (docs/jmap.md, "Push").
 ENV_JMAP_WEBSOCKET_URL = "MAILPIPE_JMAP_WEBSOCKET_URL"
 ENV_PUSH_ENDPOINT = "MAILPIPE_PUSH_ENDPOINT"
+# The largest JMAP download answered inline, in bytes (jmap/downloads.py): only lowers the 3 MB
+# default, which is what fits in a Lambda response; larger blobs go by a presigned S3 URL.
+ENV_JMAP_INLINE_DOWNLOAD = "MAILPIPE_JMAP_INLINE_DOWNLOAD"
 # The web side's own host names (template.yaml JmapDomainName, ...; empty when not set): the session
 # resource names them rather than the execute-api or cloudfront.net names (docs/deploy-domain.md).
 ENV_JMAP_DOMAIN_NAME = "MAILPIPE_JMAP_DOMAIN_NAME"

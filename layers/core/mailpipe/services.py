@@ -28,6 +28,7 @@ from mailpipe.dkim_signing.store import KeyStore
 from mailpipe.inbound import InboundDelivery
 from mailpipe.jmap.auth import JmapAuth
 from mailpipe.jmap.blobs import Uploads
+from mailpipe.jmap.downloads import BucketDownloads
 from mailpipe.jmap.http import JmapHttp
 from mailpipe.jmap.outbox import Outbox
 from mailpipe.jmap.push import PushConnections, Pusher
@@ -168,10 +169,19 @@ def jmap_http() -> JmapHttp:
         directory(), spool(), aws.table(res.mailbox_table), os.environ.get(ENV_HOSTNAME, "localhost")
     )
     uploads = Uploads(aws.client("s3"), res.mail_bucket)
+    # Large downloads by presigned URL, large MIME parts decoded into the bucket (jmap/downloads.py).
+    downloads = BucketDownloads(aws.client("s3"), res.mail_bucket)
     public_url, websocket_url = jmap_public_urls(os.environ)
     table_name = res.jmap_table
     if not table_name:  # Basic only, throttled in memory
-        return JmapHttp(directory(), mail_store(), outbox=outbox, uploads=uploads, public_url=public_url)
+        return JmapHttp(
+            directory(),
+            mail_store(),
+            outbox=outbox,
+            uploads=uploads,
+            downloads=downloads,
+            public_url=public_url,
+        )
     table = aws.table(table_name)
     auth = JmapAuth(directory(), StoredThrottle(table), SessionTokens(table, directory()))
     return JmapHttp(
@@ -183,6 +193,7 @@ def jmap_http() -> JmapHttp:
         public_url=public_url,
         outbox=outbox,
         uploads=uploads,
+        downloads=downloads,
     )
 
 

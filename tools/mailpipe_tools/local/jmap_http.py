@@ -33,6 +33,9 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 # API Gateway's own limit on a request's payload: larger ones never reach the function.
 MAX_PAYLOAD = 10 * 1024 * 1024
+# Lambda's limit on a synchronous invocation's response (the JSON the handler returns, a binary
+# body base64-encoded in it): a larger one fails the invocation, and API Gateway answers 500.
+MAX_RESPONSE = 6 * 1024 * 1024
 # A client that stops sending mid-request is dropped after this (API Gateway times out at 30 s).
 SOCKET_TIMEOUT = 30
 # A session token in a URL (the WebSocket's access_token parameter, RFC 8887 gives a browser no
@@ -154,6 +157,10 @@ class LocalHttpApi:
         except Exception:
             # What API Gateway answers when the function fails.
             log.exception("%s failed", self._function_name)
+            return 500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}'
+        size = len(json.dumps(result, default=str))
+        if size > MAX_RESPONSE:
+            log.error("%s: response of %d bytes is over Lambda's %d", self._function_name, size, MAX_RESPONSE)
             return 500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}'
         return response_parts(result)
 

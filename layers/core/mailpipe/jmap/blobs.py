@@ -18,11 +18,13 @@ from botocore.exceptions import ClientError
 
 UPLOADS_PREFIX = "uploads/"
 _UPLOAD_ID = re.compile(r"U[0-9a-f]{32}")
-# Lambda's response is at most 6 MB, and binary bodies go base64-encoded (4/3 larger), with the
-# headers beside them: a blob larger than this is answered with a redirect to a presigned S3 URL
-# instead of the bytes.
-INLINE_DOWNLOAD = 3 * 1024 * 1024
-PRESIGNED_SECONDS = 300
+
+
+def is_missing(exc: ClientError) -> bool:
+    """True if S3 said the key is not there. The functions' roles have no s3:ListBucket on the mail
+    bucket (it would list every user's keys), and without it S3 answers a missing key 403, not 404."""
+    code = exc.response.get("Error", {}).get("Code")
+    return code in ("NoSuchKey", "404", "NotFound", "403", "AccessDenied")
 
 
 def is_upload_id(blob_id: object) -> bool:
@@ -68,7 +70,7 @@ class Uploads:
         try:
             head = self._s3.head_object(Bucket=self.bucket, Key=self.key(account_id, blob_id))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if is_missing(exc):
                 return None
             raise
         return int(head["ContentLength"])
@@ -79,21 +81,7 @@ class Uploads:
         try:
             obj = self._s3.get_object(Bucket=self.bucket, Key=self.key(account_id, blob_id))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if is_missing(exc):
                 return None
             raise
         return obj["Body"].read()  # type: ignore[no-any-return]
-
-    def presigned(self, key: str, content_type: str, disposition: str) -> str:
-        """A short-lived GET URL for an object of the mail bucket, answered with these headers."""
-        url: str = self._s3.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ResponseContentType": content_type,
-                "ResponseContentDisposition": disposition,
-            },
-            ExpiresIn=PRESIGNED_SECONDS,
-        )
-        return url

@@ -14,11 +14,11 @@ from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.directory import Directory
 from mailpipe.jmap import api
 from mailpipe.jmap.auth import JmapAuth, Throttled
-from mailpipe.jmap.blobs import INLINE_DOWNLOAD, Uploads
+from mailpipe.jmap.blobs import Uploads
 from mailpipe.jmap.context import Context
+from mailpipe.jmap.downloads import BucketDownloads, Inline, find_download
 from mailpipe.jmap.errors import RequestError
 from mailpipe.jmap.limits import Limits
-from mailpipe.jmap.messages import read_blob, stored_object
 from mailpipe.jmap.outbox import Outbox
 from mailpipe.jmap.push import PushConnections
 from mailpipe.jmap.session import (
@@ -38,6 +38,12 @@ JSON = "application/json"
 REALM = 'Basic realm="mailpipe JMAP", charset="UTF-8"'
 LOGIN_PATH = "/jmap/login"
 LOGOUT_PATH = "/jmap/logout"
+# `?redirect=json` on a download: a blob that would be a redirect to S3 is answered 200 with
+# {"url": ...} in this type instead, for a client that cannot follow a cross-origin redirect (the
+# webmail's fetch under its CSP) and navigates to the URL itself. A type of its own, never served
+# as a blob's (a mail's attachment cannot pose as the answer), and a query parameter rather than a
+# header, so a cache keyed by URL never mixes the two answers.
+DOWNLOAD_LINK = "application/vnd.mailpipe.download-link+json"
 _DOWNLOAD = re.compile(re.escape(DOWNLOAD_PATH) + r"([^/]+)/([^/]+)/([^/]*)")
 _UPLOAD = re.compile(re.escape(UPLOAD_PATH) + r"([^/]+)/?")
 # Messages kept in memory across requests (~1 KB each with the summary packed): ~100 MB of the
@@ -85,6 +91,7 @@ class JmapHttp:
         *,
         outbox: Outbox | None = None,
         uploads: Uploads | None = None,
+        downloads: BucketDownloads | None = None,
         public_url: str | None = None,
     ) -> None:
         # Without a JMAP table: Basic only, throttled in this process's memory, and no WebSocket.
@@ -93,6 +100,8 @@ class JmapHttp:
         self.limits = limits or Limits()
         self._outbox = outbox
         self._uploads = uploads
+        # Presigned URLs for blobs too large to answer inline; None: everything inline.
+        self._downloads = downloads
         self._snapshots = MailboxSnapshots(store, max_messages=SNAPSHOT_MESSAGES)
         self.websocket = (
             JmapWebSocket(self.auth, connections, store, self.limits, self._snapshots)
@@ -246,25 +255,28 @@ class JmapHttp:
             return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
         blob_id = unquote(match.group(2))
         wanted = request.query.get("type", "application/octet-stream")
-        content_type = wanted if _TOKEN.fullmatch(wanted) else "application/octet-stream"
+        served = _TOKEN.fullmatch(wanted) and wanted != DOWNLOAD_LINK
+        content_type = wanted if served else "application/octet-stream"
         name = unquote(match.group(3)).replace('"', "").replace("\\", "")[:200] or "blob"
         disposition = f'attachment; filename="{name.encode("ascii", "replace").decode()}"'
-        # A blob kept whole in S3 and too large for a Lambda response: the client fetches it from
-        # S3 directly, by a presigned URL that answers with the same headers.
-        whole = stored_object(context, blob_id)
-        if whole is not None and whole[1] > INLINE_DOWNLOAD and self._uploads is not None:
-            url = self._uploads.presigned(whole[0], content_type, disposition)
-            return HttpResponse(302, {"Location": url, "Cache-Control": "no-store"}, b"")
-        data = read_blob(context, blob_id)
-        if data is None:
+        found = find_download(context, blob_id, self._downloads)
+        if found is None:
             return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
-        headers = {
-            "Content-Type": content_type,
-            "Content-Disposition": disposition,
-            "Cache-Control": "private, immutable, max-age=31536000",
-            "X-Content-Type-Options": "nosniff",
-        }
-        return HttpResponse(200, headers, data)
+        if isinstance(found, Inline):
+            headers = {
+                "Content-Type": content_type,
+                "Content-Disposition": disposition,
+                "Cache-Control": "private, immutable, max-age=31536000",
+                "X-Content-Type-Options": "nosniff",
+            }
+            return HttpResponse(200, headers, found.data)
+        # Too large for a Lambda response: the client fetches it from S3 directly, by a presigned
+        # URL that answers with the same headers (find_download hands out objects only with a bucket).
+        assert self._downloads is not None
+        url = self._downloads.presigned(found.key, content_type, disposition)
+        if request.query.get("redirect") == "json":
+            return HttpResponse.json(200, {"url": url}, DOWNLOAD_LINK)
+        return HttpResponse(302, {"Location": url, "Cache-Control": "no-store"}, b"")
 
 
 def _sign_in() -> HttpResponse:

@@ -77,22 +77,5 @@ def read_blob(context: Context, blob_id: str) -> bytes | None:
     return part.content() if part is not None else None
 
 
-def stored_object(context: Context, blob_id: str) -> tuple[str, int] | None:
-    """The S3 key and size of a blob kept whole in the mail bucket (an upload, a whole message),
-    for a download too large to answer inline; None for parts and for what is not the owner's."""
-    if is_upload_id(blob_id):
-        if context.uploads is None:
-            return None
-        size = context.uploads.size(context.account_id, blob_id)
-        return None if size is None else (context.uploads.key(context.account_id, blob_id), size)
-    ref = ids.parse(blob_id, "B")
-    if ref is None or ref.part is not None:
-        return None
-    found = locate(context, [ref]).get(ref)
-    if found is None or not found.message.blob_key:
-        return None
-    return found.message.blob_key, found.message.size
-
-
 def part_of(raw: bytes, part_id: str) -> Part | None:
     return find_part(structure(parse_message(raw)), part_id)
