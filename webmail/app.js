@@ -320,7 +320,7 @@ function renderReader(email, threadEmails) {
   }
   $("attachments").replaceChildren(
     ...(email.attachments || []).map((a) =>
-      element("li", {}, element("a", { href: "#", class: "attachment", dataset: { blobId: a.blobId }, onclick: (e) => { e.preventDefault(); download(a); } }, `⬇ ${a.name || "attachment"} (${Math.ceil((a.size || 0) / 1024)} KB)`)),
+      element("li", {}, element("a", { href: "#", class: "attachment", dataset: { blobId: a.blobId }, onclick: (e) => { e.preventDefault(); guard(download)(a); } }, `⬇ ${a.name || "attachment"} (${Math.ceil((a.size || 0) / 1024)} KB)`)),
     ),
   );
   const others = (threadEmails || []).filter((e) => e.id !== email.id);
@@ -341,16 +341,28 @@ function loadRemoteImages() {
   $("remote-images").hidden = true;
 }
 
-async function download(attachment) {
-  status(`Downloading ${attachment.name || "attachment"}…`);
-  const blob = await state.jmap.download(attachment.blobId, attachment.name, attachment.type);
-  const url = URL.createObjectURL(blob);
-  const link = element("a", { href: url, download: attachment.name || "attachment" });
+// Saves a blob as a file: small ones come as bytes and are saved from an object URL; large ones
+// come as a presigned S3 URL, opened in this tab (S3 answers with Content-Disposition: attachment,
+// so the browser saves it and the page stays).
+async function download(file) {
+  const name = file.name || "attachment";
+  status(`Downloading ${name}…`);
+  const got = await state.jmap.download(file.blobId, name, file.type);
+  const href = got.url || URL.createObjectURL(got.blob);
+  const link = element("a", { href, download: name, rel: "noreferrer" });
   document.body.append(link);
   link.click();
   link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  if (!got.url) setTimeout(() => URL.revokeObjectURL(href), 10000);
   status("");
+}
+
+// The open message as it is stored (RFC 5322), as SUBJECT.eml.
+function downloadMessage() {
+  const email = state.open;
+  if (!email) return Promise.resolve();
+  const subject = (email.subject || "").replace(/[\\/:*?"<>|\u0000-\u001f]+/g, " ").trim().slice(0, 80);
+  return download({ blobId: email.blobId, name: `${subject || "message"}.eml`, type: "message/rfc822" });
 }
 
 function closeReader() {
@@ -554,6 +566,7 @@ function start() {
   $("edit-draft").addEventListener("click", () => openCompose("draft", state.open));
   $("flag").addEventListener("click", guard(() => setKeyword("$flagged", !state.open?.keywords?.$flagged)));
   $("unread").addEventListener("click", guard(markUnread));
+  $("download-message").addEventListener("click", guard(downloadMessage));
   $("move").addEventListener("change", guard((e) => moveTo(e.target.value)));
   $("delete").addEventListener("click", guard(remove));
   $("load-images").addEventListener("click", loadRemoteImages);

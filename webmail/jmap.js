@@ -10,6 +10,9 @@ export const SUBMISSION = "urn:ietf:params:jmap:submission";
 // Every request carries its Authorization header itself. With credentials omitted, a 401 (whose
 // WWW-Authenticate: Basic would make the browser ask in a dialog of its own) comes back to us.
 const OMIT = { credentials: "omit" };
+// The type of the server's answer to a download with redirect=json: where to fetch a large blob
+// (mailpipe/jmap/http.py DOWNLOAD_LINK). A blob is never served with this type.
+const DOWNLOAD_LINK = "application/vnd.mailpipe.download-link+json";
 
 export class MethodError extends Error {
   constructor(name, error) {
@@ -96,14 +99,22 @@ export class Jmap {
     return response.json();
   }
 
+  // A blob: {blob} with its bytes, or {url}, a short-lived presigned S3 URL for one too large to
+  // come through the function. The server would answer that one with a redirect to S3, which this
+  // fetch may not follow (connect-src 'self'); asked with redirect=json, it gives the URL instead,
+  // and the page navigates there (a navigation needs no connect-src; S3 answers it with
+  // Content-Disposition: attachment, so the page stays).
   async download(blobId, name, type) {
     const url = this.session.downloadUrl
       .replace("{accountId}", encodeURIComponent(this.accountId))
       .replace("{blobId}", encodeURIComponent(blobId))
       .replace("{name}", encodeURIComponent(name || "attachment"))
       .replace("{type}", encodeURIComponent(type || "application/octet-stream"));
-    const response = await checked(await fetch(localPath(url), { ...OMIT, headers: authorization() }));
-    return response.blob();
+    const path = localPath(url);
+    const asLink = `${path}${path.includes("?") ? "&" : "?"}redirect=json`;
+    const response = await checked(await fetch(asLink, { ...OMIT, headers: authorization() }));
+    if (response.headers.get("Content-Type") === DOWNLOAD_LINK) return { url: (await response.json()).url };
+    return { blob: await response.blob() };
   }
 }
 
