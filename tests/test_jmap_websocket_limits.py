@@ -1,7 +1,9 @@
 """The request size limit over JMAP's two ways in agrees: the session's maxSizeRequest is below the
 WebSocket API's message limit (API Gateway's, which the local server applies too), so a request
 a little too large gets the RFC's `limit` problem over the WebSocket, as over HTTP, and the socket
-stays open; only a message over the transport's own limit closes it (1009), as on AWS."""
+stays open; only a message over the transport's own limit closes it (1009), as on AWS. A response
+over that limit, which API Gateway would not send, comes with its largest calls answered by
+method errors (jmap/response_fit.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,12 @@ from conftest import PASSWORD
 from jmap_support import CORE, Raw
 
 from mailpipe.jmap.limits import WEBSOCKET_MESSAGE_LIMIT
+from mailpipe.jmap.response_fit import fitted_json
+from mailpipe.store import MailStore
 from mailpipe_tools.local.jmap_http import LocalHttpApi
 
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
+MAIL = "urn:ietf:params:jmap:mail"
 LIMIT = "urn:ietf:params:jmap:error:limit"
 
 
@@ -84,3 +89,70 @@ def test_a_message_over_the_websocket_limit_closes_the_socket(raw: Raw, user: st
         assert int.from_bytes(data[:2], "big") == 1009
     finally:
         ws.close()
+
+
+def test_a_response_over_the_websocket_limit_answers_its_largest_call_with_an_error(
+    raw: Raw, user: str, store: MailStore
+) -> None:
+    store.ensure_mailboxes(user)
+    body = "a long letter. " * (200_000 // 15)
+    store.append_message(
+        user,
+        "INBOX",
+        f"From: a@remote.test\r\nTo: {user}\r\nSubject: long\r\n\r\n{body}\r\n".encode(),
+    )
+    calls = [
+        ["Core/echo", {"hello": True}, "e"],
+        ["Email/query", {"accountId": raw.account}, "q"],
+        [
+            "Email/get",
+            {
+                "accountId": raw.account,
+                "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["subject", "bodyValues", "textBody"],
+                "fetchTextBodyValues": True,
+            },
+            "g",
+        ],
+    ]
+    request = {"@type": "Request", "id": "long", "using": [CORE, MAIL], "methodCalls": calls}
+    ws = connect(raw, user)
+    try:
+        ws.send(json.dumps(request))
+        frame = ws.recv()
+    finally:
+        ws.close()
+    assert len(frame.encode()) <= WEBSOCKET_MESSAGE_LIMIT
+    answer = json.loads(frame)
+    assert answer["@type"] == "Response" and answer["requestId"] == "long", answer
+    echo_answer, query, get = answer["methodResponses"]
+    assert echo_answer == ["Core/echo", {"hello": True}, "e"]
+    assert query[0] == "Email/query" and len(query[1]["ids"]) == 1
+    assert get[0] == "error" and get[1]["type"] == "requestTooLarge" and get[2] == "g", get
+    # Over HTTP, where the limit is Lambda's, the same request is answered whole.
+    status, response = raw.post({"using": [CORE, MAIL], "methodCalls": calls})
+    assert status == 200
+    (email,) = response["methodResponses"][2][1]["list"]
+    assert body.strip() in next(iter(email["bodyValues"].values()))["value"]
+
+
+def test_fitting_replaces_the_largest_calls_first_and_says_a_set_was_made() -> None:
+    response = {
+        "sessionState": "s",
+        "methodResponses": [
+            ["Email/set", {"created": {"k": {"id": "E1"}}, "pad": "x" * 600}, "s"],
+            ["Mailbox/get", {"list": [], "pad": "y" * 300}, "m"],
+            ["Core/echo", {}, "e"],
+        ],
+    }
+    assert fitted_json(response, 2000, "WebSocket", "someone") == json.dumps(response, separators=(",", ":"))
+    fitted = json.loads(fitted_json(response, 900, "WebSocket", "someone"))
+    assert len(fitted_json(response, 900, "WebSocket", "someone")) <= 900
+    (set_error, kept_get, kept_echo) = fitted["methodResponses"]
+    assert set_error[0] == "error" and set_error[1]["type"] == "serverFail" and set_error[2] == "s"
+    assert "the call was made" in set_error[1]["description"]
+    assert kept_get == response["methodResponses"][1] and kept_echo == ["Core/echo", {}, "e"]
+    assert fitted["sessionState"] == "s"
+    fitted = json.loads(fitted_json(response, 500, "HTTP", "someone"))
+    assert [call[0] for call in fitted["methodResponses"]] == ["error", "error", "Core/echo"]
+    assert fitted["methodResponses"][1][1]["type"] == "requestTooLarge"

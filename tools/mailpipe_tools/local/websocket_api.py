@@ -6,7 +6,8 @@ wsproto does the framing: it is sans-I/O, so it runs inside the threaded HTTP se
 handler, on the socket the upgrade came in on, with no event loop or server of its own.
 
 Bounds as API Gateway's: a message of at most 128 KB (larger: closed with 1009; the session's
-maxSizeRequest is below it, mailpipe/jmap/limits.py), a connection
+maxSizeRequest is below it, mailpipe/jmap/limits.py; a larger reply from the function is not
+sent, a larger @connections POST is a 413), a connection
 idle for 10 minutes is closed, and one thread per connection (the HTTP server's). The management
 API takes no signature check: the server binds to loopback, for local use only.
 """
@@ -181,7 +182,16 @@ class LocalWebSockets:
                             _status, _, reply = invoke(
                                 websocket_event("$default", connection_id, host, source_ip, body=body)
                             )
-                            if reply:
+                            if len(reply) > MAX_MESSAGE:
+                                # API Gateway's quota holds both ways; what it then does is not
+                                # documented: here the reply is dropped, and only the log knows.
+                                log.warning(
+                                    "websocket %s: reply of %d bytes over %d, not sent",
+                                    connection_id,
+                                    len(reply),
+                                    MAX_MESSAGE,
+                                )
+                            elif reply:
                                 connection.send(TextMessage(data=reply.decode("utf-8", "replace")))
             except (LocalProtocolError, RemoteProtocolError, OSError) as exc:
                 log.info("websocket %s: %s", connection_id, exc)
@@ -200,6 +210,13 @@ class LocalWebSockets:
                 410,
                 {"Content-Type": "application/json", "x-amzn-ErrorType": "GoneException"},
                 b'{"message":"gone"}',
+            )
+        if method == "POST" and len(body) > MAX_MESSAGE:
+            # PostToConnection's answer to a message over the quota (boto3: PayloadTooLargeException).
+            return (
+                413,
+                {"Content-Type": "application/json", "x-amzn-ErrorType": "PayloadTooLargeException"},
+                b'{"message":"payload too large"}',
             )
         try:
             if method == "POST":

@@ -21,6 +21,7 @@ from mailpipe.jmap.errors import RequestError
 from mailpipe.jmap.limits import Limits
 from mailpipe.jmap.outbox import Outbox
 from mailpipe.jmap.push import PushConnections
+from mailpipe.jmap.response_fit import HTTP_RESPONSE_LIMIT, fitted_json
 from mailpipe.jmap.session import (
     API_PATH,
     DOWNLOAD_PATH,
@@ -210,7 +211,10 @@ class JmapHttp:
         except RequestError as error:
             log.info("jmap request from %s refused: %s (%s)", owner, error.kind, error.detail[:200])
             return _problem(error)
-        return HttpResponse.json(200, response)
+        # Over Lambda's response limit API Gateway would answer a bare 500: the calls that would
+        # not fit are answered with method errors instead (jmap/response_fit.py).
+        body = fitted_json(response, HTTP_RESPONSE_LIMIT, "HTTP", owner).encode()
+        return HttpResponse(200, {"Content-Type": JSON, "Cache-Control": "no-store"}, body)
 
     def _context(self, owner: str) -> Context:
         return Context(

@@ -7,7 +7,8 @@
   token (jmap/push.py); each frame checks that token again, so a logout or a password change
   ends the connection's use as it ends the token's over HTTP.
 - `$default`: each text frame is a JMAP object: `Request` (answered by a `Response` with the same
-  `requestId`, through the same dispatch as POST /jmap/api), `WebSocketPushEnable` and
+  `requestId`, through the same dispatch as POST /jmap/api; one over the WebSocket API's 128 KB
+  has its largest method responses replaced by errors, jmap/response_fit.py), `WebSocketPushEnable` and
   `WebSocketPushDisable`. Anything else is a `RequestError` frame; nothing closes the socket.
 - `$disconnect`: the connection is forgotten.
 """
@@ -24,8 +25,9 @@ from mailpipe.jmap import api
 from mailpipe.jmap.auth import JmapAuth, Throttled
 from mailpipe.jmap.context import Context
 from mailpipe.jmap.errors import RequestError
-from mailpipe.jmap.limits import Limits
+from mailpipe.jmap.limits import WEBSOCKET_MESSAGE_LIMIT, Limits
 from mailpipe.jmap.push import PUSH_TYPES, PushConnections
+from mailpipe.jmap.response_fit import fitted_json
 from mailpipe.store import MailboxSnapshots, MailStore
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,7 @@ class JmapWebSocket:
             request_id = message.get("id")
             kind = message.get("@type")
             if kind == "Request":
-                return Reply(200, {}, _frame(self._request(owner, message, request_id)))
+                return Reply(200, {}, self._request(owner, message, request_id))
             if kind == "WebSocketPushEnable":
                 types = message.get("dataTypes")
                 if types is not None and not (
@@ -135,14 +137,16 @@ class JmapWebSocket:
             log.info("jmap websocket message from %s refused: %s (%s)", owner, error.kind, error.detail[:200])
             return Reply(200, {}, _error(error, request_id))
 
-    def _request(self, owner: str, message: dict[str, Any], request_id: Any) -> dict[str, Any]:
+    def _request(self, owner: str, message: dict[str, Any], request_id: Any) -> str:
         request = {k: v for k, v in message.items() if k not in ("@type", "id")}
         context = Context(owner, self._store, self._limits, snapshots=self._snapshots)
         response = api.process(json.dumps(request).encode(), context)
         response = {"@type": "Response", **response}
         if isinstance(request_id, str):
             response["requestId"] = request_id
-        return response
+        # API Gateway sends no larger frame, and tells no one: the calls that would not fit are
+        # answered with method errors instead (jmap/response_fit.py).
+        return fitted_json(response, WEBSOCKET_MESSAGE_LIMIT, "WebSocket", owner)
 
 
 def _frame(value: dict[str, Any]) -> str:
