@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PASSWORD, wait_for, wait_for_inbox
@@ -251,6 +252,56 @@ def test_submission_is_delivered_like_smtp_submission(
 
     query = client.request(EmailSubmissionQuery())
     assert query.ids == [submission_id]
+
+
+def test_submission_query_changes_adds_what_was_sent_since(
+    client: LoopbackClient, raw: Raw, user: str, new_user: Callable[..., str]
+) -> None:
+    to = new_user()
+    (identity,) = client.request(IdentityGet(ids=None)).data
+
+    def call(name: str, arguments: dict[str, object]) -> tuple[str, dict[str, Any]]:
+        ((answered, result, _),) = raw.call([name, {"accountId": raw.account, **arguments}, "c"], using=ALL)
+        return answered, result
+
+    def since(state: str, **arguments: object) -> tuple[str, dict[str, Any]]:
+        return call("EmailSubmission/queryChanges", {"sinceQueryState": state, **arguments})
+
+    def send(subject: str) -> tuple[str, str]:
+        email_id = draft(client, user, [to], [], [], subject)
+        submission = {"identityId": identity.id, "emailId": email_id}
+        created = call("EmailSubmission/set", {"create": {"s": submission}})
+        return created[1]["created"]["s"]["id"], email_id
+
+    first, _ = send("first")
+    query = call("EmailSubmission/query", {})[1]
+    assert query["ids"] == [first] and query["canCalculateChanges"] is True
+    second, _ = send("second")
+    third, third_email = send("third")
+    answered, changes = since(query["queryState"])
+    assert answered == "EmailSubmission/queryChanges", changes
+    assert changes["removed"] == []
+    assert changes["added"] == [{"id": second, "index": 1}, {"id": third, "index": 2}]
+    now = call("EmailSubmission/query", {})[1]
+    assert changes["oldQueryState"] == query["queryState"] and changes["newQueryState"] == now["queryState"]
+    # The same filter and sort as the query's: newest first, one Email's only; up to an id.
+    newest = [{"property": "sentAt", "isAscending": False}]
+    _, changes = since(query["queryState"], sort=newest, calculateTotal=True)
+    assert changes["added"] == [{"id": third, "index": 0}, {"id": second, "index": 1}]
+    assert changes["total"] == 3
+    _, changes = since(query["queryState"], filter={"emailIds": [third_email]})
+    assert changes["added"] == [{"id": third, "index": 0}]
+    _, changes = since(query["queryState"], upToId=second)
+    assert changes["added"] == [{"id": second, "index": 1}]
+    _, changes = since(now["queryState"])
+    assert changes["added"] == changes["removed"] == []
+    # Errors: too many changes, a state of no one's, no state.
+    assert since(query["queryState"], maxChanges=1) == (
+        "error",
+        {"type": "tooManyChanges", "description": "more than maxChanges (1) changes"},
+    )
+    assert since("nope")[1]["type"] == "cannotCalculateChanges"
+    assert call("EmailSubmission/queryChanges", {})[1]["type"] == "invalidArguments"
 
 
 def test_submission_refusals(stack: DevStack, client: LoopbackClient, raw: Raw, user: str, new_user) -> None:

@@ -1,4 +1,4 @@
-"""EmailSubmission/get, /changes, /query, /set (RFC 8621 7): sending a stored Email.
+"""EmailSubmission/get, /changes, /query, /queryChanges, /set (RFC 8621 7): sending a stored Email.
 
 Sending is SMTP submission's path (jmap/outbox.py): the From, Sender and Resent-* fields and the
 envelope's MAIL FROM must be addresses the user may send as (the rule of
@@ -102,8 +102,8 @@ def submission_changes(context: Context, arguments: dict[str, Any]) -> dict[str,
     }
 
 
-@method("EmailSubmission/query", SUBMISSION)
-def submission_query(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+def _query_ids(context: Context, arguments: dict[str, Any]) -> list[str]:
+    """The ids of the owner's submissions that match the filter, in the sort's order (all of them)."""
     records = list(_records(context))
     condition = arguments.get("filter") or {}
     if not isinstance(condition, dict):
@@ -133,9 +133,50 @@ def submission_query(context: Context, arguments: dict[str, Any]) -> dict[str, A
         if key is None:
             raise MethodError("unsupportedSort", f"cannot sort by {prop}")
         records.sort(key=lambda r, k=key: r[k], reverse=comparator.get("isAscending", True) is False)
-    result = standard.window(context, arguments, [r["id"] for r in records])
+    return [r["id"] for r in records]
+
+
+@method("EmailSubmission/query", SUBMISSION)
+def submission_query(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = standard.window(context, arguments, _query_ids(context, arguments))
     state = _state(_records(context))
-    return {"accountId": context.account_id, "queryState": state, "canCalculateChanges": False, **result}
+    return {"accountId": context.account_id, "queryState": state, "canCalculateChanges": True, **result}
+
+
+@method("EmailSubmission/queryChanges", SUBMISSION)
+def submission_query_changes(context: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+    """RFC 8620 5.6. A submission never changes once made (sending is immediate, `final`) and is
+    never destroyed, and every property a filter or sort reads is fixed at creation: so what the
+    results gained since a state is the submissions made since that match, each `added` at its
+    index, and nothing is ever `removed`. The query state is the /get state (the newest id)."""
+    since = standard.since_state(arguments, "sinceQueryState")
+    up_to = arguments.get("upToId")
+    if up_to is not None and not isinstance(up_to, str):
+        raise invalid_arguments("upToId is an id")
+    limit = arguments.get("maxChanges")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise invalid_arguments("maxChanges must be a positive integer")
+    version, _, after = since.partition(":")
+    if version != STATE_VERSION or not after:
+        raise MethodError("cannotCalculateChanges", "not a query state of this server")
+    ids = _query_ids(context, arguments)
+    made_since = {r["id"] for r in _outbox(context).records(context.owner, None if after == "0" else after)}
+    added = [{"id": i, "index": n} for n, i in enumerate(ids) if i in made_since]
+    if up_to is not None and up_to in ids:
+        # The client keeps results up to upToId only (RFC 8620 5.6): what lands after it is left out.
+        added = [a for a in added if a["index"] <= ids.index(up_to)]
+    if limit is not None and len(added) > limit:
+        raise MethodError("tooManyChanges", f"more than maxChanges ({limit}) changes")
+    result: dict[str, Any] = {
+        "accountId": context.account_id,
+        "oldQueryState": since,
+        "newQueryState": _state(_records(context)),
+        "removed": [],
+        "added": added,
+    }
+    if arguments.get("calculateTotal"):
+        result["total"] = len(ids)
+    return result
 
 
 @method("EmailSubmission/set", SUBMISSION)
