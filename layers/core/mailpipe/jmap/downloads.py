@@ -62,13 +62,6 @@ class Inline:
     data: bytes
 
 
-@dataclass(frozen=True)
-class InBucket:
-    """An object of the mail bucket holding the blob's bytes, for a presigned GET."""
-
-    key: str
-
-
 class BucketDownloads:
     """The mail bucket's side of downloads: presigned GET URLs, and the decoded MIME parts written
     there (one object per account and blob id)."""
@@ -111,6 +104,17 @@ class BucketDownloads:
         return url
 
 
+@dataclass(frozen=True)
+class InBucket:
+    """An object of the mail bucket holding the blob's bytes, for a presigned GET."""
+
+    bucket: BucketDownloads
+    key: str
+
+    def url(self, content_type: str, disposition: str) -> str:
+        return self.bucket.presigned(self.key, content_type, disposition)
+
+
 def find_download(context: Context, blob_id: str, bucket: BucketDownloads | None) -> Inline | InBucket | None:
     """How to answer a download of `blob_id` for the signed-in owner; None if it is not theirs
     (or nothing at all). Without `bucket` (none configured) everything is answered inline."""
@@ -121,7 +125,7 @@ def find_download(context: Context, blob_id: str, bucket: BucketDownloads | None
         if uploads is None or size is None:
             return None
         if size > limit and bucket is not None:
-            return InBucket(uploads.key(context.account_id, blob_id))
+            return InBucket(bucket, uploads.key(context.account_id, blob_id))
         data = uploads.read(context.account_id, blob_id)
         return Inline(data) if data is not None else None
     ref = ids.parse(blob_id, "B")
@@ -134,13 +138,13 @@ def find_download(context: Context, blob_id: str, bucket: BucketDownloads | None
     message = found.message
     if ref.part is None:
         if message.size > limit and message.blob_key and bucket is not None:
-            return InBucket(message.blob_key)
+            return InBucket(bucket, message.blob_key)
         return Inline(context.store.read_body(message))
     key = BucketDownloads.key(context.account_id, blob_id)
     # A part is never larger than its message (decoding only shrinks it): a small message's parts
     # are answered inline without asking S3 for a copy.
     if message.size > limit and bucket is not None and bucket.fresh(key):
-        return InBucket(key)
+        return InBucket(bucket, key)
     part = part_of(context.store.read_body(message), ref.part)
     if part is None:
         return None
@@ -148,5 +152,5 @@ def find_download(context: Context, blob_id: str, bucket: BucketDownloads | None
     if len(data) > limit and bucket is not None:
         bucket.put(key, data)
         log.info("jmap download %s of %s: %d bytes decoded to %s", blob_id, context.owner, len(data), key)
-        return InBucket(key)
+        return InBucket(bucket, key)
     return Inline(data)

@@ -259,7 +259,7 @@ class JmapHttp:
             return HttpResponse.json(404, {"type": "about:blank", "status": 404, "detail": "no such blob"})
         blob_id = unquote(match.group(2))
         wanted = request.query.get("type", "application/octet-stream")
-        served = _TOKEN.fullmatch(wanted) and wanted != DOWNLOAD_LINK
+        served = _TOKEN.fullmatch(wanted) and wanted.lower() != DOWNLOAD_LINK
         content_type = wanted if served else "application/octet-stream"
         name = unquote(match.group(3)).replace('"', "").replace("\\", "")[:200] or "blob"
         disposition = f'attachment; filename="{name.encode("ascii", "replace").decode()}"'
@@ -275,9 +275,8 @@ class JmapHttp:
             }
             return HttpResponse(200, headers, found.data)
         # Too large for a Lambda response: the client fetches it from S3 directly, by a presigned
-        # URL that answers with the same headers (find_download hands out objects only with a bucket).
-        assert self._downloads is not None
-        url = self._downloads.presigned(found.key, content_type, disposition)
+        # URL that answers with the same headers.
+        url = found.url(content_type, disposition)
         if request.query.get("redirect") == "json":
             return HttpResponse.json(200, {"url": url}, DOWNLOAD_LINK)
         return HttpResponse(302, {"Location": url, "Cache-Control": "no-store"}, b"")
