@@ -3,7 +3,7 @@ WebSocket API's message limit (API Gateway's, which the local server applies too
 a little too large gets the RFC's `limit` problem over the WebSocket, as over HTTP, and the socket
 stays open; only a message over the transport's own limit closes it (1009), as on AWS. A response
 over that limit, which API Gateway would not send, comes with its largest calls answered by
-method errors (jmap/response_fit.py)."""
+method errors (jmap/response_fit.py), as does one over HTTP too large for a Lambda response."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from conftest import PASSWORD
 from jmap_support import CORE, Raw
 
 from mailpipe.jmap.limits import WEBSOCKET_MESSAGE_LIMIT
-from mailpipe.jmap.response_fit import fitted_json
+from mailpipe.jmap.response_fit import HTTP_RESPONSE_LIMIT, fitted_json
 from mailpipe.store import MailStore
-from mailpipe_tools.local.jmap_http import LocalHttpApi
+from mailpipe_tools.local.jmap_http import MAX_RESPONSE, LocalHttpApi
 
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -134,6 +134,41 @@ def test_a_response_over_the_websocket_limit_answers_its_largest_call_with_an_er
     assert status == 200
     (email,) = response["methodResponses"][2][1]["list"]
     assert body.strip() in next(iter(email["bodyValues"].values()))["value"]
+
+
+def test_a_response_over_lambdas_limit_answers_its_largest_calls_with_errors(
+    raw: Raw, user: str, store: MailStore
+) -> None:
+    """Twenty Email/gets of a 250 KB body: 5 MB of JSON, over 6 MB base64-encoded, which Lambda
+    would not return (API Gateway's bare 500; the local server's alike) without the fit."""
+    store.ensure_mailboxes(user)
+    body = "0123456789" * 25_000
+    store.append_message(
+        user, "INBOX", f"From: a@remote.test\r\nTo: {user}\r\nSubject: big\r\n\r\n{body}\r\n".encode()
+    )
+    (email_id,) = raw.one("Email/query", {})["ids"]
+    get = {
+        "accountId": raw.account,
+        "ids": [email_id],
+        "properties": ["bodyValues"],
+        "fetchAllBodyValues": True,
+    }
+    calls = [["Email/get", get, f"g{n}"] for n in range(20)]
+    assert len(body) * len(calls) * 4 // 3 > MAX_RESPONSE
+    status, _, data = raw.http(
+        "POST",
+        "/jmap/api",
+        json.dumps({"using": [CORE, MAIL], "methodCalls": calls}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert status == 200 and len(data) <= HTTP_RESPONSE_LIMIT
+    answers = json.loads(data)["methodResponses"]
+    assert [a[2] for a in answers] == [c[2] for c in calls]
+    errors = [a for a in answers if a[0] == "error"]
+    kept = [a for a in answers if a[0] == "Email/get"]
+    assert errors and kept and len(errors) + len(kept) == len(calls)
+    assert {e[1]["type"] for e in errors} == {"requestTooLarge"}
+    assert all(body in next(iter(a[1]["list"][0]["bodyValues"].values()))["value"] for a in kept)
 
 
 def test_fitting_replaces_the_largest_calls_first_and_says_a_set_was_made() -> None:
