@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,30 +49,14 @@ MIB = 2**20
 
 def serve(moto_in_process: bool) -> None:
     """The dev stack with a loop meter; answers "lag" on stdin with the longest stall since the last."""
-    from processes import moto_in_own_process
+    from _stack import dev_stack
 
     from mailpipe.auth.throttle import AuthThrottle
     from mailpipe_gateway.connection_limits import ConnectionLimiter
     from mailpipe_gateway.loop_watch import LoopWatch
-    from mailpipe_tools.local.stack import DevOptions, DevStack
 
     with contextlib.ExitStack() as resources:
-        state = resources.enter_context(tempfile.TemporaryDirectory(prefix="hostile-imap-"))
-        endpoint = None if moto_in_process else resources.enter_context(moto_in_own_process())
-        options = DevOptions(
-            smtp_port=0,
-            submission_port=0,
-            pop3_port=0,
-            imap_port=0,
-            aws_port=0,
-            domains=[DOMAIN],
-            users=[(USER, PASSWORD)],
-            state_dir=Path(state),
-            run_pollers=False,
-            aws_endpoint=endpoint,
-        )
-        stack = DevStack(options)
-        stack.start()
+        stack = dev_stack(resources, [(USER, PASSWORD)], moto_in_process=moto_in_process)
         store = stack.mail_store()
         store.ensure_mailboxes(USER)
         for n in range(5):  # something for the fuzzer's FETCH, STORE, SEARCH and COPY to work on
@@ -98,7 +81,6 @@ def serve(moto_in_process: bool) -> None:
         finally:
             stack.loop.run(lag.stop())
             stack.loop.run(imap.stop())
-            stack.stop()
 
 
 class Server:

@@ -36,7 +36,6 @@ push/poll. Both run against the same store in the same run.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import imaplib
 import json
@@ -44,7 +43,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -53,17 +51,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from processes import moto_in_own_process  # noqa: E402
+from _stack import DOMAIN, MAIL_USING, Jmap, access_token, dev_stack, jmap_api, push_socket  # noqa: E402
 
 from mailpipe.config import ENV_PUSH_ENDPOINT  # noqa: E402
 from mailpipe.jmap.ids import account_id, mailbox_jmap_id  # noqa: E402
 from mailpipe_tools.local.jmap_http import LocalHttpApi  # noqa: E402
-from mailpipe_tools.local.stack import DevOptions, DevStack  # noqa: E402
 
-DOMAIN = "example.test"
 USER = f"bench@{DOMAIN}"
 PASSWORD = "jmap-bench-password"
-USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 
 
 def message(n: int) -> bytes:
@@ -88,21 +83,6 @@ def timed(function: Callable[[], object], rounds: int) -> list[float]:
     return seconds
 
 
-class Jmap:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-
-    def post(self, calls: list[list[object]]) -> list[list[object]]:
-        request = urllib.request.Request(
-            self.url + "/jmap/api",
-            data=json.dumps({"using": USING, "methodCalls": calls}).encode(),
-            headers={"Authorization": self.auth, "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return json.loads(response.read())["methodResponses"]  # type: ignore[no-any-return]
-
-
 POLL_SECONDS = 0.5
 
 
@@ -113,15 +93,7 @@ def push_and_poll(
     import websocket  # the test extra's client (websocket-client)
 
     os.environ[ENV_PUSH_ENDPOINT] = api.url  # the relay posts to this server's @connections
-    login = urllib.request.Request(
-        api.url + "/jmap/login",
-        data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(login, timeout=60) as response:
-        token = json.load(response)["accessToken"]
-    ws_url = api.url.replace("http://", "ws://") + "/jmap/ws?access_token=" + token
-    ws = websocket.create_connection(ws_url, subprotocols=["jmap"], timeout=60)
+    ws = push_socket(api.url, access_token(api.url, USER, PASSWORD), MAIL_USING)
     account = account_id(USER)
 
     def state() -> str:
@@ -129,9 +101,6 @@ def push_and_poll(
 
     phases = random.Random(12)
     try:
-        ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}))
-        ws.send(json.dumps({"@type": "Request", "id": "sync", "using": USING, "methodCalls": []}))
-        json.loads(ws.recv())
         results: dict[str, list[float]] = {"push": [], "poll": []}
         for _ in range(rounds):
             before = state()
@@ -169,32 +138,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     with contextlib.ExitStack() as resources:
-        endpoint = resources.enter_context(moto_in_own_process())
-        state_dir = Path(resources.enter_context(tempfile.TemporaryDirectory()))
-        options = DevOptions(
-            smtp_port=0,
-            submission_port=0,
-            pop3_port=0,
-            imap_port=0,
-            aws_port=0,
-            domains=[DOMAIN],
-            users=[(USER, PASSWORD)],
-            state_dir=state_dir,
-            aws_endpoint=endpoint,
-            run_pollers=False,
-            resolver="127.0.0.1:9",
-        )
-        stack = DevStack(options)
-        stack.start()
-        resources.callback(stack.stop)
-        function = stack.functions["JmapFunction"]
-        api = LocalHttpApi(function.handler, function.name)
-        api.start()
-        resources.callback(api.stop)
-
+        stack = dev_stack(resources, [(USER, PASSWORD)])
+        api = jmap_api(resources, stack)
         store = stack.mail_store()
         account = account_id(USER)
-        jmap = Jmap(api.url)
+        jmap = Jmap(api.url, USER, PASSWORD)
         empty_state = jmap.post([["Email/get", {"accountId": account, "ids": []}, "s"]])[0][1]["state"]
         start = time.perf_counter()
         for n in range(args.messages):
@@ -252,13 +200,7 @@ def main() -> None:
             with urllib.request.urlopen(request, timeout=60) as response:
                 response.read()
 
-        token_request = urllib.request.Request(
-            api.url + "/jmap/login",
-            data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(token_request, timeout=60) as response:
-            bearer = "Bearer " + json.load(response)["accessToken"]
+        bearer = "Bearer " + access_token(api.url, USER, PASSWORD)
 
         def token() -> None:
             request = urllib.request.Request(api.url + "/jmap/session", headers={"Authorization": bearer})

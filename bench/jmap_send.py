@@ -28,26 +28,20 @@ and prints p50 and p99 of each and JMAP/SMTP, with and without the sign-in's p50
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import json
 import smtplib
 import statistics
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _stack import DOMAIN, Jmap, dev_stack, jmap_api
 from jmap import percentile, timed
-from processes import moto_in_own_process
 
 from mailpipe.jmap.ids import account_id, mailbox_jmap_id
-from mailpipe_tools.local.jmap_http import LocalHttpApi
-from mailpipe_tools.local.stack import DevOptions, DevStack
 
-DOMAIN = "example.test"
 USER = f"sender@{DOMAIN}"
 PASSWORD = "jmap-send-bench-password"
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:submission"]
@@ -65,39 +59,10 @@ def main() -> None:
     parser.add_argument("--directory-users", type=int, default=2000)
     args = parser.parse_args()
     with contextlib.ExitStack() as resources:
-        endpoint = resources.enter_context(moto_in_own_process())
-        state_dir = Path(resources.enter_context(tempfile.TemporaryDirectory()))
-        stack = DevStack(
-            DevOptions(
-                smtp_port=0,
-                submission_port=0,
-                pop3_port=0,
-                imap_port=0,
-                aws_port=0,
-                domains=[DOMAIN],
-                users=[(USER, PASSWORD)],
-                state_dir=state_dir,
-                aws_endpoint=endpoint,
-                run_pollers=False,
-                resolver="127.0.0.1:9",
-            )
-        )
-        stack.start()
-        resources.callback(stack.stop)
-        function = stack.functions["JmapFunction"]
-        api = LocalHttpApi(function.handler, function.name)
-        api.start()
-        resources.callback(api.stop)
-        auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-
-        def post(calls: list[list[object]]) -> list[list[object]]:
-            request = urllib.request.Request(
-                api.url + "/jmap/api",
-                data=json.dumps({"using": USING, "methodCalls": calls}).encode(),
-                headers={"Authorization": auth, "Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return json.loads(response.read())["methodResponses"]  # type: ignore[no-any-return]
+        stack = dev_stack(resources, [(USER, PASSWORD)])
+        api = jmap_api(resources, stack)
+        jmap = Jmap(api.url, USER, PASSWORD, USING)
+        post = jmap.post
 
         directory = stack.directory()
         with directory._table.batch_writer() as batch:
@@ -141,7 +106,7 @@ def main() -> None:
             assert not smtp.sendmail(USER, ["friend@remote.test"], MESSAGE)
 
         def sign_in() -> None:
-            request = urllib.request.Request(api.url + "/jmap/session", headers={"Authorization": auth})
+            request = urllib.request.Request(api.url + "/jmap/session", headers={"Authorization": jmap.auth})
             with urllib.request.urlopen(request, timeout=60) as response:
                 response.read()
 

@@ -29,19 +29,16 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from processes import moto_in_own_process
+from _stack import DOMAIN, access_token, dev_stack, push_socket
 
 from mailpipe.jmap.ids import account_id
-from mailpipe_tools.local.stack import DevOptions, DevStack
 
-DOMAIN = "example.test"
 USER = f"webmail@{DOMAIN}"
 PASSWORD = "webmail-bench-password"
 CHROMIUM = "/usr/bin/chromium"
@@ -88,25 +85,7 @@ def main() -> None:
     from selenium.webdriver.common.by import By
 
     with contextlib.ExitStack() as resources:
-        endpoint = resources.enter_context(moto_in_own_process())
-        state_dir = Path(resources.enter_context(tempfile.TemporaryDirectory()))
-        options = DevOptions(
-            smtp_port=0,
-            submission_port=0,
-            pop3_port=0,
-            imap_port=0,
-            aws_port=0,
-            http_port=0,
-            domains=[DOMAIN],
-            users=[(USER, PASSWORD)],
-            state_dir=state_dir,
-            aws_endpoint=endpoint,
-            run_pollers=False,
-            resolver="127.0.0.1:9",
-        )
-        stack = DevStack(options)
-        stack.start()
-        resources.callback(stack.stop)
+        stack = dev_stack(resources, [(USER, PASSWORD)], http=True)
         assert stack.http is not None
         url = stack.http.url
         store = stack.mail_store()
@@ -120,26 +99,8 @@ def main() -> None:
         driver.find_element(By.ID, "login-submit").click()
         until(lambda: driver.execute_script("return document.body.dataset.live") == "push", "push")
 
-        login = urllib.request.Request(
-            url + "/jmap/login",
-            data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(login, timeout=60) as response:
-            token = json.load(response)["accessToken"]
-        ws = websocket.create_connection(
-            url.replace("http://", "ws://") + "/jmap/ws?access_token=" + token,
-            subprotocols=["jmap"],
-            timeout=60,
-        )
+        ws = push_socket(url, access_token(url, USER, PASSWORD), ["urn:ietf:params:jmap:core"])
         resources.callback(ws.close)
-        ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}))
-        ws.send(
-            json.dumps(
-                {"@type": "Request", "id": "sync", "using": ["urn:ietf:params:jmap:core"], "methodCalls": []}
-            )
-        )
-        json.loads(ws.recv())
         account = account_id(USER)
 
         def shown(subject: str) -> bool:

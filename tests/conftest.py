@@ -142,6 +142,23 @@ def owner(stack: DevStack, new_user: Callable[..., str]) -> str:
     return address
 
 
+@pytest.fixture
+def user(new_user: Callable[..., str]) -> str:
+    """A user of the test's own with no mailboxes yet: JMAP and IMAP make the default ones at
+    first use. (Modules whose tests need them made first define their own `user`.)"""
+    return new_user()
+
+
+@pytest.fixture
+def imap(stack: DevStack, user: str) -> Iterator[imaplib.IMAP4]:
+    """`user` logged in over IMAP, waiting at each command for the gateway to hear of other
+    processes' writes (JMAP's) through the change feed (HeardIMAP)."""
+    connection = HeardIMAP(stack, user)
+    connection.login(user, PASSWORD)
+    yield connection
+    connection.logout()
+
+
 @pytest.fixture(scope="module")
 def jmap_server(stack: DevStack) -> Iterator[LocalHttpApi]:
     """The stack's JMAP function behind a local HTTP server, as API Gateway would feed it."""

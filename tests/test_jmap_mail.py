@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
-from conftest import PASSWORD, HeardIMAP, wait_for, wait_for_inbox
+from conftest import PASSWORD, wait_for, wait_for_inbox
 from jmap_support import LoopbackClient, Raw
 from jmapc import Ref
 from jmapc.methods import (
@@ -52,21 +52,8 @@ def message(subject: str, body: str = "hello there", attach: bool = False) -> by
 
 
 @pytest.fixture
-def user(new_user: Callable[..., str]) -> str:
-    return new_user()
-
-
-@pytest.fixture
 def client(jmap_server: LocalHttpApi, user: str) -> LoopbackClient:
     return LoopbackClient(jmap_server.url, user, PASSWORD)
-
-
-@pytest.fixture
-def imap(stack: DevStack, user: str) -> Iterator[imaplib.IMAP4]:
-    connection = HeardIMAP(stack, user)  # JMAP writes reach it through the change feed
-    connection.login(user, PASSWORD)
-    yield connection
-    connection.logout()
 
 
 def mailboxes(client: LoopbackClient) -> dict[str, Mailbox]:

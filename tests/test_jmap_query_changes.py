@@ -5,38 +5,23 @@ applies it, must give what a fresh query gives."""
 from __future__ import annotations
 
 import imaplib
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, HeardIMAP
+from conftest import PASSWORD
 from jmap_support import LoopbackClient, Raw
 from jmapc.methods import EmailQuery, EmailQueryChanges
 from jmapc.models import EmailQueryFilterCondition
 
 from mailpipe.services import prune
 from mailpipe_tools.local.jmap_http import LocalHttpApi
-from mailpipe_tools.local.stack import DevStack
 
 NEWEST_FIRST = [{"property": "receivedAt", "isAscending": False}]
 
 
 @pytest.fixture
-def user(new_user: Callable[..., str]) -> str:
-    return new_user()
-
-
-@pytest.fixture
 def raw(jmap_server: LocalHttpApi, user: str) -> Raw:
     return Raw(jmap_server.url, user, PASSWORD)
-
-
-@pytest.fixture
-def imap(stack: DevStack, user: str) -> Iterator[imaplib.IMAP4]:
-    connection = HeardIMAP(stack, user)  # JMAP writes reach it through the change feed
-    connection.login(user, PASSWORD)
-    yield connection
-    connection.logout()
 
 
 def message(subject: str, reply_to: str | None = None) -> bytes:

@@ -6,7 +6,9 @@ at a time with one MailStore.read_headers call, mostly from the index, the next 
 current one is sent; whole bodies are read up to BODIES_AHEAD (and BODY_BYTES_AHEAD) at a
 time. Every read runs off the event loop (`call`, the session's executor), and the responses
 still go out in the order asked.
-SEARCH BODY/TEXT reads bodies ahead of the message it tests (BodiesAhead).
+SEARCH BODY/TEXT reads bodies ahead of the message it tests (BodiesAhead). SEARCH, SORT and
+THREAD read bodies through `gone_aware`, which tells a body expunged meanwhile (BodyGone) from a
+failed read.
 """
 
 from __future__ import annotations
@@ -48,9 +50,29 @@ class Unreadable:
         self.error = error
 
 
+class BodyGone(Exception):
+    """Raised for a message whose bytes are not in S3: another session expunged it after the
+    view being searched was taken (the view does not know yet). It matches nothing."""
+
+
 def _body_missing(error: BaseException) -> bool:
     """Whether S3 said the body is not there (what an expunge leaves), not that it failed."""
     return isinstance(error, ClientError) and error.response["Error"]["Code"] in ("NoSuchKey", "404")
+
+
+def gone_aware(read: Callable[[StoredMessage], bytes]) -> Callable[[StoredMessage], bytes]:
+    """`read`, raising BodyGone where S3 says the body is not there; any other failure is S3's
+    (or ours) and stays as it is."""
+
+    def read_or_gone(message: StoredMessage) -> bytes:
+        try:
+            return read(message)
+        except ClientError as exc:
+            if _body_missing(exc):
+                raise BodyGone(message.uid) from exc
+            raise
+
+    return read_or_gone
 
 
 async def in_order(

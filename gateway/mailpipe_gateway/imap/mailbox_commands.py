@@ -125,8 +125,11 @@ async def cmd_delete(session: IMAPSession, command: MailboxCommand) -> Done:
         # RFC 9051 6.3.5 lets a server keep such a name as \Noselect; refusing is simpler and clear.
         return no("Mailbox has inferior hierarchical names: delete those first", "INUSE")
     if st_selected(session, command.mailbox):
+        # Nothing sensible remains selected: answer the DELETE, then BYE and close, as Dovecot does
+        # (whether or not the delete itself succeeds: a NO here means another session deleted it).
         session.st.view = None
         session.st.state = State.AUTHENTICATED
+        session.bye_after_answer = b"* BYE the selected mailbox was deleted\r\n"
     try:
         await session.call(session.ctx.memory.delete_mailbox, session.st.user, command.mailbox)
     except NoSuchMailbox:

@@ -5,6 +5,12 @@ message by the number the client was told, as this session shows it (\\Recent wh
 the message), without the messages it knows another session expunged but may not announce yet
 (RFC 9051 7.5.1: no EXPUNGE during SEARCH, SORT, THREAD by number, so numbers must not shift
 either). Messages that arrived after the client's last EXISTS are not in the view yet.
+
+A message another session expunged that this view does not know of yet is still a candidate, and
+matches what its item and stored summary answer (SEARCH ALL, SORT ARRIVAL); where a key needs its
+bytes (HEADER, BODY, TEXT, or any envelope key of a message without a complete stored summary)
+and they are gone from S3 (loading.BodyGone), it matches nothing: SEARCH leaves it out, and so do
+SORT and THREAD, instead of failing the command.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ def matcher(session: IMAPSession, criteria: SearchKey, charset: str | None) -> C
     load_body: searching.BodyLoader = store.read_body
     if searching.needs_body(criteria):
         load_body = loading.BodiesAhead(store, [m for _, m in candidates])
+    load_body = loading.gone_aware(load_body)
     largest_number, largest_uid = view.exists, view.largest_uid
     saved = list(session.st.saved_search)
     return lambda: searching.search(

@@ -47,6 +47,7 @@ from mailpipe_gateway.imap.commands import (
     SizeKey,
 )
 from mailpipe_gateway.imap.fetch import UnknownCTE, decode_transfer_encoding, message_summary
+from mailpipe_gateway.imap.loading import BodyGone
 from mailpipe_gateway.imap.object_items import object_id
 from mailpipe_gateway.imap.ranges import contains, merged
 
@@ -95,7 +96,8 @@ def search(
     ``charset`` is SEARCH's CHARSET (None: none given); search strings are UTF-8 for all three
     accepted values, US-ASCII being a subset. ``largest_number`` and ``largest_uid`` stand for
     ``*``; ``saved`` holds the UIDs of the saved result that ``$`` refers to (none: ``$`` is
-    empty, RFC 5182 2.1). Raises ``BadCharset``.
+    empty, RFC 5182 2.1). Raises ``BadCharset``. A message whose bytes ``load_body`` finds gone
+    (``BodyGone``: expunged meanwhile) matches nothing, ``NOT`` included (imap/matching.py).
     """
     if charset is not None and charset.upper() not in CHARSETS:
         raise BadCharset(charset)
@@ -103,8 +105,15 @@ def search(
     return [
         (number, message)
         for number, message in messages
-        if context.match(criteria, _Candidate(number, message, load_body))
+        if _matches(context, criteria, _Candidate(number, message, load_body))
     ]
+
+
+def _matches(context: _Context, criteria: SearchKey, candidate: _Candidate) -> bool:
+    try:
+        return context.match(criteria, candidate)
+    except BodyGone:
+        return False
 
 
 def _cost(key: SearchKey) -> int:

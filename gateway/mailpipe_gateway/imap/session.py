@@ -96,6 +96,9 @@ class IMAPSession:
         self.notify: notify.Notifications | None = None  # NOTIFY SET's, until NOTIFY NONE (notify.py)
         # This session's RENAME took its selected mailbox away: BYE at the next command (refresh).
         self._selection_renamed = False
+        # Said after the current command's tagged answer, which then ends the session (DELETE of
+        # the selected mailbox: the client first learns that its DELETE succeeded, as in Dovecot).
+        self.bye_after_answer: bytes | None = None
 
     # -- the loop ----------------------------------------------------------------
 
@@ -202,6 +205,9 @@ class IMAPSession:
         if self.notify is not None and command.name != "NOTIFY":
             await notify.deliver(self)
         await self.send(serializer.status_response(command.tag, done.status, done.text, done.code))
+        if self.bye_after_answer is not None:
+            await self.send(self.bye_after_answer)
+            raise SessionEnded
 
     # -- output --------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ upper-cased, then octet by octet, over the UTF-8 of the text):
 - SUBJECT: the base subject (``base_subject``, RFC 5256 2.1).
 
 REVERSE reverses the key after it. Messages equal under every key stay in message-number order
-(RFC 5256 3: the final tie-breaker), which REVERSE does not turn around.
+(RFC 5256 3: the final tie-breaker), which REVERSE does not turn around. A message whose key needs
+its bytes and finds them gone (loading.BodyGone: expunged meanwhile) is left out, as SEARCH
+leaves it out (imap/matching.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from mailpipe.mime import headers
 from mailpipe.store import StoredMessage
 from mailpipe.store.model import unpack_summary
+from mailpipe_gateway.imap.loading import BodyGone
 from mailpipe_gateway.imap.search import decode_header_value
 
 # Sort values kept per process, by stored summary: about 400 bytes each, so some 20 MB.
@@ -77,7 +80,12 @@ def sort_messages(
         return keys
 
     for name, reverse in reversed(criteria):
-        keyed = [(sort_key(name, message, keys_of), (number, message)) for number, message in ordered]
+        keyed: list[tuple[Any, tuple[int, StoredMessage]]] = []
+        for number, message in ordered:
+            try:
+                keyed.append((sort_key(name, message, keys_of), (number, message)))
+            except BodyGone:
+                continue  # out of this pass, so out of the result
         keyed.sort(key=lambda entry: entry[0], reverse=reverse)
         ordered = [pair for _, pair in keyed]
     return ordered

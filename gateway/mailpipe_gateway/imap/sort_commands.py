@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.store import StoredMessage
-from mailpipe_gateway.imap import contexts
+from mailpipe_gateway.imap import contexts, loading
 from mailpipe_gateway.imap import search as searching
 from mailpipe_gateway.imap.commands import CancelUpdate, Sort, Thread
 from mailpipe_gateway.imap.fetch import has_summary, message_summary
@@ -28,9 +28,10 @@ _BADCHARSET = "BADCHARSET (UTF-8 US-ASCII)"
 
 
 def summaries(session: IMAPSession) -> Any:
-    """A message's complete summary: the stored one, or one made from its body (``too_large``)."""
-    store = session.ctx.store
-    return lambda m: m.summary if has_summary(m) else message_summary(m, store.read_body(m))
+    """A message's complete summary: the stored one, or one made from its body (``too_large``);
+    raises loading.BodyGone where that body is gone (expunged meanwhile)."""
+    read_body = loading.gone_aware(session.ctx.store.read_body)
+    return lambda m: m.summary if has_summary(m) else message_summary(m, read_body(m))
 
 
 async def cmd_sort(session: IMAPSession, command: Sort) -> Done:
@@ -88,9 +89,12 @@ async def cmd_thread(session: IMAPSession, command: Thread) -> Done:
         headers: dict[int, bytes] = {}
         if command.algorithm == "REFERENCES":  # References is not in ENVELOPE: the index keeps it
             headers = store.read_headers(view.mailbox.mailbox_id, [m for _, m in found])
-        messages = [
-            threadable_of(m.uid if command.uid else n, m, summary_of, headers.get(m.uid)) for n, m in found
-        ]
+        messages = []
+        for n, m in found:
+            try:
+                messages.append(threadable_of(m.uid if command.uid else n, m, summary_of, headers.get(m.uid)))
+            except loading.BodyGone:
+                continue  # expunged meanwhile: it matches nothing, as in SEARCH (imap/matching.py)
         return thread_response(thread(command.algorithm, messages))
 
     try:

@@ -18,8 +18,6 @@ last remote recipient is delivered or bounced.
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,6 +31,7 @@ from mailpipe.quota import Quotas
 from mailpipe.spool import Envelope, Spool
 from mailpipe.store import MailStore
 from mailpipe.store.headers import header_end
+from mailpipe.thread_pools import LazyPool
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +41,7 @@ JUNK = "Junk"
 # copy and a transaction (tens of ms on AWS), so a list of 100 recipients is stored in a few rounds
 # rather than 100 requests one after another; few enough to bound what one delivery asks at once.
 COPY_THREADS = 8
-_copier_pool: Executor | None = None  # made at the first message with more than one local owner
-_copier_pool_lock = threading.Lock()
-
-
-def _copiers() -> Executor:
-    global _copier_pool
-    with _copier_pool_lock:
-        if _copier_pool is None:
-            _copier_pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="inbound-copy")
-        return _copier_pool
+_copiers = LazyPool(COPY_THREADS, "inbound-copy")  # made at the first message with more than one local owner
 
 
 class UnexpectedRelay(PoisonEnvelope):

@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
@@ -53,6 +52,7 @@ from mailpipe.store.model import (
 )
 from mailpipe.store.recent import RecentClaims
 from mailpipe.store.writers import MailboxWriters
+from mailpipe.thread_pools import LazyPool
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,9 @@ INBOX = "INBOX"
 REMEMBERED_OWNERS = 100_000
 # Threads reading many headers or bodies at once for one caller (BatchGetItems, S3 GETs), shared by
 # every store and caller of the process: enough to hide request latency, few enough to bound what
-# the process asks of S3 and DynamoDB at a time.
+# the process asks of S3 and DynamoDB at a time. Made when first needed: a Lambda never reads many at once.
 READ_THREADS = 8
-_reader_pool: Executor | None = None  # made when first needed: a Lambda never reads many at once
-_reader_pool_lock = threading.Lock()
-
-
-def _readers() -> Executor:
-    global _reader_pool
-    with _reader_pool_lock:
-        if _reader_pool is None:
-            _reader_pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="mailstore-read")
-        return _reader_pool
+_readers = LazyPool(READ_THREADS, "mailstore-read")
 
 
 T = TypeVar("T")
