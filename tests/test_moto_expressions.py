@@ -83,6 +83,23 @@ def test_tokens_and_trees_are_the_ones_moto_makes(moto_here) -> None:
             assert tree(made) == tree(UpdateExpressionParser.make.moto_make(UpdateExpressionParser, update))
 
 
+def test_a_validator_gets_a_copy_of_the_tree_of_its_own(moto_here) -> None:
+    """The validators' copy of a remembered tree (an unpickling) is the tree deepcopy would make,
+    and shares no node with the remembered one: changing it changes nothing remembered."""
+    import copy
+
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    for update_expression, _ in store_expressions():
+        made = UpdateExpressionParser.make(update_expression)
+        copied = validators.deepcopy(made)
+        assert copied is not made and tree(copied) == tree(copy.deepcopy(made)) == tree(made)
+        copied.children.clear()
+        assert tree(UpdateExpressionParser.make(update_expression)) == tree(made) != tree(copied)
+    assert validators.deepcopy([1, [2]]) == [1, [2]]  # anything else: copy.deepcopy
+
+
 def update(client: Any, table: str, expected: int) -> None:
     client.update_item(
         TableName=table,
