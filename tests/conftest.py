@@ -183,6 +183,8 @@ def gateway_requests(stack) -> Iterator[Counter[str]]:
         for client in (context.store._client, context.store._s3, context.directory._table.meta.client)
     }
     counted: Counter[str] = Counter()
+    # Bodies an earlier test's EXPUNGE left to delete in the background go now, not in this count.
+    context.store.finish_body_deletes()
 
     def count(event_name: str, **_kwargs: object) -> None:
         counted[event_name.removeprefix("before-call.")] += 1

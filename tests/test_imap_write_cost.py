@@ -1,6 +1,7 @@
 """What the bench's commands cost in AWS requests once a mailbox is selected (issue 11): a STORE or
-an EXPUNGE is its one transaction (plus the bodies' DeleteObjects), a FETCH of a body this process
-APPENDed reads nothing, and SELECT claims \\Recent only when there is a live message to claim.
+an EXPUNGE is its one transaction (the bodies' DeleteObjects follows the answer, in the
+background), a FETCH of a body this process APPENDed reads nothing, and SELECT claims \\Recent
+only when there is a live message to claim.
 
 Requests are counted on the gateway's own clients (conftest.gateway_requests). The store-level
 tests check that a stale picture of the messages, which STORE and EXPUNGE now start from instead
@@ -16,6 +17,8 @@ from collections import Counter
 from conftest import PASSWORD, wait_for
 from raw_imap import Client, login
 
+from mailpipe import aws
+
 MESSAGE = b"From: a@remote.test\r\nTo: b@example.test\r\nSubject: cost\r\n\r\nbody line\r\n"
 
 
@@ -25,6 +28,14 @@ def append(client: Client, message: bytes = MESSAGE) -> int:
     found = re.search(rb"\[APPENDUID \d+ (\d+)\]", done)
     assert found is not None, done
     return int(found[1])
+
+
+def body_keys(stack) -> set[str]:
+    s3 = aws.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.resources.mail_bucket, Prefix="messages/"
+    )
+    return {entry["Key"] for page in pages for entry in page.get("Contents", [])}
 
 
 def quiet(client: Client, counted: Counter[str]) -> None:
@@ -46,7 +57,9 @@ def test_store_and_expunge_cost_their_transaction_alone(stack, new_user, gateway
     for _ in range(3):
         append(client)
     client.ok("s", b"SELECT INBOX")
+    gateway = stack.imap.context.memory.store
     for n in range(3):
+        kept = body_keys(stack)
         uid = append(client, MESSAGE.replace(b"body line", b"round %d" % n))
         quiet(client, gateway_requests)  # the writes below are what is counted
         client.ok("t", b"STORE 1 %sFLAGS (\\Seen)" % (b"-" if n % 2 else b"+"))
@@ -56,8 +69,12 @@ def test_store_and_expunge_cost_their_transaction_alone(stack, new_user, gateway
         assert gateway_requests == {"dynamodb.TransactWriteItems": 1}, gateway_requests
         gateway_requests.clear()
         expunged = client.ok("e", b"UID EXPUNGE %d" % uid)
-        assert gateway_requests == {"dynamodb.TransactWriteItems": 1, "s3.DeleteObjects": 1}, gateway_requests
+        assert gateway_requests["dynamodb.TransactWriteItems"] == 1, gateway_requests
         assert expunged[0] == b"* 4 EXPUNGE\r\n", expunged
+        # The body goes after the answer, in the background (store/body_deletes.py).
+        wait_for(lambda: gateway.body_deletes_waiting == 0, timeout=30)
+        assert gateway_requests == {"dynamodb.TransactWriteItems": 1, "s3.DeleteObjects": 1}, gateway_requests
+        assert body_keys(stack) == kept, "only the expunged message's body goes"
         flags = client.ok("f", b"FETCH 1 (FLAGS)")[0]
         assert (b"\\Seen" in flags) == (n % 2 == 0), flags
     client.ok("o", b"LOGOUT")

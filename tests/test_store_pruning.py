@@ -8,10 +8,12 @@ import re
 import smtplib
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 from conftest import PASSWORD, wait_for_inbox
 from raw_imap import login
 from test_cli import mailpipe
 
+from mailpipe import aws
 from mailpipe.services import prune
 from mailpipe.store.model import DELIVERY_PREFIX, UID_PREFIX, messages_pk
 from mailpipe_tools.local.functions import LocalLambdaContext
@@ -208,3 +210,36 @@ def test_a_run_stops_before_its_lambda_time_is_up(stack, owner: str) -> None:
     assert (cut_short.mailboxes, cut_short.complete) == (2, False)
     assert prune_now(owner).complete
     assert tombstones(store, store.require_mailbox(owner, "INBOX")) == []
+
+
+def body_exists(stack, key: str) -> bool:
+    s3 = aws.client("s3")
+    try:
+        s3.head_object(Bucket=stack.resources.mail_bucket, Key=key)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] in ("404", "NoSuchKey"), exc.response
+        return False
+    return True
+
+
+def test_pruning_a_tombstone_deletes_a_body_its_expunge_left_behind(stack, owner: str) -> None:
+    """An IMAP EXPUNGE deletes bodies after its answer (store/body_deletes.py); a process that
+    stopped before that, or an S3 that kept failing, leaves a body no index item points at but
+    the tombstone. Pruning the tombstone deletes it: nothing leaks for good."""
+    store = stack.mail_store()
+    for n in range(1, 4):
+        store.append(owner, "INBOX", filler(n))
+    _, messages = store.list_messages(owner, "INBOX")
+    keys = {m.uid: m.blob_key for m in messages}
+    left_behind: list[str] = []  # the caller that was to delete these never did
+    store.expunge(owner, "INBOX", [1], bodies=left_behind)
+    store.expunge(owner, "INBOX", [2])  # deleted its body itself
+    assert left_behind == [keys[1]]
+    assert [body_exists(stack, keys[uid]) for uid in (1, 2, 3)] == [True, False, True]
+
+    prune_now(owner)
+    report = prune_now(owner)
+    assert report.tombstones == 2 and report.bodies == 2  # the one gone already counts as deleted
+    assert [body_exists(stack, keys[uid]) for uid in (1, 2, 3)] == [False, False, True]
+    _, now = store.list_messages(owner, "INBOX")
+    assert [m.uid for m in now] == [3] and store.read_body(now[0]) == filler(3)

@@ -241,10 +241,12 @@ FUNCTION_CALLS = {
     },
     "PruneFunction": {
         ("dynamodb:Scan", "DirectoryTable"),  # Directory.list_users
+        ("s3:DeleteObject", "messages/"),  # Pruner._sweep: bodies of the tombstones pruned
         ("dynamodb:Query", "DirectoryTable"),
         ("dynamodb:Query", "MailboxTable"),  # Pruner: mailbox items, the MODSEQ index, markers
         ("dynamodb:UpdateItem", "MailboxTable"),  # the floor and mark; dating old markers
         ("dynamodb:DeleteItem", "MailboxTable"),  # tombstones and markers
+        ("dynamodb:BatchGetItem", "MailboxTable"),  # Pruner._body_keys: the tombstones' body keys
     },
     "SesEventsFunction": {
         ("sqs:ReceiveMessage", "SesEventQueue"),

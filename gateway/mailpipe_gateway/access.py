@@ -119,9 +119,11 @@ class AccessParts:
 
     def close(self) -> None:
         """The servers on these parts have stopped: the feed (which may outlive them, as the dev
-        stack's does) lets go of this memory."""
+        stack's does) lets go of this memory, and the bodies EXPUNGE left to delete are deleted."""
         if self.changes is not None:
             self.memory.unfollow(self.changes)
+        # Bodies of expunged messages still waiting: deleted now (if S3 fails, pruning will).
+        self.store.finish_body_deletes()
 
 
 def change_feed(resources: Resources) -> ChangeFeed | None:

@@ -101,7 +101,7 @@ def run_access_gateway() -> None:
         await _until_stopped()
         for server in servers:
             await server.stop()
-        parts.close()
+        await asyncio.to_thread(parts.close)  # deletes the bodies EXPUNGE left waiting: S3 requests
         if parts.changes is not None:
             await asyncio.to_thread(parts.changes.close)  # its queue and subscription go with it
         executor.shutdown(wait=False, cancel_futures=True)

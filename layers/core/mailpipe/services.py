@@ -82,7 +82,8 @@ def quotas(*, read_only: bool = False) -> Quotas:
 def prune(owner: str | None = None, **options: Any) -> PruneReport:
     """One pruning run (store/pruning.py) over `owner`'s mailboxes, or everyone's."""
     owners = [owner] if owner else everyone([user.address for user in directory().list_users()])
-    return Pruner(mail_store().table, **options).run(owners)
+    store = mail_store()
+    return Pruner(store.table, delete_bodies=store.delete_bodies_now, **options).run(owners)
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from mailpipe_tools.local import moto_memory, moto_transactions, s3_files
+from mailpipe_tools.local import (
+    moto_expressions,
+    moto_memory,
+    moto_stream_reads,
+    moto_transactions,
+    s3_files,
+)
 from mailpipe_tools.local.moto_queries import install_partition_queries, install_plain_read_answers
 from mailpipe_tools.local.s3_reads import PlainObjectReads
 
@@ -416,6 +422,8 @@ class MotoServer:
         _install_partitioned_local_index_queries()
         install_partition_queries()
         install_plain_read_answers()
+        moto_stream_reads.install()
+        moto_expressions.install()
         _install_fast_projection()
         _install_bounded_streams()
         _install_bounded_sqs_deletions()

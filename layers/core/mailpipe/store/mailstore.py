@@ -26,6 +26,7 @@ from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.store import transactions as tx
 from mailpipe.store.bodies import BodyReader
+from mailpipe.store.body_deletes import BodyDeletes
 from mailpipe.store.headers import HeaderReader, header_end, pack_header
 from mailpipe.store.model import (
     CHANGES_INDEX,
@@ -146,6 +147,7 @@ class MailStore:
         self._recent = RecentClaims(table, self._writers)
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
         self._bodies = BodyReader(s3, bucket, _readers)
+        self._body_deletes = BodyDeletes(self._delete_chunk)
         self._headers = HeaderReader(
             self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
         )
@@ -1150,19 +1152,44 @@ class MailStore:
         return self._writers.newest(owner, mailbox_name, guess)
 
     def delete_bodies(self, keys: list[str]) -> None:
-        """Delete the bodies of expunged messages (those expunge() left to its caller)."""
-        self._delete_blobs(keys)
+        """Delete the bodies of expunged messages (those expunge() left to its caller) soon, in
+        the background and in batches (store/body_deletes.py); they leave the body cache now."""
+        self._bodies.forget(keys)
+        self._body_deletes.later(keys)
+
+    def finish_body_deletes(self, timeout: float = 10.0) -> bool:
+        """Delete the bodies still waiting (the process is stopping); whether none is left."""
+        return self._body_deletes.flush(timeout)
+
+    @property
+    def body_deletes_waiting(self) -> int:
+        """Bodies handed to delete_bodies and not deleted yet."""
+        return self._body_deletes.waiting
+
+    def delete_bodies_now(self, keys: list[str]) -> list[str]:
+        """Delete bodies now (store/pruning.py's sweep); returns the keys that could not be."""
+        self._bodies.forget(keys)
+        failed: list[str] = []
+        for chunk in _chunks(keys, 1000):
+            failed += self._delete_chunk(list(chunk))
+        return failed
 
     def _delete_blobs(self, keys: list[str]) -> None:
-        self._bodies.forget(keys)
-        for chunk in _chunks(keys, 1000):
-            try:
-                self._s3.delete_objects(
-                    Bucket=self._bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
-                )
-            except ClientError as exc:
-                # The index no longer points at them; an orphaned body costs space, not correctness.
-                log.warning("could not delete %d message bodies: %s", len(chunk), exc)
+        failed = self.delete_bodies_now(keys)
+        if failed:
+            # The index no longer points at them; the pruning of their tombstones deletes them.
+            log.warning("could not delete %d message bodies: left to pruning", len(failed))
+
+    def _delete_chunk(self, keys: list[str]) -> list[str]:
+        """One DeleteObjects of up to 1,000 keys; the keys it did not delete."""
+        try:
+            answer = self._s3.delete_objects(
+                Bucket=self._bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+            )
+        except ClientError as exc:
+            log.warning("could not delete %d message bodies: %s", len(keys), exc)
+            return keys
+        return [error["Key"] for error in answer.get("Errors", [])]
 
 
 def _message_item(

@@ -165,7 +165,9 @@ class MailMemory:
                 )
                 self._followed(mailbox, commits, (), expunged)
         finally:
-            self.store.delete_bodies(bodies)  # after the turn: the next writer need not wait for S3
+            # After the turn and in the background, batched with other EXPUNGEs' (body_deletes.py):
+            # neither the next writer nor this command's tagged OK waits for S3.
+            self.store.delete_bodies(bodies)
         self._tell({owner})
         return expunged
 

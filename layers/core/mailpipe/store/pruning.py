@@ -57,6 +57,7 @@ DAY = 24 * 3600
 TOMBSTONE_AGE = 30 * DAY  # a client that synced within this never gets a full resync
 MARKER_AGE = 15 * DAY  # SQS keeps a message 14 days (template.yaml); one day more for a clock's skew
 BUDGET = 20_000  # deletes and writes per run: a scheduled run ends well within its timeout
+SWEEP_BATCH = 100  # tombstones whose body keys are read in one BatchGetItem and deleted together
 
 
 @dataclass
@@ -66,6 +67,7 @@ class PruneReport:
     tombstones: int = 0
     markers: int = 0
     markers_dated: int = 0  # markers from before `at` existed, given this run's time
+    bodies: int = 0  # bodies of the pruned tombstones deleted (most were already gone)
     complete: bool = True  # False: the budget or the time ran out, the next run goes on
 
     def line(self) -> str:
@@ -95,10 +97,14 @@ class Pruner:
         budget: int = BUDGET,
         clock: Callable[[], float] = time.time,
         time_left: Callable[[], float] | None = None,
+        delete_bodies: Callable[[list[str]], list[str]] | None = None,
     ) -> None:
         """`time_left`: seconds the run may still take (a Lambda context's remaining time): it
-        stops between mailboxes when little is left, as when its budget is spent."""
+        stops between mailboxes when little is left, as when its budget is spent.
+        `delete_bodies` (MailStore.delete_bodies_now): deletes the bodies of the tombstones
+        pruned, and returns the keys it could not delete."""
         self._table = table
+        self._delete_bodies = delete_bodies
         self._tombstone_age = tombstone_age
         self._marker_age = marker_age
         self._budget = budget
@@ -201,10 +207,55 @@ class Pruner:
             FilterExpression=Attr("expunged").exists(),
             ProjectionExpression="pk, sk",
         )
-        for entry in entries:
-            self._spend()
-            if self._delete(entry, "expunged = :true AND modseq <= :floor", {":true": True, ":floor": floor}):
-                report.tombstones += 1
+        for chunk in _batches(entries, SWEEP_BATCH):
+            bodies = self._body_keys(chunk)
+            kept = self._sweep(list(bodies.values()), report)
+            for entry in chunk:
+                if bodies.get((entry["pk"], entry["sk"])) in kept:
+                    continue  # its body is still there: the tombstone stays, the next run tries again
+                self._spend()
+                if self._delete(
+                    entry, "expunged = :true AND modseq <= :floor", {":true": True, ":floor": floor}
+                ):
+                    report.tombstones += 1
+
+    def _body_keys(self, entries: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+        """The body keys of these tombstones, by (pk, sk): read from the table (the MODSEQ index
+        does not hold them); none if this run does not delete bodies."""
+        if self._delete_bodies is None:
+            return {}
+        client, name = self._table.meta.client, self._table.name
+        wanted: dict[str, Any] = {
+            name: {
+                "Keys": [{"pk": e["pk"], "sk": e["sk"]} for e in entries],
+                "ProjectionExpression": "pk, sk, blob_key",
+                "ConsistentRead": True,
+            }
+        }
+        found: dict[tuple[str, str], str] = {}
+        for attempt in range(8):
+            answer = client.batch_get_item(RequestItems=wanted)
+            for item in answer.get("Responses", {}).get(name, []):
+                if "blob_key" in item:
+                    found[(item["pk"], item["sk"])] = item["blob_key"]
+            wanted = answer.get("UnprocessedKeys") or {}
+            if not wanted:
+                return found
+            time.sleep(min(0.05 * 2**attempt, 2) * random.random())
+        raise _Spent  # throttled throughout: the next run goes on from here
+
+    def _sweep(self, bodies: list[str], report: PruneReport) -> set[str]:
+        """Delete the bodies of tombstones about to be pruned (an expunged message's body is
+        garbage for good); returns the keys that could not be deleted. The expunge deleted them
+        (body_deletes.py) unless its process stopped first or S3 failed it: this is the sweep that
+        catches those, and deleting a key that is gone already is no error."""
+        if self._delete_bodies is None or not bodies:
+            return set()
+        failed = self._delete_bodies(bodies)
+        report.bodies += len(bodies) - len(failed)
+        if failed:
+            log.warning("pruning could not delete %d message bodies; their tombstones stay", len(failed))
+        return set(failed)
 
     def _drop_markers(self, mailbox: Mailbox, report: PruneReport) -> None:
         now = int(self._clock())
@@ -264,6 +315,17 @@ class Pruner:
         if self._left <= 0:
             raise _Spent
         self._left -= 1
+
+
+def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def everyone(users: list[str]) -> list[str]:
