@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import imaplib
 
+import pytest
 from conftest import PASSWORD
 
 from mailpipe import aws
@@ -31,18 +32,21 @@ def test_an_append_costs_the_put_and_one_transaction(stack, owner, gateway_reque
         client.logout()
 
 
-def test_a_multiappend_costs_a_put_each_and_a_transaction_per_99(stack, owner, gateway_requests) -> None:
+@pytest.mark.parametrize(("k", "transactions"), [(2, 1), (99, 1), (100, 2), (150, 2)])
+def test_a_multiappend_costs_a_put_each_and_a_transaction_per_99(
+    stack, owner, gateway_requests, k, transactions
+) -> None:
     client = imaplib.IMAP4("127.0.0.1", stack.imap_port)
     try:
         client.login(owner, PASSWORD)
         assert client.append("INBOX", None, None, message(0))[0] == "OK"
         gateway_requests.clear()
         wire = b"a APPEND INBOX"
-        for n in range(1, 151):
+        for n in range(1, k + 1):
             wire += b" {%d+}\r\n" % len(message(n)) + message(n)
         client.send(wire + b"\r\n")
         assert client.readline().startswith(b"a OK [APPENDUID ")
-        assert gateway_requests == {"s3.PutObject": 150, "dynamodb.TransactWriteItems": 2}
+        assert gateway_requests == {"s3.PutObject": k, "dynamodb.TransactWriteItems": transactions}
     finally:
         client.logout()
 
