@@ -112,6 +112,30 @@ def test_append_over_quota_is_refused_and_quota_reports_the_limit(stack, owner: 
         client.logout()
 
 
+def test_appends_one_after_another_stop_at_the_limit_and_a_multiappend_past_it_stores_nothing(
+    stack, owner: str
+) -> None:
+    """The quota cache (quota_cache.py) counts again near the limit: APPENDs in a row are refused
+    from the first that would cross it, and a MULTIAPPEND that would is refused whole."""
+    stack.directory().set_quota(owner, 10_000)
+    client = imaplib.IMAP4("127.0.0.1", stack.imap_port)
+    client.login(owner, PASSWORD)
+    try:
+        answers = [client.append("INBOX", None, None, filler(1500)) for _ in range(8)]
+        assert [typ for typ, _ in answers] == ["OK"] * 6 + ["NO"] * 2
+        assert all(data[0].startswith(b"[OVERQUOTA]") for typ, data in answers if typ == "NO")
+        client.select("INBOX")
+        two = filler(600)  # 9,000 + 1,200 > 10,000, though each alone would fit
+        wire = b"m APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(two), two, len(two), two)
+        client.send(wire)
+        assert client.readline().startswith(b"m NO [OVERQUOTA]")
+        assert len(stack.mail_store().list_messages(owner, "INBOX")[1]) == 6
+        typ, data = client.getquotaroot("INBOX")
+        assert typ == "OK" and data[1] == [b'"" (STORAGE 9 9)']
+    finally:
+        client.logout()
+
+
 def test_rcpt_reads_the_users_mailbox_items_never_their_messages(stack, owner: str) -> None:
     """Usage is the sum of the running totals on the mailbox items: one Query of those, however
     much mail the user has; so every user's quota (the default too) is checked at RCPT."""

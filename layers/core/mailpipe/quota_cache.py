@@ -42,10 +42,16 @@ class QuotaUsageCache:
 
     def fits(self, owner: str, size: int) -> bool:
         """Whether `size` more octets keep `owner` within the limit (exact whenever it is close)."""
+        known = self.fits_as_known(owner, size)
+        return known if known is not None else self._recount(owner).fits(size)
+
+    def fits_as_known(self, owner: str, size: int) -> bool | None:
+        """fits() when it needs no count (no request: the caller may ask on its event loop);
+        None when it does (no state, a stale one, or near the limit)."""
         state = self._fresh(owner)
         if state is None or state.used + size > state.limit - int(state.limit * self._margin):
-            state = self._recount(owner)
-        return state.fits(size)
+            return None
+        return True
 
     def added(self, owner: str, size: int) -> None:
         """This process stored `size` more octets for `owner`."""

@@ -27,6 +27,7 @@ from mailpipe_tools.local import (
 )
 from mailpipe_tools.local.moto_queries import install_partition_queries, install_plain_read_answers
 from mailpipe_tools.local.s3_reads import PlainObjectReads
+from mailpipe_tools.local.s3_writes import PlainObjectWrites
 
 # Threads answering requests: the gateways' calls (DynamoDB ones queue in _AtomicDynamoDB anyway)
 # and the SQS long polls of the local event sources, which hold one each for up to 20 s.
@@ -433,7 +434,8 @@ class MotoServer:
         if bodies is not None:
             s3_files.install(bodies)
         self.dynamodb = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
-        self.changes = _ChangeCounter(self.dynamodb)
+        # Plain PutObjects skip moto's request path (s3_writes.py); still counted as changes.
+        self.changes = _ChangeCounter(PlainObjectWrites(self.dynamodb))
         # Plain GetObjects skip moto's request path (s3_reads.py); still counted.
         self.requests = RequestCounter(PlainObjectReads(self.changes))
         app = self.requests

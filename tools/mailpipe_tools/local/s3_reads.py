@@ -58,11 +58,11 @@ class PlainObjectReads:
 
 def _plain_get(environ: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes] | None:
     """The headers and body of the object a plain GetObject asks for; None: moto should answer."""
-    if environ.get("QUERY_STRING") or not _s3_signed(environ.get("HTTP_AUTHORIZATION", "")):
+    if environ.get("QUERY_STRING") or not s3_signed(environ.get("HTTP_AUTHORIZATION", "")):
         return None
     if any(name.startswith("HTTP_") and name not in _PLAIN_HEADERS for name in environ):
         return None
-    if not _path_style_host(environ.get("HTTP_HOST", "")):
+    if not path_style_host(environ.get("HTTP_HOST", "")):
         return None
     # WSGI gives the path's bytes, unquoted, as latin-1 text; keys are UTF-8.
     path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", errors="strict")
@@ -95,11 +95,11 @@ def _plain_get(environ: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes] |
     return [(name, str(value)) for name, value in headers.items()], body
 
 
-def _s3_signed(authorization: str) -> bool:
+def s3_signed(authorization: str) -> bool:
     return "/s3/aws4_request" in authorization
 
 
-def _path_style_host(host: str) -> bool:
+def path_style_host(host: str) -> bool:
     """Whether the Host names the endpoint itself (an address or localhost), not `bucket.host`."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if name == "localhost":
