@@ -8,6 +8,7 @@ fall-backs against small real HTTP servers that misbehave on purpose.
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import socket
 import threading
@@ -159,6 +160,8 @@ class _OddServer:
                     return
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept: close alone does not
         self._listener.close()
         self._thread.join(5)
 
@@ -216,5 +219,33 @@ def test_a_short_body_is_never_served() -> None:
             gets.get("k")
         assert not isinstance(failed.value, AssertionError)
         assert any(b"User-Agent: Boto3" in head for head in server.requests)
+    finally:
+        server.stop()
+
+
+def test_an_answer_without_a_length_is_read_by_botocore() -> None:
+    """A chunked 200 (S3 gives a length; a proxy might not): the lean GET leaves it to botocore,
+    which reads it whole; the kept connection is not reused after an answer left unread."""
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    server = _OddServer(lambda n: chunked, close_after=lambda n: False)
+    try:
+        gets = ObjectGets(_client_of(server.port), "mail-bucket")
+        assert gets.get("k") == b"hello world"
+        assert gets.get("k") == b"hello world"
+        lean = [head for head in server.requests if b"User-Agent: Boto3" not in head]
+        assert len(lean) == 2 and len(server.requests) == 4
+    finally:
+        server.stop()
+
+
+def test_an_http_1_0_answer_closes_the_connection_after_it() -> None:
+    server = _OddServer(
+        lambda n: b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nbody %d" % (n % 10),
+        close_after=lambda n: True,
+    )
+    try:
+        gets = ObjectGets(_client_of(server.port), "mail-bucket")
+        assert [gets.get("k") for _ in range(3)] == [b"body 1", b"body 2", b"body 3"]
+        assert len(server.requests) == 3
     finally:
         server.stop()

@@ -6,15 +6,16 @@ Opening messages is one S3 GET per body (a FETCH of 300 bodies is 300 GETs), and
 hooks (~30 emits a call), endpoint rules, a fresh SigV4 signing key per call, urllib3, and the
 response's parsing into a dict (a third of that is parsing Last-Modified). A GET of a whole object
 needs none of that: a path, four signed headers and an HMAC with the day's signing key, one
-request on a connection the thread keeps. That costs ~0.2 ms, so a gateway core reads about six
-times as many bodies, and on AWS, where a GET waits 10-30 ms on S3, more of them can be in flight
-for the same CPU.
+request on a socket the thread keeps open, and an answer whose status line and few headers are
+read here (http.client's header parsing, the email package's, cost as much as the signing). That
+is ~0.13 ms of CPU, so a gateway core reads about ten times as many bodies, and on AWS, where a
+GET waits 10-30 ms on S3, more of them can be in flight for the same CPU.
 
 Only the plain success is answered here: 200 with the whole body, its length as announced and its
 CRC32 as S3 gives it (asked for, as botocore asks). Anything else (a missing key, a 403 or a
 redirect from a bucket in another region, a 5xx, a broken connection twice, a checksum mismatch)
 is asked again through botocore, which retries, follows, and raises the ClientError callers
-already handle. Where the endpoint botocore would use cannot be read off a presigned URL, or a
+already handle. Where the endpoint botocore would use cannot be read off its request, or a
 proxy is configured, or the client has no credentials, every GET goes through botocore.
 
 The endpoint, the addressing style (virtual-hosted on AWS, path-style on an endpoint URL) and the
@@ -28,7 +29,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import logging
 import re
 import socket
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CONNECT_TIMEOUT = 3.0  # as mailpipe.aws's clients
 READ_TIMEOUT = 20.0
+MAX_HEADER_BYTES = 64 * 1024  # an answer's header beyond this is not S3's
 _TEMPLATE_KEY = "mailpipe-s3-gets-template"
 # Called with ("start" | "end", the botocore client, key) around every ObjectGets.get, whichever
 # way it is answered: botocore's events see only the GETs that go through botocore, so whoever
@@ -76,7 +77,7 @@ class ObjectGets:
         self._credentials = getattr(getattr(s3, "_request_signer", None), "_credentials", None)
         self._endpoint = endpoint_of(s3, bucket) if self._credentials is not None else None
         self._local = threading.local()
-        self._signing_keys: dict[tuple[str, str], bytes] = {}  # (secret's digest, day) -> key
+        self._signing_keys: dict[tuple[str, str, str], bytes] = {}  # (secret, day, region) -> key
         self._tls: ssl.SSLContext | None = None
         if self._endpoint is not None and self._endpoint.scheme == "https":
             self._tls = ssl.create_default_context(cafile=_ca_bundle())
@@ -110,43 +111,39 @@ class ObjectGets:
         path = endpoint.prefix + quote(key, safe="/~")
         for attempt in (1, 2):
             connection, reused = self._connection(endpoint)
+            request = f"GET {path} HTTP/1.1\r\n" + "".join(
+                f"{name}: {value}\r\n" for name, value in self._signed_headers(endpoint, path)
+            )
             try:
-                connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-                for name, value in self._signed_headers(endpoint, path):
-                    connection.putheader(name, value)
-                connection.endheaders()
-                response = connection.getresponse()
-                body = response.read()
-            except (OSError, http.client.HTTPException) as exc:
+                connection.sendall(request.encode("ascii") + b"\r\n")
+                answer = _response(connection)
+            except (OSError, ValueError) as exc:
                 self._drop_connection()
-                if reused and attempt == 1:
+                if reused and attempt == 1 and not isinstance(exc, TimeoutError):
                     continue  # a kept connection the server had closed meanwhile: once more, anew
-                log.info("S3 GET of %s failed (%s): asking botocore", key, exc.__class__.__name__)
+                log.info("S3 GET of %s failed (%s): asking botocore", key, exc)
                 return None
-            if response.will_close:
+            if answer is None:  # not a plain 200 with a length: its bytes were not read
                 self._drop_connection()
-            if response.status != 200:
                 return None
-            if not _checksum_holds(response, body):
+            body, keep_alive, checksum = answer
+            if not keep_alive:
+                self._drop_connection()
+            if checksum is not None and base64.b64encode(zlib.crc32(body).to_bytes(4, "big")) != checksum:
                 log.warning("S3 GET of %s: CRC32 mismatch: asking botocore", key)
                 return None
             return body
         return None
 
-    def _connection(self, endpoint: Endpoint) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, endpoint: Endpoint) -> tuple[socket.socket, bool]:
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             return connection, True
+        connection = socket.create_connection((endpoint.hostname, endpoint.port), timeout=CONNECT_TIMEOUT)
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._tls is not None:
-            connection = http.client.HTTPSConnection(
-                endpoint.hostname, endpoint.port, timeout=CONNECT_TIMEOUT, context=self._tls
-            )
-        else:
-            connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=CONNECT_TIMEOUT)
-        connection.connect()
-        assert connection.sock is not None
-        connection.sock.settimeout(READ_TIMEOUT)
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = self._tls.wrap_socket(connection, server_hostname=endpoint.hostname)
+        connection.settimeout(READ_TIMEOUT)
         self._local.connection = connection
         return connection, False
 
@@ -180,7 +177,7 @@ class ObjectGets:
 
     def _signing_key(self, secret: str, day: str, region: str) -> bytes:
         """SigV4's key for the day: four HMACs, made once a day per secret, not per request."""
-        slot = (hashlib.sha256(secret.encode()).hexdigest(), day + "/" + region)
+        slot = (secret, day, region)
         key = self._signing_keys.get(slot)
         if key is None:
             key = signing_key(secret, day, region)
@@ -274,13 +271,48 @@ def endpoint_of(s3: Any, bucket: str) -> Endpoint | None:
     )
 
 
-def _checksum_holds(response: http.client.HTTPResponse, body: bytes) -> bool:
-    """Whether the body has the CRC32 S3 gave for it (other algorithms are left to TLS, as botocore
-    without its C runtime leaves CRC64NVME)."""
-    given = response.getheader("x-amz-checksum-crc32")
-    if given is None or response.getheader("x-amz-checksum-type") == "COMPOSITE" or "-" in given:
-        return True  # none, or a multipart upload's checksum of its parts' checksums
-    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode() == given
+def _response(connection: socket.socket) -> tuple[bytes, bool, bytes | None] | None:
+    """Reads one answer to a GET: (body, whether the connection stays open, its CRC32 as S3 gave
+    it, if any) for a 200 whose length is given; None for anything else, leaving the rest of it
+    unread (the caller drops the connection). Raises OSError, or ValueError for what is not HTTP.
+
+    Not http.client: its header parsing (the email package's) cost as much as the signing.
+    """
+    buffered = bytearray()
+    while (end := buffered.find(b"\r\n\r\n")) < 0:
+        if len(buffered) > MAX_HEADER_BYTES:
+            raise ValueError("response header too large")
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("closed before a response")
+        buffered += chunk
+    lines = bytes(buffered[:end]).split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    if not version.startswith(b"HTTP/1.") or not rest[:3].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
+    if rest[:3] != b"200":
+        return None
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get(b"content-length", b"")
+    if not length.isdigit() or b"transfer-encoding" in headers:
+        return None
+    size = int(length)
+    body = bytearray(buffered[end + 4 :])
+    if len(body) > size:
+        raise ValueError("more bytes than Content-Length")
+    while len(body) < size:
+        chunk = connection.recv(min(size - len(body), 1024 * 1024))
+        if not chunk:
+            raise ConnectionResetError("closed within the body")
+        body += chunk
+    keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
+    checksum = headers.get(b"x-amz-checksum-crc32")
+    if checksum is not None and (headers.get(b"x-amz-checksum-type") == b"COMPOSITE" or b"-" in checksum):
+        checksum = None  # a multipart upload's checksum of its parts' checksums
+    return bytes(body), keep_alive, checksum
 
 
 def _ca_bundle() -> str | None:
