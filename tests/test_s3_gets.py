@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import secrets
 import socket
 import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import boto3
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, FlexibleChecksumError
 from conftest import CORPUS
 
 from mailpipe import aws
-from mailpipe.s3_gets import EMPTY_SHA256, ObjectGets, endpoint_of, signing_key, sigv4_authorization
+from mailpipe.s3_gets import ObjectGets
 from mailpipe_tools.local.moto_process import RequestCounts
 
 CORPUS_FILES = sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []
@@ -44,12 +43,37 @@ def bucket(stack) -> Iterator[tuple[object, str]]:
     s3.delete_bucket(Bucket=name)
 
 
+class _Stop(Exception):
+    pass
+
+
+def _botocore_request(s3, bucket: str, key: str) -> tuple[str, dict[str, str]]:
+    """The URL and headers of the GetObject botocore would send (stopped before it is sent)."""
+    seen: dict[str, object] = {}
+
+    def stop(request, **_) -> None:
+        seen["url"] = request.url
+        seen["headers"] = {
+            k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+        }
+        raise _Stop
+
+    s3.meta.events.register("before-send.s3.GetObject", stop)
+    try:
+        with pytest.raises(_Stop):
+            s3.get_object(Bucket=bucket, Key=key)
+    finally:
+        s3.meta.events.unregister("before-send.s3.GetObject", stop)
+    return str(seen["url"]), seen["headers"]  # type: ignore[return-value]
+
+
 @pytest.mark.parametrize("token", [None, "session-token/with+odd=chars"])
 @pytest.mark.parametrize("key", ODD_KEYS)
 @pytest.mark.parametrize("endpoint_url", [None, "http://127.0.0.1:4566"])
-def test_the_signature_is_botocores(key, token, endpoint_url) -> None:
-    """Same request, same second: botocore's S3 SigV4 signer gives the same Authorization, for
-    AWS's virtual-hosted addressing and an endpoint URL's path style."""
+def test_the_request_is_the_one_botocore_signs(key, token, endpoint_url) -> None:
+    """The GetObject botocore would send for the same key at the same second: same URL, and the
+    same signed headers and Authorization, on AWS's virtual-hosted addressing and on an endpoint
+    URL's path style (nothing is sent: no server checks signatures here, moto does not)."""
     s3 = boto3.session.Session().client(
         "s3",
         region_name="eu-west-3",
@@ -58,39 +82,21 @@ def test_the_signature_is_botocores(key, token, endpoint_url) -> None:
         aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         aws_session_token=token,
     )
-    endpoint = endpoint_of(s3, "mail-bucket")
-    assert endpoint is not None
-    assert endpoint.region == "eu-west-3"
+    gets = ObjectGets(s3, "mail-bucket")
+    endpoint = gets.endpoint
+    assert endpoint is not None and endpoint.region == "eu-west-3"
     if endpoint_url is None:
         assert endpoint.host == "mail-bucket.s3.eu-west-3.amazonaws.com" and endpoint.prefix == "/"
     else:
         assert endpoint.host == "127.0.0.1:4566" and endpoint.prefix == "/mail-bucket/"
-    from urllib.parse import quote
-
+    url, theirs = _botocore_request(s3, "mail-bucket", key)
     path = endpoint.prefix + quote(key, safe="/~")
-    stamp = "20261205T211500Z"
-    headers = [
-        ("host", endpoint.host),
-        ("x-amz-checksum-mode", "ENABLED"),
-        ("x-amz-content-sha256", EMPTY_SHA256),
-        ("x-amz-date", stamp),
-    ]
-    if token:
-        headers.append(("x-amz-security-token", token))
-    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-    ours = sigv4_authorization(
-        path, headers, stamp, "eu-west-3", "AKIDEXAMPLE", signing_key(secret, stamp[:8], "eu-west-3")
-    )
-
-    signer = S3SigV4Auth(Credentials("AKIDEXAMPLE", secret, token), "s3", "eu-west-3")
-    request = AWSRequest(
-        method="GET", url=f"{endpoint.scheme}://{endpoint.host}{path}", headers=dict(headers)
-    )
-    request.context["timestamp"] = stamp
-    canonical = signer.canonical_request(request)
-    signature = signer.signature(signer.string_to_sign(request, canonical), request)
-    assert ours.endswith(f"Signature={signature}")
-    assert f"SignedHeaders={signer.signed_headers(signer.headers_to_sign(request))}," in ours
+    assert url == f"{endpoint.scheme}://{endpoint.host}{path}"
+    ours = dict(gets.signed_headers(path, stamp=theirs["x-amz-date"]))
+    assert ours.pop("host") == endpoint.host
+    assert ours == {name: theirs[name] for name in ours}
+    signed = re.search(r"SignedHeaders=([^,]+)", theirs["authorization"])[1].split(";")
+    assert sorted(signed) == sorted(["host", *(name for name in ours if name != "authorization")])
 
 
 @pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CORPUS}")

@@ -83,6 +83,11 @@ class ObjectGets:
             self._tls = ssl.create_default_context(cafile=_ca_bundle())
 
     @property
+    def endpoint(self) -> Endpoint | None:
+        """Where GETs go and for which region they are signed; None: every GET through botocore."""
+        return self._endpoint
+
+    @property
     def lean(self) -> bool:
         """Whether GETs are made here (else every one goes through botocore)."""
         return self._endpoint is not None
@@ -112,7 +117,7 @@ class ObjectGets:
         for attempt in (1, 2):
             connection, reused = self._connection(endpoint)
             request = f"GET {path} HTTP/1.1\r\n" + "".join(
-                f"{name}: {value}\r\n" for name, value in self._signed_headers(endpoint, path)
+                f"{name}: {value}\r\n" for name, value in self.signed_headers(path)
             )
             try:
                 connection.sendall(request.encode("ascii") + b"\r\n")
@@ -153,9 +158,12 @@ class ObjectGets:
         if connection is not None:
             connection.close()
 
-    def _signed_headers(self, endpoint: Endpoint, path: str) -> list[tuple[str, str]]:
+    def signed_headers(self, path: str, stamp: str | None = None) -> list[tuple[str, str]]:
+        """The headers of a GET of `path` (URI-encoded) at `stamp` (now by default), signed."""
+        endpoint = self._endpoint
+        assert endpoint is not None
         credentials = self._credentials.get_frozen_credentials()  # type: ignore[union-attr]
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         # Signed, in canonical (sorted) order: x-amz-security-token sorts last.
         headers = [
             ("host", endpoint.host),
