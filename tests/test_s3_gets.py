@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, FlexibleChecksumError
+from botocore.exceptions import ClientError, EndpointConnectionError, FlexibleChecksumError
 from conftest import CORPUS
 
 from mailpipe import aws
@@ -255,3 +255,12 @@ def test_an_http_1_0_answer_closes_the_connection_after_it() -> None:
         assert len(server.requests) == 3
     finally:
         server.stop()
+
+
+def test_an_endpoint_that_refuses_connections_fails_as_botocore_does() -> None:
+    """Nothing listens: the lean GET gives up at once and botocore's error is what the caller sees."""
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]
+    gets = ObjectGets(_client_of(port), "mail-bucket")
+    with pytest.raises(EndpointConnectionError):
+        gets.get("k")

@@ -115,11 +115,12 @@ class ObjectGets:
         """The body, or None when botocore should be asked (anything but a plain success)."""
         path = endpoint.prefix + quote(key, safe="/~")
         for attempt in (1, 2):
-            connection, reused = self._connection(endpoint)
             request = f"GET {path} HTTP/1.1\r\n" + "".join(
                 f"{name}: {value}\r\n" for name, value in self.signed_headers(path)
             )
+            reused = False
             try:
+                connection, reused = self._connection(endpoint)
                 connection.sendall(request.encode("ascii") + b"\r\n")
                 answer = _response(connection)
             except (OSError, ValueError) as exc:
