@@ -8,11 +8,10 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from test_store_headers import Imap
 
-from mailpipe import aws
+from mailpipe import s3_gets
 from mailpipe_gateway.imap.loading import BODY_BYTES_AHEAD
 
 
@@ -25,30 +24,26 @@ class Reads:
 
 @contextlib.contextmanager
 def body_reads(owner: str) -> Iterator[Reads]:
-    """The GetObjects of `owner`'s bodies the gateway makes meanwhile, and how many overlapped."""
-    reads, lock, mine = Reads(), threading.Lock(), threading.local()
-    client = aws.client("s3")
+    """The whole-body GETs of `owner`'s bodies the gateway makes meanwhile (mailpipe.s3_gets,
+    whichever way each is answered), and how many overlapped."""
+    reads, lock = Reads(), threading.Lock()
 
-    def before(params: dict[str, Any], **_: Any) -> None:
-        mine.counted = str(params.get("Key", "")).startswith(f"messages/{owner}/")
-        if mine.counted:
-            with lock:
+    def observe(event: str, client: object, key: str) -> None:
+        if not key.startswith(f"messages/{owner}/"):
+            return
+        with lock:
+            if event == "start":
                 reads.started += 1
                 reads.in_flight += 1
                 reads.most_at_once = max(reads.most_at_once, reads.in_flight)
-
-    def after(**_: Any) -> None:
-        if getattr(mine, "counted", False):
-            with lock:
+            else:
                 reads.in_flight -= 1
 
-    client.meta.events.register("before-parameter-build.s3.GetObject", before)
-    client.meta.events.register("after-call.s3.GetObject", after)
+    s3_gets.observers.append(observe)
     try:
         yield reads
     finally:
-        client.meta.events.unregister("before-parameter-build.s3.GetObject", before)
-        client.meta.events.unregister("after-call.s3.GetObject", after)
+        s3_gets.observers.remove(observe)
 
 
 def message(n: int) -> bytes:

@@ -23,7 +23,7 @@ import boto3
 import pytest
 from conftest import CORPUS, PASSWORD, wait_for_inbox
 
-from mailpipe import aws
+from mailpipe import aws, s3_gets
 from mailpipe.store import MailStore, StoredMessage
 from mailpipe.store.backfill import HeaderBackfill
 from mailpipe.store.headers import header_end
@@ -40,19 +40,28 @@ needs_corpus = pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CO
 @contextlib.contextmanager
 def requests_made(client: Any, prefix: str = "") -> Iterator[Counter[str]]:
     """Counts the requests `client` makes meanwhile, by operation (botocore's before-parameter-build
-    event: every real call, none faked); with `prefix`, only S3 requests for keys that start with it."""
+    event: every real call, none faked; and the whole-object GETs mailpipe.s3_gets makes without
+    botocore, as GetObject); with `prefix`, only S3 requests for keys that start with it."""
     counts: Counter[str] = Counter()
+    lean = threading.local()  # a lean GET answered through botocore after all is counted once
 
     def count(params: dict[str, Any], model: Any, **_: Any) -> None:
         key = params.get("Key") or (params.get("CopySource") or {}).get("Key") or ""
-        if not prefix or str(key).startswith(prefix):
+        if (not prefix or str(key).startswith(prefix)) and not getattr(lean, "active", False):
             counts[model.name] += 1
 
+    def count_lean(event: str, observed: Any, key: str) -> None:
+        if observed is client and (not prefix or key.startswith(prefix)):
+            lean.active = event == "start"
+            counts["GetObject"] += event == "start"
+
     client.meta.events.register("before-parameter-build.*.*", count)
+    s3_gets.observers.append(count_lean)
     try:
         yield counts
     finally:
         client.meta.events.unregister("before-parameter-build.*.*", count)
+        s3_gets.observers.remove(count_lean)
 
 
 def own_store(stack) -> MailStore:

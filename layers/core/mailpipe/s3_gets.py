@@ -1,0 +1,330 @@
+"""Whole-object S3 GETs with a SigV4 signature made here, on kept-alive connections; botocore for
+anything else.
+
+Opening messages is one S3 GET per body (a FETCH of 300 bodies is 300 GETs), and botocore spends
+~1.2-1.6 ms of CPU on each GetObject (measured 2026-12-05 against the dev stack's moto): its event
+hooks (~30 emits a call), endpoint rules, a fresh SigV4 signing key per call, urllib3, and the
+response's parsing into a dict (a third of that is parsing Last-Modified). A GET of a whole object
+needs none of that: a path, four signed headers and an HMAC with the day's signing key, one
+request on a socket the thread keeps open, and an answer whose status line and few headers are
+read here (http.client's header parsing, the email package's, cost as much as the signing). That
+is ~0.13 ms of CPU, so a gateway core reads about ten times as many bodies, and on AWS, where a
+GET waits 10-30 ms on S3, more of them can be in flight for the same CPU.
+
+Only the plain success is answered here: 200 with the whole body, its length as announced and its
+CRC32 as S3 gives it (asked for, as botocore asks). Anything else (a missing key, a 403 or a
+redirect from a bucket in another region, a 5xx, a broken connection twice, a checksum mismatch)
+is asked again through botocore, which retries, follows, and raises the ClientError callers
+already handle. Where the endpoint botocore would use cannot be read off its request, or a
+proxy is configured, or the client has no credentials, every GET goes through botocore.
+
+The endpoint, the addressing style (virtual-hosted on AWS, path-style on an endpoint URL) and the
+signing region are botocore's: read once per bucket off a GetObject of a template key, stopped
+before it is sent (a presigned URL is not that: botocore presigns for S3's global endpoint). The
+credentials are the client's (refreshed by botocore when they expire, e.g. an ECS task role's).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import socket
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+from urllib.request import getproxies, proxy_bypass
+
+log = logging.getLogger(__name__)
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+CONNECT_TIMEOUT = 3.0  # as mailpipe.aws's clients
+READ_TIMEOUT = 20.0
+MAX_HEADER_BYTES = 64 * 1024  # an answer's header beyond this is not S3's
+_TEMPLATE_KEY = "mailpipe-s3-gets-template"
+# Called with ("start" | "end", the botocore client, key) around every ObjectGets.get, whichever
+# way it is answered: botocore's events see only the GETs that go through botocore, so whoever
+# counts a client's requests (tests do) watches here too.
+observers: list[Callable[[str, Any, str], None]] = []
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where GETs of one bucket's objects go: scheme, host (as sent in Host), the path before the
+    key, and the region the signature is for."""
+
+    scheme: str
+    host: str
+    hostname: str
+    port: int
+    prefix: str
+    region: str
+
+
+class ObjectGets:
+    """GETs of whole objects of one bucket; thread-safe (each thread keeps its own connection)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._credentials = getattr(getattr(s3, "_request_signer", None), "_credentials", None)
+        self._endpoint = endpoint_of(s3, bucket) if self._credentials is not None else None
+        self._local = threading.local()
+        self._signing_keys: dict[tuple[str, str, str], bytes] = {}  # (secret, day, region) -> key
+        self._tls: ssl.SSLContext | None = None
+        if self._endpoint is not None and self._endpoint.scheme == "https":
+            self._tls = ssl.create_default_context(cafile=_ca_bundle())
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """Where GETs go and for which region they are signed; None: every GET through botocore."""
+        return self._endpoint
+
+    @property
+    def lean(self) -> bool:
+        """Whether GETs are made here (else every one goes through botocore)."""
+        return self._endpoint is not None
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raises botocore's ClientError as get_object does."""
+        if not observers:
+            return self._get(key)
+        for observer in observers:
+            observer("start", self._s3, key)
+        try:
+            return self._get(key)
+        finally:
+            for observer in observers:
+                observer("end", self._s3, key)
+
+    def _get(self, key: str) -> bytes:
+        if self._endpoint is not None:
+            body = self._lean_get(self._endpoint, key)
+            if body is not None:
+                return body
+        return bytes(self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read())
+
+    def _lean_get(self, endpoint: Endpoint, key: str) -> bytes | None:
+        """The body, or None when botocore should be asked (anything but a plain success)."""
+        path = endpoint.prefix + quote(key, safe="/~")
+        for attempt in (1, 2):
+            request = f"GET {path} HTTP/1.1\r\n" + "".join(
+                f"{name}: {value}\r\n" for name, value in self.signed_headers(path)
+            )
+            reused = False
+            try:
+                connection, reused = self._connection(endpoint)
+                connection.sendall(request.encode("ascii") + b"\r\n")
+                answer = _response(connection)
+            except (OSError, ValueError) as exc:
+                self._drop_connection()
+                if reused and attempt == 1 and not isinstance(exc, TimeoutError):
+                    continue  # a kept connection the server had closed meanwhile: once more, anew
+                log.info("S3 GET of %s failed (%s): asking botocore", key, exc)
+                return None
+            if answer is None:  # not a plain 200 with a length: its bytes were not read
+                self._drop_connection()
+                return None
+            body, keep_alive, checksum = answer
+            if not keep_alive:
+                self._drop_connection()
+            if checksum is not None and base64.b64encode(zlib.crc32(body).to_bytes(4, "big")) != checksum:
+                log.warning("S3 GET of %s: CRC32 mismatch: asking botocore", key)
+                return None
+            return body
+        return None
+
+    def _connection(self, endpoint: Endpoint) -> tuple[socket.socket, bool]:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection, True
+        connection = socket.create_connection((endpoint.hostname, endpoint.port), timeout=CONNECT_TIMEOUT)
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:
+            connection = self._tls.wrap_socket(connection, server_hostname=endpoint.hostname)
+        connection.settimeout(READ_TIMEOUT)
+        self._local.connection = connection
+        return connection, False
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
+    def signed_headers(self, path: str, stamp: str | None = None) -> list[tuple[str, str]]:
+        """The headers of a GET of `path` (URI-encoded) at `stamp` (now by default), signed."""
+        endpoint = self._endpoint
+        assert endpoint is not None
+        credentials = self._credentials.get_frozen_credentials()  # type: ignore[union-attr]
+        stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        # Signed, in canonical (sorted) order: x-amz-security-token sorts last.
+        headers = [
+            ("host", endpoint.host),
+            ("x-amz-checksum-mode", "ENABLED"),
+            ("x-amz-content-sha256", EMPTY_SHA256),
+            ("x-amz-date", stamp),
+        ]
+        if credentials.token:
+            headers.append(("x-amz-security-token", credentials.token))
+        authorization = sigv4_authorization(
+            path,
+            headers,
+            stamp,
+            endpoint.region,
+            credentials.access_key,
+            self._signing_key(credentials.secret_key, stamp[:8], endpoint.region),
+        )
+        return [*headers, ("authorization", authorization)]
+
+    def _signing_key(self, secret: str, day: str, region: str) -> bytes:
+        """SigV4's key for the day: four HMACs, made once a day per secret, not per request."""
+        slot = (secret, day, region)
+        key = self._signing_keys.get(slot)
+        if key is None:
+            key = signing_key(secret, day, region)
+            if len(self._signing_keys) > 16:  # rotated secrets and past days
+                self._signing_keys.clear()
+            self._signing_keys[slot] = key
+        return key
+
+
+def signing_key(secret: str, day: str, region: str, service: str = "s3") -> bytes:
+    key = ("AWS4" + secret).encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def sigv4_authorization(
+    path: str, headers: list[tuple[str, str]], stamp: str, region: str, access_key: str, key: bytes
+) -> str:
+    """The Authorization header of a GET of `path` (already URI-encoded, S3 style: not encoded
+    twice) with no query and an empty payload, signing `headers` (lower-case names, sorted)."""
+    names = ";".join(name for name, _ in headers)
+    canonical = "\n".join(
+        ["GET", path, "", *(f"{name}:{value.strip()}" for name, value in headers), "", names, EMPTY_SHA256]
+    )
+    scope = f"{stamp[:8]}/{region}/s3/aws4_request"
+    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={names}, Signature={signature}"
+
+
+class _Captured(Exception):
+    def __init__(self, url: str, authorization: str) -> None:
+        super().__init__(url)
+        self.url, self.authorization = url, authorization
+
+
+_probing = threading.local()
+
+
+def _capture(request: Any, **_: Any) -> None:
+    """botocore's before-send hook: stops the probe's GetObject (only it) with what it would send."""
+    if getattr(_probing, "active", False):
+        authorization = request.headers.get("Authorization", b"")  # bytes, once signed
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode("ascii", errors="replace")
+        raise _Captured(request.url, authorization)
+
+
+def endpoint_of(s3: Any, bucket: str) -> Endpoint | None:
+    """Where `s3` sends a GetObject of `bucket` (endpoint, addressing style: botocore's endpoint
+    rules decide) and the region it signs for, read off a GetObject of a template key that is
+    stopped before it is sent; None if that request is not of the expected shape or a proxy
+    would be used."""
+    s3.meta.events.register("before-send.s3.GetObject", _capture, unique_id="mailpipe-s3-gets-probe")
+    _probing.active = True
+    try:
+        s3.get_object(Bucket=bucket, Key=_TEMPLATE_KEY)
+    except _Captured as captured:
+        url, authorization = captured.url, captured.authorization
+    except Exception as exc:  # any failure here only means: use botocore
+        log.info("S3 GETs through botocore: no request to read the endpoint from (%s)", exc)
+        return None
+    else:
+        return None
+    finally:
+        _probing.active = False
+    parts = urlsplit(url)
+    scope = re.search(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request", authorization)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.username
+        or not parts.path.endswith("/" + _TEMPLATE_KEY)
+        or not authorization.startswith("AWS4-HMAC-SHA256 ")
+        or scope is None
+    ):
+        log.info("S3 GETs through botocore: unexpected request to %s", parts._replace(query="").geturl())
+        return None
+    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return Endpoint(
+        scheme=parts.scheme,
+        host=parts.netloc,
+        hostname=parts.hostname,
+        port=port,
+        prefix=parts.path.removesuffix(_TEMPLATE_KEY),
+        region=scope[1],
+    )
+
+
+def _response(connection: socket.socket) -> tuple[bytes, bool, bytes | None] | None:
+    """Reads one answer to a GET: (body, whether the connection stays open, its CRC32 as S3 gave
+    it, if any) for a 200 whose length is given; None for anything else, leaving the rest of it
+    unread (the caller drops the connection). Raises OSError, or ValueError for what is not HTTP.
+
+    Not http.client: its header parsing (the email package's) cost as much as the signing.
+    """
+    buffered = bytearray()
+    while (end := buffered.find(b"\r\n\r\n")) < 0:
+        if len(buffered) > MAX_HEADER_BYTES:
+            raise ValueError("response header too large")
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("closed before a response")
+        buffered += chunk
+    lines = bytes(buffered[:end]).split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    if not version.startswith(b"HTTP/1.") or not rest[:3].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
+    if rest[:3] != b"200":
+        return None
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get(b"content-length", b"")
+    if not length.isdigit() or b"transfer-encoding" in headers:
+        return None
+    size = int(length)
+    body = bytearray(buffered[end + 4 :])
+    if len(body) > size:
+        raise ValueError("more bytes than Content-Length")
+    while len(body) < size:
+        chunk = connection.recv(min(size - len(body), 1024 * 1024))
+        if not chunk:
+            raise ConnectionResetError("closed within the body")
+        body += chunk
+    keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
+    checksum = headers.get(b"x-amz-checksum-crc32")
+    if checksum is not None and (headers.get(b"x-amz-checksum-type") == b"COMPOSITE" or b"-" in checksum):
+        checksum = None  # a multipart upload's checksum of its parts' checksums
+    return bytes(body), keep_alive, checksum
+
+
+def _ca_bundle() -> str | None:
+    from botocore.httpsession import get_cert_path
+
+    return get_cert_path(True)
