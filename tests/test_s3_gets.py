@@ -70,10 +70,14 @@ def _botocore_request(s3, bucket: str, key: str) -> tuple[str, dict[str, str]]:
 @pytest.mark.parametrize("token", [None, "session-token/with+odd=chars"])
 @pytest.mark.parametrize("key", ODD_KEYS)
 @pytest.mark.parametrize("endpoint_url", [None, "http://127.0.0.1:4566"])
-def test_the_request_is_the_one_botocore_signs(key, token, endpoint_url) -> None:
+def test_the_request_is_the_one_botocore_signs(key, token, endpoint_url, monkeypatch) -> None:
     """The GetObject botocore would send for the same key at the same second: same URL, and the
     same signed headers and Authorization, on AWS's virtual-hosted addressing and on an endpoint
     URL's path style (nothing is sent: no server checks signatures here, moto does not)."""
+    # An endpoint in the environment (left by a test that ran a handler in this process) would
+    # take the place of AWS's.
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
     s3 = boto3.session.Session().client(
         "s3",
         region_name="eu-west-3",
