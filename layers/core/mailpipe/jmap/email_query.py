@@ -25,7 +25,7 @@ from mailpipe.jmap.messages import Found
 from mailpipe.jmap.methods import method
 from mailpipe.jmap.sorting import SORT_PROPERTIES
 from mailpipe.jmap.state import email_state
-from mailpipe.jmap.threads import all_messages, by_thread
+from mailpipe.jmap.threads import all_messages, by_thread, thread_ids
 from mailpipe.store import Mailbox
 
 CONDITIONS = {
@@ -357,8 +357,9 @@ def run_query(context: Context, arguments: dict[str, Any]) -> list[str]:
         ids = [item.ref.email_id() for item in matching]
     else:
         threads: set[str] = set()
+        by_mailbox = {m.mailbox_id: thread_ids(context, m) for m in scope(context, arguments.get("filter"))}
         for item in matching:
-            thread = thread_of(item.ref, item.message)
+            thread = by_mailbox[item.mailbox.mailbox_id][item.message.uid]
             if thread not in threads:
                 threads.add(thread)
                 ids.append(item.ref.email_id())
@@ -391,7 +392,9 @@ def _memo(context: Context, arguments: dict[str, Any]) -> tuple[dict[Any, Any] |
     if len(mailboxes) != 1:
         return None, ""
     # Messages a snapshot lists beyond the UIDNEXT read for this request are left out (_in_scope).
-    return context.memo(mailboxes[0]), f"Email/query {mailboxes[0].uidnext} {key}"
+    memo = context.memo(mailboxes[0])
+    queries = None if memo is None else memo.setdefault("Email/query", {})
+    return queries, f"{mailboxes[0].uidnext} {key}"
 
 
 @method("Email/query", MAIL)
