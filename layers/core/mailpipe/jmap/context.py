@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mailpipe.jmap import ids
 from mailpipe.jmap.errors import MethodError
 from mailpipe.jmap.limits import Limits
-from mailpipe.store import Mailbox, MailboxSnapshots, MailStore, StoredMessage
+from mailpipe.store import Mailbox, MailboxSnapshots, MailStore, MessageState, StoredMessage
 
 if TYPE_CHECKING:
     from mailpipe.jmap.blobs import Uploads
@@ -65,8 +65,22 @@ class Context:
             if self.snapshots is None:
                 self.cache[key] = self.store.messages_in(mailbox)
             else:
-                self.cache[key] = self.snapshots.list_messages(self.owner, mailbox.name)[1]
+                # `mailbox` was read by this request (mailboxes()): no read of it again.
+                self.cache[key], self.cache["memo:" + mailbox.mailbox_id] = self.snapshots.listing(mailbox)
         return self.cache[key]  # type: ignore[no-any-return]
+
+    def memo(self, mailbox: Mailbox) -> dict[Any, Any] | None:
+        """Where to keep what is computed from the messages messages() gave (store/snapshots.py):
+        it lasts while they do, across requests; None without snapshots."""
+        self.messages(mailbox)
+        return self.cache.get("memo:" + mailbox.mailbox_id)  # type: ignore[no-any-return]
+
+    def changes_since(self, mailbox: Mailbox, modseq: int) -> list[MessageState]:
+        """MailStore.changes_since, from the process's last list for the mailbox where it answers
+        (store/change_lists.py): the pages of one long sync read the index once."""
+        if self.snapshots is None:
+            return self.store.changes_since(mailbox, modseq)
+        return self.snapshots.change_lists.changes_since(mailbox, modseq)
 
     def listed(self, mailbox_id: str) -> list[StoredMessage] | None:
         """The mailbox's messages if this request listed them already."""

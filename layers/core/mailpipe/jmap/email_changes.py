@@ -40,7 +40,7 @@ def mailbox_changes(context: Context, mailbox: Mailbox, mark: MailboxMark | None
             Change(m.modseq, m.uid, "created") for m in context.messages(mailbox) if m.uid < mailbox.uidnext
         ]
     changes = []
-    for state in context.store.changes_since(mailbox, mark.highestmodseq):
+    for state in context.changes_since(mailbox, mark.highestmodseq):
         if state.uid >= mark.uidnext:
             if not state.expunged:  # new since; one both new and gone since is no change
                 changes.append(Change(state.modseq, state.uid, "created"))

@@ -9,6 +9,7 @@ Limits.max_query_limit; collapseThreads keeps the first Email of each thread.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +18,14 @@ from typing import Any
 
 from mailpipe.jmap import parsed, standard
 from mailpipe.jmap.context import MAIL, Context
-from mailpipe.jmap.email_view import metadata, thread_of
+from mailpipe.jmap.email_view import thread_of
 from mailpipe.jmap.errors import MethodError, invalid_arguments
 from mailpipe.jmap.keywords import flag_of, valid
 from mailpipe.jmap.messages import Found
 from mailpipe.jmap.methods import method
 from mailpipe.jmap.sorting import SORT_PROPERTIES
 from mailpipe.jmap.state import email_state
-from mailpipe.jmap.threads import all_messages, by_thread
+from mailpipe.jmap.threads import all_messages, by_thread, thread_ids
 from mailpipe.store import Mailbox
 
 CONDITIONS = {
@@ -339,6 +340,9 @@ def run_query(context: Context, arguments: dict[str, Any]) -> list[str]:
         if name not in SORT_PROPERTIES:
             raise MethodError("unsupportedSort", f"cannot sort by {name!r}")
         keys.append((_sort_key(name, comparator), comparator.get("isAscending", True) is not False))
+    memo, memo_key = _memo(context, arguments)
+    if memo is not None and memo_key in memo:
+        return list(memo[memo_key])
     found = _in_scope(context, arguments.get("filter"))
     candidates = Candidates(context, found)
     matching = [item for item in found if test(candidates, item)]
@@ -348,16 +352,49 @@ def run_query(context: Context, arguments: dict[str, Any]) -> list[str]:
     for key, ascending in reversed(keys):
         matching.sort(key=lambda i, k=key: k(candidates, i), reverse=not ascending)
     ids = []
-    threads: set[str] = set()
-    collapse = bool(arguments.get("collapseThreads"))
-    for item in matching:
-        view = metadata(item.ref, item.message)
-        if collapse:
-            if view["threadId"] in threads:
-                continue
-            threads.add(view["threadId"])
-        ids.append(view["id"])
+    if not arguments.get("collapseThreads"):
+        # Only the ids: a whole Email's metadata would unpack every message's summary.
+        ids = [item.ref.email_id() for item in matching]
+    else:
+        threads: set[str] = set()
+        by_mailbox = {m.mailbox_id: thread_ids(context, m) for m in scope(context, arguments.get("filter"))}
+        for item in matching:
+            thread = by_mailbox[item.mailbox.mailbox_id][item.message.uid]
+            if thread not in threads:
+                threads.add(thread)
+                ids.append(item.ref.email_id())
+    if memo is not None:
+        while len(memo) >= MEMO_QUERIES:
+            memo.pop(next(iter(memo)), None)  # the oldest first
+        memo[memo_key] = tuple(ids)
     return ids
+
+
+# Results kept per version of a mailbox's messages (a webmail asks few: the list, unread, flagged).
+MEMO_QUERIES = 4
+
+
+def _memo(context: Context, arguments: dict[str, Any]) -> tuple[dict[Any, Any] | None, str]:
+    """Where this query's result is kept, and under what, if it depends on nothing but the
+    messages of one mailbox as listed (context.memo): then the next request for the same
+    version of them sorts nothing. Not for conditions and sorts on other Emails of the thread
+    (in other mailboxes), body searches (bounded reads, kept apart), or "#creationId" mailboxes
+    (another request's are others)."""
+    condition = arguments.get("filter")
+    shape = QueryShape.of(arguments)
+    names = _condition_names(condition)
+    sort = arguments.get("sort") or []
+    sorts = {c.get("property") for c in sort if isinstance(c, dict)}
+    key = json.dumps([condition, sort, bool(arguments.get("collapseThreads"))], sort_keys=True)
+    if shape.bodies or names & THREAD_CONDITIONS or sorts & THREAD_SORTS or '"#' in key:
+        return None, ""
+    mailboxes = scope(context, condition)
+    if len(mailboxes) != 1:
+        return None, ""
+    # Messages a snapshot lists beyond the UIDNEXT read for this request are left out (_in_scope).
+    memo = context.memo(mailboxes[0])
+    queries = None if memo is None else memo.setdefault("Email/query", {})
+    return queries, f"{mailboxes[0].uidnext} {key}"
 
 
 @method("Email/query", MAIL)

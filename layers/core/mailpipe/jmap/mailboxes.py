@@ -8,17 +8,15 @@ create, rename, subscribe and delete, exactly as IMAP's CREATE, RENAME, SUBSCRIB
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 from mailpipe.jmap import ids, standard
 from mailpipe.jmap.context import MAIL, Context
-from mailpipe.jmap.email_view import thread_of
 from mailpipe.jmap.errors import MethodError, SetFailure, invalid_arguments
-from mailpipe.jmap.ids import MessageRef
 from mailpipe.jmap.methods import method
 from mailpipe.jmap.state import describe, format_mailbox_state, mailbox_state, parse_mailbox_state
+from mailpipe.jmap.threads import thread_ids
 from mailpipe.store import Mailbox, MailboxExists, NoSuchMailbox, StoreError
 
 log = logging.getLogger(__name__)
@@ -56,12 +54,12 @@ def counts(context: Context, mailbox: Mailbox) -> dict[str, int]:
     """Totals by listing the mailbox's index (no S3); threads by mime/threading.py's ids."""
     messages = context.messages(mailbox)
     unread = [m for m in messages if SEEN not in m.flags]
-    ref = functools.partial(MessageRef, mailbox.mailbox_id)
+    threads = thread_ids(context, mailbox)
     return {
         "totalEmails": len(messages),
         "unreadEmails": len(unread),
-        "totalThreads": len({thread_of(ref(m.uid), m) for m in messages}),
-        "unreadThreads": len({thread_of(ref(m.uid), m) for m in unread}),
+        "totalThreads": len({threads[m.uid] for m in messages}),
+        "unreadThreads": len({threads[m.uid] for m in unread}),
     }
 
 

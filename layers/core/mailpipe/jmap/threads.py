@@ -16,9 +16,23 @@ from mailpipe.jmap.context import MAIL, Context
 from mailpipe.jmap.email_changes import email_delta
 from mailpipe.jmap.email_view import thread_of
 from mailpipe.jmap.errors import MethodError
+from mailpipe.jmap.ids import MessageRef
 from mailpipe.jmap.messages import Found
 from mailpipe.jmap.methods import method
 from mailpipe.jmap.state import email_state
+from mailpipe.store import Mailbox
+
+
+def thread_ids(context: Context, mailbox: Mailbox) -> dict[int, str]:
+    """The thread id of each message context.messages(mailbox) lists, by UID; kept with that
+    version of the listing (context.memo), since each costs unpacking the message's summary."""
+    memo = context.memo(mailbox)
+    if memo is not None and "threads" in memo:
+        return memo["threads"]  # type: ignore[no-any-return]
+    found = {m.uid: thread_of(MessageRef(mailbox.mailbox_id, m.uid), m) for m in context.messages(mailbox)}
+    if memo is not None:
+        memo["threads"] = found
+    return found
 
 
 def all_messages(context: Context) -> list[Found]:
@@ -35,8 +49,9 @@ def by_thread(context: Context) -> dict[str, list[Found]]:
     """Thread id -> its Emails, oldest first (RFC 8621 3: sorted by receivedAt)."""
     if "threads" not in context.cache:
         threads: dict[str, list[Found]] = defaultdict(list)
+        ids = {m.mailbox_id: thread_ids(context, m) for m in context.mailboxes()}
         for item in all_messages(context):
-            threads[thread_of(item.ref, item.message)].append(item)
+            threads[ids[item.mailbox.mailbox_id][item.message.uid]].append(item)
         for items in threads.values():
             items.sort(key=lambda i: (i.message.internaldate, i.mailbox.mailbox_id, i.message.uid))
         context.cache["threads"] = dict(threads)

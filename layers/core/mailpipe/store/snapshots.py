@@ -18,9 +18,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
+from mailpipe.store.change_lists import ChangeLists
 from mailpipe.store.model import Mailbox, MessageState, StoredMessage
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class _Snapshot:
     mailbox: Mailbox
     messages: dict[int, StoredMessage]  # by UID, ascending; never changed once published
     log: tuple[_Batch, ...]
+    # What callers derived from exactly these messages (a JMAP query's order), dropped with them.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def weight(self) -> int:
@@ -87,6 +90,8 @@ class MailboxSnapshots:
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()  # least recently used first
         self._weight = 0  # messages and logged UIDs held, against max_messages
         self._updating: dict[str, threading.Lock] = {}
+        # Long lists of changes a client pages through (JMAP's Email/changes), read once.
+        self.change_lists = ChangeLists(store)
 
     def list_messages(self, owner: str, name: str) -> tuple[Mailbox, list[StoredMessage]]:
         """The mailbox and its live messages in UID order, like MailStore.list_messages."""
@@ -96,6 +101,14 @@ class MailboxSnapshots:
             mailbox = self._store.require_mailbox(owner, name)
         snapshot = self._current(mailbox)
         return _as_of(mailbox, snapshot), list(snapshot.messages.values())
+
+    def listing(self, mailbox: Mailbox) -> tuple[list[StoredMessage], dict[Any, Any]]:
+        """The live messages of `mailbox` (just read by the caller, so not read again) in UID
+        order, at least as new as it (every UID below its UIDNEXT, maybe a few above), and the
+        memo of this version of them: what a caller computes from exactly these messages, kept
+        until one of them changes. The caller bounds what it keeps there."""
+        snapshot = self._current(mailbox)
+        return list(snapshot.messages.values()), snapshot.memo
 
     def changes(self, mailbox: Mailbox, since: int) -> Changes:
         """What changed after MODSEQ `since` in `mailbox` (just read), from memory when the log
