@@ -14,7 +14,9 @@ from conftest import PASSWORD, wait_for, wait_for_inbox
 from jmap_support import LoopbackClient, Raw
 from jmapc import Ref
 from jmapc.methods import (
+    CoreEcho,
     EmailChanges,
+    EmailCopy,
     EmailGet,
     EmailQuery,
     EmailSet,
@@ -465,3 +467,14 @@ def test_destroying_a_mailbox_with_mail(client: LoopbackClient, imap: imaplib.IM
         ["Email/changes", {"accountId": raw_client.account, "sinceState": state}, "c"]
     )
     assert (name, error["type"]) == ("error", "cannotCalculateChanges")
+
+
+def test_echo_and_copy_through_jmapc(client: LoopbackClient, user: str) -> None:
+    """Core/echo gives back what it got; Email/copy copies between accounts, and each user here has
+    one: from another account it is fromAccountNotFound, from the same one invalidArguments."""
+    assert client.request(CoreEcho(data={"ping": [1, "two"]})).data == {"ping": [1, "two"]}
+    elsewhere = client.request(EmailCopy(from_account_id="Asomeone-else", create={}))
+    assert (type(elsewhere).__name__, elsewhere.type) == ("Error", "fromAccountNotFound")
+    own = client.jmap_session.primary_accounts.mail
+    same = client.request(EmailCopy(from_account_id=own, create={}))
+    assert (type(same).__name__, same.type) == ("InvalidArguments", "invalidArguments")
