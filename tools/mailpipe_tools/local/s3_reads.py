@@ -21,9 +21,9 @@ from typing import Any
 
 from mailpipe_tools.local.provision import ACCOUNT
 
-# The request headers a plain GetObject from botocore carries. Any other (Range, If-*, SSE-C keys,
-# Origin for CORS, a request payer) changes the answer: moto makes that one.
-_PLAIN_HEADERS = frozenset(
+# The headers botocore puts on every signed S3 request; each fast path adds the few its
+# operation carries. Any other header changes the answer: moto answers that request.
+BOTOCORE_HEADERS = frozenset(
     {
         "HTTP_HOST",
         "HTTP_USER_AGENT",
@@ -34,11 +34,13 @@ _PLAIN_HEADERS = frozenset(
         "HTTP_X_AMZ_DATE",
         "HTTP_X_AMZ_CONTENT_SHA256",
         "HTTP_X_AMZ_SECURITY_TOKEN",
-        "HTTP_X_AMZ_CHECKSUM_MODE",
         "HTTP_AMZ_SDK_INVOCATION_ID",
         "HTTP_AMZ_SDK_REQUEST",
     }
 )
+# A plain GetObject's headers; one with a Range, If-*, SSE-C keys, a CORS Origin or a request
+# payer goes to moto.
+_PLAIN_HEADERS = BOTOCORE_HEADERS | {"HTTP_X_AMZ_CHECKSUM_MODE"}
 
 
 class PlainObjectReads:

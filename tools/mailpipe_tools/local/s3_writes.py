@@ -26,27 +26,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mailpipe_tools.local.provision import ACCOUNT
-from mailpipe_tools.local.s3_reads import path_style_host, s3_signed
+from mailpipe_tools.local.s3_reads import BOTOCORE_HEADERS, path_style_host, s3_signed
 
 # The request headers a plain PutObject from botocore carries (Content-Type and Content-Length are
 # not HTTP_ in WSGI). Any other changes what is stored or answered: moto handles that request.
-_PLAIN_HEADERS = frozenset(
-    {
-        "HTTP_HOST",
-        "HTTP_USER_AGENT",
-        "HTTP_ACCEPT",
-        "HTTP_ACCEPT_ENCODING",
-        "HTTP_CONNECTION",
-        "HTTP_AUTHORIZATION",
-        "HTTP_X_AMZ_DATE",
-        "HTTP_X_AMZ_CONTENT_SHA256",
-        "HTTP_X_AMZ_SECURITY_TOKEN",
-        "HTTP_X_AMZ_SDK_CHECKSUM_ALGORITHM",
-        "HTTP_X_AMZ_CHECKSUM_CRC32",
-        "HTTP_AMZ_SDK_INVOCATION_ID",
-        "HTTP_AMZ_SDK_REQUEST",
-    }
-)
+_PLAIN_HEADERS = BOTOCORE_HEADERS | {"HTTP_X_AMZ_SDK_CHECKSUM_ALGORITHM", "HTTP_X_AMZ_CHECKSUM_CRC32"}
 # Bodies signed as sent (not aws-chunked: its framing is moto's to take apart).
 _STREAMING = "STREAMING-"
 
