@@ -175,6 +175,11 @@ def store(stack: DevStack) -> MailStore:
     return stack.mail_store()
 
 
+# Threads of the dev stack's pollers and schedules (local/stream_source.py, event_source.py,
+# schedules.py), the local JMAP server and the state saver.
+LOCAL_FUNCTION_THREADS = ("stream-", "poller-", "schedule-", "jmap-http", "state-saver")
+
+
 @pytest.fixture
 def gateway_requests(stack) -> Iterator[Counter[str]]:
     """Every AWS request the IMAP gateway's store and directory make, by service and operation
@@ -190,12 +195,18 @@ def gateway_requests(stack) -> Iterator[Counter[str]]:
     lean = threading.local()  # a lean GET answered through botocore after all is counted once
 
     def count(event_name: str, **_kwargs: object) -> None:
+        # The clients are the process's shared ones: the stack's local functions (the change
+        # feed's relay looking up JMAP push connections, pruning, inbound) use them too, from
+        # their own threads. What they ask is not the gateway's.
+        if threading.current_thread().name.startswith(LOCAL_FUNCTION_THREADS):
+            return
         if not getattr(lean, "active", False):
             counted[event_name.removeprefix("before-call.")] += 1
 
     def count_lean(event: str, client: object, key: str) -> None:
         # Whole bodies are read without botocore (mailpipe.s3_gets): counted as botocore would.
-        if client is context.store._s3:
+        local = threading.current_thread().name.startswith(LOCAL_FUNCTION_THREADS)
+        if client is context.store._s3 and not local:
             lean.active = event == "start"
             counted["s3.GetObject"] += event == "start"
 
