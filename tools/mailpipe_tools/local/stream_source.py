@@ -6,15 +6,28 @@ batches of at most `batch_size`, in order, and a batch the handler raised on is 
 the shard moves on; after `max_attempts` it is logged and skipped (AWS would describe it on the
 on-failure destination). moto has no long poll for streams, so the shards are read every
 `interval` seconds (100-200 ms keeps a change's trip to an IDLE-ing client well under a second).
+
+GetRecords is read as the JSON it is, not through botocore's parser: the stream's records are
+already in the shape Lambda hands on (DynamoDB JSON, binary values in base64, as on AWS), and
+botocore turned each record's images into Python values (base64 decoded, dates parsed) only for
+them to be turned back. In the `mailpipe dev` process that parsing held the GIL 11% of the time
+under bench/imap.py (py-spy --gil, 2026-12-05): time the IMAP gateway's event loop, in the same
+process, waited. The shard list and iterators still go through botocore.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 from mailpipe_tools.local import event_pattern
 from mailpipe_tools.local.functions import LocalFunction, LocalLambdaContext
@@ -23,6 +36,11 @@ log = logging.getLogger(__name__)
 
 # How often the shard list is read again (new shards appear when DynamoDB splits or rolls a shard).
 DESCRIBE_EVERY_SECONDS = 5.0
+GET_RECORDS_TARGET = "DynamoDBStreams_20120810.GetRecords"
+
+
+class StreamReadError(RuntimeError):
+    """GetRecords was answered with an error (an expired iterator, a trimmed shard, ...)."""
 
 
 class StreamPoller:
@@ -55,6 +73,7 @@ class StreamPoller:
         # shard id -> the sequence number of the last record handed on (to renew a lost iterator)
         self._last_sequence: dict[str, str] = {}
         self._described_at: float | None = None
+        self._connection: http.client.HTTPConnection | None = None  # kept for GetRecords
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream-{function.logical_id}", daemon=True)
 
@@ -67,6 +86,8 @@ class StreamPoller:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        if self._connection is not None:
+            self._connection.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -90,7 +111,7 @@ class StreamPoller:
             if iterator is None or self._stop.is_set():
                 continue
             try:
-                page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                page = self._get_records(iterator)
             except Exception as exc:
                 # An expired or forgotten iterator: start again after the last record handed on.
                 log.info("stream shard %s: renewing its iterator (%s)", shard_id, exc)
@@ -103,6 +124,37 @@ class StreamPoller:
                 busy = busy or len(records) >= 1000
             self._iterators[shard_id] = page.get("NextShardIterator")
         return busy
+
+    def _get_records(self, iterator: str) -> dict[str, Any]:
+        """GetRecords' answer, decoded from its JSON only; a request botocore would sign alike."""
+        endpoint = urlsplit(self._streams.meta.endpoint_url)
+        request = AWSRequest(
+            method="POST",
+            url=f"{endpoint.scheme}://{endpoint.netloc}/",
+            data=json.dumps({"ShardIterator": iterator, "Limit": 1000}).encode(),
+            headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": GET_RECORDS_TARGET},
+        )
+        # botocore offers no public handle on a client's credentials.
+        credentials = self._streams._request_signer._credentials
+        SigV4Auth(credentials, "dynamodb", self._streams.meta.region_name).add_auth(request)
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=30)
+            try:
+                self._connection.request("POST", "/", body=request.body, headers=dict(request.headers))
+                response = self._connection.getresponse()
+                answer = response.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+        if response.status != 200:
+            # moto answers an iterator it forgot with a 500 and a page of text, not JSON.
+            raise StreamReadError(f"GetRecords: {response.status} {answer[:200]!r}")
+        page: dict[str, Any] = json.loads(answer)
+        return page
 
     def _describe(self, first: bool) -> None:
         stream = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
@@ -173,6 +225,6 @@ class StreamPoller:
         """The record as Lambda hands it: the stream's record plus its source ARN."""
         change = dict(record.get("dynamodb", {}))
         created = change.get("ApproximateCreationDateTime")
-        if hasattr(created, "timestamp"):  # boto3 parses it; Lambda's JSON has epoch seconds
-            change["ApproximateCreationDateTime"] = int(created.timestamp())
+        if isinstance(created, float):  # the stream's JSON has fractions; Lambda's whole seconds
+            change["ApproximateCreationDateTime"] = int(created)
         return {**record, "dynamodb": change, "eventSourceARN": self._stream_arn, "awsRegion": self._region}
