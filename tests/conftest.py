@@ -124,6 +124,55 @@ def moto_here() -> Iterator[object]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_dynamodb(moto_here: Any) -> tuple[Any, Any]:
+    """DynamoDB and DynamoDB Streams clients on the tests' own moto server."""
+    import boto3
+
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    return (
+        session.client("dynamodb", endpoint_url=moto_here.endpoint),
+        session.client("dynamodbstreams", endpoint_url=moto_here.endpoint),
+    )
+
+
+def keyed_table(client: Any, prefix: str, stream: bool = True) -> dict[str, Any]:
+    """A table keyed like the mailbox table (pk, sk strings), with a stream of both images unless
+    `stream` is False; its description. The caller deletes it."""
+    extra: dict[str, Any] = (
+        {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
+        if stream
+        else {}
+    )
+    return client.create_table(
+        TableName=f"{prefix}-{secrets.token_hex(4)}",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        **extra,
+    )["TableDescription"]
+
+
+@pytest.fixture
+def scratch_bucket(stack: DevStack) -> Iterator[tuple[Any, str]]:
+    """An S3 client on the dev stack's moto and a bucket of the test's own, emptied and deleted after."""
+    from mailpipe import aws
+
+    s3 = aws.client("s3")
+    name = f"scratch-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=name)
+    yield s3, name
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for entry in page.get("Contents", []):
+            s3.delete_object(Bucket=name, Key=entry["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
 @pytest.fixture
 def new_user(stack: DevStack) -> Callable[..., str]:
     """Makes a user of its own for a test, so tests never see each other's mail."""

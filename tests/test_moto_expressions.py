@@ -4,39 +4,25 @@ that does not parse must fail every time with moto's error."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import keyed_table
 
 from mailpipe.store import transactions as tx
 from mailpipe.store.model import Mailbox
-from mailpipe_tools.local.moto_server import MotoServer
 
 
-@pytest.fixture(scope="module")
-def client(moto_here: MotoServer) -> Any:
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    return session.client("dynamodb", endpoint_url=moto_here.endpoint)
+@pytest.fixture
+def client(moto_dynamodb: tuple[Any, Any]) -> Any:
+    return moto_dynamodb[0]
 
 
 @pytest.fixture
 def table(client: Any) -> Iterator[str]:
-    name = f"expr-{secrets.token_hex(4)}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    name = keyed_table(client, "expr", stream=False)["TableName"]
     client.put_item(TableName=name, Item={"pk": {"S": "u"}, "sk": {"S": "box"}, "n": {"N": "1"}})
     yield name
     client.delete_table(TableName=name)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 from botocore.exceptions import ClientError
 from conftest import CORPUS
 
-from mailpipe import aws
 from mailpipe_tools.local.moto_process import RequestCounts
 
 # Headers that differ between any two answers (request ids, dates of the answer itself).
@@ -17,15 +14,8 @@ VARYING = {"date", "server", "x-amzn-requestid", "x-amz-request-id", "x-amz-id-2
 
 
 @pytest.fixture
-def bucket(stack):
-    s3 = aws.client("s3")
-    name = f"reads-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name)
-    yield s3, name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for entry in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=entry["Key"])
-    s3.delete_bucket(Bucket=name)
+def bucket(scratch_bucket: tuple[object, str]) -> tuple[object, str]:
+    return scratch_bucket
 
 
 def both_answers(s3, bucket: str, key: str) -> tuple[dict, dict]:

@@ -4,14 +4,11 @@ must be what moto's own path would."""
 from __future__ import annotations
 
 import base64
-import secrets
 import zlib
 
 import pytest
 from botocore.exceptions import ClientError
 from conftest import CORPUS
-
-from mailpipe import aws
 
 CORPUS_FILES = sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []
 # Headers that differ between any two answers (request ids, dates, the object's own time).
@@ -27,15 +24,8 @@ VARYING = {
 
 
 @pytest.fixture
-def bucket(stack):
-    s3 = aws.client("s3")
-    name = f"writes-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name)
-    yield s3, name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for entry in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=entry["Key"])
-    s3.delete_bucket(Bucket=name)
+def bucket(scratch_bucket: tuple[object, str]) -> tuple[object, str]:
+    return scratch_bucket
 
 
 def headers(answer: dict) -> dict:

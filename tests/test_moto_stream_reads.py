@@ -9,25 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.request import Request, urlopen
 
-import boto3
 import pytest
 
 from mailpipe_tools.local import moto_stream_reads
-from mailpipe_tools.local.moto_server import MotoServer
 
 # Headers that differ between any two answers.
 VARYING = {"date", "x-amzn-requestid", "connection"}
 
 
-@pytest.fixture(scope="module")
-def clients(moto_here: MotoServer) -> tuple[Any, Any]:
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    return (
-        session.client("dynamodb", endpoint_url=moto_here.endpoint),
-        session.client("dynamodbstreams", endpoint_url=moto_here.endpoint),
-    )
+@pytest.fixture
+def clients(moto_dynamodb: tuple[Any, Any]) -> tuple[Any, Any]:
+    return moto_dynamodb
 
 
 @pytest.fixture

@@ -4,44 +4,25 @@ what the transaction wrote is undone, its stream records are gone, and nothing e
 from __future__ import annotations
 
 import contextlib
-import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import keyed_table
 
-from mailpipe_tools.local.moto_server import MotoServer
 
-
-@pytest.fixture(scope="module")
-def clients(moto_here: MotoServer) -> tuple[Any, Any]:
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    return (
-        session.client("dynamodb", endpoint_url=moto_here.endpoint),
-        session.client("dynamodbstreams", endpoint_url=moto_here.endpoint),
-    )
+@pytest.fixture
+def clients(moto_dynamodb: tuple[Any, Any]) -> tuple[Any, Any]:
+    return moto_dynamodb
 
 
 @pytest.fixture
 def table(clients: tuple[Any, Any]) -> Iterator[str]:
     """A table like the mailbox table: partition and sort key, a stream of both images, and an item."""
     client, _ = clients
-    name = f"tx-{secrets.token_hex(4)}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    name = keyed_table(client, "tx")["TableName"]
     client.put_item(TableName=name, Item={"pk": {"S": "u"}, "sk": {"S": "box"}, "n": {"N": "1"}})
     client.put_item(TableName=name, Item={"pk": {"S": "u"}, "sk": {"S": "gone"}, "n": {"N": "5"}})
     client.put_item(TableName=name, Item={"pk": {"S": "u"}, "sk": {"S": "other"}, "n": {"N": "3"}})

@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
-import secrets
 import socket
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -32,15 +31,8 @@ ODD_KEYS = ["messages/bob@example.test/plain.eml", "messages/o+b/a b/ü€ key",
 
 
 @pytest.fixture
-def bucket(stack) -> Iterator[tuple[object, str]]:
-    s3 = aws.client("s3")
-    name = f"gets-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name)
-    yield s3, name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for entry in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=entry["Key"])
-    s3.delete_bucket(Bucket=name)
+def bucket(scratch_bucket: tuple[object, str]) -> tuple[object, str]:
+    return scratch_bucket
 
 
 class _Stop(Exception):

@@ -6,15 +6,13 @@ the last record handed on, so nothing is skipped."""
 from __future__ import annotations
 
 import base64
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
+from conftest import keyed_table
 
 from mailpipe_tools.local.functions import LocalFunction
-from mailpipe_tools.local.moto_server import MotoServer
 from mailpipe_tools.local.stream_source import StreamPoller, StreamReadError
 
 ITEM = {
@@ -26,32 +24,17 @@ ITEM = {
 }
 
 
-@pytest.fixture(scope="module")
-def clients(moto_here: MotoServer) -> tuple[Any, Any]:
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    return (
-        session.client("dynamodb", endpoint_url=moto_here.endpoint),
-        session.client("dynamodbstreams", endpoint_url=moto_here.endpoint),
-    )
+@pytest.fixture
+def clients(moto_dynamodb: tuple[Any, Any]) -> tuple[Any, Any]:
+    return moto_dynamodb
 
 
 @pytest.fixture
 def stream(clients: tuple[Any, Any]) -> Iterator[str]:
     client, _ = clients
-    name = f"source-{secrets.token_hex(4)}"
-    created = client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    yield created["TableDescription"]["LatestStreamArn"]
+    created = keyed_table(client, "source")
+    name = created["TableName"]
+    yield created["LatestStreamArn"]
     client.delete_table(TableName=name)
 
 
