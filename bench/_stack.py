@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -43,6 +44,9 @@ def dev_stack(
     for moto's threads to release the GIL), or with `moto_in_process` in this one, as
     `mailpipe dev` runs it. `http`: the webmail and the JMAP function on `stack.http`, as
     `mailpipe dev --http-port` serves them."""
+    # A bench prints figures: the functions' INFO lines (one per JMAP request...) would bury them.
+    # Warnings and errors still show; POWERTOOLS_LOG_LEVEL set by the caller wins.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     endpoint = None if moto_in_process else resources.enter_context(moto_in_own_process())
     state_dir = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="bench-stack-")))
     options = DevOptions(
