@@ -27,6 +27,7 @@ from mailpipe.mime.summary import summarize
 from mailpipe.store import transactions as tx
 from mailpipe.store.bodies import BodyReader
 from mailpipe.store.body_deletes import BodyDeletes
+from mailpipe.store.body_puts import BodyPuts
 from mailpipe.store.headers import HeaderReader, header_end, pack_header
 from mailpipe.store.model import (
     CHANGES_INDEX,
@@ -147,6 +148,7 @@ class MailStore:
         self._recent = RecentClaims(table, self._writers)
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
         self._bodies = BodyReader(s3, bucket, _readers)
+        self._puts = BodyPuts(s3, bucket)
         self._body_deletes = BodyDeletes(self._delete_chunk)
         self._headers = HeaderReader(
             self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
@@ -501,7 +503,7 @@ class MailStore:
                 return existing
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
-        self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
+        self._puts.put(blob_key, raw)
         self._bodies.keep(blob_key, raw)
         summary = summarize(raw)
         message = self._kept(
@@ -560,9 +562,7 @@ class MailStore:
 
         def put(index: int) -> dict[str, Any]:
             new = messages[index]
-            self._s3.put_object(
-                Bucket=self._bucket, Key=keys[index], Body=new.raw, ContentType="message/rfc822"
-            )
+            self._puts.put(keys[index], new.raw)
             summary = summarize(new.raw)
             return self._kept(
                 _message_item(
