@@ -16,7 +16,7 @@ import pytest
 from dns_zone import serving
 from jmap_support import serve
 
-from mailpipe import s3_gets, s3_puts
+from mailpipe import dynamo_transactions, s3_gets, s3_puts
 from mailpipe.store import MailStore
 from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevOptions, DevStack
@@ -265,10 +265,18 @@ def gateway_requests(stack) -> Iterator[Counter[str]]:
 
     count_gets, count_puts = lean_counter("s3.GetObject"), lean_counter("s3.PutObject")
 
+    def count_transaction(event: str, client: object) -> None:
+        # The store's transactions are sent without botocore (mailpipe.dynamo_transactions).
+        local = threading.current_thread().name.startswith(LOCAL_FUNCTION_THREADS)
+        if client is context.store._client and not local:
+            lean.active = event == "start"
+            counted["dynamodb.TransactWriteItems"] += event == "start"
+
     for client in clients.values():
         client.meta.events.register("before-call", count)
     s3_gets.observers.append(count_gets)
     s3_puts.observers.append(count_puts)
+    dynamo_transactions.observers.append(count_transaction)
     try:
         yield counted
     finally:
@@ -276,6 +284,7 @@ def gateway_requests(stack) -> Iterator[Counter[str]]:
             client.meta.events.unregister("before-call", count)
         s3_gets.observers.remove(count_gets)
         s3_puts.observers.remove(count_puts)
+        dynamo_transactions.observers.remove(count_transaction)
 
 
 def inbox(stack: DevStack, owner: str) -> list:

@@ -23,7 +23,7 @@ import boto3
 import pytest
 from conftest import CORPUS, PASSWORD, wait_for_inbox
 
-from mailpipe import aws, s3_gets, s3_puts
+from mailpipe import aws, dynamo_transactions, s3_gets, s3_puts
 from mailpipe.store import MailStore, StoredMessage
 from mailpipe.store.backfill import HeaderBackfill
 from mailpipe.store.headers import header_end
@@ -41,8 +41,8 @@ needs_corpus = pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CO
 def requests_made(client: Any, prefix: str = "") -> Iterator[Counter[str]]:
     """Counts the requests `client` makes meanwhile, by operation (botocore's before-parameter-build
     event: every real call, none faked; and the whole-object GETs and PUTs mailpipe.s3_gets and
-    s3_puts make without botocore, as GetObject and PutObject); with `prefix`, only S3 requests
-    for keys that start with it."""
+    s3_puts make without botocore, as GetObject and PutObject, and the transactions of
+    mailpipe.dynamo_transactions); with `prefix`, only S3 requests for keys that start with it."""
     counts: Counter[str] = Counter()
     lean = threading.local()  # a lean GET or PUT sent through botocore after all is counted once
 
@@ -60,15 +60,23 @@ def requests_made(client: Any, prefix: str = "") -> Iterator[Counter[str]]:
         return count_lean
 
     count_gets, count_puts = lean_counter("GetObject"), lean_counter("PutObject")
+
+    def count_transaction(event: str, observed: Any) -> None:
+        if observed is client and not prefix:
+            lean.active = event == "start"
+            counts["TransactWriteItems"] += event == "start"
+
     client.meta.events.register("before-parameter-build.*.*", count)
     s3_gets.observers.append(count_gets)
     s3_puts.observers.append(count_puts)
+    dynamo_transactions.observers.append(count_transaction)
     try:
         yield counts
     finally:
         client.meta.events.unregister("before-parameter-build.*.*", count)
         s3_gets.observers.remove(count_gets)
         s3_puts.observers.remove(count_puts)
+        dynamo_transactions.observers.remove(count_transaction)
 
 
 def own_store(stack) -> MailStore:

@@ -27,9 +27,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import socket
-import ssl
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -37,14 +34,8 @@ from typing import Any
 from urllib.parse import quote
 
 from mailpipe.aws import CONTINUE_FROM_BYTES
-from mailpipe.s3_gets import (
-    CONNECT_TIMEOUT,
-    MAX_HEADER_BYTES,
-    READ_TIMEOUT,
-    Endpoint,
-    endpoint_of,
-    signing_key,
-)
+from mailpipe.lean_http import KeptConnections, tls_context
+from mailpipe.s3_gets import Endpoint, endpoint_of, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +52,11 @@ class ObjectPuts:
         self._bucket = bucket
         self._credentials = getattr(getattr(s3, "_request_signer", None), "_credentials", None)
         self._endpoint = endpoint_of(s3, bucket) if self._credentials is not None else None
-        self._local = threading.local()
         self._signing_keys: dict[tuple[str, str, str], bytes] = {}
-        self._tls: ssl.SSLContext | None = None
-        if self._endpoint is not None and self._endpoint.scheme == "https":
-            from botocore.httpsession import get_cert_path
-
-            self._tls = ssl.create_default_context(cafile=get_cert_path(True))
+        self._connections: KeptConnections | None = None
+        if self._endpoint is not None:
+            tls = tls_context() if self._endpoint.scheme == "https" else None
+            self._connections = KeptConnections(self._endpoint.hostname, self._endpoint.port, tls)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -88,32 +77,19 @@ class ObjectPuts:
 
     def _put(self, key: str, body: bytes, content_type: str) -> None:
         lean = self._endpoint is not None and 0 < len(body) < CONTINUE_FROM_BYTES
-        if lean and self._lean_put(self._endpoint, key, body, content_type):  # type: ignore[arg-type]
+        if lean and self._lean_put(key, body, content_type):
             return
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
 
-    def _lean_put(self, endpoint: Endpoint, key: str, body: bytes, content_type: str) -> bool:
+    def _lean_put(self, key: str, body: bytes, content_type: str) -> bool:
         """Whether S3 answered 200 (else botocore should send it)."""
-        path = endpoint.prefix + quote(key, safe="/~")
-        for attempt in (1, 2):
-            head = f"PUT {path} HTTP/1.1\r\n" + "".join(
-                f"{name}: {value}\r\n" for name, value in self.signed_headers(path, body, content_type)
-            )
-            reused = False
-            try:
-                connection, reused = self._connection(endpoint)
-                connection.sendall(head.encode("ascii") + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-                status, keep_alive = _answer(connection)
-            except (OSError, ValueError) as exc:
-                self._drop_connection()
-                if reused and attempt == 1 and not isinstance(exc, TimeoutError):
-                    continue  # a kept connection the server had closed meanwhile: once more, anew
-                log.info("S3 PUT of %s failed (%s): asking botocore", key, exc)
-                return False
-            if not keep_alive or status != 200:
-                self._drop_connection()
-            return status == 200
-        return False
+        assert self._endpoint is not None and self._connections is not None
+        path = self._endpoint.prefix + quote(key, safe="/~")
+        head = f"PUT {path} HTTP/1.1\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in self.signed_headers(path, body, content_type)
+        )
+        request = head.encode("ascii") + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        return self._connections.send(request, f"S3 PUT of {key}") == 200
 
     def signed_headers(
         self, path: str, body: bytes, content_type: str, stamp: str | None = None
@@ -148,24 +124,6 @@ class ObjectPuts:
             self._signing_keys[slot] = key
         return key
 
-    def _connection(self, endpoint: Endpoint) -> tuple[socket.socket, bool]:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection, True
-        connection = socket.create_connection((endpoint.hostname, endpoint.port), timeout=CONNECT_TIMEOUT)
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            connection = self._tls.wrap_socket(connection, server_hostname=endpoint.hostname)
-        connection.settimeout(READ_TIMEOUT)
-        self._local.connection = connection
-        return connection, False
-
-    def _drop_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            connection.close()
-
 
 def _authorization(
     path: str, headers: list[tuple[str, str]], stamp: str, region: str, access_key: str, key: bytes
@@ -181,41 +139,3 @@ def _authorization(
     to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     return f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={names}, Signature={signature}"
-
-
-def _answer(connection: socket.socket) -> tuple[int, bool]:
-    """Reads one answer to a PUT: its status and whether the connection may serve another request
-    (only after a 200 whose body, S3's empty one or not, was read whole). Raises OSError, or
-    ValueError for what is not HTTP."""
-    buffered = bytearray()
-    while (end := buffered.find(b"\r\n\r\n")) < 0:
-        if len(buffered) > MAX_HEADER_BYTES:
-            raise ValueError("response header too large")
-        chunk = connection.recv(65536)
-        if not chunk:
-            raise ConnectionResetError("closed before a response")
-        buffered += chunk
-    lines = bytes(buffered[:end]).split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    if not version.startswith(b"HTTP/1.") or not rest[:3].isdigit():
-        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
-    status = int(rest[:3])
-    if status != 200:
-        return status, False
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    length = headers.get(b"content-length", b"")
-    if not length.isdigit() or b"transfer-encoding" in headers or int(length) > MAX_HEADER_BYTES:
-        return status, False  # stored; what follows is not read, so the connection is not kept
-    remaining = int(length) - (len(buffered) - end - 4)
-    if remaining < 0:
-        raise ValueError("more bytes than Content-Length")
-    while remaining > 0:
-        chunk = connection.recv(remaining)
-        if not chunk:
-            raise ConnectionResetError("closed within the body")
-        remaining -= len(chunk)
-    keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
-    return status, keep_alive
