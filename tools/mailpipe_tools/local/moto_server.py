@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from mailpipe_tools.local import (
     moto_expressions,
+    moto_items,
     moto_memory,
     moto_stream_reads,
     moto_transactions,
@@ -427,6 +428,7 @@ class MotoServer:
         moto_stream_reads.install()
         moto_expressions.install()
         _install_fast_projection()
+        moto_items.install()
         _install_bounded_streams()
         _install_bounded_sqs_deletions()
         _install_bounded_sns_notifications()
