@@ -16,7 +16,7 @@ import pytest
 from dns_zone import serving
 from jmap_support import serve
 
-from mailpipe import s3_gets
+from mailpipe import dynamo_transactions, s3_gets, s3_puts
 from mailpipe.store import MailStore
 from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevOptions, DevStack
@@ -241,7 +241,7 @@ def gateway_requests(stack) -> Iterator[Counter[str]]:
     counted: Counter[str] = Counter()
     # Bodies an earlier test's EXPUNGE left to delete in the background go now, not in this count.
     context.store.finish_body_deletes()
-    lean = threading.local()  # a lean GET answered through botocore after all is counted once
+    lean = threading.local()  # a lean GET or PUT sent through botocore after all is counted once
 
     def count(event_name: str, **_kwargs: object) -> None:
         # The clients are the process's shared ones: the stack's local functions (the change
@@ -252,22 +252,39 @@ def gateway_requests(stack) -> Iterator[Counter[str]]:
         if not getattr(lean, "active", False):
             counted[event_name.removeprefix("before-call.")] += 1
 
-    def count_lean(event: str, client: object, key: str) -> None:
-        # Whole bodies are read without botocore (mailpipe.s3_gets): counted as botocore would.
+    def lean_counter(operation: str) -> Callable[[str, object, str], None]:
+        def count_lean(event: str, client: object, key: str) -> None:
+            # Whole bodies are read and stored without botocore (mailpipe.s3_gets, s3_puts):
+            # counted as botocore would.
+            local = threading.current_thread().name.startswith(LOCAL_FUNCTION_THREADS)
+            if client is context.store._s3 and not local:
+                lean.active = event == "start"
+                counted[operation] += event == "start"
+
+        return count_lean
+
+    count_gets, count_puts = lean_counter("s3.GetObject"), lean_counter("s3.PutObject")
+
+    def count_transaction(event: str, client: object) -> None:
+        # The store's transactions are sent without botocore (mailpipe.dynamo_transactions).
         local = threading.current_thread().name.startswith(LOCAL_FUNCTION_THREADS)
-        if client is context.store._s3 and not local:
+        if client is context.store._client and not local:
             lean.active = event == "start"
-            counted["s3.GetObject"] += event == "start"
+            counted["dynamodb.TransactWriteItems"] += event == "start"
 
     for client in clients.values():
         client.meta.events.register("before-call", count)
-    s3_gets.observers.append(count_lean)
+    s3_gets.observers.append(count_gets)
+    s3_puts.observers.append(count_puts)
+    dynamo_transactions.observers.append(count_transaction)
     try:
         yield counted
     finally:
         for client in clients.values():
             client.meta.events.unregister("before-call", count)
-        s3_gets.observers.remove(count_lean)
+        s3_gets.observers.remove(count_gets)
+        s3_puts.observers.remove(count_puts)
+        dynamo_transactions.observers.remove(count_transaction)
 
 
 def inbox(stack: DevStack, owner: str) -> list:

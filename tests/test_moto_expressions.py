@@ -143,3 +143,69 @@ def test_a_string_that_does_not_parse_fails_every_time(client, table, update_exp
         errors.append(failed.value.response["Error"])
     assert errors[1:] == errors[:-1]  # moto's error (a 500 for some: moto's own way)
     assert client.get_item(TableName=table, Key=KEY)["Item"]["n"] == {"N": "1"}
+
+
+# Updates that each validator acts on: values, names, functions, arithmetic, nested paths, list
+# elements, REMOVE, ADD and DELETE of sets; and ones moto refuses (a missing path in a value, a
+# type mismatch, the key changed, two actions on one path, an empty string key value).
+WALKED_UPDATES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+    ("SET n = n + :one, m.#x = :s", {":one": {"N": "1"}, ":s": {"S": "v"}}, {"#x": "x"}),
+    (
+        "SET l = list_append(if_not_exists(l, :empty), :more), c = if_not_exists(c, :one)",
+        {":empty": {"L": []}, ":more": {"L": [{"S": "a"}]}, ":one": {"N": "1"}},
+        {},
+    ),
+    (
+        "SET m.y[0] = :s REMOVE gone ADD tags :t, total :one DELETE old :o",
+        {":s": {"S": "w"}, ":t": {"SS": ["a", "b"]}, ":one": {"N": "2"}, ":o": {"SS": ["z"]}},
+        {},
+    ),
+    ("SET n = missing + :one", {":one": {"N": "1"}}, {}),
+    ("SET n = n + :s", {":s": {"S": "text"}}, {}),
+    ("SET sk = :s", {":s": {"S": "other"}}, {}),
+    ("SET n = :one REMOVE n", {":one": {"N": "1"}}, {}),
+    ("SET gsi = :e", {":e": {"S": ""}}, {}),
+]
+
+
+def _walk_once(client: Any, table: str, key: str, update: tuple[str, dict[str, Any], dict[str, str]]) -> Any:
+    item = {
+        "pk": {"S": "walk"},
+        "sk": {"S": key},
+        "n": {"N": "1"},
+        "m": {"M": {"y": {"L": [{"S": "u"}]}}},
+        "gone": {"S": "x"},
+        "old": {"SS": ["z", "q"]},
+        "tags": {"SS": ["c"]},
+    }
+    client.put_item(TableName=table, Item=item)
+    expression, values, names = update
+    try:
+        client.update_item(
+            TableName=table,
+            Key={"pk": {"S": "walk"}, "sk": {"S": key}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": names} if names else {}),
+        )
+    except ClientError as exc:
+        return exc.response["Error"]
+    got = client.get_item(TableName=table, Key={"pk": {"S": "walk"}, "sk": {"S": key}})["Item"]
+    return {k: v for k, v in got.items() if k != "sk"}
+
+
+def test_the_validators_walk_is_moto_s(client, table, monkeypatch) -> None:
+    """Each update applied (or refused) with the walk that reads the node map once, and with
+    moto's own walk: the same item, or the same error."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+
+    fast = DepthFirstTraverser.traverse
+    assert getattr(fast, "mailpipe_fast", False)
+    for index, update in enumerate(WALKED_UPDATES):
+        ours = _walk_once(client, table, f"fast-{index}", update)
+        monkeypatch.setattr(DepthFirstTraverser, "traverse", fast.moto_traverse)
+        theirs = _walk_once(client, table, f"moto-{index}", update)
+        monkeypatch.setattr(DepthFirstTraverser, "traverse", fast)
+        assert ours == theirs, update[0]
+    refused = [_walk_once(client, table, f"again-{i}", u) for i, u in enumerate(WALKED_UPDATES)]
+    assert sum("Code" in outcome for outcome in refused) >= 4

@@ -16,14 +16,14 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 from conftest import CORPUS, PASSWORD, wait_for_inbox
 
-from mailpipe import aws, s3_gets
+from mailpipe import aws, dynamo_transactions, s3_gets, s3_puts
 from mailpipe.store import MailStore, StoredMessage
 from mailpipe.store.backfill import HeaderBackfill
 from mailpipe.store.headers import header_end
@@ -40,28 +40,43 @@ needs_corpus = pytest.mark.skipif(not CORPUS_FILES, reason=f"missing corpus: {CO
 @contextlib.contextmanager
 def requests_made(client: Any, prefix: str = "") -> Iterator[Counter[str]]:
     """Counts the requests `client` makes meanwhile, by operation (botocore's before-parameter-build
-    event: every real call, none faked; and the whole-object GETs mailpipe.s3_gets makes without
-    botocore, as GetObject); with `prefix`, only S3 requests for keys that start with it."""
+    event: every real call, none faked; and the whole-object GETs and PUTs mailpipe.s3_gets and
+    s3_puts make without botocore, as GetObject and PutObject, and the transactions of
+    mailpipe.dynamo_transactions); with `prefix`, only S3 requests for keys that start with it."""
     counts: Counter[str] = Counter()
-    lean = threading.local()  # a lean GET answered through botocore after all is counted once
+    lean = threading.local()  # a lean GET or PUT sent through botocore after all is counted once
 
     def count(params: dict[str, Any], model: Any, **_: Any) -> None:
         key = params.get("Key") or (params.get("CopySource") or {}).get("Key") or ""
         if (not prefix or str(key).startswith(prefix)) and not getattr(lean, "active", False):
             counts[model.name] += 1
 
-    def count_lean(event: str, observed: Any, key: str) -> None:
-        if observed is client and (not prefix or key.startswith(prefix)):
+    def lean_counter(operation: str) -> Callable[[str, Any, str], None]:
+        def count_lean(event: str, observed: Any, key: str) -> None:
+            if observed is client and (not prefix or key.startswith(prefix)):
+                lean.active = event == "start"
+                counts[operation] += event == "start"
+
+        return count_lean
+
+    count_gets, count_puts = lean_counter("GetObject"), lean_counter("PutObject")
+
+    def count_transaction(event: str, observed: Any) -> None:
+        if observed is client and not prefix:
             lean.active = event == "start"
-            counts["GetObject"] += event == "start"
+            counts["TransactWriteItems"] += event == "start"
 
     client.meta.events.register("before-parameter-build.*.*", count)
-    s3_gets.observers.append(count_lean)
+    s3_gets.observers.append(count_gets)
+    s3_puts.observers.append(count_puts)
+    dynamo_transactions.observers.append(count_transaction)
     try:
         yield counts
     finally:
         client.meta.events.unregister("before-parameter-build.*.*", count)
-        s3_gets.observers.remove(count_lean)
+        s3_gets.observers.remove(count_gets)
+        s3_puts.observers.remove(count_puts)
+        dynamo_transactions.observers.remove(count_transaction)
 
 
 def own_store(stack) -> MailStore:

@@ -20,11 +20,13 @@ from urllib.parse import parse_qs
 
 from mailpipe_tools.local import (
     moto_expressions,
+    moto_items,
     moto_memory,
     moto_stream_reads,
     moto_transactions,
     s3_files,
 )
+from mailpipe_tools.local.moto_dynamodb_direct import DirectDynamoDB
 from mailpipe_tools.local.moto_queries import install_partition_queries, install_plain_read_answers
 from mailpipe_tools.local.s3_reads import PlainObjectReads
 from mailpipe_tools.local.s3_writes import PlainObjectWrites
@@ -426,6 +428,7 @@ class MotoServer:
         moto_stream_reads.install()
         moto_expressions.install()
         _install_fast_projection()
+        moto_items.install()
         _install_bounded_streams()
         _install_bounded_sqs_deletions()
         _install_bounded_sns_notifications()
@@ -433,7 +436,8 @@ class MotoServer:
         _stop_tracking_model_instances()
         if bodies is not None:
             s3_files.install(bodies)
-        self.dynamodb = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        # DynamoDB's JSON requests skip Flask (moto_dynamodb_direct.py), one at a time as before.
+        self.dynamodb = _AtomicDynamoDB(DirectDynamoDB(DomainDispatcherApplication(create_backend_app)))
         # Plain PutObjects skip moto's request path (s3_writes.py); still counted as changes.
         self.changes = _ChangeCounter(PlainObjectWrites(self.dynamodb))
         # Plain GetObjects skip moto's request path (s3_reads.py); still counted.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,11 +23,13 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from mailpipe.dynamo import query_all
+from mailpipe.dynamo_transactions import Transactions
 from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
 from mailpipe.store import transactions as tx
 from mailpipe.store.bodies import BodyReader
 from mailpipe.store.body_deletes import BodyDeletes
+from mailpipe.store.body_puts import BodyPuts
 from mailpipe.store.headers import HeaderReader, header_end, pack_header
 from mailpipe.store.model import (
     CHANGES_INDEX,
@@ -147,6 +150,9 @@ class MailStore:
         self._recent = RecentClaims(table, self._writers)
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
         self._bodies = BodyReader(s3, bucket, _readers)
+        self._puts = BodyPuts(s3, bucket)
+        self._transactions: Transactions | None = None  # made at the first change to a mailbox
+        self._making = threading.Lock()
         self._body_deletes = BodyDeletes(self._delete_chunk)
         self._headers = HeaderReader(
             self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
@@ -501,7 +507,7 @@ class MailStore:
                 return existing
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
-        self._s3.put_object(Bucket=self._bucket, Key=blob_key, Body=raw, ContentType="message/rfc822")
+        self._puts.put(blob_key, raw)
         self._bodies.keep(blob_key, raw)
         summary = summarize(raw)
         message = self._kept(
@@ -560,9 +566,7 @@ class MailStore:
 
         def put(index: int) -> dict[str, Any]:
             new = messages[index]
-            self._s3.put_object(
-                Bucket=self._bucket, Key=keys[index], Body=new.raw, ContentType="message/rfc822"
-            )
+            self._puts.put(keys[index], new.raw)
             summary = summarize(new.raw)
             return self._kept(
                 _message_item(
@@ -882,7 +886,7 @@ class MailStore:
                 count_delta=-len(updates) if removes else 0,
             )
             try:
-                self._client.transact_write_items(TransactItems=[guard, *(u for _, u in updates)])
+                self._transact([guard, *(u for _, u in updates)])
             except ClientError as exc:
                 reasons = _cancellation_reasons(exc)
                 if not reasons:
@@ -1126,7 +1130,7 @@ class MailStore:
             if len(items) <= 1:  # only the guard: nothing to change
                 return result
             try:
-                self._client.transact_write_items(TransactItems=items)
+                self._transact(items)
                 self._writers.committed(tx.advanced(mailbox, items[0]))
                 return result
             except ClientError as exc:
@@ -1142,6 +1146,14 @@ class MailStore:
                 _back_off(attempt + 1)
                 mailbox = _mailbox_in(exc) or self.require_mailbox(owner, mailbox_name)
         raise StoreError(f"too much contention on {owner}/{mailbox_name}")
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """One TransactWriteItems of plain-valued items (mailpipe/dynamo_transactions.py)."""
+        if self._transactions is None:
+            with self._making:
+                if self._transactions is None:
+                    self._transactions = Transactions(self._client)
+        self._transactions.write(items)
 
     def _starting_point(self, owner: str, mailbox_name: str, guess: Mailbox | None) -> Mailbox:
         """The mailbox item a writer first tries: the caller's guess, or the item as this process's
