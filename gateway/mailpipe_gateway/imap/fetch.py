@@ -24,7 +24,7 @@ import datetime
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from mailpipe.mime.offsets import scan_header
 from mailpipe.mime.summary import summarize
@@ -101,6 +101,28 @@ def header_suffices(items: tuple[FetchItem, ...], message: StoredMessage) -> boo
         return False
     needs_summary = any(isinstance(item, FetchAttr) and item.name in _SUMMARY_ATTRS for item in items)
     return not needs_summary or has_summary(message)
+
+
+def bytes_needed(items: tuple[FetchItem, ...]) -> Callable[[StoredMessage], Literal["header", "body"] | None]:
+    """What of a message's bytes rendering `items` needs, as a function of the message: its
+    header block ("header", served from the index), its whole body ("body"), or nothing (None).
+
+    The same answer as `needs_body` then `header_suffices` give for each message, with what
+    depends on the items alone worked out once: a FETCH of a folder's envelopes asks it of every
+    message, on the event loop."""
+    if any(isinstance(item, FetchSection | FetchBinarySize) or item.name in _BODY_ATTRS for item in items):
+        return lambda message: "header" if header_suffices(items, message) else "body"
+    objects = any(isinstance(item, FetchAttr) and item.name in object_items.OBJECT_ATTRS for item in items)
+    summaries = any(isinstance(item, FetchAttr) and item.name in _SUMMARY_ATTRS for item in items)
+
+    def needed(message: StoredMessage) -> Literal["header", "body"] | None:
+        from_objects = object_items.bytes_needed(items, message) if objects else None
+        summarized = has_summary(message) if summaries else True
+        if from_objects is None and summarized:
+            return None
+        return "header" if from_objects != "body" and summarized else "body"
+
+    return needed
 
 
 def sets_seen(items: tuple[FetchItem, ...]) -> bool:
