@@ -565,3 +565,32 @@ def test_bytes_needed_answers_as_needs_body_and_header_suffices_do() -> None:
             assert needed(message) == expected, (text, message.summary.keys())
             kinds.add(expected)
     assert kinds == {None, "header", "body"}
+
+
+def test_envelopes_and_bodystructures_are_rendered_once_per_stored_summary() -> None:
+    """A folder's envelopes are fetched again and again: the second FETCH of a stored summary
+    takes the rendering kept (fetch.py's _from_stored_summary), byte for byte what the summary
+    renders to, and never another message's."""
+    from mailpipe_gateway.imap import fetch as fetching
+
+    raw_a = b"Subject: first\r\nFrom: A <a@example.org>\r\n\r\nbody\r\n"
+    raw_b = b"Subject: second\r\nFrom: B <b@example.org>\r\nTo: c@example.org\r\n\r\nbody\r\n"
+    wanted = items("(ENVELOPE BODYSTRUCTURE BODY)")
+    first = {
+        raw: render_fetch(1, stored(raw), wanted, None, add_uid=False, add_modseq=False)
+        for raw in (raw_a, raw_b)
+    }
+    hits = fetching._from_stored_summary.cache_info().hits
+    again = {
+        raw: render_fetch(1, stored(raw), wanted, None, add_uid=False, add_modseq=False)
+        for raw in (raw_a, raw_b)
+    }
+    assert again == first and first[raw_a] != first[raw_b]
+    assert fetching._from_stored_summary.cache_info().hits == hits + 6
+    for raw in (raw_a, raw_b):
+        values = dict(parse_fetch(first[raw])[1])
+        summary = summarize(raw)
+        assert values["ENVELOPE"] == fetching.serializer.envelope(summary["envelope"])
+        assert values["BODY"] == fetching.serializer.body_structure(
+            summary["bodystructure"], extensible=False
+        )
