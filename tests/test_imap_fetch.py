@@ -518,3 +518,79 @@ def test_header_fetches_of_a_message_with_an_incomplete_summary() -> None:
     message = stored(raw, summary={"size": len(raw), "too_large": True})
     assert header_suffices(parse_bytes(b"a FETCH 1 (FLAGS BODY.PEEK[HEADER])").items, message)
     assert not header_suffices(parse_bytes(b"a FETCH 1 (ENVELOPE BODY.PEEK[HEADER])").items, message)
+
+
+def test_bytes_needed_answers_as_needs_body_and_header_suffices_do() -> None:
+    """fetch.bytes_needed (the items looked at once per FETCH) against the per-message questions
+    it stands for, over items of every kind and summaries complete, incomplete and without the
+    object ids stored."""
+    from mailpipe_gateway.imap.fetch import bytes_needed, header_suffices
+
+    raw = b"Subject: s\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n"
+    full = summarize(raw)
+    messages = [
+        stored(raw),
+        stored(raw, summary={"size": len(raw), "too_large": True}),
+        stored(raw, summary={k: v for k, v in full.items() if k not in ("preview", "thread_id")}),
+        stored(raw, summary={k: v for k, v in full.items() if k != "preview"}),
+        stored(raw, summary={}),
+    ]
+    kinds = set()
+    for text in [
+        "(FLAGS UID)",
+        "(FLAGS ENVELOPE)",
+        "(BODYSTRUCTURE BODY RFC822.SIZE)",
+        "(EMAILID)",
+        "(THREADID FLAGS)",
+        "(PREVIEW)",
+        "(PREVIEW ENVELOPE THREADID)",
+        "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+        "(ENVELOPE BODY.PEEK[HEADER] THREADID)",
+        "(BODY.PEEK[HEADER] PREVIEW)",
+        "BODY[]",
+        "(BODY.PEEK[1.HEADER])",
+        "BINARY.SIZE[1]",
+        "RFC822.HEADER",
+        "RFC822",
+    ]:
+        needed = bytes_needed(items(text))
+        for message in messages:
+            expected = (
+                None
+                if not needs_body(items(text), message)
+                else "header"
+                if header_suffices(items(text), message)
+                else "body"
+            )
+            assert needed(message) == expected, (text, message.summary.keys())
+            kinds.add(expected)
+    assert kinds == {None, "header", "body"}
+
+
+def test_envelopes_and_bodystructures_are_rendered_once_per_stored_summary() -> None:
+    """A folder's envelopes are fetched again and again: the second FETCH of a stored summary
+    takes the rendering kept (fetch.py's _from_stored_summary), byte for byte what the summary
+    renders to, and never another message's."""
+    from mailpipe_gateway.imap import fetch as fetching
+
+    raw_a = b"Subject: first\r\nFrom: A <a@example.org>\r\n\r\nbody\r\n"
+    raw_b = b"Subject: second\r\nFrom: B <b@example.org>\r\nTo: c@example.org\r\n\r\nbody\r\n"
+    wanted = items("(ENVELOPE BODYSTRUCTURE BODY)")
+    first = {
+        raw: render_fetch(1, stored(raw), wanted, None, add_uid=False, add_modseq=False)
+        for raw in (raw_a, raw_b)
+    }
+    hits = fetching._from_stored_summary.cache_info().hits
+    again = {
+        raw: render_fetch(1, stored(raw), wanted, None, add_uid=False, add_modseq=False)
+        for raw in (raw_a, raw_b)
+    }
+    assert again == first and first[raw_a] != first[raw_b]
+    assert fetching._from_stored_summary.cache_info().hits == hits + 6
+    for raw in (raw_a, raw_b):
+        values = dict(parse_fetch(first[raw])[1])
+        summary = summarize(raw)
+        assert values["ENVELOPE"] == fetching.serializer.envelope(summary["envelope"])
+        assert values["BODY"] == fetching.serializer.body_structure(
+            summary["bodystructure"], extensible=False
+        )

@@ -24,6 +24,7 @@ from jmap_support import CORE, MAIL, Raw
 from mailpipe import aws
 from mailpipe.config import ENV_PUSH_ENDPOINT
 from mailpipe.jmap.ids import account_id
+from mailpipe.jmap.push import CONNECTION_LIFETIME, PushConnections
 from mailpipe_tools.local.jmap_http import LocalHttpApi
 from mailpipe_tools.local.stack import DevStack
 
@@ -190,7 +191,8 @@ def test_a_gone_connection_is_dropped_at_the_next_push(
     user = new_user()
     stack.mail_store().ensure_mailboxes(user)
     table = aws.table(stack.resources.jmap_table)
-    table.put_item(Item={"pk": f"push#{user}", "sk": "lost-connection", "expires": int(time.time()) + 3600})
+    # What a WebSocketPushEnable stores, for a connection API Gateway no longer knows.
+    PushConnections(table).enable("lost-connection", user, None)
     stack.mail_store().create_mailbox(user, "Trigger")
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
@@ -302,3 +304,24 @@ def test_the_access_token_is_never_logged(
     out, err = capfd.readouterr()
     assert "jmap/ws?access_token=(hidden)" in caplog.text  # the request line was logged, hidden
     assert token not in caplog.text and token not in out and token not in err
+
+
+def test_the_relay_reads_who_may_listen_in_one_request_per_hundred_owners(
+    stack: DevStack, new_user: Callable[..., str]
+) -> None:
+    """The markers say which owners may have a listening connection (an enable not yet expired),
+    so the relay Queries only theirs: 150 owners (two BatchGetItem pages), two enabled, one of
+    them long ago, one enabled and then disabled (the marker stays: another connection may
+    listen)."""
+    table = aws.table(stack.resources.jmap_table)
+    now = time.time()
+    owners = {new_user() for _ in range(3)} | {f"nobody-{i}@example.org" for i in range(147)}
+    listener, expired, disabled = sorted(o for o in owners if not o.startswith("nobody-"))
+    PushConnections(table).enable("conn-a", listener, None)
+    PushConnections(table, clock=lambda: now - CONNECTION_LIFETIME - 60).enable("conn-b", expired, None)
+    PushConnections(table).enable("conn-c", disabled, ["Email"])
+    PushConnections(table).disable("conn-c", disabled)
+    assert PushConnections(table).may_listen(owners) == {listener, disabled}
+    assert PushConnections(table).listening(listener) == [("conn-a", None)]
+    assert PushConnections(table).listening(disabled) == []
+    assert PushConnections(table).may_listen(set()) == set()

@@ -125,3 +125,20 @@ def test_concurrent_readers_see_consistent_listings_while_mail_arrives(store, ow
         # Every UID below the UIDNEXT of the listing, in order, none missing (nothing was expunged).
         assert uids == list(range(1, uidnext))
     assert_agrees(snapshots, store, owner)
+
+
+def test_a_held_listing_is_given_only_when_no_read_is_needed(store, owner) -> None:
+    """held_listing (SELECT's listing on the event loop): what list_messages gives, from a snapshot
+    at least as new as the mailbox item given; None when the snapshot is missing or behind."""
+    snapshots = MailboxSnapshots(store)
+    store.append(owner, "INBOX", MESSAGE)
+    mailbox = store.get_mailbox(owner, "INBOX")
+    assert snapshots.held_listing(mailbox) is None  # nothing held yet
+    listed = snapshots.list_messages(owner, "INBOX")
+    held = snapshots.held_listing(mailbox)
+    assert held is not None and held[0] == listed[0] and listing(held[1]) == listing(listed[1])
+    store.append(owner, "INBOX", MESSAGE)
+    assert snapshots.held_listing(store.get_mailbox(owner, "INBOX")) is None  # behind the item
+    assert_agrees(snapshots, store, owner)
+    held = snapshots.held_listing(store.get_mailbox(owner, "INBOX"))
+    assert held is not None and [m.uid for m in held[1]] == [1, 2]

@@ -263,6 +263,7 @@ FUNCTION_CALLS = {
         # The event source mapping's on-failure destination, with the role's rights (the stream
         # reads come with SAM's AWSLambdaDynamoDBExecutionRole).
         ("sqs:SendMessage", "MailboxChangesFailureQueue"),
+        ("dynamodb:BatchGetItem", "JmapTable"),  # PushConnections.may_listen
         ("dynamodb:Query", "JmapTable"),  # PushConnections.listening
         ("dynamodb:DeleteItem", "JmapTable"),  # PushConnections.closed, on GoneException
         ("dynamodb:Query", "MailboxTable"),  # push.state_change: mailboxes_and_subscriptions

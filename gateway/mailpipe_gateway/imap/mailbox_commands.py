@@ -41,10 +41,15 @@ async def cmd_select(session: IMAPSession, command: Select) -> Done:
         st.view = None
         st.state = State.AUTHENTICATED
         await session.send(b"* OK [CLOSED] Previous mailbox closed\r\n")
-    try:
-        mailbox, messages = await session.call(session.ctx.snapshots.list_messages, st.user, command.mailbox)
-    except NoSuchMailbox:
-        return no("No such mailbox", "NONEXISTENT")
+    assert st.user is not None
+    held, item = session.ctx.memory.items.known(st.user, command.mailbox)
+    listed = session.ctx.snapshots.held_listing(item) if held and item is not None else None
+    if listed is None:  # not all in memory: read off the event loop
+        try:
+            listed = await session.call(session.ctx.snapshots.list_messages, st.user, command.mailbox)
+        except NoSuchMailbox:
+            return no("No such mailbox", "NONEXISTENT")
+    mailbox, messages = listed
     if command.condstore:
         st.enabled.add("CONDSTORE")
     view = MailboxView(mailbox, messages, read_only=command.readonly)

@@ -247,7 +247,8 @@ async def cmd_fetch(session: IMAPSession, command: Fetch) -> Done:
         items = items if any(i == _FLAGS[0] for i in items) else (*items, _FLAGS[0])
     live = [(n, m) for n, m in targets if not view.is_expunged(m.uid)]
     expunged_meanwhile = len(live) < len(targets)
-    wanted = [(m, _bytes_needed(items, m)) for _, m in live]
+    needed = fetching.bytes_needed(items)
+    wanted = [(m, needed(m)) for _, m in live]
     if all(need != "body" for _, need in wanted) and (
         len(wanted) > _RENDER_ON_LOOP or any(need == "header" for _, need in wanted)
     ):
@@ -342,14 +343,6 @@ async def _fetch_done(session: IMAPSession, missing: list[StoredMessage], expung
 # Responses go out in writes of about this much: one per message would cost a write and a drain
 # each for a folder of 10,000.
 _SEND_AT = 64 * 1024
-
-
-def _bytes_needed(items: tuple[FetchItem, ...], message: StoredMessage) -> loading.Need:
-    """What of the message's bytes rendering `items` needs: its header block (served from the
-    index), its whole body, or nothing."""
-    if not fetching.needs_body(items, message):
-        return None
-    return "header" if fetching.header_suffices(items, message) else "body"
 
 
 async def _mark_seen(session: IMAPSession, targets: Targets) -> Targets:

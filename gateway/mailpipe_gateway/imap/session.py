@@ -133,7 +133,10 @@ class IMAPSession:
             if event is not None:
                 return event
             try:
-                data = await asyncio.wait_for(self._read(), timeout)
+                # asyncio.timeout, not wait_for: no task of its own per read, which costs the loop
+                # two more iterations and a task's creation for every command a client sends.
+                async with asyncio.timeout(timeout):
+                    data = await self._read()
             except TimeoutError:
                 await self.send(b"* BYE autologout: idle for too long\r\n")
                 raise SessionEnded from None
@@ -511,7 +514,8 @@ class IMAPSession:
         self._commands.set_limits(max_line=MAX_LINE, max_literal=self.ctx.append_limit, skip_oversize=True)
         self.st.user = account.address
         self.st.state = State.AUTHENTICATED
-        await self.call(self.ctx.store.ensure_inbox, account.address)
+        if not self.ctx.store.inbox_ensured(account.address):
+            await self.call(self.ctx.store.ensure_inbox, account.address)
         return Done(text="Logged in", code=self.capability_code())
 
     async def cmd_enable(self, command: Enable) -> Done:

@@ -1,12 +1,21 @@
 """JMAP push over WebSocket (RFC 8887 4.3.5, RFC 8620 7.1): who listens, and what they are told.
 
 Connections live in the JMAP table, by owner, so that the relay (mailpipe/changes/relay.py), which
-sees every mailbox change, finds whom to tell with one Query per owner that changed:
+sees every mailbox change, finds whom to tell: one BatchGetItem of the markers of the owners in a
+batch of changes, then one Query per owner whose marker says someone may listen:
 
     pk=connection#<id>  sk=connection   owner, token, expires  ($connect: who the connection is;
                                                                token: the key of the session token
                                                                it signed in with, if one)
     pk=push#<owner>     sk=<id>         types, expires         (after WebSocketPushEnable)
+    pk=pushing#<owner>  sk=pushing      expires                (the marker: written before the
+                                                               push item at every enable)
+
+The marker spares the relay a Query per owner and batch when nobody listens, the common case, and
+delays nothing: it is no cache, it is read with the batch, so the first change after an enable is
+told as before. It is never deleted at a disable (another connection may still listen; a stale one
+costs the Query that every owner cost without it); its `expires`, set at each enable, outlasts
+every push item of the owner's.
 
 `expires` is DynamoDB's TTL: API Gateway closes a WebSocket after 2 hours at most, and a
 connection whose $disconnect was lost (it is best-effort) is dropped at the first push that
@@ -37,6 +46,8 @@ log = logging.getLogger(__name__)
 # API Gateway's longest WebSocket connection, and a minute more.
 CONNECTION_LIFETIME = 2 * 3600 + 60
 PUSH_TYPES = ("Email", "Thread", "Mailbox")
+MARKER_PREFIX = "pushing#"
+MARKER_SK = "pushing"
 
 
 class PushConnections:
@@ -67,7 +78,10 @@ class PushConnections:
         return str(item["owner"]), (str(item["token"]) if "token" in item else None)
 
     def enable(self, connection_id: str, owner: str, types: list[str] | None) -> None:
-        item: dict[str, Any] = {"pk": _push_pk(owner), "sk": connection_id, "expires": self._expires()}
+        expires = self._expires()
+        # The marker first: whoever can read the push item can read the marker.
+        self._table.put_item(Item={"pk": _marker_pk(owner), "sk": MARKER_SK, "expires": expires})
+        item: dict[str, Any] = {"pk": _push_pk(owner), "sk": connection_id, "expires": expires}
         if types is not None:
             item["types"] = types
         self._table.put_item(Item=item)
@@ -81,6 +95,29 @@ class PushConnections:
         if owner is not None:
             self.disable(connection_id, owner)
         self._table.delete_item(Key={"pk": _connection_pk(connection_id), "sk": "connection"})
+
+    def may_listen(self, owners: set[str]) -> set[str]:
+        """Those of `owners` whom some connection may listen to (an unexpired marker): one
+        BatchGetItem per 100 owners, not a Query each."""
+        found: set[str] = set()
+        wanted = sorted(owners)
+        now = self._clock()
+        for start in range(0, len(wanted), 100):
+            keys = [{"pk": _marker_pk(owner), "sk": MARKER_SK} for owner in wanted[start : start + 100]]
+            # The table resource's client converts between DynamoDB's typed values and Python's.
+            pending: dict[str, Any] = {self._table.name: {"Keys": keys}}
+            for _ in range(5):
+                response = self._table.meta.client.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table.name, []):
+                    if float(item["expires"]) > now:
+                        found.add(str(item["pk"])[len(MARKER_PREFIX) :])
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                # Throttled: those not read may listen (a Query each finds out), rather than go untold.
+                found.update(str(k["pk"])[len(MARKER_PREFIX) :] for k in pending[self._table.name]["Keys"])
+        return found
 
     def listening(self, owner: str) -> list[tuple[str, list[str] | None]]:
         """(connection id, data types or None for all) of the owner's connections with push on."""
@@ -133,6 +170,11 @@ class Pusher:
         if client is None:
             return 0
         told = 0
+        try:
+            owners = self._connections.may_listen(owners)
+        except Exception:
+            log.exception("push: reading who listens failed")
+            return 0
         for owner in sorted(owners):
             try:
                 listeners = self._connections.listening(owner)
@@ -162,3 +204,7 @@ def _connection_pk(connection_id: str) -> str:
 
 def _push_pk(owner: str) -> str:
     return "push#" + owner
+
+
+def _marker_pk(owner: str) -> str:
+    return MARKER_PREFIX + owner

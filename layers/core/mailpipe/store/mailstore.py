@@ -183,6 +183,11 @@ class MailStore:
             self._provisioned.clear()
         self._provisioned.add(owner)
 
+    def inbox_ensured(self, owner: str) -> bool:
+        """Whether ensure_inbox(owner) has nothing left to do (no request): an event loop then
+        need not hand it to a thread."""
+        return owner in self._provisioned
+
     def _new_uidvalidity(self) -> int:
         """A UIDVALIDITY no mailbox of this table had before, from any process: one atomic ADD to
         a counter item. A mailbox deleted (or renamed away) and created again at once gets a new

@@ -102,6 +102,15 @@ class MailboxSnapshots:
         snapshot = self._current(mailbox)
         return _as_of(mailbox, snapshot), list(snapshot.messages.values())
 
+    def held_listing(self, mailbox: Mailbox) -> tuple[Mailbox, list[StoredMessage]] | None:
+        """list_messages of `mailbox` (an item the caller has from memory) if the snapshot held is
+        at least as new, so no read is needed (an event loop answers a SELECT without a trip to a
+        thread); else None."""
+        snapshot = self._get(mailbox.mailbox_id)
+        if snapshot is None or snapshot.mailbox.highestmodseq < mailbox.highestmodseq:
+            return None
+        return _as_of(mailbox, snapshot), list(snapshot.messages.values())
+
     def listing(self, mailbox: Mailbox) -> tuple[list[StoredMessage], dict[Any, Any]]:
         """The live messages of `mailbox` (just read by the caller, so not read again) in UID
         order, at least as new as it (every UID below its UIDNEXT, maybe a few above), and the
