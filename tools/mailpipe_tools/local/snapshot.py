@@ -102,8 +102,11 @@ def _base64(value: Any) -> str:
 
 def write(state: dict[str, Any], path: Path) -> None:
     temporary = path.with_name(path.name + ".new")
+    # One string from json's C encoder: json.dump streams through the pure-Python one, several
+    # times slower (~70 ms a save of 2,000 messages, in the moto child that answers the gateways).
+    text = json.dumps(state, separators=(",", ":"), default=_base64)
     with open(temporary, "w") as file:
-        json.dump(state, file, separators=(",", ":"), default=_base64)
+        file.write(text)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
