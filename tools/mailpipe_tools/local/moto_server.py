@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import gc
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from mailpipe import heap
 from mailpipe_tools.local import (
     moto_expressions,
     moto_memory,
@@ -517,9 +517,12 @@ def main(argv: list[str] | None = None) -> None:
                 if bodies is not None and args.persistent and saver is None:
                     state = args.state_dir / snapshot.STATE_FILE
                     restored = snapshot.restore(state, bodies)
-                    settle_heap()
                     saver = snapshot.Saver(state, server.dynamodb.lock, lambda: server.changes.count)
                     saver.start()
+                # The stack is provisioned and its state back: what it holds now lives as long as the
+                # server (the restored state's items and keys, moto's modules), so the collector
+                # need not walk it again, least of all during the first client's requests.
+                heap.settle()
                 print(json.dumps(restored), flush=True)
     except _Stop:
         pass
@@ -530,19 +533,6 @@ def main(argv: list[str] | None = None) -> None:
         if bodies is not None:
             s3_files.keep_files()
         server.stop()
-
-
-def settle_heap() -> None:
-    """A full garbage collection now, before the stack serves anyone.
-
-    Restoring a state makes hundreds of thousands of objects (a kept mailbox's items and keys).
-    Python runs a full collection once the objects made since the last one exceed a quarter of
-    those that survived it: right after a restore that is the very next threshold, reached during
-    the first requests a client makes, and a full collection of that heap holds the GIL for
-    100-300 ms on this machine (it was most of the moto CPU of bench/open_mailbox.py's "bodies
-    1:300" after a restart, 2026-12-06). Collected here, the restored objects count as survivors,
-    and the next full collection waits until the heap has grown by a quarter."""
-    gc.collect()
 
 
 BODIES = "s3"  # under --state-dir: the S3 objects' bodies, one file each
