@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from mailpipe import heap
 from mailpipe_tools.local import (
+    inline_gets,
     moto_expressions,
     moto_memory,
     moto_stream_reads,
@@ -27,7 +28,7 @@ from mailpipe_tools.local import (
     s3_files,
 )
 from mailpipe_tools.local.moto_queries import install_partition_queries, install_plain_read_answers
-from mailpipe_tools.local.s3_reads import PlainObjectReads
+from mailpipe_tools.local.s3_reads import PlainObjectReads, plain_get_request
 from mailpipe_tools.local.s3_writes import PlainObjectWrites
 
 # Threads answering requests: the gateways' calls (DynamoDB ones queue in _AtomicDynamoDB anyway)
@@ -450,6 +451,12 @@ class MotoServer:
             ident="moto",
         )
         self._thread = threading.Thread(target=self._server.run, name="moto", daemon=True)
+        # Small plain GETs answered on waitress's loop thread, without a worker (inline_gets.py).
+        inline_gets.install(
+            self._server,
+            self._thread,
+            lambda request: plain_get_request(request, inline_gets.INLINE_BYTES),
+        )
 
     @property
     def endpoint(self) -> str:
