@@ -98,12 +98,41 @@ class _ChangeCounter:
         self.count = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        response = self._app(environ, start_response)
+        statuses: list[str] = []
+
+        def recording(status: str, headers: Any, *exc_info: Any) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, *exc_info)
+
+        response = self._app(environ, recording)
         # Counted once answered: a save that sees the new count must also see the change.
-        reads = environ.get("REQUEST_METHOD") in ("GET", "HEAD") or environ.get("HTTP_X_AMZ_TARGET") in _READS
-        if not reads:
+        if _may_change(environ, statuses[-1] if statuses else ""):
             self.count += 1
         return response
+
+
+# What the snapshot does not hold: SNS's and SES's state, and SQS queues' own settings (only their
+# messages are kept). A restarted stack's gateway subscribes a queue of its own to the changes
+# topic, and its start-up made the next save rewrite the whole state for nothing.
+_UNSAVED_SERVICES = ("sns:", "ses:", "email:")
+_UNSAVED_TARGETS = (
+    "AmazonSQS.CreateQueue",
+    "AmazonSQS.SetQueueAttributes",
+    "AmazonSQS.TagQueue",
+    "AmazonSQS.UntagQueue",
+)
+
+
+def _may_change(environ: dict[str, Any], status: str) -> bool:
+    """Whether a request answered `status` may have changed what the snapshot holds. A client
+    error (4xx: a failed condition, a cancelled transaction, a missing key) changed nothing:
+    AWS applies a request whole or not at all, and so does this server (moto_transactions)."""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD") or target in _READS or target in _UNSAVED_TARGETS:
+        return False
+    if status[:1] == "4":
+        return False
+    return not (target is None and _request_kind(environ).startswith(_UNSAVED_SERVICES))
 
 
 class RequestCounter:
