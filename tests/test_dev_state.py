@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import json
 import os
 import re
 import signal
@@ -250,3 +251,24 @@ def test_bodies_no_object_points_to_are_removed_at_start(dev: DevProcess, tmp_pa
     dev.start()
     assert not (bodies / "stray").exists()
     dev.stop()
+
+
+def test_the_state_file_is_the_json_of_the_state_written_an_entry_at_a_time(tmp_path: Path) -> None:
+    from mailpipe_tools.local import snapshot
+
+    state = {
+        "format": snapshot.FORMAT,
+        "dynamodb": {
+            "mailbox-table": [
+                {"pk": {"S": 'ü€ "quoted" \\ \n'}, "header": {"B": b"\x00\xff binary"}, "n": {"N": "3"}},
+                {"pk": {"S": "b"}, "summary": {"M": {"to": {"L": [{"S": "x"}]}}}},
+            ],
+            "empty-table": [],
+        },
+        "sqs": {"queue": [{"body": "m", "attributes": {}, "hidden_until": 1.5, "sent": None}]},
+        "s3": {},
+    }
+    path = tmp_path / "state.json"
+    snapshot.write(state, path)
+    assert path.read_text() == json.dumps(state, separators=(",", ":"), default=snapshot._base64)
+    assert json.loads(path.read_text())["dynamodb"]["mailbox-table"][0]["header"]["B"] == "AP8gYmluYXJ5"

@@ -13,7 +13,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from mailpipe import aws
+from mailpipe import aws, heap
 from mailpipe.auth.throttle import AuthThrottle
 from mailpipe.config import Resources
 from mailpipe.services import directory, quotas, spool
@@ -73,6 +73,7 @@ def run_smtp_gateway() -> None:
         for gateway in gateways:
             await gateway.start()
             log.info("SMTP listener on %s:%d", settings.host, gateway.port)
+        heap.settle()  # start-up's objects are not walked by every full collection from now on
         await _until_stopped()
         await asyncio.gather(*(gateway.stop(grace=SHUTDOWN_GRACE_SECONDS) for gateway in gateways))
         executor.shutdown(wait=False, cancel_futures=True)
@@ -98,6 +99,7 @@ def run_access_gateway() -> None:
         for server in servers:
             await server.start()
             log.info("%s on %s:%s", type(server).__name__, settings.host, server.ports)
+        heap.settle()  # start-up's objects are not walked by every full collection from now on
         await _until_stopped()
         for server in servers:
             await server.stop()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mailpipe import aws
+from mailpipe import aws, heap
 from mailpipe.addresses import AddressError
 from mailpipe.config import ENV_DIRECTORY_TABLE, ENV_MAILBOX_TABLE, ConfigError
 from mailpipe.directory import Alias, Directory, DirectoryError
@@ -600,6 +600,7 @@ def _serve_dev(args: argparse.Namespace, options: DevOptions, users: list[tuple[
         for route in stack.transports:
             print(f"outbound  {route}{_route_note(route)}")
         print(f"CLI env   source {env_file}   (then: mailpipe mailbox list {users[0][0]})")
+        heap.settle()  # start-up's objects (modules, models, a kept state's caches): not walked again
         print("mailpipe dev ready", flush=True)
         while not stop.wait(0.5) and not stack.failed.is_set():
             pass

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from mailpipe import heap
 from mailpipe_tools.local import (
+    inline_gets,
     moto_expressions,
     moto_items,
     moto_memory,
@@ -28,7 +30,7 @@ from mailpipe_tools.local import (
 )
 from mailpipe_tools.local.moto_dynamodb_direct import DirectDynamoDB
 from mailpipe_tools.local.moto_queries import install_partition_queries, install_plain_read_answers
-from mailpipe_tools.local.s3_reads import PlainObjectReads
+from mailpipe_tools.local.s3_reads import PlainObjectReads, plain_get_request
 from mailpipe_tools.local.s3_writes import PlainObjectWrites
 
 # Threads answering requests: the gateways' calls (DynamoDB ones queue in _AtomicDynamoDB anyway)
@@ -98,12 +100,41 @@ class _ChangeCounter:
         self.count = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        response = self._app(environ, start_response)
+        statuses: list[str] = []
+
+        def recording(status: str, headers: Any, *exc_info: Any) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, *exc_info)
+
+        response = self._app(environ, recording)
         # Counted once answered: a save that sees the new count must also see the change.
-        reads = environ.get("REQUEST_METHOD") in ("GET", "HEAD") or environ.get("HTTP_X_AMZ_TARGET") in _READS
-        if not reads:
+        if _may_change(environ, statuses[-1] if statuses else ""):
             self.count += 1
         return response
+
+
+# What the snapshot does not hold: SNS's and SES's state, and SQS queues' own settings (only their
+# messages are kept). A restarted stack's gateway subscribes a queue of its own to the changes
+# topic, and its start-up made the next save rewrite the whole state for nothing.
+_UNSAVED_SERVICES = ("sns:", "ses:", "email:")
+_UNSAVED_TARGETS = (
+    "AmazonSQS.CreateQueue",
+    "AmazonSQS.SetQueueAttributes",
+    "AmazonSQS.TagQueue",
+    "AmazonSQS.UntagQueue",
+)
+
+
+def _may_change(environ: dict[str, Any], status: str) -> bool:
+    """Whether a request answered `status` may have changed what the snapshot holds. A client
+    error (4xx: a failed condition, a cancelled transaction, a missing key) changed nothing:
+    AWS applies a request whole or not at all, and so does this server (moto_transactions)."""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD") or target in _READS or target in _UNSAVED_TARGETS:
+        return False
+    if status[:1] == "4":
+        return False
+    return not (target is None and _request_kind(environ).startswith(_UNSAVED_SERVICES))
 
 
 class RequestCounter:
@@ -453,6 +484,12 @@ class MotoServer:
             ident="moto",
         )
         self._thread = threading.Thread(target=self._server.run, name="moto", daemon=True)
+        # Small plain GETs answered on waitress's loop thread, without a worker (inline_gets.py).
+        inline_gets.install(
+            self._server,
+            self._thread,
+            lambda request: plain_get_request(request, inline_gets.INLINE_BYTES),
+        )
 
     @property
     def endpoint(self) -> str:
@@ -522,6 +559,10 @@ def main(argv: list[str] | None = None) -> None:
                     restored = snapshot.restore(state, bodies)
                     saver = snapshot.Saver(state, server.dynamodb.lock, lambda: server.changes.count)
                     saver.start()
+                # The stack is provisioned and its state back: what it holds now lives as long as the
+                # server (the restored state's items and keys, moto's modules), so the collector
+                # need not walk it again, least of all during the first client's requests.
+                heap.settle()
                 print(json.dumps(restored), flush=True)
     except _Stop:
         pass

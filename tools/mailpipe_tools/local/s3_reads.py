@@ -68,16 +68,8 @@ def _plain_get(environ: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes] |
         return None
     # WSGI gives the path's bytes, unquoted, as latin-1 text; keys are UTF-8.
     path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", errors="strict")
-    bucket_name, _, key_name = path.removeprefix("/").partition("/")
-    if not key_name:
-        return None
-    from moto.s3.models import FakeKey, s3_backends
-
-    bucket = s3_backends[ACCOUNT]["aws"].buckets.get(bucket_name)
-    if bucket is None or bucket.versioning_status is not None:
-        return None
-    key = bucket.keys.get(key_name)
-    if not isinstance(key, FakeKey) or key.storage_class != "STANDARD" or key.multipart is not None:
+    key = _plain_key(path)
+    if key is None:
         return None
     key.advance()
     # What moto's S3Response.get_object puts in, in its order.
@@ -95,6 +87,43 @@ def _plain_get(environ: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes] |
     body = key.value
     headers["content-length"] = str(len(body))
     return [(name, str(value)) for name, value in headers.items()], body
+
+
+def plain_get_request(request: Any, max_bytes: int) -> bool:
+    """Whether waitress's parsed `request` is a plain GetObject of an object of at most
+    `max_bytes` that _plain_get will answer (inline_gets.py serves those on waitress's loop
+    thread). Stricter than _plain_get: any header beyond botocore's goes to a worker."""
+    if request.command != "GET" or request.query or request.error or request.expect_continue:
+        return False
+    headers = request.headers
+    if not s3_signed(headers.get("AUTHORIZATION", "")):
+        return False
+    if any("HTTP_" + name not in _PLAIN_HEADERS for name in headers):
+        return False
+    if not path_style_host(headers.get("HOST", "")):
+        return False
+    try:
+        path = request.path.encode("latin-1").decode("utf-8", errors="strict")
+    except UnicodeError:
+        return False
+    key = _plain_key(path)
+    return key is not None and key.contentsize is not None and key.contentsize <= max_bytes
+
+
+def _plain_key(path: str) -> Any:
+    """The FakeKey a plain GET of `path` (/bucket/key) is answered from; None: moto answers."""
+    bucket_name, _, key_name = path.removeprefix("/").partition("/")
+    if not key_name:
+        return None
+    from moto.s3.models import FakeKey, s3_backends
+
+    bucket = s3_backends[ACCOUNT]["aws"].buckets.get(bucket_name)
+    if bucket is None or bucket.versioning_status is not None:
+        return None
+    key = bucket.keys.get(key_name)
+    if not isinstance(key, FakeKey) or key.storage_class != "STANDARD" or key.multipart is not None:
+        return None
+    return key
 
 
 def s3_signed(authorization: str) -> bool:

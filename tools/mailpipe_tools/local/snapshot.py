@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +103,34 @@ def _base64(value: Any) -> str:
 def write(state: dict[str, Any], path: Path) -> None:
     temporary = path.with_name(path.name + ".new")
     with open(temporary, "w") as file:
-        json.dump(state, file, separators=(",", ":"), default=_base64)
+        for piece in _encoded(state):
+            file.write(piece)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
+
+
+def _encoded(state: dict[str, Any]) -> Iterator[str]:
+    """`state` as json.dumps(state, separators=(",", ":")) writes it, in pieces of one entry each
+    (an item, a message, an object). json.dump streams the same text through the pure-Python
+    encoder, several times slower (~70 ms a save of 2,000 messages, in the moto child that
+    answers the gateways); one json.dumps of it all holds the whole text at once, which raised
+    the child's memory per stored message by a quarter (tests/test_dev_memory.py)."""
+    encode = json.JSONEncoder(separators=(",", ":"), default=_base64).encode
+    yield "{"
+    for index, (name, value) in enumerate(state.items()):
+        yield ("," if index else "") + encode(name) + ":"
+        if not (isinstance(value, dict) and all(isinstance(v, list) for v in value.values())):
+            yield encode(value)
+            continue
+        yield "{"  # the tables', queues' or buckets' entries, by name
+        for position, (inner, entries) in enumerate(value.items()):
+            yield ("," if position else "") + encode(inner) + ":["
+            for number, entry in enumerate(entries):
+                yield ("," if number else "") + encode(entry)
+            yield "]"
+        yield "}"
+    yield "}"
 
 
 def restore(path: Path, bodies: Path) -> dict[str, int]:

@@ -489,5 +489,7 @@ class DevStack:
         ]
         for domain in self.options.domains:
             admin = next((u for u in users if u.endswith("@" + domain)), users[0] if users else None)
-            if admin:
+            current = directory.get_domain(domain)
+            # Written only when it differs: a restart on a kept state then changes nothing.
+            if admin and (current is None or current.admin != admin):
                 directory.set_admin(domain, admin)
