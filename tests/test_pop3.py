@@ -123,6 +123,20 @@ def test_in_use(stack, mailbox) -> None:
     login(stack, mailbox).quit()
 
 
+def test_login_right_after_quit_finds_the_maildrop_free(stack, mailbox) -> None:
+    # The lease is released before QUIT's +OK (RFC 1939 6), so a client that logs in again at once
+    # is never told [IN-USE] by its own closed session; many rounds, as the release once raced it.
+    # The next client has said USER already, so its PASS follows the +OK by one round trip only.
+    client = login(stack, mailbox)
+    for _ in range(40):
+        following = poplib.POP3("127.0.0.1", stack.pop3_port, timeout=30)
+        following.user(mailbox)
+        client.quit()
+        following.pass_(PASSWORD)
+        client = following
+    client.quit()
+
+
 def test_wrong_password_then_throttled(stack, mailbox) -> None:
     pop3 = stack.build_pop3()
     stack.loop.run(pop3.start())

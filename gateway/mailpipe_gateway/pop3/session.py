@@ -211,6 +211,11 @@ class POP3Session:
                 log.exception("POP3 UPDATE for %s failed", self._maildrop.owner)
                 await self._send("-ERR [SYS/TEMP] some deleted messages were not removed")
                 raise _Quit from None
+            # Released before the +OK: a client that logs in again the moment QUIT is answered
+            # (RFC 1939 6: the UPDATE state is over) must not find its own maildrop locked.
+            maildrop, self._maildrop = self._maildrop, None
+            with contextlib.suppress(Exception):  # the lease expires by itself if this fails
+                await self._call(maildrop.close)
         await self._send(f"+OK {self._ctx.hostname} mailpipe POP3 signing off")
         raise _Quit
 
