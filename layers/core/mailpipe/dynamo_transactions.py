@@ -27,23 +27,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import logging
-import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-from urllib.request import getproxies, proxy_bypass
 
 from boto3.dynamodb.types import TypeSerializer
 
+from mailpipe import sigv4
 from mailpipe.lean_http import KeptConnections, tls_context
-from mailpipe.s3_gets import signing_key
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +69,7 @@ class Transactions:
         self._client = client  # the table resource's client: takes plain values, as `write` does
         self._credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
         self._endpoint = endpoint_of(client) if self._credentials is not None else None
-        self._signing_keys: dict[tuple[str, str, str], bytes] = {}
+        self._signing_keys = sigv4.SigningKeys("dynamodb")
         self._connections: KeptConnections | None = None
         if self._endpoint is not None:
             tls = tls_context() if self._endpoint.scheme == "https" else None
@@ -131,37 +126,19 @@ class Transactions:
         if credentials.token:
             headers.append(("x-amz-security-token", credentials.token))
         headers.append(("x-amz-target", TARGET))
-        key = self._signing_key(credentials.secret_key, stamp[:8], endpoint.region)
-        names = ";".join(name for name, _ in headers)
-        canonical = "\n".join(
-            [
-                "POST",
-                endpoint.path,
-                "",
-                *(f"{name}:{value.strip()}" for name, value in headers),
-                "",
-                names,
-                hashlib.sha256(body).hexdigest(),
-            ]
-        )
-        scope = f"{stamp[:8]}/{endpoint.region}/dynamodb/aws4_request"
-        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        authorization = (
-            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={names}, Signature={signature}"
+        key = self._signing_keys.get(credentials.secret_key, stamp[:8], endpoint.region)
+        authorization = sigv4.authorization(
+            "POST",
+            endpoint.path,
+            headers,
+            hashlib.sha256(body).hexdigest(),
+            stamp,
+            endpoint.region,
+            "dynamodb",
+            credentials.access_key,
+            key,
         )
         return [*headers, ("authorization", authorization)]
-
-    def _signing_key(self, secret: str, day: str, region: str) -> bytes:
-        slot = (secret, day, region)
-        key = self._signing_keys.get(slot)
-        if key is None:
-            key = signing_key(secret, day, region, "dynamodb")
-            if len(self._signing_keys) > 16:  # rotated secrets and past days
-                self._signing_keys.clear()
-            self._signing_keys[slot] = key
-        return key
 
 
 # The members of a TransactWriteItems item whose values are typed (AttributeValue maps).
@@ -196,59 +173,18 @@ def _blob(value: Any) -> str:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-class _Captured(Exception):
-    def __init__(self, url: str, authorization: str) -> None:
-        super().__init__(url)
-        self.url, self.authorization = url, authorization
-
-
-_probing = threading.local()
-
-
-def _capture(request: Any, **_: Any) -> None:
-    """botocore's before-send hook: stops the probe's request (only it) with what it would send."""
-    if getattr(_probing, "active", False):
-        authorization = request.headers.get("Authorization", b"")
-        if isinstance(authorization, bytes):
-            authorization = authorization.decode("ascii", errors="replace")
-        raise _Captured(request.url, authorization)
-
-
 def endpoint_of(client: Any) -> Endpoint | None:
     """Where `client` sends a TransactWriteItems and the region it signs for, read off one stopped
     before it is sent; None if that request is not of the expected shape or a proxy would be used."""
-    client.meta.events.register(
-        "before-send.dynamodb.TransactWriteItems", _capture, unique_id="mailpipe-dynamo-transactions-probe"
-    )
-    _probing.active = True
     probe = [{"ConditionCheck": {"TableName": "probe", "Key": {"pk": "probe"}, "ConditionExpression": "x"}}]
-    try:
-        client.transact_write_items(TransactItems=probe)
-    except _Captured as captured:
-        url, authorization = captured.url, captured.authorization
-    except Exception as exc:  # any failure here only means: use botocore
-        log.info("DynamoDB transactions through botocore: no request to read the endpoint from (%s)", exc)
+    probed = sigv4.probe(
+        client,
+        "before-send.dynamodb.TransactWriteItems",
+        "dynamodb",
+        lambda: client.transact_write_items(TransactItems=probe),
+        "DynamoDB transactions",
+    )
+    if probed is None:
         return None
-    else:
-        return None
-    finally:
-        _probing.active = False
-    parts = urlsplit(url)
-    scope = re.search(r"Credential=[^/,]+/\d{8}/([^/,]+)/dynamodb/aws4_request", authorization)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.query
-        or parts.username
-        or not authorization.startswith("AWS4-HMAC-SHA256 ")
-        or scope is None
-    ):
-        log.info(
-            "DynamoDB transactions through botocore: unexpected request to %s",
-            parts._replace(query="").geturl(),
-        )
-        return None
-    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname):
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return Endpoint(parts.scheme, parts.netloc, parts.hostname, port, parts.path or "/", scope[1])
+    url = probed.url
+    return Endpoint(url.scheme, url.netloc, str(url.hostname), probed.port, url.path or "/", probed.region)

@@ -1,5 +1,5 @@
-"""What mailpipe's hand-signed AWS requests (s3_puts.py, dynamo_transactions.py) share: a kept-alive
-connection per thread, and the reading of an answer whose only news is its status."""
+"""What mailpipe's hand-signed AWS requests (s3_gets.py, s3_puts.py, dynamo_transactions.py) share:
+a kept-alive connection per thread, and the reading of an answer whose only news is its status."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import socket
 import ssl
 import threading
 
-from mailpipe.s3_gets import CONNECT_TIMEOUT, MAX_HEADER_BYTES, READ_TIMEOUT
-
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 3.0  # as mailpipe.aws's clients
+READ_TIMEOUT = 20.0
+MAX_HEADER_BYTES = 64 * 1024  # an answer's header beyond this is not AWS's
 
 
 class KeptConnections:

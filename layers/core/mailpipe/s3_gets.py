@@ -28,26 +28,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import logging
-import re
 import socket
-import ssl
-import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
-from urllib.request import getproxies, proxy_bypass
+from urllib.parse import quote
+
+from mailpipe import sigv4
+from mailpipe.lean_http import MAX_HEADER_BYTES, KeptConnections, tls_context
 
 log = logging.getLogger(__name__)
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-CONNECT_TIMEOUT = 3.0  # as mailpipe.aws's clients
-READ_TIMEOUT = 20.0
-MAX_HEADER_BYTES = 64 * 1024  # an answer's header beyond this is not S3's
 _TEMPLATE_KEY = "mailpipe-s3-gets-template"
 # Called with ("start" | "end", the botocore client, key) around every ObjectGets.get, whichever
 # way it is answered: botocore's events see only the GETs that go through botocore, so whoever
@@ -76,11 +71,11 @@ class ObjectGets:
         self._bucket = bucket
         self._credentials = getattr(getattr(s3, "_request_signer", None), "_credentials", None)
         self._endpoint = endpoint_of(s3, bucket) if self._credentials is not None else None
-        self._local = threading.local()
-        self._signing_keys: dict[tuple[str, str, str], bytes] = {}  # (secret, day, region) -> key
-        self._tls: ssl.SSLContext | None = None
-        if self._endpoint is not None and self._endpoint.scheme == "https":
-            self._tls = ssl.create_default_context(cafile=_ca_bundle())
+        self._signing_keys = sigv4.SigningKeys("s3")
+        self._connections: KeptConnections | None = None
+        if self._endpoint is not None:
+            tls = tls_context() if self._endpoint.scheme == "https" else None
+            self._connections = KeptConnections(self._endpoint.hostname, self._endpoint.port, tls)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -113,6 +108,7 @@ class ObjectGets:
 
     def _lean_get(self, endpoint: Endpoint, key: str) -> bytes | None:
         """The body, or None when botocore should be asked (anything but a plain success)."""
+        assert self._connections is not None
         path = endpoint.prefix + quote(key, safe="/~")
         for attempt in (1, 2):
             request = f"GET {path} HTTP/1.1\r\n" + "".join(
@@ -120,44 +116,26 @@ class ObjectGets:
             )
             reused = False
             try:
-                connection, reused = self._connection(endpoint)
+                connection, reused = self._connections.get()
                 connection.sendall(request.encode("ascii") + b"\r\n")
                 answer = _response(connection)
             except (OSError, ValueError) as exc:
-                self._drop_connection()
+                self._connections.drop()
                 if reused and attempt == 1 and not isinstance(exc, TimeoutError):
                     continue  # a kept connection the server had closed meanwhile: once more, anew
                 log.info("S3 GET of %s failed (%s): asking botocore", key, exc)
                 return None
             if answer is None:  # not a plain 200 with a length: its bytes were not read
-                self._drop_connection()
+                self._connections.drop()
                 return None
             body, keep_alive, checksum = answer
             if not keep_alive:
-                self._drop_connection()
+                self._connections.drop()
             if checksum is not None and base64.b64encode(zlib.crc32(body).to_bytes(4, "big")) != checksum:
                 log.warning("S3 GET of %s: CRC32 mismatch: asking botocore", key)
                 return None
             return body
         return None
-
-    def _connection(self, endpoint: Endpoint) -> tuple[socket.socket, bool]:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection, True
-        connection = socket.create_connection((endpoint.hostname, endpoint.port), timeout=CONNECT_TIMEOUT)
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            connection = self._tls.wrap_socket(connection, server_hostname=endpoint.hostname)
-        connection.settimeout(READ_TIMEOUT)
-        self._local.connection = connection
-        return connection, False
-
-    def _drop_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            connection.close()
 
     def signed_headers(self, path: str, stamp: str | None = None) -> list[tuple[str, str]]:
         """The headers of a GET of `path` (URI-encoded) at `stamp` (now by default), signed."""
@@ -174,66 +152,11 @@ class ObjectGets:
         ]
         if credentials.token:
             headers.append(("x-amz-security-token", credentials.token))
-        authorization = sigv4_authorization(
-            path,
-            headers,
-            stamp,
-            endpoint.region,
-            credentials.access_key,
-            self._signing_key(credentials.secret_key, stamp[:8], endpoint.region),
+        key = self._signing_keys.get(credentials.secret_key, stamp[:8], endpoint.region)
+        authorization = sigv4.authorization(
+            "GET", path, headers, EMPTY_SHA256, stamp, endpoint.region, "s3", credentials.access_key, key
         )
         return [*headers, ("authorization", authorization)]
-
-    def _signing_key(self, secret: str, day: str, region: str) -> bytes:
-        """SigV4's key for the day: four HMACs, made once a day per secret, not per request."""
-        slot = (secret, day, region)
-        key = self._signing_keys.get(slot)
-        if key is None:
-            key = signing_key(secret, day, region)
-            if len(self._signing_keys) > 16:  # rotated secrets and past days
-                self._signing_keys.clear()
-            self._signing_keys[slot] = key
-        return key
-
-
-def signing_key(secret: str, day: str, region: str, service: str = "s3") -> bytes:
-    key = ("AWS4" + secret).encode()
-    for part in (day, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
-
-
-def sigv4_authorization(
-    path: str, headers: list[tuple[str, str]], stamp: str, region: str, access_key: str, key: bytes
-) -> str:
-    """The Authorization header of a GET of `path` (already URI-encoded, S3 style: not encoded
-    twice) with no query and an empty payload, signing `headers` (lower-case names, sorted)."""
-    names = ";".join(name for name, _ in headers)
-    canonical = "\n".join(
-        ["GET", path, "", *(f"{name}:{value.strip()}" for name, value in headers), "", names, EMPTY_SHA256]
-    )
-    scope = f"{stamp[:8]}/{region}/s3/aws4_request"
-    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={names}, Signature={signature}"
-
-
-class _Captured(Exception):
-    def __init__(self, url: str, authorization: str) -> None:
-        super().__init__(url)
-        self.url, self.authorization = url, authorization
-
-
-_probing = threading.local()
-
-
-def _capture(request: Any, **_: Any) -> None:
-    """botocore's before-send hook: stops the probe's GetObject (only it) with what it would send."""
-    if getattr(_probing, "active", False):
-        authorization = request.headers.get("Authorization", b"")  # bytes, once signed
-        if isinstance(authorization, bytes):
-            authorization = authorization.decode("ascii", errors="replace")
-        raise _Captured(request.url, authorization)
 
 
 def endpoint_of(s3: Any, bucket: str) -> Endpoint | None:
@@ -241,42 +164,26 @@ def endpoint_of(s3: Any, bucket: str) -> Endpoint | None:
     rules decide) and the region it signs for, read off a GetObject of a template key that is
     stopped before it is sent; None if that request is not of the expected shape or a proxy
     would be used."""
-    s3.meta.events.register("before-send.s3.GetObject", _capture, unique_id="mailpipe-s3-gets-probe")
-    _probing.active = True
-    try:
-        s3.get_object(Bucket=bucket, Key=_TEMPLATE_KEY)
-    except _Captured as captured:
-        url, authorization = captured.url, captured.authorization
-    except Exception as exc:  # any failure here only means: use botocore
-        log.info("S3 GETs through botocore: no request to read the endpoint from (%s)", exc)
+    probed = sigv4.probe(
+        s3,
+        "before-send.s3.GetObject",
+        "s3",
+        lambda: s3.get_object(Bucket=bucket, Key=_TEMPLATE_KEY),
+        "S3 GETs",
+    )
+    if probed is None:
         return None
-    else:
+    url = probed.url
+    if not url.path.endswith("/" + _TEMPLATE_KEY):
+        log.info("S3 GETs through botocore: unexpected request to %s", url._replace(query="").geturl())
         return None
-    finally:
-        _probing.active = False
-    parts = urlsplit(url)
-    scope = re.search(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request", authorization)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.query
-        or parts.username
-        or not parts.path.endswith("/" + _TEMPLATE_KEY)
-        or not authorization.startswith("AWS4-HMAC-SHA256 ")
-        or scope is None
-    ):
-        log.info("S3 GETs through botocore: unexpected request to %s", parts._replace(query="").geturl())
-        return None
-    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname):
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     return Endpoint(
-        scheme=parts.scheme,
-        host=parts.netloc,
-        hostname=parts.hostname,
-        port=port,
-        prefix=parts.path.removesuffix(_TEMPLATE_KEY),
-        region=scope[1],
+        scheme=url.scheme,
+        host=url.netloc,
+        hostname=str(url.hostname),
+        port=probed.port,
+        prefix=url.path.removesuffix(_TEMPLATE_KEY),
+        region=probed.region,
     )
 
 
@@ -322,9 +229,3 @@ def _response(connection: socket.socket) -> tuple[bytes, bool, bytes | None] | N
     if checksum is not None and (headers.get(b"x-amz-checksum-type") == b"COMPOSITE" or b"-" in checksum):
         checksum = None  # a multipart upload's checksum of its parts' checksums
     return bytes(body), keep_alive, checksum
-
-
-def _ca_bundle() -> str | None:
-    from botocore.httpsession import get_cert_path
-
-    return get_cert_path(True)

@@ -17,15 +17,14 @@ handle: a PUT of the same body under the same key may be repeated. Bodies of CON
 or more go through botocore, which asks `100 Continue` before sending them (mailpipe/aws.py).
 
 The endpoint, addressing style and signing region are botocore's, read once as mailpipe.s3_gets
-reads them (s3_gets.endpoint_of: the same URL as a GetObject of the key); the credentials are
-the client's, refreshed by botocore.
+reads them (s3_gets.endpoint_of, through sigv4.probe: the same URL as a GetObject of the key);
+the credentials are the client's, refreshed by botocore.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import logging
 import time
 import zlib
@@ -33,9 +32,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from mailpipe import sigv4
 from mailpipe.aws import CONTINUE_FROM_BYTES
 from mailpipe.lean_http import KeptConnections, tls_context
-from mailpipe.s3_gets import Endpoint, endpoint_of, signing_key
+from mailpipe.s3_gets import Endpoint, endpoint_of
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ObjectPuts:
         self._bucket = bucket
         self._credentials = getattr(getattr(s3, "_request_signer", None), "_credentials", None)
         self._endpoint = endpoint_of(s3, bucket) if self._credentials is not None else None
-        self._signing_keys: dict[tuple[str, str, str], bytes] = {}
+        self._signing_keys = sigv4.SigningKeys("s3")
         self._connections: KeptConnections | None = None
         if self._endpoint is not None:
             tls = tls_context() if self._endpoint.scheme == "https" else None
@@ -110,32 +110,9 @@ class ObjectPuts:
         ]
         if credentials.token:
             headers.append(("x-amz-security-token", credentials.token))
-        key = self._signing_key(credentials.secret_key, stamp[:8], endpoint.region)
-        authorization = _authorization(path, headers, stamp, endpoint.region, credentials.access_key, key)
+        key = self._signing_keys.get(credentials.secret_key, stamp[:8], endpoint.region)
+        payload = dict(headers)["x-amz-content-sha256"]
+        authorization = sigv4.authorization(
+            "PUT", path, headers, payload, stamp, endpoint.region, "s3", credentials.access_key, key
+        )
         return [*headers, ("authorization", authorization)]
-
-    def _signing_key(self, secret: str, day: str, region: str) -> bytes:
-        slot = (secret, day, region)
-        key = self._signing_keys.get(slot)
-        if key is None:
-            key = signing_key(secret, day, region)
-            if len(self._signing_keys) > 16:  # rotated secrets and past days
-                self._signing_keys.clear()
-            self._signing_keys[slot] = key
-        return key
-
-
-def _authorization(
-    path: str, headers: list[tuple[str, str]], stamp: str, region: str, access_key: str, key: bytes
-) -> str:
-    """SigV4 of a PUT of `path` (URI-encoded once, S3 style) without a query; the payload's hash
-    is the x-amz-content-sha256 among `headers` (lower-case names, sorted)."""
-    names = ";".join(name for name, _ in headers)
-    payload = dict(headers)["x-amz-content-sha256"]
-    canonical = "\n".join(
-        ["PUT", path, "", *(f"{name}:{value.strip()}" for name, value in headers), "", names, payload]
-    )
-    scope = f"{stamp[:8]}/{region}/s3/aws4_request"
-    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={names}, Signature={signature}"
