@@ -38,7 +38,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 
 from mailpipe import sigv4
-from mailpipe.lean_http import KeptConnections, tls_context
+from mailpipe.lean_http import KeptConnections
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,10 @@ class Transactions:
 
     def __init__(self, client: Any) -> None:
         self._client = client  # the table resource's client: takes plain values, as `write` does
-        self._credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+        self._credentials = sigv4.credentials_of(client)
         self._endpoint = endpoint_of(client) if self._credentials is not None else None
         self._signing_keys = sigv4.SigningKeys("dynamodb")
-        self._connections: KeptConnections | None = None
-        if self._endpoint is not None:
-            tls = tls_context() if self._endpoint.scheme == "https" else None
-            self._connections = KeptConnections(self._endpoint.hostname, self._endpoint.port, tls)
+        self._connections = KeptConnections.to(self._endpoint)
 
     @property
     def endpoint(self) -> Endpoint | None:

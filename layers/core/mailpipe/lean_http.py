@@ -1,5 +1,6 @@
 """What mailpipe's hand-signed AWS requests (s3_gets.py, s3_puts.py, dynamo_transactions.py) share:
-a kept-alive connection per thread, and the reading of an answer whose only news is its status."""
+a kept-alive connection per thread, tried again once if the server had closed it, and the reading
+of an answer's head."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
+from typing import NamedTuple, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 3.0  # as mailpipe.aws's clients
 READ_TIMEOUT = 20.0
 MAX_HEADER_BYTES = 64 * 1024  # an answer's header beyond this is not AWS's
+
+
+class Reachable(Protocol):
+    scheme: str
+    hostname: str
+    port: int
 
 
 class KeptConnections:
@@ -21,6 +31,13 @@ class KeptConnections:
     def __init__(self, hostname: str, port: int, tls: ssl.SSLContext | None) -> None:
         self._hostname, self._port, self._tls = hostname, port, tls
         self._local = threading.local()
+
+    @classmethod
+    def to(cls, endpoint: Reachable | None) -> KeptConnections | None:
+        """Connections to `endpoint` (TLS for https, with botocore's CA bundle); None for None."""
+        if endpoint is None:
+            return None
+        return cls(endpoint.hostname, endpoint.port, tls_context() if endpoint.scheme == "https" else None)
 
     def get(self) -> tuple[socket.socket, bool]:
         """This thread's connection, and whether it served a request before (the server may have
@@ -42,16 +59,18 @@ class KeptConnections:
         if connection is not None:
             connection.close()
 
-    def send(self, request: bytes, what: str) -> int | None:
-        """Sends `request` on this thread's connection and reads the answer: its status, or None if
-        no answer came (the connection failed twice, or once when new, or timed out). The
-        connection is kept only after a 200 read whole."""
+    def exchange(
+        self, request: bytes, read: Callable[[socket.socket], tuple[T, bool]], what: str
+    ) -> T | None:
+        """Sends `request` on this thread's connection and reads the answer with `read`, which
+        gives what it read and whether the connection may serve another request; None if no
+        answer came (the connection failed twice, or once when new, or timed out)."""
         for attempt in (1, 2):
             reused = False
             try:
                 connection, reused = self.get()
                 connection.sendall(request)
-                status, keep_alive = status_of_answer(connection)
+                answer, keep_alive = read(connection)
             except (OSError, ValueError) as exc:
                 self.drop()
                 if reused and attempt == 1 and not isinstance(exc, TimeoutError):
@@ -60,8 +79,13 @@ class KeptConnections:
                 return None
             if not keep_alive:
                 self.drop()
-            return status
+            return answer
         return None
+
+    def send(self, request: bytes, what: str) -> int | None:
+        """The status of the answer to `request` (None: no answer came). The connection is kept
+        only after a 200 read whole."""
+        return self.exchange(request, status_of_answer, what)
 
 
 def tls_context() -> ssl.SSLContext:
@@ -70,9 +94,24 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=get_cert_path(True))
 
 
-def status_of_answer(connection: socket.socket) -> tuple[int, bool]:
-    """Reads one answer: its status and whether the connection may serve another request (only
-    after a 200 whose body was read whole). Raises OSError, or ValueError for what is not HTTP.
+class Head(NamedTuple):
+    version: bytes
+    status: int
+    headers: dict[bytes, bytes]  # lower-case names
+    rest: bytearray  # what came after the header: the body's first bytes
+
+    def keep_alive(self) -> bool:
+        """Whether the connection may serve another request, once this answer's body is read."""
+        return self.version == b"HTTP/1.1" and self.headers.get(b"connection", b"").lower() != b"close"
+
+    def content_length(self) -> int | None:
+        """The body's announced length, unless it is chunked or not given."""
+        length = self.headers.get(b"content-length", b"")
+        return int(length) if length.isdigit() and b"transfer-encoding" not in self.headers else None
+
+
+def read_head(connection: socket.socket) -> Head:
+    """Reads an answer's status line and header. Raises OSError, or ValueError for what is not HTTP.
 
     Not http.client: its header parsing (the email package's) costs as much as the signing."""
     buffered = bytearray()
@@ -87,17 +126,21 @@ def status_of_answer(connection: socket.socket) -> tuple[int, bool]:
     version, _, rest = lines[0].partition(b" ")
     if not version.startswith(b"HTTP/1.") or not rest[:3].isdigit():
         raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
-    status = int(rest[:3])
-    if status != 200:
-        return status, False
     headers: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
-    length = headers.get(b"content-length", b"")
-    if not length.isdigit() or b"transfer-encoding" in headers or int(length) > MAX_HEADER_BYTES:
-        return status, False  # done; what follows is not read, so the connection is not kept
-    remaining = int(length) - (len(buffered) - end - 4)
+    return Head(version, int(rest[:3]), headers, buffered[end + 4 :])
+
+
+def status_of_answer(connection: socket.socket) -> tuple[int, bool]:
+    """Reads one answer: its status and whether the connection may serve another request (only
+    after a 200 whose body was read whole). Raises OSError, or ValueError for what is not HTTP."""
+    head = read_head(connection)
+    length = head.content_length()
+    if head.status != 200 or length is None or length > MAX_HEADER_BYTES:
+        return head.status, False  # what follows is not read, so the connection is not kept
+    remaining = length - len(head.rest)
     if remaining < 0:
         raise ValueError("more bytes than Content-Length")
     while remaining > 0:
@@ -105,5 +148,4 @@ def status_of_answer(connection: socket.socket) -> tuple[int, bool]:
         if not chunk:
             raise ConnectionResetError("closed within the body")
         remaining -= len(chunk)
-    keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
-    return status, keep_alive
+    return head.status, head.keep_alive()

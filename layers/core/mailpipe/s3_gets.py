@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mailpipe import sigv4
-from mailpipe.lean_http import MAX_HEADER_BYTES, KeptConnections, tls_context
+from mailpipe.lean_http import KeptConnections, read_head
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,10 @@ class ObjectGets:
     def __init__(self, s3: Any, bucket: str) -> None:
         self._s3 = s3
         self._bucket = bucket
-        self._credentials = getattr(getattr(s3, "_request_signer", None), "_credentials", None)
+        self._credentials = sigv4.credentials_of(s3)
         self._endpoint = endpoint_of(s3, bucket) if self._credentials is not None else None
         self._signing_keys = sigv4.SigningKeys("s3")
-        self._connections: KeptConnections | None = None
-        if self._endpoint is not None:
-            tls = tls_context() if self._endpoint.scheme == "https" else None
-            self._connections = KeptConnections(self._endpoint.hostname, self._endpoint.port, tls)
+        self._connections = KeptConnections.to(self._endpoint)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -110,32 +107,17 @@ class ObjectGets:
         """The body, or None when botocore should be asked (anything but a plain success)."""
         assert self._connections is not None
         path = endpoint.prefix + quote(key, safe="/~")
-        for attempt in (1, 2):
-            request = f"GET {path} HTTP/1.1\r\n" + "".join(
-                f"{name}: {value}\r\n" for name, value in self.signed_headers(path)
-            )
-            reused = False
-            try:
-                connection, reused = self._connections.get()
-                connection.sendall(request.encode("ascii") + b"\r\n")
-                answer = _response(connection)
-            except (OSError, ValueError) as exc:
-                self._connections.drop()
-                if reused and attempt == 1 and not isinstance(exc, TimeoutError):
-                    continue  # a kept connection the server had closed meanwhile: once more, anew
-                log.info("S3 GET of %s failed (%s): asking botocore", key, exc)
-                return None
-            if answer is None:  # not a plain 200 with a length: its bytes were not read
-                self._connections.drop()
-                return None
-            body, keep_alive, checksum = answer
-            if not keep_alive:
-                self._connections.drop()
-            if checksum is not None and base64.b64encode(zlib.crc32(body).to_bytes(4, "big")) != checksum:
-                log.warning("S3 GET of %s: CRC32 mismatch: asking botocore", key)
-                return None
-            return body
-        return None
+        request = f"GET {path} HTTP/1.1\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in self.signed_headers(path)
+        )
+        answer = self._connections.exchange(request.encode("ascii") + b"\r\n", _response, f"S3 GET of {key}")
+        if answer is None:  # no answer, or not a plain 200 with a length (its bytes not read)
+            return None
+        body, checksum = answer
+        if checksum is not None and base64.b64encode(zlib.crc32(body).to_bytes(4, "big")) != checksum:
+            log.warning("S3 GET of %s: CRC32 mismatch: asking botocore", key)
+            return None
+        return body
 
     def signed_headers(self, path: str, stamp: str | None = None) -> list[tuple[str, str]]:
         """The headers of a GET of `path` (URI-encoded) at `stamp` (now by default), signed."""
@@ -187,36 +169,15 @@ def endpoint_of(s3: Any, bucket: str) -> Endpoint | None:
     )
 
 
-def _response(connection: socket.socket) -> tuple[bytes, bool, bytes | None] | None:
-    """Reads one answer to a GET: (body, whether the connection stays open, its CRC32 as S3 gave
-    it, if any) for a 200 whose length is given; None for anything else, leaving the rest of it
-    unread (the caller drops the connection). Raises OSError, or ValueError for what is not HTTP.
-
-    Not http.client: its header parsing (the email package's) cost as much as the signing.
-    """
-    buffered = bytearray()
-    while (end := buffered.find(b"\r\n\r\n")) < 0:
-        if len(buffered) > MAX_HEADER_BYTES:
-            raise ValueError("response header too large")
-        chunk = connection.recv(65536)
-        if not chunk:
-            raise ConnectionResetError("closed before a response")
-        buffered += chunk
-    lines = bytes(buffered[:end]).split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    if not version.startswith(b"HTTP/1.") or not rest[:3].isdigit():
-        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
-    if rest[:3] != b"200":
-        return None
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    length = headers.get(b"content-length", b"")
-    if not length.isdigit() or b"transfer-encoding" in headers:
-        return None
-    size = int(length)
-    body = bytearray(buffered[end + 4 :])
+def _response(connection: socket.socket) -> tuple[tuple[bytes, bytes | None] | None, bool]:
+    """Reads one answer to a GET: ((body, its CRC32 as S3 gave it, if any), whether the
+    connection stays open) for a 200 whose length is given; (None, False) for anything else,
+    leaving the rest of it unread. Raises OSError, or ValueError for what is not HTTP."""
+    head = read_head(connection)
+    size = head.content_length()
+    if head.status != 200 or size is None:
+        return None, False
+    body = head.rest
     if len(body) > size:
         raise ValueError("more bytes than Content-Length")
     while len(body) < size:
@@ -224,8 +185,9 @@ def _response(connection: socket.socket) -> tuple[bytes, bool, bytes | None] | N
         if not chunk:
             raise ConnectionResetError("closed within the body")
         body += chunk
-    keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
-    checksum = headers.get(b"x-amz-checksum-crc32")
-    if checksum is not None and (headers.get(b"x-amz-checksum-type") == b"COMPOSITE" or b"-" in checksum):
+    checksum = head.headers.get(b"x-amz-checksum-crc32")
+    if checksum is not None and (
+        head.headers.get(b"x-amz-checksum-type") == b"COMPOSITE" or b"-" in checksum
+    ):
         checksum = None  # a multipart upload's checksum of its parts' checksums
-    return bytes(body), keep_alive, checksum
+    return (bytes(body), checksum), head.keep_alive()

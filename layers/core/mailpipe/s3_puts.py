@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 from mailpipe import sigv4
 from mailpipe.aws import CONTINUE_FROM_BYTES
-from mailpipe.lean_http import KeptConnections, tls_context
+from mailpipe.lean_http import KeptConnections
 from mailpipe.s3_gets import Endpoint, endpoint_of
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,10 @@ class ObjectPuts:
     def __init__(self, s3: Any, bucket: str) -> None:
         self._s3 = s3
         self._bucket = bucket
-        self._credentials = getattr(getattr(s3, "_request_signer", None), "_credentials", None)
+        self._credentials = sigv4.credentials_of(s3)
         self._endpoint = endpoint_of(s3, bucket) if self._credentials is not None else None
         self._signing_keys = sigv4.SigningKeys("s3")
-        self._connections: KeptConnections | None = None
-        if self._endpoint is not None:
-            tls = tls_context() if self._endpoint.scheme == "https" else None
-            self._connections = KeptConnections(self._endpoint.hostname, self._endpoint.port, tls)
+        self._connections = KeptConnections.to(self._endpoint)
 
     @property
     def endpoint(self) -> Endpoint | None:

@@ -25,6 +25,12 @@ from urllib.request import getproxies, proxy_bypass
 log = logging.getLogger(__name__)
 
 
+def credentials_of(client: Any) -> Any | None:
+    """A botocore client's credentials (refreshed by botocore when they expire, e.g. a task
+    role's); None if it has none, and then nothing is signed here."""
+    return getattr(getattr(client, "_request_signer", None), "_credentials", None)
+
+
 def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
     key = ("AWS4" + secret).encode()
     for part in (day, region, service, "aws4_request"):
