@@ -18,7 +18,7 @@ import pytest
 from boto3.dynamodb.types import Binary
 from botocore.exceptions import ClientError, EndpointConnectionError
 from conftest import keyed_table
-from test_s3_puts import _PutServer
+from scripted_server import ScriptedServer
 
 from mailpipe import aws
 from mailpipe.dynamo_transactions import TARGET, Transactions, request_body
@@ -233,7 +233,7 @@ def test_a_server_error_is_sent_again_by_botocore_with_the_same_token() -> None:
     error = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"x"}'
     failed = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n%s" % (len(error), error)
     answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}"
-    server = _PutServer(lambda n: failed if n == 1 else answer, close_after=lambda n: False)
+    server = ScriptedServer(lambda n: failed if n == 1 else answer, close_after=lambda n: False)
     try:
         client = _resource_client(f"http://127.0.0.1:{server.port}")
         Transactions(client).write(ITEMS)
@@ -247,7 +247,7 @@ def test_a_server_error_is_sent_again_by_botocore_with_the_same_token() -> None:
 def test_one_connection_serves_every_transaction_and_one_the_server_closed_is_made_anew() -> None:
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
     for close in (False, True):
-        server = _PutServer(lambda n: answer, close_after=lambda n, close=close: close)
+        server = ScriptedServer(lambda n: answer, close_after=lambda n, close=close: close)
         try:
             transactions = Transactions(_resource_client(f"http://127.0.0.1:{server.port}"))
             for _ in range(3):

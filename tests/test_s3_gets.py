@@ -8,12 +8,9 @@ fall-backs against small real HTTP servers that misbehave on purpose.
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 import socket
-import threading
 import zlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -21,8 +18,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, FlexibleChecksumError
 from conftest import CORPUS
+from scripted_server import ScriptedServer, s3_client_of
 
-from mailpipe import aws
 from mailpipe.s3_gets import ObjectGets
 from mailpipe_tools.local.moto_process import RequestCounts
 
@@ -123,51 +120,6 @@ def test_a_missing_key_raises_what_get_object_raises(bucket) -> None:
     assert gets.get("k") == b"after a 404 the connection still serves"
 
 
-class _OddServer:
-    """A loopback HTTP server answering every request with `answer(request_number)` (raw bytes),
-    then closing the connection if `close_after` says so. Stopped by the test."""
-
-    def __init__(self, answer: Callable[[int], bytes], close_after: Callable[[int], bool]) -> None:
-        self._answer, self._close_after = answer, close_after
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.requests: list[bytes] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer_on, args=(connection,), daemon=True).start()
-
-    def _answer_on(self, connection: socket.socket) -> None:
-        with connection:
-            buffered = b""
-            while True:
-                while b"\r\n\r\n" not in buffered:
-                    chunk = connection.recv(65536)
-                    if not chunk:
-                        return
-                    buffered += chunk
-                head, _, buffered = buffered.partition(b"\r\n\r\n")
-                with self._lock:
-                    self.requests.append(head)
-                    number = len(self.requests)
-                connection.sendall(self._answer(number))
-                if self._close_after(number):
-                    return
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept: close alone does not
-        self._listener.close()
-        self._thread.join(5)
-
-
 def _ok(body: bytes, crc: bytes | None = None) -> bytes:
     checksum = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")) if crc is None else crc
     return (
@@ -176,51 +128,40 @@ def _ok(body: bytes, crc: bytes | None = None) -> bytes:
     )
 
 
-def _client_of(port: int) -> object:
-    return boto3.session.Session().client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-        config=aws._CONFIG,
-    )
-
-
 def test_a_kept_connection_the_server_closed_is_made_anew() -> None:
-    server = _OddServer(lambda n: _ok(b"body %d" % n), close_after=lambda n: True)
+    server = ScriptedServer(lambda n: _ok(b"body %d" % n), close_after=lambda n: True)
     try:
-        gets = ObjectGets(_client_of(server.port), "mail-bucket")
+        gets = ObjectGets(s3_client_of(server.port), "mail-bucket")
         assert [gets.get("k") for _ in range(3)] == [b"body 1", b"body 2", b"body 3"]
         assert len(server.requests) == 3  # no request went through botocore
-        assert all(b"x-amz-checksum-mode: ENABLED" in head for head in server.requests)
+        assert all(b"x-amz-checksum-mode: ENABLED" in head for head, _ in server.requests)
     finally:
         server.stop()
 
 
 def test_a_body_whose_checksum_is_wrong_is_never_served() -> None:
     """The lean GET sees the wrong CRC32 and asks botocore, which checks it too and raises."""
-    server = _OddServer(lambda n: _ok(b"corrupted", crc=b"AAAAAA=="), close_after=lambda n: False)
+    server = ScriptedServer(lambda n: _ok(b"corrupted", crc=b"AAAAAA=="), close_after=lambda n: False)
     try:
-        gets = ObjectGets(_client_of(server.port), "mail-bucket")
+        gets = ObjectGets(s3_client_of(server.port), "mail-bucket")
         with pytest.raises(FlexibleChecksumError):
             gets.get("k")
-        assert b"User-Agent: Boto3" in server.requests[-1]  # botocore was asked
+        assert b"User-Agent: Boto3" in server.requests[-1][0]  # botocore was asked
     finally:
         server.stop()
 
 
 def test_a_short_body_is_never_served() -> None:
     """The connection ends before Content-Length's bytes: asked anew; botocore then fails too."""
-    server = _OddServer(
+    server = ScriptedServer(
         lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", close_after=lambda n: True
     )
     try:
-        gets = ObjectGets(_client_of(server.port), "mail-bucket")
+        gets = ObjectGets(s3_client_of(server.port), "mail-bucket")
         with pytest.raises(Exception) as failed:
             gets.get("k")
         assert not isinstance(failed.value, AssertionError)
-        assert any(b"User-Agent: Boto3" in head for head in server.requests)
+        assert any(b"User-Agent: Boto3" in head for head, _ in server.requests)
     finally:
         server.stop()
 
@@ -229,24 +170,23 @@ def test_an_answer_without_a_length_is_read_by_botocore() -> None:
     """A chunked 200 (S3 gives a length; a proxy might not): the lean GET leaves it to botocore,
     which reads it whole; the kept connection is not reused after an answer left unread."""
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-    server = _OddServer(lambda n: chunked, close_after=lambda n: False)
+    server = ScriptedServer(lambda n: chunked, close_after=lambda n: False)
     try:
-        gets = ObjectGets(_client_of(server.port), "mail-bucket")
+        gets = ObjectGets(s3_client_of(server.port), "mail-bucket")
         assert gets.get("k") == b"hello world"
         assert gets.get("k") == b"hello world"
-        lean = [head for head in server.requests if b"User-Agent: Boto3" not in head]
-        assert len(lean) == 2 and len(server.requests) == 4
+        assert len(server.lean()) == 2 and len(server.requests) == 4
     finally:
         server.stop()
 
 
 def test_an_http_1_0_answer_closes_the_connection_after_it() -> None:
-    server = _OddServer(
+    server = ScriptedServer(
         lambda n: b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nbody %d" % (n % 10),
         close_after=lambda n: True,
     )
     try:
-        gets = ObjectGets(_client_of(server.port), "mail-bucket")
+        gets = ObjectGets(s3_client_of(server.port), "mail-bucket")
         assert [gets.get("k") for _ in range(3)] == [b"body 1", b"body 2", b"body 3"]
         assert len(server.requests) == 3
     finally:
@@ -257,6 +197,6 @@ def test_an_endpoint_that_refuses_connections_fails_as_botocore_does() -> None:
     """Nothing listens: the lean GET gives up at once and botocore's error is what the caller sees."""
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]
-    gets = ObjectGets(_client_of(port), "mail-bucket")
+    gets = ObjectGets(s3_client_of(port), "mail-bucket")
     with pytest.raises(EndpointConnectionError):
         gets.get("k")

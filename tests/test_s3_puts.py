@@ -8,12 +8,9 @@ that misbehaves on purpose.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import re
 import socket
-import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -24,6 +21,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from conftest import CORPUS
+from scripted_server import ScriptedServer, s3_client_of
 
 from mailpipe import aws
 from mailpipe.s3_puts import ObjectPuts
@@ -162,83 +160,14 @@ def test_a_missing_bucket_raises_what_put_object_raises(stack) -> None:
     assert missing.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
-class _PutServer:
-    """A loopback HTTP server that reads each request with its body and answers it with
-    `answer(request_number)` (raw bytes), then closes the connection if `close_after` says so."""
-
-    def __init__(self, answer: Callable[[int], bytes], close_after: Callable[[int], bool]) -> None:
-        self._answer, self._close_after = answer, close_after
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.requests: list[tuple[bytes, bytes]] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer_on, args=(connection,), daemon=True).start()
-
-    def _answer_on(self, connection: socket.socket) -> None:
-        with connection:
-            buffered = b""
-            while True:
-                while b"\r\n\r\n" not in buffered:
-                    chunk = connection.recv(65536)
-                    if not chunk:
-                        return
-                    buffered += chunk
-                head, _, buffered = buffered.partition(b"\r\n\r\n")
-                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                size = int(length[1]) if length else 0
-                if re.search(rb"(?im)^expect:\s*100-continue", head):
-                    connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                while len(buffered) < size:
-                    chunk = connection.recv(65536)
-                    if not chunk:
-                        return
-                    buffered += chunk
-                body, buffered = buffered[:size], buffered[size:]
-                with self._lock:
-                    self.requests.append((head, body))
-                    number = len(self.requests)
-                connection.sendall(self._answer(number))
-                if self._close_after(number):
-                    return
-
-    def lean(self) -> list[tuple[bytes, bytes]]:
-        return [(head, body) for head, body in self.requests if b"User-Agent: Boto3" not in head]
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(5)
-
-
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-
-
-def _client_of(port: int) -> object:
-    return boto3.session.Session().client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-        config=aws._CONFIG,
-    )
 
 
 def test_one_connection_serves_every_put_and_one_the_server_closed_is_made_anew() -> None:
     for close in (False, True):
-        server = _PutServer(lambda n: OK, close_after=lambda n, close=close: close)
+        server = ScriptedServer(lambda n: OK, close_after=lambda n, close=close: close)
         try:
-            puts = ObjectPuts(_client_of(server.port), "mail-bucket")
+            puts = ObjectPuts(s3_client_of(server.port), "mail-bucket")
             for n in range(3):
                 puts.put(f"k{n}", b"body %d" % n, RFC822)
             assert [body for _, body in server.requests] == [b"body 0", b"body 1", b"body 2"]
@@ -253,10 +182,10 @@ def test_an_error_answer_is_sent_again_through_botocore_which_raises() -> None:
         b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n" % len(error)
         + error
     )
-    server = _PutServer(lambda n: denied, close_after=lambda n: False)
+    server = ScriptedServer(lambda n: denied, close_after=lambda n: False)
     try:
         with pytest.raises(ClientError) as failed:
-            ObjectPuts(_client_of(server.port), "mail-bucket").put("k", b"body", RFC822)
+            ObjectPuts(s3_client_of(server.port), "mail-bucket").put("k", b"body", RFC822)
         assert failed.value.response["Error"]["Code"] == "AccessDenied"
         assert len(server.lean()) == 1 and len(server.requests) == 2
     finally:
@@ -266,9 +195,9 @@ def test_an_error_answer_is_sent_again_through_botocore_which_raises() -> None:
 def test_a_server_error_is_retried_by_botocore() -> None:
     """The lean PUT gets a 503 and leaves it to botocore, whose retry stores it."""
     busy = b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n"
-    server = _PutServer(lambda n: busy if n <= 2 else OK, close_after=lambda n: False)
+    server = ScriptedServer(lambda n: busy if n <= 2 else OK, close_after=lambda n: False)
     try:
-        ObjectPuts(_client_of(server.port), "mail-bucket").put("k", b"body", RFC822)
+        ObjectPuts(s3_client_of(server.port), "mail-bucket").put("k", b"body", RFC822)
         assert [body for _, body in server.requests] == [b"body"] * 3
         assert len(server.lean()) == 1
     finally:
@@ -276,10 +205,10 @@ def test_a_server_error_is_retried_by_botocore() -> None:
 
 
 def test_a_large_body_goes_through_botocore_asking_first() -> None:
-    server = _PutServer(lambda n: OK, close_after=lambda n: False)
+    server = ScriptedServer(lambda n: OK, close_after=lambda n: False)
     try:
         big = b"x" * aws.CONTINUE_FROM_BYTES
-        ObjectPuts(_client_of(server.port), "mail-bucket").put("k", big, RFC822)
+        ObjectPuts(s3_client_of(server.port), "mail-bucket").put("k", big, RFC822)
         [(head, body)] = server.requests
         assert b"User-Agent: Boto3" in head and b"100-continue" in head.lower() and body == big
     finally:
@@ -290,4 +219,4 @@ def test_an_endpoint_that_refuses_connections_fails_as_botocore_does() -> None:
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]
     with pytest.raises(EndpointConnectionError):
-        ObjectPuts(_client_of(port), "mail-bucket").put("k", b"body", RFC822)
+        ObjectPuts(s3_client_of(port), "mail-bucket").put("k", b"body", RFC822)
