@@ -8,23 +8,15 @@ one copy, reads one body), and threads they never use are a cost for nothing.
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from mailpipe.lazy import Lazy
 
-class LazyPool:
+
+class LazyPool(Lazy[Executor]):
     """Call it for the pool: the same ThreadPoolExecutor every time, made at the first call."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
-        self._max_workers = max_workers
-        self._thread_name_prefix = thread_name_prefix
-        self._pool: Executor | None = None
-        self._lock = threading.Lock()  # two first callers at once still make one pool
-
-    def __call__(self) -> Executor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self._max_workers, thread_name_prefix=self._thread_name_prefix
-                )
-            return self._pool
+        super().__init__(
+            lambda: ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        )

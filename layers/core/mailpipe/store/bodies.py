@@ -13,11 +13,11 @@ CPU against botocore's ~1.3 ms); ranges, rare, through botocore.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from mailpipe.lazy import Lazy
 from mailpipe.s3_gets import ObjectGets
 from mailpipe.store.cache import BytesLRU
 from mailpipe.store.model import StoredMessage
@@ -31,8 +31,7 @@ class BodyReader:
         self._s3 = s3
         self._bucket = bucket
         self._pool = pool
-        self._gets: ObjectGets | None = None  # made at the first read: a Lambda may never read one
-        self._making = threading.Lock()  # a FETCH's first reads start together: one makes it
+        self._gets = Lazy(lambda: ObjectGets(s3, bucket))  # made at the first read
         self._cache = BytesLRU(CACHED_BODY_BYTES, CACHED_BODY_LIMIT)
 
     def cached(self, message: StoredMessage) -> bytes | None:
@@ -51,16 +50,9 @@ class BodyReader:
     def read(self, message: StoredMessage) -> bytes:
         body = self._cache.get(message.blob_key)
         if body is None:
-            body = self._object_gets().get(message.blob_key)
+            body = self._gets().get(message.blob_key)
             self._cache.put(message.blob_key, body)
         return body
-
-    def _object_gets(self) -> ObjectGets:
-        if self._gets is None:
-            with self._making:
-                if self._gets is None:
-                    self._gets = ObjectGets(self._s3, self._bucket)
-        return self._gets
 
     def read_range(self, message: StoredMessage, start: int, end: int) -> bytes:
         if end <= start:

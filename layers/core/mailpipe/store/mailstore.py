@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,12 +23,13 @@ from botocore.exceptions import ClientError
 
 from mailpipe.dynamo import query_all
 from mailpipe.dynamo_transactions import Transactions
+from mailpipe.lazy import Lazy
 from mailpipe.mime import lines
 from mailpipe.mime.summary import summarize
+from mailpipe.s3_puts import ObjectPuts
 from mailpipe.store import transactions as tx
 from mailpipe.store.bodies import BodyReader
 from mailpipe.store.body_deletes import BodyDeletes
-from mailpipe.store.body_puts import BodyPuts
 from mailpipe.store.headers import HeaderReader, header_end, pack_header
 from mailpipe.store.model import (
     CHANGES_INDEX,
@@ -61,6 +61,7 @@ from mailpipe.thread_pools import LazyPool
 log = logging.getLogger(__name__)
 
 MESSAGES_PREFIX = "messages/"
+BODY_TYPE = "message/rfc822"  # the Content-Type of every stored message body
 MAX_COMMIT_ATTEMPTS = 200
 BATCH_READ_LIMIT = 300  # beyond this many UIDs, one Query of the mailbox is cheaper than BatchGets
 INBOX = "INBOX"
@@ -150,9 +151,10 @@ class MailStore:
         self._recent = RecentClaims(table, self._writers)
         self._provisioned: set[str] = set()  # owners known to have their default mailboxes
         self._bodies = BodyReader(s3, bucket, _readers)
-        self._puts = BodyPuts(s3, bucket)
-        self._transactions: Transactions | None = None  # made at the first change to a mailbox
-        self._making = threading.Lock()
+        # Made at the first APPEND and the first change to a mailbox: each asks botocore for its
+        # endpoint first, and a Lambda may never need one.
+        self._puts = Lazy(lambda: ObjectPuts(s3, bucket))
+        self._transactions = Lazy(lambda: Transactions(self._client))
         self._body_deletes = BodyDeletes(self._delete_chunk)
         self._headers = HeaderReader(
             self._client, table.name, self._bodies.read_range, self._bodies.read, _readers
@@ -512,7 +514,7 @@ class MailStore:
                 return existing
         message_id = uuid.uuid4().hex
         blob_key = f"{MESSAGES_PREFIX}{owner}/{message_id}.eml"
-        self._puts.put(blob_key, raw)
+        self._puts().put(blob_key, raw, BODY_TYPE)
         self._bodies.keep(blob_key, raw)
         summary = summarize(raw)
         message = self._kept(
@@ -571,7 +573,7 @@ class MailStore:
 
         def put(index: int) -> dict[str, Any]:
             new = messages[index]
-            self._puts.put(keys[index], new.raw)
+            self._puts().put(keys[index], new.raw, BODY_TYPE)
             summary = summarize(new.raw)
             return self._kept(
                 _message_item(
@@ -1154,11 +1156,7 @@ class MailStore:
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
         """One TransactWriteItems of plain-valued items (mailpipe/dynamo_transactions.py)."""
-        if self._transactions is None:
-            with self._making:
-                if self._transactions is None:
-                    self._transactions = Transactions(self._client)
-        self._transactions.write(items)
+        self._transactions().write(items)
 
     def _starting_point(self, owner: str, mailbox_name: str, guess: Mailbox | None) -> Mailbox:
         """The mailbox item a writer first tries: the caller's guess, or the item as this process's
